@@ -1,0 +1,4 @@
+//! Unisock's NIC drivers; each reaches hardware only through the HAL so its logic is host-testable.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
