@@ -2,3 +2,11 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod config;
+pub mod executor;
+pub mod mem;
+pub mod net;
+pub mod socket;
+pub mod sync;
+pub mod time;

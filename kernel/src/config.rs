@@ -1,0 +1,1 @@
+//! The kernel command line (`key=value` words), parsed into a typed configuration.

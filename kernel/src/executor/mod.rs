@@ -1,0 +1,1 @@
+//! Per-core single-threaded async executor: tasks, wakers, timers.

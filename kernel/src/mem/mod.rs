@@ -1,0 +1,1 @@
+//! Physical memory: the boot memory map, the frame allocator.

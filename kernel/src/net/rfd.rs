@@ -1,0 +1,1 @@
+//! Receive Flow Deliver: which core owns a packet, and local ports that name their owner core.

@@ -1,0 +1,1 @@
+//! Lock-free structures shared between cores (inter-core rings).
