@@ -1,0 +1,96 @@
+//! The tunables of one core's TCP layer, with defaults that follow the RFCs (and Linux where the RFCs leave room).
+
+use core::time::Duration;
+
+/// Configuration of a [`TcpLayer`](super::TcpLayer); every core of an appliance normally uses the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// The MSS we announce and the largest payload we send (RFC 9293 section 3.7.1): the
+    /// interface MTU minus 40 bytes of IPv4 and TCP headers.
+    pub mss: u16,
+    /// Most connections (all states but LISTEN and TIME_WAIT) this core holds at once; a
+    /// SYN or `connect` beyond it is refused and counted.
+    pub max_connections: usize,
+    /// Most TIME_WAIT records this core holds; beyond it the oldest is recycled early.
+    pub max_time_wait: usize,
+    /// Most bytes of payload this core buffers in all send, receive and reassembly queues
+    /// together; data beyond it is refused (`write` returns `WouldBlock`, arriving data is
+    /// dropped and counted) rather than the heap growing without bound.
+    pub max_buffer_memory: usize,
+    /// Default send buffer of a new connection, in bytes.
+    pub send_buffer_size: usize,
+    /// Default receive buffer of a new connection, in bytes; it bounds the window we offer.
+    pub receive_buffer_size: usize,
+    /// Upper bound of the accept-queue length a `listen` may ask for.
+    pub max_backlog: usize,
+    /// Most half-open (SYN-RECEIVED) connections per listener; when it is full a new SYN is
+    /// answered with a SYN cookie (if enabled) or dropped.
+    pub syn_queue_size: usize,
+    /// Answer SYNs with SYN cookies when a SYN queue is full.
+    pub syn_cookies: bool,
+    /// Negotiate window scaling (RFC 7323 section 2).
+    pub window_scaling: bool,
+    /// Negotiate timestamps (RFC 7323 section 3).
+    pub timestamps: bool,
+    /// Offer SACK-permitted (RFC 2018); SACK blocks are parsed but not yet used for recovery.
+    pub sack_permitted: bool,
+    /// RTO before any RTT sample (RFC 6298 section 2.1: one second).
+    pub initial_rto: Duration,
+    /// Lower bound of the RTO. RFC 6298 section 2.4 says one second; Linux uses 200 ms, which
+    /// suits the data-centre links a proxy lives on.
+    pub min_rto: Duration,
+    /// Upper bound of the RTO after back-off (RFC 6298 section 2.5 allows at least 60 s).
+    pub max_rto: Duration,
+    /// Retransmissions of one segment before the connection is aborted (RFC 9293 section
+    /// 3.8.3, "R2").
+    pub max_retransmissions: u32,
+    /// Retransmissions of a SYN or SYN-ACK before giving up (RFC 9293 section 3.8.3 R2 for SYN).
+    pub max_syn_retransmissions: u32,
+    /// Longest an ACK may be delayed (RFC 9293 section 3.8.6.3: less than 0.5 s).
+    pub delayed_ack: Duration,
+    /// How long a connection stays in TIME_WAIT: 2*MSL (RFC 9293 section 3.4.2). Linux uses 60 s.
+    pub time_wait: Duration,
+    /// How long an orphaned connection (closed by the application) waits in FIN-WAIT-2 for
+    /// the peer's FIN before it is dropped (Linux `tcp_fin_timeout`).
+    pub fin_wait_2_timeout: Duration,
+    /// Idle time before the first keepalive probe, when keepalive is on (RFC 9293 section
+    /// 3.8.4: no less than two hours by default).
+    pub keepalive_idle: Duration,
+    /// Time between unanswered keepalive probes.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalive probes before the connection is aborted.
+    pub keepalive_probes: u32,
+    /// Initial congestion window in segments (RFC 6928: 10).
+    pub initial_window_segments: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            max_connections: 65_536,
+            max_time_wait: 65_536,
+            max_buffer_memory: 256 * 1024 * 1024,
+            send_buffer_size: 64 * 1024,
+            receive_buffer_size: 64 * 1024,
+            max_backlog: 4096,
+            syn_queue_size: 1024,
+            syn_cookies: true,
+            window_scaling: true,
+            timestamps: true,
+            sack_permitted: true,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            max_retransmissions: 15,
+            max_syn_retransmissions: 6,
+            delayed_ack: Duration::from_millis(40),
+            time_wait: Duration::from_secs(60),
+            fin_wait_2_timeout: Duration::from_secs(60),
+            keepalive_idle: Duration::from_secs(2 * 60 * 60),
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
+            initial_window_segments: 10,
+        }
+    }
+}

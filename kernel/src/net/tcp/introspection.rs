@@ -1,0 +1,139 @@
+//! What the layer tells an operator: a listing of every socket (like `ss`) and counters named after their causes.
+
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use super::{CoreId, SocketHandle, TcpState};
+
+/// One line of the socket listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The handle, if the socket is held by an application (none for half-open connections,
+    /// orphans being closed, and TIME_WAIT records).
+    pub handle: Option<SocketHandle>,
+    pub state: TcpState,
+    pub local: SocketAddrV4,
+    /// `0.0.0.0:0` for a listener.
+    pub remote: SocketAddrV4,
+    /// Bytes written by the application and not yet acknowledged by the peer.
+    pub send_queue_bytes: usize,
+    /// Bytes received and not yet read by the application (or, for a listener, connections
+    /// waiting in the accept queue).
+    pub receive_queue_bytes: usize,
+    /// Smoothed round-trip time (RFC 6298 SRTT), if measured.
+    pub smoothed_rtt: Option<Duration>,
+    /// Current retransmission timeout.
+    pub rto: Duration,
+    /// Retransmissions over the connection's life.
+    pub retransmissions: u64,
+    /// Congestion window in bytes.
+    pub congestion_window: u32,
+    pub core: CoreId,
+}
+
+/// Why an incoming segment (or a request) was dropped; indexes [`TcpCounters::drops`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Too short, bad data offset, bad options, or impossible flag combination.
+    Malformed = 0,
+    /// Outside the receive window (answered with an ACK per RFC 9293 section 3.10.7.4).
+    OutOfWindow,
+    /// An ACK for data we never sent (answered with an ACK).
+    UnacceptableAck,
+    /// A RST that failed the RFC 5961 section 3 checks (possibly answered with a challenge ACK).
+    InvalidReset,
+    /// A SYN in a synchronized state (RFC 5961 section 4: answered with a challenge ACK).
+    UnexpectedSyn,
+    /// The listener's SYN queue was full and SYN cookies are off.
+    SynQueueFull,
+    /// The listener's accept queue was full when the handshake completed.
+    AcceptQueueFull,
+    /// The per-core connection limit refused a new connection.
+    ConnectionLimit,
+    /// The per-core buffer-memory limit refused arriving data.
+    MemoryLimit,
+    /// An ACK carried a SYN cookie that did not validate.
+    InvalidSynCookie,
+    /// The reassembly queue had no room for an out-of-order segment.
+    ReassemblyFull,
+    /// A segment for no socket (answered with a RST unless it was a RST).
+    NoSocket,
+}
+
+impl DropReason {
+    /// Number of reasons (length of [`TcpCounters::drops`]).
+    pub const COUNT: usize = 12;
+
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::OutOfWindow,
+        DropReason::UnacceptableAck,
+        DropReason::InvalidReset,
+        DropReason::UnexpectedSyn,
+        DropReason::SynQueueFull,
+        DropReason::AcceptQueueFull,
+        DropReason::ConnectionLimit,
+        DropReason::MemoryLimit,
+        DropReason::InvalidSynCookie,
+        DropReason::ReassemblyFull,
+        DropReason::NoSocket,
+    ];
+
+    /// A short snake_case name for metrics output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::OutOfWindow => "out_of_window",
+            DropReason::UnacceptableAck => "unacceptable_ack",
+            DropReason::InvalidReset => "invalid_reset",
+            DropReason::UnexpectedSyn => "unexpected_syn",
+            DropReason::SynQueueFull => "syn_queue_full",
+            DropReason::AcceptQueueFull => "accept_queue_full",
+            DropReason::ConnectionLimit => "connection_limit",
+            DropReason::MemoryLimit => "memory_limit",
+            DropReason::InvalidSynCookie => "invalid_syn_cookie",
+            DropReason::ReassemblyFull => "reassembly_full",
+            DropReason::NoSocket => "no_socket",
+        }
+    }
+}
+
+/// Counters of one core's TCP layer; they only grow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    /// Segments sent again (timeout, fast retransmit, SYN/SYN-ACK retries).
+    pub retransmits: u64,
+    pub fast_retransmits: u64,
+    pub timeouts: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+    pub challenge_acks: u64,
+    pub drops: [u64; DropReason::COUNT],
+    pub syn_cookies_sent: u64,
+    pub syn_cookies_validated: u64,
+    pub time_wait_reuses: u64,
+    /// TIME_WAIT records recycled early because `max_time_wait` was reached.
+    pub time_wait_recycled: u64,
+    pub active_opens: u64,
+    pub passive_opens: u64,
+    /// Connections aborted after the retransmission or keepalive limit.
+    pub connections_timed_out: u64,
+    pub keepalive_probes: u64,
+    pub zero_window_probes: u64,
+    pub icmp_errors: u64,
+}
+
+impl TcpCounters {
+    /// Drops counted for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub(crate) fn drop_segment(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+}
