@@ -1,5 +1,11 @@
 //! The per-core TCP/IP stack: Ethernet, ARP, IPv4, ICMP and TCP, plus Receive Flow Deliver steering.
 
+pub mod arp;
+pub mod counters;
+pub mod ethernet;
+pub mod icmp;
+pub mod interface;
+pub mod ipv4;
 pub mod rfd;
 pub mod rss;
 pub mod tcp;

@@ -1,0 +1,222 @@
+//! Per-core counters of the lower layers: frames in and out, and every dropped frame by its cause.
+
+use core::fmt;
+
+/// Why the interface dropped a frame or a packet instead of delivering or sending it.
+///
+/// Each variant is one cause; [`Counters`] keeps one counter per variant under the same name,
+/// so that a counter that moves points straight at the check that fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet II header (14 bytes).
+    EthernetTooShort,
+    /// Destination MAC is neither ours nor broadcast.
+    EthernetNotForUs,
+    /// Source MAC is broadcast or multicast, which no sender may use (IEEE 802.3 clause 3.2.3).
+    EthernetBadSource,
+    /// An EtherType we do not speak (IPv6, VLAN tags, LLDP, ...).
+    EthernetUnknownType,
+    /// An ARP packet too short, or not Ethernet/IPv4 (RFC 826).
+    ArpMalformed,
+    /// An ARP operation other than request or reply.
+    ArpUnknownOperation,
+    /// An ARP sender address that is broadcast, multicast, zero or our own.
+    ArpBadSender,
+    /// An ARP request for an address that is not ours.
+    ArpNotForUs,
+    /// An IPv4 header that is shorter than its fields, not version 4, or with inconsistent lengths.
+    Ipv4BadHeader,
+    /// An IPv4 header whose checksum does not verify (RFC 791 section 3.1).
+    Ipv4BadChecksum,
+    /// An IPv4 fragment: this stack does not reassemble (MF set or a non-zero offset).
+    Ipv4Fragment,
+    /// An IPv4 destination that is not our address.
+    Ipv4NotForUs,
+    /// An IPv4 source that no host may use: broadcast, multicast, or our own (RFC 1122 3.2.1.3).
+    Ipv4BadSource,
+    /// An IPv4 protocol other than ICMP and TCP.
+    Ipv4UnknownProtocol,
+    /// An ICMP message shorter than its header or whose inner header is cut short.
+    IcmpMalformed,
+    /// An ICMP message whose checksum does not verify (RFC 792).
+    IcmpBadChecksum,
+    /// An ICMP message type we do not act on (echo replies, redirects, timestamps, ...).
+    IcmpUnsupported,
+    /// An ICMP error about a packet that we did not send (inner source is not our address).
+    IcmpErrorNotOurs,
+    /// An ICMP error TCP has no reaction for (time exceeded, parameter problem: soft errors
+    /// that RFC 1122 4.2.3.9 only asks to report).
+    IcmpErrorIgnored,
+    /// An echo request to a broadcast address (RFC 1122 3.2.2.6 lets a host ignore it, which
+    /// keeps us out of smurf amplification).
+    IcmpEchoToBroadcast,
+    /// A TCP segment whose checksum over the pseudo-header does not verify (RFC 9293 3.1).
+    TcpBadChecksum,
+    /// A TCP segment sent to a broadcast address (RFC 9293 3.10.7.2: TCP is unicast only).
+    TcpNotUnicast,
+    /// An ARP reply or echo reply found the queue of frames built during receive full.
+    ControlQueueFull,
+    /// An outgoing packet waited for ARP resolution and the resolution timed out.
+    ArpResolutionFailed,
+    /// An outgoing packet found the queue of packets waiting for ARP full.
+    ArpQueueFull,
+    /// An outgoing packet larger than the MTU.
+    TransmitTooLarge,
+    /// An outgoing packet with a source address that is not ours.
+    TransmitBadSource,
+    /// An outgoing packet to an address off our link while we have no gateway.
+    TransmitNoRoute,
+    /// The driver had no free transmit buffer for a frame.
+    TransmitQueueFull,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`Counters::drops`].
+    pub const ALL: [DropReason; 29] = [
+        DropReason::EthernetTooShort,
+        DropReason::EthernetNotForUs,
+        DropReason::EthernetBadSource,
+        DropReason::EthernetUnknownType,
+        DropReason::ArpMalformed,
+        DropReason::ArpUnknownOperation,
+        DropReason::ArpBadSender,
+        DropReason::ArpNotForUs,
+        DropReason::Ipv4BadHeader,
+        DropReason::Ipv4BadChecksum,
+        DropReason::Ipv4Fragment,
+        DropReason::Ipv4NotForUs,
+        DropReason::Ipv4BadSource,
+        DropReason::Ipv4UnknownProtocol,
+        DropReason::IcmpMalformed,
+        DropReason::IcmpBadChecksum,
+        DropReason::IcmpUnsupported,
+        DropReason::IcmpErrorNotOurs,
+        DropReason::IcmpErrorIgnored,
+        DropReason::IcmpEchoToBroadcast,
+        DropReason::TcpBadChecksum,
+        DropReason::TcpNotUnicast,
+        DropReason::ControlQueueFull,
+        DropReason::ArpResolutionFailed,
+        DropReason::ArpQueueFull,
+        DropReason::TransmitTooLarge,
+        DropReason::TransmitBadSource,
+        DropReason::TransmitNoRoute,
+        DropReason::TransmitQueueFull,
+    ];
+
+    /// The counter's name, in snake case, as introspection shows it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::EthernetTooShort => "ethernet_too_short",
+            DropReason::EthernetNotForUs => "ethernet_not_for_us",
+            DropReason::EthernetBadSource => "ethernet_bad_source",
+            DropReason::EthernetUnknownType => "ethernet_unknown_type",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::ArpUnknownOperation => "arp_unknown_operation",
+            DropReason::ArpBadSender => "arp_bad_sender",
+            DropReason::ArpNotForUs => "arp_not_for_us",
+            DropReason::Ipv4BadHeader => "ipv4_bad_header",
+            DropReason::Ipv4BadChecksum => "ipv4_bad_checksum",
+            DropReason::Ipv4Fragment => "ipv4_fragment",
+            DropReason::Ipv4NotForUs => "ipv4_not_for_us",
+            DropReason::Ipv4BadSource => "ipv4_bad_source",
+            DropReason::Ipv4UnknownProtocol => "ipv4_unknown_protocol",
+            DropReason::IcmpMalformed => "icmp_malformed",
+            DropReason::IcmpBadChecksum => "icmp_bad_checksum",
+            DropReason::IcmpUnsupported => "icmp_unsupported",
+            DropReason::IcmpErrorNotOurs => "icmp_error_not_ours",
+            DropReason::IcmpErrorIgnored => "icmp_error_ignored",
+            DropReason::IcmpEchoToBroadcast => "icmp_echo_to_broadcast",
+            DropReason::TcpBadChecksum => "tcp_bad_checksum",
+            DropReason::TcpNotUnicast => "tcp_not_unicast",
+            DropReason::ControlQueueFull => "control_queue_full",
+            DropReason::ArpResolutionFailed => "arp_resolution_failed",
+            DropReason::ArpQueueFull => "arp_queue_full",
+            DropReason::TransmitTooLarge => "transmit_too_large",
+            DropReason::TransmitBadSource => "transmit_bad_source",
+            DropReason::TransmitNoRoute => "transmit_no_route",
+            DropReason::TransmitQueueFull => "transmit_queue_full",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// Counters of one core's interface. Plain integers: only the owning core writes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames handed to [`receive`](super::interface::Interface::receive).
+    pub frames_received: u64,
+    /// Frames handed to the driver.
+    pub frames_transmitted: u64,
+    /// IPv4 packets delivered to TCP.
+    pub tcp_segments_delivered: u64,
+    /// ICMP errors delivered to TCP.
+    pub icmp_errors_delivered: u64,
+    /// ICMP echo requests answered.
+    pub echo_replies_sent: u64,
+    /// ARP requests sent (including gratuitous ARP and retries).
+    pub arp_requests_sent: u64,
+    /// ARP replies sent.
+    pub arp_replies_sent: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Counters {
+    /// Count one frame or packet dropped for `reason`.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        let counter = &mut self.drops[reason.index()];
+        *counter = counter.saturating_add(1);
+    }
+
+    /// Frames or packets dropped for `reason` so far.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// All drops, whatever their reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Each reason with its count, in the order of [`DropReason::ALL`].
+    pub fn drops_by_reason(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|reason| (*reason, self.drops(*reason)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        for (position, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position, "{reason} is out of order in ALL");
+        }
+        let mut counters = Counters::default();
+        counters.count_drop(DropReason::Ipv4Fragment);
+        counters.count_drop(DropReason::Ipv4Fragment);
+        counters.count_drop(DropReason::ArpQueueFull);
+        assert_eq!(counters.drops(DropReason::Ipv4Fragment), 2);
+        assert_eq!(counters.drops(DropReason::ArpQueueFull), 1);
+        assert_eq!(counters.drops(DropReason::Ipv4BadChecksum), 0);
+        assert_eq!(counters.total_drops(), 3);
+        let names: alloc::vec::Vec<&str> = counters
+            .drops_by_reason()
+            .filter(|(_, count)| *count > 0)
+            .map(|(reason, _)| reason.name())
+            .collect();
+        assert_eq!(names, ["ipv4_fragment", "arp_queue_full"]);
+    }
+}

@@ -1,0 +1,527 @@
+//! One core's network interface: frames up through Ethernet, ARP, IPv4 and ICMP into TCP, and TCP's segments back down as frames.
+//!
+//! It owns no device and never blocks: the core's loop hands it received frames, polls it for
+//! frames to send, and sleeps no longer than its next deadline.
+//!
+//! # Needs from the TCP layer (`net/tcp`, another owner)
+//! - ICMP time exceeded and parameter problem are soft errors that RFC 1122 4.2.3.9 asks TCP
+//!   to remember and report on timeout; `tcp::IcmpErrorKind` has no variant for them, so they
+//!   are counted here as [`DropReason::IcmpErrorIgnored`] and not delivered.
+//! - `drain_output` lends every queued segment at once; when the driver's ring is full the
+//!   rest are dropped ([`DropReason::TransmitQueueFull`]) and left to TCP's retransmission.
+//!   A way to drain only as many segments as the driver has room for would avoid that loss.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpAddress, IpProtocol, TcpPacket};
+
+use super::arp::{self, ArpCache, ArpMessage, Enqueued, WaitingPacket};
+use super::counters::{Counters, DropReason};
+use super::ethernet;
+use super::icmp::{self, IcmpErrorKind, IcmpMessage, TcpIcmpError};
+use super::ipv4::{self, Ipv4Config};
+use super::tcp::{self, OutSegment};
+use crate::socket::SharedTcpLayer;
+use crate::time::Instant;
+
+/// Frames built while receiving (ARP replies, echo replies) that may wait for the next
+/// [`Interface::poll`]; beyond it they are dropped and counted, so a ping flood costs bounded memory.
+pub const CONTROL_QUEUE_CAPACITY: usize = 64;
+
+/// Where the interface puts the frames it sends: the driver's transmit queue.
+///
+/// The interface asks for a buffer of the exact frame length and writes the frame straight into
+/// it, so a driver can hand out its DMA buffer and no copy is made in between.
+pub trait FrameSink {
+    /// Send one frame of `len` bytes: `fill` writes the whole frame into the buffer it is given
+    /// (exactly `len` bytes long). `Err(SinkFull)` when no buffer is free; the frame is then lost.
+    fn transmit(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SinkFull>;
+}
+
+/// The driver had no free transmit buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkFull;
+
+/// A sink that keeps every frame in memory: for tests, the simulator and benchmarks.
+impl FrameSink for Vec<Vec<u8>> {
+    fn transmit(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SinkFull> {
+        let mut frame = alloc::vec![0u8; len];
+        fill(&mut frame);
+        self.push(frame);
+        Ok(())
+    }
+}
+
+/// The addresses of one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub hardware_address: EthernetAddress,
+    pub ipv4: Ipv4Config,
+}
+
+/// A frame decided while receiving, sent at the next poll.
+#[derive(Debug)]
+enum ControlFrame {
+    Arp {
+        destination: EthernetAddress,
+        message: ArpMessage,
+    },
+    EchoReply {
+        hardware_destination: EthernetAddress,
+        destination: Ipv4Addr,
+        identifier: u16,
+        sequence_number: u16,
+        data: Vec<u8>,
+    },
+}
+
+/// One core's interface: addresses, ARP cache, counters and the core's TCP layer.
+pub struct Interface {
+    config: InterfaceConfig,
+    arp: ArpCache,
+    tcp: SharedTcpLayer,
+    counters: Counters,
+    /// Frames decided while receiving, sent at the next poll.
+    control: VecDeque<ControlFrame>,
+    /// Packets whose next hop was just resolved, with its MAC, sent at the next poll.
+    resolved: VecDeque<(EthernetAddress, Vec<u8>)>,
+    /// Gratuitous ARP announcements still to send at start-up (RFC 5227 section 2.3).
+    announcements_left: u8,
+    next_announcement: Instant,
+    /// The latest time we were given.
+    now: Instant,
+}
+
+impl Interface {
+    /// An interface with `config` that feeds `tcp`. It announces its address with gratuitous
+    /// ARP at the first poll, so that neighbours with a stale entry for it learn the new MAC.
+    pub fn new(config: InterfaceConfig, tcp: SharedTcpLayer, now: Instant) -> Interface {
+        tcp.borrow_mut().set_source_address(config.ipv4.address);
+        Interface {
+            config,
+            arp: ArpCache::new(),
+            tcp,
+            counters: Counters::default(),
+            control: VecDeque::new(),
+            resolved: VecDeque::new(),
+            announcements_left: arp::ANNOUNCEMENTS,
+            next_announcement: now,
+            now,
+        }
+    }
+
+    pub fn config(&self) -> &InterfaceConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The core's TCP layer (the same one the core's tasks hold).
+    pub fn tcp(&self) -> &SharedTcpLayer {
+        &self.tcp
+    }
+
+    pub fn arp_cache(&self) -> &ArpCache {
+        &self.arp
+    }
+
+    /// Frames and packets waiting inside the interface for a poll or an ARP answer.
+    pub fn queued_frames(&self) -> usize {
+        self.control.len() + self.resolved.len() + self.arp.waiting_count()
+    }
+
+    // ----- receive path -----
+
+    /// Take one received frame. Whatever it holds, it is consumed: delivered to TCP, answered
+    /// (ARP, echo) at the next poll, or dropped and counted. Never panics on any input.
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.now = self.now.max(now);
+        self.counters.frames_received += 1;
+        if let Err(reason) = self.receive_frame(now, frame) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    fn receive_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), DropReason> {
+        let frame = ethernet::parse(frame, self.config.hardware_address)?;
+        match frame.ethertype {
+            EthernetProtocol::Arp => self.receive_arp(now, frame.payload),
+            EthernetProtocol::Ipv4 => self.receive_ipv4(now, frame.source, frame.payload),
+            _ => Err(DropReason::EthernetUnknownType),
+        }
+    }
+
+    /// RFC 826 "Packet Reception", with RFC 5227's view of our own address.
+    fn receive_arp(&mut self, now: Instant, payload: &[u8]) -> Result<(), DropReason> {
+        let message = ArpMessage::parse(payload)?;
+        let our_address = self.config.ipv4.address;
+        let for_us = message.target_protocol == our_address;
+        if !message.sender_hardware.is_unicast() {
+            return Err(DropReason::ArpBadSender);
+        }
+        if message.sender_protocol.is_unspecified() {
+            // An RFC 5227 probe: somebody checks whether the address is free. Defend ours.
+            if for_us && message.operation == smoltcp::wire::ArpOperation::Request {
+                return self.queue_control(ControlFrame::Arp {
+                    destination: message.sender_hardware,
+                    message: ArpMessage::reply_to(&message, self.config.hardware_address),
+                });
+            }
+            return Err(DropReason::ArpBadSender);
+        }
+        // Another host claims our address (RFC 5227 section 2.4): never learn it.
+        if message.sender_protocol == our_address
+            || !self.config.ipv4.is_on_link(message.sender_protocol)
+        {
+            return Err(DropReason::ArpBadSender);
+        }
+        // Merge: update an entry we already have; add one only if the packet is for us.
+        if for_us || self.arp.contains(message.sender_protocol) {
+            let released = self
+                .arp
+                .learn(now, message.sender_protocol, message.sender_hardware);
+            for WaitingPacket { packet, .. } in released {
+                self.resolved.push_back((message.sender_hardware, packet));
+            }
+        }
+        if !for_us {
+            return Err(DropReason::ArpNotForUs);
+        }
+        if message.operation == smoltcp::wire::ArpOperation::Request {
+            self.queue_control(ControlFrame::Arp {
+                destination: message.sender_hardware,
+                message: ArpMessage::reply_to(&message, self.config.hardware_address),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn receive_ipv4(
+        &mut self,
+        now: Instant,
+        hardware_source: EthernetAddress,
+        bytes: &[u8],
+    ) -> Result<(), DropReason> {
+        let packet = ipv4::parse(bytes, &self.config.ipv4)?;
+        match packet.protocol {
+            IpProtocol::Tcp => {
+                if packet.destination != self.config.ipv4.address {
+                    return Err(DropReason::TcpNotUnicast);
+                }
+                let source = IpAddress::Ipv4(packet.source);
+                let destination = IpAddress::Ipv4(packet.destination);
+                if !TcpPacket::new_unchecked(packet.payload).verify_checksum(&source, &destination)
+                {
+                    return Err(DropReason::TcpBadChecksum);
+                }
+                self.counters.tcp_segments_delivered += 1;
+                self.tcp.borrow_mut().on_segment(
+                    now,
+                    packet.source,
+                    packet.destination,
+                    packet.payload,
+                );
+                Ok(())
+            }
+            IpProtocol::Icmp => {
+                match icmp::parse(packet.payload, packet.source, self.config.ipv4.address)? {
+                    IcmpMessage::EchoRequest {
+                        identifier,
+                        sequence_number,
+                        data,
+                    } => {
+                        if packet.destination != self.config.ipv4.address {
+                            return Err(DropReason::IcmpEchoToBroadcast);
+                        }
+                        // Answer the MAC the request came from: it is the right next hop back
+                        // and needs no ARP round trip.
+                        self.queue_control(ControlFrame::EchoReply {
+                            hardware_destination: hardware_source,
+                            destination: packet.source,
+                            identifier,
+                            sequence_number,
+                            data: data.to_vec(),
+                        })
+                    }
+                    IcmpMessage::TcpError(error) => {
+                        let error = tcp_error(&error).ok_or(DropReason::IcmpErrorIgnored)?;
+                        self.counters.icmp_errors_delivered += 1;
+                        self.tcp.borrow_mut().on_icmp_error(now, error);
+                        Ok(())
+                    }
+                }
+            }
+            _ => Err(DropReason::Ipv4UnknownProtocol),
+        }
+    }
+
+    fn queue_control(&mut self, frame: ControlFrame) -> Result<(), DropReason> {
+        if self.control.len() >= CONTROL_QUEUE_CAPACITY {
+            return Err(DropReason::ControlQueueFull);
+        }
+        self.control.push_back(frame);
+        Ok(())
+    }
+
+    // ----- transmit path -----
+
+    /// Fire the timers that are due (ARP retries and expiry, TCP's), then hand every frame
+    /// that is ready to `sink`: start-up announcements, ARP and echo replies, packets whose
+    /// neighbour was just resolved, and TCP's output.
+    pub fn poll(&mut self, now: Instant, sink: &mut impl FrameSink) {
+        self.now = self.now.max(now);
+        self.run_timers(now);
+        self.send_announcement(now, sink);
+        while let Some(frame) = self.control.pop_front() {
+            self.send_control(frame, sink);
+        }
+        while let Some((destination, packet)) = self.resolved.pop_front() {
+            self.send_frame(
+                sink,
+                packet.len(),
+                destination,
+                EthernetProtocol::Ipv4,
+                |payload| payload.copy_from_slice(&packet),
+            );
+        }
+        let tcp = self.tcp.clone();
+        tcp.borrow_mut()
+            .drain_output(|segment| self.send_segment(now, segment, sink));
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        let mut requests: Vec<Ipv4Addr> = Vec::new();
+        let mut failed = 0;
+        self.arp
+            .on_timers(now, |address| requests.push(address), |_| failed += 1);
+        for _ in 0..failed {
+            self.counters.count_drop(DropReason::ArpResolutionFailed);
+        }
+        for address in requests {
+            self.queue_arp_request(address);
+        }
+        let tcp_due = self
+            .tcp
+            .borrow()
+            .next_deadline()
+            .is_some_and(|deadline| deadline <= now);
+        if tcp_due {
+            self.tcp.borrow_mut().on_timers(now);
+        }
+    }
+
+    fn queue_arp_request(&mut self, target: Ipv4Addr) {
+        let message = ArpMessage::request(
+            self.config.hardware_address,
+            self.config.ipv4.address,
+            target,
+        );
+        // A request that finds the queue full is retried by the ARP timer.
+        if self
+            .queue_control(ControlFrame::Arp {
+                destination: EthernetAddress::BROADCAST,
+                message,
+            })
+            .is_err()
+        {
+            self.counters.count_drop(DropReason::ControlQueueFull);
+        }
+    }
+
+    fn send_announcement(&mut self, now: Instant, sink: &mut impl FrameSink) {
+        if self.announcements_left == 0 || now < self.next_announcement {
+            return;
+        }
+        self.announcements_left -= 1;
+        self.next_announcement = now + arp::ANNOUNCE_INTERVAL;
+        let message =
+            ArpMessage::announcement(self.config.hardware_address, self.config.ipv4.address);
+        self.send_control(
+            ControlFrame::Arp {
+                destination: EthernetAddress::BROADCAST,
+                message,
+            },
+            sink,
+        );
+    }
+
+    fn send_control(&mut self, frame: ControlFrame, sink: &mut impl FrameSink) {
+        match frame {
+            ControlFrame::Arp {
+                destination,
+                message,
+            } => {
+                if message.operation == smoltcp::wire::ArpOperation::Request {
+                    self.counters.arp_requests_sent += 1;
+                } else {
+                    self.counters.arp_replies_sent += 1;
+                }
+                self.send_frame(
+                    sink,
+                    arp::PACKET_LEN,
+                    destination,
+                    EthernetProtocol::Arp,
+                    |payload| message.write(payload),
+                );
+            }
+            ControlFrame::EchoReply {
+                hardware_destination,
+                destination,
+                identifier,
+                sequence_number,
+                data,
+            } => {
+                self.counters.echo_replies_sent += 1;
+                let icmp_len = icmp::echo_reply_len(&data);
+                let source = self.config.ipv4.address;
+                self.send_frame(
+                    sink,
+                    ipv4::HEADER_LEN + icmp_len,
+                    hardware_destination,
+                    EthernetProtocol::Ipv4,
+                    |payload| {
+                        let icmp_bytes = ipv4::write_header(
+                            payload,
+                            source,
+                            destination,
+                            IpProtocol::Icmp,
+                            icmp_len,
+                        );
+                        icmp::write_echo_reply(icmp_bytes, identifier, sequence_number, &data);
+                    },
+                );
+            }
+        }
+    }
+
+    /// Frame one TCP segment: straight into the driver's buffer when the next hop is known,
+    /// else as an IPv4 packet parked in the ARP queue.
+    fn send_segment(&mut self, now: Instant, segment: OutSegment<'_>, sink: &mut impl FrameSink) {
+        if let Err(reason) = self.try_send_segment(now, segment, sink) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    fn try_send_segment(
+        &mut self,
+        now: Instant,
+        segment: OutSegment<'_>,
+        sink: &mut impl FrameSink,
+    ) -> Result<(), DropReason> {
+        if segment.source != self.config.ipv4.address {
+            return Err(DropReason::TransmitBadSource);
+        }
+        let packet_len = ipv4::HEADER_LEN + segment.tcp.len();
+        if packet_len > ethernet::MTU {
+            return Err(DropReason::TransmitTooLarge);
+        }
+        let next_hop = self
+            .config
+            .ipv4
+            .next_hop(segment.destination)
+            .ok_or(DropReason::TransmitNoRoute)?;
+        let write_packet = |buffer: &mut [u8]| {
+            let tcp_bytes = ipv4::write_header(
+                buffer,
+                segment.source,
+                segment.destination,
+                IpProtocol::Tcp,
+                segment.tcp.len(),
+            );
+            tcp_bytes.copy_from_slice(segment.tcp);
+        };
+        if let Some(hardware) = self.arp.lookup(now, next_hop) {
+            self.send_frame(
+                sink,
+                packet_len,
+                hardware,
+                EthernetProtocol::Ipv4,
+                write_packet,
+            );
+            return Ok(());
+        }
+        let mut packet = alloc::vec![0u8; packet_len];
+        write_packet(&mut packet);
+        if self.arp.enqueue(now, next_hop, packet)? == Enqueued::SendRequest {
+            self.queue_arp_request(next_hop);
+            while let Some(frame) = self.control.pop_front() {
+                self.send_control(frame, sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand one frame to the driver: Ethernet header from us to `destination`, then
+    /// `write_payload` fills the `payload_len` bytes after it.
+    fn send_frame(
+        &mut self,
+        sink: &mut impl FrameSink,
+        payload_len: usize,
+        destination: EthernetAddress,
+        ethertype: EthernetProtocol,
+        write_payload: impl FnOnce(&mut [u8]),
+    ) {
+        let source = self.config.hardware_address;
+        let sent = sink.transmit(ethernet::HEADER_LEN + payload_len, |frame| {
+            write_payload(ethernet::write_header(
+                frame,
+                source,
+                destination,
+                ethertype,
+            ));
+        });
+        match sent {
+            Ok(()) => self.counters.frames_transmitted += 1,
+            Err(SinkFull) => self.counters.count_drop(DropReason::TransmitQueueFull),
+        }
+    }
+
+    /// When [`poll`](Self::poll) next has work even if no frame arrives: now if frames are
+    /// queued, else the earliest timer of ARP, the announcements and TCP. `None` when idle.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.control.is_empty() || !self.resolved.is_empty() || self.tcp.borrow().has_output() {
+            return Some(self.now);
+        }
+        let announcement = (self.announcements_left > 0).then_some(self.next_announcement);
+        [
+            announcement,
+            self.arp.next_deadline(),
+            self.tcp.borrow().next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// The error as TCP takes it, or none for errors TCP has no reaction for.
+fn tcp_error(error: &TcpIcmpError) -> Option<tcp::IcmpError> {
+    let kind = match error.kind {
+        IcmpErrorKind::FragmentationNeeded { next_hop_mtu } => {
+            tcp::IcmpErrorKind::FragmentationNeeded { next_hop_mtu }
+        }
+        IcmpErrorKind::NetworkUnreachable => tcp::IcmpErrorKind::DestinationUnreachable { code: 0 },
+        IcmpErrorKind::HostUnreachable => tcp::IcmpErrorKind::DestinationUnreachable { code: 1 },
+        IcmpErrorKind::ProtocolUnreachable => {
+            tcp::IcmpErrorKind::DestinationUnreachable { code: 2 }
+        }
+        IcmpErrorKind::PortUnreachable => tcp::IcmpErrorKind::DestinationUnreachable { code: 3 },
+        IcmpErrorKind::SourceRouteFailed => tcp::IcmpErrorKind::DestinationUnreachable { code: 5 },
+        IcmpErrorKind::AdministrativelyProhibited { code }
+        | IcmpErrorKind::OtherUnreachable { code } => {
+            tcp::IcmpErrorKind::DestinationUnreachable { code }
+        }
+        IcmpErrorKind::TimeExceeded | IcmpErrorKind::ParameterProblem => return None,
+    };
+    let segment = &error.segment;
+    Some(tcp::IcmpError {
+        kind,
+        local: SocketAddrV4::new(segment.local_address, segment.local_port),
+        remote: SocketAddrV4::new(segment.remote_address, segment.remote_port),
+        sequence: segment.sequence_number,
+    })
+}
