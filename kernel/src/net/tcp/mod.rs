@@ -28,17 +28,26 @@
 //! can ask [`TcpLayer::tuple_use`] whether a 4-tuple is taken or in TIME_WAIT.
 
 mod config;
+mod congestion;
 mod error;
 mod handle;
 mod introspection;
+mod isn;
 mod output;
+mod reassembly;
+mod rtt;
+mod segment;
+mod seq;
 mod state;
+mod syn_cookie;
+mod timer_wheel;
 
 pub use config::TcpConfig;
 pub use error::SocketError;
 pub use handle::{CoreId, SocketHandle};
 pub use introspection::{DropReason, SocketInfo, TcpCounters};
 pub use output::OutSegment;
+pub use seq::SeqNum;
 pub use state::TcpState;
 
 use alloc::vec::Vec;

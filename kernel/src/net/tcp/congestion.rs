@@ -1,0 +1,171 @@
+//! Congestion control: slow start and congestion avoidance (RFC 5681), fast retransmit and New Reno recovery (RFC 6582).
+
+/// What the sender must do after an acknowledgment was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AckAction {
+    Nothing,
+    /// Third duplicate ACK: retransmit the first unacknowledged segment (RFC 5681 section 3.2 step 2).
+    FastRetransmit,
+    /// Partial ACK during recovery: retransmit the first unacknowledged segment (RFC 6582 section 3.2 step 5).
+    RetransmitFirstUnacknowledged,
+}
+
+/// New Reno state of one connection; all quantities in bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NewReno {
+    pub(crate) window: u32,
+    pub(crate) slow_start_threshold: u32,
+    mss: u32,
+    duplicate_acks: u32,
+    /// `Some(recover)` while in fast recovery (RFC 6582 section 3.2).
+    recover: Option<u32>,
+    /// Bytes acknowledged in congestion avoidance since the window last grew (RFC 5681 section 3.1, byte counting).
+    acknowledged_in_avoidance: u32,
+}
+
+impl NewReno {
+    /// Initial window of `initial_segments` segments (RFC 6928) and an arbitrarily high
+    /// threshold (RFC 5681 section 3.1).
+    pub(crate) fn new(mss: u32, initial_segments: u32) -> Self {
+        let mss = mss.max(1);
+        NewReno {
+            window: mss.saturating_mul(initial_segments.max(1)),
+            slow_start_threshold: u32::MAX,
+            mss,
+            duplicate_acks: 0,
+            recover: None,
+            acknowledged_in_avoidance: 0,
+        }
+    }
+
+    pub(crate) fn set_mss(&mut self, mss: u32) {
+        self.mss = mss.max(1);
+    }
+
+    pub(crate) fn in_recovery(&self) -> bool {
+        self.recover.is_some()
+    }
+
+    /// An ACK that advanced SND.UNA by `acknowledged` bytes; `ack` is its value (as u32)
+    /// and `flight` the bytes still outstanding after it.
+    pub(crate) fn on_new_ack(&mut self, acknowledged: u32, ack: u32, flight: u32) -> AckAction {
+        self.duplicate_acks = 0;
+        if let Some(recover) = self.recover {
+            if (ack.wrapping_sub(recover) as i32) >= 0 {
+                // Full acknowledgment (RFC 6582 section 3.2 step 6).
+                self.window = self
+                    .slow_start_threshold
+                    .min(flight.max(self.mss) + self.mss);
+                self.recover = None;
+                return AckAction::Nothing;
+            }
+            // Partial acknowledgment: deflate by the amount acknowledged, add back one MSS.
+            self.window = self
+                .window
+                .saturating_sub(acknowledged)
+                .saturating_add(self.mss)
+                .max(self.mss);
+            return AckAction::RetransmitFirstUnacknowledged;
+        }
+        if self.window < self.slow_start_threshold {
+            // Slow start: grow by the bytes acknowledged, at most one MSS per ACK (RFC 5681 section 3.1).
+            self.window = self.window.saturating_add(acknowledged.min(self.mss));
+        } else {
+            // Congestion avoidance: about one MSS per window of data acknowledged.
+            self.acknowledged_in_avoidance =
+                self.acknowledged_in_avoidance.saturating_add(acknowledged);
+            if self.acknowledged_in_avoidance >= self.window {
+                self.acknowledged_in_avoidance -= self.window;
+                self.window = self.window.saturating_add(self.mss);
+            }
+        }
+        AckAction::Nothing
+    }
+
+    /// A duplicate ACK (RFC 5681 section 2 definition); `flight` is the bytes outstanding and
+    /// `highest_sent` SND.MAX as u32.
+    pub(crate) fn on_duplicate_ack(&mut self, flight: u32, highest_sent: u32) -> AckAction {
+        if self.recover.is_some() {
+            // Fast recovery: each further duplicate inflates the window (RFC 6582 section 3.2 step 4).
+            self.window = self.window.saturating_add(self.mss);
+            return AckAction::Nothing;
+        }
+        self.duplicate_acks += 1;
+        if self.duplicate_acks == 3 {
+            // RFC 5681 section 3.2 steps 2 and 3 (equation 4).
+            self.slow_start_threshold = (flight / 2).max(2 * self.mss);
+            self.window = self.slow_start_threshold + 3 * self.mss;
+            self.recover = Some(highest_sent);
+            return AckAction::FastRetransmit;
+        }
+        AckAction::Nothing
+    }
+
+    /// A retransmission timeout (RFC 5681 section 3.1 equation 4, and cwnd = 1 MSS).
+    pub(crate) fn on_timeout(&mut self, flight: u32) {
+        self.slow_start_threshold = (flight / 2).max(2 * self.mss);
+        self.window = self.mss;
+        self.duplicate_acks = 0;
+        self.recover = None;
+        self.acknowledged_in_avoidance = 0;
+    }
+
+    /// After an idle period longer than an RTO, restart from the initial window (RFC 5681 section 4.1).
+    pub(crate) fn restart_after_idle(&mut self, initial_window: u32) {
+        self.window = self.window.min(initial_window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_then_avoidance() {
+        let mut reno = NewReno::new(1000, 2);
+        assert_eq!(reno.window, 2000);
+        reno.on_new_ack(1000, 1000, 1000);
+        reno.on_new_ack(1000, 2000, 0);
+        assert_eq!(reno.window, 4000);
+        reno.slow_start_threshold = 4000;
+        for step in 1..=4 {
+            reno.on_new_ack(1000, 2000 + step * 1000, 0);
+        }
+        assert_eq!(reno.window, 5000);
+    }
+
+    #[test]
+    fn fast_retransmit_and_new_reno_recovery() {
+        let mut reno = NewReno::new(1000, 10);
+        assert_eq!(reno.on_duplicate_ack(10_000, 10_000), AckAction::Nothing);
+        assert_eq!(reno.on_duplicate_ack(10_000, 10_000), AckAction::Nothing);
+        assert_eq!(
+            reno.on_duplicate_ack(10_000, 10_000),
+            AckAction::FastRetransmit
+        );
+        assert!(reno.in_recovery());
+        assert_eq!(reno.slow_start_threshold, 5000);
+        assert_eq!(reno.window, 8000);
+        reno.on_duplicate_ack(10_000, 10_000);
+        assert_eq!(reno.window, 9000);
+        // Partial ACK of 2000 bytes: deflate by 2000, add 1000, retransmit.
+        assert_eq!(
+            reno.on_new_ack(2000, 2000, 8000),
+            AckAction::RetransmitFirstUnacknowledged
+        );
+        assert_eq!(reno.window, 8000);
+        assert!(reno.in_recovery());
+        // Full ACK ends recovery with cwnd = min(ssthresh, flight + mss).
+        assert_eq!(reno.on_new_ack(8000, 10_000, 0), AckAction::Nothing);
+        assert!(!reno.in_recovery());
+        assert_eq!(reno.window, 2000);
+    }
+
+    #[test]
+    fn timeout_collapses_the_window() {
+        let mut reno = NewReno::new(1000, 10);
+        reno.on_timeout(8000);
+        assert_eq!(reno.window, 1000);
+        assert_eq!(reno.slow_start_threshold, 4000);
+    }
+}
