@@ -155,6 +155,10 @@ impl fmt::Display for DropReason {
 pub struct Counters {
     /// Frames handed to [`receive`](super::interface::Interface::receive).
     pub frames_received: u64,
+    /// Received frames that were used: delivered, answered or learnt from.
+    pub frames_accepted: u64,
+    /// Received frames that were dropped (each also counted under its reason).
+    pub frames_dropped: u64,
     /// Frames handed to the driver.
     pub frames_transmitted: u64,
     /// IPv4 packets delivered to TCP.

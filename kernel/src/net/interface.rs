@@ -141,8 +141,12 @@ impl Interface {
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
         self.now = self.now.max(now);
         self.counters.frames_received += 1;
-        if let Err(reason) = self.receive_frame(now, frame) {
-            self.counters.count_drop(reason);
+        match self.receive_frame(now, frame) {
+            Ok(()) => self.counters.frames_accepted += 1,
+            Err(reason) => {
+                self.counters.frames_dropped += 1;
+                self.counters.count_drop(reason);
+            }
         }
     }
 
@@ -294,6 +298,8 @@ impl Interface {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        // Socket calls between polls read the layer's clock: keep it current.
+        self.tcp.borrow_mut().advance_time(now);
         let mut requests: Vec<Ipv4Addr> = Vec::new();
         let mut failed = 0;
         self.arp
