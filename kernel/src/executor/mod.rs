@@ -1,1 +1,15 @@
 //! Per-core single-threaded async executor: tasks, wakers, timers.
+//!
+//! Each core runs one [`Executor`]; its loop calls [`Executor::run_ready`] and
+//! [`Executor::fire_timers`] with the current time and may halt until
+//! [`Executor::next_deadline`] when nothing is ready. Tasks reach the executor through a
+//! [`Handle`] (spawn, sleep, timeout) they are given when created; wakers are plain
+//! `core::task::Waker`s, safe to wake from any core.
+
+mod core_executor;
+mod ready_queue;
+mod sleep;
+mod timer_queue;
+
+pub use core_executor::{Executor, Handle, LocalBoxFuture, TaskId};
+pub use sleep::{Elapsed, Sleep, Timeout};
