@@ -157,6 +157,9 @@ pub struct ArpCache {
     entries: HashMap<Ipv4Addr, Entry>,
     resolutions: HashMap<Ipv4Addr, Resolution>,
     waiting: VecDeque<WaitingPacket>,
+    /// No timer is due before this (it may be early, never late): lets the per-poll call of
+    /// `on_timers` return at once instead of scanning the tables.
+    next_check: Option<Instant>,
 }
 
 impl ArpCache {
@@ -189,13 +192,15 @@ impl ArpCache {
         if !self.entries.contains_key(&address) && self.entries.len() >= CACHE_CAPACITY {
             self.evict_one(now);
         }
+        let expires_at = now + ENTRY_LIFETIME;
         self.entries.insert(
             address,
             Entry {
                 hardware,
-                expires_at: now + ENTRY_LIFETIME,
+                expires_at,
             },
         );
+        self.schedule(expires_at);
         self.resolutions.remove(&address);
         if !self
             .waiting
@@ -249,7 +254,15 @@ impl ArpCache {
                 requests_sent: 1,
             },
         );
+        self.schedule(now + REQUEST_INTERVAL);
         Ok(Enqueued::SendRequest)
+    }
+
+    fn schedule(&mut self, deadline: Instant) {
+        self.next_check = Some(
+            self.next_check
+                .map_or(deadline, |check| check.min(deadline)),
+        );
     }
 
     /// Run the timers: call `send_request` for every address whose request is due again, and
@@ -261,6 +274,9 @@ impl ArpCache {
         mut send_request: impl FnMut(Ipv4Addr),
         mut drop_packet: impl FnMut(WaitingPacket),
     ) {
+        if self.next_check.is_none_or(|check| now < check) {
+            return;
+        }
         self.entries.retain(|_, entry| entry.expires_at > now);
         let mut failed: Vec<Ipv4Addr> = Vec::new();
         for (address, resolution) in self.resolutions.iter_mut() {
@@ -284,6 +300,7 @@ impl ArpCache {
             self.waiting = kept;
             dropped.into_iter().for_each(&mut drop_packet);
         }
+        self.next_check = self.next_deadline();
     }
 
     /// The earliest time at which [`on_timers`](Self::on_timers) has work, if any.
