@@ -12,32 +12,23 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::rss::{IndirectionTable, QueueId, RssKey, ToeplitzTable};
 
-/// A CPU core of the appliance, numbered densely from 0 in start-up order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CoreId(u16);
+/// The crate's one core number, defined with the TCP layer's socket handles and re-exported
+/// here because Receive Flow Deliver is where a packet gets its core.
+pub use super::tcp::CoreId;
 
-impl CoreId {
-    pub const fn new(index: u16) -> Self {
-        CoreId(index)
-    }
+/// The queue a core owns: each core owns exactly one receive queue, with its own number
+/// (DESIGN: one queue pair per core).
+pub const fn queue_of_core(core: CoreId) -> QueueId {
+    QueueId::new(core.0)
+}
 
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
+/// The core that owns a receive queue.
+pub const fn core_of_queue(queue: QueueId) -> CoreId {
+    CoreId(queue.as_u16())
+}
 
-    pub const fn as_u16(self) -> u16 {
-        self.0
-    }
-
-    /// Each core owns exactly one receive queue, with its own number (DESIGN: one queue pair per
-    /// core).
-    pub const fn from_queue(queue: QueueId) -> Self {
-        CoreId(queue.as_u16())
-    }
-
-    pub const fn queue(self) -> QueueId {
-        QueueId::new(self.0)
-    }
+const fn core_index(core: CoreId) -> usize {
+    core.0 as usize
 }
 
 /// How the NIC steers replies on connections we open; chosen once at initialisation because the
@@ -289,7 +280,7 @@ impl ReceiveFlowDeliver {
                 return Err(RfdConfigError::KeyDoesNotSteerByPortXor);
             }
             for core in (0..core_count as u16).map(CoreId) {
-                if !indirection_table.entries().contains(&core.queue()) {
+                if !indirection_table.entries().contains(&queue_of_core(core)) {
                     return Err(RfdConfigError::CoreMissingFromTable { core });
                 }
             }
@@ -378,7 +369,7 @@ impl ReceiveFlowDeliver {
                 // still needs some fixed owner, which then answers it with a RST.
                 CoreId(((local_port & mask) as usize % self.core_count) as u16)
             }
-            ActiveSteering::PortXor => CoreId::from_queue(
+            ActiveSteering::PortXor => core_of_queue(
                 self.indirection_table
                     .queue_for_ports(local_port, remote_port),
             ),
@@ -395,7 +386,7 @@ impl ReceiveFlowDeliver {
                 segment.destination.port(),
             )
         });
-        CoreId::from_queue(self.indirection_table.queue_for_hash(hash))
+        core_of_queue(self.indirection_table.queue_for_hash(hash))
     }
 
     /// The core that owns this segment: for a reply on a connection we opened, the core named
@@ -479,12 +470,12 @@ impl LocalPortAllocator {
     /// `start` picks where the cycle begins; pass a random number so that the ports of a fresh
     /// boot are not predictable (RFC 6056, section 3.3).
     pub fn new(rfd: &ReceiveFlowDeliver, core: CoreId, start: u16) -> Result<Self, RfdConfigError> {
-        if core.index() >= rfd.core_count {
+        if core_index(core) >= rfd.core_count {
             return Err(RfdConfigError::NoSuchCore { core });
         }
         let owned_port_xors = (0..128u16)
             .filter(|&port_xor| {
-                rfd.indirection_table.queue_for_ports(port_xor, 0).index() == core.index()
+                rfd.indirection_table.queue_for_ports(port_xor, 0) == queue_of_core(core)
             })
             .fold(0u128, |bits, port_xor| bits | 1 << port_xor);
         let range = rfd.ephemeral_ports;
@@ -512,9 +503,7 @@ impl LocalPortAllocator {
     /// True if replies from `remote_port` to `local_port` steer to this allocator's core.
     pub fn owns(&self, local_port: u16, remote_port: u16) -> bool {
         match self.active_steering {
-            ActiveSteering::LocalPortLowBits => {
-                local_port & self.low_bits_mask == self.core.as_u16()
-            }
+            ActiveSteering::LocalPortLowBits => local_port & self.low_bits_mask == self.core.0,
             ActiveSteering::PortXor => {
                 let port_xor = (local_port ^ remote_port) & 0x7f;
                 self.owned_port_xors >> port_xor & 1 == 1
@@ -629,9 +618,7 @@ mod tests {
                 core_count: 5,
                 ..port_xor(4)
             }),
-            Some(RfdConfigError::CoreMissingFromTable {
-                core: CoreId::new(4)
-            })
+            Some(RfdConfigError::CoreMissingFromTable { core: CoreId(4) })
         );
         assert_eq!(
             EphemeralPortRange::new(1000, 2000),
@@ -647,10 +634,8 @@ mod tests {
         );
         let rfd = ReceiveFlowDeliver::new(low_bits(4)).unwrap();
         assert_eq!(
-            LocalPortAllocator::new(&rfd, CoreId::new(4), 0).err(),
-            Some(RfdConfigError::NoSuchCore {
-                core: CoreId::new(4)
-            })
+            LocalPortAllocator::new(&rfd, CoreId(4), 0).err(),
+            Some(RfdConfigError::NoSuchCore { core: CoreId(4) })
         );
     }
 
@@ -697,13 +682,13 @@ mod tests {
         for port in [40000u16, 40001, 40002, 40003, 40004] {
             assert_eq!(
                 rfd.owner_core(&reply(BACKEND, port), &no_listeners),
-                CoreId::new(port & 3)
+                CoreId(port & 3)
             );
         }
         // Three cores: mask 3; residue 3 is never allocated, but still has a fixed owner.
         let rfd = ReceiveFlowDeliver::new(low_bits(3)).unwrap();
-        assert_eq!(rfd.active_owner(40002, 8080), CoreId::new(2));
-        assert_eq!(rfd.active_owner(40003, 8080), CoreId::new(0));
+        assert_eq!(rfd.active_owner(40002, 8080), CoreId(2));
+        assert_eq!(rfd.active_owner(40003, 8080), CoreId(0));
     }
 
     #[test]
@@ -717,19 +702,19 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::new(66, 9, 149, 187), 2794),
             SocketAddrV4::new(Ipv4Addr::new(161, 142, 100, 80), 1766),
         );
-        assert_eq!(rfd.owner_core(&segment, &no_listeners), CoreId::new(0));
+        assert_eq!(rfd.owner_core(&segment, &no_listeners), CoreId(0));
         // Vector 2 gives 0xc626b0ea: index 0x6a = 106, queue 2.
         let segment = InboundSegment::new(
             SocketAddrV4::new(Ipv4Addr::new(199, 92, 111, 2), 14230),
             SocketAddrV4::new(Ipv4Addr::new(65, 69, 140, 83), 4739),
         );
-        assert_eq!(rfd.owner_core(&segment, &no_listeners), CoreId::new(2));
+        assert_eq!(rfd.owner_core(&segment, &no_listeners), CoreId(2));
         // A hash reported by the NIC is used as is.
         let reported = InboundSegment {
             reported_hash: Some(0x0000_0003),
             ..segment
         };
-        assert_eq!(rfd.owner_core(&reported, &no_listeners), CoreId::new(3));
+        assert_eq!(rfd.owner_core(&reported, &no_listeners), CoreId(3));
     }
 
     #[test]
@@ -738,20 +723,15 @@ mod tests {
         let mut counters = RfdCounters::default();
         let segment = reply(BACKEND, 40001);
         assert_eq!(
-            rfd.deliver(CoreId::new(1), &segment, &no_listeners, &mut counters),
+            rfd.deliver(CoreId(1), &segment, &no_listeners, &mut counters),
             Delivery::Local
         );
         assert_eq!(
-            rfd.deliver(CoreId::new(3), &segment, &no_listeners, &mut counters),
-            Delivery::Forward(CoreId::new(1))
+            rfd.deliver(CoreId(3), &segment, &no_listeners, &mut counters),
+            Delivery::Forward(CoreId(1))
         );
         let unknown_backend = reply(SocketAddrV4::new(*BACKEND.ip(), 9999), 40002);
-        rfd.deliver(
-            CoreId::new(2),
-            &unknown_backend,
-            &no_listeners,
-            &mut counters,
-        );
+        rfd.deliver(CoreId(2), &unknown_backend, &no_listeners, &mut counters);
         assert_eq!(
             counters,
             RfdCounters {
@@ -769,7 +749,7 @@ mod tests {
         let mut config = low_bits(4);
         config.ephemeral_ports = EphemeralPortRange::new(40000, 40127).unwrap();
         let rfd = ReceiveFlowDeliver::new(config).unwrap();
-        let mut allocator = LocalPortAllocator::new(&rfd, CoreId::new(2), 0).unwrap();
+        let mut allocator = LocalPortAllocator::new(&rfd, CoreId(2), 0).unwrap();
         let busy = RefCell::new(BTreeSet::new());
         let in_use = |tuple: &FourTuple| busy.borrow().contains(tuple);
         let listens_on_40006 = |port: u16| port == 40006;
@@ -816,7 +796,7 @@ mod tests {
     #[test]
     fn allocator_start_offsets_the_cycle() {
         let rfd = ReceiveFlowDeliver::new(low_bits(2)).unwrap();
-        let mut allocator = LocalPortAllocator::new(&rfd, CoreId::new(1), 1001).unwrap();
+        let mut allocator = LocalPortAllocator::new(&rfd, CoreId(1), 1001).unwrap();
         let first = allocator
             .allocate(PROXY, BACKEND, &no_listeners, &nothing_in_use)
             .unwrap();
@@ -832,7 +812,7 @@ mod tests {
         for config in [low_bits(4), port_xor(3), port_xor(8), low_bits(3)] {
             let rfd = ReceiveFlowDeliver::new(config).unwrap();
             let allocators: Vec<LocalPortAllocator> = (0..rfd.core_count() as u16)
-                .map(|core| LocalPortAllocator::new(&rfd, CoreId::new(core), 0).unwrap())
+                .map(|core| LocalPortAllocator::new(&rfd, CoreId(core), 0).unwrap())
                 .collect();
             for remote_port in [80u16, 443, 8080, 12345] {
                 let mut owned_per_core = vec![0usize; allocators.len()];
@@ -843,7 +823,7 @@ mod tests {
                         .collect();
                     assert!(owners.len() <= 1, "port {port} owned twice");
                     if let Some(owner) = owners.first() {
-                        owned_per_core[owner.core().index()] += 1;
+                        owned_per_core[core_index(owner.core())] += 1;
                         assert_eq!(rfd.active_owner(port, remote_port), owner.core());
                     } else {
                         // Only low-bits steering with a core count that is not a power of two
@@ -899,8 +879,8 @@ mod tests {
             prior_connections in 0usize..64,
         ) {
             let rfd = ReceiveFlowDeliver::new(config).unwrap();
-            let core = CoreId::new(core_seed % rfd.core_count() as u16);
-            let arrival = CoreId::new(arrival_seed % rfd.core_count() as u16);
+            let core = CoreId(core_seed % rfd.core_count() as u16);
+            let arrival = CoreId(arrival_seed % rfd.core_count() as u16);
             let remote = SocketAddrV4::new(Ipv4Addr::from(remote_address), remote_port);
             let mut allocator = LocalPortAllocator::new(&rfd, core, start).unwrap();
             for _ in 0..prior_connections {
@@ -939,12 +919,12 @@ mod tests {
                     Ipv4Addr::from(client_address), PROXY, client_port, 80,
                 ),
             );
-            let expected = CoreId::from_queue(config.indirection_table.queue_for_hash(hash));
+            let expected = core_of_queue(config.indirection_table.queue_for_hash(hash));
             prop_assert_eq!(rfd.classify(client_port, 80, &listens_on_80), FlowDirection::Passive);
             prop_assert_eq!(rfd.owner_core(&segment, &listens_on_80), expected);
             if config.active_steering == ActiveSteering::PortXor {
                 prop_assert_eq!(
-                    expected.index(),
+                    core_index(expected),
                     usize::from((client_port ^ 80) & 0x7f) % rfd.core_count()
                 );
             }
@@ -956,7 +936,10 @@ mod tests {
         let rfd = ReceiveFlowDeliver::new(port_xor(4)).unwrap();
         let owner = rfd.active_owner(40005, 8080);
         let index = port_only_hash_index(40005, 8080);
-        assert_eq!(owner.queue(), rfd.indirection_table().queue_at(index));
-        assert_eq!(owner.index(), usize::from((40005u16 ^ 8080) & 3));
+        assert_eq!(
+            queue_of_core(owner),
+            rfd.indirection_table().queue_at(index)
+        );
+        assert_eq!(core_index(owner), usize::from((40005u16 ^ 8080) & 3));
     }
 }

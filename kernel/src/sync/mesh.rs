@@ -48,12 +48,12 @@ impl<T> CoreRings<T> {
 
     /// The producer end of the ring to `destination`, if there is one.
     pub fn to_core(&mut self, destination: CoreId) -> Option<&mut Producer<T>> {
-        self.outbound.get_mut(destination.index())?.as_mut()
+        self.outbound.get_mut(usize::from(destination.0))?.as_mut()
     }
 
     /// The consumer end of the ring from `source`, if there is one.
     pub fn from_core(&mut self, source: CoreId) -> Option<&mut Consumer<T>> {
-        self.inbound.get_mut(source.index())?.as_mut()
+        self.inbound.get_mut(usize::from(source.0))?.as_mut()
     }
 
     pub fn try_send(&mut self, destination: CoreId, item: T) -> Result<(), SendError<T>> {
@@ -105,7 +105,7 @@ impl<T> RingMesh<T> {
             .zip(inbound)
             .enumerate()
             .map(|(index, (outbound, inbound))| CoreRings {
-                core: CoreId::new(index as u16),
+                core: CoreId(index as u16),
                 outbound,
                 inbound,
                 next_source: 0,
@@ -135,27 +135,27 @@ mod tests {
         for core in cores.iter_mut() {
             let me = core.core();
             assert_eq!(
-                core.try_send(me, (me.as_u16(), 0)),
-                Err(SendError::NoSuchRing((me.as_u16(), 0)))
+                core.try_send(me, (me.0, 0)),
+                Err(SendError::NoSuchRing((me.0, 0)))
             );
             assert!(matches!(
-                core.try_send(CoreId::new(3), (me.as_u16(), 0)),
+                core.try_send(CoreId(3), (me.0, 0)),
                 Err(SendError::NoSuchRing(_))
             ));
-            for destination in (0..3).map(CoreId::new).filter(|&other| other != me) {
+            for destination in (0..3).map(CoreId).filter(|&other| other != me) {
                 for sequence in 0..4 {
-                    core.try_send(destination, (me.as_u16(), sequence)).unwrap();
+                    core.try_send(destination, (me.0, sequence)).unwrap();
                 }
                 assert_eq!(
-                    core.try_send(destination, (me.as_u16(), 4)),
-                    Err(SendError::Full((me.as_u16(), 4)))
+                    core.try_send(destination, (me.0, 4)),
+                    Err(SendError::Full((me.0, 4)))
                 );
             }
         }
         for core in cores.iter_mut() {
             let mut received = Vec::new();
             assert_eq!(core.drain_inbound(&mut received, 16), 8);
-            for source in (0..3u16).filter(|&source| source != core.core().as_u16()) {
+            for source in (0..3u16).filter(|&source| source != core.core().0) {
                 let from_source: Vec<u32> = received
                     .iter()
                     .filter(|(from, _)| *from == source)
@@ -173,7 +173,7 @@ mod tests {
         for sender in 1..3u16 {
             for _ in 0..4 {
                 cores[usize::from(sender)]
-                    .try_send(CoreId::new(0), sender)
+                    .try_send(CoreId(0), sender)
                     .unwrap();
             }
         }
@@ -199,7 +199,7 @@ mod tests {
             .into_iter()
             .map(|mut rings| {
                 thread::spawn(move || {
-                    let me = rings.core().index();
+                    let me = usize::from(rings.core().0);
                     let mut next_to_send = [0u32; CORES];
                     let mut next_expected = [0u32; CORES];
                     next_to_send[me] = PER_PAIR;
@@ -213,7 +213,7 @@ mod tests {
                         for (destination, next) in next_to_send.iter_mut().enumerate() {
                             if *next < PER_PAIR
                                 && rings
-                                    .try_send(CoreId::new(destination as u16), (me, *next))
+                                    .try_send(CoreId(destination as u16), (me, *next))
                                     .is_ok()
                             {
                                 *next += 1;
