@@ -436,8 +436,15 @@ impl ReceiveFlowDeliver {
         }
     }
 
-    /// `roundup_pow2(core_count) - 1`.
-    fn low_bits_mask(&self) -> u16 {
+    /// The key the NIC must hash with.
+    pub fn rss_key(&self) -> &RssKey {
+        self.hasher.key()
+    }
+
+    /// `roundup_pow2(core_count) - 1`: the bits of our local port that Flow Director filters
+    /// must match under [`ActiveSteering::LocalPortLowBits`] (destination port & mask == core
+    /// -> that core's queue).
+    pub fn low_bits_mask(&self) -> u16 {
         (self.core_count as u16).next_power_of_two() - 1
     }
 }
@@ -685,8 +692,13 @@ mod tests {
                 CoreId(port & 3)
             );
         }
+        assert_eq!(rfd.low_bits_mask(), 3);
         // Three cores: mask 3; residue 3 is never allocated, but still has a fixed owner.
         let rfd = ReceiveFlowDeliver::new(low_bits(3)).unwrap();
+        assert_eq!(rfd.low_bits_mask(), 3);
+        assert_eq!(rfd.rss_key(), &RssKey::MICROSOFT_VERIFICATION);
+        let rfd_five = ReceiveFlowDeliver::new(low_bits(5)).unwrap();
+        assert_eq!(rfd_five.low_bits_mask(), 7);
         assert_eq!(rfd.active_owner(40002, 8080), CoreId(2));
         assert_eq!(rfd.active_owner(40003, 8080), CoreId(0));
     }
