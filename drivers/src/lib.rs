@@ -2,3 +2,9 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod hal;
+pub mod nic;
+pub mod packet_pool;
+pub mod pci;
+pub mod virtio;
