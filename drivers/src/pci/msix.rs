@@ -4,8 +4,9 @@
 //! queue (an x86 message, Intel SDM vol. 3, 11.11) and enables MSI-X; drivers only say which
 //! vector each queue raises.
 
+use super::bar::{Bar, BarError};
 use super::{PciConfig, PciFunction, capability::id};
-use crate::hal::Mmio;
+use crate::hal::{HalError, Mmio, MmioMapper};
 
 /// Message control: table size minus one in bits 10:0.
 const CONTROL_TABLE_SIZE_MASK: u16 = 0x07ff;
@@ -100,9 +101,26 @@ impl MsiMessage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MsixError {
     /// The mapped window is smaller than the table the capability describes.
-    TableWindowTooSmall { needed: usize, mapped: usize },
+    TableWindowTooSmall {
+        needed: usize,
+        mapped: usize,
+    },
     /// The function has no vector with this number.
-    NoSuchVector { vector: u16, table_size: u16 },
+    NoSuchVector {
+        vector: u16,
+        table_size: u16,
+    },
+    /// The table's BAR cannot be decoded.
+    Bar(BarError),
+    /// The table's BAR is an I/O BAR (MSI-X tables live in memory space).
+    IoBar {
+        bar: u8,
+    },
+    /// The table extends past the end of its BAR.
+    TableOutsideBar {
+        bar: u8,
+    },
+    Map(HalError),
 }
 
 /// The MSI-X vector table, through a mapped window that starts at the table.
@@ -112,6 +130,29 @@ pub struct MsixTable<M: Mmio> {
 }
 
 impl<M: Mmio> MsixTable<M> {
+    /// Decodes the BAR that holds `capability`'s table and maps the table with `mapper`.
+    pub fn map<C: PciConfig, P: MmioMapper<Mmio = M>>(
+        function: &PciFunction<'_, C>,
+        capability: &MsixCapability,
+        mapper: &P,
+    ) -> Result<Self, MsixError> {
+        let bar = capability.table_bar;
+        let Bar::Memory { address, size, .. } = function.bar(bar).map_err(MsixError::Bar)? else {
+            return Err(MsixError::IoBar { bar });
+        };
+        let end = u64::from(capability.table_offset) + capability.table_length() as u64;
+        if end > size {
+            return Err(MsixError::TableOutsideBar { bar });
+        }
+        let physical = address
+            .checked_add(u64::from(capability.table_offset))
+            .ok_or(MsixError::TableOutsideBar { bar })?;
+        let mmio = mapper
+            .map(physical, capability.table_length())
+            .map_err(MsixError::Map)?;
+        MsixTable::new(mmio, capability)
+    }
+
     pub fn new(mmio: M, capability: &MsixCapability) -> Result<Self, MsixError> {
         if mmio.len() < capability.table_length() {
             return Err(MsixError::TableWindowTooSmall {

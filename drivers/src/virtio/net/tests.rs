@@ -6,7 +6,7 @@ use std::vec::Vec;
 use super::control::{ACK_ERROR, class, mq_command};
 use super::device::{MsixRouting, VirtioNetError, VirtioNetOptions};
 use super::fake_device::{self, FakeMachine, Settings};
-use crate::hal::{HalError, MmioMapper, PhysAddr};
+use crate::hal::{HalError, PhysAddr};
 use crate::nic::{
     HashTypes, LinkState, MacAddress, Nic, NicQueue, QueueId, RssConfiguration, SteeringError,
     TransmitError,
@@ -807,15 +807,7 @@ fn msix_vectors_are_programmed_through_the_table_in_the_bar() {
         capability.table_offset as usize,
         fake_device::MSIX_TABLE_OFFSET
     );
-    let Ok(Bar::Memory { address, .. }) = function.bar(capability.table_bar) else {
-        panic!("BAR 4 is memory")
-    };
-    let table_address = PhysAddr(address.as_u64() + u64::from(capability.table_offset));
-    let window = machine
-        .mapper
-        .map(table_address, capability.table_length())
-        .unwrap();
-    let table = MsixTable::new(window, &capability).unwrap();
+    let table = MsixTable::map(&function, &capability, &machine.mapper).unwrap();
     table.program(3, MsiMessage::x86(2, 0x41)).unwrap();
     assert_eq!(
         table.program(10, MsiMessage::x86(0, 0x40)),
