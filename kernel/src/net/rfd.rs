@@ -1,6 +1,6 @@
 //! Receive Flow Deliver: which core owns a TCP/IPv4 packet, and which local port a core picks so that it owns the connection it opens.
 //!
-//! Fastsocket (Lin et al., ASPLOS 2016, section 4.3): a connection this host opens is owned by the
+//! Fastsocket (Lin et al., ASPLOS 2016, "Receive Flow Deliver"): a connection this host opens is owned by the
 //! core that opened it, and its local port is chosen so that the port itself names that core; a
 //! connection a client opens is owned by the core the NIC's RSS hash sends it to. Every packet of
 //! a flow gets the same owner whichever queue it arrived on, so a misdelivered packet is handed
@@ -35,7 +35,7 @@ const fn core_index(core: CoreId) -> usize {
 /// NIC's masks and key are global.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActiveSteering {
-    /// Flow Director perfect filters (82599 datasheet 7.1.2.7) match the low bits of our local
+    /// Flow Director perfect filters (82599 datasheet, "Flow Director Filters") match the low bits of our local
     /// port: `owner = local_port & (roundup_pow2(core_count) - 1)`, the paper's rule. With a core
     /// count that is not a power of two, the ports whose low bits name no core are never used.
     LocalPortLowBits,
@@ -320,7 +320,7 @@ impl ReceiveFlowDeliver {
         port < 1024 || self.backend_ports.binary_search(&port).is_ok()
     }
 
-    /// The paper's classifier (section 4.3), in its order, made exact by one fact: our active
+    /// The paper's classifier, in its order, made exact by one fact: our active
     /// local ports come only from the ephemeral range.
     ///
     /// 1. The source port is a well-known service port and the destination port is ephemeral: a

@@ -2,7 +2,7 @@
 //!
 //! The hash is defined by Microsoft's "RSS hashing functions" page (NDIS `NdisHashFunctionToeplitz`)
 //! and implemented identically by the Intel 82599 (datasheet 7.1.2.8), e1000e and virtio-net RSS
-//! (VIRTIO 1.2, 5.1.6.4.3.1). The input is the packet's fields in wire order: source address,
+//! (VIRTIO 1.2, "Hash calculation for incoming packets"). The input is the packet's fields in wire order: source address,
 //! destination address, and for TCP the source and destination ports; for every input bit that is
 //! set, most significant bit of the first byte first, the 32-bit window of the key that starts at
 //! that bit position is XORed into the result.
@@ -19,7 +19,7 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 pub const RSS_KEY_LENGTH: usize = 40;
 
 /// Entries in the indirection table: the 82599 RETA has 128 entries indexed by hash bits [6:0]
-/// (datasheet 7.1.2.8.2), and the port-only key controls exactly those seven bits.
+/// (82599 datasheet 7.1.2.8, "Receive-Side Scaling"), and the port-only key controls exactly those seven bits.
 pub const INDIRECTION_TABLE_LENGTH: usize = 128;
 
 /// Hash bits that index the indirection table.
