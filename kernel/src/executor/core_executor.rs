@@ -11,7 +11,7 @@ use core::pin::Pin;
 use core::task::{Context, Waker};
 use core::time::Duration;
 
-use super::ready_queue::{ReadyQueue, TaskWaker};
+use super::ready_queue::{ReadyQueue, TaskWaker, WakeNotifier};
 use super::sleep::{Sleep, Timeout};
 use super::timer_queue::TimerQueue;
 use crate::time::Instant;
@@ -71,11 +71,21 @@ impl Default for Executor {
 
 impl Executor {
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// An executor whose tasks, when woken while this core is halted (see
+    /// [`Executor::prepare_to_halt`]), call `notifier`, typically to send the core an IPI.
+    pub fn with_wake_notifier(notifier: WakeNotifier) -> Self {
+        Self::build(Some(notifier))
+    }
+
+    fn build(notifier: Option<WakeNotifier>) -> Self {
         Executor {
             slots: Vec::new(),
             free_slots: Vec::new(),
             live_tasks: 0,
-            ready: Arc::new(ReadyQueue::new()),
+            ready: Arc::new(ReadyQueue::new(notifier)),
             polling: VecDeque::new(),
             state: Rc::new(CoreState {
                 now: Cell::new(Instant::ZERO),
@@ -143,6 +153,18 @@ impl Executor {
     /// True if some task waits to be polled: the core must not halt.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty() || !self.state.spawned.borrow().is_empty()
+    }
+
+    /// Called by the core loop when it found nothing to do and wants to halt until an
+    /// interrupt or [`Executor::next_deadline`]: true if it may, false if a task became ready
+    /// meanwhile. From this call to [`Executor::resumed`], a wake calls the wake notifier once.
+    pub fn prepare_to_halt(&self) -> bool {
+        self.state.spawned.borrow().is_empty() && self.ready.prepare_to_halt()
+    }
+
+    /// Called by the core loop when it comes out of a halt.
+    pub fn resumed(&self) {
+        self.ready.resumed();
     }
 
     /// The earliest timer deadline, if any: when nothing is ready, the core may halt until then.
@@ -591,6 +613,37 @@ mod tests {
             assert_eq!(executor.live_tasks(), 0);
         }
         assert_eq!(executor.slots.len(), 50);
+    }
+
+    #[test]
+    fn a_wake_notifies_a_halted_core_once() {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        let notifications = Arc::new(AtomicUsize::new(0));
+        let counter = notifications.clone();
+        let mut executor = Executor::with_wake_notifier(Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let gate = Gate::new();
+        executor.spawn(gate.wait());
+        assert!(!executor.prepare_to_halt(), "a new task is ready");
+        executor.run_ready(Instant::ZERO);
+        // Awake: a wake queues the task and notifies no one.
+        gate.take_waker().wake();
+        assert_eq!(notifications.load(Ordering::Relaxed), 0);
+        executor.run_ready(Instant::ZERO);
+        // Halted: the first wake notifies, from any thread; a second one does not.
+        assert!(executor.prepare_to_halt());
+        let waker = gate.take_waker();
+        let remote = waker.clone();
+        std::thread::spawn(move || remote.wake()).join().unwrap();
+        waker.wake();
+        assert_eq!(notifications.load(Ordering::Relaxed), 1);
+        executor.resumed();
+        assert!(executor.has_ready());
+        executor.run_ready(Instant::ZERO);
+        // A spawn through a handle keeps the core up.
+        executor.handle().spawn(async {});
+        assert!(!executor.prepare_to_halt());
     }
 
     #[test]
