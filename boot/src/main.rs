@@ -5,3 +5,41 @@
 fn main() {
     eprintln!("unisock-boot builds the bootable image: run `cargo xtask build`");
 }
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+#[macro_use]
+mod console;
+
+#[cfg(target_os = "none")]
+mod acpi;
+#[cfg(target_os = "none")]
+mod apic;
+#[cfg(target_os = "none")]
+mod boot_info;
+#[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
+mod exit;
+#[cfg(target_os = "none")]
+mod interrupts;
+#[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
+mod start;
+
+#[cfg(target_os = "none")]
+mod image;
+
+#[cfg(target_os = "none")]
+pub use clock::now;
+#[cfg(target_os = "none")]
+use image::{ap_main, boot_main};

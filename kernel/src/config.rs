@@ -1,1 +1,211 @@
 //! The kernel command line (`key=value` words), parsed into a typed configuration.
+//!
+//! Words are separated by whitespace. A word is either a bare flag (`exit-after-boot`) or
+//! `key=value` (`log=debug`). Unknown words are an error, so that a typo never silently
+//! changes the appliance's behaviour. To add a word: add a field to [`Config`] and one arm to
+//! [`Config::apply`].
+
+use core::fmt;
+
+/// How much the console logger prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// A deliberate failure, used by the end-to-end tests to prove that faults are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestFault {
+    /// Read an unmapped address: a page fault.
+    Page,
+    /// Divide by zero: a divide error.
+    Divide,
+    /// Execute `ud2`: an invalid opcode.
+    InvalidOpcode,
+    /// Call `panic!`: a Rust panic, not a CPU exception.
+    Panic,
+}
+
+/// Everything the command line can set. `Default` is the behaviour with an empty line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Exit QEMU with success right after the `unisock: ready` line.
+    pub exit_after_boot: bool,
+    /// The most verbose level the console prints.
+    pub log_level: LogLevel,
+    /// A deliberate failure to trigger after boot (tests only).
+    pub test_fault: Option<TestFault>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            exit_after_boot: false,
+            log_level: LogLevel::Info,
+            test_fault: None,
+        }
+    }
+}
+
+/// Why a command line was rejected; each variant names the offending word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    /// The key is not one this kernel knows.
+    UnknownKey(&'a str),
+    /// The key needs a value (`key=value`) but was given as a bare flag.
+    MissingValue(&'a str),
+    /// The key is a flag and takes no value.
+    UnexpectedValue(&'a str),
+    /// The value is not one the key accepts.
+    InvalidValue { key: &'a str, value: &'a str },
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownKey(key) => write!(formatter, "unknown word `{key}`"),
+            ConfigError::MissingValue(key) => write!(formatter, "`{key}` needs a value"),
+            ConfigError::UnexpectedValue(key) => write!(formatter, "`{key}` takes no value"),
+            ConfigError::InvalidValue { key, value } => {
+                write!(formatter, "`{key}` does not accept `{value}`")
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Parses a whole command line, starting from the defaults.
+    pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
+        let mut config = Config::default();
+        for word in line.split_whitespace() {
+            let (key, value) = match word.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (word, None),
+            };
+            config.apply(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Applies one word; a later word overrides an earlier one with the same key.
+    fn apply<'a>(&mut self, key: &'a str, value: Option<&'a str>) -> Result<(), ConfigError<'a>> {
+        match key {
+            "exit-after-boot" => self.exit_after_boot = flag(key, value)?,
+            "log" => {
+                self.log_level = match required(key, value)? {
+                    "error" => LogLevel::Error,
+                    "warn" => LogLevel::Warn,
+                    "info" => LogLevel::Info,
+                    "debug" => LogLevel::Debug,
+                    other => return Err(ConfigError::InvalidValue { key, value: other }),
+                }
+            }
+            "test-fault" => {
+                self.test_fault = Some(match required(key, value)? {
+                    "page" => TestFault::Page,
+                    "divide" => TestFault::Divide,
+                    "invalid-opcode" => TestFault::InvalidOpcode,
+                    "panic" => TestFault::Panic,
+                    other => return Err(ConfigError::InvalidValue { key, value: other }),
+                })
+            }
+            _ => return Err(ConfigError::UnknownKey(key)),
+        }
+        Ok(())
+    }
+}
+
+/// A bare flag is `true`; it takes no value.
+fn flag<'a>(key: &'a str, value: Option<&'a str>) -> Result<bool, ConfigError<'a>> {
+    match value {
+        None => Ok(true),
+        Some(_) => Err(ConfigError::UnexpectedValue(key)),
+    }
+}
+
+/// The value of a `key=value` word; an empty value counts as missing.
+fn required<'a>(key: &'a str, value: Option<&'a str>) -> Result<&'a str, ConfigError<'a>> {
+    match value {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(ConfigError::MissingValue(key)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(Config::parse(""), Ok(Config::default()));
+        assert_eq!(Config::parse("  \t "), Ok(Config::default()));
+    }
+
+    #[test]
+    fn flags_and_values_are_parsed() {
+        let config = Config::parse("exit-after-boot  log=debug test-fault=page").unwrap();
+        assert!(config.exit_after_boot);
+        assert_eq!(config.log_level, LogLevel::Debug);
+        assert_eq!(config.test_fault, Some(TestFault::Page));
+    }
+
+    #[test]
+    fn later_word_wins() {
+        let config = Config::parse("log=debug log=error").unwrap();
+        assert_eq!(config.log_level, LogLevel::Error);
+    }
+
+    #[test]
+    fn every_test_fault_has_a_name() {
+        for (name, fault) in [
+            ("page", TestFault::Page),
+            ("divide", TestFault::Divide),
+            ("invalid-opcode", TestFault::InvalidOpcode),
+            ("panic", TestFault::Panic),
+        ] {
+            let line = format!("test-fault={name}");
+            assert_eq!(Config::parse(&line).unwrap().test_fault, Some(fault));
+        }
+    }
+
+    #[test]
+    fn bad_words_are_rejected_with_their_cause() {
+        assert_eq!(
+            Config::parse("exit-after-bot"),
+            Err(ConfigError::UnknownKey("exit-after-bot"))
+        );
+        assert_eq!(Config::parse("log"), Err(ConfigError::MissingValue("log")));
+        assert_eq!(Config::parse("log="), Err(ConfigError::MissingValue("log")));
+        assert_eq!(
+            Config::parse("exit-after-boot=yes"),
+            Err(ConfigError::UnexpectedValue("exit-after-boot"))
+        );
+        assert_eq!(
+            Config::parse("log=loud"),
+            Err(ConfigError::InvalidValue {
+                key: "log",
+                value: "loud"
+            })
+        );
+    }
+
+    #[test]
+    fn errors_print_the_word() {
+        let error = Config::parse("frobnicate=1").unwrap_err();
+        assert_eq!(error.to_string(), "unknown word `frobnicate`");
+    }
+}

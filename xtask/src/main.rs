@@ -1,6 +1,294 @@
 //! `cargo xtask`: build the image, boot it, run the tests and the benchmarks.
+//!
+//! Artifacts go to `<repo>/target/unisock/` whatever `CARGO_TARGET_DIR` says; intermediate
+//! builds respect `CARGO_TARGET_DIR`.
 
-fn main() {
-    eprintln!("usage: cargo xtask <build|image|run|test>");
-    std::process::exit(2);
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The bare-metal target the image is built for.
+const IMAGE_TARGET: &str = "x86_64-unknown-none";
+/// Debian packages the image and the end-to-end tests need (qemu-utils is handled apart).
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "ovmf",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub-common",
+    "xorriso",
+    "mtools",
+];
+
+const USAGE: &str = "usage: cargo xtask <command>
+  build                    build the image: target/unisock/unisock.elf
+  image [--cmdline WORDS]  build the image, the GRUB ISO and the qcow2 disk image
+  run [RUN ARGS]           build, then boot with qemu/run (e.g. --smp 4 --cmdline log=debug;
+                           --iso/--disk/--firmware boot the disk images)
+  test                     install-deps, host tests, image, end-to-end tests in QEMU
+  install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso is missing
+  bench NAME               cargo bench -p unisock-kernel --bench NAME";
+
+/// A failed step, with what to tell the user.
+struct Failure(String);
+
+type Step = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = env::args().skip(1).collect();
+    let Some((command, rest)) = arguments.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "build" => build().map(|_| ()),
+        "image" => image(rest),
+        "run" => run(rest),
+        "test" => test(),
+        "install-deps" => install_dependencies(),
+        "bench" => match rest {
+            [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
+            _ => Err(Failure("usage: cargo xtask bench NAME".into())),
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// Where the outputs that other tools rely on go: `<repo>/target/unisock`.
+fn artifacts_directory() -> PathBuf {
+    repository_root().join("target").join("unisock")
+}
+
+/// Cargo's target directory for intermediate builds.
+fn cargo_target_directory() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(directory) => repository_root().join(directory),
+        None => repository_root().join("target"),
+    }
+}
+
+/// Builds the image ELF and copies it to `target/unisock/unisock.elf`.
+fn build() -> Result<PathBuf, Failure> {
+    let status = Command::new(cargo_program())
+        .current_dir(repository_root())
+        .args([
+            "build",
+            "--package",
+            "unisock-boot",
+            "--bin",
+            "unisock",
+            "--release",
+        ])
+        .args(["--target", IMAGE_TARGET])
+        // The 32-bit entry needs absolute relocations: no PIE. Only the image target sees
+        // these flags (build scripts and host crates do not, since --target is given).
+        .env("RUSTFLAGS", "-C relocation-model=static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .map_err(|error| Failure(format!("cannot run cargo: {error}")))?;
+    check(status.success(), "building the image failed")?;
+    let built = cargo_target_directory()
+        .join(IMAGE_TARGET)
+        .join("release")
+        .join("unisock");
+    let destination = artifacts_directory().join("unisock.elf");
+    fs::create_dir_all(artifacts_directory()).map_err(io_failure("create target/unisock"))?;
+    fs::copy(&built, &destination).map_err(io_failure("copy the image"))?;
+    let size = fs::metadata(&destination)
+        .map_err(io_failure("stat the image"))?
+        .len();
+    println!("xtask: {} ({} KiB)", destination.display(), size / 1024);
+    Ok(destination)
+}
+
+/// Builds the ELF, wraps it in a hybrid BIOS+UEFI GRUB ISO and converts that to qcow2.
+fn image(arguments: &[String]) -> Step {
+    let cmdline = match arguments {
+        [] => String::new(),
+        [flag, words] if flag == "--cmdline" => words.clone(),
+        _ => return Err(Failure("usage: cargo xtask image [--cmdline WORDS]".into())),
+    };
+    let elf = build()?;
+    let artifacts = artifacts_directory();
+    let staging = artifacts.join("iso-root");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(staging.join("boot/grub")).map_err(io_failure("create the ISO tree"))?;
+    fs::copy(&elf, staging.join("boot/unisock.elf")).map_err(io_failure("copy the image"))?;
+    let grub_configuration = format!(
+        "# Unisock: boot the image at once, with its console on COM1.\n\
+         set timeout=0\n\
+         set default=0\n\
+         menuentry \"unisock\" {{\n\
+         \x20   multiboot2 /boot/unisock.elf {cmdline}\n\
+         \x20   boot\n\
+         }}\n"
+    );
+    fs::write(staging.join("boot/grub/grub.cfg"), grub_configuration)
+        .map_err(io_failure("write grub.cfg"))?;
+    let iso = artifacts.join("unisock.iso");
+    let qcow2 = artifacts.join("unisock.qcow2");
+    let status = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&staging)
+        .output()
+        .map_err(|error| Failure(format!("cannot run grub-mkrescue: {error}")))?;
+    if !status.status.success() {
+        return Err(Failure(format!(
+            "grub-mkrescue failed:\n{}",
+            String::from_utf8_lossy(&status.stderr)
+        )));
+    }
+    let status = Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&iso)
+        .arg(&qcow2)
+        .status()
+        .map_err(|error| Failure(format!("cannot run qemu-img: {error}")))?;
+    check(status.success(), "qemu-img convert failed")?;
+    println!("xtask: {}", iso.display());
+    println!("xtask: {}", qcow2.display());
+    Ok(())
+}
+
+/// Builds what the arguments boot, then hands them to `qemu/run`.
+fn run(arguments: &[String]) -> Step {
+    if arguments
+        .iter()
+        .any(|argument| argument == "--iso" || argument == "--disk")
+    {
+        image(&[])?;
+    } else {
+        build()?;
+    }
+    let status = Command::new(repository_root().join("qemu/run"))
+        .args(arguments)
+        .status()
+        .map_err(|error| Failure(format!("cannot run qemu/run: {error}")))?;
+    check(status.success(), &format!("qemu/run exited with {status}"))
+}
+
+/// The whole test suite, as CI and the README run it.
+fn test() -> Step {
+    install_dependencies()?;
+    cargo(&["test", "--workspace", "--exclude", "unisock-e2e"])?;
+    image(&[])?;
+    let status = Command::new(cargo_program())
+        .current_dir(repository_root())
+        .args(["test", "--package", "unisock-e2e"])
+        .env("UNISOCK_ARTIFACTS", artifacts_directory())
+        .status()
+        .map_err(|error| Failure(format!("cannot run cargo: {error}")))?;
+    check(status.success(), "end-to-end tests failed")
+}
+
+/// Installs the Debian packages that are missing, and nothing else.
+fn install_dependencies() -> Step {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !package_installed(package))
+        .collect();
+    let mut updated = false;
+    if !missing.is_empty() {
+        // Without qemu-utils: a preinstalled newer qemu-utils conflicts with Debian's
+        // qemu-system-x86; apt removes it here and we install the matching one below.
+        apt_get(&["update"])?;
+        updated = true;
+        let mut install = vec!["install", "-y", "--no-install-recommends"];
+        install.extend(&missing);
+        apt_get(&install)?;
+    }
+    if !program_found("qemu-img") {
+        if !updated {
+            apt_get(&["update"])?;
+        }
+        apt_get(&["install", "-y", "--no-install-recommends", "qemu-utils"])?;
+    }
+    Ok(())
+}
+
+fn package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|output| {
+            String::from_utf8_lossy(&output.stdout).contains("install ok installed")
+        })
+}
+
+fn program_found(program: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| {
+        env::split_paths(&path).any(|directory| directory.join(program).is_file())
+    })
+}
+
+fn apt_get(arguments: &[&str]) -> Step {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    let mut command = if root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    println!("xtask: apt-get {}", arguments.join(" "));
+    let status = command
+        .args(arguments)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|error| Failure(format!("cannot run apt-get: {error}")))?;
+    check(
+        status.success(),
+        &format!("apt-get {} failed", arguments.join(" ")),
+    )
+}
+
+fn cargo(arguments: &[&str]) -> Step {
+    let status = Command::new(cargo_program())
+        .current_dir(repository_root())
+        .args(arguments)
+        .status()
+        .map_err(|error| Failure(format!("cannot run cargo: {error}")))?;
+    check(
+        status.success(),
+        &format!("cargo {} failed", arguments.join(" ")),
+    )
+}
+
+fn cargo_program() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn check(condition: bool, message: &str) -> Step {
+    if condition {
+        Ok(())
+    } else {
+        Err(Failure(message.into()))
+    }
+}
+
+fn io_failure(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+    move |error| Failure(format!("cannot {what}: {error}"))
 }

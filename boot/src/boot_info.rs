@@ -1,0 +1,223 @@
+//! What the loader tells us: memory map, command line and ACPI RSDP, read from either the
+//! PVH `hvm_start_info` or the Multiboot2 information block, and copied out at once so that
+//! the memory they sit in can be reused.
+
+use core::ptr;
+
+use unisock_kernel::mem::{MapError, MemoryMap, Region, RegionKind};
+
+/// `eax` on entry from a Multiboot2 loader (Multiboot2 spec 3.3).
+const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36d7_6289;
+/// `hvm_start_info.magic` (xen/include/public/arch-x86/hvm/start_info.h).
+const PVH_START_INFO_MAGIC: u32 = 0x336e_c578;
+
+/// Multiboot2 tag types (Multiboot2 spec 3.6).
+const TAG_END: u32 = 0;
+const TAG_COMMAND_LINE: u32 = 1;
+const TAG_MEMORY_MAP: u32 = 6;
+const TAG_ACPI_OLD_RSDP: u32 = 14;
+const TAG_ACPI_NEW_RSDP: u32 = 15;
+
+/// The longest command line kept; longer lines are cut (and the cut is reported).
+const COMMAND_LINE_CAPACITY: usize = 1024;
+/// An RSDP is 20 bytes (ACPI 1.0) or 36 bytes (ACPI 2.0+).
+const RSDP_CAPACITY: usize = 36;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Pvh,
+    Multiboot2,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Pvh => "pvh",
+            Protocol::Multiboot2 => "multiboot2",
+        }
+    }
+}
+
+/// Why the boot information could not be read.
+// The fields are read through `Debug`, in the panic message.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug)]
+pub enum BootInfoError {
+    /// Neither the Multiboot2 magic in `eax` nor the PVH magic at `ebx`.
+    UnknownProtocol {
+        eax: u32,
+        ebx: u32,
+    },
+    /// The loader gave no memory map.
+    NoMemoryMap,
+    Map(MapError),
+}
+
+/// The boot information, owned.
+pub struct BootInfo {
+    pub protocol: Protocol,
+    pub memory_map: MemoryMap,
+    command_line: [u8; COMMAND_LINE_CAPACITY],
+    command_line_length: usize,
+    pub command_line_truncated: bool,
+    rsdp: Option<[u8; RSDP_CAPACITY]>,
+    /// Where the loader placed the RSDP, when it gave an address rather than a copy.
+    pub rsdp_address: Option<u64>,
+}
+
+impl BootInfo {
+    /// The command line; bytes that are not UTF-8 end it.
+    pub fn command_line(&self) -> &str {
+        let bytes = &self.command_line[..self.command_line_length];
+        match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => core::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or(""),
+        }
+    }
+
+    /// A copy of the RSDP, when the loader gave one (Multiboot2).
+    pub fn rsdp_copy(&self) -> Option<&[u8; RSDP_CAPACITY]> {
+        self.rsdp.as_ref()
+    }
+
+    /// Reads the boot information handed over in `eax` and `ebx`.
+    ///
+    /// # Safety
+    /// `ebx` must be what the loader passed, and the memory it points to must be intact.
+    pub unsafe fn read(eax: u32, ebx: u32) -> Result<BootInfo, BootInfoError> {
+        let mut info = BootInfo {
+            protocol: Protocol::Pvh,
+            memory_map: MemoryMap::default(),
+            command_line: [0; COMMAND_LINE_CAPACITY],
+            command_line_length: 0,
+            command_line_truncated: false,
+            rsdp: None,
+            rsdp_address: None,
+        };
+        if eax == MULTIBOOT2_BOOTLOADER_MAGIC {
+            info.protocol = Protocol::Multiboot2;
+            // SAFETY: the caller guarantees `ebx` is the Multiboot2 information block.
+            unsafe { info.read_multiboot2(u64::from(ebx))? };
+        // SAFETY: under PVH `ebx` points to `hvm_start_info`; otherwise we only read 4 bytes
+        // of identity-mapped low memory, which is harmless.
+        } else if unsafe { read::<u32>(u64::from(ebx)) } == PVH_START_INFO_MAGIC {
+            // SAFETY: the magic matched: `ebx` is `hvm_start_info`.
+            unsafe { info.read_pvh(u64::from(ebx))? };
+        } else {
+            return Err(BootInfoError::UnknownProtocol { eax, ebx });
+        }
+        Ok(info)
+    }
+
+    /// `struct hvm_start_info`: magic@0 version@4 flags@8 nr_modules@12 modlist@16
+    /// cmdline@24 rsdp@32 memmap@40 memmap_entries@48; memory map entries are
+    /// `{ u64 addr; u64 size; u32 type; u32 reserved }`.
+    unsafe fn read_pvh(&mut self, start_info: u64) -> Result<(), BootInfoError> {
+        // SAFETY (whole function): `start_info` is a valid hvm_start_info; the pointers in it
+        // are physical addresses below the identity-mapped limit.
+        unsafe {
+            let version = read::<u32>(start_info + 4);
+            let command_line = read::<u64>(start_info + 24);
+            let rsdp = read::<u64>(start_info + 32);
+            if command_line != 0 {
+                self.copy_command_line(command_line, usize::MAX);
+            }
+            self.rsdp_address = (rsdp != 0).then_some(rsdp);
+            if version < 1 {
+                return Err(BootInfoError::NoMemoryMap);
+            }
+            let memory_map = read::<u64>(start_info + 40);
+            let entries = read::<u32>(start_info + 48);
+            let regions = (0..u64::from(entries)).map(|index| {
+                let entry = memory_map + index * 24;
+                Region::from_base_length(
+                    read::<u64>(entry),
+                    read::<u64>(entry + 8),
+                    RegionKind::from_e820(read::<u32>(entry + 16)),
+                )
+            });
+            self.memory_map = MemoryMap::new(regions).map_err(BootInfoError::Map)?;
+        }
+        Ok(())
+    }
+
+    /// Multiboot2 information: `u32 total_size; u32 reserved;` then 8-aligned tags
+    /// `{ u32 type; u32 size; ... }` up to an end tag.
+    unsafe fn read_multiboot2(&mut self, information: u64) -> Result<(), BootInfoError> {
+        let mut found_memory_map = false;
+        // SAFETY (whole function): `information` is a valid Multiboot2 information block; each
+        // tag lies inside `total_size`.
+        unsafe {
+            let total_size = u64::from(read::<u32>(information));
+            let mut tag = information + 8;
+            while tag + 8 <= information + total_size {
+                let kind = read::<u32>(tag);
+                let size = u64::from(read::<u32>(tag + 4));
+                match kind {
+                    TAG_END => break,
+                    TAG_COMMAND_LINE => {
+                        self.copy_command_line(tag + 8, size.saturating_sub(8) as usize)
+                    }
+                    TAG_MEMORY_MAP => {
+                        let entry_size = u64::from(read::<u32>(tag + 8)).max(24);
+                        let count = size.saturating_sub(16) / entry_size;
+                        let regions = (0..count).map(|index| {
+                            let entry = tag + 16 + index * entry_size;
+                            Region::from_base_length(
+                                read::<u64>(entry),
+                                read::<u64>(entry + 8),
+                                RegionKind::from_e820(read::<u32>(entry + 16)),
+                            )
+                        });
+                        self.memory_map = MemoryMap::new(regions).map_err(BootInfoError::Map)?;
+                        found_memory_map = true;
+                    }
+                    // Prefer the ACPI 2.0 RSDP (it has the XSDT) when both are present.
+                    TAG_ACPI_OLD_RSDP | TAG_ACPI_NEW_RSDP
+                        if self.rsdp.is_none() || kind == TAG_ACPI_NEW_RSDP =>
+                    {
+                        let mut copy = [0u8; RSDP_CAPACITY];
+                        let length = (size.saturating_sub(8) as usize).min(RSDP_CAPACITY);
+                        ptr::copy_nonoverlapping((tag + 8) as *const u8, copy.as_mut_ptr(), length);
+                        self.rsdp = Some(copy);
+                    }
+                    _ => {}
+                }
+                tag += (size + 7) & !7;
+            }
+        }
+        if found_memory_map {
+            Ok(())
+        } else {
+            Err(BootInfoError::NoMemoryMap)
+        }
+    }
+
+    /// Copies a NUL-terminated string of at most `limit` bytes.
+    unsafe fn copy_command_line(&mut self, address: u64, limit: usize) {
+        let mut length = 0;
+        loop {
+            // SAFETY: the loader's string is NUL-terminated (and within `limit` for Multiboot2).
+            let byte = unsafe { read::<u8>(address + length as u64) };
+            if byte == 0 || length == limit {
+                break;
+            }
+            if length == COMMAND_LINE_CAPACITY {
+                self.command_line_truncated = true;
+                break;
+            }
+            self.command_line[length] = byte;
+            length += 1;
+        }
+        self.command_line_length = length;
+    }
+}
+
+/// Reads a value from an identity-mapped physical address.
+///
+/// # Safety
+/// The address must be mapped and hold a `T`.
+unsafe fn read<T: Copy>(address: u64) -> T {
+    // SAFETY: guaranteed by the caller; firmware structures need not be aligned.
+    unsafe { ptr::read_unaligned(address as *const T) }
+}

@@ -1,0 +1,218 @@
+//! The boot sequence of the bootstrap processor and of every application processor, from the
+//! first Rust instruction to `unisock: ready`.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::panic::PanicInfo;
+
+use unisock_kernel::config::{Config, TestFault};
+use unisock_kernel::mem::FRAME_SIZE;
+
+use crate::apic::LocalApic;
+use crate::boot_info::BootInfo;
+use crate::exit::{ExitCode, exit, halt_forever};
+use crate::{acpi, clock, console, cpu, memory, pci, smp};
+
+/// The bootstrap processor's Rust entry, called by `start64` with the loader's `eax`/`ebx`.
+pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
+    console::init();
+    // SAFETY: these are the registers the loader handed to `start32`; nothing has touched
+    // memory yet except .bss and the boot stack, which lie inside the image.
+    let mut boot_info = match unsafe { BootInfo::read(loader_magic, boot_information) } {
+        Ok(info) => info,
+        Err(error) => panic!("boot information: {error:?}"),
+    };
+    let config = match Config::parse(boot_info.command_line()) {
+        Ok(config) => config,
+        Err(error) => panic!("command line: {error}"),
+    };
+    console::set_max_level(config.log_level);
+    let tsc_hz = clock::calibrate();
+    info!(
+        "boot: protocol={} command line \"{}\"{}",
+        boot_info.protocol.name(),
+        boot_info.command_line(),
+        if boot_info.command_line_truncated {
+            " (truncated)"
+        } else {
+            ""
+        }
+    );
+    info!(
+        "clock: tsc {}.{:03} MHz",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1_000 % 1_000
+    );
+
+    let trampoline_page = boot_info
+        .memory_map
+        .find_usable_below(0x1000, 0x10_0000, FRAME_SIZE);
+    for region in boot_info.memory_map.regions() {
+        debug!(
+            "memory: 0x{:012x}-0x{:012x} {:?}",
+            region.start, region.end, region.kind
+        );
+    }
+    let summary = match memory::init(&mut boot_info.memory_map) {
+        Ok(summary) => summary,
+        Err(error) => panic!("memory: {error:?}"),
+    };
+    info!(
+        "memory: {} MiB usable, heap {} MiB at 0x{:x}, {} MiB free frames",
+        summary.usable_bytes >> 20,
+        summary.heap.bytes() >> 20,
+        summary.heap.start,
+        summary.frames_free_bytes >> 20
+    );
+    check_heap(0);
+
+    let apic = LocalApic::enable();
+    let bsp_apic_id = apic.id();
+    let boot_stack_top = 0; // the boot stack lives in the image; nothing needs its top
+    if let Err(error) = cpu::install(0, bsp_apic_id, boot_stack_top) {
+        panic!("cpu 0: {error:?}");
+    }
+
+    let cpus = start_processors(&boot_info, &apic, trampoline_page);
+
+    let devices = pci::enumerate();
+    for device in devices {
+        info!(
+            "pci: {} {:04x}:{:04x} class {:02x}.{:02x}.{:02x} {}",
+            device.address,
+            device.vendor_id,
+            device.device_id,
+            device.class,
+            device.subclass,
+            device.interface,
+            device.class_name()
+        );
+    }
+    info!("pci: {} functions", devices.len());
+    println!("unisock: ready cpus={cpus}");
+
+    if let Some(fault) = config.test_fault {
+        trigger(fault);
+    }
+    if config.exit_after_boot {
+        exit(ExitCode::Success);
+    }
+    halt_forever()
+}
+
+/// Reads the MADT and starts every other CPU; returns how many cores are online.
+fn start_processors(boot_info: &BootInfo, apic: &LocalApic, trampoline_page: Option<u64>) -> u32 {
+    let acpi = match acpi::init(boot_info) {
+        Ok(acpi) => acpi,
+        Err(error) => {
+            warn!("acpi: {error:?}: running on the bootstrap processor only");
+            return 1;
+        }
+    };
+    let ids: Vec<u32> = acpi
+        .processors
+        .iter()
+        .map(|processor| processor.apic_id)
+        .collect();
+    info!(
+        "acpi: revision {} local apic 0x{:x}, {} cpus, apic ids {:?}",
+        acpi.revision,
+        acpi.local_apic_address,
+        ids.len(),
+        ids
+    );
+    if ids.len() <= 1 {
+        return 1;
+    }
+    let Some(trampoline_page) = trampoline_page else {
+        warn!("smp: no free page below 1 MiB for the trampoline: one cpu only");
+        return 1;
+    };
+    let started = clock::now();
+    match smp::start_application_processors(apic, &acpi.processors, trampoline_page) {
+        Ok(online) => {
+            let elapsed = clock::now().saturating_since(started);
+            info!(
+                "smp: {online} of {} application processors online in {} us (trampoline 0x{trampoline_page:x})",
+                ids.len() - 1,
+                elapsed.as_micros()
+            );
+            if online + 1 < ids.len() as u32 {
+                warn!(
+                    "smp: {} cpus did not come up",
+                    ids.len() as u32 - 1 - online
+                );
+            }
+            online + 1
+        }
+        Err(error) => {
+            warn!("smp: {error:?}");
+            1
+        }
+    }
+}
+
+/// An application processor's Rust entry, called by `ap_start64` on its own stack.
+pub extern "C" fn ap_main(slot: u32) -> ! {
+    let index = slot + 1;
+    let apic = LocalApic::enable();
+    let apic_id = apic.id();
+    if let Err(error) = cpu::install(index, apic_id, smp::stack_top(slot)) {
+        panic!("cpu {index}: {error:?}");
+    }
+    check_heap(index);
+    info!("cpu {index} online apic_id={apic_id} heap=ok");
+    smp::report_online();
+    halt_forever()
+}
+
+/// Allocates, uses and frees heap memory, so a broken heap fails at boot, loudly.
+fn check_heap(core_index: u32) {
+    let boxed = Box::new(u64::from(core_index) * 7 + 1);
+    let numbers: Vec<u64> = (0..1000).map(|value| value * *boxed).collect();
+    let sum: u64 = numbers.iter().sum();
+    assert_eq!(sum, *boxed * 999 * 1000 / 2, "heap check");
+    if core_index == 0 {
+        info!("heap: ok");
+    }
+}
+
+/// The deliberate failures behind `test-fault=`.
+fn trigger(fault: TestFault) {
+    warn!("test: triggering {fault:?}");
+    match fault {
+        // SAFETY: none of these are safe, and that is the point: each must end in the
+        // exception report. The address is far beyond the identity map.
+        TestFault::Page => unsafe {
+            core::ptr::read_volatile(0x1234_5678_9000_usize as *const u64);
+        },
+        TestFault::Divide => unsafe {
+            core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _);
+        },
+        TestFault::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
+        TestFault::Panic => panic!("test panic requested on the command line"),
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    let mut out = console::emergency_writer();
+    let _ = match info.location() {
+        Some(location) => writeln!(
+            out,
+            "unisock: panic cpu={} at {}:{}: {}",
+            cpu::current_index(),
+            location.file(),
+            location.line(),
+            info.message()
+        ),
+        None => writeln!(
+            out,
+            "unisock: panic cpu={}: {}",
+            cpu::current_index(),
+            info.message()
+        ),
+    };
+    exit(ExitCode::Failure)
+}

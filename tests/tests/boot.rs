@@ -1,0 +1,188 @@
+//! Boot tests: the image comes up on every core it is given, reports faults and panics, and
+//! boots from its disk images under BIOS and UEFI.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use unisock_e2e::{Boot, Outcome, Run, process_group_alive};
+
+/// The key=value fields of a line such as `unisock: ready cpus=4`.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Boots with `cpus` cores and checks the whole bring-up report.
+fn boots_on(cpus: u32) -> Run {
+    let run = Boot::kernel()
+        .cpus(cpus)
+        .cmdline("exit-after-boot")
+        .timeout(Duration::from_secs(60))
+        .run();
+    assert_eq!(
+        run.outcome,
+        Outcome::Exited(0),
+        "boot failed:\n{}",
+        run.output
+    );
+
+    let ready = run.expect_line("unisock: ready");
+    assert_eq!(
+        field(ready, "cpus"),
+        Some(cpus.to_string().as_str()),
+        "{ready}"
+    );
+
+    // Every application processor ran its own code and reported its own APIC id.
+    let reported: Vec<(u32, u32)> = run
+        .lines_starting_with("cpu ")
+        .filter(|line| line.contains(" online "))
+        .map(|line| {
+            let index = line["cpu ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let apic_id = field(line, "apic_id").unwrap().parse().unwrap();
+            assert_eq!(field(line, "heap"), Some("ok"), "{line}");
+            (index, apic_id)
+        })
+        .collect();
+    let indices: BTreeSet<u32> = reported.iter().map(|(index, _)| *index).collect();
+    let apic_ids: BTreeSet<u32> = reported.iter().map(|(_, apic_id)| *apic_id).collect();
+    assert_eq!(indices, (1..cpus).collect(), "{}", run.output);
+    assert_eq!(
+        apic_ids.len(),
+        (cpus - 1) as usize,
+        "APIC ids repeat:\n{}",
+        run.output
+    );
+
+    run.expect_line("heap: ok");
+    assert!(
+        run.lines_starting_with("pci: 00:00.0").count() == 1,
+        "no host bridge listed:\n{}",
+        run.output
+    );
+    assert!(
+        run.lines_starting_with("pci: ").count() >= 4,
+        "{}",
+        run.output
+    );
+    run
+}
+
+#[test]
+fn boots_on_one_cpu() {
+    boots_on(1);
+}
+
+#[test]
+fn boots_on_two_cpus() {
+    boots_on(2);
+}
+
+#[test]
+fn boots_on_four_cpus() {
+    boots_on(4);
+}
+
+#[test]
+fn page_fault_prints_a_register_dump_and_fails() {
+    let run = Boot::kernel()
+        .cmdline("test-fault=page exit-after-boot")
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+    let fault = run.expect_line("unisock: fault");
+    assert!(fault.contains("vector=14 (page fault)"), "{fault}");
+    assert!(
+        run.output.contains("cr2=0x0000123456789000"),
+        "{}",
+        run.output
+    );
+    assert!(run.output.contains("rip=0x"), "{}", run.output);
+    assert!(run.output.contains("r15=0x"), "{}", run.output);
+}
+
+#[test]
+fn other_exceptions_are_reported_too() {
+    for (fault, report) in [
+        ("divide", "vector=0 (divide error)"),
+        ("invalid-opcode", "vector=6 (invalid opcode)"),
+    ] {
+        let run = Boot::kernel().cmdline(&format!("test-fault={fault}")).run();
+        assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+        assert!(
+            run.expect_line("unisock: fault").contains(report),
+            "{}",
+            run.output
+        );
+    }
+}
+
+#[test]
+fn rust_panic_prints_and_fails() {
+    let run = Boot::kernel().cmdline("test-fault=panic").run();
+    assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+    let panic = run.expect_line("unisock: panic");
+    assert!(panic.contains("test panic requested"), "{panic}");
+}
+
+#[test]
+fn bad_command_line_is_a_clear_panic() {
+    let run = Boot::kernel().cmdline("exit-after-boot frobnicate=1").run();
+    assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+    let panic = run.expect_line("unisock: panic");
+    assert!(panic.contains("unknown word `frobnicate`"), "{panic}");
+}
+
+#[test]
+fn hung_guest_is_killed_by_the_timeout() {
+    // Without exit-after-boot the image idles after boot: the harness must kill it.
+    let run = Boot::kernel().timeout(Duration::from_secs(5)).run();
+    assert_eq!(run.outcome, Outcome::TimedOut, "{}", run.output);
+    run.expect_line("unisock: ready cpus=1");
+    let gone = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !process_group_alive(run.process_group)
+    });
+    assert!(gone, "QEMU survived the timeout");
+}
+
+#[test]
+fn iso_boots_under_seabios() {
+    let run = Boot::iso("seabios")
+        .cpus(2)
+        .until_line("unisock: ready")
+        .timeout(Duration::from_secs(120))
+        .run();
+    assert_eq!(run.outcome, Outcome::LineSeen, "{}", run.output);
+    run.expect_line("boot: protocol=multiboot2");
+    assert_eq!(field(run.expect_line("unisock: ready"), "cpus"), Some("2"));
+    eprintln!("ISO under SeaBIOS: ready after {:?}", run.elapsed);
+}
+
+#[test]
+fn iso_boots_under_ovmf() {
+    let run = Boot::iso("ovmf")
+        .cpus(2)
+        .until_line("unisock: ready")
+        .timeout(Duration::from_secs(180))
+        .run();
+    assert_eq!(run.outcome, Outcome::LineSeen, "{}", run.output);
+    run.expect_line("boot: protocol=multiboot2");
+    assert_eq!(field(run.expect_line("unisock: ready"), "cpus"), Some("2"));
+    eprintln!("ISO under OVMF: ready after {:?}", run.elapsed);
+}
+
+#[test]
+fn qcow2_disk_boots_under_seabios() {
+    let run = Boot::disk("seabios")
+        .until_line("unisock: ready")
+        .timeout(Duration::from_secs(120))
+        .run();
+    assert_eq!(run.outcome, Outcome::LineSeen, "{}", run.output);
+    run.expect_line("boot: protocol=multiboot2");
+    eprintln!("qcow2 under SeaBIOS: ready after {:?}", run.elapsed);
+}
