@@ -646,6 +646,45 @@ mod tests {
         assert!(!executor.prepare_to_halt());
     }
 
+    proptest::proptest! {
+        /// Whatever the sleeps and however coarsely the loop samples the clock, every sleeper
+        /// wakes at the first loop turn at or after its deadline, never before, and sleepers
+        /// finish in deadline order (ties in spawn order).
+        #[test]
+        fn sleepers_wake_at_the_first_turn_after_their_deadline(
+            sleeps in proptest::collection::vec(0u64..100, 1..20),
+            step in 1u64..30,
+        ) {
+            let mut executor = Executor::new();
+            let handle = executor.handle();
+            let finished = Rc::new(RefCell::new(Vec::new()));
+            for (index, &millis) in sleeps.iter().enumerate() {
+                let handle = handle.clone();
+                let finished = finished.clone();
+                executor.spawn(async move {
+                    handle.sleep(Duration::from_millis(millis)).await;
+                    finished.borrow_mut().push((index, handle.now().as_millis()));
+                });
+            }
+            let mut now = 0;
+            while executor.live_tasks() > 0 {
+                executor.run_ready(at_millis(now));
+                executor.fire_timers(at_millis(now));
+                executor.run_ready(at_millis(now));
+                now += step;
+                proptest::prop_assert!(now < 1_000);
+            }
+            let mut expected: Vec<(usize, u64)> = sleeps
+                .iter()
+                .enumerate()
+                .map(|(index, &millis)| (index, millis.div_ceil(step) * step))
+                .collect();
+            expected.sort_by_key(|&(index, woke)| (sleeps[index], woke, index));
+            proptest::prop_assert_eq!(&*finished.borrow(), &expected);
+            proptest::prop_assert_eq!(executor.pending_timers(), 0);
+        }
+    }
+
     #[test]
     fn the_clock_never_goes_backwards() {
         let mut executor = Executor::new();
