@@ -245,7 +245,8 @@ pub enum Delivery {
     Forward(CoreId),
 }
 
-/// The owner of every packet, computed the same way on every core.
+/// The owner of every packet, computed the same way on every core. Read-only after
+/// construction, so the cores may share one (it is `Sync`) or each keep a copy.
 pub struct ReceiveFlowDeliver {
     core_count: usize,
     active_steering: ActiveSteering,
@@ -285,8 +286,6 @@ impl ReceiveFlowDeliver {
                 }
             }
         }
-        // Re-checked here because the fields are public.
-        EphemeralPortRange::new(ephemeral_ports.first, ephemeral_ports.last)?;
         backend_ports.sort_unstable();
         backend_ports.dedup();
         Ok(ReceiveFlowDeliver {
@@ -475,7 +474,8 @@ pub struct LocalPortAllocator {
 
 impl LocalPortAllocator {
     /// `start` picks where the cycle begins; pass a random number so that the ports of a fresh
-    /// boot are not predictable (RFC 6056, section 3.3).
+    /// boot are not predictable (RFC 6056, "Recommendations for Transport-Protocol Port
+    /// Randomization").
     pub fn new(rfd: &ReceiveFlowDeliver, core: CoreId, start: u16) -> Result<Self, RfdConfigError> {
         if core_index(core) >= rfd.core_count {
             return Err(RfdConfigError::NoSuchCore { core });
