@@ -1,5 +1,20 @@
 //! Bringing up a virtio-net PCI function (virtio 1.2, 3.1.1 and 5.1.5): feature negotiation,
 //! queue-pair and control-queue set-up, multiqueue and RSS commands; and its [`Nic`] face.
+//!
+//! What the boot code does, on the boot core, before the other cores start:
+//!
+//! ```text
+//! let pci = PortPciConfig::new(unsafe { X86PortIo::new() });     // or its own PciConfig
+//! let function = PciFunction::new(&pci, address);               // from PCI enumeration
+//! let mapper = unsafe { IdentityMmioMapper::new() };             // BARs identity-mapped, UC
+//! let dma = unsafe { IdentityMappedDma::new() };                 // heap identity-mapped
+//! let options = VirtioNetOptions { queue_pairs: cores, msix: MsixRouting::ReceiveOnly, ..Default::default() };
+//! let mut nic = VirtioNet::new(&function, &mapper, &dma, options)?;
+//! if let Some(rss) = nic.steering().rss { nic.configure_rss(&configuration)?; }
+//! // MSI-X (optional): MsixCapability::read(&function), MsixTable::map(&function, &cap, &mapper),
+//! // table.program(vector, MsiMessage::x86(apic_id_of_owner, idt_vector)), cap.enable(&function).
+//! for core in 0..nic.queue_count() { give core its nic.take_queue(QueueId(core)) }
+//! ```
 
 use alloc::vec::Vec;
 
@@ -46,6 +61,10 @@ fn supported_features() -> Features {
 pub enum MsixRouting {
     /// No MSI-X vectors: the driver polls (interrupt suppression still applies).
     None,
+    /// Configuration changes on vector 0, pair `i`'s receive queue on `1 + i`; transmit
+    /// queues have none (completions are reclaimed while polling). `N + 1` vectors: what an
+    /// idle core needs to wake on arriving frames.
+    ReceiveOnly,
     /// Configuration changes on vector 0; pair `i` receives on `1 + 2i`, transmits on
     /// `2 + 2i`. Matches QEMU's `vectors=2N+2`. The control queue has no vector (polled).
     PerQueue,
@@ -213,7 +232,7 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         let queue_pairs = options.queue_pairs.min(max_queue_pairs);
         let config_vector = match options.msix {
             MsixRouting::None => NO_MSIX_VECTOR,
-            MsixRouting::PerQueue => 0,
+            MsixRouting::ReceiveOnly | MsixRouting::PerQueue => 0,
         };
         attempt!(transport.set_config_msix_vector(config_vector));
         let mut queues = Vec::with_capacity(usize::from(queue_pairs));
@@ -272,6 +291,14 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         self.max_queue_pairs
     }
 
+    /// Whether the device has hit an error it can only leave by a reset (2.1.2); the queues
+    /// stop working until the device is brought up again.
+    pub fn needs_reset(&self) -> bool {
+        self.transport
+            .status()
+            .contains(DeviceStatus::DEVICE_NEEDS_RESET)
+    }
+
     /// The MSI-X vector for configuration-change interrupts, if routed.
     pub fn config_msix_vector(&self) -> Option<u16> {
         let vector = self.transport.config_msix_vector();
@@ -326,6 +353,7 @@ fn set_up_pair<M: Mmio + Clone, R: DmaRegion, D: Dma<Region = R>>(
     let transmit_index = 2 * pair + 1;
     let (receive_vector, transmit_vector) = match options.msix {
         MsixRouting::None => (NO_MSIX_VECTOR, NO_MSIX_VECTOR),
+        MsixRouting::ReceiveOnly => (1 + pair, NO_MSIX_VECTOR),
         MsixRouting::PerQueue => (1 + 2 * pair, 2 + 2 * pair),
     };
     let mut rings = Vec::with_capacity(2);

@@ -53,6 +53,11 @@ pub struct Settings {
     pub control_ack: u8,
     /// Whether the device answers control commands at all.
     pub control_answers: bool,
+    /// The device never finishes a reset (status stays non-zero).
+    pub stuck_in_reset: bool,
+    /// The configuration generation changes on every read (a device whose configuration
+    /// never settles).
+    pub restless_configuration: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +85,8 @@ impl Default for Settings {
             msix_vectors: 10,
             control_ack: ACK_OK,
             control_answers: true,
+            stuck_in_reset: false,
+            restless_configuration: false,
         }
     }
 }
@@ -113,6 +120,7 @@ struct State {
     status: u8,
     queue_select: u16,
     config_msix_vector: u16,
+    configuration_generation: core::cell::Cell<u8>,
     queues: Vec<QueueState>,
     msix_table: Vec<u8>,
     control_log: Vec<(u8, u8, Vec<u8>)>,
@@ -206,7 +214,13 @@ impl RegisterModel for FakeVirtioNet {
             (0x10, 2) => state.config_msix_vector.into(),
             (0x12, 2) => state.queue_count().into(),
             (0x14, 1) => state.status.into(),
-            (0x15, 1) => 0,
+            (0x15, 1) => {
+                let generation = &state.configuration_generation;
+                if state.settings.restless_configuration {
+                    generation.set(generation.get().wrapping_add(1));
+                }
+                generation.get().into()
+            }
             (0x16, 2) => state.queue_select.into(),
             (0x18, 2) => queue.map_or(0, |queue| queue.size).into(),
             (0x1a, 2) => queue
@@ -246,7 +260,11 @@ impl RegisterModel for FakeVirtioNet {
             (0x14, 1) => {
                 let mut status = value as u8;
                 if status == 0 {
+                    let stuck = state.settings.stuck_in_reset;
                     state.reset();
+                    if stuck {
+                        state.status = DeviceStatus::ACKNOWLEDGE.bits();
+                    }
                     return;
                 }
                 let offered = state.settings.offered.bits();
@@ -287,6 +305,7 @@ impl FakeVirtioNet {
             status: 0,
             queue_select: 0,
             config_msix_vector: NO_MSIX_VECTOR,
+            configuration_generation: core::cell::Cell::new(0),
             queues: Vec::new(),
             msix_table: std::vec![0; MSIX_PBA_OFFSET - MSIX_TABLE_OFFSET],
             control_log: Vec::new(),
@@ -333,6 +352,10 @@ impl FakeVirtioNet {
 
     pub fn set_control_ack(&self, ack: u8) {
         self.state.borrow_mut().settings.control_ack = ack;
+    }
+
+    pub fn set_needs_reset(&self) {
+        self.state.borrow_mut().status |= DeviceStatus::DEVICE_NEEDS_RESET.bits();
     }
 
     pub fn set_control_answers(&self, answers: bool) {

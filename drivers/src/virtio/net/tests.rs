@@ -835,3 +835,74 @@ fn msix_vectors_are_programmed_through_the_table_in_the_bar() {
         .read_u16(fake_device::address(), capability.offset + 2);
     assert_eq!(control & 0x8000, 0);
 }
+
+#[test]
+fn a_device_that_never_finishes_reset_is_reported() {
+    let machine = FakeMachine::new(Settings {
+        stuck_in_reset: true,
+        ..Settings::default()
+    });
+    assert_eq!(
+        machine.bring_up(options(1, 16)).err(),
+        Some(VirtioNetError::Transport(TransportError::ResetTimeout))
+    );
+}
+
+#[test]
+fn a_configuration_that_never_settles_is_reported() {
+    let machine = FakeMachine::new(Settings {
+        restless_configuration: true,
+        ..Settings::default()
+    });
+    assert_eq!(
+        machine.bring_up(options(1, 16)).err(),
+        Some(VirtioNetError::Config(super::config::ConfigError::Unstable))
+    );
+    assert!(machine.device.status().contains(DeviceStatus::FAILED));
+}
+
+#[test]
+fn an_impossible_queue_pair_count_is_refused() {
+    let machine = FakeMachine::new(Settings {
+        max_queue_pairs: 0,
+        ..Settings::default()
+    });
+    assert_eq!(
+        machine.bring_up(options(1, 16)).err(),
+        Some(VirtioNetError::Config(
+            super::config::ConfigError::BadMaxVirtqueuePairs { value: 0 }
+        ))
+    );
+}
+
+#[test]
+fn receive_only_routing_leaves_transmit_queues_without_vectors() {
+    let machine = FakeMachine::new(Settings::default());
+    let mut nic = machine
+        .bring_up(VirtioNetOptions {
+            msix: MsixRouting::ReceiveOnly,
+            ..options(3, 16)
+        })
+        .unwrap();
+    assert_eq!(nic.config_msix_vector(), Some(0));
+    for pair in 0..3u16 {
+        assert_eq!(machine.device.queue(2 * pair).msix_vector, 1 + pair);
+        assert_eq!(
+            machine.device.queue(2 * pair + 1).msix_vector,
+            NO_MSIX_VECTOR
+        );
+    }
+    assert_eq!(
+        nic.take_queue(QueueId(2)).unwrap().msix_vectors(),
+        (Some(3), None)
+    );
+}
+
+#[test]
+fn device_needs_reset_is_visible_to_the_control_plane() {
+    let machine = FakeMachine::new(Settings::default());
+    let nic = machine.bring_up(options(1, 16)).unwrap();
+    assert!(!nic.needs_reset());
+    machine.device.set_needs_reset();
+    assert!(nic.needs_reset());
+}
