@@ -101,6 +101,8 @@ pub enum SteeringError {
         length: usize,
         max: usize,
     },
+    /// Hash types were requested without a key to hash with.
+    EmptyKey,
     /// The indirection table is empty, not a power of two long, or too long.
     BadIndirectionTableLength {
         length: usize,
@@ -140,6 +142,15 @@ pub struct QueueStatistics {
     pub rx_bad_length: u64,
 }
 
+/// A request that the NIC complete one checksum of a frame: it sums the bytes from `start`
+/// to the end of the frame (RFC 1071) and stores the result at `start + offset`. The caller
+/// leaves the pseudo-header sum in that field (for TCP/UDP), as with Linux's CHECKSUM_PARTIAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChecksumOffload {
+    pub start: u16,
+    pub offset: u16,
+}
+
 /// Why a frame could not be queued for transmission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransmitError {
@@ -147,6 +158,14 @@ pub enum TransmitError {
     QueueFull,
     /// The frame does not fit in one packet buffer.
     FrameTooLong { length: usize, max: usize },
+    /// Checksum offload was requested but the queue does not have it
+    /// (see [`NicQueue::transmit_checksum_offload`]).
+    ChecksumOffloadUnavailable,
+    /// The checksum field would not lie inside the frame.
+    ChecksumOutsideFrame {
+        checksum: ChecksumOffload,
+        length: usize,
+    },
 }
 
 /// One core's receive/transmit queue pair. Owned by that core; no method takes a lock.
@@ -158,13 +177,18 @@ pub trait NicQueue {
     /// device at most once. Returns the number of frames handled.
     fn rx_burst(&mut self, max_frames: usize, handler: &mut dyn FnMut(&[u8])) -> usize;
 
-    /// Queues one frame of `length` bytes, which `fill` writes. The device does not see it
-    /// until [`tx_flush`](Self::tx_flush).
+    /// Queues one frame of `length` bytes, which `fill` writes; with `checksum`, the NIC
+    /// completes that checksum. The device does not see the frame until
+    /// [`tx_flush`](Self::tx_flush).
     fn tx_enqueue(
         &mut self,
         length: usize,
+        checksum: Option<ChecksumOffload>,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), TransmitError>;
+
+    /// Whether [`tx_enqueue`](Self::tx_enqueue) accepts a [`ChecksumOffload`].
+    fn transmit_checksum_offload(&self) -> bool;
 
     /// [`tx_enqueue`](Self::tx_enqueue) for a one-shot writer, the shape of the network
     /// stack's frame sink (`transmit(len, fill: impl FnOnce(&mut [u8]))`).
@@ -173,7 +197,7 @@ pub trait NicQueue {
         Self: Sized,
     {
         let mut fill = Some(fill);
-        self.tx_enqueue(length, &mut |bytes| {
+        self.tx_enqueue(length, None, &mut |bytes| {
             if let Some(fill) = fill.take() {
                 fill(bytes)
             }

@@ -100,6 +100,9 @@ pub fn validate_rss(
             max: max_key,
         });
     }
+    if key_length == 0 && !configuration.hash_types.is_empty() {
+        return Err(SteeringError::EmptyKey);
+    }
     let table_length = configuration.indirection_table.len();
     let max_table = capabilities.max_indirection_table_length;
     if table_length == 0 || !table_length.is_power_of_two() || table_length > max_table {

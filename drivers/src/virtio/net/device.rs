@@ -44,16 +44,21 @@ const CONTROL_QUEUE_SIZE: u16 = 16;
 const CONTROL_BUFFER_BASE: usize = 64;
 
 /// Features the driver can use; the device's offer is intersected with these.
-/// CSUM/GUEST_CSUM stay off: the stack computes and checks every checksum, so frames are
-/// always complete on the wire and nothing depends on the host's offload settings.
-fn supported_features() -> Features {
-    Features::VERSION_1
+/// GUEST_CSUM stays off: received frames then always carry complete checksums, which the
+/// stack verifies, whatever the host's offload settings. CSUM (transmit checksum offload)
+/// is used only when the options ask for it.
+fn supported_features(options: &VirtioNetOptions) -> Features {
+    let mut features = Features::VERSION_1
         | Features::MAC
         | Features::STATUS
         | Features::CTRL_VQ
         | Features::MQ
         | Features::RSS
-        | Features::ACCESS_PLATFORM
+        | Features::ACCESS_PLATFORM;
+    if options.transmit_checksum_offload {
+        features |= Features::CSUM;
+    }
+    features
 }
 
 /// Where each queue's interrupts go.
@@ -83,6 +88,11 @@ pub struct VirtioNetOptions {
     pub msix: MsixRouting,
     /// MAC to use if the device does not offer one.
     pub fallback_mac: MacAddress,
+    /// Negotiate CSUM when offered, so queues accept [`ChecksumOffload`] requests (under
+    /// QEMU the host then sums the payload instead of the emulated guest).
+    ///
+    /// [`ChecksumOffload`]: crate::nic::ChecksumOffload
+    pub transmit_checksum_offload: bool,
 }
 
 impl Default for VirtioNetOptions {
@@ -94,6 +104,7 @@ impl Default for VirtioNetOptions {
             msix: MsixRouting::None,
             // Locally administered, unicast.
             fallback_mac: MacAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]),
+            transmit_checksum_offload: false,
         }
     }
 }
@@ -213,7 +224,7 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         }
         transport.set_status(DeviceStatus::ACKNOWLEDGE);
         transport.add_status(DeviceStatus::DRIVER);
-        let features = attempt!(negotiate(&transport));
+        let features = attempt!(negotiate(&transport, &options));
         let config = attempt!(
             read_config(transport.device_config(), features, || transport
                 .config_generation())
@@ -237,7 +248,14 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         attempt!(transport.set_config_msix_vector(config_vector));
         let mut queues = Vec::with_capacity(usize::from(queue_pairs));
         for pair in 0..queue_pairs {
-            let queue = attempt!(set_up_pair(&transport, dma, &options, pair));
+            let checksum_offload = features.contains(Features::CSUM);
+            let queue = attempt!(set_up_pair(
+                &transport,
+                dma,
+                &options,
+                pair,
+                checksum_offload
+            ));
             queues.push(Some(queue));
         }
         let control = if has_control {
@@ -316,12 +334,15 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
 }
 
 /// Reads the offer, writes our subset, and checks FEATURES_OK (3.1.1 steps 4-6).
-fn negotiate<M: Mmio>(transport: &PciTransport<M>) -> Result<Features, VirtioNetError> {
+fn negotiate<M: Mmio>(
+    transport: &PciTransport<M>,
+    options: &VirtioNetOptions,
+) -> Result<Features, VirtioNetError> {
     let offered = Features::from_bits_retain(transport.device_features());
     if !offered.contains(Features::VERSION_1) {
         return Err(VirtioNetError::LegacyOnly);
     }
-    let mut features = offered & supported_features();
+    let mut features = offered & supported_features(options);
     // MQ and RSS need the control queue to be of any use (5.1.3.1).
     if !features.contains(Features::CTRL_VQ) {
         features.remove(Features::MQ | Features::RSS);
@@ -348,6 +369,7 @@ fn set_up_pair<M: Mmio + Clone, R: DmaRegion, D: Dma<Region = R>>(
     dma: &D,
     options: &VirtioNetOptions,
     pair: u16,
+    checksum_offload: bool,
 ) -> Result<VirtioNetQueue<M, R>, VirtioNetError> {
     let receive_index = 2 * pair;
     let transmit_index = 2 * pair + 1;
@@ -377,7 +399,13 @@ fn set_up_pair<M: Mmio + Clone, R: DmaRegion, D: Dma<Region = R>>(
         options.buffer_size,
     )
     .map_err(VirtioNetError::Pool)?;
-    Ok(VirtioNetQueue::new(QueueId(pair), pool, receive, transmit))
+    Ok(VirtioNetQueue::new(
+        QueueId(pair),
+        pool,
+        receive,
+        transmit,
+        checksum_offload,
+    ))
 }
 
 fn set_up_control<M: Mmio + Clone, R: DmaRegion, D: Dma<Region = R>>(

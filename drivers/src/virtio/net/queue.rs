@@ -5,9 +5,9 @@
 use alloc::vec::Vec;
 
 use crate::hal::{DmaRegion, Mmio};
-use crate::nic::{NicQueue, QueueId, QueueStatistics, TransmitError};
+use crate::nic::{ChecksumOffload, NicQueue, QueueId, QueueStatistics, TransmitError};
 use crate::packet_pool::{PacketBuffer, PacketPool};
-use crate::virtio::net::header::{HEADER_LENGTH, write_transmit_header};
+use crate::virtio::net::header::{HEADER_LENGTH, write_checksum_header, write_transmit_header};
 use crate::virtio::pci_transport::{NO_MSIX_VECTOR, QueueNotifier};
 use crate::virtio::virtqueue::{QueueError, Segment, SplitVirtqueue};
 
@@ -89,6 +89,8 @@ pub struct VirtioNetQueue<M: Mmio, R: DmaRegion> {
     pool: PacketPool<R>,
     receive: BufferRing<M, R>,
     transmit: BufferRing<M, R>,
+    /// CSUM was negotiated: the device completes checksums on request.
+    checksum_offload: bool,
     statistics: QueueStatistics,
 }
 
@@ -101,12 +103,14 @@ impl<M: Mmio, R: DmaRegion> VirtioNetQueue<M, R> {
         pool: PacketPool<R>,
         receive: (SplitVirtqueue<R>, QueueNotifier<M>, u16),
         transmit: (SplitVirtqueue<R>, QueueNotifier<M>, u16),
+        checksum_offload: bool,
     ) -> Self {
         let mut queue = VirtioNetQueue {
             id,
             pool,
             receive: BufferRing::new(receive.0, receive.1, receive.2),
             transmit: BufferRing::new(transmit.0, transmit.1, transmit.2),
+            checksum_offload,
             statistics: QueueStatistics::default(),
         };
         queue.receive.queue.set_interrupts_suppressed(true);
@@ -214,11 +218,21 @@ impl<M: Mmio, R: DmaRegion> NicQueue for VirtioNetQueue<M, R> {
     fn tx_enqueue(
         &mut self,
         length: usize,
+        checksum: Option<ChecksumOffload>,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), TransmitError> {
         let max = self.max_frame_length();
         if length > max {
             return Err(TransmitError::FrameTooLong { length, max });
+        }
+        if let Some(checksum) = checksum {
+            if !self.checksum_offload {
+                return Err(TransmitError::ChecksumOffloadUnavailable);
+            }
+            let field_end = usize::from(checksum.start) + usize::from(checksum.offset) + 2;
+            if field_end > length {
+                return Err(TransmitError::ChecksumOutsideFrame { checksum, length });
+            }
         }
         if self.transmit.queue.free_descriptors() == 0 || self.pool.available() == 0 {
             self.reclaim_transmitted();
@@ -234,7 +248,12 @@ impl<M: Mmio, R: DmaRegion> NicQueue for VirtioNetQueue<M, R> {
         self.pool
             .with_bytes_mut(&buffer, HEADER_LENGTH + length, |bytes| {
                 let (header, frame) = bytes.split_at_mut(HEADER_LENGTH);
-                write_transmit_header(header);
+                match checksum {
+                    None => write_transmit_header(header),
+                    Some(checksum) => {
+                        write_checksum_header(header, checksum.start, checksum.offset)
+                    }
+                }
                 fill(frame);
             });
         let segment = Segment {
@@ -255,6 +274,10 @@ impl<M: Mmio, R: DmaRegion> NicQueue for VirtioNetQueue<M, R> {
     fn tx_flush(&mut self) {
         self.transmit.publish_and_notify(&mut self.statistics);
         self.reclaim_transmitted();
+    }
+
+    fn transmit_checksum_offload(&self) -> bool {
+        self.checksum_offload
     }
 
     fn max_frame_length(&self) -> usize {

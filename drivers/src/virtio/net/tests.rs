@@ -8,8 +8,8 @@ use super::device::{MsixRouting, VirtioNetError, VirtioNetOptions};
 use super::fake_device::{self, FakeMachine, Settings};
 use crate::hal::{HalError, PhysAddr};
 use crate::nic::{
-    HashTypes, LinkState, MacAddress, Nic, NicQueue, QueueId, RssConfiguration, SteeringError,
-    TransmitError,
+    ChecksumOffload, HashTypes, LinkState, MacAddress, Nic, NicQueue, QueueId, RssConfiguration,
+    SteeringError, TransmitError,
 };
 use crate::pci::bar::{Bar, BarError};
 use crate::pci::msix::{MsiMessage, MsixCapability, MsixError, MsixTable};
@@ -332,6 +332,11 @@ fn rss_requests_the_device_cannot_honour_are_refused_without_a_command() {
             max: 40
         })
     );
+    let no_key = RssConfiguration {
+        key: vec![],
+        ..base.clone()
+    };
+    assert_eq!(nic.configure_rss(&no_key), Err(SteeringError::EmptyKey));
     let odd_table = RssConfiguration {
         indirection_table: vec![QueueId(0); 6],
         ..base.clone()
@@ -477,7 +482,9 @@ fn bad_lengths_and_ids_from_the_device_are_counted_not_trusted() {
     assert_eq!(received, vec![frame(7, 80)]);
 
     // On the transmit side: a completion for a descriptor that is not in flight.
-    queue.tx_enqueue(60, &mut |bytes| bytes.fill(1)).unwrap();
+    queue
+        .tx_enqueue(60, None, &mut |bytes| bytes.fill(1))
+        .unwrap();
     queue.tx_flush();
     let (head, _) = machine.device.pop_available(1).unwrap();
     machine.device.push_used(1, u32::from(head) + 5, 0);
@@ -545,10 +552,12 @@ fn transmit_honours_no_notify_and_reports_a_full_ring() {
     let mut queue = nic.take_queue(QueueId(0)).unwrap();
     machine.device.set_no_notify(1, true);
     for seed in 0..8 {
-        queue.tx_enqueue(60, &mut |bytes| bytes.fill(seed)).unwrap();
+        queue
+            .tx_enqueue(60, None, &mut |bytes| bytes.fill(seed))
+            .unwrap();
     }
     assert_eq!(
-        queue.tx_enqueue(60, &mut |_| {}),
+        queue.tx_enqueue(60, None, &mut |_| {}),
         Err(TransmitError::QueueFull)
     );
     assert_eq!(queue.statistics().tx_full, 1);
@@ -556,12 +565,14 @@ fn transmit_honours_no_notify_and_reports_a_full_ring() {
     assert_eq!(machine.device.queue(1).notifications, 0);
     assert_eq!(machine.device.transmit_all(0).len(), 8);
     // Completions are reclaimed on demand when the ring is full.
-    queue.tx_enqueue(60, &mut |bytes| bytes.fill(0xee)).unwrap();
+    queue
+        .tx_enqueue(60, None, &mut |bytes| bytes.fill(0xee))
+        .unwrap();
     assert_eq!(queue.transmit_in_flight(), 1);
     let max = queue.max_frame_length();
     assert_eq!(max, 2048 - 12);
     assert_eq!(
-        queue.tx_enqueue(max + 1, &mut |_| {}),
+        queue.tx_enqueue(max + 1, None, &mut |_| {}),
         Err(TransmitError::FrameTooLong {
             length: max + 1,
             max
@@ -584,7 +595,7 @@ fn rings_wrap_around_the_16_bit_indices() {
             received += 1;
         });
         queue
-            .tx_enqueue(4, &mut |bytes| bytes.copy_from_slice(&payload))
+            .tx_enqueue(4, None, &mut |bytes| bytes.copy_from_slice(&payload))
             .unwrap();
         queue.tx_flush();
         let sent = machine.device.transmit_all(0);
@@ -905,4 +916,56 @@ fn device_needs_reset_is_visible_to_the_control_plane() {
     assert!(!nic.needs_reset());
     machine.device.set_needs_reset();
     assert!(nic.needs_reset());
+}
+
+#[test]
+fn checksum_offload_is_negotiated_on_request_and_written_into_the_header() {
+    let machine = FakeMachine::new(Settings::default());
+    let mut nic = machine
+        .bring_up(VirtioNetOptions {
+            transmit_checksum_offload: true,
+            ..options(1, 16)
+        })
+        .unwrap();
+    assert!(machine.device.driver_features().contains(Features::CSUM));
+    let mut queue = nic.take_queue(QueueId(0)).unwrap();
+    assert!(queue.transmit_checksum_offload());
+    // TCP over IPv4 without options: the TCP header starts at 34, its checksum 16 bytes in.
+    let checksum = ChecksumOffload {
+        start: 34,
+        offset: 16,
+    };
+    queue
+        .tx_enqueue(60, Some(checksum), &mut |bytes| bytes.fill(0xab))
+        .unwrap();
+    assert_eq!(
+        queue.tx_enqueue(
+            50,
+            Some(ChecksumOffload {
+                start: 34,
+                offset: 16
+            }),
+            &mut |_| {}
+        ),
+        Err(TransmitError::ChecksumOutsideFrame {
+            checksum,
+            length: 50
+        })
+    );
+    queue.tx_flush();
+    let sent = machine.device.transmit_all(0);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0][..12], [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+    assert_eq!(sent[0][12..], [0xab; 60]);
+
+    // Not requested: CSUM stays off even though the device offers it.
+    let machine = FakeMachine::new(Settings::default());
+    let mut nic = machine.bring_up(options(1, 16)).unwrap();
+    assert!(!machine.device.driver_features().contains(Features::CSUM));
+    let mut queue = nic.take_queue(QueueId(0)).unwrap();
+    assert!(!queue.transmit_checksum_offload());
+    assert_eq!(
+        queue.tx_enqueue(60, Some(checksum), &mut |_| {}),
+        Err(TransmitError::ChecksumOffloadUnavailable)
+    );
 }
