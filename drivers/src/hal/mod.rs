@@ -4,7 +4,9 @@
 //! real implementations (see [`identity`] for identity-mapped memory and [`port_io`] for x86
 //! port I/O); host tests provide fakes over plain memory that also play the device's part.
 
+#[allow(unsafe_code)]
 pub mod identity;
+#[allow(unsafe_code)]
 pub mod port_io;
 
 #[cfg(test)]
