@@ -143,7 +143,8 @@ pub enum ControlError {
     Queue(QueueError),
     /// The device did not complete the command in time; the queue is no longer used.
     Timeout,
-    /// An earlier command timed out, so the queue's state is unknown.
+    /// An earlier command timed out or was answered out of protocol, so the queue's state
+    /// is unknown and it is no longer used.
     QueueBroken,
     /// The device completed a different chain than the one submitted.
     UnexpectedCompletion {
@@ -223,25 +224,34 @@ impl<M: Mmio, R: DmaRegion> ControlQueue<M, R> {
         self.queue.publish();
         self.notifier.notify();
         for _ in 0..COMPLETION_POLL_LIMIT {
-            match self.queue.pop_used().map_err(ControlError::Queue)? {
-                None => core::hint::spin_loop(),
-                Some(used) if used.head != head => {
-                    return Err(ControlError::UnexpectedCompletion { head: used.head });
+            let used = match self.queue.pop_used() {
+                Ok(None) => {
+                    core::hint::spin_loop();
+                    continue;
                 }
-                Some(_) => {
-                    let ack = self.buffer.with_bytes(ack_offset, 1, |ack| ack[0]);
-                    if ack != ACK_OK {
-                        return Err(ControlError::Rejected {
-                            class: command.class,
-                            command: command.command,
-                            ack,
-                        });
-                    }
-                    return Ok(());
-                }
+                Ok(Some(used)) => used,
+                Err(error) => return Err(self.retire(ControlError::Queue(error))),
+            };
+            if used.head != head {
+                return Err(self.retire(ControlError::UnexpectedCompletion { head: used.head }));
             }
+            let ack = self.buffer.with_bytes(ack_offset, 1, |ack| ack[0]);
+            if ack != ACK_OK {
+                return Err(ControlError::Rejected {
+                    class: command.class,
+                    command: command.command,
+                    ack,
+                });
+            }
+            return Ok(());
         }
+        Err(self.retire(ControlError::Timeout))
+    }
+
+    /// After the device broke the one-command-at-a-time protocol (or went silent) the
+    /// queue's state is unknown: stop using it and report why.
+    fn retire(&mut self, error: ControlError) -> ControlError {
         self.broken = true;
-        Err(ControlError::Timeout)
+        error
     }
 }

@@ -1069,3 +1069,22 @@ fn random_interleavings_lose_no_frame_and_leak_no_buffer() {
         assert_eq!(statistics.rx_bad_length, 0);
     }
 }
+
+#[test]
+fn a_control_completion_for_another_chain_retires_the_control_queue() {
+    let machine = FakeMachine::new(Settings::default());
+    let mut nic = machine.bring_up(options(2, 16)).unwrap();
+    machine.device.set_control_answers(false);
+    // A completion with an id outside the control ring, seen while waiting for the ack.
+    machine.device.push_used(8, 4096, 1);
+    let command = super::control::ControlCommand::set_queue_pairs(1);
+    assert!(matches!(
+        nic.execute_control(&command),
+        Err(VirtioNetError::Control(ControlError::Queue(_)))
+    ));
+    machine.device.set_control_answers(true);
+    assert_eq!(
+        nic.execute_control(&command),
+        Err(VirtioNetError::Control(ControlError::QueueBroken))
+    );
+}
