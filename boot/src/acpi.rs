@@ -154,34 +154,39 @@ fn read_tables(rsdp: &[u8; 36]) -> Result<Acpi, AcpiError> {
 }
 
 fn read_madt(madt: &Table) -> (u64, Vec<Processor>) {
-    // SAFETY (whole function): every read lies inside the checksummed MADT.
-    let mut local_apic_address = u64::from(unsafe { read::<u32>(madt.address + 36) });
+    let mut local_apic_address = u64::from(madt.field::<u32>(36).unwrap_or(0));
     let mut processors = Vec::new();
-    let mut entry = madt.address + MADT_ENTRIES_OFFSET;
-    let end = madt.address + madt.length;
-    while entry + 2 <= end {
-        let (kind, length) = unsafe { (read::<u8>(entry), u64::from(read::<u8>(entry + 1))) };
-        if length < 2 || entry + length > end {
+    let mut entry = MADT_ENTRIES_OFFSET;
+    while let (Some(kind), Some(length)) = (madt.field::<u8>(entry), madt.field::<u8>(entry + 1)) {
+        let length = u64::from(length);
+        if length < 2 || entry + length > madt.length {
             break;
         }
-        let usable = |flags: u32| flags & (MADT_ENABLED | MADT_ONLINE_CAPABLE) != 0;
+        let usable = |flags: Option<u32>| {
+            flags.is_some_and(|flags| flags & (MADT_ENABLED | MADT_ONLINE_CAPABLE) != 0)
+        };
         match kind {
             MADT_LOCAL_APIC if length >= 8 => {
-                let (apic_id, flags) = unsafe { (read::<u8>(entry + 3), read::<u32>(entry + 4)) };
-                if usable(flags) {
+                if let Some(apic_id) = madt
+                    .field::<u8>(entry + 3)
+                    .filter(|_| usable(madt.field(entry + 4)))
+                {
                     processors.push(Processor {
                         apic_id: u32::from(apic_id),
                     });
                 }
             }
             MADT_LOCAL_X2APIC if length >= 16 => {
-                let (apic_id, flags) = unsafe { (read::<u32>(entry + 4), read::<u32>(entry + 8)) };
-                if usable(flags) && !processors.iter().any(|cpu| cpu.apic_id == apic_id) {
+                let known = |apic_id: &u32| processors.iter().any(|cpu| cpu.apic_id == *apic_id);
+                if let Some(apic_id) = madt
+                    .field::<u32>(entry + 4)
+                    .filter(|apic_id| usable(madt.field(entry + 8)) && !known(apic_id))
+                {
                     processors.push(Processor { apic_id });
                 }
             }
             MADT_LOCAL_APIC_ADDRESS_OVERRIDE if length >= 12 => {
-                local_apic_address = unsafe { read::<u64>(entry + 4) };
+                local_apic_address = madt.field::<u64>(entry + 4).unwrap_or(local_apic_address);
             }
             _ => {}
         }
@@ -191,32 +196,19 @@ fn read_madt(madt: &Table) -> (u64, Vec<Processor>) {
 }
 
 fn read_power_off(fadt: &Table) -> Option<PowerOff> {
-    // SAFETY: the offsets lie inside the FADT (checked against its length where optional).
-    let field = |offset: u64, size: u64| -> u64 {
-        if offset + size > fadt.length {
-            return 0;
-        }
-        unsafe {
-            match size {
-                1 => u64::from(read::<u8>(fadt.address + offset)),
-                4 => u64::from(read::<u32>(fadt.address + offset)),
-                _ => read::<u64>(fadt.address + offset),
-            }
-        }
-    };
-    let dsdt = match field(FADT_X_DSDT, 8) {
-        0 => field(FADT_DSDT, 4),
-        address => address,
+    let dsdt = match fadt.field::<u64>(FADT_X_DSDT) {
+        Some(address) if address != 0 => address,
+        _ => u64::from(fadt.field::<u32>(FADT_DSDT)?),
     };
     let dsdt = Table::at(dsdt).ok()?;
     let (sleep_type_a, sleep_type_b) = find_s5(&dsdt)?;
     Some(PowerOff {
-        pm1a_control: field(FADT_PM1A_CONTROL_BLOCK, 4) as u16,
-        pm1b_control: field(FADT_PM1B_CONTROL_BLOCK, 4) as u16,
+        pm1a_control: fadt.field::<u32>(FADT_PM1A_CONTROL_BLOCK)? as u16,
+        pm1b_control: fadt.field::<u32>(FADT_PM1B_CONTROL_BLOCK)? as u16,
         sleep_type_a,
         sleep_type_b,
-        smi_command: field(FADT_SMI_COMMAND, 4) as u16,
-        acpi_enable: field(FADT_ACPI_ENABLE, 1) as u8,
+        smi_command: fadt.field::<u32>(FADT_SMI_COMMAND)? as u16,
+        acpi_enable: fadt.field::<u8>(FADT_ACPI_ENABLE)?,
     })
 }
 
@@ -300,16 +292,29 @@ impl Table {
         if !(HEADER_BYTES..=MAX_TABLE_BYTES).contains(&length) {
             return Err(AcpiError::BadChecksum(signature));
         }
-        // SAFETY: as above.
-        let bytes = unsafe { core::slice::from_raw_parts(address as *const u8, length as usize) };
-        if checksum(bytes) != 0 {
-            return Err(AcpiError::BadChecksum(signature));
-        }
-        Ok(Table {
+        let table = Table {
             address,
             signature,
             length,
-        })
+        };
+        if checksum(table.bytes()) != 0 {
+            return Err(AcpiError::BadChecksum(signature));
+        }
+        Ok(table)
+    }
+
+    /// The whole table, header included.
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `at` read the length from the table's own header and bounded it; ACPI
+        // tables are identity-mapped firmware memory that nothing writes.
+        unsafe { core::slice::from_raw_parts(self.address as *const u8, self.length as usize) }
+    }
+
+    /// The `T` at byte `offset` of the table, if the table is long enough to hold it.
+    fn field<T: Copy>(&self, offset: u64) -> Option<T> {
+        let end = offset.checked_add(size_of::<T>() as u64)?;
+        // SAFETY: the value lies inside the table (checked just above).
+        (end <= self.length).then(|| unsafe { read::<T>(self.address + offset) })
     }
 }
 

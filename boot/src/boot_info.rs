@@ -112,9 +112,12 @@ impl BootInfo {
     /// `struct hvm_start_info`: magic@0 version@4 flags@8 nr_modules@12 modlist@16
     /// cmdline@24 rsdp@32 memmap@40 memmap_entries@48; memory map entries are
     /// `{ u64 addr; u64 size; u32 type; u32 reserved }`.
+    ///
+    /// # Safety
+    /// `start_info` must point to a valid `hvm_start_info`.
     unsafe fn read_pvh(&mut self, start_info: u64) -> Result<(), BootInfoError> {
-        // SAFETY (whole function): `start_info` is a valid hvm_start_info; the pointers in it
-        // are physical addresses below the identity-mapped limit.
+        // SAFETY: `start_info` is a valid hvm_start_info (the caller's promise); the
+        // addresses in it are physical addresses inside the identity map.
         unsafe {
             let version = read::<u32>(start_info + 4);
             let command_line = read::<u64>(start_info + 24);
@@ -143,10 +146,13 @@ impl BootInfo {
 
     /// Multiboot2 information: `u32 total_size; u32 reserved;` then 8-aligned tags
     /// `{ u32 type; u32 size; ... }` up to an end tag.
+    ///
+    /// # Safety
+    /// `information` must point to a valid Multiboot2 information block.
     unsafe fn read_multiboot2(&mut self, information: u64) -> Result<(), BootInfoError> {
         let mut found_memory_map = false;
-        // SAFETY (whole function): `information` is a valid Multiboot2 information block; each
-        // tag lies inside `total_size`.
+        // SAFETY: `information` is a valid Multiboot2 information block (the caller's
+        // promise); every read below stays inside `total_size`.
         unsafe {
             let total_size = u64::from(read::<u32>(information));
             let mut tag = information + 8;
@@ -194,6 +200,9 @@ impl BootInfo {
     }
 
     /// Copies a NUL-terminated string of at most `limit` bytes.
+    ///
+    /// # Safety
+    /// `address` must point to a NUL-terminated string, or to at least `limit` bytes.
     unsafe fn copy_command_line(&mut self, address: u64, limit: usize) {
         let mut length = 0;
         loop {

@@ -16,13 +16,16 @@ pub enum ExitCode {
     Failure = 0x11,
 }
 
-/// Ends the run. Under QEMU, isa-debug-exit stops it with a status; on a machine without
-/// that device the write goes nowhere and ACPI S5 powers off; if even that fails, halt.
+/// Ends the run. Under QEMU, isa-debug-exit stops it with a status. On a machine without
+/// that device the write goes nowhere; then success powers off (ACPI S5) and failure halts,
+/// so that the report stays on the console.
 pub fn exit(code: ExitCode) -> ! {
     let mut port: Port<u32> = Port::new(DEBUG_EXIT_PORT);
     // SAFETY: port 0xf4 is isa-debug-exit under QEMU and unused on PC hardware.
     unsafe { port.write(code as u32) };
-    crate::acpi::power_off();
+    if code == ExitCode::Success {
+        crate::acpi::power_off();
+    }
     halt_forever()
 }
 

@@ -182,14 +182,16 @@ fn check_heap(core_index: u32) {
 fn trigger(fault: TestFault) {
     warn!("test: triggering {fault:?}");
     match fault {
-        // SAFETY: none of these are safe, and that is the point: each must end in the
-        // exception report. The address is far beyond the identity map.
+        // SAFETY: not safe, and that is the point: the address is far beyond the identity
+        // map, so the read ends in the page-fault report and never returns.
         TestFault::Page => unsafe {
             core::ptr::read_volatile(0x1234_5678_9000_usize as *const u64);
         },
+        // SAFETY: a division by zero ends in the divide-error report and never returns.
         TestFault::Divide => unsafe {
             core::arch::asm!("xor edx, edx", "xor eax, eax", "xor ecx, ecx", "div ecx", out("eax") _, out("ecx") _, out("edx") _);
         },
+        // SAFETY: ud2 ends in the invalid-opcode report and never returns.
         TestFault::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
         TestFault::Panic => panic!("test panic requested on the command line"),
     }

@@ -1,5 +1,6 @@
 //! The Unisock image: x86_64 entry, platform bring-up, and the per-core start that links every layer.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -153,6 +153,12 @@ impl Boot {
         self
     }
 
+    /// Leave out QEMU's isa-debug-exit device, as on hardware.
+    pub fn without_debug_exit(mut self) -> Boot {
+        self.arguments.push("--no-debug-exit".into());
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Boot {
         self.timeout = timeout;
         self

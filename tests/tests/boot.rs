@@ -138,6 +138,27 @@ fn bad_command_line_is_a_clear_panic() {
 }
 
 #[test]
+fn without_debug_exit_success_powers_off_by_acpi() {
+    let run = Boot::kernel()
+        .cmdline("exit-after-boot")
+        .without_debug_exit()
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+    run.expect_line("unisock: ready cpus=1");
+}
+
+#[test]
+fn without_debug_exit_failure_halts_with_the_report_on_screen() {
+    let run = Boot::kernel()
+        .cmdline("test-fault=panic")
+        .without_debug_exit()
+        .timeout(Duration::from_secs(5))
+        .run();
+    assert_eq!(run.outcome, Outcome::TimedOut, "{}", run.output);
+    run.expect_line("unisock: panic");
+}
+
+#[test]
 fn hung_guest_is_killed_by_the_timeout() {
     // Without exit-after-boot the image idles after boot: the harness must kill it.
     let run = Boot::kernel().timeout(Duration::from_secs(5)).run();
