@@ -11,7 +11,8 @@ pub struct TcpConfig {
     /// Most connections (all states but LISTEN and TIME_WAIT) this core holds at once; a
     /// SYN or `connect` beyond it is refused and counted.
     pub max_connections: usize,
-    /// Most TIME_WAIT records this core holds; beyond it the oldest is recycled early.
+    /// Most TIME_WAIT records this core holds; beyond it a closing connection skips
+    /// TIME_WAIT (counted in `time_wait_overflows`), as Linux does.
     pub max_time_wait: usize,
     /// Most bytes of payload this core buffers in all send, receive and reassembly queues
     /// together; data beyond it is refused (`write` returns `WouldBlock`, arriving data is

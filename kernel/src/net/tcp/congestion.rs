@@ -42,6 +42,7 @@ impl NewReno {
         self.mss = mss.max(1);
     }
 
+    #[cfg(test)]
     pub(crate) fn in_recovery(&self) -> bool {
         self.recover.is_some()
     }

@@ -116,8 +116,8 @@ pub struct TcpCounters {
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
     pub time_wait_reuses: u64,
-    /// TIME_WAIT records recycled early because `max_time_wait` was reached.
-    pub time_wait_recycled: u64,
+    /// Connections that skipped TIME_WAIT because `max_time_wait` records already existed.
+    pub time_wait_overflows: u64,
     pub active_opens: u64,
     pub passive_opens: u64,
     /// Connections aborted after the retransmission or keepalive limit.
@@ -125,6 +125,10 @@ pub struct TcpCounters {
     pub keepalive_probes: u64,
     pub zero_window_probes: u64,
     pub icmp_errors: u64,
+    /// `write` calls refused because the per-core buffer-memory limit was reached.
+    pub write_memory_refusals: u64,
+    /// `connect` calls refused by the per-core connection limit (refused SYNs count as drops).
+    pub connection_limit_refusals: u64,
 }
 
 impl TcpCounters {

@@ -29,18 +29,28 @@
 
 mod config;
 mod congestion;
+mod connection;
+mod context;
 mod error;
 mod handle;
+mod input;
 mod introspection;
 mod isn;
+mod listen;
 mod output;
 mod reassembly;
+mod reply;
 mod rtt;
 mod segment;
 mod seq;
+mod slots;
 mod state;
 mod syn_cookie;
+#[cfg(test)]
+mod tests;
+mod time_wait;
 mod timer_wheel;
+mod tuple;
 
 pub use config::TcpConfig;
 pub use error::SocketError;
@@ -50,13 +60,20 @@ pub use output::OutSegment;
 pub use seq::SeqNum;
 pub use state::TcpState;
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
-use core::task::{Context, Poll};
+use core::task::{Context as TaskContext, Poll};
 use core::time::Duration;
 
 use crate::time::Instant;
-use output::OutputQueue;
+use connection::{Connection, Outcome, Owner};
+use context::{Context, TimerKey};
+use isn::SipKey;
+use listen::{HalfOpen, Listener};
+use slots::{Slots, SocketEntry};
+use time_wait::TimeWaitRecord;
+use tuple::{FourTuple, KeyedHash, KeyedMap};
 
 /// An ICMP error that quotes a TCP segment we sent (RFC 5927), parsed by the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,58 +175,111 @@ pub trait PortAllocator {
     ) -> Option<u16>;
 }
 
-/// One core's TCP: listen table, established table, TIME_WAIT records, timer wheel,
-/// counters and the output queue. All state is in here and passed explicitly.
+/// The default [`PortAllocator`]: walks the IANA ephemeral range (49152-65535, RFC 6335)
+/// from where it last stopped.
+pub struct EphemeralPorts {
+    next: u16,
+}
+
+impl EphemeralPorts {
+    pub const FIRST: u16 = 49_152;
+    pub const LAST: u16 = 65_535;
+
+    pub fn new(start: u16) -> Self {
+        let span = Self::LAST - Self::FIRST + 1;
+        EphemeralPorts {
+            next: Self::FIRST + start % span,
+        }
+    }
+}
+
+impl PortAllocator for EphemeralPorts {
+    fn choose_port(
+        &mut self,
+        _local: Ipv4Addr,
+        _remote: SocketAddrV4,
+        is_usable: &mut dyn FnMut(u16) -> bool,
+    ) -> Option<u16> {
+        let span = u32::from(Self::LAST - Self::FIRST) + 1;
+        for _ in 0..span {
+            let port = self.next;
+            self.next = if port == Self::LAST {
+                Self::FIRST
+            } else {
+                port + 1
+            };
+            if is_usable(port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+/// One core's TCP: listen table, established table, SYN table, TIME_WAIT records, timer
+/// wheel, counters and the output queue. All state is in here and passed explicitly.
 pub struct TcpLayer {
-    config: TcpConfig,
-    core: CoreId,
-    now: Instant,
-    counters: TcpCounters,
-    output: OutputQueue,
+    context: Context,
+    slots: Slots,
+    /// Listen table: local port -> listener slot.
+    listeners: hashbrown::HashMap<u16, u32>,
+    /// Established table: 4-tuple -> connection slot, for every connection from SYN-SENT
+    /// to LAST-ACK (O(1) whatever the number of connections).
+    established: KeyedMap<FourTuple, u32>,
+    /// Half-open passive connections (SYN-RECEIVED), by 4-tuple.
+    half_open: KeyedMap<FourTuple, HalfOpen>,
+    time_wait: KeyedMap<FourTuple, TimeWaitRecord>,
+    source_address: Option<Ipv4Addr>,
+    port_allocator: Option<Box<dyn PortAllocator>>,
+    /// Scratch list of fired timers, kept to avoid allocating on every tick.
+    due_timers: Vec<TimerKey>,
 }
 
 impl TcpLayer {
-    /// A layer for `core`. `secret` keys the ISN generator (RFC 6528) and SYN cookies: draw it
-    /// from a good random source at boot; cores may share it.
+    /// A layer for `core`. `secret` keys the ISN generator (RFC 6528), SYN cookies and the
+    /// table hashes: draw it from a good random source at boot; cores may share it.
     pub fn new(config: TcpConfig, core: CoreId, secret: [u8; 16]) -> Self {
-        let _ = secret;
+        let key = SipKey::new(secret);
+        let port_start = key.hash(&[u64::from(core.0)]) as u16;
         TcpLayer {
-            config,
-            core,
-            now: Instant::ZERO,
-            counters: TcpCounters::default(),
-            output: OutputQueue::default(),
+            context: Context::new(config, core, key),
+            slots: Slots::default(),
+            listeners: hashbrown::HashMap::new(),
+            established: KeyedMap::with_hasher(KeyedHash::new(key)),
+            half_open: KeyedMap::with_hasher(KeyedHash::new(key)),
+            time_wait: KeyedMap::with_hasher(KeyedHash::new(key)),
+            source_address: None,
+            port_allocator: Some(Box::new(EphemeralPorts::new(port_start))),
+            due_timers: Vec::new(),
         }
     }
 
     pub fn core(&self) -> CoreId {
-        self.core
+        self.context.core
     }
 
     pub fn config(&self) -> &TcpConfig {
-        &self.config
+        &self.context.config
     }
 
     /// The latest time the layer was given.
     pub fn now(&self) -> Instant {
-        self.now
+        self.context.now
     }
 
     /// Moves the layer's clock forward (never back) without firing timers.
     pub fn advance_time(&mut self, now: Instant) {
-        self.now = self.now.max(now);
+        self.context.now = self.context.now.max(now);
     }
 
     /// The address `connect` uses when its local address is unspecified.
     pub fn set_source_address(&mut self, address: Ipv4Addr) {
-        let _ = address;
-        todo!()
+        self.source_address = Some(address);
     }
 
     /// Replaces the local-port chooser of `connect`.
-    pub fn set_port_allocator(&mut self, allocator: alloc::boxed::Box<dyn PortAllocator>) {
-        let _ = allocator;
-        todo!()
+    pub fn set_port_allocator(&mut self, allocator: Box<dyn PortAllocator>) {
+        self.port_allocator = Some(allocator);
     }
 
     // ----- interface side -----
@@ -224,38 +294,45 @@ impl TcpLayer {
         destination: Ipv4Addr,
         segment: &[u8],
     ) {
-        let _ = (now, source, destination, segment);
-        todo!()
+        self.advance_time(now);
+        self.context.counters.segments_in += 1;
+        self.dispatch_segment(source, destination, segment);
     }
 
-    /// Reacts to an ICMP error quoting one of our segments.
+    /// Reacts to an ICMP error quoting one of our segments (RFC 5927 checks, RFC 1122
+    /// section 4.2.3.9 hard and soft errors, RFC 1191 path MTU).
     pub fn on_icmp_error(&mut self, now: Instant, error: IcmpError) {
-        let _ = (now, error);
-        todo!()
+        self.advance_time(now);
+        self.handle_icmp_error(error);
     }
 
     /// Fires every timer due at `now` (retransmission, delayed ACK, persist, keepalive,
     /// SYN-ACK retry, FIN-WAIT-2 and TIME_WAIT expiry).
     pub fn on_timers(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.advance_time(now);
+        let mut due = core::mem::take(&mut self.due_timers);
+        self.context.wheel.expire(self.context.now, &mut due);
+        for key in due.drain(..) {
+            self.fire_timer(key);
+        }
+        self.due_timers = due;
     }
 
     /// When `on_timers` should next be called; `None` when no timer is armed. It may be
     /// early (the layer then just re-arms), never late.
     pub fn next_deadline(&self) -> Option<Instant> {
-        todo!()
+        self.context.wheel.next_deadline()
     }
 
     /// Segments are waiting to be drained.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty()
+        !self.context.output.is_empty()
     }
 
     /// Lends every queued outgoing segment to `emit`, in order, then forgets them.
     pub fn drain_output(&mut self, emit: impl FnMut(OutSegment<'_>)) {
-        self.counters.segments_out += self.output.len() as u64;
-        self.output.drain(emit);
+        self.context.counters.segments_out += self.context.output.len() as u64;
+        self.context.output.drain(emit);
     }
 
     // ----- socket side -----
@@ -267,24 +344,53 @@ impl TcpLayer {
         local: SocketAddrV4,
         backlog: usize,
     ) -> Result<SocketHandle, SocketError> {
-        let _ = (local, backlog);
-        todo!()
+        if local.port() == 0 {
+            return Err(SocketError::InvalidArgument);
+        }
+        if self.listeners.contains_key(&local.port()) {
+            return Err(SocketError::AddressInUse);
+        }
+        let backlog = backlog.clamp(1, self.context.config.max_backlog.max(1));
+        let (slot, generation) = self
+            .slots
+            .insert(SocketEntry::Listener(Listener::new(local, backlog)));
+        self.listeners.insert(local.port(), slot);
+        Ok(self.handle(slot, generation))
     }
 
     /// Takes an established connection from a listener's accept queue.
     pub fn accept(&mut self, listener: SocketHandle) -> Result<SocketHandle, SocketError> {
-        let _ = listener;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, listener)?;
+        let queue_front = match self.slots.get_mut(slot) {
+            Some(SocketEntry::Listener(listener)) => listener.accept_queue.pop_front(),
+            _ => return Err(SocketError::InvalidOperation),
+        };
+        let Some(accepted) = queue_front else {
+            return Err(SocketError::WouldBlock);
+        };
+        if let Some(connection) = self.slots.connection_mut(accepted) {
+            connection.owner = Owner::Application;
+        }
+        Ok(self.handle(accepted, self.slots.generation(accepted)))
     }
 
     /// Like `accept`; when the queue is empty, stores the waker and returns `Pending`.
     pub fn poll_accept(
         &mut self,
         listener: SocketHandle,
-        context: &mut Context<'_>,
+        context: &mut TaskContext<'_>,
     ) -> Poll<Result<SocketHandle, SocketError>> {
-        let _ = (listener, context);
-        todo!()
+        match self.accept(listener) {
+            Err(SocketError::WouldBlock) => {
+                if let Ok(slot) = self.slots.resolve(self.context.core, listener)
+                    && let Some(listener) = self.slots.listener_mut(slot)
+                {
+                    listener.accept_waker = Some(context.waker().clone());
+                }
+                Poll::Pending
+            }
+            result => Poll::Ready(result),
+        }
     }
 
     /// Opens a connection to `remote` (sends the SYN). A `local` of `None`, or with
@@ -294,60 +400,166 @@ impl TcpLayer {
         remote: SocketAddrV4,
         local: Option<SocketAddrV4>,
     ) -> Result<SocketHandle, SocketError> {
-        let _ = (remote, local);
-        todo!()
+        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
+            return Err(SocketError::InvalidArgument);
+        }
+        let requested = local.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        let address = if requested.ip().is_unspecified() {
+            self.source_address
+                .ok_or(SocketError::AddressNotAvailable)?
+        } else {
+            *requested.ip()
+        };
+        if self.connection_total() >= self.context.config.max_connections {
+            self.context.counters.connection_limit_refusals += 1;
+            return Err(SocketError::LimitReached);
+        }
+        let port = if requested.port() != 0 {
+            let local = SocketAddrV4::new(address, requested.port());
+            if !self.claim_tuple(local, remote) {
+                return Err(SocketError::AddressInUse);
+            }
+            requested.port()
+        } else {
+            let mut allocator = self
+                .port_allocator
+                .take()
+                .ok_or(SocketError::AddressNotAvailable)?;
+            let chosen = allocator.choose_port(address, remote, &mut |port| {
+                self.tuple_usable_for_connect(SocketAddrV4::new(address, port), remote)
+            });
+            self.port_allocator = Some(allocator);
+            let port = chosen.ok_or(SocketError::AddressNotAvailable)?;
+            if !self.claim_tuple(SocketAddrV4::new(address, port), remote) {
+                return Err(SocketError::AddressNotAvailable);
+            }
+            port
+        };
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(address, port),
+            remote,
+        };
+        let iss = isn::initial_sequence_number(
+            &self.context.key,
+            self.context.now,
+            tuple.local,
+            tuple.remote,
+        );
+        let connection = Connection::connect(&mut self.context, tuple, iss);
+        let (slot, generation) = self
+            .slots
+            .insert(SocketEntry::Connection(Box::new(connection)));
+        self.established.insert(tuple, slot);
+        self.settle(slot, Outcome::Continue);
+        Ok(self.handle(slot, generation))
     }
 
     /// `Ready(Ok)` once the handshake completed, `Ready(Err)` if it failed, else stores the waker.
     pub fn poll_connect(
         &mut self,
         socket: SocketHandle,
-        context: &mut Context<'_>,
+        context: &mut TaskContext<'_>,
     ) -> Poll<Result<(), SocketError>> {
-        let _ = (socket, context);
-        todo!()
+        let slot = match self.connection_slot(socket) {
+            Ok(slot) => slot,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let Some(connection) = self.slots.connection_mut(slot) else {
+            return Poll::Ready(Err(SocketError::InvalidHandle));
+        };
+        if let Some(error) = connection.error {
+            return Poll::Ready(Err(error));
+        }
+        match connection.state {
+            TcpState::SynSent | TcpState::SynReceived => {
+                connection.register_write_waker(context.waker());
+                Poll::Pending
+            }
+            TcpState::Closed => Poll::Ready(Err(SocketError::NotConnected)),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     /// Copies received bytes into `buffer`; `Ok(0)` means the peer closed (end of stream)
     /// or `buffer` is empty.
     pub fn read(&mut self, socket: SocketHandle, buffer: &mut [u8]) -> Result<usize, SocketError> {
-        let _ = (socket, buffer);
-        todo!()
+        let slot = self.connection_slot(socket)?;
+        let result = match self.slots.connection_mut(slot) {
+            Some(connection) => connection.read(&mut self.context, buffer),
+            None => Err(SocketError::InvalidHandle),
+        };
+        self.settle(slot, Outcome::Continue);
+        result
     }
 
     /// Like `read`; when no data is pending, stores the waker and returns `Pending`.
     pub fn poll_read(
         &mut self,
         socket: SocketHandle,
-        context: &mut Context<'_>,
+        context: &mut TaskContext<'_>,
         buffer: &mut [u8],
     ) -> Poll<Result<usize, SocketError>> {
-        let _ = (socket, context, buffer);
-        todo!()
+        match self.read(socket, buffer) {
+            Err(SocketError::WouldBlock) => {
+                if let Ok(slot) = self.connection_slot(socket)
+                    && let Some(connection) = self.slots.connection_mut(slot)
+                {
+                    connection.register_read_waker(context.waker());
+                }
+                Poll::Pending
+            }
+            result => Poll::Ready(result),
+        }
     }
 
     /// Queues bytes for sending; returns how many fit in the send buffer (at least one, or
     /// `WouldBlock`).
     pub fn write(&mut self, socket: SocketHandle, data: &[u8]) -> Result<usize, SocketError> {
-        let _ = (socket, data);
-        todo!()
+        let slot = self.connection_slot(socket)?;
+        let result = match self.slots.connection_mut(slot) {
+            Some(connection) => connection.write(&mut self.context, data),
+            None => Err(SocketError::InvalidHandle),
+        };
+        self.settle(slot, Outcome::Continue);
+        result
     }
 
     /// Like `write`; when the send buffer is full, stores the waker and returns `Pending`.
     pub fn poll_write(
         &mut self,
         socket: SocketHandle,
-        context: &mut Context<'_>,
+        context: &mut TaskContext<'_>,
         data: &[u8],
     ) -> Poll<Result<usize, SocketError>> {
-        let _ = (socket, context, data);
-        todo!()
+        match self.write(socket, data) {
+            Err(SocketError::WouldBlock) => {
+                if let Ok(slot) = self.connection_slot(socket)
+                    && let Some(connection) = self.slots.connection_mut(slot)
+                {
+                    connection.register_write_waker(context.waker());
+                }
+                Poll::Pending
+            }
+            result => Poll::Ready(result),
+        }
     }
 
     /// Half-closes (or fully shuts) a connection; the handle stays valid.
     pub fn shutdown(&mut self, socket: SocketHandle, how: Shutdown) -> Result<(), SocketError> {
-        let _ = (socket, how);
-        todo!()
+        let slot = self.connection_slot(socket)?;
+        let Some(connection) = self.slots.connection_mut(slot) else {
+            return Err(SocketError::InvalidHandle);
+        };
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            connection.shutdown_read(&mut self.context);
+        }
+        let outcome = if matches!(how, Shutdown::Write | Shutdown::Both) {
+            connection.shutdown_write(&mut self.context)
+        } else {
+            Outcome::Continue
+        };
+        self.settle(slot, outcome);
+        Ok(())
     }
 
     /// Releases the handle. A connection is closed gracefully (FIN after queued data) and
@@ -355,14 +567,46 @@ impl TcpLayer {
     /// instead (RFC 9293 section 3.10.4 and RFC 2525 section 2.17). A listener stops
     /// listening and resets the connections still in its queues.
     pub fn close(&mut self, socket: SocketHandle) -> Result<(), SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get_mut(slot) {
+            Some(SocketEntry::Listener(_)) => {
+                self.close_listener(slot);
+                Ok(())
+            }
+            Some(SocketEntry::Connection(connection)) => {
+                if matches!(connection.state, TcpState::Closed | TcpState::TimeWait) {
+                    self.free_connection(slot);
+                    return Ok(());
+                }
+                if connection.options.abort_on_close || connection.has_unread_data() {
+                    let outcome = connection.abort(&mut self.context);
+                    connection.owner = Owner::Orphan;
+                    self.settle(slot, outcome);
+                    return Ok(());
+                }
+                connection.owner = Owner::Orphan;
+                connection.shutdown_read(&mut self.context);
+                let outcome = connection.shutdown_write(&mut self.context);
+                self.settle(slot, outcome);
+                Ok(())
+            }
+            None => Err(SocketError::InvalidHandle),
+        }
     }
 
     /// Resets the connection (RST to the peer, queued data dropped) and releases the handle.
     pub fn abort(&mut self, socket: SocketHandle) -> Result<(), SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get_mut(slot) {
+            Some(SocketEntry::Listener(_)) => self.close_listener(slot),
+            Some(SocketEntry::Connection(connection)) => {
+                let outcome = connection.abort(&mut self.context);
+                connection.owner = Owner::Orphan;
+                self.settle(slot, outcome);
+            }
+            None => return Err(SocketError::InvalidHandle),
+        }
+        Ok(())
     }
 
     pub fn set_option(
@@ -370,51 +614,373 @@ impl TcpLayer {
         socket: SocketHandle,
         option: SocketOption,
     ) -> Result<(), SocketError> {
-        let _ = (socket, option);
-        todo!()
+        let slot = self.connection_slot(socket)?;
+        let Some(connection) = self.slots.connection_mut(slot) else {
+            return Err(SocketError::InvalidHandle);
+        };
+        match option {
+            SocketOption::NoDelay(no_delay) => {
+                connection.options.no_delay = no_delay;
+                connection.output(&mut self.context);
+            }
+            SocketOption::SendBufferSize(size) => {
+                connection.set_send_capacity(size.max(1));
+            }
+            SocketOption::ReceiveBufferSize(size) => {
+                connection.set_receive_capacity(size.max(1));
+            }
+            SocketOption::KeepAlive(idle) => connection.set_keepalive(&self.context, idle),
+            SocketOption::AbortOnClose(abort) => connection.options.abort_on_close = abort,
+        }
+        self.settle(slot, Outcome::Continue);
+        Ok(())
     }
 
     pub fn options(&self, socket: SocketHandle) -> Result<SocketOptions, SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.connection_slot(socket)?;
+        self.slots
+            .connection(slot)
+            .map(|connection| connection.options)
+            .ok_or(SocketError::InvalidHandle)
     }
 
     pub fn local_address(&self, socket: SocketHandle) -> Result<SocketAddrV4, SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Listener(listener)) => Ok(listener.local),
+            Some(SocketEntry::Connection(connection)) => Ok(connection.tuple.local),
+            None => Err(SocketError::InvalidHandle),
+        }
     }
 
     pub fn peer_address(&self, socket: SocketHandle) -> Result<SocketAddrV4, SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Listener(_)) => Err(SocketError::NotConnected),
+            Some(SocketEntry::Connection(connection)) => Ok(connection.tuple.remote),
+            None => Err(SocketError::InvalidHandle),
+        }
     }
 
     pub fn state(&self, socket: SocketHandle) -> Result<TcpState, SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Listener(_)) => Ok(TcpState::Listen),
+            Some(SocketEntry::Connection(connection)) => Ok(connection.state),
+            None => Err(SocketError::InvalidHandle),
+        }
     }
 
     pub fn readiness(&self, socket: SocketHandle) -> Result<Readiness, SocketError> {
-        let _ = socket;
-        todo!()
+        let slot = self.slots.resolve(self.context.core, socket)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Listener(listener)) => Ok(Readiness {
+                readable: !listener.accept_queue.is_empty(),
+                ..Readiness::default()
+            }),
+            Some(SocketEntry::Connection(connection)) => Ok(Readiness {
+                readable: connection.readable(),
+                writable: connection.writable(),
+                connected: connection.state.is_synchronized(),
+                read_closed: connection.read_closed(),
+                error: connection.error,
+            }),
+            None => Err(SocketError::InvalidHandle),
+        }
     }
 
     // ----- introspection -----
 
     /// Whether the 4-tuple is taken; for port allocators.
     pub fn tuple_use(&self, local: SocketAddrV4, remote: SocketAddrV4) -> TupleUse {
-        let _ = (local, remote);
-        todo!()
+        let tuple = FourTuple { local, remote };
+        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
+            TupleUse::Connected
+        } else if self.time_wait.contains_key(&tuple) {
+            TupleUse::TimeWait
+        } else {
+            TupleUse::Free
+        }
     }
 
     /// Appends one line per socket (listeners, connections, half-open connections, orphans,
     /// TIME_WAIT records) to `out`.
     pub fn list_sockets(&self, out: &mut Vec<SocketInfo>) {
-        let _ = out;
-        todo!()
+        let core = self.context.core;
+        let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        for (slot, generation, entry) in self.slots.iter() {
+            let handle = SocketHandle {
+                core,
+                slot,
+                generation,
+            };
+            match entry {
+                SocketEntry::Listener(listener) => out.push(SocketInfo {
+                    handle: Some(handle),
+                    state: TcpState::Listen,
+                    local: listener.local,
+                    remote: unspecified,
+                    send_queue_bytes: 0,
+                    receive_queue_bytes: listener.accept_queue.len(),
+                    smoothed_rtt: None,
+                    rto: Duration::ZERO,
+                    retransmissions: 0,
+                    congestion_window: 0,
+                    core,
+                }),
+                SocketEntry::Connection(connection) => out.push(SocketInfo {
+                    handle: (connection.owner == Owner::Application).then_some(handle),
+                    state: connection.state,
+                    local: connection.tuple.local,
+                    remote: connection.tuple.remote,
+                    send_queue_bytes: connection.send_queue_bytes(),
+                    receive_queue_bytes: connection.receive_queue_bytes(),
+                    smoothed_rtt: connection.smoothed_rtt(),
+                    rto: connection.rto(),
+                    retransmissions: connection.retransmissions,
+                    congestion_window: connection.congestion_window(),
+                    core,
+                }),
+            }
+        }
+        for (tuple, half_open) in &self.half_open {
+            out.push(SocketInfo {
+                handle: None,
+                state: TcpState::SynReceived,
+                local: tuple.local,
+                remote: tuple.remote,
+                send_queue_bytes: 0,
+                receive_queue_bytes: 0,
+                smoothed_rtt: None,
+                rto: self.context.config.initial_rto,
+                retransmissions: u64::from(half_open.retries),
+                congestion_window: 0,
+                core,
+            });
+        }
+        for (tuple, record) in &self.time_wait {
+            // A connection still held by the application is listed once, from its slot.
+            if self.slots.iter().any(|(_, _, entry)| {
+                matches!(entry, SocketEntry::Connection(connection) if connection.tuple == *tuple && connection.state == TcpState::TimeWait)
+            }) {
+                continue;
+            }
+            let _ = record;
+            out.push(SocketInfo {
+                handle: None,
+                state: TcpState::TimeWait,
+                local: tuple.local,
+                remote: tuple.remote,
+                send_queue_bytes: 0,
+                receive_queue_bytes: 0,
+                smoothed_rtt: None,
+                rto: Duration::ZERO,
+                retransmissions: 0,
+                congestion_window: 0,
+                core,
+            });
+        }
     }
 
     pub fn counters(&self) -> &TcpCounters {
-        &self.counters
+        &self.context.counters
+    }
+
+    /// Number of connections counted against `max_connections` (half-open included, TIME_WAIT not).
+    pub fn connection_count(&self) -> usize {
+        self.connection_total()
+    }
+
+    /// Number of TIME_WAIT records.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Payload bytes buffered on this core, against `max_buffer_memory`.
+    pub fn buffer_memory_used(&self) -> usize {
+        self.context.memory_used
+    }
+
+    // ----- internals shared by the files of this module -----
+
+    fn handle(&self, slot: u32, generation: u32) -> SocketHandle {
+        SocketHandle {
+            core: self.context.core,
+            slot,
+            generation,
+        }
+    }
+
+    fn connection_total(&self) -> usize {
+        self.established.len() + self.half_open.len()
+    }
+
+    fn connection_slot(&self, handle: SocketHandle) -> Result<u32, SocketError> {
+        let slot = self.slots.resolve(self.context.core, handle)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Connection(_)) => Ok(slot),
+            _ => Err(SocketError::InvalidOperation),
+        }
+    }
+
+    /// Whether `connect` may use this 4-tuple: free, or in TIME_WAIT and reusable.
+    fn tuple_usable_for_connect(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        let tuple = FourTuple { local, remote };
+        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
+            return false;
+        }
+        if self.listeners.contains_key(&local.port()) {
+            return false;
+        }
+        match self.time_wait.get(&tuple) {
+            Some(record) => record.reusable_for_connect(self.context.now),
+            None => true,
+        }
+    }
+
+    /// Takes a 4-tuple for a new active connection, ending its TIME_WAIT if it had one.
+    fn claim_tuple(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        if !self.tuple_usable_for_connect(local, remote) {
+            return false;
+        }
+        if self
+            .time_wait
+            .remove(&FourTuple { local, remote })
+            .is_some()
+        {
+            self.context.counters.time_wait_reuses += 1;
+        }
+        true
+    }
+
+    /// Applies what a connection reported after an event: re-arms its timers, or moves it to
+    /// TIME_WAIT, or removes it.
+    fn settle(&mut self, slot: u32, outcome: Outcome) {
+        let generation = self.slots.generation(slot);
+        let Some(connection) = self.slots.connection_mut(slot) else {
+            return;
+        };
+        match outcome {
+            Outcome::Continue => {
+                if let Some(earliest) = connection.timers.earliest()
+                    && connection
+                        .timers
+                        .scheduled
+                        .is_none_or(|scheduled| earliest < scheduled)
+                {
+                    connection.timers.scheduled = Some(earliest);
+                    self.context
+                        .wheel
+                        .insert(earliest, TimerKey::Connection { slot, generation });
+                }
+            }
+            Outcome::TimeWait => {
+                let tuple = connection.tuple;
+                let now = self.context.now;
+                let record = TimeWaitRecord {
+                    send_next: connection.send_next(),
+                    receive_next: connection.receive_next(),
+                    timestamps: connection
+                        .timestamps
+                        .map(|timestamps| (timestamps.offset, timestamps.recent)),
+                    entered: now,
+                    expires: now + self.context.config.time_wait,
+                };
+                connection.timers = Default::default();
+                connection.release_send_buffers(&mut self.context);
+                let owner = connection.owner;
+                self.forget_tuple(tuple, slot);
+                if self.time_wait.len() < self.context.config.max_time_wait {
+                    self.time_wait.insert(tuple, record);
+                    self.context
+                        .wheel
+                        .insert(record.expires, TimerKey::TimeWait(tuple));
+                } else {
+                    self.context.counters.time_wait_overflows += 1;
+                }
+                if owner == Owner::Orphan {
+                    self.free_connection(slot);
+                }
+            }
+            Outcome::Closed => {
+                let tuple = connection.tuple;
+                connection.timers = Default::default();
+                let owner = connection.owner;
+                if connection.error.is_some() {
+                    connection.release_buffers(&mut self.context);
+                } else {
+                    connection.release_send_buffers(&mut self.context);
+                }
+                self.forget_tuple(tuple, slot);
+                if owner == Owner::Orphan {
+                    self.free_connection(slot);
+                }
+            }
+        }
+    }
+
+    /// Removes the tuple from the established table if it still points to `slot`.
+    fn forget_tuple(&mut self, tuple: FourTuple, slot: u32) {
+        if self.established.get(&tuple) == Some(&slot) {
+            self.established.remove(&tuple);
+        }
+    }
+
+    /// Frees a connection's slot and buffers (its handle becomes stale).
+    fn free_connection(&mut self, slot: u32) {
+        if let Some(connection) = self.slots.connection_mut(slot) {
+            connection.release_buffers(&mut self.context);
+            let tuple = connection.tuple;
+            self.forget_tuple(tuple, slot);
+        }
+        self.slots.remove(slot);
+    }
+
+    fn close_listener(&mut self, slot: u32) {
+        let Some(SocketEntry::Listener(listener)) = self.slots.remove(slot) else {
+            return;
+        };
+        if self.listeners.get(&listener.local.port()) == Some(&slot) {
+            self.listeners.remove(&listener.local.port());
+        }
+        self.half_open
+            .retain(|_, half_open| half_open.listener != slot);
+        for accepted in listener.accept_queue {
+            if let Some(connection) = self.slots.connection_mut(accepted) {
+                connection.owner = Owner::Orphan;
+                let outcome = connection.abort(&mut self.context);
+                self.settle(accepted, outcome);
+            }
+        }
+    }
+
+    fn fire_timer(&mut self, key: TimerKey) {
+        let now = self.context.now;
+        match key {
+            TimerKey::Connection { slot, generation } => {
+                let Some(SocketEntry::Connection(connection)) =
+                    self.slots.get_current_mut(slot, generation)
+                else {
+                    return;
+                };
+                // A stale entry: the connection re-armed for another time since.
+                if connection.timers.scheduled.is_none_or(|scheduled| scheduled > now) {
+                    return;
+                }
+                connection.timers.scheduled = None;
+                let outcome = connection.on_timers(&mut self.context);
+                self.settle(slot, outcome);
+            }
+            TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
+            TimerKey::TimeWait(tuple) => {
+                if self
+                    .time_wait
+                    .get(&tuple)
+                    .is_some_and(|record| record.expires <= now)
+                {
+                    self.time_wait.remove(&tuple);
+                }
+            }
+        }
     }
 }

@@ -140,7 +140,8 @@ impl Reassembly {
         None
     }
 
-    /// The blocks as (left, right) edges, for SACK blocks and introspection.
+    /// The blocks as (left, right) edges.
+    #[cfg(test)]
     pub(crate) fn ranges(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
         self.blocks.iter().map(|block| (block.start, block.end()))
     }

@@ -10,7 +10,6 @@ pub(crate) const SYN: u8 = 0x02;
 pub(crate) const RST: u8 = 0x04;
 pub(crate) const PSH: u8 = 0x08;
 pub(crate) const ACK: u8 = 0x10;
-pub(crate) const URG: u8 = 0x20;
 
 const OPTION_END: u8 = 0;
 const OPTION_NOP: u8 = 1;

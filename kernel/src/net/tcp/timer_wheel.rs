@@ -44,6 +44,7 @@ impl<K: Copy> TimerWheel<K> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.length
     }

@@ -1,0 +1,1473 @@
+//! One connection's transmission control block and its RFC 9293 state machine: handshake, data, acknowledgment, retransmission, close.
+//!
+//! A connection never touches the layer's tables: it reports an [`Outcome`] and the layer
+//! moves it (to TIME_WAIT, or out). Everything it sends goes through the context's output queue.
+
+use alloc::collections::VecDeque;
+use core::task::Waker;
+use core::time::Duration;
+
+use super::congestion::{AckAction, NewReno};
+use super::context::Context;
+use super::reassembly::Reassembly;
+use super::reply::{challenge_ack_allowed, send_reset};
+use super::rtt::RttEstimator;
+use super::segment::{
+    self, ACK, FIN, MAX_WINDOW_SCALE, PSH, RST, SYN, Segment, SegmentHeader, SegmentOptions,
+};
+use super::seq::SeqNum;
+use super::tuple::FourTuple;
+use super::{DropReason, SocketError, SocketOptions, TcpState};
+use crate::time::Instant;
+
+/// RFC 9293 section 3.7.1: the MSS to assume when the peer sends none.
+const DEFAULT_PEER_MSS: u16 = 536;
+
+/// Bytes of the timestamp option as we lay it out (NOP, NOP, kind, length, 8 bytes).
+const TIMESTAMP_OPTION_LENGTH: u32 = 12;
+
+/// Who holds the connection's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Application,
+    /// Established, waiting in the accept queue of the listener in this slot.
+    AcceptQueue {
+        listener: u32,
+    },
+    /// Closed by the application, finishing on its own.
+    Orphan,
+}
+
+/// What the layer must do with the connection after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Continue,
+    /// Enter TIME_WAIT: the layer replaces the connection by a small record.
+    TimeWait,
+    /// The connection is over (state CLOSED); the layer removes it from its tables.
+    Closed,
+}
+
+/// RFC 7323 timestamp state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timestamps {
+    /// Added to our millisecond clock to form TSval.
+    pub(crate) offset: u32,
+    /// TS.Recent: the peer's latest TSval worth echoing (RFC 7323 section 4.3).
+    pub(crate) recent: u32,
+    /// When TS.Recent was last updated (for the 24-day PAWS rule, RFC 7323 section 5.5).
+    pub(crate) recent_time: Instant,
+}
+
+/// Deadlines of the connection's timers; one wheel entry at the earliest one stands for all.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timers {
+    retransmit: Option<Instant>,
+    delayed_ack: Option<Instant>,
+    persist: Option<Instant>,
+    keepalive: Option<Instant>,
+    /// FIN-WAIT-2 timeout of an orphan.
+    close: Option<Instant>,
+    /// Deadline of the wheel entry currently armed for this connection.
+    pub(crate) scheduled: Option<Instant>,
+}
+
+impl Timers {
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        [
+            self.retransmit,
+            self.delayed_ack,
+            self.persist,
+            self.keepalive,
+            self.close,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Options the peer sent in its SYN and what was agreed (RFC 9293 section 3.7.1, RFC 7323, RFC 2018).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Handshake {
+    pub(crate) initial_send: SeqNum,
+    pub(crate) initial_receive: SeqNum,
+    pub(crate) peer_mss: u16,
+    /// Both sides' shifts, if both offered window scaling: (send shift, receive shift).
+    pub(crate) window_shifts: Option<(u8, u8)>,
+    /// The peer's TSval from the handshake, if both offered timestamps.
+    pub(crate) peer_timestamp: Option<u32>,
+    pub(crate) sack_permitted: bool,
+    /// Window the peer offered in its SYN (never scaled, RFC 7323 section 2.2).
+    pub(crate) peer_window: u16,
+}
+
+/// A transmission control block.
+pub(crate) struct Connection {
+    pub(crate) tuple: FourTuple,
+    pub(crate) state: TcpState,
+    pub(crate) owner: Owner,
+
+    // Send sequence space (RFC 9293 section 3.3.1).
+    iss: SeqNum,
+    send_unacknowledged: SeqNum,
+    send_next: SeqNum,
+    /// Highest sequence number sent (SND.NXT before any go-back-N).
+    send_max: SeqNum,
+    send_window: u32,
+    max_send_window: u32,
+    send_window_update_sequence: SeqNum,
+    send_window_update_acknowledgment: SeqNum,
+    /// Queued bytes, from `send_buffer_sequence` on (unacknowledged, then unsent).
+    send_buffer: VecDeque<u8>,
+    send_buffer_sequence: SeqNum,
+    send_capacity: usize,
+    /// The application closed its sending side: a FIN follows the queued data.
+    fin_queued: bool,
+
+    // Receive sequence space.
+    irs: SeqNum,
+    receive_next: SeqNum,
+    /// Right edge of the window we advertised; it never moves left (RFC 9293 section 3.8.6.2.2).
+    receive_advertised: SeqNum,
+    receive_buffer: VecDeque<u8>,
+    receive_capacity: usize,
+    reassembly: Reassembly,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    pending_fin: Option<SeqNum>,
+    fin_received: bool,
+    read_shutdown: bool,
+
+    // Negotiated options.
+    send_mss: u32,
+    send_window_shift: u8,
+    receive_window_shift: u8,
+    pub(crate) timestamps: Option<Timestamps>,
+    sack_permitted: bool,
+    /// SYN options offered by us (for a SYN retransmission).
+    offer_timestamps: bool,
+    offer_window_scale: bool,
+
+    // Loss recovery.
+    rtt: RttEstimator,
+    /// Karn's algorithm: the sequence number being timed and when it was sent.
+    rtt_timing: Option<(SeqNum, Instant)>,
+    retries: u32,
+    congestion: NewReno,
+    last_send_time: Instant,
+
+    // Acknowledgment policy.
+    ack_now: bool,
+    unacknowledged_segments: u32,
+
+    keepalive_probes_sent: u32,
+    persist_probes_sent: u32,
+    last_receive_time: Instant,
+    pub(crate) timers: Timers,
+
+    pub(crate) options: SocketOptions,
+    pub(crate) error: Option<SocketError>,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    pub(crate) retransmissions: u64,
+}
+
+pub(crate) fn window_shift_for(capacity: usize) -> u8 {
+    let mut shift = 0;
+    while shift < MAX_WINDOW_SCALE && (capacity >> shift) > usize::from(u16::MAX) {
+        shift += 1;
+    }
+    shift
+}
+
+impl Connection {
+    fn blank(
+        context: &Context,
+        tuple: FourTuple,
+        iss: SeqNum,
+        state: TcpState,
+        owner: Owner,
+    ) -> Connection {
+        let config = &context.config;
+        let send_mss = u32::from(config.mss.min(DEFAULT_PEER_MSS));
+        Connection {
+            tuple,
+            state,
+            owner,
+            iss,
+            send_unacknowledged: iss,
+            send_next: iss,
+            send_max: iss,
+            send_window: 0,
+            max_send_window: 0,
+            send_window_update_sequence: SeqNum(0),
+            send_window_update_acknowledgment: iss,
+            send_buffer: VecDeque::new(),
+            send_buffer_sequence: iss + 1,
+            send_capacity: config.send_buffer_size,
+            fin_queued: false,
+            irs: SeqNum(0),
+            receive_next: SeqNum(0),
+            receive_advertised: SeqNum(0),
+            receive_buffer: VecDeque::new(),
+            receive_capacity: config.receive_buffer_size,
+            reassembly: Reassembly::default(),
+            pending_fin: None,
+            fin_received: false,
+            read_shutdown: false,
+            send_mss,
+            send_window_shift: 0,
+            receive_window_shift: 0,
+            timestamps: None,
+            sack_permitted: false,
+            offer_timestamps: config.timestamps,
+            offer_window_scale: config.window_scaling,
+            rtt: RttEstimator::new(config),
+            rtt_timing: None,
+            retries: 0,
+            congestion: NewReno::new(send_mss, config.initial_window_segments),
+            last_send_time: context.now,
+            ack_now: false,
+            unacknowledged_segments: 0,
+            keepalive_probes_sent: 0,
+            persist_probes_sent: 0,
+            last_receive_time: context.now,
+            timers: Timers::default(),
+            options: SocketOptions {
+                no_delay: false,
+                send_buffer_size: config.send_buffer_size,
+                receive_buffer_size: config.receive_buffer_size,
+                keepalive: None,
+                abort_on_close: false,
+            },
+            error: None,
+            read_waker: None,
+            write_waker: None,
+            retransmissions: 0,
+        }
+    }
+
+    /// An active open (RFC 9293 section 3.10.1): the SYN is sent at once, state SYN-SENT.
+    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Connection {
+        let mut connection =
+            Connection::blank(context, tuple, iss, TcpState::SynSent, Owner::Application);
+        connection.receive_window_shift = if context.config.window_scaling {
+            window_shift_for(connection.receive_capacity)
+        } else {
+            0
+        };
+        connection.send_syn(context);
+        connection
+    }
+
+    /// A passive open whose handshake just completed (from a SYN queue entry or a SYN cookie):
+    /// state ESTABLISHED, SYN acknowledged. The caller then feeds it the completing ACK.
+    pub(crate) fn accept(
+        context: &Context,
+        tuple: FourTuple,
+        handshake: &Handshake,
+        listener: u32,
+    ) -> Connection {
+        let mut connection = Connection::blank(
+            context,
+            tuple,
+            handshake.initial_send,
+            TcpState::Established,
+            Owner::AcceptQueue { listener },
+        );
+        connection.send_unacknowledged = handshake.initial_send + 1;
+        connection.send_next = connection.send_unacknowledged;
+        connection.send_max = connection.send_unacknowledged;
+        connection.offer_timestamps = handshake.peer_timestamp.is_some();
+        connection.offer_window_scale = handshake.window_shifts.is_some();
+        connection.apply_handshake(context, handshake);
+        // The window of the SYN-ACK we sent: unscaled, at most 64 KiB.
+        connection.receive_advertised = connection.receive_next + connection.syn_window() as u32;
+        connection
+    }
+
+    fn apply_handshake(&mut self, context: &Context, handshake: &Handshake) {
+        self.irs = handshake.initial_receive;
+        self.receive_next = handshake.initial_receive + 1;
+        self.receive_advertised = self.receive_next;
+        let (send_shift, receive_shift) = handshake.window_shifts.unwrap_or((0, 0));
+        self.send_window_shift = send_shift;
+        self.receive_window_shift = receive_shift;
+        self.timestamps = handshake.peer_timestamp.map(|recent| Timestamps {
+            offset: context.timestamp_offset(&self.tuple),
+            recent,
+            recent_time: context.now,
+        });
+        self.sack_permitted = handshake.sack_permitted;
+        self.set_peer_mss(context, handshake.peer_mss);
+        self.send_window = u32::from(handshake.peer_window);
+        self.max_send_window = self.send_window;
+        self.send_window_update_sequence = handshake.initial_receive;
+        self.send_window_update_acknowledgment = self.send_unacknowledged;
+        self.congestion = NewReno::new(self.send_mss, context.config.initial_window_segments);
+    }
+
+    fn set_peer_mss(&mut self, context: &Context, peer_mss: u16) {
+        let option_bytes = if self.timestamps.is_some() {
+            TIMESTAMP_OPTION_LENGTH
+        } else {
+            0
+        };
+        let mss = u32::from(peer_mss.min(context.config.mss))
+            .saturating_sub(option_bytes)
+            .max(64);
+        self.send_mss = mss;
+        self.congestion.set_mss(mss);
+    }
+
+    // ----- queries -----
+
+    pub(crate) fn send_queue_bytes(&self) -> usize {
+        self.send_buffer.len()
+    }
+
+    pub(crate) fn receive_queue_bytes(&self) -> usize {
+        self.receive_buffer.len()
+    }
+
+    /// Bytes this connection holds against the per-core memory budget.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.send_buffer.len() + self.receive_buffer.len() + self.reassembly.bytes()
+    }
+
+    pub(crate) fn smoothed_rtt(&self) -> Option<Duration> {
+        self.rtt.smoothed()
+    }
+
+    pub(crate) fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    pub(crate) fn congestion_window(&self) -> u32 {
+        self.congestion.window
+    }
+
+    pub(crate) fn send_next(&self) -> SeqNum {
+        self.send_next
+    }
+
+    pub(crate) fn receive_next(&self) -> SeqNum {
+        self.receive_next
+    }
+
+    pub(crate) fn send_unacknowledged(&self) -> SeqNum {
+        self.send_unacknowledged
+    }
+
+    pub(crate) fn send_max(&self) -> SeqNum {
+        self.send_max
+    }
+
+    /// `read` would return something (data, end of stream or an error).
+    pub(crate) fn readable(&self) -> bool {
+        !self.receive_buffer.is_empty()
+            || self.fin_received
+            || self.error.is_some()
+            || self.read_shutdown
+    }
+
+    /// `write` would accept at least a byte, or fail at once.
+    pub(crate) fn writable(&self) -> bool {
+        self.error.is_some()
+            || self.fin_queued
+            || (self.state.can_send() && self.send_buffer.len() < self.send_capacity)
+    }
+
+    pub(crate) fn read_closed(&self) -> bool {
+        self.fin_received && self.receive_buffer.is_empty()
+    }
+
+    // ----- wakers -----
+
+    pub(crate) fn register_read_waker(&mut self, waker: &Waker) {
+        match &self.read_waker {
+            Some(existing) if existing.will_wake(waker) => {}
+            _ => self.read_waker = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn register_write_waker(&mut self, waker: &Waker) {
+        match &self.write_waker {
+            Some(existing) if existing.will_wake(waker) => {}
+            _ => self.write_waker = Some(waker.clone()),
+        }
+    }
+
+    fn wake_reader(&mut self) {
+        if let Some(waker) = self.read_waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(waker) = self.write_waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wake_all(&mut self) {
+        self.wake_reader();
+        self.wake_writer();
+    }
+
+    // ----- building segments -----
+
+    /// Window field for a SYN or SYN-ACK: never scaled (RFC 7323 section 2.2).
+    fn syn_window(&self) -> u16 {
+        self.receive_capacity.min(usize::from(u16::MAX)) as u16
+    }
+
+    /// The window to advertise now, with receiver-side silly window avoidance (RFC 9293
+    /// section 3.8.6.2.2): the right edge moves only by min(buffer / 2, MSS) or more, and
+    /// never moves left.
+    fn advertise_window(&mut self, context: &Context) -> u16 {
+        let free = self
+            .receive_capacity
+            .saturating_sub(self.receive_buffer.len()) as u32;
+        let free = free.min(
+            context.memory_available().min(u32::MAX as usize) as u32
+                + self.current_receive_window(),
+        );
+        let current = self.current_receive_window();
+        let threshold = (self.receive_capacity as u32 / 2).min(self.send_mss.max(1));
+        let window = if free >= current.saturating_add(threshold) {
+            free
+        } else {
+            current
+        };
+        let field = (window >> self.receive_window_shift).min(u32::from(u16::MAX));
+        let edge = self.receive_next + (field << self.receive_window_shift);
+        self.receive_advertised = self.receive_advertised.latest(edge);
+        field as u16
+    }
+
+    /// RCV.WND as advertised.
+    fn current_receive_window(&self) -> u32 {
+        self.receive_advertised.distance_from(self.receive_next)
+    }
+
+    fn timestamp_option(&self, context: &Context) -> Option<(u32, u32)> {
+        self.timestamps.map(|timestamps| {
+            (
+                context.timestamp_value(timestamps.offset),
+                timestamps.recent,
+            )
+        })
+    }
+
+    /// Writes one segment of the connection into the output queue: `length` bytes of the send
+    /// buffer from `sequence`, with `flags`. Every segment but a SYN carries ACK.
+    fn transmit(&mut self, context: &mut Context, sequence: SeqNum, length: usize, flags: u8) {
+        let syn = flags & SYN != 0;
+        let window = if syn {
+            self.syn_window()
+        } else {
+            self.advertise_window(context)
+        };
+        if syn && self.state == TcpState::SynReceived {
+            self.receive_advertised = self.receive_next + u32::from(window);
+        }
+        let options = if syn {
+            SegmentOptions {
+                mss: Some(context.config.mss),
+                window_scale: self.offer_window_scale.then_some(self.receive_window_shift),
+                sack_permitted: context.config.sack_permitted
+                    && (self.state == TcpState::SynSent || self.sack_permitted),
+                timestamp: if self.offer_timestamps {
+                    let offset = context.timestamp_offset(&self.tuple);
+                    let echo = self.timestamps.map_or(0, |timestamps| timestamps.recent);
+                    Some((context.timestamp_value(offset), echo))
+                } else {
+                    None
+                },
+                ..SegmentOptions::default()
+            }
+        } else {
+            SegmentOptions {
+                timestamp: self.timestamp_option(context),
+                ..SegmentOptions::default()
+            }
+        };
+        let header = SegmentHeader {
+            source: *self.tuple.local.ip(),
+            destination: *self.tuple.remote.ip(),
+            source_port: self.tuple.local.port(),
+            destination_port: self.tuple.remote.port(),
+            sequence,
+            acknowledgment: if flags & ACK != 0 {
+                self.receive_next
+            } else {
+                SeqNum(0)
+            },
+            flags,
+            window,
+            options,
+        };
+        let offset = sequence.distance_from(self.send_buffer_sequence) as usize;
+        let (front, back) = self.send_buffer.as_slices();
+        let payload = slice_pair(front, back, offset, length);
+        context
+            .output
+            .push(header.source, header.destination, |out| {
+                segment::write(out, &header, payload)
+            });
+        if flags & ACK != 0 {
+            self.ack_now = false;
+            self.unacknowledged_segments = 0;
+            self.timers.delayed_ack = None;
+        }
+        self.last_send_time = context.now;
+    }
+
+    fn send_ack(&mut self, context: &mut Context) {
+        self.transmit(context, self.send_next, 0, ACK);
+    }
+
+    fn send_challenge_ack(&mut self, context: &mut Context) {
+        if challenge_ack_allowed(context) {
+            self.send_ack(context);
+        }
+    }
+
+    fn send_syn(&mut self, context: &mut Context) {
+        let flags = if self.state == TcpState::SynSent {
+            SYN
+        } else {
+            SYN | ACK
+        };
+        self.transmit(context, self.iss, 0, flags);
+        self.send_next = self.iss + 1;
+        self.send_max = self.send_max.latest(self.send_next);
+        if self.retries == 0 {
+            self.rtt_timing = Some((self.iss, context.now));
+        }
+        self.arm_retransmit(context);
+    }
+
+    fn arm_retransmit(&mut self, context: &Context) {
+        self.timers.retransmit = Some(context.now + self.rtt.rto());
+    }
+
+    fn reset_peer(&mut self, context: &mut Context) {
+        let tuple = self.tuple;
+        send_reset(
+            context,
+            tuple.local,
+            tuple.remote,
+            self.send_next,
+            Some(self.receive_next),
+        );
+    }
+
+    // ----- the sending side (RFC 9293 sections 3.8.6.2.1, 3.7.4; RFC 5681) -----
+
+    /// Sequence number just after the queued data.
+    fn send_end(&self) -> SeqNum {
+        self.send_buffer_sequence + self.send_buffer.len() as u32
+    }
+
+    fn fin_acknowledged(&self) -> bool {
+        self.fin_queued
+            && self.send_buffer.is_empty()
+            && self.send_unacknowledged == self.send_buffer_sequence + 1
+    }
+
+    fn flight_size(&self) -> u32 {
+        self.send_max.distance_from(self.send_unacknowledged)
+    }
+
+    /// Sends what the windows, Nagle and SWS avoidance allow, then a pending ACK if nothing
+    /// carried it; arms the retransmission or persist timer.
+    pub(crate) fn output(&mut self, context: &mut Context) {
+        if self.state == TcpState::SynReceived {
+            // Simultaneous open: an unacceptable segment is answered with an ACK, nothing else
+            // goes before the handshake completes.
+            if self.ack_now {
+                self.send_ack(context);
+            }
+            return;
+        }
+        if !self.state.is_synchronized() || self.state == TcpState::TimeWait {
+            self.ack_now = false;
+            return;
+        }
+        let mut sent_any = false;
+        loop {
+            let send_end = self.send_end();
+            let unsent = send_end.distance_from(self.send_next);
+            let window = self.send_window.min(self.congestion.window);
+            let window_end = self.send_unacknowledged + window;
+            let usable = window_end.distance_from(self.send_next);
+            let length = unsent.min(usable).min(self.send_mss);
+            let fin_due = self.fin_queued
+                && self.send_next.before_or_equal(send_end)
+                && self.send_next + length == send_end
+                && !self.fin_acknowledged()
+                && !(self.send_next == send_end + 1);
+            if length == 0 && !fin_due {
+                break;
+            }
+            if length > 0 && length < self.send_mss && !fin_due {
+                // Nagle (RFC 9293 section 3.7.4) and sender SWS avoidance (section 3.8.6.2.1):
+                // a short segment goes only if it empties the queue and nothing is in flight
+                // (or no-delay is set), or it is at least half the largest window seen.
+                let empties_queue = length == unsent;
+                let nothing_in_flight = self.send_next == self.send_unacknowledged;
+                let allowed = (empties_queue && (self.options.no_delay || nothing_in_flight))
+                    || length >= self.max_send_window / 2 && self.max_send_window > 0;
+                if !allowed {
+                    break;
+                }
+            }
+            let mut flags = ACK;
+            if length > 0 && self.send_next + length == send_end {
+                flags |= PSH;
+            }
+            if fin_due {
+                flags |= FIN;
+            }
+            self.send_data(context, self.send_next, length as usize, flags);
+            sent_any = true;
+            if fin_due {
+                break;
+            }
+        }
+        if self.ack_now && !sent_any {
+            self.send_ack(context);
+        }
+        self.update_persist(context);
+    }
+
+    /// Sends (or resends) a data segment and advances SND.NXT past it.
+    fn send_data(&mut self, context: &mut Context, sequence: SeqNum, length: usize, flags: u8) {
+        let is_retransmission = sequence.before(self.send_max);
+        if is_retransmission {
+            context.counters.retransmits += 1;
+            self.retransmissions += 1;
+        } else if self.rtt_timing.is_none() && self.timestamps.is_none() {
+            self.rtt_timing = Some((sequence, context.now));
+        }
+        if self.send_next == self.send_unacknowledged
+            && context.now.saturating_since(self.last_send_time) > self.rtt.rto()
+        {
+            // RFC 5681 section 4.1: restart from the initial window after an idle period.
+            let initial = self.send_mss * context.config.initial_window_segments;
+            self.congestion.restart_after_idle(initial);
+        }
+        self.transmit(context, sequence, length, flags);
+        let end = sequence + length as u32 + u32::from(flags & FIN != 0);
+        self.send_next = self.send_next.latest(end);
+        self.send_max = self.send_max.latest(end);
+        if self.timers.retransmit.is_none() {
+            self.arm_retransmit(context);
+        }
+    }
+
+    /// Zero-window probing (RFC 9293 section 3.8.6.1): with data waiting, a closed window and
+    /// nothing in flight, the persist timer probes the window.
+    fn update_persist(&mut self, context: &Context) {
+        let data_waiting = self.send_end().after(self.send_next);
+        let nothing_in_flight = self.send_next == self.send_unacknowledged;
+        if data_waiting && nothing_in_flight && self.send_window == 0 {
+            if self.timers.persist.is_none() {
+                let factor = 1u32 << self.persist_probes_sent.min(6);
+                let delay = (self.rtt.rto() * factor).min(context.config.max_rto);
+                self.timers.persist = Some(context.now + delay);
+            }
+            self.timers.retransmit = None;
+        } else {
+            self.timers.persist = None;
+            self.persist_probes_sent = 0;
+        }
+    }
+
+    // ----- segment arrival (RFC 9293 section 3.10.7) -----
+
+    pub(crate) fn on_segment(&mut self, context: &mut Context, segment: &Segment<'_>) -> Outcome {
+        self.last_receive_time = context.now;
+        self.keepalive_probes_sent = 0;
+        let outcome = match self.state {
+            TcpState::SynSent => self.on_segment_syn_sent(context, segment),
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => Outcome::Continue,
+            _ => self.on_segment_synchronized(context, segment),
+        };
+        if outcome == Outcome::Continue && self.state != TcpState::Closed {
+            self.output(context);
+            self.arm_keepalive(context);
+        }
+        outcome
+    }
+
+    /// RFC 9293 section 3.10.7.3.
+    fn on_segment_syn_sent(&mut self, context: &mut Context, segment: &Segment<'_>) -> Outcome {
+        let tuple = self.tuple;
+        if segment.has(ACK)
+            && (segment.acknowledgment.before_or_equal(self.iss)
+                || segment.acknowledgment.after(self.send_max))
+        {
+            context.counters.drop_segment(DropReason::UnacceptableAck);
+            if !segment.has(RST) {
+                send_reset(
+                    context,
+                    tuple.local,
+                    tuple.remote,
+                    segment.acknowledgment,
+                    None,
+                );
+            }
+            return Outcome::Continue;
+        }
+        if segment.has(RST) {
+            if segment.has(ACK) {
+                context.counters.resets_received += 1;
+                return self.close_with_error(SocketError::ConnectionRefused);
+            }
+            context.counters.drop_segment(DropReason::InvalidReset);
+            return Outcome::Continue;
+        }
+        if !segment.has(SYN) {
+            return Outcome::Continue;
+        }
+        let options = &segment.options;
+        let handshake = Handshake {
+            initial_send: self.iss,
+            initial_receive: segment.sequence,
+            peer_mss: options.mss.unwrap_or(DEFAULT_PEER_MSS),
+            window_shifts: match (self.offer_window_scale, options.window_scale) {
+                (true, Some(peer_shift)) => Some((peer_shift, self.receive_window_shift)),
+                _ => None,
+            },
+            peer_timestamp: if self.offer_timestamps {
+                options.timestamp.map(|(value, _)| value)
+            } else {
+                None
+            },
+            sack_permitted: context.config.sack_permitted && options.sack_permitted,
+            peer_window: segment.window,
+        };
+        let receive_shift = self.receive_window_shift;
+        self.apply_handshake(context, &handshake);
+        if handshake.window_shifts.is_none() {
+            self.receive_window_shift = 0;
+        } else {
+            self.receive_window_shift = receive_shift;
+        }
+        if segment.has(ACK) {
+            self.send_unacknowledged = segment.acknowledgment;
+            self.send_window_update_acknowledgment = segment.acknowledgment;
+            self.take_rtt_sample(context, segment);
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.timers.retransmit = None;
+            self.state = TcpState::Established;
+            context.counters.active_opens += 1;
+            self.ack_now = true;
+            self.wake_all();
+        } else {
+            // Simultaneous open (RFC 9293 section 3.5, figure 8): answer SYN,ACK.
+            self.state = TcpState::SynReceived;
+            self.send_syn(context);
+        }
+        Outcome::Continue
+    }
+
+    /// Every state from SYN-RECEIVED on (RFC 9293 section 3.10.7.4).
+    fn on_segment_synchronized(&mut self, context: &mut Context, segment: &Segment<'_>) -> Outcome {
+        // PAWS (RFC 7323 section 5.3): a segment whose TSval is older than TS.Recent is an
+        // old duplicate.
+        if let (Some(timestamps), Some((value, _))) = (self.timestamps, segment.options.timestamp)
+            && !segment.has(RST)
+            && SeqNum(value).before(SeqNum(timestamps.recent))
+            && context.now.saturating_since(timestamps.recent_time)
+                < Duration::from_secs(24 * 24 * 60 * 60)
+        {
+            context.counters.drop_segment(DropReason::OutOfWindow);
+            self.send_ack(context);
+            return Outcome::Continue;
+        }
+
+        // First: is the segment acceptable?
+        let window = self.current_receive_window();
+        let length = segment.sequence_length();
+        let sequence = segment.sequence;
+        let acceptable = match (length, window) {
+            (0, 0) => sequence == self.receive_next,
+            (0, _) => sequence.in_window(self.receive_next, window),
+            (_, 0) => false,
+            (_, _) => {
+                sequence.in_window(self.receive_next, window)
+                    || (sequence + length - 1).in_window(self.receive_next, window)
+            }
+        };
+        // A zero window still lets ACKs and RSTs through at RCV.NXT (RFC 9293 section 3.10.7.4).
+        let zero_window_probe = !acceptable && window == 0 && sequence == self.receive_next;
+        if !acceptable && !zero_window_probe {
+            context.counters.drop_segment(DropReason::OutOfWindow);
+            if !segment.has(RST) {
+                self.ack_now = true;
+            }
+            return Outcome::Continue;
+        }
+
+        // Record the peer's timestamp (RFC 7323 section 4.3).
+        if let (Some(timestamps), Some((value, _))) =
+            (self.timestamps.as_mut(), segment.options.timestamp)
+            && sequence.before_or_equal(self.receive_next)
+            && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
+        {
+            timestamps.recent = value;
+            timestamps.recent_time = context.now;
+        }
+
+        // Second: RST (RFC 5961 section 3.2): only an exact match resets; any other in-window
+        // RST draws a challenge ACK.
+        if segment.has(RST) {
+            if sequence != self.receive_next {
+                context.counters.drop_segment(DropReason::InvalidReset);
+                self.send_challenge_ack(context);
+                return Outcome::Continue;
+            }
+            context.counters.resets_received += 1;
+            return match self.state {
+                TcpState::SynReceived => self.close_with_error(SocketError::ConnectionRefused),
+                TcpState::Closing | TcpState::LastAck => {
+                    self.close_with_error(SocketError::ConnectionReset)
+                }
+                _ => self.close_with_error(SocketError::ConnectionReset),
+            };
+        }
+
+        // Fourth: a SYN in a synchronized state draws a challenge ACK (RFC 5961 section 4).
+        if segment.has(SYN) {
+            context.counters.drop_segment(DropReason::UnexpectedSyn);
+            self.send_challenge_ack(context);
+            return Outcome::Continue;
+        }
+
+        // Fifth: the ACK field.
+        if !segment.has(ACK) {
+            return Outcome::Continue;
+        }
+        let ack = segment.acknowledgment;
+        if self.state == TcpState::SynReceived {
+            if ack.after(self.send_unacknowledged) && ack.before_or_equal(self.send_max) {
+                self.state = TcpState::Established;
+                context.counters.active_opens += 1;
+                self.send_window = u32::from(segment.window) << self.send_window_shift;
+                self.max_send_window = self.max_send_window.max(self.send_window);
+                self.send_window_update_sequence = sequence;
+                self.send_window_update_acknowledgment = ack;
+                self.wake_all();
+            } else {
+                let tuple = self.tuple;
+                send_reset(context, tuple.local, tuple.remote, ack, None);
+                return Outcome::Continue;
+            }
+        }
+        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
+        if ack.after(self.send_max) {
+            context.counters.drop_segment(DropReason::UnacceptableAck);
+            self.ack_now = true;
+            return Outcome::Continue;
+        }
+        if ack.before(self.send_unacknowledged - self.max_send_window) {
+            context.counters.drop_segment(DropReason::UnacceptableAck);
+            self.send_challenge_ack(context);
+            return Outcome::Continue;
+        }
+        let window_before = self.send_window;
+        let acknowledges_nothing_new = ack == self.send_unacknowledged;
+        if ack.after(self.send_unacknowledged) {
+            self.on_new_ack(context, segment, ack);
+        }
+        // Window update (RFC 9293 section 3.10.7.4, SND.WL1/SND.WL2 rule).
+        if self.send_window_update_sequence.before(sequence)
+            || (self.send_window_update_sequence == sequence
+                && self.send_window_update_acknowledgment.before_or_equal(ack))
+        {
+            self.send_window = u32::from(segment.window) << self.send_window_shift;
+            self.max_send_window = self.max_send_window.max(self.send_window);
+            self.send_window_update_sequence = sequence;
+            self.send_window_update_acknowledgment = ack;
+            if self.send_window > 0 {
+                self.persist_probes_sent = 0;
+            }
+        }
+        // A duplicate ACK (RFC 5681 section 2): nothing new acknowledged, no data, no
+        // SYN/FIN, same window, data outstanding.
+        if acknowledges_nothing_new
+            && segment.payload.is_empty()
+            && !segment.has(FIN)
+            && self.send_window == window_before
+            && self.send_max != self.send_unacknowledged
+        {
+            let flight = self.flight_size();
+            match self.congestion.on_duplicate_ack(flight, self.send_max.0) {
+                AckAction::FastRetransmit => {
+                    context.counters.fast_retransmits += 1;
+                    self.retransmit_first(context);
+                }
+                AckAction::Nothing | AckAction::RetransmitFirstUnacknowledged => {}
+            }
+        }
+        if self.fin_queued && self.fin_acknowledged() {
+            match self.state {
+                TcpState::FinWait1 => {
+                    self.state = TcpState::FinWait2;
+                    if self.owner == Owner::Orphan {
+                        self.timers.close = Some(context.now + context.config.fin_wait_2_timeout);
+                    }
+                }
+                TcpState::Closing => {
+                    self.state = TcpState::TimeWait;
+                    return Outcome::TimeWait;
+                }
+                TcpState::LastAck => {
+                    self.state = TcpState::Closed;
+                    self.wake_all();
+                    return Outcome::Closed;
+                }
+                _ => {}
+            }
+        }
+
+        // Seventh: segment text.
+        let fin_sequence = sequence + segment.payload.len() as u32;
+        if !segment.payload.is_empty() {
+            if zero_window_probe {
+                self.ack_now = true;
+            } else if self.state.can_receive() {
+                self.receive_data(context, sequence, segment.payload);
+            }
+            // Data after the peer's FIN is ignored (RFC 9293 section 3.10.7.4, seventh).
+        }
+
+        // Eighth: FIN, once everything before it has arrived.
+        if segment.has(FIN) && !zero_window_probe {
+            if self.fin_received {
+                // A retransmitted FIN: acknowledge it again.
+                self.ack_now = true;
+            } else if fin_sequence.after(self.receive_next) {
+                self.pending_fin = Some(fin_sequence);
+            }
+        }
+        let fin_in_order =
+            (segment.has(FIN) && !zero_window_probe && fin_sequence == self.receive_next)
+                || self.pending_fin == Some(self.receive_next);
+        if fin_in_order && !self.fin_received && self.state != TcpState::SynReceived {
+            return self.on_fin(context);
+        }
+        Outcome::Continue
+    }
+
+    fn on_new_ack(&mut self, context: &mut Context, segment: &Segment<'_>, ack: SeqNum) {
+        let acknowledged = ack.distance_from(self.send_unacknowledged);
+        let data_acknowledged =
+            (ack.distance_from(self.send_buffer_sequence) as usize).min(self.send_buffer.len());
+        self.send_buffer.drain(..data_acknowledged);
+        self.send_buffer_sequence = self.send_buffer_sequence + data_acknowledged as u32;
+        context.memory_used = context.memory_used.saturating_sub(data_acknowledged);
+        self.take_rtt_sample(context, segment);
+        self.send_unacknowledged = ack;
+        self.send_next = self.send_next.latest(ack);
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        // RFC 6298 section 5.2 and 5.3.
+        if self.send_unacknowledged == self.send_max {
+            self.timers.retransmit = None;
+        } else {
+            self.arm_retransmit(context);
+        }
+        let flight = self.flight_size();
+        if self.congestion.on_new_ack(acknowledged, ack.0, flight)
+            == AckAction::RetransmitFirstUnacknowledged
+        {
+            self.retransmit_first(context);
+        }
+        if data_acknowledged > 0 {
+            self.wake_writer();
+        }
+    }
+
+    /// An RTT sample from the echoed timestamp (RFC 7323 section 4.1) or, without
+    /// timestamps, from the timed segment if it was not retransmitted (Karn).
+    fn take_rtt_sample(&mut self, context: &Context, segment: &Segment<'_>) {
+        if let (Some(timestamps), Some((_, echo))) = (self.timestamps, segment.options.timestamp) {
+            if echo != 0 {
+                let elapsed = context
+                    .timestamp_value(timestamps.offset)
+                    .wrapping_sub(echo);
+                if elapsed < 60_000 {
+                    self.rtt.sample(Duration::from_millis(u64::from(elapsed)));
+                }
+            }
+            return;
+        }
+        if let Some((timed, sent_at)) = self.rtt_timing
+            && segment.acknowledgment.after(timed)
+        {
+            self.rtt.sample(context.now.saturating_since(sent_at));
+            self.rtt_timing = None;
+        }
+    }
+
+    /// Resends the first unacknowledged segment (fast retransmit and New Reno partial ACKs).
+    fn retransmit_first(&mut self, context: &mut Context) {
+        let available = self.send_end().distance_from(self.send_unacknowledged);
+        let length = available.min(self.send_mss) as usize;
+        let fin = self.fin_queued && length as u32 == available;
+        if length == 0 && !fin {
+            return;
+        }
+        let mut flags = ACK;
+        if fin {
+            flags |= FIN;
+        }
+        self.rtt_timing = None;
+        self.send_data(context, self.send_unacknowledged, length, flags);
+    }
+
+    fn receive_data(&mut self, context: &mut Context, sequence: SeqNum, payload: &[u8]) {
+        if self.read_shutdown {
+            // Reading was shut down: acknowledge and discard.
+            let end = sequence + payload.len() as u32;
+            if end.after(self.receive_next) {
+                self.receive_next = end;
+            }
+            self.ack_now = true;
+            return;
+        }
+        if sequence.after(self.receive_next) {
+            // Out of order: hold it and send a duplicate ACK at once (RFC 5681 section 4.2).
+            let window = self.current_receive_window();
+            if payload.len() > context.memory_available() {
+                context.counters.drop_segment(DropReason::MemoryLimit);
+            } else {
+                match self
+                    .reassembly
+                    .insert(self.receive_next, window, sequence, payload)
+                {
+                    Ok(added) => context.memory_used += added,
+                    Err(_) => context.counters.drop_segment(DropReason::ReassemblyFull),
+                }
+            }
+            self.ack_now = true;
+            return;
+        }
+        let skip = self.receive_next.distance_from(sequence) as usize;
+        let fresh = &payload[skip.min(payload.len())..];
+        let room = self.current_receive_window() as usize;
+        let take = fresh.len().min(room);
+        if take > context.memory_available() {
+            context.counters.drop_segment(DropReason::MemoryLimit);
+            self.ack_now = true;
+            return;
+        }
+        self.receive_buffer.extend(&fresh[..take]);
+        context.memory_used += take;
+        self.receive_next = self.receive_next + take as u32;
+        let filled_hole = !self.reassembly.is_empty();
+        while let Some(data) = self.reassembly.take_ready(self.receive_next) {
+            // Already counted against the budget while in the reassembly queue.
+            self.receive_next = self.receive_next + data.len() as u32;
+            self.receive_buffer.extend(&data);
+        }
+        if take > 0 {
+            self.wake_reader();
+        }
+        // Delayed ACK (RFC 9293 section 3.8.6.3, RFC 5681 section 4.2): every second full
+        // segment, at once when a hole was filled, else within the delay.
+        self.unacknowledged_segments += 1;
+        if filled_hole || self.unacknowledged_segments >= 2 || take < fresh.len() {
+            self.ack_now = true;
+        } else if self.timers.delayed_ack.is_none() {
+            self.timers.delayed_ack = Some(context.now + context.config.delayed_ack);
+        }
+    }
+
+    /// The peer's FIN is in order (RFC 9293 section 3.10.7.4, eighth).
+    fn on_fin(&mut self, context: &mut Context) -> Outcome {
+        self.receive_next = self.receive_next + 1;
+        self.fin_received = true;
+        self.pending_fin = None;
+        self.ack_now = true;
+        self.timers.delayed_ack = None;
+        self.wake_reader();
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.state = TcpState::CloseWait,
+            TcpState::FinWait1 => {
+                if self.fin_acknowledged() {
+                    self.send_ack(context);
+                    self.state = TcpState::TimeWait;
+                    return Outcome::TimeWait;
+                }
+                self.state = TcpState::Closing;
+            }
+            TcpState::FinWait2 => {
+                self.send_ack(context);
+                self.state = TcpState::TimeWait;
+                return Outcome::TimeWait;
+            }
+            _ => {}
+        }
+        Outcome::Continue
+    }
+
+    fn close_with_error(&mut self, error: SocketError) -> Outcome {
+        self.state = TcpState::Closed;
+        self.error = Some(error);
+        self.timers = Timers {
+            scheduled: self.timers.scheduled,
+            ..Timers::default()
+        };
+        self.wake_all();
+        Outcome::Closed
+    }
+
+    // ----- timers -----
+
+    fn arm_keepalive(&mut self, context: &Context) {
+        let Some(idle) = self.options.keepalive else {
+            self.timers.keepalive = None;
+            return;
+        };
+        if !matches!(self.state, TcpState::Established | TcpState::CloseWait) {
+            self.timers.keepalive = None;
+            return;
+        }
+        let delay = if self.keepalive_probes_sent == 0 {
+            idle
+        } else {
+            context.config.keepalive_interval
+        };
+        let base = if self.keepalive_probes_sent == 0 {
+            self.last_receive_time
+        } else {
+            context.now
+        };
+        if self.timers.keepalive.is_none() || self.keepalive_probes_sent == 0 {
+            self.timers.keepalive = Some(base + delay);
+        }
+    }
+
+    /// Fires the connection's due timers.
+    pub(crate) fn on_timers(&mut self, context: &mut Context) -> Outcome {
+        let now = context.now;
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|deadline| deadline <= now);
+        if due(self.timers.close) {
+            self.timers.close = None;
+            if self.state == TcpState::FinWait2 {
+                self.state = TcpState::Closed;
+                return Outcome::Closed;
+            }
+        }
+        if due(self.timers.retransmit) {
+            self.timers.retransmit = None;
+            let outcome = self.on_retransmit_timeout(context);
+            if outcome != Outcome::Continue {
+                return outcome;
+            }
+        }
+        if due(self.timers.persist) {
+            self.timers.persist = None;
+            self.persist_probes_sent += 1;
+            if self.persist_probes_sent > context.config.max_retransmissions {
+                context.counters.connections_timed_out += 1;
+                return self.close_with_error(SocketError::TimedOut);
+            }
+            context.counters.zero_window_probes += 1;
+            self.send_probe(context);
+            self.update_persist(context);
+        }
+        if due(self.timers.keepalive) {
+            self.timers.keepalive = None;
+            if self.keepalive_probes_sent >= context.config.keepalive_probes {
+                context.counters.connections_timed_out += 1;
+                let tuple = self.tuple;
+                send_reset(
+                    context,
+                    tuple.local,
+                    tuple.remote,
+                    self.send_next,
+                    Some(self.receive_next),
+                );
+                return self.close_with_error(SocketError::TimedOut);
+            }
+            if context.now.saturating_since(self.last_receive_time)
+                >= self.options.keepalive.unwrap_or_default()
+            {
+                self.keepalive_probes_sent += 1;
+                context.counters.keepalive_probes += 1;
+                self.send_probe(context);
+                self.timers.keepalive = Some(context.now + context.config.keepalive_interval);
+            } else {
+                self.arm_keepalive(context);
+            }
+        }
+        if due(self.timers.delayed_ack) {
+            self.timers.delayed_ack = None;
+            self.ack_now = true;
+        }
+        if self.ack_now {
+            self.output(context);
+        }
+        Outcome::Continue
+    }
+
+    /// A keepalive or window probe: an ACK with SEQ = SND.UNA - 1, which the peer must answer
+    /// with an ACK (RFC 9293 section 3.8.4).
+    fn send_probe(&mut self, context: &mut Context) {
+        let sequence = self.send_unacknowledged - 1;
+        self.transmit(context, sequence, 0, ACK);
+    }
+
+    /// RFC 6298 section 5.4-5.7, RFC 5681 section 3.1 (equation 4), and the retry limit
+    /// (RFC 9293 section 3.8.3, R2).
+    fn on_retransmit_timeout(&mut self, context: &mut Context) -> Outcome {
+        let limit = match self.state {
+            TcpState::SynSent | TcpState::SynReceived => context.config.max_syn_retransmissions,
+            _ => context.config.max_retransmissions,
+        };
+        if self.retries >= limit {
+            context.counters.connections_timed_out += 1;
+            if self.state.is_synchronized() {
+                let tuple = self.tuple;
+                send_reset(
+                    context,
+                    tuple.local,
+                    tuple.remote,
+                    self.send_next,
+                    Some(self.receive_next),
+                );
+            }
+            return self.close_with_error(SocketError::TimedOut);
+        }
+        self.retries += 1;
+        context.counters.timeouts += 1;
+        self.rtt.back_off();
+        self.rtt_timing = None;
+        match self.state {
+            TcpState::SynSent | TcpState::SynReceived => {
+                context.counters.retransmits += 1;
+                self.retransmissions += 1;
+                self.send_syn(context);
+            }
+            _ => {
+                let flight = self.flight_size();
+                self.congestion.on_timeout(flight);
+                // Go back N: resend from SND.UNA as the window allows.
+                self.send_next = self.send_unacknowledged;
+                self.output(context);
+                if self.timers.retransmit.is_none() && self.send_max != self.send_unacknowledged {
+                    self.arm_retransmit(context);
+                }
+            }
+        }
+        Outcome::Continue
+    }
+
+    // ----- the application's calls -----
+
+    pub(crate) fn read(
+        &mut self,
+        context: &mut Context,
+        buffer: &mut [u8],
+    ) -> Result<usize, SocketError> {
+        if let Some(error) = self.error
+            && self.receive_buffer.is_empty()
+        {
+            return Err(error);
+        }
+        if !self.receive_buffer.is_empty() {
+            let count = buffer.len().min(self.receive_buffer.len());
+            for (target, byte) in buffer.iter_mut().zip(self.receive_buffer.drain(..count)) {
+                *target = byte;
+            }
+            context.memory_used = context.memory_used.saturating_sub(count);
+            // Tell the peer when the window opened enough (receiver SWS avoidance).
+            if self.state.can_receive() {
+                let free = self
+                    .receive_capacity
+                    .saturating_sub(self.receive_buffer.len()) as u32;
+                let threshold = (self.receive_capacity as u32 / 2).min(self.send_mss.max(1));
+                if free >= self.current_receive_window().saturating_add(threshold) {
+                    self.ack_now = true;
+                    self.output(context);
+                }
+            }
+            return Ok(count);
+        }
+        if self.fin_received || self.read_shutdown || buffer.is_empty() {
+            return Ok(0);
+        }
+        match self.state {
+            TcpState::Closed | TcpState::TimeWait => Ok(0),
+            _ => Err(SocketError::WouldBlock),
+        }
+    }
+
+    pub(crate) fn write(
+        &mut self,
+        context: &mut Context,
+        data: &[u8],
+    ) -> Result<usize, SocketError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.fin_queued {
+            return Err(SocketError::Closed);
+        }
+        if !matches!(
+            self.state,
+            TcpState::SynSent | TcpState::SynReceived | TcpState::Established | TcpState::CloseWait
+        ) {
+            return Err(SocketError::NotConnected);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let room = self.send_capacity.saturating_sub(self.send_buffer.len());
+        let count = data.len().min(room).min(context.memory_available());
+        if count == 0 {
+            if room > 0 {
+                context.counters.write_memory_refusals += 1;
+            }
+            return Err(SocketError::WouldBlock);
+        }
+        self.send_buffer.extend(&data[..count]);
+        context.memory_used += count;
+        self.output(context);
+        Ok(count)
+    }
+
+    /// Closes the sending side: FIN after the queued data (RFC 9293 section 3.10.4).
+    pub(crate) fn shutdown_write(&mut self, context: &mut Context) -> Outcome {
+        if self.fin_queued {
+            return Outcome::Continue;
+        }
+        match self.state {
+            TcpState::SynSent => {
+                self.state = TcpState::Closed;
+                self.wake_all();
+                return Outcome::Closed;
+            }
+            TcpState::SynReceived | TcpState::Established => self.state = TcpState::FinWait1,
+            TcpState::CloseWait => self.state = TcpState::LastAck,
+            _ => return Outcome::Continue,
+        }
+        self.fin_queued = true;
+        self.output(context);
+        self.wake_writer();
+        Outcome::Continue
+    }
+
+    pub(crate) fn shutdown_read(&mut self, context: &mut Context) {
+        self.read_shutdown = true;
+        let discarded = self.receive_buffer.len() + self.reassembly.clear();
+        self.receive_buffer.clear();
+        context.memory_used = context.memory_used.saturating_sub(discarded);
+        self.wake_reader();
+    }
+
+    /// Sends a RST (in the states where the peer knows us) and closes (RFC 9293 section 3.10.5).
+    pub(crate) fn abort(&mut self, context: &mut Context) -> Outcome {
+        if matches!(
+            self.state,
+            TcpState::SynReceived
+                | TcpState::Established
+                | TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::CloseWait
+        ) {
+            self.reset_peer(context);
+        }
+        self.release_buffers(context);
+        if self.error.is_none() {
+            self.error = Some(SocketError::ConnectionAborted);
+        }
+        self.state = TcpState::Closed;
+        self.wake_all();
+        Outcome::Closed
+    }
+
+    /// Gives the connection's buffered bytes back to the per-core budget.
+    pub(crate) fn release_buffers(&mut self, context: &mut Context) {
+        let bytes = self.buffered_bytes();
+        self.send_buffer = VecDeque::new();
+        self.receive_buffer = VecDeque::new();
+        self.reassembly.clear();
+        context.memory_used = context.memory_used.saturating_sub(bytes);
+    }
+
+    /// Frees the sending-side and reassembly buffers only (TIME_WAIT keeps unread data).
+    pub(crate) fn release_send_buffers(&mut self, context: &mut Context) {
+        let bytes = self.send_buffer.len() + self.reassembly.clear();
+        self.send_buffer = VecDeque::new();
+        context.memory_used = context.memory_used.saturating_sub(bytes);
+    }
+
+    pub(crate) fn has_unread_data(&self) -> bool {
+        !self.receive_buffer.is_empty()
+    }
+
+    pub(crate) fn set_send_capacity(&mut self, capacity: usize) {
+        self.send_capacity = capacity;
+        self.options.send_buffer_size = capacity;
+    }
+
+    pub(crate) fn set_receive_capacity(&mut self, capacity: usize) {
+        self.receive_capacity = capacity;
+        self.options.receive_buffer_size = capacity;
+    }
+
+    pub(crate) fn set_keepalive(&mut self, context: &Context, idle: Option<Duration>) {
+        self.options.keepalive = idle;
+        self.keepalive_probes_sent = 0;
+        self.timers.keepalive = None;
+        self.arm_keepalive(context);
+    }
+
+    /// Lowers the MSS after ICMP "fragmentation needed" (RFC 1191) and resends at once.
+    pub(crate) fn on_path_mtu(&mut self, context: &mut Context, next_hop_mtu: u16) {
+        let mss = next_hop_mtu.saturating_sub(40).max(DEFAULT_PEER_MSS);
+        if u32::from(mss) < self.send_mss {
+            let option_bytes = if self.timestamps.is_some() {
+                TIMESTAMP_OPTION_LENGTH
+            } else {
+                0
+            };
+            self.send_mss = u32::from(mss).saturating_sub(option_bytes).max(64);
+            self.congestion.set_mss(self.send_mss);
+            self.send_next = self.send_unacknowledged;
+            self.output(context);
+        }
+    }
+
+    /// A hard ICMP error during the handshake ends the attempt (RFC 1122 section 4.2.3.9).
+    pub(crate) fn on_hard_error(&mut self, error: SocketError) -> Outcome {
+        self.close_with_error(error)
+    }
+}
+
+/// `length` bytes from `offset` of a buffer held as two slices.
+fn slice_pair<'a>(
+    front: &'a [u8],
+    back: &'a [u8],
+    offset: usize,
+    length: usize,
+) -> (&'a [u8], &'a [u8]) {
+    if offset >= front.len() {
+        let start = (offset - front.len()).min(back.len());
+        let end = (start + length).min(back.len());
+        return (&back[start..end], &[]);
+    }
+    let first_end = (offset + length).min(front.len());
+    let first = &front[offset..first_end];
+    let rest = length - first.len();
+    (first, &back[..rest.min(back.len())])
+}

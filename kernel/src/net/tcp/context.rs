@@ -1,0 +1,72 @@
+//! What a connection needs from its layer while it runs: configuration, clock, counters, output queue, timer wheel and memory budget.
+
+use super::isn::SipKey;
+use super::output::OutputQueue;
+use super::timer_wheel::TimerWheel;
+use super::tuple::FourTuple;
+use super::{CoreId, TcpConfig, TcpCounters};
+use crate::time::Instant;
+
+/// What a timer wheel entry stands for. Entries are checked when they fire, so a key whose
+/// object is gone or re-armed is simply ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimerKey {
+    /// All timers of the connection in this socket slot (it keeps its own deadlines).
+    Connection { slot: u32, generation: u32 },
+    /// SYN-ACK retransmission of a half-open connection.
+    HalfOpen(FourTuple),
+    /// End of a TIME_WAIT record.
+    TimeWait(FourTuple),
+}
+
+/// The parts of a layer shared by all its connections.
+pub(crate) struct Context {
+    pub(crate) config: TcpConfig,
+    pub(crate) core: CoreId,
+    pub(crate) now: Instant,
+    pub(crate) key: SipKey,
+    pub(crate) counters: super::TcpCounters,
+    pub(crate) output: OutputQueue,
+    pub(crate) wheel: TimerWheel<TimerKey>,
+    /// Payload bytes held in all send, receive and reassembly queues of this core.
+    pub(crate) memory_used: usize,
+    /// RFC 5961 section 7 rate limit: the current second and challenge ACKs sent in it.
+    pub(crate) challenge_ack_second: u64,
+    pub(crate) challenge_acks_in_second: u32,
+}
+
+impl Context {
+    pub(crate) fn new(config: TcpConfig, core: CoreId, key: SipKey) -> Self {
+        Context {
+            config,
+            core,
+            now: Instant::ZERO,
+            key,
+            counters: TcpCounters::default(),
+            output: OutputQueue::default(),
+            wheel: TimerWheel::new(Instant::ZERO),
+            memory_used: 0,
+            challenge_ack_second: 0,
+            challenge_acks_in_second: 0,
+        }
+    }
+
+    /// Room left in the per-core buffer budget.
+    pub(crate) fn memory_available(&self) -> usize {
+        self.config
+            .max_buffer_memory
+            .saturating_sub(self.memory_used)
+    }
+
+    /// The per-tuple timestamp offset (RFC 7323 section 5.4 allows any offset; one per
+    /// 4-tuple keeps TSval monotonic across incarnations of a tuple, as RFC 6191 needs).
+    pub(crate) fn timestamp_offset(&self, tuple: &FourTuple) -> u32 {
+        let [addresses, ports] = SipKey::tuple_words(tuple.local, tuple.remote);
+        self.key.hash(&[addresses, ports, 0x7473]) as u32
+    }
+
+    /// Our TSval for a connection: a millisecond clock plus its offset.
+    pub(crate) fn timestamp_value(&self, offset: u32) -> u32 {
+        (self.now.as_millis() as u32).wrapping_add(offset)
+    }
+}

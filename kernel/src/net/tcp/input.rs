@@ -1,0 +1,562 @@
+//! Segment arrival at the layer: demultiplexing to a connection, a TIME_WAIT record, a half-open connection or a listener (passive open, SYN cookies), and ICMP errors.
+
+use alloc::boxed::Box;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use super::connection::{Connection, Handshake, Outcome, window_shift_for};
+use super::context::{Context, TimerKey};
+use super::isn::initial_sequence_number;
+use super::listen::HalfOpen;
+use super::reply::{challenge_ack_allowed, reset_for, send_reset};
+use super::segment::{self, ACK, FIN, RST, SYN, Segment, SegmentHeader, SegmentOptions};
+use super::seq::SeqNum;
+use super::slots::SocketEntry;
+use super::syn_cookie;
+use super::time_wait::TimeWaitRecord;
+use super::tuple::FourTuple;
+use super::{DropReason, IcmpError, IcmpErrorKind, SocketError, TcpLayer, TcpState};
+
+/// RFC 9293 section 3.7.1: the MSS to assume when the peer sends none.
+const DEFAULT_PEER_MSS: u16 = 536;
+
+impl TcpLayer {
+    pub(super) fn dispatch_segment(
+        &mut self,
+        source: Ipv4Addr,
+        destination: Ipv4Addr,
+        bytes: &[u8],
+    ) {
+        let Ok(segment) = segment::parse(bytes) else {
+            self.context.counters.drop_segment(DropReason::Malformed);
+            return;
+        };
+        // Flag combinations no correct stack sends.
+        if segment.has(SYN) && (segment.has(RST) || segment.has(FIN))
+            || source.is_broadcast()
+            || source.is_multicast()
+            || destination.is_broadcast()
+            || destination.is_multicast()
+        {
+            self.context.counters.drop_segment(DropReason::Malformed);
+            return;
+        }
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(destination, segment.destination_port),
+            remote: SocketAddrV4::new(source, segment.source_port),
+        };
+        if let Some(&slot) = self.established.get(&tuple) {
+            let Some(connection) = self.slots.connection_mut(slot) else {
+                self.established.remove(&tuple);
+                return;
+            };
+            let outcome = connection.on_segment(&mut self.context, &segment);
+            self.settle(slot, outcome);
+            return;
+        }
+        let mut reuse_sequence = None;
+        if let Some(record) = self.time_wait.get(&tuple).copied() {
+            match self.on_time_wait_segment(tuple, record, &segment) {
+                Some(sequence) => reuse_sequence = Some(sequence),
+                None => return,
+            }
+        }
+        if self.half_open.contains_key(&tuple) {
+            self.on_half_open_segment(tuple, &segment);
+            return;
+        }
+        let listener = self.listeners.get(&tuple.local.port()).copied().filter(|&slot| {
+            matches!(self.slots.get(slot), Some(SocketEntry::Listener(listener)) if listener.accepts_address(tuple.local))
+        });
+        match listener {
+            Some(slot) => self.on_listener_segment(slot, tuple, &segment, reuse_sequence),
+            None => {
+                self.context.counters.drop_segment(DropReason::NoSocket);
+                reset_for(&mut self.context, tuple.local, tuple.remote, &segment);
+            }
+        }
+    }
+
+    /// A segment for a 4-tuple in TIME_WAIT. Returns the ISN to use when it is a SYN that may
+    /// open a new incarnation (the record is then gone), else `None` (handled here).
+    fn on_time_wait_segment(
+        &mut self,
+        tuple: FourTuple,
+        record: TimeWaitRecord,
+        segment: &Segment<'_>,
+    ) -> Option<SeqNum> {
+        if segment.has(RST) {
+            // RFC 1337: a RST must not end TIME_WAIT early (TIME-WAIT assassination).
+            self.context.counters.drop_segment(DropReason::InvalidReset);
+            return None;
+        }
+        if segment.has(SYN) && !segment.has(ACK) {
+            let timestamp = segment.options.timestamp.map(|(value, _)| value);
+            if record.accepts_new_syn(segment.sequence, timestamp)
+                && self.listeners.contains_key(&tuple.local.port())
+            {
+                self.time_wait.remove(&tuple);
+                self.context.counters.time_wait_reuses += 1;
+                return Some(record.next_initial_sequence());
+            }
+            // RFC 5961 section 4 (and RFC 9293): answer an old SYN with an ACK.
+            if challenge_ack_allowed(&mut self.context) {
+                send_time_wait_ack(&mut self.context, tuple, &record);
+            }
+            return None;
+        }
+        if segment.has(FIN) || !segment.payload.is_empty() {
+            // A retransmitted FIN (our ACK was lost): acknowledge it and restart the 2*MSL
+            // timer (RFC 9293 section 3.10.7.4, TIME-WAIT).
+            send_time_wait_ack(&mut self.context, tuple, &record);
+            if segment.has(FIN) {
+                let expires = self.context.now + self.context.config.time_wait;
+                if let Some(stored) = self.time_wait.get_mut(&tuple) {
+                    stored.expires = expires;
+                }
+                self.context
+                    .wheel
+                    .insert(expires, TimerKey::TimeWait(tuple));
+            }
+        }
+        None
+    }
+
+    /// A segment for a half-open passive connection (SYN-RECEIVED, RFC 9293 section 3.10.7.4).
+    fn on_half_open_segment(&mut self, tuple: FourTuple, segment: &Segment<'_>) {
+        let Some(half_open) = self.half_open.get(&tuple).copied() else {
+            return;
+        };
+        let expected = half_open.handshake.initial_receive + 1;
+        if segment.has(RST) {
+            // RFC 5961 section 3.2: only an exact RST ends it; the listener goes on.
+            if segment.sequence == expected {
+                self.context.counters.resets_received += 1;
+                self.remove_half_open(tuple);
+            } else {
+                self.context.counters.drop_segment(DropReason::InvalidReset);
+            }
+            return;
+        }
+        if segment.has(SYN) {
+            if segment.sequence == half_open.handshake.initial_receive && !segment.has(ACK) {
+                // The peer did not get our SYN-ACK: send it again.
+                send_syn_ack(&mut self.context, tuple, &half_open.handshake, None);
+            } else {
+                self.context
+                    .counters
+                    .drop_segment(DropReason::UnexpectedSyn);
+            }
+            return;
+        }
+        if !segment.has(ACK) {
+            return;
+        }
+        if segment.acknowledgment != half_open.initial_send() + 1 {
+            self.context
+                .counters
+                .drop_segment(DropReason::UnacceptableAck);
+            send_reset(
+                &mut self.context,
+                tuple.local,
+                tuple.remote,
+                segment.acknowledgment,
+                None,
+            );
+            return;
+        }
+        if !segment
+            .sequence
+            .in_window(expected, u32::from(u16::MAX) + 1)
+        {
+            self.context.counters.drop_segment(DropReason::OutOfWindow);
+            return;
+        }
+        let listener = half_open.listener;
+        let queue_full = match self.slots.listener_mut(listener) {
+            Some(listener) => listener.accept_queue_full(),
+            None => true,
+        };
+        if queue_full {
+            // Leave it half-open: our SYN-ACK retransmission or the peer's next segment retries.
+            self.context
+                .counters
+                .drop_segment(DropReason::AcceptQueueFull);
+            return;
+        }
+        self.remove_half_open(tuple);
+        self.establish_passive(listener, tuple, &half_open.handshake, segment);
+    }
+
+    fn remove_half_open(&mut self, tuple: FourTuple) {
+        if let Some(half_open) = self.half_open.remove(&tuple)
+            && let Some(listener) = self.slots.listener_mut(half_open.listener)
+        {
+            listener.half_open_count = listener.half_open_count.saturating_sub(1);
+        }
+    }
+
+    /// Creates the connection of a completed passive handshake, feeds it the completing
+    /// segment (which may carry data and FIN) and queues it for `accept`.
+    fn establish_passive(
+        &mut self,
+        listener: u32,
+        tuple: FourTuple,
+        handshake: &Handshake,
+        segment: &Segment<'_>,
+    ) {
+        let mut connection = Connection::accept(&self.context, tuple, handshake, listener);
+        self.context.counters.passive_opens += 1;
+        let outcome = connection.on_segment(&mut self.context, segment);
+        let (slot, _) = self
+            .slots
+            .insert(SocketEntry::Connection(Box::new(connection)));
+        self.established.insert(tuple, slot);
+        if let Some(listener) = self.slots.listener_mut(listener) {
+            listener.accept_queue.push_back(slot);
+            listener.wake_acceptor();
+        }
+        self.settle(slot, outcome);
+    }
+
+    /// A segment for a listener (RFC 9293 section 3.10.7.2), or the ACK of a SYN cookie.
+    fn on_listener_segment(
+        &mut self,
+        listener: u32,
+        tuple: FourTuple,
+        segment: &Segment<'_>,
+        reuse_sequence: Option<SeqNum>,
+    ) {
+        if segment.has(RST) {
+            return;
+        }
+        if segment.has(ACK) {
+            if !segment.has(SYN)
+                && self.context.config.syn_cookies
+                && self.try_syn_cookie(listener, tuple, segment)
+            {
+                return;
+            }
+            self.context.counters.drop_segment(DropReason::NoSocket);
+            send_reset(
+                &mut self.context,
+                tuple.local,
+                tuple.remote,
+                segment.acknowledgment,
+                None,
+            );
+            return;
+        }
+        if !segment.has(SYN) {
+            return;
+        }
+        self.on_syn(listener, tuple, segment, reuse_sequence);
+    }
+
+    fn on_syn(
+        &mut self,
+        listener_slot: u32,
+        tuple: FourTuple,
+        segment: &Segment<'_>,
+        reuse_sequence: Option<SeqNum>,
+    ) {
+        let config = &self.context.config;
+        if self.established.len() + self.half_open.len() >= config.max_connections {
+            self.context
+                .counters
+                .drop_segment(DropReason::ConnectionLimit);
+            return;
+        }
+        let Some(listener) = self.slots.listener_mut(listener_slot) else {
+            return;
+        };
+        if listener.accept_queue_full() {
+            // Linux drops SYNs while the accept queue is full: the client retries later.
+            self.context
+                .counters
+                .drop_segment(DropReason::AcceptQueueFull);
+            return;
+        }
+        let syn_queue_full = listener.half_open_count >= config.syn_queue_size;
+        let options = segment.options;
+        let peer_timestamp = if config.timestamps {
+            options.timestamp.map(|(value, _)| value)
+        } else {
+            None
+        };
+        let our_shift = window_shift_for(config.receive_buffer_size);
+        let mut handshake = Handshake {
+            initial_send: SeqNum(0),
+            initial_receive: segment.sequence,
+            peer_mss: options.mss.unwrap_or(DEFAULT_PEER_MSS),
+            window_shifts: match (config.window_scaling, options.window_scale) {
+                (true, Some(peer_shift)) => Some((peer_shift, our_shift)),
+                _ => None,
+            },
+            peer_timestamp,
+            sack_permitted: config.sack_permitted && options.sack_permitted,
+            peer_window: segment.window,
+        };
+        if syn_queue_full {
+            if !config.syn_cookies {
+                self.context.counters.drop_segment(DropReason::SynQueueFull);
+                return;
+            }
+            // RFC 4987 section 3.6: answer statelessly. Window scale and SACK survive only
+            // in the timestamp, so without timestamps they are not offered.
+            let (cookie, mss) = syn_cookie::make_cookie(
+                &self.context.key,
+                self.context.now,
+                tuple.local,
+                tuple.remote,
+                segment.sequence,
+                handshake.peer_mss,
+            );
+            handshake.initial_send = cookie;
+            handshake.peer_mss = mss;
+            let bits = if peer_timestamp.is_some() {
+                Some(syn_cookie::timestamp_bits(
+                    options.window_scale.filter(|_| config.window_scaling),
+                    handshake.sack_permitted,
+                ))
+            } else {
+                handshake.window_shifts = None;
+                handshake.sack_permitted = false;
+                None
+            };
+            send_syn_ack(&mut self.context, tuple, &handshake, bits);
+            self.context.counters.syn_cookies_sent += 1;
+            return;
+        }
+        listener.half_open_count += 1;
+        handshake.initial_send = reuse_sequence.unwrap_or_else(|| {
+            initial_sequence_number(
+                &self.context.key,
+                self.context.now,
+                tuple.local,
+                tuple.remote,
+            )
+        });
+        let deadline = self.context.now + self.context.config.initial_rto;
+        self.half_open.insert(
+            tuple,
+            HalfOpen {
+                listener: listener_slot,
+                handshake,
+                retries: 0,
+                deadline,
+            },
+        );
+        send_syn_ack(&mut self.context, tuple, &handshake, None);
+        self.context
+            .wheel
+            .insert(deadline, TimerKey::HalfOpen(tuple));
+    }
+
+    /// The ACK of a SYN-ACK sent with a cookie: validates it and, if good, establishes the
+    /// connection. Returns whether the segment was taken.
+    fn try_syn_cookie(
+        &mut self,
+        listener_slot: u32,
+        tuple: FourTuple,
+        segment: &Segment<'_>,
+    ) -> bool {
+        let echoed = segment.options.timestamp.map(|(_, echo)| echo);
+        let Some(contents) = syn_cookie::check_cookie(
+            &self.context.key,
+            self.context.now,
+            tuple.local,
+            tuple.remote,
+            segment.sequence - 1,
+            segment.acknowledgment - 1,
+            echoed,
+        ) else {
+            self.context
+                .counters
+                .drop_segment(DropReason::InvalidSynCookie);
+            return false;
+        };
+        self.context.counters.syn_cookies_validated += 1;
+        let config = &self.context.config;
+        if self.established.len() + self.half_open.len() >= config.max_connections {
+            self.context
+                .counters
+                .drop_segment(DropReason::ConnectionLimit);
+            return true;
+        }
+        let our_shift = window_shift_for(config.receive_buffer_size);
+        let handshake = Handshake {
+            initial_send: segment.acknowledgment - 1,
+            initial_receive: segment.sequence - 1,
+            peer_mss: contents.mss,
+            window_shifts: contents
+                .window_scale
+                .map(|peer_shift| (peer_shift, our_shift)),
+            peer_timestamp: if config.timestamps {
+                segment.options.timestamp.map(|(value, _)| value)
+            } else {
+                None
+            },
+            sack_permitted: contents.sack_permitted,
+            peer_window: 0,
+        };
+        match self.slots.listener_mut(listener_slot) {
+            Some(listener) if !listener.accept_queue_full() => {}
+            _ => {
+                self.context
+                    .counters
+                    .drop_segment(DropReason::AcceptQueueFull);
+                return true;
+            }
+        }
+        self.establish_passive(listener_slot, tuple, &handshake, segment);
+        true
+    }
+
+    pub(super) fn on_half_open_timer(&mut self, tuple: FourTuple) {
+        let now = self.context.now;
+        let Some(half_open) = self.half_open.get_mut(&tuple) else {
+            return;
+        };
+        if half_open.deadline > now {
+            return;
+        }
+        if half_open.retries >= self.context.config.max_syn_retransmissions {
+            self.remove_half_open(tuple);
+            return;
+        }
+        half_open.retries += 1;
+        let factor = 1u32 << half_open.retries.min(10);
+        let delay = (self.context.config.initial_rto * factor).min(self.context.config.max_rto);
+        half_open.deadline = now + delay;
+        let deadline = half_open.deadline;
+        let handshake = half_open.handshake;
+        self.context.counters.retransmits += 1;
+        send_syn_ack(&mut self.context, tuple, &handshake, None);
+        self.context
+            .wheel
+            .insert(deadline, TimerKey::HalfOpen(tuple));
+    }
+
+    pub(super) fn handle_icmp_error(&mut self, error: IcmpError) {
+        let tuple = FourTuple {
+            local: error.local,
+            remote: error.remote,
+        };
+        self.context.counters.icmp_errors += 1;
+        if let Some(&slot) = self.established.get(&tuple) {
+            let Some(connection) = self.slots.connection_mut(slot) else {
+                return;
+            };
+            // RFC 5927 section 4.1: the quoted sequence number must be in flight.
+            let sequence = SeqNum(error.sequence);
+            if sequence.before(connection.send_unacknowledged())
+                || sequence.after(connection.send_max())
+            {
+                return;
+            }
+            let outcome = match error.kind {
+                IcmpErrorKind::FragmentationNeeded { next_hop_mtu } => {
+                    connection.on_path_mtu(&mut self.context, next_hop_mtu);
+                    Outcome::Continue
+                }
+                // Protocol, port unreachable and "fragmentation needed" without an MTU are
+                // hard errors for a connection still opening (RFC 1122 section 4.2.3.9).
+                IcmpErrorKind::DestinationUnreachable { code: 2..=4 }
+                    if connection.state == TcpState::SynSent =>
+                {
+                    connection.on_hard_error(SocketError::ConnectionRefused)
+                }
+                IcmpErrorKind::DestinationUnreachable { .. }
+                    if connection.state == TcpState::SynSent =>
+                {
+                    // Soft error: keep retrying, but report it if the attempt times out.
+                    Outcome::Continue
+                }
+                IcmpErrorKind::DestinationUnreachable { .. } => Outcome::Continue,
+            };
+            self.settle(slot, outcome);
+        } else if self
+            .half_open
+            .get(&tuple)
+            .is_some_and(|half_open| half_open.initial_send().0 == error.sequence)
+        {
+            // RFC 5927 section 4.2 notes that an attacker can abort half-open connections
+            // with forged errors; only a hard error removes one.
+            if matches!(
+                error.kind,
+                IcmpErrorKind::DestinationUnreachable { code: 2..=4 }
+            ) {
+                self.remove_half_open(tuple);
+            }
+        }
+    }
+}
+
+/// The SYN-ACK of a passive open (RFC 9293 section 3.10.7.2). `cookie_bits` replace the low
+/// bits of TSval for a SYN cookie.
+fn send_syn_ack(
+    context: &mut Context,
+    tuple: FourTuple,
+    handshake: &Handshake,
+    cookie_bits: Option<u32>,
+) {
+    let timestamp = handshake.peer_timestamp.map(|recent| {
+        let value = context.timestamp_value(context.timestamp_offset(&tuple));
+        let value = match cookie_bits {
+            Some(bits) => (value & !syn_cookie::TIMESTAMP_BITS_MASK) | bits,
+            None => value,
+        };
+        (value, recent)
+    });
+    let header = SegmentHeader {
+        source: *tuple.local.ip(),
+        destination: *tuple.remote.ip(),
+        source_port: tuple.local.port(),
+        destination_port: tuple.remote.port(),
+        sequence: handshake.initial_send,
+        acknowledgment: handshake.initial_receive + 1,
+        flags: SYN | ACK,
+        window: context
+            .config
+            .receive_buffer_size
+            .min(usize::from(u16::MAX)) as u16,
+        options: SegmentOptions {
+            mss: Some(context.config.mss),
+            window_scale: handshake.window_shifts.map(|(_, ours)| ours),
+            sack_permitted: handshake.sack_permitted,
+            timestamp,
+            ..SegmentOptions::default()
+        },
+    };
+    context
+        .output
+        .push(header.source, header.destination, |out| {
+            segment::write(out, &header, (&[], &[]))
+        });
+}
+
+/// An ACK from a TIME_WAIT record: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
+fn send_time_wait_ack(context: &mut Context, tuple: FourTuple, record: &TimeWaitRecord) {
+    let timestamp = record
+        .timestamps
+        .map(|(offset, recent)| (context.timestamp_value(offset), recent));
+    let header = SegmentHeader {
+        source: *tuple.local.ip(),
+        destination: *tuple.remote.ip(),
+        source_port: tuple.local.port(),
+        destination_port: tuple.remote.port(),
+        sequence: record.send_next,
+        acknowledgment: record.receive_next,
+        flags: ACK,
+        window: 0,
+        options: SegmentOptions {
+            timestamp,
+            ..SegmentOptions::default()
+        },
+    };
+    context
+        .output
+        .push(header.source, header.destination, |out| {
+            segment::write(out, &header, (&[], &[]))
+        });
+}

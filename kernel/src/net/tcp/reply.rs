@@ -1,0 +1,77 @@
+//! Segments sent on behalf of no connection: resets for strangers (RFC 9293 section 3.10.7.1) and rate-limited challenge ACKs (RFC 5961 section 7).
+
+use core::net::SocketAddrV4;
+
+use super::context::Context;
+use super::segment::{self, ACK, RST, SegmentHeader, SegmentOptions};
+use super::seq::SeqNum;
+
+/// Most challenge ACKs per second and core (RFC 5961 section 7 asks for a limit; Linux uses 1000).
+pub(crate) const CHALLENGE_ACKS_PER_SECOND: u32 = 1000;
+
+/// Sends a RST from `local` to `remote`: `<SEQ=sequence><CTL=RST>`, or with
+/// `acknowledgment`, `<SEQ=sequence><ACK=acknowledgment><CTL=RST,ACK>`.
+pub(crate) fn send_reset(
+    context: &mut Context,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    sequence: SeqNum,
+    acknowledgment: Option<SeqNum>,
+) {
+    let header = SegmentHeader {
+        source: *local.ip(),
+        destination: *remote.ip(),
+        source_port: local.port(),
+        destination_port: remote.port(),
+        sequence,
+        acknowledgment: acknowledgment.unwrap_or(SeqNum(0)),
+        flags: if acknowledgment.is_some() {
+            RST | ACK
+        } else {
+            RST
+        },
+        window: 0,
+        options: SegmentOptions::default(),
+    };
+    context
+        .output
+        .push(header.source, header.destination, |out| {
+            segment::write(out, &header, (&[], &[]))
+        });
+    context.counters.resets_sent += 1;
+}
+
+/// The answer to a segment that reached no socket (RFC 9293 section 3.10.7.1): nothing to a
+/// RST; `<SEQ=SEG.ACK><CTL=RST>` to a segment with ACK; else
+/// `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
+pub(crate) fn reset_for(
+    context: &mut Context,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    incoming: &segment::Segment<'_>,
+) {
+    if incoming.has(RST) {
+        return;
+    }
+    if incoming.has(ACK) {
+        send_reset(context, local, remote, incoming.acknowledgment, None);
+    } else {
+        let acknowledgment = incoming.sequence + incoming.sequence_length();
+        send_reset(context, local, remote, SeqNum(0), Some(acknowledgment));
+    }
+}
+
+/// Whether one more challenge ACK fits in this second's budget.
+pub(crate) fn challenge_ack_allowed(context: &mut Context) -> bool {
+    let second = context.now.as_nanos() / 1_000_000_000;
+    if second != context.challenge_ack_second {
+        context.challenge_ack_second = second;
+        context.challenge_acks_in_second = 0;
+    }
+    if context.challenge_acks_in_second >= CHALLENGE_ACKS_PER_SECOND {
+        return false;
+    }
+    context.challenge_acks_in_second += 1;
+    context.counters.challenge_acks += 1;
+    true
+}

@@ -1,0 +1,80 @@
+//! Congestion control through the wire: initial window, slow start, fast retransmit and New Reno recovery (RFC 5681, RFC 6582), timeout collapse.
+
+use super::*;
+
+/// A connection with `count` full segments in flight; returns (our ISN, handle).
+fn with_flight(harness: &mut Harness, count: usize) -> (u32, crate::net::tcp::SocketHandle) {
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .write(connection, &alloc::vec![3u8; 1460 * count])
+        .unwrap();
+    harness.collect();
+    (iss, connection)
+}
+
+#[test]
+fn initial_window_is_ten_segments_and_slow_start_grows_it() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = with_flight(&mut harness, 40);
+    assert_eq!(harness.sent.len(), 10);
+    harness.sent.clear();
+    // Each ACK of a full segment grows cwnd by one MSS: ACK of 2 segments lets 4 go.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460));
+    assert_eq!(harness.sent.len(), 2);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2 * 1460));
+    assert_eq!(harness.sent.len(), 4);
+}
+
+#[test]
+fn three_duplicate_acks_trigger_fast_retransmit_and_recovery() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = with_flight(&mut harness, 20);
+    let first = harness.sent.front().unwrap().clone();
+    harness.sent.clear();
+    let duplicate = Inbound::new(ACK, 1001, iss + 1);
+    harness.inject(duplicate.clone());
+    harness.inject(duplicate.clone());
+    harness.expect_nothing();
+    harness.inject(duplicate.clone());
+    let resent = harness.expect();
+    assert_eq!(resent.sequence, first.sequence);
+    assert_eq!(resent.payload.len(), 1460);
+    assert_eq!(harness.layer.counters().fast_retransmits, 1);
+    // cwnd = ssthresh + 3 MSS = 5 + 3 MSS with 10 in flight: nothing new yet.
+    harness.expect_nothing();
+    // Each further duplicate inflates cwnd by an MSS (RFC 6582 step 4): two more duplicates
+    // reach 10 MSS, the flight size, then each sends one new segment.
+    for _ in 0..3 {
+        harness.inject(duplicate.clone());
+    }
+    let new = harness.expect();
+    assert_eq!(
+        new.sequence,
+        iss + 1 + 10 * 1460,
+        "new data beyond the old flight"
+    );
+    // A partial ACK (the first hole filled, the third segment missing) retransmits at once.
+    harness.sent.clear();
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2 * 1460));
+    let hole = harness.expect();
+    assert_eq!(hole.sequence, iss + 1 + 2 * 1460);
+    // A full ACK ends recovery.
+    harness.sent.clear();
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 11 * 1460));
+    assert!(harness.layer.counters().retransmits >= 2);
+}
+
+#[test]
+fn timeout_goes_back_to_one_segment() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = with_flight(&mut harness, 20);
+    harness.sent.clear();
+    harness.advance(Duration::from_secs(1));
+    let resent = harness.expect();
+    assert_eq!(resent.sequence, iss + 1);
+    harness.expect_nothing();
+    // The ACK of that one segment allows two (slow start from cwnd = 1 MSS).
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460));
+    assert_eq!(harness.sent.len(), 2);
+}

@@ -1,0 +1,199 @@
+//! Data transfer: delayed ACK (RFC 9293 section 3.8.6.3), Nagle (section 3.7.4), silly window avoidance (section 3.8.6.2), reassembly, windows.
+
+use super::*;
+use crate::net::tcp::{DropReason, SocketError, SocketOption};
+
+#[test]
+fn one_segment_is_acknowledged_after_the_delay() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK | PSH, 1001, iss + 1).payload(b"hello"));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(39));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(1));
+    let ack = harness.expect();
+    ack.assert(ACK, iss + 1, 1006);
+    assert_eq!(ack.window, 65_535 - 5);
+    let mut buffer = [0u8; 16];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(5));
+    assert_eq!(&buffer[..5], b"hello");
+}
+
+#[test]
+fn every_second_segment_is_acknowledged_at_once() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(&[1; 100]));
+    harness.expect_nothing();
+    harness.inject(Inbound::new(ACK, 1101, iss + 1).payload(&[2; 100]));
+    harness.expect().assert(ACK, iss + 1, 1201);
+}
+
+#[test]
+fn reply_data_carries_the_ack() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK | PSH, 1001, iss + 1).payload(b"ping"));
+    harness.layer.write(connection, b"pong").unwrap();
+    harness.collect();
+    let reply = harness.expect();
+    reply.assert(ACK | PSH, iss + 1, 1005);
+    assert_eq!(reply.payload, b"pong");
+    harness.advance(Duration::from_millis(100));
+    harness.expect_nothing();
+}
+
+#[test]
+fn out_of_order_data_is_held_and_acknowledged_at_once() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1006, iss + 1).payload(b"world"));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    harness.inject(Inbound::new(ACK | FIN, 1011, iss + 1).payload(b"!"));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    let mut buffer = [0u8; 32];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::WouldBlock)
+    );
+    // Filling the hole delivers everything, FIN included, and is acknowledged at once.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(b"hello"));
+    harness.expect().assert(ACK, iss + 1, 1013);
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(11));
+    assert_eq!(&buffer[..11], b"helloworld!");
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(0));
+}
+
+#[test]
+fn duplicate_data_is_acknowledged_not_delivered_twice() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(b"abc"));
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(b"abcdef"));
+    harness.expect().assert(ACK, iss + 1, 1007);
+    let mut buffer = [0u8; 32];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(6));
+    assert_eq!(&buffer[..6], b"abcdef");
+}
+
+#[test]
+fn data_beyond_the_window_is_trimmed() {
+    let config = TcpConfig {
+        receive_buffer_size: 10,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(b"0123456789ABCDEF"));
+    let ack = harness.expect();
+    ack.assert(ACK, iss + 1, 1011);
+    assert_eq!(ack.window, 0);
+    // A segment in a closed window is not acceptable: ACK, drop.
+    harness.inject(Inbound::new(ACK, 1011, iss + 1).payload(b"X"));
+    harness.expect().assert(ACK, iss + 1, 1011);
+    let mut buffer = [0u8; 4];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(4));
+    harness.collect();
+    // Receiver SWS avoidance: 4 free bytes of 10 is less than half the buffer: no update.
+    harness.expect_nothing();
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(4));
+    harness.collect();
+    // 8 free bytes: the window opens with an update.
+    harness.expect().assert(ACK, iss + 1, 1011);
+}
+
+#[test]
+fn nagle_holds_small_segments_while_data_is_unacknowledged() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"a").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    harness.layer.write(connection, b"b").unwrap();
+    harness.layer.write(connection, b"c").unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    harness.inject(Inbound::new(ACK, 1001, iss + 2));
+    let coalesced = harness.expect();
+    coalesced.assert(ACK | PSH, iss + 2, 1001);
+    assert_eq!(coalesced.payload, b"bc");
+}
+
+#[test]
+fn no_delay_sends_small_segments_at_once() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .set_option(connection, SocketOption::NoDelay(true))
+        .unwrap();
+    harness.layer.write(connection, b"a").unwrap();
+    harness.layer.write(connection, b"b").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    harness.expect().assert(ACK | PSH, iss + 2, 1001);
+}
+
+#[test]
+fn sender_respects_the_peer_window() {
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(3000));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, &[9u8; 5000]).unwrap();
+    harness.collect();
+    assert_eq!(harness.expect().payload.len(), 1460);
+    assert_eq!(harness.expect().payload.len(), 1460);
+    // 80 bytes of window left: less than an MSS and less than half the largest window.
+    harness.expect_nothing();
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2920).window(3000));
+    // 2080 bytes left: one full segment; Nagle holds the 620-byte tail until it is acknowledged.
+    assert_eq!(harness.expect().payload.len(), 1460);
+    harness.expect_nothing();
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 4380).window(3000));
+    assert_eq!(harness.expect().payload.len(), 620);
+}
+
+#[test]
+fn send_buffer_fills_and_write_would_block() {
+    let config = TcpConfig {
+        send_buffer_size: 4000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (_iss, connection) = harness.passive_open(1000);
+    assert_eq!(harness.layer.write(connection, &[0u8; 10_000]), Ok(4000));
+    assert_eq!(
+        harness.layer.write(connection, b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    assert!(!harness.layer.readiness(connection).unwrap().writable);
+}
+
+#[test]
+fn per_core_memory_limit_refuses_cleanly() {
+    let config = TcpConfig {
+        max_buffer_memory: 3000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    assert_eq!(harness.layer.write(connection, &[0u8; 5000]), Ok(3000));
+    assert_eq!(
+        harness.layer.write(connection, b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    assert_eq!(harness.layer.counters().write_memory_refusals, 1);
+    harness.collect();
+    harness.sent.clear();
+    // Arriving data has no room either: dropped and counted, not buffered.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(&[1; 100]));
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 1);
+    assert_eq!(harness.layer.buffer_memory_used(), 3000);
+    // Acknowledged data frees the budget.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2920));
+    assert_eq!(harness.layer.buffer_memory_used(), 80);
+}

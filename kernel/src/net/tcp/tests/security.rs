@@ -1,0 +1,162 @@
+//! Blind-attack defences: RFC 5961 checks on RST, SYN and ACK (challenge ACKs), PAWS (RFC 7323 section 5), and resets for strangers.
+
+use super::*;
+use crate::net::tcp::{DropReason, SocketError, TcpState};
+
+#[test]
+fn exact_reset_closes_the_connection() {
+    let mut harness = Harness::plain();
+    let (_iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(RST, 1001, 0));
+    harness.expect_nothing();
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    let mut buffer = [0u8; 4];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::ConnectionReset)
+    );
+    assert_eq!(
+        harness.layer.write(connection, b"x"),
+        Err(SocketError::ConnectionReset)
+    );
+    assert_eq!(harness.layer.counters().resets_received, 1);
+    assert_eq!(harness.layer.connection_count(), 0);
+}
+
+#[test]
+fn in_window_reset_draws_a_challenge_ack() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(RST, 1500, 0));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    assert_eq!(harness.layer.counters().challenge_acks, 1);
+    assert_eq!(
+        harness.layer.counters().dropped(DropReason::InvalidReset),
+        1
+    );
+}
+
+#[test]
+fn out_of_window_reset_is_silently_dropped() {
+    let mut harness = Harness::plain();
+    let (_iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(RST, 1001 + 70_000, 0));
+    harness.expect_nothing();
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+}
+
+#[test]
+fn syn_on_an_established_connection_draws_a_challenge_ack() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(SYN, 1001, 0));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    assert_eq!(
+        harness.layer.counters().dropped(DropReason::UnexpectedSyn),
+        1
+    );
+}
+
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let mut harness = Harness::plain();
+    let (_iss, _connection) = harness.passive_open(1000);
+    for _ in 0..1100 {
+        harness.inject(Inbound::new(RST, 1500, 0));
+    }
+    assert_eq!(
+        harness.sent.len(),
+        1000,
+        "at most 1000 per second (RFC 5961 section 7)"
+    );
+}
+
+#[test]
+fn ack_of_unsent_data_is_dropped_with_an_ack() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 500).payload(b"data"));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::WouldBlock),
+        "data not accepted"
+    );
+    assert_eq!(
+        harness
+            .layer
+            .counters()
+            .dropped(DropReason::UnacceptableAck),
+        1
+    );
+}
+
+#[test]
+fn out_of_window_data_is_answered_with_an_ack() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 900_000, iss + 1).payload(b"blind"));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.counters().dropped(DropReason::OutOfWindow), 1);
+}
+
+#[test]
+fn paws_drops_old_timestamps() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).timestamp(1000, 0));
+    let syn_ack = harness.expect();
+    let iss = syn_ack.sequence;
+    let ours = syn_ack.options.timestamp.unwrap().0;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(1001, ours));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .timestamp(900, ours)
+            .payload(b"old"),
+    );
+    let ack = harness.expect();
+    ack.assert(ACK, iss + 1, 1001);
+    assert_eq!(ack.options.timestamp.map(|(_, echo)| echo), Some(1001));
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::WouldBlock)
+    );
+}
+
+#[test]
+fn segments_to_closed_ports_get_resets() {
+    let mut harness = Harness::plain();
+    harness.inject(Inbound::new(SYN, 1000, 0).payload(b"abc"));
+    harness.expect().assert(RST | ACK, 0, 1004);
+    harness.inject(Inbound::new(ACK | FIN, 1000, 4242));
+    harness.expect().assert(RST, 4242, 0);
+    harness.inject(Inbound::new(RST, 1000, 0));
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().dropped(DropReason::NoSocket), 3);
+    assert_eq!(harness.layer.counters().resets_sent, 2);
+}
+
+#[test]
+fn malformed_segments_are_counted() {
+    let mut harness = Harness::plain();
+    harness.listen();
+    harness
+        .layer
+        .on_segment(harness.now, REMOTE, LOCAL, &[1, 2, 3]);
+    let mut bytes = Inbound::new(SYN | RST, 1, 0).bytes();
+    harness.layer.on_segment(harness.now, REMOTE, LOCAL, &bytes);
+    bytes[12] = 0xf0; // data offset past the end
+    harness.layer.on_segment(harness.now, REMOTE, LOCAL, &bytes);
+    harness.collect();
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().dropped(DropReason::Malformed), 3);
+}

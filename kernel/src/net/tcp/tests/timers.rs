@@ -1,0 +1,144 @@
+//! Timers: retransmission timeout with back-off and retry limit (RFC 6298), zero-window probes (RFC 9293 section 3.8.6.1), keepalive (section 3.8.4).
+
+use super::*;
+use crate::net::tcp::{SocketError, SocketOption, TcpState};
+
+#[test]
+fn unacknowledged_data_is_retransmitted_with_backoff() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"hello").unwrap();
+    harness.collect();
+    let first = harness.expect();
+    first.assert(ACK | PSH, iss + 1, 1001);
+    // No RTT sample yet (the passive handshake is not timed): RTO is 1 s.
+    harness.advance(Duration::from_millis(999));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(1));
+    assert_eq!(harness.expect(), first);
+    harness.advance(Duration::from_millis(1999));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(1));
+    assert_eq!(harness.expect(), first);
+    assert_eq!(harness.layer.counters().retransmits, 2);
+    assert_eq!(harness.layer.counters().timeouts, 2);
+    // An ACK ends it; the RTO timer stops.
+    harness.inject(Inbound::new(ACK, 1001, iss + 6));
+    harness.advance(Duration::from_secs(10));
+    harness.expect_nothing();
+}
+
+#[test]
+fn rtt_sample_sets_the_rto() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"a").unwrap();
+    harness.collect();
+    harness.expect();
+    harness.advance(Duration::from_millis(100));
+    harness.inject(Inbound::new(ACK, 1001, iss + 2));
+    // SRTT 100 ms, RTTVAR 50 ms: RTO = 300 ms (RFC 6298 section 2.2).
+    harness.layer.write(connection, b"b").unwrap();
+    harness.collect();
+    let second = harness.expect();
+    harness.advance(Duration::from_millis(299));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(1));
+    assert_eq!(harness.expect(), second);
+    let mut sockets = alloc::vec::Vec::new();
+    harness.layer.list_sockets(&mut sockets);
+    let line = sockets
+        .iter()
+        .find(|info| info.state == TcpState::Established)
+        .unwrap();
+    assert_eq!(line.smoothed_rtt, Some(Duration::from_millis(100)));
+    assert_eq!(line.retransmissions, 1);
+}
+
+#[test]
+fn retry_limit_aborts_with_a_reset() {
+    let config = TcpConfig {
+        max_retransmissions: 3,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"hello").unwrap();
+    harness.advance(Duration::from_secs(1 + 2 + 4));
+    assert_eq!(
+        harness.sent.len(),
+        4,
+        "the original and three retransmissions"
+    );
+    harness.sent.clear();
+    harness.advance(Duration::from_secs(8));
+    harness.expect().assert(RST | ACK, iss + 6, 1001);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    assert_eq!(
+        harness.layer.write(connection, b"x"),
+        Err(SocketError::TimedOut)
+    );
+    assert_eq!(harness.layer.counters().connections_timed_out, 1);
+}
+
+#[test]
+fn zero_window_is_probed_until_it_opens() {
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, b"waiting").unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    harness.advance(Duration::from_secs(1));
+    harness.expect().assert(ACK, iss, 1001);
+    harness.advance(Duration::from_secs(2));
+    harness.expect().assert(ACK, iss, 1001);
+    assert_eq!(harness.layer.counters().zero_window_probes, 2);
+    // The peer's answer opens the window: the data goes.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(1000));
+    let data = harness.expect();
+    data.assert(ACK | PSH, iss + 1, 1001);
+    assert_eq!(data.payload, b"waiting");
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_then_gives_up() {
+    let config = TcpConfig {
+        keepalive_interval: Duration::from_secs(10),
+        keepalive_probes: 2,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .set_option(
+            connection,
+            SocketOption::KeepAlive(Some(Duration::from_secs(60))),
+        )
+        .unwrap();
+    harness.advance(Duration::from_secs(59));
+    harness.expect_nothing();
+    harness.advance(Duration::from_secs(1));
+    harness.expect().assert(ACK, iss, 1001);
+    // An answer resets the idle clock.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1));
+    harness.advance(Duration::from_secs(59));
+    harness.expect_nothing();
+    harness.advance(Duration::from_secs(1));
+    harness.expect().assert(ACK, iss, 1001);
+    harness.advance(Duration::from_secs(10));
+    harness.expect().assert(ACK, iss, 1001);
+    harness.advance(Duration::from_secs(10));
+    harness.expect().assert(RST | ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    let mut buffer = [0u8; 1];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::TimedOut)
+    );
+    assert_eq!(harness.layer.counters().keepalive_probes, 3);
+}
