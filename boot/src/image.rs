@@ -14,6 +14,9 @@ use crate::boot_info::BootInfo;
 use crate::exit::{ExitCode, exit, halt_forever};
 use crate::{acpi, clock, console, cpu, memory, pci, smp};
 
+/// The command line, parsed by the bootstrap processor before any other core starts.
+static CONFIG: spin::Once<Config> = spin::Once::new();
+
 /// The bootstrap processor's Rust entry, called by `start64` with the loader's `eax`/`ebx`.
 pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     console::init();
@@ -24,7 +27,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         Err(error) => panic!("boot information: {error:?}"),
     };
     let config = match Config::parse(boot_info.command_line()) {
-        Ok(config) => config,
+        Ok(config) => CONFIG.call_once(|| config),
         Err(error) => panic!("command line: {error}"),
     };
     console::set_max_level(config.log_level);
@@ -92,7 +95,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     info!("pci: {} functions", devices.len());
     println!("unisock: ready cpus={cpus}");
 
-    if let Some(fault) = config.test_fault {
+    if let Some(fault) = config.test_fault.filter(|_| config.test_fault_cpu == 0) {
         trigger(fault);
     }
     if config.exit_after_boot {
@@ -163,6 +166,11 @@ pub extern "C" fn ap_main(slot: u32) -> ! {
     }
     check_heap(index);
     info!("cpu {index} online apic_id={apic_id} heap=ok");
+    if let Some(config) = CONFIG.get().filter(|config| config.test_fault_cpu == index) {
+        if let Some(fault) = config.test_fault {
+            trigger(fault);
+        }
+    }
     smp::report_online();
     halt_forever()
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub log_level: LogLevel,
     /// A deliberate failure to trigger after boot (tests only).
     pub test_fault: Option<TestFault>,
+    /// The core that triggers `test_fault`: 0 (the bootstrap processor) after the ready
+    /// line, or an application processor during its start-up.
+    pub test_fault_cpu: u32,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             exit_after_boot: false,
             log_level: LogLevel::Info,
             test_fault: None,
+            test_fault_cpu: 0,
         }
     }
 }
@@ -123,6 +127,12 @@ impl Config {
                     other => return Err(ConfigError::InvalidValue { key, value: other }),
                 })
             }
+            "test-fault-cpu" => {
+                let value = required(key, value)?;
+                self.test_fault_cpu = value
+                    .parse()
+                    .map_err(|_| ConfigError::InvalidValue { key, value })?;
+            }
             _ => return Err(ConfigError::UnknownKey(key)),
         }
         Ok(())
@@ -161,6 +171,18 @@ mod tests {
         assert!(config.exit_after_boot);
         assert_eq!(config.log_level, LogLevel::Debug);
         assert_eq!(config.test_fault, Some(TestFault::Page));
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        assert_eq!(Config::parse("test-fault-cpu=3").unwrap().test_fault_cpu, 3);
+        assert_eq!(
+            Config::parse("test-fault-cpu=-1"),
+            Err(ConfigError::InvalidValue {
+                key: "test-fault-cpu",
+                value: "-1"
+            })
+        );
     }
 
     #[test]

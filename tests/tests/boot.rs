@@ -122,6 +122,17 @@ fn other_exceptions_are_reported_too() {
 }
 
 #[test]
+fn fault_on_an_application_processor_names_that_cpu() {
+    let run = Boot::kernel()
+        .cpus(2)
+        .cmdline("test-fault=page test-fault-cpu=1")
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+    let fault = run.expect_line("unisock: fault");
+    assert!(fault.contains("cpu=1 vector=14 (page fault)"), "{fault}");
+}
+
+#[test]
 fn rust_panic_prints_and_fails() {
     let run = Boot::kernel().cmdline("test-fault=panic").run();
     assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
@@ -135,6 +146,17 @@ fn bad_command_line_is_a_clear_panic() {
     assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
     let panic = run.expect_line("unisock: panic");
     assert!(panic.contains("unknown word `frobnicate`"), "{panic}");
+}
+
+#[test]
+fn qcow2_disk_boots_under_ovmf() {
+    let run = Boot::disk("ovmf")
+        .until_line("unisock: ready")
+        .timeout(Duration::from_secs(180))
+        .run();
+    assert_eq!(run.outcome, Outcome::LineSeen, "{}", run.output);
+    run.expect_line("boot: protocol=multiboot2");
+    eprintln!("qcow2 under OVMF: ready after {:?}", run.elapsed);
 }
 
 #[test]
