@@ -166,10 +166,12 @@ pub extern "C" fn ap_main(slot: u32) -> ! {
     }
     check_heap(index);
     info!("cpu {index} online apic_id={apic_id} heap=ok");
-    if let Some(config) = CONFIG.get().filter(|config| config.test_fault_cpu == index) {
-        if let Some(fault) = config.test_fault {
-            trigger(fault);
-        }
+    let fault = CONFIG
+        .get()
+        .filter(|config| config.test_fault_cpu == index)
+        .and_then(|config| config.test_fault);
+    if let Some(fault) = fault {
+        trigger(fault);
     }
     smp::report_online();
     halt_forever()
