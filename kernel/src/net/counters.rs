@@ -151,7 +151,7 @@ impl fmt::Display for DropReason {
 }
 
 /// Counters of one core's interface. Plain integers: only the owning core writes them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Frames handed to [`receive`](super::interface::Interface::receive).
     pub frames_received: u64,
@@ -172,6 +172,39 @@ pub struct Counters {
     /// ARP replies sent.
     pub arp_replies_sent: u64,
     drops: [u64; DropReason::ALL.len()],
+}
+
+/// Shows the drop counters by name, and only those that moved.
+impl fmt::Debug for Counters {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct NonZeroDrops<'a>(&'a Counters);
+        impl fmt::Debug for NonZeroDrops<'_> {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter
+                    .debug_map()
+                    .entries(
+                        self.0
+                            .drops_by_reason()
+                            .filter(|(_, count)| *count > 0)
+                            .map(|(reason, count)| (reason.name(), count)),
+                    )
+                    .finish()
+            }
+        }
+        formatter
+            .debug_struct("Counters")
+            .field("frames_received", &self.frames_received)
+            .field("frames_accepted", &self.frames_accepted)
+            .field("frames_dropped", &self.frames_dropped)
+            .field("frames_transmitted", &self.frames_transmitted)
+            .field("tcp_segments_delivered", &self.tcp_segments_delivered)
+            .field("icmp_errors_delivered", &self.icmp_errors_delivered)
+            .field("echo_replies_sent", &self.echo_replies_sent)
+            .field("arp_requests_sent", &self.arp_requests_sent)
+            .field("arp_replies_sent", &self.arp_replies_sent)
+            .field("drops", &NonZeroDrops(self))
+            .finish()
+    }
 }
 
 impl Counters {
@@ -222,5 +255,10 @@ mod tests {
             .map(|(reason, _)| reason.name())
             .collect();
         assert_eq!(names, ["ipv4_fragment", "arp_queue_full"]);
+        let shown = alloc::format!("{counters:?}");
+        assert!(
+            shown.contains(r#"drops: {"ipv4_fragment": 2, "arp_queue_full": 1}"#),
+            "{shown}"
+        );
     }
 }

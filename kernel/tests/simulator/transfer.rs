@@ -1,0 +1,386 @@
+//! The transfer scenario: clients send a patterned byte stream, a server checks every byte and answers with the count, both close.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use unisock_kernel::net::tcp::{Shutdown, SocketError, SocketHandle, TcpState};
+use unisock_kernel::time::Instant;
+
+use unisock_kernel::net::counters::Counters;
+use unisock_kernel::net::tcp::TcpCounters;
+
+use super::hostile::{self, HostileTraffic, Target};
+use super::{Impairments, Network, WireStatistics, pattern_byte};
+
+/// The port the server listens on.
+pub const SERVER_PORT: u16 = 80;
+
+/// One run: `connections` concurrent connections from host 0 to host 1, each sending `size`
+/// bytes, over a wire with `impairments`, all drawn from `seed`.
+#[derive(Clone, Copy, Debug)]
+pub struct TransferPlan {
+    pub seed: u64,
+    pub size: u64,
+    pub connections: usize,
+    pub impairments: Impairments,
+    /// Hostile frames injected into both hosts during the run, if any.
+    pub hostile: Option<HostileTraffic>,
+}
+
+/// What a successful run looked like.
+#[derive(Clone, Debug)]
+pub struct TransferReport {
+    pub simulated_time: Duration,
+    pub steps: u64,
+    pub wire: WireStatistics,
+    /// Each host's interface counters at the end.
+    pub counters: Vec<Counters>,
+    /// Each host's TCP counters at the end.
+    pub tcp_counters: Vec<TcpCounters>,
+}
+
+/// Simulated time after which a run that has not finished fails.
+const TIME_LIMIT: Duration = Duration::from_secs(3600);
+/// Steps after which a run fails: catches a livelock that does not advance time.
+const STEP_LIMIT: u64 = 5_000_000;
+/// Steps at the same instant before the run is declared live-locked.
+const SAME_INSTANT_LIMIT: u32 = 10_000;
+
+struct Client {
+    handle: SocketHandle,
+    stream: u64,
+    sent: u64,
+    shut_down: bool,
+    reply: Vec<u8>,
+    done: bool,
+}
+
+struct ServerConnection {
+    stream: u64,
+    received: u64,
+}
+
+/// Run `plan` to the end: every byte delivered once and in order, every socket closed, every
+/// table empty. `Err` says what went wrong, at which simulated time.
+pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
+    let mut network = Network::new(plan.seed, plan.impairments, 2);
+    let server_address = network.hosts[1].address;
+    let listener = network.hosts[1]
+        .tcp
+        .borrow_mut()
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT), 1024)
+        .map_err(|error| format!("listen: {error:?}"))?;
+    let mut clients = Vec::new();
+    for _ in 0..plan.connections {
+        let handle = network.hosts[0]
+            .tcp
+            .borrow_mut()
+            .connect(SocketAddrV4::new(server_address, SERVER_PORT), None)
+            .map_err(|error| format!("connect: {error:?}"))?;
+        let stream = u64::from(
+            network.hosts[0]
+                .tcp
+                .borrow()
+                .local_address(handle)
+                .map_err(|error| format!("local_address: {error:?}"))?
+                .port(),
+        );
+        clients.push(Client {
+            handle,
+            stream,
+            sent: 0,
+            shut_down: false,
+            reply: Vec::new(),
+            done: false,
+        });
+    }
+    let mut server: HashMap<SocketHandle, ServerConnection> = HashMap::new();
+    let mut served = 0usize;
+    let mut listener_open = true;
+    let mut steps = 0u64;
+    let mut last_instant = Instant::ZERO;
+    let mut same_instant = 0u32;
+    loop {
+        let failure = |network: &Network, what: String| {
+            format!(
+                "at {:?}: {what}",
+                network.now.saturating_since(Instant::ZERO)
+            )
+        };
+        drive_clients(&mut network, plan, &mut clients).map_err(|e| failure(&network, e))?;
+        served += drive_server(
+            &mut network,
+            plan,
+            listener_open.then_some(listener),
+            &mut server,
+        )
+        .map_err(|e| failure(&network, e))?;
+        if listener_open && served == plan.connections && clients.iter().all(|c| c.done) {
+            network.hosts[1]
+                .tcp
+                .borrow_mut()
+                .close(listener)
+                .map_err(|e| failure(&network, format!("close listener: {e:?}")))?;
+            listener_open = false;
+        }
+        if let Some(hostile) = plan.hostile.filter(|hostile| steps < hostile.for_steps) {
+            inject_hostile_frames(&mut network, hostile);
+        }
+        if !network.step() {
+            break;
+        }
+        steps += 1;
+        if network.now == last_instant {
+            same_instant += 1;
+            if same_instant > SAME_INSTANT_LIMIT {
+                return Err(failure(&network, "live-lock: no progress in time".into()));
+            }
+        } else {
+            same_instant = 0;
+            last_instant = network.now;
+        }
+        if steps > STEP_LIMIT || network.now.saturating_since(Instant::ZERO) > TIME_LIMIT {
+            let pending: Vec<_> = clients
+                .iter()
+                .filter(|c| !c.done)
+                .map(|c| (c.stream, c.sent, c.reply.len()))
+                .collect();
+            return Err(failure(
+                &network,
+                format!(
+                    "did not finish: clients not done {pending:?}, server served {served}, \
+                     sockets {:?} / {:?}",
+                    network.hosts[0].sockets(),
+                    network.hosts[1].sockets()
+                ),
+            ));
+        }
+    }
+    let now = network.now.saturating_since(Instant::ZERO);
+    if let Some(client) = clients.iter().find(|client| !client.done) {
+        return Err(format!(
+            "at {now:?}: the network went quiet but stream {} is not done (sent {}, reply {:?})",
+            client.stream, client.sent, client.reply
+        ));
+    }
+    if served != plan.connections {
+        return Err(format!(
+            "at {now:?}: the server served {served} of {} connections",
+            plan.connections
+        ));
+    }
+    check_empty(&network).map_err(|e| format!("at {now:?}: {e}"))?;
+    Ok(TransferReport {
+        simulated_time: now,
+        steps,
+        wire: network.statistics,
+        counters: network
+            .hosts
+            .iter()
+            .map(|host| host.interface.counters().clone())
+            .collect(),
+        tcp_counters: network
+            .hosts
+            .iter()
+            .map(|host| host.tcp.borrow().counters().clone())
+            .collect(),
+    })
+}
+
+fn inject_hostile_frames(network: &mut Network, hostile: HostileTraffic) {
+    let honest_addresses: Vec<Ipv4Addr> = network.hosts.iter().map(|host| host.address).collect();
+    for to in 0..network.hosts.len() {
+        let target = Target {
+            hardware_address: network.hosts[to].hardware_address,
+            address: network.hosts[to].address,
+            honest_addresses: honest_addresses.clone(),
+        };
+        for _ in 0..hostile.frames_per_step {
+            let captured = std::mem::take(&mut network.captured);
+            let frame = hostile::frame(network.rng(), &target, &captured);
+            network.captured = captured;
+            network.inject(to, &frame);
+        }
+    }
+}
+
+fn expected_chunk(seed: u64, stream: u64, start: u64, length: usize) -> Vec<u8> {
+    (start..start + length as u64)
+        .map(|offset| pattern_byte(seed, stream, offset))
+        .collect()
+}
+
+fn drive_clients(
+    network: &mut Network,
+    plan: &TransferPlan,
+    clients: &mut [Client],
+) -> Result<(), String> {
+    let mut tcp = network.hosts[0].tcp.borrow_mut();
+    for client in clients.iter_mut().filter(|client| !client.done) {
+        let readiness = tcp
+            .readiness(client.handle)
+            .map_err(|e| format!("client {} readiness: {e:?}", client.stream))?;
+        if let Some(error) = readiness.error {
+            return Err(format!("client {} failed: {error:?}", client.stream));
+        }
+        if !readiness.connected {
+            continue;
+        }
+        while client.sent < plan.size {
+            let length = (plan.size - client.sent).min(64 * 1024) as usize;
+            let chunk = expected_chunk(plan.seed, client.stream, client.sent, length);
+            match tcp.write(client.handle, &chunk) {
+                Ok(written) => client.sent += written as u64,
+                Err(SocketError::WouldBlock) => break,
+                Err(error) => return Err(format!("client {} write: {error:?}", client.stream)),
+            }
+        }
+        if client.sent == plan.size && !client.shut_down {
+            tcp.shutdown(client.handle, Shutdown::Write)
+                .map_err(|e| format!("client {} shutdown: {e:?}", client.stream))?;
+            client.shut_down = true;
+        }
+        let mut buffer = [0u8; 64];
+        loop {
+            match tcp.read(client.handle, &mut buffer) {
+                Ok(0) => {
+                    let expected = plan.size.to_be_bytes();
+                    if client.reply != expected {
+                        return Err(format!(
+                            "client {} got reply {:?}, expected {:?}",
+                            client.stream, client.reply, expected
+                        ));
+                    }
+                    tcp.close(client.handle)
+                        .map_err(|e| format!("client {} close: {e:?}", client.stream))?;
+                    client.done = true;
+                    break;
+                }
+                Ok(count) => client.reply.extend_from_slice(&buffer[..count]),
+                Err(SocketError::WouldBlock) => break,
+                Err(error) => return Err(format!("client {} read: {error:?}", client.stream)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Accept, read and check, answer and close; returns how many connections finished now.
+fn drive_server(
+    network: &mut Network,
+    plan: &TransferPlan,
+    listener: Option<SocketHandle>,
+    connections: &mut HashMap<SocketHandle, ServerConnection>,
+) -> Result<usize, String> {
+    let mut tcp = network.hosts[1].tcp.borrow_mut();
+    if let Some(listener) = listener {
+        loop {
+            match tcp.accept(listener) {
+                Ok(handle) => {
+                    let peer = tcp
+                        .peer_address(handle)
+                        .map_err(|e| format!("server peer_address: {e:?}"))?;
+                    connections.insert(
+                        handle,
+                        ServerConnection {
+                            stream: u64::from(peer.port()),
+                            received: 0,
+                        },
+                    );
+                }
+                Err(SocketError::WouldBlock) => break,
+                Err(error) => return Err(format!("accept: {error:?}")),
+            }
+        }
+    }
+    let mut finished = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    for (handle, connection) in connections.iter_mut() {
+        loop {
+            match tcp.read(*handle, &mut buffer) {
+                Ok(0) => {
+                    if connection.received != plan.size {
+                        return Err(format!(
+                            "server stream {}: end of stream after {} of {} bytes",
+                            connection.stream, connection.received, plan.size
+                        ));
+                    }
+                    let reply = connection.received.to_be_bytes();
+                    let written = tcp
+                        .write(*handle, &reply)
+                        .map_err(|e| format!("server reply: {e:?}"))?;
+                    if written != reply.len() {
+                        return Err(format!("server reply cut to {written} bytes"));
+                    }
+                    tcp.close(*handle)
+                        .map_err(|e| format!("server close: {e:?}"))?;
+                    finished.push(*handle);
+                    break;
+                }
+                Ok(count) => {
+                    let expected =
+                        expected_chunk(plan.seed, connection.stream, connection.received, count);
+                    if buffer[..count] != expected[..] {
+                        let position = buffer[..count]
+                            .iter()
+                            .zip(&expected)
+                            .position(|(got, want)| got != want)
+                            .unwrap_or(0);
+                        return Err(format!(
+                            "server stream {}: wrong byte at offset {}",
+                            connection.stream,
+                            connection.received + position as u64
+                        ));
+                    }
+                    connection.received += count as u64;
+                    if connection.received > plan.size {
+                        return Err(format!(
+                            "server stream {}: more bytes than sent",
+                            connection.stream
+                        ));
+                    }
+                }
+                Err(SocketError::WouldBlock) => break,
+                Err(error) => {
+                    return Err(format!(
+                        "server stream {} read: {error:?}",
+                        connection.stream
+                    ));
+                }
+            }
+        }
+    }
+    for handle in &finished {
+        connections.remove(handle);
+    }
+    Ok(finished.len())
+}
+
+/// Every table of every host is empty: no socket of any kind, no queued segment, no ARP state.
+pub fn check_empty(network: &Network) -> Result<(), String> {
+    for (index, host) in network.hosts.iter().enumerate() {
+        let sockets = host.sockets();
+        if !sockets.is_empty() {
+            let states: Vec<TcpState> = sockets.iter().map(|socket| socket.state).collect();
+            return Err(format!("host {index} still holds sockets {states:?}"));
+        }
+        if host.tcp.borrow().has_output() {
+            return Err(format!("host {index} has TCP output left"));
+        }
+        if host.interface.queued_frames() != 0 {
+            return Err(format!(
+                "host {index} has {} frames queued",
+                host.interface.queued_frames()
+            ));
+        }
+        let arp = host.interface.arp_cache();
+        if arp.entry_count() + arp.waiting_count() + arp.resolution_count() != 0 {
+            return Err(format!("host {index} has ARP state left"));
+        }
+    }
+    if network.frames_in_flight() != 0 {
+        return Err("frames still on the wire".into());
+    }
+    Ok(())
+}
