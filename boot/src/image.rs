@@ -12,7 +12,12 @@ use unisock_kernel::mem::FRAME_SIZE;
 use crate::apic::LocalApic;
 use crate::boot_info::BootInfo;
 use crate::exit::{ExitCode, exit, halt_forever};
-use crate::{acpi, clock, console, cpu, memory, pci, smp};
+use crate::{acpi, clock, console, cpu, memory, paging, pci, smp};
+
+unsafe extern "C" {
+    /// The page below the boot stack (start.rs).
+    static boot_stack_guard: u8;
+}
 
 /// The command line, parsed by the bootstrap processor before any other core starts.
 static CONFIG: spin::Once<Config> = spin::Once::new();
@@ -69,6 +74,10 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         summary.frames_free_bytes >> 20
     );
     check_heap(0);
+    let guard_page = (&raw const boot_stack_guard) as u64;
+    if let Err(error) = paging::unmap_guard_page(guard_page) {
+        panic!("boot stack guard page: {error:?}");
+    }
 
     let apic = LocalApic::enable();
     let bsp_apic_id = apic.id();
@@ -203,8 +212,22 @@ fn trigger(fault: TestFault) {
         },
         // SAFETY: ud2 ends in the invalid-opcode report and never returns.
         TestFault::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
+        TestFault::StackOverflow => {
+            let depth = overflow_stack(0);
+            warn!("test: the stack did not overflow after {depth} frames");
+        }
         TestFault::Panic => panic!("test panic requested on the command line"),
     }
+}
+
+/// Recurses with 1 KiB frames until the guard page below the stack stops it.
+fn overflow_stack(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    core::hint::black_box(&mut frame);
+    if depth == u64::MAX {
+        return depth;
+    }
+    overflow_stack(depth + 1) + u64::from(core::hint::black_box(frame[0]))
 }
 
 #[panic_handler]

@@ -31,6 +31,8 @@ mod interrupts;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
 mod pci;
 #[cfg(target_os = "none")]
 mod smp;

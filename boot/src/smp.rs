@@ -16,6 +16,7 @@ use crate::acpi::Processor;
 use crate::apic::LocalApic;
 use crate::clock;
 use crate::memory;
+use crate::paging::{self, PagingError};
 use crate::start::{KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR};
 
 /// The most cores the image runs on (xAPIC ids are 8 bits).
@@ -109,9 +110,12 @@ unsafe extern "C" {
     static ap_trampoline_end: u8;
 }
 
+// The fields are read through `Debug`, in the boot log.
+#[allow(dead_code)]
 #[derive(Clone, Copy, Debug)]
 pub enum SmpError {
     OutOfFrames,
+    Paging(PagingError),
 }
 
 /// The stack top of AP slot `slot`.
@@ -142,8 +146,10 @@ pub fn start_application_processors(
         return Ok(0);
     }
     for (slot, top) in STACK_TOPS.iter().take(targets.len()).enumerate() {
-        let stack =
-            memory::allocate_frames(AP_STACK_FRAMES, FRAME_SIZE).ok_or(SmpError::OutOfFrames)?;
+        // One more frame than the stack: the lowest is its guard page.
+        let stack = memory::allocate_frames(AP_STACK_FRAMES + 1, FRAME_SIZE)
+            .ok_or(SmpError::OutOfFrames)?;
+        paging::unmap_guard_page(stack.start).map_err(SmpError::Paging)?;
         top.store(stack.end(), Ordering::Release);
         crate::debug!("smp: slot {slot} stack 0x{:x}", stack.start);
     }

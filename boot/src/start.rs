@@ -63,7 +63,9 @@ global_asm!(
     "boot_pml4: .skip 4096",
     "boot_pdpt: .skip 4096",
     "boot_page_directories: .skip 4096 * {gib}",
-    ".p2align 4",
+    ".p2align 12",
+    ".global boot_stack_guard",
+    "boot_stack_guard: .skip 4096",          // unmapped once paging::unmap_guard_page runs
     "boot_stack_bottom: .skip {stack}",
     "boot_stack_top:",
 

@@ -36,6 +36,8 @@ pub enum TestFault {
     Divide,
     /// Execute `ud2`: an invalid opcode.
     InvalidOpcode,
+    /// Recurse until the stack's guard page: a double fault, reported from its own stack.
+    StackOverflow,
     /// Call `panic!`: a Rust panic, not a CPU exception.
     Panic,
 }
@@ -123,6 +125,7 @@ impl Config {
                     "page" => TestFault::Page,
                     "divide" => TestFault::Divide,
                     "invalid-opcode" => TestFault::InvalidOpcode,
+                    "stack-overflow" => TestFault::StackOverflow,
                     "panic" => TestFault::Panic,
                     other => return Err(ConfigError::InvalidValue { key, value: other }),
                 })
@@ -197,6 +200,7 @@ mod tests {
             ("page", TestFault::Page),
             ("divide", TestFault::Divide),
             ("invalid-opcode", TestFault::InvalidOpcode),
+            ("stack-overflow", TestFault::StackOverflow),
             ("panic", TestFault::Panic),
         ] {
             let line = format!("test-fault={name}");

@@ -122,6 +122,22 @@ fn other_exceptions_are_reported_too() {
 }
 
 #[test]
+fn stack_overflow_hits_the_guard_page_and_is_reported_from_the_fault_stack() {
+    for (cpus, cpu) in [(1, 0), (2, 1)] {
+        let run = Boot::kernel()
+            .cpus(cpus)
+            .cmdline(&format!("test-fault=stack-overflow test-fault-cpu={cpu}"))
+            .run();
+        assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+        let fault = run.expect_line("unisock: fault");
+        assert!(
+            fault.contains(&format!("cpu={cpu} vector=8 (double fault)")),
+            "{fault}"
+        );
+    }
+}
+
+#[test]
 fn fault_on_an_application_processor_names_that_cpu() {
     let run = Boot::kernel()
         .cpus(2)
