@@ -167,6 +167,9 @@ pub(crate) struct Connection {
 
     pub(crate) options: SocketOptions,
     pub(crate) error: Option<SocketError>,
+    /// An ICMP soft error seen while retrying, reported instead of `TimedOut` if the
+    /// connection gives up (RFC 1122 section 4.2.3.9).
+    pub(crate) soft_error: Option<SocketError>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
     pub(crate) retransmissions: u64,
@@ -241,6 +244,7 @@ impl Connection {
                 abort_on_close: false,
             },
             error: None,
+            soft_error: None,
             read_waker: None,
             write_waker: None,
             retransmissions: 0,
@@ -670,13 +674,21 @@ impl Connection {
 
     /// Zero-window probing (RFC 9293 section 3.8.6.1): with data waiting, a closed window and
     /// nothing in flight, the persist timer probes the window.
+    ///
+    /// The same timer is the override timeout of sender SWS avoidance (RFC 9293 section
+    /// 3.8.6.2.1, case d): when a small usable window holds data back and nothing is in
+    /// flight, no ACK will come to release it, so the timer sends what the window allows.
     fn update_persist(&mut self, context: &Context) {
         let data_waiting = self.send_end().after(self.send_next);
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
-        if data_waiting && nothing_in_flight && self.send_window == 0 {
+        if data_waiting && nothing_in_flight {
             if self.timers.persist.is_none() {
                 let factor = 1u32 << self.persist_probes_sent.min(6);
-                let delay = (self.rtt.rto() * factor).min(context.config.max_rto);
+                let delay = self
+                    .rtt
+                    .rto()
+                    .saturating_mul(factor)
+                    .min(context.config.max_rto);
                 self.timers.persist = Some(context.now + delay);
             }
             self.timers.retransmit = None;
@@ -1175,13 +1187,17 @@ impl Connection {
         }
         if due(self.timers.persist) {
             self.timers.persist = None;
-            self.persist_probes_sent += 1;
-            if self.persist_probes_sent > context.config.max_retransmissions {
-                context.counters.connections_timed_out += 1;
-                return self.close_with_error(SocketError::TimedOut);
+            if self.send_window > 0 {
+                self.send_held_data(context);
+            } else {
+                self.persist_probes_sent += 1;
+                if self.persist_probes_sent > context.config.max_retransmissions {
+                    context.counters.connections_timed_out += 1;
+                    return self.close_with_error(SocketError::TimedOut);
+                }
+                context.counters.zero_window_probes += 1;
+                self.send_probe(context);
             }
-            context.counters.zero_window_probes += 1;
-            self.send_probe(context);
             self.update_persist(context);
         }
         if due(self.timers.keepalive) {
@@ -1219,6 +1235,18 @@ impl Connection {
         Outcome::Continue
     }
 
+    /// The SWS override: sends what the usable window allows, however small.
+    fn send_held_data(&mut self, context: &mut Context) {
+        let window = self.send_window.min(self.congestion.window);
+        let usable = (self.send_unacknowledged + window).distance_from(self.send_next);
+        let unsent = self.send_end().distance_from(self.send_next);
+        let length = usable.min(unsent).min(self.send_mss);
+        if length > 0 {
+            let flags = if length == unsent { ACK | PSH } else { ACK };
+            self.send_data(context, self.send_next, length as usize, flags);
+        }
+    }
+
     /// A keepalive or window probe: an ACK with SEQ = SND.UNA - 1, which the peer must answer
     /// with an ACK (RFC 9293 section 3.8.4).
     fn send_probe(&mut self, context: &mut Context) {
@@ -1235,6 +1263,7 @@ impl Connection {
         };
         if self.retries >= limit {
             context.counters.connections_timed_out += 1;
+            let error = self.soft_error.unwrap_or(SocketError::TimedOut);
             if self.state.is_synchronized() {
                 let tuple = self.tuple;
                 send_reset(
@@ -1245,7 +1274,7 @@ impl Connection {
                     Some(self.receive_next),
                 );
             }
-            return self.close_with_error(SocketError::TimedOut);
+            return self.close_with_error(error);
         }
         self.retries += 1;
         context.counters.timeouts += 1;
@@ -1445,6 +1474,16 @@ impl Connection {
             self.congestion.set_mss(self.send_mss);
             self.send_next = self.send_unacknowledged;
             self.output(context);
+        }
+    }
+
+    /// Takes ownership from the application (`close`): an orphan discards what arrives, and
+    /// waits in FIN-WAIT-2 only so long (Linux `tcp_fin_timeout`).
+    pub(crate) fn orphan(&mut self, context: &mut Context) {
+        self.owner = Owner::Orphan;
+        self.shutdown_read(context);
+        if self.state == TcpState::FinWait2 && self.timers.close.is_none() {
+            self.timers.close = Some(context.now + context.config.fin_wait_2_timeout);
         }
     }
 

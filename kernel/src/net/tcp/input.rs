@@ -426,7 +426,12 @@ impl TcpLayer {
         }
         half_open.retries += 1;
         let factor = 1u32 << half_open.retries.min(10);
-        let delay = (self.context.config.initial_rto * factor).min(self.context.config.max_rto);
+        let delay = self
+            .context
+            .config
+            .initial_rto
+            .saturating_mul(factor)
+            .min(self.context.config.max_rto);
         half_open.deadline = now + delay;
         let deadline = half_open.deadline;
         let handshake = half_open.handshake;
@@ -466,13 +471,14 @@ impl TcpLayer {
                 {
                     connection.on_hard_error(SocketError::ConnectionRefused)
                 }
+                // Everything else is soft: remembered, reported only if the connection
+                // gives up (RFC 1122 section 4.2.3.9).
                 IcmpErrorKind::DestinationUnreachable { .. }
-                    if connection.state == TcpState::SynSent =>
-                {
-                    // Soft error: keep retrying, but report it if the attempt times out.
+                | IcmpErrorKind::TimeExceeded
+                | IcmpErrorKind::ParameterProblem => {
+                    connection.soft_error = Some(SocketError::Unreachable);
                     Outcome::Continue
                 }
-                IcmpErrorKind::DestinationUnreachable { .. } => Outcome::Continue,
             };
             self.settle(slot, outcome);
         } else if self

@@ -97,6 +97,10 @@ pub enum IcmpErrorKind {
     /// Fragmentation needed and DF set (type 3 code 4) with the next-hop MTU (RFC 1191):
     /// lowers the connection's MSS.
     FragmentationNeeded { next_hop_mtu: u16 },
+    /// Time exceeded (type 11): a soft error.
+    TimeExceeded,
+    /// Parameter problem (type 12): a soft error.
+    ParameterProblem,
 }
 
 /// Which directions `shutdown` closes.
@@ -164,7 +168,8 @@ pub enum TupleUse {
 }
 
 /// Chooses the local port of an active connection (`connect` with local port 0).
-pub trait PortAllocator {
+/// It is `Send` so that a layer built on the boot core can move to the core that runs it.
+pub trait PortAllocator: Send {
     /// A local port for a connection from `local` to `remote`; `is_usable(port)` says
     /// whether the 4-tuple with that port is free now. `None` when every candidate is taken.
     fn choose_port(
@@ -331,8 +336,15 @@ impl TcpLayer {
 
     /// Lends every queued outgoing segment to `emit`, in order, then forgets them.
     pub fn drain_output(&mut self, emit: impl FnMut(OutSegment<'_>)) {
-        self.context.counters.segments_out += self.context.output.len() as u64;
-        self.context.output.drain(emit);
+        self.drain_output_up_to(usize::MAX, emit);
+    }
+
+    /// Like `drain_output`, but lends at most `limit` segments (as many as the driver has
+    /// room for) and keeps the rest, in order, for the next call. Returns how many were lent.
+    pub fn drain_output_up_to(&mut self, limit: usize, emit: impl FnMut(OutSegment<'_>)) -> usize {
+        let count = self.context.output.drain_up_to(limit, emit);
+        self.context.counters.segments_out += count as u64;
+        count
     }
 
     // ----- socket side -----
@@ -584,9 +596,8 @@ impl TcpLayer {
                     self.settle(slot, outcome);
                     return Ok(());
                 }
-                connection.owner = Owner::Orphan;
-                connection.shutdown_read(&mut self.context);
                 let outcome = connection.shutdown_write(&mut self.context);
+                connection.orphan(&mut self.context);
                 self.settle(slot, outcome);
                 Ok(())
             }
@@ -758,14 +769,19 @@ impl TcpLayer {
                 core,
             });
         }
-        for (tuple, record) in &self.time_wait {
-            // A connection still held by the application is listed once, from its slot.
-            if self.slots.iter().any(|(_, _, entry)| {
-                matches!(entry, SocketEntry::Connection(connection) if connection.tuple == *tuple && connection.state == TcpState::TimeWait)
-            }) {
+        // A TIME_WAIT connection still held by the application was listed from its slot.
+        let mut held_in_time_wait =
+            hashbrown::HashSet::with_hasher(KeyedHash::new(self.context.key));
+        held_in_time_wait.extend(self.slots.iter().filter_map(|(_, _, entry)| match entry {
+            SocketEntry::Connection(connection) if connection.state == TcpState::TimeWait => {
+                Some(connection.tuple)
+            }
+            _ => None,
+        }));
+        for tuple in self.time_wait.keys() {
+            if held_in_time_wait.contains(tuple) {
                 continue;
             }
-            let _ = record;
             out.push(SocketInfo {
                 handle: None,
                 state: TcpState::TimeWait,
@@ -964,7 +980,11 @@ impl TcpLayer {
                     return;
                 };
                 // A stale entry: the connection re-armed for another time since.
-                if connection.timers.scheduled.is_none_or(|scheduled| scheduled > now) {
+                if connection
+                    .timers
+                    .scheduled
+                    .is_none_or(|scheduled| scheduled > now)
+                {
                     return;
                 }
                 connection.timers.scheduled = None;

@@ -35,10 +35,6 @@ impl OutputQueue {
         self.segments.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.segments.len()
-    }
-
     /// Appends a segment: `build` writes the TCP bytes into the arena, which it receives
     /// already positioned at the segment's start; it returns nothing. The segment is what
     /// `build` appended.
@@ -58,16 +54,70 @@ impl OutputQueue {
         });
     }
 
-    /// Lends every queued segment to `emit`, oldest first, then forgets them.
-    pub(crate) fn drain(&mut self, mut emit: impl FnMut(OutSegment<'_>)) {
-        for segment in &self.segments {
+    /// Lends up to `limit` queued segments to `emit`, oldest first, and forgets them.
+    pub(crate) fn drain_up_to(
+        &mut self,
+        limit: usize,
+        mut emit: impl FnMut(OutSegment<'_>),
+    ) -> usize {
+        let count = limit.min(self.segments.len());
+        for segment in &self.segments[..count] {
             emit(OutSegment {
                 source: segment.source,
                 destination: segment.destination,
                 tcp: &self.arena[segment.bytes.clone()],
             });
         }
-        self.segments.clear();
-        self.arena.clear();
+        self.segments.drain(..count);
+        match self.segments.first() {
+            None => self.arena.clear(),
+            Some(first) if first.bytes.start > self.arena.len() / 2 => {
+                // Most of the arena is drained: move the rest to the front.
+                let shift = first.bytes.start;
+                self.arena.copy_within(shift.., 0);
+                self.arena.truncate(self.arena.len() - shift);
+                for segment in &mut self.segments {
+                    segment.bytes = segment.bytes.start - shift..segment.bytes.end - shift;
+                }
+            }
+            Some(_) => {}
+        }
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_drains_keep_order_and_bytes() {
+        let mut queue = OutputQueue::default();
+        let address = Ipv4Addr::new(10, 0, 0, 1);
+        for index in 0..5u8 {
+            queue.push(address, address, |out| out.extend_from_slice(&[index; 3]));
+        }
+        let mut seen = alloc::vec::Vec::new();
+        assert_eq!(
+            queue.drain_up_to(3, |segment| seen.push(segment.tcp.to_vec())),
+            3
+        );
+        queue.push(address, address, |out| out.extend_from_slice(&[9; 2]));
+        assert_eq!(
+            queue.drain_up_to(10, |segment| seen.push(segment.tcp.to_vec())),
+            3
+        );
+        assert_eq!(
+            seen,
+            [
+                vec![0; 3],
+                vec![1; 3],
+                vec![2; 3],
+                vec![3; 3],
+                vec![4; 3],
+                vec![9; 2]
+            ]
+        );
+        assert!(queue.is_empty());
     }
 }

@@ -52,12 +52,12 @@ impl RttEstimator {
             Some(smoothed) => {
                 let difference = smoothed.abs_diff(rtt);
                 // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
-                self.variation = (self.variation * 3 + difference) / 4;
-                self.smoothed = Some((smoothed * 7 + rtt) / 8);
+                self.variation = (self.variation.saturating_mul(3).saturating_add(difference)) / 4;
+                self.smoothed = Some((smoothed.saturating_mul(7).saturating_add(rtt)) / 8);
             }
         }
         let smoothed = self.smoothed.unwrap_or(rtt);
-        let rto = smoothed + (self.variation * 4).max(GRANULARITY);
+        let rto = smoothed.saturating_add(self.variation.saturating_mul(4).max(GRANULARITY));
         self.base_rto = rto.clamp(self.min_rto, self.max_rto);
         // A new sample ends the back-off (RFC 6298 section 5.7 spirit, as Linux does).
         self.backoff = 0;

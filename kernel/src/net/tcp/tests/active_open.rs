@@ -213,3 +213,41 @@ fn fragmentation_needed_lowers_the_mss() {
     resent.assert(ACK, iss + 1, 101);
     assert_eq!(resent.payload.len(), 960);
 }
+
+#[test]
+fn soft_icmp_errors_are_reported_when_the_attempt_times_out() {
+    let config = TcpConfig {
+        max_syn_retransmissions: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let handle = harness
+        .layer
+        .connect(
+            SocketAddrV4::new(REMOTE, SERVER_PORT),
+            Some(SocketAddrV4::new(LOCAL, 5000)),
+        )
+        .unwrap();
+    harness.collect();
+    let syn = harness.expect();
+    harness.layer.on_icmp_error(
+        harness.now,
+        crate::net::tcp::IcmpError {
+            kind: crate::net::tcp::IcmpErrorKind::TimeExceeded,
+            local: SocketAddrV4::new(LOCAL, 5000),
+            remote: SocketAddrV4::new(REMOTE, SERVER_PORT),
+            sequence: syn.sequence,
+        },
+    );
+    assert_eq!(
+        harness.layer.state(handle),
+        Ok(TcpState::SynSent),
+        "soft: keep trying"
+    );
+    harness.advance(Duration::from_secs(3));
+    let mut buffer = [0u8; 1];
+    assert_eq!(
+        harness.layer.read(handle, &mut buffer),
+        Err(SocketError::Unreachable)
+    );
+}

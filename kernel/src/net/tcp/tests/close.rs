@@ -255,3 +255,21 @@ fn connect_reuses_time_wait_only_with_timestamps() {
         "no timestamps: no safe reuse"
     );
 }
+
+#[test]
+fn orphan_already_in_fin_wait_2_still_times_out() {
+    let config = TcpConfig {
+        fin_wait_2_timeout: Duration::from_secs(5),
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.shutdown(connection, Shutdown::Write).unwrap();
+    harness.collect();
+    harness.expect();
+    harness.inject(Inbound::new(ACK, 1001, iss + 2));
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::FinWait2));
+    harness.layer.close(connection).unwrap();
+    harness.advance(Duration::from_secs(5));
+    assert_eq!(harness.layer.connection_count(), 0);
+}

@@ -1,6 +1,8 @@
 //! Data transfer: delayed ACK (RFC 9293 section 3.8.6.3), Nagle (section 3.7.4), silly window avoidance (section 3.8.6.2), reassembly, windows.
 
 use super::*;
+use alloc::vec::Vec;
+
 use crate::net::tcp::{DropReason, SocketError, SocketOption};
 
 #[test]
@@ -196,4 +198,43 @@ fn per_core_memory_limit_refuses_cleanly() {
     // Acknowledged data frees the budget.
     harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2920));
     assert_eq!(harness.layer.buffer_memory_used(), 80);
+}
+
+#[test]
+fn small_window_does_not_stall_the_sender() {
+    // The peer offers 65535 in its SYN, then only 100 bytes: sender SWS avoidance holds the
+    // data, nothing is in flight, so the override timeout must send it (RFC 9293 section
+    // 3.8.6.2.1, case d).
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(100));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, &[4u8; 1000]).unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    harness.advance(Duration::from_secs(1));
+    let forced = harness.expect();
+    forced.assert(ACK, iss + 1, 1001);
+    assert_eq!(forced.payload.len(), 100);
+    assert_eq!(harness.layer.counters().zero_window_probes, 0);
+}
+
+#[test]
+fn output_can_be_drained_in_parts() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, &[1u8; 1460 * 4]).unwrap();
+    let mut sequences = Vec::new();
+    assert_eq!(
+        harness.layer.drain_output_up_to(3, |segment| sequences
+            .push(segment::parse(segment.tcp).unwrap().sequence.0)),
+        3
+    );
+    assert!(harness.layer.has_output());
+    harness.collect();
+    assert_eq!(harness.sent.len(), 1);
+    assert_eq!(harness.expect().sequence, iss + 1 + 3 * 1460);
+    assert_eq!(sequences, [iss + 1, iss + 1 + 1460, iss + 1 + 2 * 1460]);
 }

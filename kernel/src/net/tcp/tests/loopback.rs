@@ -305,3 +305,52 @@ fn client_ends_in_time_wait_and_server_closes() {
     assert_eq!(wire.client.borrow().time_wait_count(), 1);
     assert_eq!(wire.server.borrow().connection_count(), 0);
 }
+
+#[test]
+fn connect_future_reports_refusal() {
+    let mut wire = Wire::new(TcpConfig::default(), 4, 0);
+    let client = wire.client.clone();
+    let result = wire.run(
+        async move {
+            TcpStream::connect(&client, SocketAddrV4::new(SERVER, 9))
+                .await
+                .map(|_| ())
+        },
+        Duration::from_secs(5),
+    );
+    assert_eq!(result, Err(crate::net::tcp::SocketError::ConnectionRefused));
+    assert_eq!(wire.client.borrow().connection_count(), 0);
+    let mut sockets = Vec::new();
+    wire.client.borrow().list_sockets(&mut sockets);
+    assert!(
+        sockets.is_empty(),
+        "the failed attempt released its slot: {sockets:?}"
+    );
+}
+
+#[test]
+fn dropping_a_stream_closes_it_gracefully() {
+    let mut wire = Wire::new(TcpConfig::default(), 5, 0);
+    let server = wire.server.clone();
+    let client = wire.client.clone();
+    let listener =
+        TcpListener::bind(&server, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7), 8).unwrap();
+    let stream = wire
+        .run(
+            TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let accepted = wire.run(listener.accept(), Duration::from_secs(5)).unwrap();
+    drop(stream);
+    for _ in 0..5 {
+        wire.pump();
+    }
+    let mut buffer = [0u8; 4];
+    assert_eq!(
+        accepted.try_read(&mut buffer),
+        Ok(0),
+        "the peer saw our FIN"
+    );
+    assert!(accepted.readiness().unwrap().read_closed);
+}

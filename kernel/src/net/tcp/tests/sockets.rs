@@ -259,3 +259,9 @@ fn port_allocator_is_pluggable_and_skips_taken_tuples() {
         Err(SocketError::AddressNotAvailable)
     );
 }
+
+#[test]
+fn a_layer_can_move_to_the_core_that_runs_it() {
+    fn assert_send<T: Send>() {}
+    assert_send::<TcpLayer>();
+}
