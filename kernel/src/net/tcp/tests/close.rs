@@ -273,3 +273,67 @@ fn orphan_already_in_fin_wait_2_still_times_out() {
     harness.advance(Duration::from_secs(5));
     assert_eq!(harness.layer.connection_count(), 0);
 }
+
+#[test]
+fn time_wait_table_is_bounded() {
+    let config = TcpConfig {
+        max_time_wait: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    for (index, port) in [40_000u16, 40_001].into_iter().enumerate() {
+        let peer_isn = 1000 + index as u32 * 10_000;
+        harness.inject(Inbound::new(SYN, peer_isn, 0).ports(port, SERVER_PORT));
+        let iss = harness.expect().sequence;
+        harness.inject(Inbound::new(ACK, peer_isn + 1, iss + 1).ports(port, SERVER_PORT));
+        let connection = harness.layer.accept(listener).unwrap();
+        harness.layer.close(connection).unwrap();
+        harness.collect();
+        harness.expect();
+        harness.inject(Inbound::new(FIN | ACK, peer_isn + 1, iss + 2).ports(port, SERVER_PORT));
+        harness.expect();
+    }
+    assert_eq!(harness.layer.time_wait_count(), 1);
+    assert_eq!(harness.layer.counters().time_wait_overflows, 1);
+    assert_eq!(harness.layer.connection_count(), 0);
+}
+
+#[test]
+fn connect_reuses_time_wait_with_timestamps() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let local = SocketAddrV4::new(LOCAL, 5000);
+    let remote = SocketAddrV4::new(REMOTE, SERVER_PORT);
+    let handle = harness.layer.connect(remote, Some(local)).unwrap();
+    harness.collect();
+    let syn = harness.expect();
+    let iss = syn.sequence;
+    let ours = syn.options.timestamp.unwrap().0;
+    harness.inject(to_client(SYN | ACK, 100, iss + 1).timestamp(7, ours));
+    harness.expect();
+    harness.layer.close(handle).unwrap();
+    harness.collect();
+    harness.expect().assert(FIN | ACK, iss + 1, 101);
+    harness.inject(to_client(FIN | ACK, 101, iss + 2).timestamp(8, ours));
+    harness.expect();
+    assert_eq!(harness.layer.tuple_use(local, remote), TupleUse::TimeWait);
+    assert_eq!(
+        harness.layer.connect(remote, Some(local)),
+        Err(SocketError::AddressInUse),
+        "not within a second"
+    );
+    harness.advance(Duration::from_secs(1));
+    harness.layer.connect(remote, Some(local)).unwrap();
+    harness.collect();
+    let new_syn = harness.expect();
+    assert!(
+        new_syn.options.timestamp.unwrap().0 > ours,
+        "TSval keeps growing across incarnations"
+    );
+    assert_eq!(harness.layer.counters().time_wait_reuses, 1);
+    assert_eq!(harness.layer.tuple_use(local, remote), TupleUse::Connected);
+}

@@ -78,3 +78,24 @@ fn timeout_goes_back_to_one_segment() {
     harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460));
     assert_eq!(harness.sent.len(), 2);
 }
+
+#[test]
+fn window_restarts_after_idle() {
+    // RFC 5681 section 4.1: after an idle period longer than the RTO, cwnd falls back to the
+    // initial window.
+    let mut harness = Harness::plain();
+    let (iss, connection) = with_flight(&mut harness, 10);
+    harness.sent.clear();
+    // Grow cwnd to 20 segments with ten ACKs.
+    for index in 1..=10u32 {
+        harness.inject(Inbound::new(ACK, 1001, iss + 1 + index * 1460));
+    }
+    harness.advance(Duration::from_secs(5));
+    harness.sent.clear();
+    harness
+        .layer
+        .write(connection, &alloc::vec![1u8; 1460 * 30])
+        .unwrap();
+    harness.collect();
+    assert_eq!(harness.sent.len(), 10);
+}

@@ -276,3 +276,38 @@ fn full_accept_queue_drops_syns() {
         1
     );
 }
+
+#[test]
+fn cookies_without_timestamps_drop_window_scaling() {
+    let config = TcpConfig {
+        syn_queue_size: 0,
+        window_scaling: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(536).window_scale(4));
+    let syn_ack = harness.expect();
+    assert_eq!(syn_ack.options.window_scale, None, "nowhere to remember it");
+    harness.inject(Inbound::new(ACK, 1001, syn_ack.sequence + 1).window(2000));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness
+        .layer
+        .set_option(connection, crate::net::tcp::SocketOption::NoDelay(true))
+        .unwrap();
+    harness.layer.write(connection, &[1u8; 3000]).unwrap();
+    harness.collect();
+    // MSS 536 from the cookie; the window of 2000 is unscaled.
+    assert_eq!(harness.expect().payload.len(), 536);
+    assert_eq!(harness.expect().payload.len(), 536);
+    assert_eq!(harness.expect().payload.len(), 536);
+    // The 392-byte rest of the window is held (sender SWS avoidance: less than an MSS and
+    // less than half the largest window).
+    harness.expect_nothing();
+    // The peer acknowledges everything but offers only 392 bytes: nothing is in flight, so
+    // only the override timeout can release data.
+    harness.inject(Inbound::new(ACK, 1001, syn_ack.sequence + 1 + 3 * 536).window(392));
+    harness.expect_nothing();
+    harness.advance(Duration::from_secs(1));
+    assert_eq!(harness.expect().payload.len(), 392);
+}

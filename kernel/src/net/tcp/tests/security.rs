@@ -160,3 +160,18 @@ fn malformed_segments_are_counted() {
     harness.expect_nothing();
     assert_eq!(harness.layer.counters().dropped(DropReason::Malformed), 3);
 }
+
+#[test]
+fn ack_too_old_draws_a_challenge_ack() {
+    // RFC 5961 section 5.2: SEG.ACK below SND.UNA - MAX.SND.WND is a blind injection.
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss.wrapping_sub(200_000)).payload(b"x"));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    let mut buffer = [0u8; 4];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::WouldBlock)
+    );
+    assert_eq!(harness.layer.counters().challenge_acks, 1);
+}
