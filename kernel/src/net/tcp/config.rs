@@ -54,8 +54,11 @@ pub struct TcpConfig {
     /// How long an orphaned connection (closed by the application) waits in FIN-WAIT-2 for
     /// the peer's FIN before it is dropped (Linux `tcp_fin_timeout`).
     pub fin_wait_2_timeout: Duration,
-    /// Idle time before the first keepalive probe, when keepalive is on (RFC 9293 section
-    /// 3.8.4: no less than two hours by default).
+    /// Turn keepalive on for every new connection (RFC 9293 section 3.8.4 says off by
+    /// default); `SocketOption::KeepAlive` overrides it per socket.
+    pub keepalive: bool,
+    /// Idle time before the first keepalive probe (RFC 9293 section 3.8.4: no less than two
+    /// hours by default).
     pub keepalive_idle: Duration,
     /// Time between unanswered keepalive probes.
     pub keepalive_interval: Duration,
@@ -88,6 +91,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             time_wait: Duration::from_secs(60),
             fin_wait_2_timeout: Duration::from_secs(60),
+            keepalive: false,
             keepalive_idle: Duration::from_secs(2 * 60 * 60),
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,

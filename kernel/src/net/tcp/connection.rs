@@ -240,7 +240,7 @@ impl Connection {
                 no_delay: false,
                 send_buffer_size: config.send_buffer_size,
                 receive_buffer_size: config.receive_buffer_size,
-                keepalive: None,
+                keepalive: config.keepalive.then_some(config.keepalive_idle),
                 abort_on_close: false,
             },
             error: None,

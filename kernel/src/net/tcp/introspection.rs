@@ -1,9 +1,13 @@
 //! What the layer tells an operator: a listing of every socket (like `ss`) and counters named after their causes.
 
-use core::net::SocketAddrV4;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
-use super::{CoreId, SocketHandle, TcpState};
+use super::connection::Owner;
+use super::slots::SocketEntry;
+use super::tuple::KeyedHash;
+use super::{CoreId, SocketHandle, TcpLayer, TcpState};
 
 /// One line of the socket listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,5 +143,91 @@ impl TcpCounters {
 
     pub(crate) fn drop_segment(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+    }
+}
+
+impl TcpLayer {
+    /// Appends one line per socket (listeners, connections, half-open connections, orphans,
+    /// TIME_WAIT records) to `out`.
+    pub fn list_sockets(&self, out: &mut Vec<SocketInfo>) {
+        let core = self.context.core;
+        let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        for (slot, generation, entry) in self.slots.iter() {
+            let handle = SocketHandle {
+                core,
+                slot,
+                generation,
+            };
+            match entry {
+                SocketEntry::Listener(listener) => out.push(SocketInfo {
+                    handle: Some(handle),
+                    state: TcpState::Listen,
+                    local: listener.local,
+                    remote: unspecified,
+                    send_queue_bytes: 0,
+                    receive_queue_bytes: listener.accept_queue.len(),
+                    smoothed_rtt: None,
+                    rto: Duration::ZERO,
+                    retransmissions: 0,
+                    congestion_window: 0,
+                    core,
+                }),
+                SocketEntry::Connection(connection) => out.push(SocketInfo {
+                    handle: (connection.owner == Owner::Application).then_some(handle),
+                    state: connection.state,
+                    local: connection.tuple.local,
+                    remote: connection.tuple.remote,
+                    send_queue_bytes: connection.send_queue_bytes(),
+                    receive_queue_bytes: connection.receive_queue_bytes(),
+                    smoothed_rtt: connection.smoothed_rtt(),
+                    rto: connection.rto(),
+                    retransmissions: connection.retransmissions,
+                    congestion_window: connection.congestion_window(),
+                    core,
+                }),
+            }
+        }
+        for (tuple, half_open) in &self.half_open {
+            out.push(SocketInfo {
+                handle: None,
+                state: TcpState::SynReceived,
+                local: tuple.local,
+                remote: tuple.remote,
+                send_queue_bytes: 0,
+                receive_queue_bytes: 0,
+                smoothed_rtt: None,
+                rto: self.context.config.initial_rto,
+                retransmissions: u64::from(half_open.retries),
+                congestion_window: 0,
+                core,
+            });
+        }
+        // A TIME_WAIT connection still held by the application was listed from its slot.
+        let mut held_in_time_wait =
+            hashbrown::HashSet::with_hasher(KeyedHash::new(self.context.key));
+        held_in_time_wait.extend(self.slots.iter().filter_map(|(_, _, entry)| match entry {
+            SocketEntry::Connection(connection) if connection.state == TcpState::TimeWait => {
+                Some(connection.tuple)
+            }
+            _ => None,
+        }));
+        for tuple in self.time_wait.keys() {
+            if held_in_time_wait.contains(tuple) {
+                continue;
+            }
+            out.push(SocketInfo {
+                handle: None,
+                state: TcpState::TimeWait,
+                local: tuple.local,
+                remote: tuple.remote,
+                send_queue_bytes: 0,
+                receive_queue_bytes: 0,
+                smoothed_rtt: None,
+                rto: Duration::ZERO,
+                retransmissions: 0,
+                congestion_window: 0,
+                core,
+            });
+        }
     }
 }

@@ -11,7 +11,8 @@
 //!    [`TcpLayer::next_deadline`];
 //! 4. after the application tasks ran, sends what the layer queued:
 //!    [`TcpLayer::drain_output`] lends each [`OutSegment`] (addresses plus TCP bytes with a
-//!    correct checksum) without allocating per segment.
+//!    correct checksum) without allocating per segment; [`TcpLayer::drain_output_up_to`]
+//!    lends only as many as the driver has room for.
 //!
 //! Addresses are `core::net::Ipv4Addr` / `SocketAddrV4` (the same type as
 //! `smoltcp::wire::Ipv4Address`). Time is [`Instant`]; the layer remembers the latest time it
@@ -21,6 +22,18 @@
 //! Socket calls take a [`SocketHandle`] and return `Result<_, SocketError>`; they never block.
 //! They queue segments that the interface drains later. The `poll_*` forms store a `Waker`
 //! that is woken when the socket becomes ready; [`crate::socket`] builds futures on them.
+//!
+//! # Where things are
+//! - `input.rs`: demultiplexing a segment to a connection, a TIME_WAIT record, a half-open
+//!   connection or a listener; passive open and SYN cookies; ICMP errors.
+//! - `connection.rs`: the TCB and its state machine (RFC 9293 section 3.10), with the
+//!   sending rules (Nagle, SWS avoidance, persist), delayed ACKs, timers and retransmission.
+//! - `lifecycle.rs`: what the layer does after each event (re-arm timers, TIME_WAIT, removal).
+//! - `listen.rs`, `time_wait.rs`, `slots.rs`, `tuple.rs`: the per-core tables.
+//! - `seq.rs`, `segment.rs`, `reassembly.rs`, `rtt.rs`, `congestion.rs`, `isn.rs`,
+//!   `syn_cookie.rs`, `timer_wheel.rs`, `output.rs`, `reply.rs`: the mechanisms.
+//! - `tests/`: segment scripts (inject a crafted segment, assert the exact segments emitted),
+//!   two layers back to back over a lossy wire, and property tests.
 //!
 //! # Local ports of active connections
 //! `connect` with local port 0 asks the layer's [`PortAllocator`]; the default one walks the
@@ -36,8 +49,10 @@ mod handle;
 mod input;
 mod introspection;
 mod isn;
+mod lifecycle;
 mod listen;
 mod output;
+mod ports;
 mod reassembly;
 mod reply;
 mod rtt;
@@ -57,6 +72,7 @@ pub use error::SocketError;
 pub use handle::{CoreId, SocketHandle};
 pub use introspection::{DropReason, SocketInfo, TcpCounters};
 pub use output::OutSegment;
+pub use ports::{EphemeralPorts, PortAllocator};
 pub use seq::SeqNum;
 pub use state::TcpState;
 
@@ -165,60 +181,6 @@ pub enum TupleUse {
     /// A TIME_WAIT record holds it; a new connection may reuse it only if timestamps let
     /// old duplicates be told apart (RFC 6191).
     TimeWait,
-}
-
-/// Chooses the local port of an active connection (`connect` with local port 0).
-/// It is `Send` so that a layer built on the boot core can move to the core that runs it.
-pub trait PortAllocator: Send {
-    /// A local port for a connection from `local` to `remote`; `is_usable(port)` says
-    /// whether the 4-tuple with that port is free now. `None` when every candidate is taken.
-    fn choose_port(
-        &mut self,
-        local: Ipv4Addr,
-        remote: SocketAddrV4,
-        is_usable: &mut dyn FnMut(u16) -> bool,
-    ) -> Option<u16>;
-}
-
-/// The default [`PortAllocator`]: walks the IANA ephemeral range (49152-65535, RFC 6335)
-/// from where it last stopped.
-pub struct EphemeralPorts {
-    next: u16,
-}
-
-impl EphemeralPorts {
-    pub const FIRST: u16 = 49_152;
-    pub const LAST: u16 = 65_535;
-
-    pub fn new(start: u16) -> Self {
-        let span = Self::LAST - Self::FIRST + 1;
-        EphemeralPorts {
-            next: Self::FIRST + start % span,
-        }
-    }
-}
-
-impl PortAllocator for EphemeralPorts {
-    fn choose_port(
-        &mut self,
-        _local: Ipv4Addr,
-        _remote: SocketAddrV4,
-        is_usable: &mut dyn FnMut(u16) -> bool,
-    ) -> Option<u16> {
-        let span = u32::from(Self::LAST - Self::FIRST) + 1;
-        for _ in 0..span {
-            let port = self.next;
-            self.next = if port == Self::LAST {
-                Self::FIRST
-            } else {
-                port + 1
-            };
-            if is_usable(port) {
-                return Some(port);
-            }
-        }
-        None
-    }
 }
 
 /// One core's TCP: listen table, established table, SYN table, TIME_WAIT records, timer
@@ -714,90 +676,6 @@ impl TcpLayer {
         }
     }
 
-    /// Appends one line per socket (listeners, connections, half-open connections, orphans,
-    /// TIME_WAIT records) to `out`.
-    pub fn list_sockets(&self, out: &mut Vec<SocketInfo>) {
-        let core = self.context.core;
-        let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
-        for (slot, generation, entry) in self.slots.iter() {
-            let handle = SocketHandle {
-                core,
-                slot,
-                generation,
-            };
-            match entry {
-                SocketEntry::Listener(listener) => out.push(SocketInfo {
-                    handle: Some(handle),
-                    state: TcpState::Listen,
-                    local: listener.local,
-                    remote: unspecified,
-                    send_queue_bytes: 0,
-                    receive_queue_bytes: listener.accept_queue.len(),
-                    smoothed_rtt: None,
-                    rto: Duration::ZERO,
-                    retransmissions: 0,
-                    congestion_window: 0,
-                    core,
-                }),
-                SocketEntry::Connection(connection) => out.push(SocketInfo {
-                    handle: (connection.owner == Owner::Application).then_some(handle),
-                    state: connection.state,
-                    local: connection.tuple.local,
-                    remote: connection.tuple.remote,
-                    send_queue_bytes: connection.send_queue_bytes(),
-                    receive_queue_bytes: connection.receive_queue_bytes(),
-                    smoothed_rtt: connection.smoothed_rtt(),
-                    rto: connection.rto(),
-                    retransmissions: connection.retransmissions,
-                    congestion_window: connection.congestion_window(),
-                    core,
-                }),
-            }
-        }
-        for (tuple, half_open) in &self.half_open {
-            out.push(SocketInfo {
-                handle: None,
-                state: TcpState::SynReceived,
-                local: tuple.local,
-                remote: tuple.remote,
-                send_queue_bytes: 0,
-                receive_queue_bytes: 0,
-                smoothed_rtt: None,
-                rto: self.context.config.initial_rto,
-                retransmissions: u64::from(half_open.retries),
-                congestion_window: 0,
-                core,
-            });
-        }
-        // A TIME_WAIT connection still held by the application was listed from its slot.
-        let mut held_in_time_wait =
-            hashbrown::HashSet::with_hasher(KeyedHash::new(self.context.key));
-        held_in_time_wait.extend(self.slots.iter().filter_map(|(_, _, entry)| match entry {
-            SocketEntry::Connection(connection) if connection.state == TcpState::TimeWait => {
-                Some(connection.tuple)
-            }
-            _ => None,
-        }));
-        for tuple in self.time_wait.keys() {
-            if held_in_time_wait.contains(tuple) {
-                continue;
-            }
-            out.push(SocketInfo {
-                handle: None,
-                state: TcpState::TimeWait,
-                local: tuple.local,
-                remote: tuple.remote,
-                send_queue_bytes: 0,
-                receive_queue_bytes: 0,
-                smoothed_rtt: None,
-                rto: Duration::ZERO,
-                retransmissions: 0,
-                congestion_window: 0,
-                core,
-            });
-        }
-    }
-
     pub fn counters(&self) -> &TcpCounters {
         &self.context.counters
     }
@@ -815,192 +693,5 @@ impl TcpLayer {
     /// Payload bytes buffered on this core, against `max_buffer_memory`.
     pub fn buffer_memory_used(&self) -> usize {
         self.context.memory_used
-    }
-
-    // ----- internals shared by the files of this module -----
-
-    fn handle(&self, slot: u32, generation: u32) -> SocketHandle {
-        SocketHandle {
-            core: self.context.core,
-            slot,
-            generation,
-        }
-    }
-
-    fn connection_total(&self) -> usize {
-        self.established.len() + self.half_open.len()
-    }
-
-    fn connection_slot(&self, handle: SocketHandle) -> Result<u32, SocketError> {
-        let slot = self.slots.resolve(self.context.core, handle)?;
-        match self.slots.get(slot) {
-            Some(SocketEntry::Connection(_)) => Ok(slot),
-            _ => Err(SocketError::InvalidOperation),
-        }
-    }
-
-    /// Whether `connect` may use this 4-tuple: free, or in TIME_WAIT and reusable.
-    fn tuple_usable_for_connect(&self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
-        let tuple = FourTuple { local, remote };
-        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
-            return false;
-        }
-        if self.listeners.contains_key(&local.port()) {
-            return false;
-        }
-        match self.time_wait.get(&tuple) {
-            Some(record) => record.reusable_for_connect(self.context.now),
-            None => true,
-        }
-    }
-
-    /// Takes a 4-tuple for a new active connection, ending its TIME_WAIT if it had one.
-    fn claim_tuple(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
-        if !self.tuple_usable_for_connect(local, remote) {
-            return false;
-        }
-        if self
-            .time_wait
-            .remove(&FourTuple { local, remote })
-            .is_some()
-        {
-            self.context.counters.time_wait_reuses += 1;
-        }
-        true
-    }
-
-    /// Applies what a connection reported after an event: re-arms its timers, or moves it to
-    /// TIME_WAIT, or removes it.
-    fn settle(&mut self, slot: u32, outcome: Outcome) {
-        let generation = self.slots.generation(slot);
-        let Some(connection) = self.slots.connection_mut(slot) else {
-            return;
-        };
-        match outcome {
-            Outcome::Continue => {
-                if let Some(earliest) = connection.timers.earliest()
-                    && connection
-                        .timers
-                        .scheduled
-                        .is_none_or(|scheduled| earliest < scheduled)
-                {
-                    connection.timers.scheduled = Some(earliest);
-                    self.context
-                        .wheel
-                        .insert(earliest, TimerKey::Connection { slot, generation });
-                }
-            }
-            Outcome::TimeWait => {
-                let tuple = connection.tuple;
-                let now = self.context.now;
-                let record = TimeWaitRecord {
-                    send_next: connection.send_next(),
-                    receive_next: connection.receive_next(),
-                    timestamps: connection
-                        .timestamps
-                        .map(|timestamps| (timestamps.offset, timestamps.recent)),
-                    entered: now,
-                    expires: now + self.context.config.time_wait,
-                };
-                connection.timers = Default::default();
-                connection.release_send_buffers(&mut self.context);
-                let owner = connection.owner;
-                self.forget_tuple(tuple, slot);
-                if self.time_wait.len() < self.context.config.max_time_wait {
-                    self.time_wait.insert(tuple, record);
-                    self.context
-                        .wheel
-                        .insert(record.expires, TimerKey::TimeWait(tuple));
-                } else {
-                    self.context.counters.time_wait_overflows += 1;
-                }
-                if owner == Owner::Orphan {
-                    self.free_connection(slot);
-                }
-            }
-            Outcome::Closed => {
-                let tuple = connection.tuple;
-                connection.timers = Default::default();
-                let owner = connection.owner;
-                if connection.error.is_some() {
-                    connection.release_buffers(&mut self.context);
-                } else {
-                    connection.release_send_buffers(&mut self.context);
-                }
-                self.forget_tuple(tuple, slot);
-                if owner == Owner::Orphan {
-                    self.free_connection(slot);
-                }
-            }
-        }
-    }
-
-    /// Removes the tuple from the established table if it still points to `slot`.
-    fn forget_tuple(&mut self, tuple: FourTuple, slot: u32) {
-        if self.established.get(&tuple) == Some(&slot) {
-            self.established.remove(&tuple);
-        }
-    }
-
-    /// Frees a connection's slot and buffers (its handle becomes stale).
-    fn free_connection(&mut self, slot: u32) {
-        if let Some(connection) = self.slots.connection_mut(slot) {
-            connection.release_buffers(&mut self.context);
-            let tuple = connection.tuple;
-            self.forget_tuple(tuple, slot);
-        }
-        self.slots.remove(slot);
-    }
-
-    fn close_listener(&mut self, slot: u32) {
-        let Some(SocketEntry::Listener(listener)) = self.slots.remove(slot) else {
-            return;
-        };
-        if self.listeners.get(&listener.local.port()) == Some(&slot) {
-            self.listeners.remove(&listener.local.port());
-        }
-        self.half_open
-            .retain(|_, half_open| half_open.listener != slot);
-        for accepted in listener.accept_queue {
-            if let Some(connection) = self.slots.connection_mut(accepted) {
-                connection.owner = Owner::Orphan;
-                let outcome = connection.abort(&mut self.context);
-                self.settle(accepted, outcome);
-            }
-        }
-    }
-
-    fn fire_timer(&mut self, key: TimerKey) {
-        let now = self.context.now;
-        match key {
-            TimerKey::Connection { slot, generation } => {
-                let Some(SocketEntry::Connection(connection)) =
-                    self.slots.get_current_mut(slot, generation)
-                else {
-                    return;
-                };
-                // A stale entry: the connection re-armed for another time since.
-                if connection
-                    .timers
-                    .scheduled
-                    .is_none_or(|scheduled| scheduled > now)
-                {
-                    return;
-                }
-                connection.timers.scheduled = None;
-                let outcome = connection.on_timers(&mut self.context);
-                self.settle(slot, outcome);
-            }
-            TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
-            TimerKey::TimeWait(tuple) => {
-                if self
-                    .time_wait
-                    .get(&tuple)
-                    .is_some_and(|record| record.expires <= now)
-                {
-                    self.time_wait.remove(&tuple);
-                }
-            }
-        }
     }
 }

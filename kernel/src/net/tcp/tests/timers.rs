@@ -142,3 +142,20 @@ fn keepalive_probes_an_idle_peer_then_gives_up() {
     );
     assert_eq!(harness.layer.counters().keepalive_probes, 3);
 }
+
+#[test]
+fn keepalive_can_be_on_by_default() {
+    let config = TcpConfig {
+        keepalive: true,
+        keepalive_idle: Duration::from_secs(10),
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    assert_eq!(
+        harness.layer.options(connection).unwrap().keepalive,
+        Some(Duration::from_secs(10))
+    );
+    harness.advance(Duration::from_secs(10));
+    harness.expect().assert(ACK, iss, 1001);
+}

@@ -1,0 +1,201 @@
+//! What happens to sockets between calls: timers re-armed after every event, connections moved to TIME_WAIT or removed, listeners closed, fired timers dispatched.
+
+use core::net::SocketAddrV4;
+
+use super::connection::{Outcome, Owner};
+use super::context::TimerKey;
+use super::slots::SocketEntry;
+use super::time_wait::TimeWaitRecord;
+use super::tuple::FourTuple;
+use super::{SocketError, SocketHandle, TcpLayer};
+
+impl TcpLayer {
+    pub(super) fn handle(&self, slot: u32, generation: u32) -> SocketHandle {
+        SocketHandle {
+            core: self.context.core,
+            slot,
+            generation,
+        }
+    }
+
+    pub(super) fn connection_total(&self) -> usize {
+        self.established.len() + self.half_open.len()
+    }
+
+    pub(super) fn connection_slot(&self, handle: SocketHandle) -> Result<u32, SocketError> {
+        let slot = self.slots.resolve(self.context.core, handle)?;
+        match self.slots.get(slot) {
+            Some(SocketEntry::Connection(_)) => Ok(slot),
+            _ => Err(SocketError::InvalidOperation),
+        }
+    }
+
+    /// Whether `connect` may use this 4-tuple: free, or in TIME_WAIT and reusable.
+    pub(super) fn tuple_usable_for_connect(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> bool {
+        let tuple = FourTuple { local, remote };
+        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
+            return false;
+        }
+        if self.listeners.contains_key(&local.port()) {
+            return false;
+        }
+        match self.time_wait.get(&tuple) {
+            Some(record) => record.reusable_for_connect(self.context.now),
+            None => true,
+        }
+    }
+
+    /// Takes a 4-tuple for a new active connection, ending its TIME_WAIT if it had one.
+    pub(super) fn claim_tuple(&mut self, local: SocketAddrV4, remote: SocketAddrV4) -> bool {
+        if !self.tuple_usable_for_connect(local, remote) {
+            return false;
+        }
+        if self
+            .time_wait
+            .remove(&FourTuple { local, remote })
+            .is_some()
+        {
+            self.context.counters.time_wait_reuses += 1;
+        }
+        true
+    }
+
+    /// Applies what a connection reported after an event: re-arms its timers, or moves it to
+    /// TIME_WAIT, or removes it.
+    pub(super) fn settle(&mut self, slot: u32, outcome: Outcome) {
+        let generation = self.slots.generation(slot);
+        let Some(connection) = self.slots.connection_mut(slot) else {
+            return;
+        };
+        match outcome {
+            Outcome::Continue => {
+                if let Some(earliest) = connection.timers.earliest()
+                    && connection
+                        .timers
+                        .scheduled
+                        .is_none_or(|scheduled| earliest < scheduled)
+                {
+                    connection.timers.scheduled = Some(earliest);
+                    self.context
+                        .wheel
+                        .insert(earliest, TimerKey::Connection { slot, generation });
+                }
+            }
+            Outcome::TimeWait => {
+                let tuple = connection.tuple;
+                let now = self.context.now;
+                let record = TimeWaitRecord {
+                    send_next: connection.send_next(),
+                    receive_next: connection.receive_next(),
+                    timestamps: connection
+                        .timestamps
+                        .map(|timestamps| (timestamps.offset, timestamps.recent)),
+                    entered: now,
+                    expires: now + self.context.config.time_wait,
+                };
+                connection.timers = Default::default();
+                connection.release_send_buffers(&mut self.context);
+                let owner = connection.owner;
+                self.forget_tuple(tuple, slot);
+                if self.time_wait.len() < self.context.config.max_time_wait {
+                    self.time_wait.insert(tuple, record);
+                    self.context
+                        .wheel
+                        .insert(record.expires, TimerKey::TimeWait(tuple));
+                } else {
+                    self.context.counters.time_wait_overflows += 1;
+                }
+                if owner == Owner::Orphan {
+                    self.free_connection(slot);
+                }
+            }
+            Outcome::Closed => {
+                let tuple = connection.tuple;
+                connection.timers = Default::default();
+                let owner = connection.owner;
+                if connection.error.is_some() {
+                    connection.release_buffers(&mut self.context);
+                } else {
+                    connection.release_send_buffers(&mut self.context);
+                }
+                self.forget_tuple(tuple, slot);
+                if owner == Owner::Orphan {
+                    self.free_connection(slot);
+                }
+            }
+        }
+    }
+
+    /// Removes the tuple from the established table if it still points to `slot`.
+    pub(super) fn forget_tuple(&mut self, tuple: FourTuple, slot: u32) {
+        if self.established.get(&tuple) == Some(&slot) {
+            self.established.remove(&tuple);
+        }
+    }
+
+    /// Frees a connection's slot and buffers (its handle becomes stale).
+    pub(super) fn free_connection(&mut self, slot: u32) {
+        if let Some(connection) = self.slots.connection_mut(slot) {
+            connection.release_buffers(&mut self.context);
+            let tuple = connection.tuple;
+            self.forget_tuple(tuple, slot);
+        }
+        self.slots.remove(slot);
+    }
+
+    pub(super) fn close_listener(&mut self, slot: u32) {
+        let Some(SocketEntry::Listener(listener)) = self.slots.remove(slot) else {
+            return;
+        };
+        if self.listeners.get(&listener.local.port()) == Some(&slot) {
+            self.listeners.remove(&listener.local.port());
+        }
+        self.half_open
+            .retain(|_, half_open| half_open.listener != slot);
+        for accepted in listener.accept_queue {
+            if let Some(connection) = self.slots.connection_mut(accepted) {
+                connection.owner = Owner::Orphan;
+                let outcome = connection.abort(&mut self.context);
+                self.settle(accepted, outcome);
+            }
+        }
+    }
+
+    pub(super) fn fire_timer(&mut self, key: TimerKey) {
+        let now = self.context.now;
+        match key {
+            TimerKey::Connection { slot, generation } => {
+                let Some(SocketEntry::Connection(connection)) =
+                    self.slots.get_current_mut(slot, generation)
+                else {
+                    return;
+                };
+                // A stale entry: the connection re-armed for another time since.
+                if connection
+                    .timers
+                    .scheduled
+                    .is_none_or(|scheduled| scheduled > now)
+                {
+                    return;
+                }
+                connection.timers.scheduled = None;
+                let outcome = connection.on_timers(&mut self.context);
+                self.settle(slot, outcome);
+            }
+            TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
+            TimerKey::TimeWait(tuple) => {
+                if self
+                    .time_wait
+                    .get(&tuple)
+                    .is_some_and(|record| record.expires <= now)
+                {
+                    self.time_wait.remove(&tuple);
+                }
+            }
+        }
+    }
+}
