@@ -15,8 +15,9 @@ use crate::exit::{ExitCode, exit, halt_forever};
 use crate::{acpi, clock, console, cpu, memory, paging, pci, smp};
 
 unsafe extern "C" {
-    /// The page below the boot stack (start.rs).
+    /// The page below the boot stack, and the stack's top (start.rs).
     static boot_stack_guard: u8;
+    static boot_stack_top: u8;
 }
 
 /// The command line, parsed by the bootstrap processor before any other core starts.
@@ -81,8 +82,8 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
 
     let apic = LocalApic::enable();
     let bsp_apic_id = apic.id();
-    let boot_stack_top = 0; // the boot stack lives in the image; nothing needs its top
-    if let Err(error) = cpu::install(0, bsp_apic_id, boot_stack_top) {
+    let stack_top = (&raw const boot_stack_top) as u64;
+    if let Err(error) = cpu::install(0, bsp_apic_id, stack_top) {
         panic!("cpu 0: {error:?}");
     }
 

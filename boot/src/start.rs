@@ -67,6 +67,7 @@ global_asm!(
     ".global boot_stack_guard",
     "boot_stack_guard: .skip 4096",          // unmapped once paging::unmap_guard_page runs
     "boot_stack_bottom: .skip {stack}",
+    ".global boot_stack_top",
     "boot_stack_top:",
 
     ".section .text.start32, \"ax\"",

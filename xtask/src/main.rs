@@ -25,7 +25,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   build                    build the image: target/unisock/unisock.elf
   image [--cmdline WORDS]  build the image, the GRUB ISO and the qcow2 disk image
   run [RUN ARGS]           build, then boot with qemu/run (e.g. --smp 4 --cmdline log=debug;
-                           --iso/--disk/--firmware boot the disk images)
+                           --iso or --disk [--firmware seabios|ovmf] boot the disk images)
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso is missing
   bench NAME               cargo bench -p unisock-kernel --bench NAME";
@@ -169,18 +169,31 @@ fn image(arguments: &[String]) -> Step {
     Ok(())
 }
 
-/// Builds what the arguments boot, then hands them to `qemu/run`.
+/// Builds what the arguments boot, then hands them to `qemu/run`. A bare `--iso` or
+/// `--disk` means the image just built.
 fn run(arguments: &[String]) -> Step {
-    if arguments
-        .iter()
-        .any(|argument| argument == "--iso" || argument == "--disk")
-    {
+    let mut forwarded = Vec::new();
+    let mut disk_image = false;
+    for (index, argument) in arguments.iter().enumerate() {
+        forwarded.push(argument.clone());
+        let default = match argument.as_str() {
+            "--iso" => "unisock.iso",
+            "--disk" => "unisock.qcow2",
+            _ => continue,
+        };
+        disk_image = true;
+        let next = arguments.get(index + 1);
+        if next.is_none_or(|next| next.starts_with("--")) {
+            forwarded.push(artifacts_directory().join(default).display().to_string());
+        }
+    }
+    if disk_image {
         image(&[])?;
     } else {
         build()?;
     }
     let status = Command::new(repository_root().join("qemu/run"))
-        .args(arguments)
+        .args(&forwarded)
         .status()
         .map_err(|error| Failure(format!("cannot run qemu/run: {error}")))?;
     check(status.success(), &format!("qemu/run exited with {status}"))
