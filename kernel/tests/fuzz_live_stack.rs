@@ -54,6 +54,7 @@ fn hostile_frames_are_dropped_and_counted_and_the_honest_bytes_still_arrive() {
             seed: 0xf022_0000 + seed,
             size: 100_000,
             connections: 3,
+            client_hosts: 2,
             impairments,
             hostile: Some(hostile),
         });

@@ -5,9 +5,9 @@
 //!   widens the impaired sweep to 500 seeds per size;
 //! - `cargo test -p unisock-kernel --release --test simulated_transfers -- --ignored` runs the
 //!   long sweep (more seeds, sizes up to 4 MB);
-//! - a failure prints its seed; `UNISOCK_SIM_SEED=<seed> UNISOCK_SIM_SIZE=<bytes>
-//!   UNISOCK_SIM_CONNECTIONS=<n> cargo test -p unisock-kernel --test simulated_transfers replay`
-//!   replays it exactly.
+//! - a failure prints its seed and the command that replays it exactly:
+//!   `UNISOCK_SIM_SEED=<seed> UNISOCK_SIM_SIZE=<bytes> UNISOCK_SIM_CONNECTIONS=<n>
+//!   UNISOCK_SIM_CLIENT_HOSTS=<h> cargo test -p unisock-kernel --test simulated_transfers replay`.
 
 mod simulator;
 
@@ -44,16 +44,18 @@ fn run_or_report(plan: TransferPlan) -> TransferReport {
         }
     };
     panic!(
-        "simulation failed: seed={} size={} connections={} impairments={:?}\n{error}\n\
-         replay: UNISOCK_SIM_SEED={} UNISOCK_SIM_SIZE={} UNISOCK_SIM_CONNECTIONS={} \
-         cargo test -p unisock-kernel --test simulated_transfers replay",
+        "simulation failed: seed={} size={} connections={} client_hosts={} impairments={:?}\n\
+         {error}\nreplay: UNISOCK_SIM_SEED={} UNISOCK_SIM_SIZE={} UNISOCK_SIM_CONNECTIONS={} \
+         UNISOCK_SIM_CLIENT_HOSTS={} cargo test -p unisock-kernel --test simulated_transfers replay",
         plan.seed,
         plan.size,
         plan.connections,
+        plan.client_hosts,
         plan.impairments,
         plan.seed,
         plan.size,
-        plan.connections
+        plan.connections,
+        plan.client_hosts
     );
 }
 
@@ -62,6 +64,7 @@ fn impaired_plan(seed: u64, size: u64, connections: usize) -> TransferPlan {
         seed,
         size,
         connections,
+        client_hosts: 1,
         impairments: impairments_for(seed),
         hostile: None,
     }
@@ -76,6 +79,7 @@ fn a_clean_wire_carries_every_size() {
             seed: size,
             size,
             connections: 1,
+            client_hosts: 1,
             impairments: Impairments::clean(),
             hostile: None,
         });
@@ -108,11 +112,22 @@ fn many_concurrent_connections_share_an_impaired_wire() {
 }
 
 #[test]
+fn four_hosts_share_one_impaired_segment() {
+    for seed in 0..3 {
+        run_or_report(TransferPlan {
+            client_hosts: 3,
+            ..impaired_plan(3000 + seed, 20_000, 5)
+        });
+    }
+}
+
+#[test]
 fn the_impairments_really_happen() {
     let plan = TransferPlan {
         seed: 7,
         size: 300_000,
         connections: 4,
+        client_hosts: 2,
         impairments: Impairments {
             loss: 0.05,
             duplication: 0.05,
@@ -136,7 +151,11 @@ fn replay() {
     };
     let size = environment_number("UNISOCK_SIM_SIZE").unwrap_or(1000);
     let connections = environment_number("UNISOCK_SIM_CONNECTIONS").unwrap_or(1) as usize;
-    let report = run_or_report(impaired_plan(seed, size, connections));
+    let client_hosts = environment_number("UNISOCK_SIM_CLIENT_HOSTS").unwrap_or(1) as usize;
+    let report = run_or_report(TransferPlan {
+        client_hosts,
+        ..impaired_plan(seed, size, connections)
+    });
     println!("seed {seed} size {size}: {report:?}");
 }
 

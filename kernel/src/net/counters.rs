@@ -44,9 +44,6 @@ pub enum DropReason {
     IcmpUnsupported,
     /// An ICMP error about a packet that we did not send (inner source is not our address).
     IcmpErrorNotOurs,
-    /// An ICMP error TCP has no reaction for (time exceeded, parameter problem: soft errors
-    /// that RFC 1122 4.2.3.9 only asks to report).
-    IcmpErrorIgnored,
     /// An echo request to a broadcast address (RFC 1122 3.2.2.6 lets a host ignore it, which
     /// keeps us out of smurf amplification).
     IcmpEchoToBroadcast,
@@ -72,7 +69,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::EthernetTooShort,
         DropReason::EthernetNotForUs,
         DropReason::EthernetBadSource,
@@ -91,7 +88,6 @@ impl DropReason {
         DropReason::IcmpBadChecksum,
         DropReason::IcmpUnsupported,
         DropReason::IcmpErrorNotOurs,
-        DropReason::IcmpErrorIgnored,
         DropReason::IcmpEchoToBroadcast,
         DropReason::TcpBadChecksum,
         DropReason::TcpNotUnicast,
@@ -125,7 +121,6 @@ impl DropReason {
             DropReason::IcmpBadChecksum => "icmp_bad_checksum",
             DropReason::IcmpUnsupported => "icmp_unsupported",
             DropReason::IcmpErrorNotOurs => "icmp_error_not_ours",
-            DropReason::IcmpErrorIgnored => "icmp_error_ignored",
             DropReason::IcmpEchoToBroadcast => "icmp_echo_to_broadcast",
             DropReason::TcpBadChecksum => "tcp_bad_checksum",
             DropReason::TcpNotUnicast => "tcp_not_unicast",

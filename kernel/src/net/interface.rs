@@ -1,15 +1,8 @@
 //! One core's network interface: frames up through Ethernet, ARP, IPv4 and ICMP into TCP, and TCP's segments back down as frames.
 //!
 //! It owns no device and never blocks: the core's loop hands it received frames, polls it for
-//! frames to send, and sleeps no longer than its next deadline.
-//!
-//! # Needs from the TCP layer (`net/tcp`, another owner)
-//! - ICMP time exceeded and parameter problem are soft errors that RFC 1122 4.2.3.9 asks TCP
-//!   to remember and report on timeout; `tcp::IcmpErrorKind` has no variant for them, so they
-//!   are counted here as [`DropReason::IcmpErrorIgnored`] and not delivered.
-//! - `drain_output` lends every queued segment at once; when the driver's ring is full the
-//!   rest are dropped ([`DropReason::TransmitQueueFull`]) and left to TCP's retransmission.
-//!   A way to drain only as many segments as the driver has room for would avoid that loss.
+//! frames to send, and sleeps no longer than its next deadline. A poll takes no more frames
+//! from TCP than the driver has room for; the rest wait in TCP's queue for the next poll.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -38,6 +31,12 @@ pub trait FrameSink {
     /// Send one frame of `len` bytes: `fill` writes the whole frame into the buffer it is given
     /// (exactly `len` bytes long). `Err(SinkFull)` when no buffer is free; the frame is then lost.
     fn transmit(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SinkFull>;
+
+    /// How many more frames `transmit` can take now (free transmit descriptors). The interface
+    /// sends no more than this in one poll and keeps the rest queued.
+    fn room(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// The driver had no free transmit buffer.
@@ -258,9 +257,8 @@ impl Interface {
                         })
                     }
                     IcmpMessage::TcpError(error) => {
-                        let error = tcp_error(&error).ok_or(DropReason::IcmpErrorIgnored)?;
                         self.counters.icmp_errors_delivered += 1;
-                        self.tcp.borrow_mut().on_icmp_error(now, error);
+                        self.tcp.borrow_mut().on_icmp_error(now, tcp_error(&error));
                         Ok(())
                     }
                 }
@@ -285,11 +283,14 @@ impl Interface {
     pub fn poll(&mut self, now: Instant, sink: &mut impl FrameSink) {
         self.now = self.now.max(now);
         self.run_timers(now);
-        self.send_announcement(now, sink);
-        while let Some(frame) = self.control.pop_front() {
-            self.send_control(frame, sink);
+        if sink.room() > 0 {
+            self.send_announcement(now, sink);
         }
-        while let Some((destination, packet)) = self.resolved.pop_front() {
+        self.send_control_frames(sink);
+        while sink.room() > 0 {
+            let Some((destination, packet)) = self.resolved.pop_front() else {
+                break;
+            };
             self.send_frame(
                 sink,
                 packet.len(),
@@ -300,7 +301,18 @@ impl Interface {
         }
         let tcp = self.tcp.clone();
         tcp.borrow_mut()
-            .drain_output(|segment| self.send_segment(now, segment, sink));
+            .drain_output_up_to(sink.room(), |segment| self.send_segment(now, segment, sink));
+        // ARP requests for next hops that TCP's segments just found unresolved.
+        self.send_control_frames(sink);
+    }
+
+    fn send_control_frames(&mut self, sink: &mut impl FrameSink) {
+        while sink.room() > 0 {
+            let Some(frame) = self.control.pop_front() else {
+                break;
+            };
+            self.send_control(frame, sink);
+        }
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -460,9 +472,6 @@ impl Interface {
         write_packet(&mut packet);
         if self.arp.enqueue(now, next_hop, packet)? == Enqueued::SendRequest {
             self.queue_arp_request(next_hop);
-            while let Some(frame) = self.control.pop_front() {
-                self.send_control(frame, sink);
-            }
         }
         Ok(())
     }
@@ -510,8 +519,8 @@ impl Interface {
     }
 }
 
-/// The error as TCP takes it, or none for errors TCP has no reaction for.
-fn tcp_error(error: &TcpIcmpError) -> Option<tcp::IcmpError> {
+/// The error as TCP takes it.
+fn tcp_error(error: &TcpIcmpError) -> tcp::IcmpError {
     let kind = match error.kind {
         IcmpErrorKind::FragmentationNeeded { next_hop_mtu } => {
             tcp::IcmpErrorKind::FragmentationNeeded { next_hop_mtu }
@@ -527,15 +536,16 @@ fn tcp_error(error: &TcpIcmpError) -> Option<tcp::IcmpError> {
         | IcmpErrorKind::OtherUnreachable { code } => {
             tcp::IcmpErrorKind::DestinationUnreachable { code }
         }
-        IcmpErrorKind::TimeExceeded | IcmpErrorKind::ParameterProblem => return None,
+        IcmpErrorKind::TimeExceeded => tcp::IcmpErrorKind::TimeExceeded,
+        IcmpErrorKind::ParameterProblem => tcp::IcmpErrorKind::ParameterProblem,
     };
     let segment = &error.segment;
-    Some(tcp::IcmpError {
+    tcp::IcmpError {
         kind,
         local: SocketAddrV4::new(segment.local_address, segment.local_port),
         remote: SocketAddrV4::new(segment.remote_address, segment.remote_port),
         sequence: segment.sequence_number,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -707,6 +717,58 @@ mod tests {
         assert_eq!(interface.queued_frames(), 0);
     }
 
+    /// A driver ring with a fixed number of free descriptors.
+    struct SmallRing {
+        frames: Vec<Vec<u8>>,
+        free: usize,
+    }
+
+    impl FrameSink for SmallRing {
+        fn transmit(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), SinkFull> {
+            if self.free == 0 {
+                return Err(SinkFull);
+            }
+            self.free -= 1;
+            self.frames.transmit(len, fill)
+        }
+
+        fn room(&self) -> usize {
+            self.free
+        }
+    }
+
+    #[test]
+    fn a_poll_sends_no_more_than_the_driver_has_room_for() {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+        interface.receive(
+            Instant::ZERO,
+            &arp_frame(request, EthernetAddress::BROADCAST),
+        );
+        let remote = SocketAddrV4::new(PEER_IP, 80);
+        for _ in 0..3 {
+            interface
+                .tcp()
+                .borrow_mut()
+                .connect(remote, None)
+                .expect("connect");
+        }
+        // One ARP reply and three SYNs are ready; the ring takes two per poll.
+        let mut ring = SmallRing {
+            frames: Vec::new(),
+            free: 2,
+        };
+        interface.poll(Instant::ZERO, &mut ring);
+        assert_eq!(ring.frames.len(), 2);
+        assert_eq!(interface.next_deadline(), Some(Instant::ZERO));
+        ring.free = 2;
+        interface.poll(Instant::ZERO, &mut ring);
+        assert_eq!(ring.frames.len(), 4);
+        assert_eq!(interface.counters().drops(DropReason::TransmitQueueFull), 0);
+        assert!(!interface.tcp().borrow().has_output());
+    }
+
     #[test]
     fn tcp_segments_wait_for_arp_and_leave_when_it_answers() {
         let mut interface = interface();
@@ -795,14 +857,15 @@ mod tests {
         );
         assert_eq!(interface.counters().icmp_errors_delivered, 1);
 
-        message[0] = 11; // time exceeded: TCP takes no action on it
+        message[0] = 11; // time exceeded: a soft error, remembered by TCP
         message[2..4].copy_from_slice(&[0, 0]);
         Icmpv4Packet::new_unchecked(&mut message[..]).fill_checksum();
         interface.receive(
             Instant::ZERO,
             &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message),
         );
-        assert_eq!(interface.counters().drops(DropReason::IcmpErrorIgnored), 1);
+        assert_eq!(interface.counters().icmp_errors_delivered, 2);
+        assert_eq!(interface.tcp().borrow().counters().icmp_errors, 2);
     }
 
     #[test]

@@ -69,6 +69,11 @@ fn random_payload(rng: &mut Rng, target: &Target) -> Vec<u8> {
     bytes
 }
 
+/// A host on the link that is none of the simulated ones.
+fn stranger(rng: &mut Rng) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, 100 + rng.below(100) as u8)
+}
+
 /// A source address that passes the IPv4 source checks: on the link, one of the honest hosts
 /// or a stranger.
 fn plausible_source(rng: &mut Rng, target: &Target) -> Ipv4Addr {
@@ -82,9 +87,17 @@ fn plausible_source(rng: &mut Rng, target: &Target) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, 100 + rng.below(100) as u8)
 }
 
-/// Ports and sequence numbers taken from a captured TCP frame to the target, if any: they aim
-/// hostile segments at live connections.
-fn captured_tcp(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Option<(u16, u16, u32)> {
+/// A live connection seen in a captured TCP frame to the target, if any: it aims hostile
+/// segments at live connections.
+#[derive(Clone, Copy)]
+struct LiveSegment {
+    source: Ipv4Addr,
+    source_port: u16,
+    destination_port: u16,
+    sequence: u32,
+}
+
+fn captured_tcp(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Option<LiveSegment> {
     for _ in 0..8 {
         if captured.is_empty() {
             return None;
@@ -102,20 +115,23 @@ fn captured_tcp(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Option<
         let Ok(segment) = TcpPacket::new_checked(packet.payload()) else {
             continue;
         };
-        return Some((
-            segment.src_port(),
-            segment.dst_port(),
-            segment.seq_number().0 as u32,
-        ));
+        return Some(LiveSegment {
+            source: packet.src_addr(),
+            source_port: segment.src_port(),
+            destination_port: segment.dst_port(),
+            sequence: segment.seq_number().0 as u32,
+        });
     }
     None
 }
 
 /// A TCP segment with a valid checksum and random flags, numbers, options and payload; a third
-/// of them aimed at a live connection's ports, with sequence numbers half the space away from
-/// the live ones so that they can never be acceptable (RFC 9293 3.10.7.4).
+/// of them aimed at a live connection (its addresses and ports), with sequence numbers half the
+/// space away from the live ones so that they can never be acceptable (RFC 9293 3.10.7.4).
+/// Random ones never come from an honest host: a blind in-window hit on an honest connection
+/// is accepted by any TCP, and would only test the generator's luck.
 fn tcp_segment(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Vec<u8> {
-    let source = plausible_source(rng, target);
+    let mut source = stranger(rng);
     let header_len = 20 + 4 * rng.below(11) as usize;
     let payload_len = match rng.below(3) {
         0 => 0,
@@ -130,10 +146,17 @@ fn tcp_segment(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Vec<u8> 
         None
     };
     match live {
-        Some((source_port, destination_port, sequence)) => {
-            tcp[0..2].copy_from_slice(&source_port.to_be_bytes());
-            tcp[2..4].copy_from_slice(&destination_port.to_be_bytes());
-            let far = sequence.wrapping_add(0x8000_0000 ^ (rng.below(1 << 20) as u32));
+        Some(live) => {
+            source = live.source;
+            tcp[0..2].copy_from_slice(&live.source_port.to_be_bytes());
+            tcp[2..4].copy_from_slice(&live.destination_port.to_be_bytes());
+            let far = live
+                .sequence
+                .wrapping_add(0x8000_0000 ^ (rng.below(1 << 20) as u32));
+            // Always with ACK: a SYN without ACK in SYN-SENT is a simultaneous open, which any
+            // TCP accepts whatever its sequence number (RFC 9293 3.10.7.3), so a blind attacker
+            // who knows the ports can always disturb an opening connection that way.
+            tcp[13] |= 0x10;
             tcp[4..8].copy_from_slice(&far.to_be_bytes());
         }
         None => {
@@ -213,10 +236,11 @@ fn icmp_message(rng: &mut Rng, target: &Target, captured: &[Vec<u8>]) -> Vec<u8>
         quoted[9] = 6;
         quoted[12..16].copy_from_slice(&target.address.octets());
         quoted[16..20].copy_from_slice(&source.octets());
-        if let Some((source_port, destination_port, _)) = captured_tcp(rng, target, captured) {
-            // Quote a segment of ours on a live connection: ports reversed.
-            quoted[20..22].copy_from_slice(&destination_port.to_be_bytes());
-            quoted[22..24].copy_from_slice(&source_port.to_be_bytes());
+        if let Some(live) = captured_tcp(rng, target, captured) {
+            // Quote a segment of ours on a live connection: addresses and ports reversed.
+            quoted[16..20].copy_from_slice(&live.source.octets());
+            quoted[20..22].copy_from_slice(&live.destination_port.to_be_bytes());
+            quoted[22..24].copy_from_slice(&live.source_port.to_be_bytes());
         }
         let kept = 20 + rng.below(9) as usize;
         message.extend_from_slice(&quoted[..kept]);

@@ -16,13 +16,16 @@ use super::{Impairments, Network, WireStatistics, pattern_byte};
 /// The port the server listens on.
 pub const SERVER_PORT: u16 = 80;
 
-/// One run: `connections` concurrent connections from host 0 to host 1, each sending `size`
-/// bytes, over a wire with `impairments`, all drawn from `seed`.
+/// One run: `connections` concurrent connections from each client host to the server (host 1;
+/// the clients are host 0 and, with more than one client host, hosts 2, 3, ...), each sending
+/// `size` bytes, over a wire with `impairments`, all drawn from `seed`.
 #[derive(Clone, Copy, Debug)]
 pub struct TransferPlan {
     pub seed: u64,
     pub size: u64,
     pub connections: usize,
+    /// Hosts that open connections (at least one).
+    pub client_hosts: usize,
     pub impairments: Impairments,
     /// Hostile frames injected into both hosts during the run, if any.
     pub hostile: Option<HostileTraffic>,
@@ -48,6 +51,7 @@ const STEP_LIMIT: u64 = 5_000_000;
 const SAME_INSTANT_LIMIT: u32 = 10_000;
 
 struct Client {
+    host: usize,
     handle: SocketHandle,
     stream: u64,
     sent: u64,
@@ -64,7 +68,10 @@ struct ServerConnection {
 /// Run `plan` to the end: every byte delivered once and in order, every socket closed, every
 /// table empty. `Err` says what went wrong, at which simulated time.
 pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
-    let mut network = Network::new(plan.seed, plan.impairments, 2);
+    let client_hosts = plan.client_hosts.max(1);
+    let mut network = Network::new(plan.seed, plan.impairments, client_hosts + 1);
+    let client_host_indices: Vec<usize> = std::iter::once(0).chain(2..client_hosts + 1).collect();
+    let total_connections = plan.connections * client_hosts;
     let server_address = network.hosts[1].address;
     let listener = network.hosts[1]
         .tcp
@@ -72,23 +79,25 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
         .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT), 1024)
         .map_err(|error| format!("listen: {error:?}"))?;
     let mut clients = Vec::new();
-    for _ in 0..plan.connections {
-        let handle = network.hosts[0]
+    for (host, _) in client_host_indices
+        .iter()
+        .flat_map(|host| std::iter::repeat_n(*host, plan.connections))
+        .zip(0..)
+    {
+        let handle = network.hosts[host]
             .tcp
             .borrow_mut()
             .connect(SocketAddrV4::new(server_address, SERVER_PORT), None)
             .map_err(|error| format!("connect: {error:?}"))?;
-        let stream = u64::from(
-            network.hosts[0]
-                .tcp
-                .borrow()
-                .local_address(handle)
-                .map_err(|error| format!("local_address: {error:?}"))?
-                .port(),
-        );
+        let local = network.hosts[host]
+            .tcp
+            .borrow()
+            .local_address(handle)
+            .map_err(|error| format!("local_address: {error:?}"))?;
         clients.push(Client {
+            host,
             handle,
-            stream,
+            stream: stream_id(local),
             sent: 0,
             shut_down: false,
             reply: Vec::new(),
@@ -116,7 +125,7 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
             &mut server,
         )
         .map_err(|e| failure(&network, e))?;
-        if listener_open && served == plan.connections && clients.iter().all(|c| c.done) {
+        if listener_open && served == total_connections && clients.iter().all(|c| c.done) {
             network.hosts[1]
                 .tcp
                 .borrow_mut()
@@ -151,7 +160,7 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
                 format!(
                     "did not finish: clients not done {pending:?}, server served {served}, \
                      sockets {:?} / {:?}",
-                    network.hosts[0].sockets(),
+                    network.hosts[client_host_indices[0]].sockets(),
                     network.hosts[1].sockets()
                 ),
             ));
@@ -164,10 +173,9 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
             client.stream, client.sent, client.reply
         ));
     }
-    if served != plan.connections {
+    if served != total_connections {
         return Err(format!(
-            "at {now:?}: the server served {served} of {} connections",
-            plan.connections
+            "at {now:?}: the server served {served} of {total_connections} connections"
         ));
     }
     check_empty(&network).map_err(|e| format!("at {now:?}: {e}"))?;
@@ -205,6 +213,11 @@ fn inject_hostile_frames(network: &mut Network, hostile: HostileTraffic) {
     }
 }
 
+/// A stream is named by its client's address and port, which both ends know.
+fn stream_id(client: SocketAddrV4) -> u64 {
+    (u64::from(u32::from(*client.ip())) << 16) | u64::from(client.port())
+}
+
 fn expected_chunk(seed: u64, stream: u64, start: u64, length: usize) -> Vec<u8> {
     (start..start + length as u64)
         .map(|offset| pattern_byte(seed, stream, offset))
@@ -216,8 +229,8 @@ fn drive_clients(
     plan: &TransferPlan,
     clients: &mut [Client],
 ) -> Result<(), String> {
-    let mut tcp = network.hosts[0].tcp.borrow_mut();
     for client in clients.iter_mut().filter(|client| !client.done) {
+        let mut tcp = network.hosts[client.host].tcp.borrow_mut();
         let readiness = tcp
             .readiness(client.handle)
             .map_err(|e| format!("client {} readiness: {e:?}", client.stream))?;
@@ -284,7 +297,7 @@ fn drive_server(
                     connections.insert(
                         handle,
                         ServerConnection {
-                            stream: u64::from(peer.port()),
+                            stream: stream_id(peer),
                             received: 0,
                         },
                     );
