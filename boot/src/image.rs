@@ -37,7 +37,10 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         Err(error) => panic!("command line: {error}"),
     };
     console::set_max_level(config.log_level);
-    let tsc_hz = clock::calibrate();
+    let (tsc_hz, clock_reference) = match clock::calibrate() {
+        Ok(calibration) => calibration,
+        Err(error) => panic!("clock: {error:?}"),
+    };
     info!(
         "boot: protocol={} command line \"{}\"{}",
         boot_info.protocol.name(),
@@ -49,7 +52,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         }
     );
     info!(
-        "clock: tsc {}.{:03} MHz",
+        "clock: tsc {}.{:03} MHz ({clock_reference:?})",
         tsc_hz / 1_000_000,
         tsc_hz / 1_000 % 1_000
     );
