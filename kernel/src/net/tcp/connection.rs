@@ -773,6 +773,9 @@ impl Connection {
             self.send_unacknowledged = segment.acknowledgment;
             self.send_window_update_acknowledgment = segment.acknowledgment;
             self.take_rtt_sample(context, segment);
+            if self.retries > 0 {
+                self.rtt.after_syn_retransmission();
+            }
             self.retries = 0;
             self.rtt.reset_backoff();
             self.timers.retransmit = None;
@@ -982,6 +985,7 @@ impl Connection {
         let data_acknowledged =
             (ack.distance_from(self.send_buffer_sequence) as usize).min(self.send_buffer.len());
         self.send_buffer.drain(..data_acknowledged);
+        release_if_idle(&mut self.send_buffer);
         self.send_buffer_sequence = self.send_buffer_sequence + data_acknowledged as u32;
         context.memory_used = context.memory_used.saturating_sub(data_acknowledged);
         self.take_rtt_sample(context, segment);
@@ -1314,9 +1318,12 @@ impl Connection {
         }
         if !self.receive_buffer.is_empty() {
             let count = buffer.len().min(self.receive_buffer.len());
-            for (target, byte) in buffer.iter_mut().zip(self.receive_buffer.drain(..count)) {
-                *target = byte;
-            }
+            let (front, back) = self.receive_buffer.as_slices();
+            let from_front = count.min(front.len());
+            buffer[..from_front].copy_from_slice(&front[..from_front]);
+            buffer[from_front..count].copy_from_slice(&back[..count - from_front]);
+            self.receive_buffer.drain(..count);
+            release_if_idle(&mut self.receive_buffer);
             context.memory_used = context.memory_used.saturating_sub(count);
             // Tell the peer when the window opened enough (receiver SWS avoidance).
             if self.state.can_receive() {
@@ -1490,6 +1497,16 @@ impl Connection {
     /// A hard ICMP error during the handshake ends the attempt (RFC 1122 section 4.2.3.9).
     pub(crate) fn on_hard_error(&mut self, error: SocketError) -> Outcome {
         self.close_with_error(error)
+    }
+}
+
+/// Capacity an empty buffer may keep for the next burst; beyond it the allocation is given
+/// back, so idle connections do not hold their peak buffer size.
+const IDLE_BUFFER_CAPACITY: usize = 4096;
+
+fn release_if_idle(buffer: &mut VecDeque<u8>) {
+    if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_CAPACITY {
+        *buffer = VecDeque::new();
     }
 }
 

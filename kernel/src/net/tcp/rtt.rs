@@ -70,6 +70,14 @@ impl RttEstimator {
         }
     }
 
+    /// RFC 6298 section 5.7: a SYN that had to be retransmitted, with no RTT measured,
+    /// leaves an RTO of at least 3 seconds for the data.
+    pub(crate) fn after_syn_retransmission(&mut self) {
+        if self.smoothed.is_none() {
+            self.base_rto = self.base_rto.max(Duration::from_secs(3)).min(self.max_rto);
+        }
+    }
+
     /// Forgets the back-off once new data is acknowledged.
     pub(crate) fn reset_backoff(&mut self) {
         self.backoff = 0;

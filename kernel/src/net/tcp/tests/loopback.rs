@@ -354,3 +354,115 @@ fn dropping_a_stream_closes_it_gracefully() {
     );
     assert!(accepted.readiness().unwrap().read_closed);
 }
+
+#[test]
+fn simultaneous_close_over_the_wire() {
+    let mut wire = Wire::new(TcpConfig::default(), 6, 0);
+    let listener = wire
+        .server
+        .borrow_mut()
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7), 8)
+        .unwrap();
+    let client = wire
+        .client
+        .borrow_mut()
+        .connect(SocketAddrV4::new(SERVER, 7), None)
+        .unwrap();
+    for _ in 0..5 {
+        wire.pump();
+    }
+    let accepted = wire.server.borrow_mut().accept(listener).unwrap();
+    // Both FINs leave before either arrives.
+    wire.client
+        .borrow_mut()
+        .shutdown(client, Shutdown::Write)
+        .unwrap();
+    wire.server
+        .borrow_mut()
+        .shutdown(accepted, Shutdown::Write)
+        .unwrap();
+    wire.pump();
+    assert_eq!(wire.client.borrow().state(client), Ok(TcpState::Closing));
+    assert_eq!(wire.server.borrow().state(accepted), Ok(TcpState::Closing));
+    wire.pump();
+    assert_eq!(wire.client.borrow().state(client), Ok(TcpState::TimeWait));
+    assert_eq!(wire.server.borrow().state(accepted), Ok(TcpState::TimeWait));
+    // Both hold TIME_WAIT records; after 2*MSL both are gone.
+    wire.client.borrow_mut().close(client).unwrap();
+    wire.server.borrow_mut().close(accepted).unwrap();
+    for _ in 0..20 {
+        wire.tick(Duration::from_secs(10));
+    }
+    assert_eq!(wire.client.borrow().time_wait_count(), 0);
+    assert_eq!(wire.server.borrow().time_wait_count(), 0);
+}
+
+#[test]
+fn hundreds_of_concurrent_connections_over_a_lossy_wire() {
+    let mut wire = Wire::new(TcpConfig::default(), 11, 5);
+    let listener = wire
+        .server
+        .borrow_mut()
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7), 1024)
+        .unwrap();
+    let count = 300;
+    let clients: Vec<_> = (0..count)
+        .map(|_| {
+            wire.client
+                .borrow_mut()
+                .connect(SocketAddrV4::new(SERVER, 7), None)
+                .unwrap()
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    let mut replies: Vec<Vec<u8>> = alloc::vec![Vec::new(); count];
+    let mut requests_sent = alloc::vec![false; count];
+    let mut buffer = [0u8; 2048];
+    let deadline = wire.now + Duration::from_secs(300);
+    while replies.iter().any(|reply| reply.len() < 1000) {
+        assert!(wire.now < deadline, "stalled");
+        while let Ok(handle) = wire.server.borrow_mut().accept(listener) {
+            accepted.push((handle, Vec::new()));
+        }
+        for (index, &client) in clients.iter().enumerate() {
+            let mut layer = wire.client.borrow_mut();
+            if !requests_sent[index] && layer.readiness(client).unwrap().connected {
+                assert_eq!(layer.write(client, &[index as u8; 1000]), Ok(1000));
+                requests_sent[index] = true;
+            }
+            while let Ok(count) = layer.read(client, &mut buffer) {
+                if count == 0 {
+                    break;
+                }
+                replies[index].extend_from_slice(&buffer[..count]);
+            }
+        }
+        for (handle, received) in &mut accepted {
+            let mut layer = wire.server.borrow_mut();
+            while let Ok(count) = layer.read(*handle, &mut buffer) {
+                if count == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buffer[..count]);
+                // Echo at once.
+                assert_eq!(layer.write(*handle, &buffer[..count]), Ok(count));
+            }
+        }
+        if !wire.pump() {
+            wire.tick(Duration::from_millis(20));
+        }
+    }
+    for (index, reply) in replies.iter().enumerate() {
+        assert_eq!(reply, &alloc::vec![index as u8; 1000]);
+    }
+    assert_eq!(accepted.len(), count);
+    let mut sockets = Vec::new();
+    wire.server.borrow().list_sockets(&mut sockets);
+    assert_eq!(
+        sockets
+            .iter()
+            .filter(|info| info.state == TcpState::Established)
+            .count(),
+        count
+    );
+}

@@ -159,3 +159,29 @@ fn keepalive_can_be_on_by_default() {
     harness.advance(Duration::from_secs(10));
     harness.expect().assert(ACK, iss, 1001);
 }
+
+#[test]
+fn lost_syn_leaves_a_three_second_rto() {
+    // RFC 6298 section 5.7.
+    let mut harness = Harness::plain();
+    let handle = harness
+        .layer
+        .connect(
+            SocketAddrV4::new(REMOTE, SERVER_PORT),
+            Some(SocketAddrV4::new(LOCAL, 5000)),
+        )
+        .unwrap();
+    harness.collect();
+    let syn = harness.expect();
+    harness.advance(Duration::from_secs(1));
+    assert_eq!(harness.expect(), syn);
+    harness.inject(to_client(SYN | ACK, 100, syn.sequence + 1).mss(1460));
+    harness.expect().assert(ACK, syn.sequence + 1, 101);
+    harness.layer.write(handle, b"data").unwrap();
+    harness.collect();
+    let data = harness.expect();
+    harness.advance(Duration::from_millis(2999));
+    harness.expect_nothing();
+    harness.advance(Duration::from_millis(1));
+    assert_eq!(harness.expect(), data);
+}
