@@ -43,7 +43,8 @@ fn main() {
     );
     let warm_up = Duration::from_millis(300);
     let ours = (only != "linux").then(|| {
-        measure_ours(warm_up, false);
+        let warm = measure_ours(warm_up, false);
+        println!("ours:  warm-up {} connections", warm.connections);
         let ours = measure_ours(length, true);
         println!(
             "ours:  {} connections in {:.3} s = {:.0} conn/s (in-memory wire, both ends in process)",
