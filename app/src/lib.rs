@@ -1,4 +1,13 @@
-//! Unisock's HTTP applications, written only against the kernel's socket API.
+//! Unisock's applications, written only against the kernel's socket API: a minimal HTTP
+//! responder and the transfer services the end-to-end tests check bytes with.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod http;
+pub mod responder;
+pub mod services;
+pub mod sha256;
+pub mod transfer;
+
+pub use services::{Services, StatisticsReport, start_services};

@@ -12,7 +12,7 @@ use unisock_kernel::mem::FRAME_SIZE;
 use crate::apic::LocalApic;
 use crate::boot_info::BootInfo;
 use crate::exit::{ExitCode, exit, halt_forever};
-use crate::{acpi, clock, console, cpu, memory, paging, pci, smp};
+use crate::{acpi, clock, console, cpu, memory, network, paging, pci, smp};
 
 unsafe extern "C" {
     /// The page below the boot stack, and the stack's top (start.rs).
@@ -106,13 +106,23 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         );
     }
     info!("pci: {} functions", devices.len());
-    println!("unisock: ready cpus={cpus}");
+    let network = network::start(config, cpus, devices);
+    match &network {
+        Some(summary) => println!(
+            "unisock: ready cpus={cpus} ip={} queues={}",
+            summary.address, summary.queues
+        ),
+        None => println!("unisock: ready cpus={cpus} ip=none queues=0"),
+    }
 
     if let Some(fault) = config.test_fault.filter(|_| config.test_fault_cpu == 0) {
         trigger(fault);
     }
     if config.exit_after_boot {
         exit(ExitCode::Success);
+    }
+    if network.is_some() {
+        network::run_core(0)
     }
     halt_forever()
 }
@@ -186,8 +196,9 @@ pub extern "C" fn ap_main(slot: u32) -> ! {
     if let Some(fault) = fault {
         trigger(fault);
     }
+    network::register_core(index, apic_id);
     smp::report_online();
-    halt_forever()
+    network::run_core(index)
 }
 
 /// Allocates, uses and frees heap memory, so a broken heap fails at boot, loudly.

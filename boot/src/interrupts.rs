@@ -1,6 +1,8 @@
 //! The IDT and a handler for every CPU exception: each prints a register dump on the
 //! console (`unisock: fault ...`) and exits with failure. Nothing here ever returns to the
 //! faulting code: the data path runs with interrupts off, so any exception is a bug.
+//! External vectors (32 and up) go to `idle`'s entries, which acknowledge and return: a core
+//! takes them only while it halts.
 //!
 //! Stubs are naked functions (stable Rust) instead of the nightly `x86-interrupt` ABI.
 
@@ -14,6 +16,7 @@ use x86_64::structures::DescriptorTablePointer;
 
 use crate::console;
 use crate::exit::{ExitCode, exit};
+use crate::idle;
 use crate::start::KERNEL_CODE_SELECTOR;
 
 /// Exceptions that run on their own stack (IST 1 in every core's TSS): a double fault may
@@ -116,6 +119,11 @@ pub fn load() {
             .then_some(FAULT_STACK_INDEX);
             gates[vector] = Gate::new(*stub as usize as u64, stack);
         }
+        // External vectors (queue, timer and wake-up interrupts) only end a halt: see `idle`.
+        for gate in &mut gates[idle::FIRST_EXTERNAL_VECTOR..idle::SPURIOUS_VECTOR] {
+            *gate = Gate::new(idle::interrupt_entry as *const () as u64, None);
+        }
+        gates[idle::SPURIOUS_VECTOR] = Gate::new(idle::spurious_entry as *const () as u64, None);
         InterruptTable(gates)
     });
     let pointer = DescriptorTablePointer {

@@ -27,9 +27,13 @@ mod cpu;
 #[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
+mod idle;
+#[cfg(target_os = "none")]
 mod interrupts;
 #[cfg(target_os = "none")]
 mod memory;
+#[cfg(target_os = "none")]
+mod network;
 #[cfg(target_os = "none")]
 mod paging;
 #[cfg(target_os = "none")]

@@ -6,6 +6,7 @@
 //! [`Config::apply`].
 
 use core::fmt;
+use core::net::Ipv4Addr;
 
 /// How much the console logger prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +55,16 @@ pub struct Config {
     /// The core that triggers `test_fault`: 0 (the bootstrap processor) after the ready
     /// line, or an application processor during its start-up.
     pub test_fault_cpu: u32,
+    /// `ip=<address>/<prefix>`: the interface's static IPv4 address and prefix length.
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// `gw=<address>`: the default gateway (on the interface's subnet).
+    pub gateway: Option<Ipv4Addr>,
+    /// `responder=<port>`: the HTTP responder's port.
+    pub responder_port: Option<u16>,
+    /// `sink=<port>`: the transfer sink (answers the byte count and SHA-256 of what it got).
+    pub sink_port: Option<u16>,
+    /// `source=<port>`: the transfer source (sends as many pattern bytes as asked).
+    pub source_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -63,6 +74,11 @@ impl Default for Config {
             log_level: LogLevel::Info,
             test_fault: None,
             test_fault_cpu: 0,
+            ipv4: None,
+            gateway: None,
+            responder_port: None,
+            sink_port: None,
+            source_port: None,
         }
     }
 }
@@ -136,9 +152,40 @@ impl Config {
                     .parse()
                     .map_err(|_| ConfigError::InvalidValue { key, value })?;
             }
+            "ip" => self.ipv4 = Some(address_and_prefix(key, required(key, value)?)?),
+            "gw" => self.gateway = Some(address(key, required(key, value)?)?),
+            "responder" => self.responder_port = Some(port(key, required(key, value)?)?),
+            "sink" => self.sink_port = Some(port(key, required(key, value)?)?),
+            "source" => self.source_port = Some(port(key, required(key, value)?)?),
             _ => return Err(ConfigError::UnknownKey(key)),
         }
         Ok(())
+    }
+}
+
+/// A dotted-quad IPv4 address.
+fn address<'a>(key: &'a str, value: &'a str) -> Result<Ipv4Addr, ConfigError<'a>> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::InvalidValue { key, value })
+}
+
+/// `a.b.c.d/prefix` with a prefix length of 1 to 32.
+fn address_and_prefix<'a>(key: &'a str, value: &'a str) -> Result<(Ipv4Addr, u8), ConfigError<'a>> {
+    let invalid = ConfigError::InvalidValue { key, value };
+    let (text, prefix) = value.split_once('/').ok_or(invalid)?;
+    let prefix: u8 = prefix.parse().map_err(|_| invalid)?;
+    if !(1..=32).contains(&prefix) {
+        return Err(invalid);
+    }
+    Ok((address(key, text).map_err(|_| invalid)?, prefix))
+}
+
+/// A TCP port, 1 to 65535.
+fn port<'a>(key: &'a str, value: &'a str) -> Result<u16, ConfigError<'a>> {
+    match value.parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(ConfigError::InvalidValue { key, value }),
     }
 }
 
@@ -227,6 +274,38 @@ mod tests {
                 value: "loud"
             })
         );
+    }
+
+    #[test]
+    fn network_words_are_parsed() {
+        let config =
+            Config::parse("ip=10.77.0.2/24 gw=10.77.0.1 responder=80 sink=9001 source=9002")
+                .unwrap();
+        assert_eq!(config.ipv4, Some((Ipv4Addr::new(10, 77, 0, 2), 24)));
+        assert_eq!(config.gateway, Some(Ipv4Addr::new(10, 77, 0, 1)));
+        assert_eq!(config.responder_port, Some(80));
+        assert_eq!(config.sink_port, Some(9001));
+        assert_eq!(config.source_port, Some(9002));
+    }
+
+    #[test]
+    fn bad_network_words_are_rejected() {
+        for line in [
+            "ip=10.77.0.2",
+            "ip=10.77.0.2/33",
+            "ip=10.77.0.2/0",
+            "ip=10.77.0/24",
+            "gw=10.77.0.300",
+            "responder=0",
+            "responder=65536",
+            "sink=http",
+        ] {
+            assert!(
+                matches!(Config::parse(line), Err(ConfigError::InvalidValue { .. })),
+                "{line}"
+            );
+        }
+        assert_eq!(Config::parse("ip"), Err(ConfigError::MissingValue("ip")));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod executor;
 pub mod mem;
 pub mod net;
+pub mod runtime;
 pub mod socket;
 pub mod sync;
 pub mod time;

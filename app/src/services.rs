@@ -1,0 +1,73 @@
+//! Which services a core runs, from the command line's ports: one listener per service on
+//! every core (each core accepts the connections its queue receives).
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use unisock_kernel::executor::Handle;
+use unisock_kernel::socket::{SharedTcpLayer, SocketError, TcpListener};
+
+use crate::responder;
+use crate::transfer::{self, TransferService};
+
+/// Appends the appliance's counters, as text, to a string; served at `GET /stats`.
+pub type StatisticsReport = Rc<dyn Fn(&mut String)>;
+
+/// Accept queue length of every listener.
+pub const BACKLOG: usize = 1024;
+
+/// The ports of the services to start; `None` leaves a service off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Services {
+    pub responder: Option<u16>,
+    pub sink: Option<u16>,
+    pub source: Option<u16>,
+}
+
+impl Services {
+    /// Every port some service listens on.
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        [self.responder, self.sink, self.source]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// Binds every configured service on this core's stack (so a port already taken is an error
+/// at start, not later) and spawns its accept loop.
+pub fn start_services(
+    stack: &SharedTcpLayer,
+    handle: &Handle,
+    services: &Services,
+    report: Option<StatisticsReport>,
+) -> Result<(), SocketError> {
+    let bind = |port: u16| {
+        TcpListener::bind(
+            stack,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
+            BACKLOG,
+        )
+    };
+    if let Some(port) = services.responder {
+        let listener = bind(port)?;
+        handle.spawn(responder::serve(listener, handle.clone(), report));
+    }
+    if let Some(port) = services.sink {
+        let listener = bind(port)?;
+        handle.spawn(transfer::serve(
+            listener,
+            handle.clone(),
+            TransferService::Sink,
+        ));
+    }
+    if let Some(port) = services.source {
+        let listener = bind(port)?;
+        handle.spawn(transfer::serve(
+            listener,
+            handle.clone(),
+            TransferService::Source,
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! The network at start: find the virtio-net function, bring it up with one queue pair and
+//! one MSI-X receive vector per core, program RSS for Receive Flow Deliver, hand each core its
+//! queue, and run each core's loop (`unisock_kernel::runtime`) with the services of the
+//! command line.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use smoltcp::wire::EthernetAddress;
+use spin::Mutex;
+use unisock_app::{Services, StatisticsReport, start_services};
+use unisock_drivers::hal::identity::{
+    IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
+};
+use unisock_drivers::nic::{HashTypes, MacAddress, Nic, NicQueue, QueueId, RssConfiguration};
+use unisock_drivers::pci::bar::{BAR_COUNT, Bar};
+use unisock_drivers::pci::msix::{MsiMessage, MsixCapability, MsixTable};
+use unisock_drivers::pci::{PciAddress as DriverPciAddress, PciConfig, PciFunction, register};
+use unisock_drivers::virtio::VIRTIO_VENDOR_ID;
+use unisock_drivers::virtio::net::device::{DEVICE_ID_MODERN, DEVICE_ID_TRANSITIONAL, MsixRouting};
+use unisock_drivers::virtio::net::{VirtioNet, VirtioNetOptions, VirtioNetQueue};
+use unisock_kernel::config::Config;
+use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
+use unisock_kernel::net::ipv4::Ipv4Config;
+use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
+use unisock_kernel::net::tcp::TcpConfig;
+use unisock_kernel::runtime::{
+    CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, Platform, QueuePair,
+};
+use unisock_kernel::sync::RingMesh;
+use unisock_kernel::time::Instant;
+
+use crate::pci::{PciAddress, PciDevice};
+use crate::smp::MAX_CORES;
+use crate::{clock, idle};
+
+/// Where BARs firmware left unassigned go: inside q35's 32-bit PCI hole, above the MMCONFIG
+/// window (0xb000_0000-0xc000_0000) and below the I/O APIC, where nothing else lives when
+/// firmware assigned nothing.
+const UNASSIGNED_BAR_WINDOW: u64 = 0xe000_0000;
+/// Frames each inter-core ring holds (software Receive Flow Deliver's slow path).
+const RING_CAPACITY: usize = 1024;
+/// Descriptors per receive and transmit queue.
+const QUEUE_SIZE: u16 = 256;
+
+/// Local APIC id of each core, by core index (registered as each core comes up).
+static APIC_IDS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(u32::MAX) }; MAX_CORES];
+
+/// What the boot core leaves for each core: its start, or word that there is none.
+enum Handoff {
+    /// The boot core has not decided yet.
+    Waiting,
+    /// No network (or no queue for this core): halt for good.
+    Nothing,
+    Start(Box<CoreStart>),
+    /// Taken by its core.
+    Taken,
+}
+
+static HANDOFFS: Mutex<Vec<Handoff>> = Mutex::new(Vec::new());
+
+/// Everything one core needs to run its loop.
+struct CoreStart {
+    setup: CoreSetup<BootQueue>,
+    services: Services,
+    statistics: Arc<NetworkStatistics>,
+    /// Core 0 asks for the gateway's MAC at start.
+    gateway: Option<Ipv4Addr>,
+}
+
+/// What the ready line and the log report.
+pub struct NetworkSummary {
+    pub address: Ipv4Addr,
+    pub queues: usize,
+}
+
+/// Records the calling core's APIC id (before the boot core hands out queues).
+pub fn register_core(index: u32, apic_id: u32) {
+    if let Some(slot) = APIC_IDS.get(index as usize) {
+        slot.store(apic_id, Ordering::Release);
+    }
+}
+
+/// Finds and starts the network on the boot core, after every core is online. `None` (and
+/// every other core released to halt) when there is no virtio-net function or no `ip=`.
+pub fn start(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<NetworkSummary> {
+    let timer_ticks = idle::init();
+    debug!("idle: apic timer {timer_ticks} ticks/ms (divide by 16)");
+    *HANDOFFS.lock() = (0..cpus).map(|_| Handoff::Waiting).collect();
+    let summary = bring_up(config, cpus, devices);
+    let mut handoffs = HANDOFFS.lock();
+    for handoff in handoffs.iter_mut() {
+        if matches!(handoff, Handoff::Waiting) {
+            *handoff = Handoff::Nothing;
+        }
+    }
+    drop(handoffs);
+    for apic_id in APIC_IDS.iter().take(cpus as usize).skip(1) {
+        let apic_id = apic_id.load(Ordering::Acquire);
+        if apic_id != u32::MAX {
+            idle::send_wake(apic_id);
+        }
+    }
+    summary
+}
+
+fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<NetworkSummary> {
+    let Some(device) = devices.iter().find(|device| {
+        device.vendor_id == VIRTIO_VENDOR_ID
+            && (device.device_id == DEVICE_ID_MODERN || device.device_id == DEVICE_ID_TRANSITIONAL)
+            && device.class == 0x02
+    }) else {
+        info!("net: no virtio-net device: network off");
+        return None;
+    };
+    let Some((address, prefix_len)) = config.ipv4 else {
+        warn!(
+            "net: virtio-net at {} but no ip=<address>/<prefix> on the command line: network off",
+            device.address
+        );
+        return None;
+    };
+    let pci = BootPciConfig;
+    let function = PciFunction::new(
+        &pci,
+        DriverPciAddress::new(
+            device.address.bus,
+            device.address.device,
+            device.address.function,
+        ),
+    );
+    // SAFETY: the image identity-maps the first 64 GiB, which holds every BAR QEMU and
+    // firmware assign, and nothing else refers to a device's registers.
+    let mapper = unsafe { IdentityMmioMapper::new() };
+    // SAFETY: the heap is identity-mapped RAM (virtual == physical), coherent with DMA on x86.
+    let dma = unsafe { IdentityMappedDma::new() };
+    assign_memory_bars(&function);
+    function.enable_memory_and_bus_master();
+    let msix = route_interrupts(&function, &mapper, cpus);
+    let options = VirtioNetOptions {
+        queue_pairs: cpus as u16,
+        queue_size: QUEUE_SIZE,
+        msix: if msix {
+            MsixRouting::ReceiveOnly
+        } else {
+            MsixRouting::None
+        },
+        ..VirtioNetOptions::default()
+    };
+    let mut nic: VirtioNet<RawMmio, IdentityRegion> =
+        match VirtioNet::new(&function, &mapper, &dma, options) {
+            Ok(nic) => nic,
+            Err(error) => {
+                warn!(
+                    "net: virtio-net at {}: {error:?}: network off",
+                    device.address
+                );
+                return None;
+            }
+        };
+    let queues = nic.queue_count();
+    let rfd = match RfdConfig::port_xor(queues).and_then(ReceiveFlowDeliver::new) {
+        Ok(rfd) => Arc::new(rfd),
+        Err(error) => {
+            warn!("net: receive flow deliver: {error:?}: network off");
+            return None;
+        }
+    };
+    let rss = program_rss(&mut nic, &rfd);
+    let mac = nic.mac_address();
+    info!(
+        "net: virtio-net {} mac={mac} ip={address}/{prefix_len} gw={} queues={queues} of {cpus} cpus rss={rss} msix={}",
+        device.address,
+        config
+            .gateway
+            .map_or_else(|| String::from("none"), |gateway| format!("{gateway}")),
+        if msix { "on" } else { "off" },
+    );
+
+    let services = Services {
+        responder: config.responder_port,
+        sink: config.sink_port,
+        source: config.source_port,
+    };
+    let interface = InterfaceConfig {
+        hardware_address: EthernetAddress(mac.0),
+        ipv4: Ipv4Config {
+            address,
+            prefix_len,
+            gateway: config.gateway,
+        },
+    };
+    let doorbells = Arc::new(Doorbells::new(queues));
+    let statistics = Arc::new(NetworkStatistics::new(queues));
+    let secret = boot_secret(mac);
+    let mut rings = RingMesh::new(queues, RING_CAPACITY)
+        .into_cores()
+        .into_iter();
+    let mut handoffs = HANDOFFS.lock();
+    for index in 0..queues {
+        let (Some(queue), Some(core_rings)) = (nic.take_queue(QueueId(index as u16)), rings.next())
+        else {
+            warn!("net: queue {index} missing");
+            continue;
+        };
+        let setup = CoreSetup {
+            core: CoreId(index as u16),
+            queue: BootQueue(queue),
+            rings: core_rings,
+            rfd: rfd.clone(),
+            doorbells: doorbells.clone(),
+            statistics: statistics.clone(),
+            interface,
+            tcp: TcpConfig::default(),
+            secret,
+            listening_ports: services.ports().collect(),
+        };
+        handoffs[index] = Handoff::Start(Box::new(CoreStart {
+            setup,
+            services,
+            statistics: statistics.clone(),
+            gateway: if index == 0 { config.gateway } else { None },
+        }));
+    }
+    drop(handoffs);
+    // The control plane stays alive for ever: the queues' registers live in its BAR mapping.
+    core::mem::forget(nic);
+    Some(NetworkSummary { address, queues })
+}
+
+/// Gives the function's unassigned memory BARs an address (qboot, the fast firmware for
+/// `-kernel`, assigns none; SeaBIOS, OVMF and real firmware assign them all, and then this
+/// does nothing). They go to [`UNASSIGNED_BAR_WINDOW`], naturally aligned.
+fn assign_memory_bars<C: PciConfig>(function: &PciFunction<'_, C>) {
+    let mut next = UNASSIGNED_BAR_WINDOW;
+    let mut index = 0;
+    while index < BAR_COUNT {
+        let Ok(Bar::Memory {
+            address,
+            size,
+            is_64_bit,
+            ..
+        }) = function.bar(index)
+        else {
+            index += 1;
+            continue;
+        };
+        if address.as_u64() == 0 && size > 0 {
+            let base = next.next_multiple_of(size);
+            let offset = register::BAR0 + 4 * index;
+            function.write_u32(offset, base as u32);
+            if is_64_bit {
+                function.write_u32(offset + 4, (base >> 32) as u32);
+            }
+            debug!("net: BAR{index} at 0x{base:x} ({size} bytes), assigned here");
+            next = base + size;
+        }
+        index += if is_64_bit { 2 } else { 1 };
+    }
+}
+
+/// Points receive queue `i`'s MSI-X vector (`1 + i`) at core `i` and the configuration vector
+/// at core 0, then enables MSI-X. False (the cores then poll with a timer) without MSI-X.
+fn route_interrupts<C: PciConfig>(
+    function: &PciFunction<'_, C>,
+    mapper: &IdentityMmioMapper,
+    cpus: u32,
+) -> bool {
+    let Some(capability) = MsixCapability::read(function) else {
+        warn!("net: no MSI-X capability: idle cores wake on their timers only");
+        return false;
+    };
+    let table = match MsixTable::map(function, &capability, mapper) {
+        Ok(table) => table,
+        Err(error) => {
+            warn!("net: MSI-X table: {error:?}");
+            return false;
+        }
+    };
+    let apic_of = |index: usize| APIC_IDS[index].load(Ordering::Acquire) as u8;
+    let mut routes = Vec::new();
+    routes.push((0u16, MsiMessage::x86(apic_of(0), idle::CONFIG_VECTOR)));
+    for core in 0..cpus as usize {
+        routes.push((
+            1 + core as u16,
+            MsiMessage::x86(apic_of(core), idle::QUEUE_VECTOR),
+        ));
+    }
+    for (vector, message) in routes {
+        if let Err(error) = table.program(vector, message) {
+            warn!("net: MSI-X vector {vector}: {error:?}");
+            return false;
+        }
+    }
+    capability.enable(function);
+    true
+}
+
+/// Programs the port-only RSS key and Receive Flow Deliver's indirection table, so the queue
+/// of a TCP segment depends only on its ports. Returns whether the device took it; without
+/// RSS the host picks queues and software Receive Flow Deliver hands segments over.
+fn program_rss(nic: &mut VirtioNet<RawMmio, IdentityRegion>, rfd: &ReceiveFlowDeliver) -> bool {
+    if nic.steering().rss.is_none() {
+        return false;
+    }
+    let configuration = RssConfiguration {
+        hash_types: HashTypes::TCP_IPV4,
+        key: rfd.rss_key().as_bytes().to_vec(),
+        indirection_table: rfd
+            .indirection_table()
+            .entries()
+            .iter()
+            .map(|queue| QueueId(queue.as_u16()))
+            .collect(),
+        unclassified_queue: QueueId(0),
+    };
+    match nic.configure_rss(&configuration) {
+        Ok(()) => true,
+        Err(error) => {
+            warn!("net: RSS: {error:?}: the host picks queues");
+            false
+        }
+    }
+}
+
+/// A per-boot secret for sequence numbers and SYN cookies. The image has no entropy source
+/// yet: the TSC at this moment (which varies with firmware and host timing) and the MAC.
+fn boot_secret(mac: MacAddress) -> [u8; 16] {
+    let mut secret = [0u8; 16];
+    let tsc = clock::read_tsc();
+    let mixed = tsc.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tsc.rotate_left(29);
+    secret[..8].copy_from_slice(&mixed.to_le_bytes());
+    secret[8..14].copy_from_slice(&mac.0);
+    secret[14..].copy_from_slice(&(clock::read_tsc() as u16).to_le_bytes());
+    secret
+}
+
+/// Runs core `index`'s loop if the boot core gave it a queue; halts for good otherwise.
+/// Application processors call it as soon as they are online, and wait here for the hand-off.
+pub fn run_core(index: u32) -> ! {
+    idle::init_core();
+    let start = loop {
+        let mut handoffs = HANDOFFS.lock();
+        let slot = handoffs.get_mut(index as usize);
+        match slot {
+            Some(slot @ Handoff::Start(_)) => {
+                let Handoff::Start(start) = core::mem::replace(slot, Handoff::Taken) else {
+                    unreachable!("matched just above")
+                };
+                break start;
+            }
+            Some(Handoff::Nothing | Handoff::Taken) => {
+                drop(handoffs);
+                crate::exit::halt_forever()
+            }
+            // Not decided yet (or the table not even built): wait for the boot core's wake.
+            Some(Handoff::Waiting) | None => {
+                drop(handoffs);
+                idle::wait_for_wake();
+            }
+        }
+    };
+    let CoreStart {
+        setup,
+        services,
+        statistics,
+        gateway,
+    } = *start;
+    let mut runtime = CoreRuntime::new(setup, BootPlatform);
+    let report: StatisticsReport = Rc::new(move |out: &mut String| {
+        let _ = statistics.write_report(out);
+    });
+    if let Err(error) = start_services(&runtime.tcp(), &runtime.handle(), &services, Some(report)) {
+        warn!("net: cpu {index}: services: {error:?}");
+    }
+    if let Some(gateway) = gateway {
+        runtime.request_address(gateway);
+    }
+    debug!("net: cpu {index} runs queue {index}");
+    runtime.run()
+}
+
+/// Configuration space through the boot crate's locked port access.
+struct BootPciConfig;
+
+impl PciConfig for BootPciConfig {
+    fn read_u32(&self, address: DriverPciAddress, offset: u8) -> u32 {
+        boot_address(address).read_u32(offset)
+    }
+
+    fn write_u32(&self, address: DriverPciAddress, offset: u8, value: u32) {
+        boot_address(address).write_u32(offset, value)
+    }
+}
+
+fn boot_address(address: DriverPciAddress) -> PciAddress {
+    PciAddress {
+        bus: address.bus,
+        device: address.device,
+        function: address.function,
+    }
+}
+
+/// A core's virtio-net queue pair as the run loop sees it.
+struct BootQueue(VirtioNetQueue<RawMmio, IdentityRegion>);
+
+impl QueuePair for BootQueue {
+    fn receive_burst(&mut self, max_frames: usize, handler: &mut dyn FnMut(&[u8])) -> usize {
+        self.0.rx_burst(max_frames, handler)
+    }
+
+    fn transmit(&mut self, length: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), SinkFull> {
+        self.0.tx_enqueue(length, None, fill).map_err(|_| SinkFull)
+    }
+
+    fn flush(&mut self) {
+        self.0.tx_flush();
+    }
+
+    fn enable_interrupts(&mut self) -> bool {
+        self.0.enable_interrupts()
+    }
+
+    fn disable_interrupts(&mut self) {
+        self.0.disable_interrupts();
+    }
+}
+
+/// The clock, wake-ups and halting of this machine.
+struct BootPlatform;
+
+impl Platform for BootPlatform {
+    fn now(&self) -> Instant {
+        clock::now()
+    }
+
+    fn wake(&self, core: CoreId) {
+        let apic_id = APIC_IDS
+            .get(usize::from(core.0))
+            .map_or(u32::MAX, |id| id.load(Ordering::Acquire));
+        if apic_id != u32::MAX {
+            idle::send_wake(apic_id);
+        }
+    }
+
+    fn halt_until(&self, deadline: Option<Instant>) {
+        idle::halt_until(deadline);
+    }
+}
