@@ -492,10 +492,17 @@ impl Connection {
                 ..SegmentOptions::default()
             }
         } else {
-            SegmentOptions {
+            let mut options = SegmentOptions {
                 timestamp: self.timestamp_option(context),
                 ..SegmentOptions::default()
+            };
+            if self.sack_permitted && flags & ACK != 0 && !self.reassembly.is_empty() {
+                // 40 bytes of options: four blocks, or three beside a timestamp.
+                let limit = if options.timestamp.is_some() { 3 } else { 4 };
+                options.sack_block_count =
+                    self.reassembly.sack_blocks(limit, &mut options.sack_blocks);
             }
+            options
         };
         let header = SegmentHeader {
             source: *self.tuple.local.ip(),

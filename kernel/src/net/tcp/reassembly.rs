@@ -30,6 +30,9 @@ pub(crate) enum ReassemblyError {
 pub(crate) struct Reassembly {
     blocks: Vec<Block>,
     bytes: usize,
+    /// Where the most recently queued data starts (the first SACK block must contain it,
+    /// RFC 2018 section 4).
+    latest: SeqNum,
 }
 
 impl Reassembly {
@@ -63,6 +66,7 @@ impl Reassembly {
             return Ok(0);
         }
         let end = start + data.len() as u32;
+        self.latest = start;
         // Blocks that overlap or touch [start, end) are merged with the new data.
         let first = self
             .blocks
@@ -138,6 +142,32 @@ impl Reassembly {
             }
         }
         None
+    }
+
+    /// Up to `limit` SACK blocks (RFC 2018 section 4): the block holding the most recently
+    /// received data first, then the others in sequence order.
+    pub(crate) fn sack_blocks(&self, limit: usize, out: &mut [(u32, u32); 4]) -> u8 {
+        let limit = limit.min(out.len());
+        let mut count = 0;
+        let recent = self
+            .blocks
+            .iter()
+            .position(|block| self.latest.in_window(block.start, block.data.len() as u32));
+        if let Some(index) = recent {
+            let block = &self.blocks[index];
+            out[0] = (block.start.0, block.end().0);
+            count = 1;
+        }
+        for (index, block) in self.blocks.iter().enumerate() {
+            if count >= limit {
+                break;
+            }
+            if Some(index) != recent {
+                out[count] = (block.start.0, block.end().0);
+                count += 1;
+            }
+        }
+        count as u8
     }
 
     /// The blocks as (left, right) edges.

@@ -207,6 +207,20 @@ fn write_options(out: &mut Vec<u8>, options: &SegmentOptions) {
     if let Some(shift) = options.window_scale {
         out.extend_from_slice(&[OPTION_NOP, OPTION_WINDOW_SCALE, 3, shift]);
     }
+    let blocks = &options.sack_blocks
+        [..usize::from(options.sack_block_count).min(options.sack_blocks.len())];
+    if !blocks.is_empty() {
+        out.extend_from_slice(&[
+            OPTION_NOP,
+            OPTION_NOP,
+            OPTION_SACK,
+            2 + 8 * blocks.len() as u8,
+        ]);
+        for (left, right) in blocks {
+            out.extend_from_slice(&left.to_be_bytes());
+            out.extend_from_slice(&right.to_be_bytes());
+        }
+    }
 }
 
 /// The Internet checksum of a TCP segment with its IPv4 pseudo-header (RFC 9293 section 3.1).
@@ -287,6 +301,37 @@ mod tests {
         assert_eq!(repr.max_seg_size, Some(1460));
         assert_eq!(repr.window_scale, Some(7));
         assert!(repr.sack_permitted);
+    }
+
+    #[test]
+    fn sack_blocks_round_trip() {
+        let mut options = SegmentOptions {
+            timestamp: Some((1, 2)),
+            sack_block_count: 3,
+            ..SegmentOptions::default()
+        };
+        options.sack_blocks[..3].copy_from_slice(&[(10, 20), (30, 40), (u32::MAX - 5, 3)]);
+        let header = sample_header(options, ACK);
+        let mut out = Vec::new();
+        write(&mut out, &header, (&[], &[]));
+        assert_eq!(
+            out.len(),
+            HEADER_LENGTH + 40,
+            "three blocks and a timestamp fill the options"
+        );
+        assert_eq!(parse(&out).unwrap().options, options);
+        let packet = TcpPacket::new_checked(&out[..]).unwrap();
+        let source = IpAddress::Ipv4(header.source);
+        let destination = IpAddress::Ipv4(header.destination);
+        let repr = TcpRepr::parse(
+            &packet,
+            &source,
+            &destination,
+            &ChecksumCapabilities::default(),
+        )
+        .unwrap();
+        assert_eq!(repr.sack_ranges[0], Some((10, 20)));
+        assert_eq!(repr.sack_ranges[2], Some((u32::MAX - 5, 3)));
     }
 
     #[test]

@@ -238,3 +238,49 @@ fn output_can_be_drained_in_parts() {
     assert_eq!(harness.expect().sequence, iss + 1 + 3 * 1460);
     assert_eq!(sequences, [iss + 1, iss + 1 + 1460, iss + 1 + 2 * 1460]);
 }
+
+#[test]
+fn out_of_order_data_is_reported_in_sack_blocks() {
+    let config = TcpConfig {
+        sack_permitted: true,
+        timestamps: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).sack_permitted().timestamp(1, 0));
+    let syn_ack = harness.expect();
+    assert!(syn_ack.options.sack_permitted);
+    let iss = syn_ack.sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(2, 0));
+    harness.layer.accept(listener).unwrap();
+    harness.inject(
+        Inbound::new(ACK, 1011, iss + 1)
+            .timestamp(3, 0)
+            .payload(&[1; 10]),
+    );
+    let first = harness.expect();
+    first.assert(ACK, iss + 1, 1001);
+    assert_eq!(first.options.sack_block_count, 1);
+    assert_eq!(first.options.sack_blocks[0], (1011, 1021));
+    harness.inject(
+        Inbound::new(ACK, 1031, iss + 1)
+            .timestamp(4, 0)
+            .payload(&[1; 10]),
+    );
+    let second = harness.expect();
+    // The block of the latest segment comes first (RFC 2018 section 4).
+    assert_eq!(second.options.sack_block_count, 2);
+    assert_eq!(
+        &second.options.sack_blocks[..2],
+        &[(1031, 1041), (1011, 1021)]
+    );
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .timestamp(5, 0)
+            .payload(&[1; 10]),
+    );
+    let third = harness.expect();
+    third.assert(ACK, iss + 1, 1021);
+    assert_eq!(third.options.sack_blocks[..1], [(1031, 1041)]);
+}
