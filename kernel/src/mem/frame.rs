@@ -184,4 +184,44 @@ mod tests {
         let allocator = FrameAllocator::new(&map(&[(0, 0x2000), (0x10_0000, 0x30_0000)]), 0);
         assert_eq!(allocator.largest_free_range(), 0x20_0000);
     }
+
+    proptest::proptest! {
+        /// Random allocations from a random map never overlap, stay in usable memory above
+        /// the floor, honour their alignment, and account for every byte.
+        #[test]
+        fn random_allocations_are_disjoint_aligned_and_accounted(
+            holes in proptest::collection::vec((0u64..512, 1u64..64), 0..8),
+            requests in proptest::collection::vec((1u64..40, 0u32..6), 1..40),
+        ) {
+            let mut map = MemoryMap::new([Region {
+                start: 0,
+                end: 0x200_0000,
+                kind: RegionKind::Usable,
+            }])
+            .unwrap();
+            for (start, length) in holes {
+                map.reserve(start * 0x1_0000, (start + length) * 0x1_0000).unwrap();
+            }
+            let floor = 0x10_0000;
+            let mut allocator = FrameAllocator::new(&map, floor);
+            let mut given = std::vec::Vec::<FrameRun>::new();
+            let initial = allocator.free_bytes();
+            for (frames, alignment_shift) in requests {
+                let alignment = FRAME_SIZE << alignment_shift;
+                let before = allocator.free_bytes();
+                let Some(run) = allocator.allocate(frames, alignment) else { continue };
+                proptest::prop_assert_eq!(run.start % alignment, 0);
+                proptest::prop_assert!(run.start >= floor);
+                proptest::prop_assert!(map.usable(FRAME_SIZE).any(|region| region.start <= run.start && run.end() <= region.end));
+                for other in &given {
+                    proptest::prop_assert!(run.end() <= other.start || other.end() <= run.start);
+                }
+                // The run leaves the free pool; an alignment gap may be dropped, never reused.
+                proptest::prop_assert!(allocator.free_bytes() <= before - run.bytes());
+                given.push(run);
+            }
+            let used: u64 = given.iter().map(FrameRun::bytes).sum();
+            proptest::prop_assert!(allocator.free_bytes() + used <= initial);
+        }
+    }
 }

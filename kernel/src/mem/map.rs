@@ -321,4 +321,49 @@ mod tests {
         assert_eq!(RegionKind::from_e820(5), RegionKind::Defective);
         assert_eq!(RegionKind::from_e820(77), RegionKind::Reserved);
     }
+
+    fn any_kind() -> impl proptest::strategy::Strategy<Value = RegionKind> {
+        proptest::sample::select(vec![
+            RegionKind::Usable,
+            RegionKind::AcpiReclaimable,
+            RegionKind::AcpiNvs,
+            RegionKind::Reserved,
+            RegionKind::Defective,
+        ])
+    }
+
+    proptest::proptest! {
+        /// Whatever the firmware hands over, the map is sorted, disjoint, non-empty and
+        /// merged, and every address has the most restrictive kind of the entries covering it.
+        #[test]
+        fn normalised_map_keeps_the_strictest_kind_of_every_address(
+            entries in proptest::collection::vec((0u64..64, 0u64..16, any_kind()), 0..24),
+            probes in proptest::collection::vec(0u64..80, 16),
+        ) {
+            let regions: std::vec::Vec<Region> = entries
+                .iter()
+                .map(|&(start, length, kind)| Region::from_base_length(start * 0x1000, length * 0x1000, kind))
+                .collect();
+            let map = MemoryMap::new(regions.iter().copied()).unwrap();
+            for pair in map.regions().windows(2) {
+                proptest::prop_assert!(pair[0].end <= pair[1].start);
+                proptest::prop_assert!(pair[0].end < pair[1].start || pair[0].kind != pair[1].kind);
+            }
+            proptest::prop_assert!(map.regions().iter().all(|region| !region.is_empty()));
+            for probe in probes {
+                let address = probe * 0x1000 + 0x800;
+                let expected = regions
+                    .iter()
+                    .filter(|region| region.start <= address && address < region.end)
+                    .map(|region| region.kind)
+                    .max();
+                let found = map
+                    .regions()
+                    .iter()
+                    .find(|region| region.start <= address && address < region.end)
+                    .map(|region| region.kind);
+                proptest::prop_assert_eq!(found, expected);
+            }
+        }
+    }
 }
