@@ -263,10 +263,13 @@ fn forward_lines(
     })
 }
 
-/// Kills `qemu/run` and QEMU with it: the whole process group.
+/// Kills `qemu/run` and QEMU with it: the whole process group (with bash's builtin `kill`,
+/// which `qemu/run` needs anyway, so no procps is required).
 fn kill_group(child: &mut Child) {
-    let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let group = child.id().to_string();
+    let _ = Command::new("bash")
+        .args(["-c", "kill -KILL -- \"-$1\"", "kill", &group])
+        .status();
     let _ = child.kill();
 }
 
