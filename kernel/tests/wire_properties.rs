@@ -1,4 +1,4 @@
-//! Property tests of the lower layers: parsers never panic on any bytes, what we write parses back, and the ARP cache keeps its bounds and its order.
+//! Property tests of the lower layers: parsers never panic on any bytes, what we write parses back, the ARP cache keeps its bounds and its order, and an interface takes any frame.
 
 use std::net::Ipv4Addr;
 
@@ -8,7 +8,9 @@ use unisock_kernel::net::arp::{self, ArpCache, ArpMessage};
 use unisock_kernel::net::counters::DropReason;
 use unisock_kernel::net::ethernet;
 use unisock_kernel::net::icmp;
+use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::{self, Ipv4Config};
+use unisock_kernel::net::tcp::{CoreId, TcpConfig, TcpLayer};
 use unisock_kernel::time::Instant;
 
 const CONFIG: Ipv4Config = Ipv4Config {
@@ -173,6 +175,106 @@ proptest! {
                 prop_assert!(deadline > now || cache.resolution_count() > 0);
             }
         }
+    }
+}
+
+/// A frame that reaches past the Ethernet check: to us, IPv4 or ARP, then anything; or,
+/// with a valid IPv4 header, a payload for ICMP or TCP (with a valid TCP checksum).
+fn frame_for_us() -> impl Strategy<Value = Vec<u8>> {
+    let raw = proptest::collection::vec(any::<u8>(), 0..200);
+    let behind_header = (
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(arp, body)| {
+            let mut frame = vec![0u8; ethernet::HEADER_LEN];
+            let ethertype = if arp {
+                EthernetProtocol::Arp
+            } else {
+                EthernetProtocol::Ipv4
+            };
+            ethernet::write_header(
+                &mut frame,
+                EthernetAddress([2, 0, 0, 0, 0, 9]),
+                US,
+                ethertype,
+            );
+            frame.extend_from_slice(&body);
+            frame
+        });
+    let ip_payload = (
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..120),
+    )
+        .prop_map(|(tcp, mut payload)| {
+            let source = Ipv4Addr::new(10, 0, 0, 9);
+            let protocol = if tcp {
+                IpProtocol::Tcp
+            } else {
+                IpProtocol::Icmp
+            };
+            if tcp && payload.len() >= 20 {
+                payload[12] = (5 + payload[12] % 11) << 4;
+                let mut segment = smoltcp::wire::TcpPacket::new_unchecked(&mut payload[..]);
+                segment.fill_checksum(
+                    &smoltcp::wire::IpAddress::Ipv4(source),
+                    &smoltcp::wire::IpAddress::Ipv4(CONFIG.address),
+                );
+            }
+            let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + payload.len()];
+            let packet = ethernet::write_header(
+                &mut frame,
+                EthernetAddress([2, 0, 0, 0, 0, 9]),
+                US,
+                EthernetProtocol::Ipv4,
+            );
+            ipv4::write_header(packet, source, CONFIG.address, protocol, payload.len())
+                .copy_from_slice(&payload);
+            frame
+        });
+    prop_oneof![raw, behind_header, ip_payload]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Any sequence of frames: no panic, every frame either used or dropped under one reason,
+    /// and what the interface sends back is well-formed Ethernet from us.
+    #[test]
+    fn an_interface_takes_any_frame(frames in proptest::collection::vec(frame_for_us(), 1..40)) {
+        let tcp = TcpLayer::new(TcpConfig::default(), CoreId(0), [3; 16]).into_shared();
+        let config = InterfaceConfig { hardware_address: US, ipv4: CONFIG };
+        let mut interface = Interface::new(config, tcp.clone(), Instant::ZERO);
+        tcp.borrow_mut()
+            .listen(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 8)
+            .unwrap();
+        let mut now = Instant::ZERO;
+        for frame in &frames {
+            now = now + std::time::Duration::from_millis(7);
+            interface.receive(now, frame);
+            let mut sent: Vec<Vec<u8>> = Vec::new();
+            interface.poll(now, &mut sent);
+            for reply in sent {
+                let parsed = smoltcp::wire::EthernetFrame::new_checked(&reply[..]).unwrap();
+                prop_assert_eq!(parsed.src_addr(), US);
+            }
+        }
+        let counters = interface.counters();
+        prop_assert_eq!(counters.frames_received, frames.len() as u64);
+        prop_assert_eq!(
+            counters.frames_received,
+            counters.frames_accepted + counters.frames_dropped
+        );
+        prop_assert_eq!(
+            counters.frames_dropped,
+            counters.drops_by_reason().map(|(_, count)| count).sum::<u64>()
+                - counters.drops(DropReason::TransmitQueueFull)
+                - counters.drops(DropReason::ArpQueueFull)
+                - counters.drops(DropReason::ArpResolutionFailed)
+                - counters.drops(DropReason::TransmitNoRoute)
+                - counters.drops(DropReason::TransmitTooLarge)
+                - counters.drops(DropReason::TransmitBadSource)
+        );
     }
 }
 
