@@ -2,10 +2,12 @@
 
 pub mod arp;
 pub mod counters;
+pub mod dispatch;
 pub mod ethernet;
 pub mod icmp;
 pub mod interface;
 pub mod ipv4;
+pub mod partition;
 pub mod rfd;
 pub mod rss;
 pub mod tcp;

@@ -1,0 +1,115 @@
+//! A first look at a received frame, just deep enough to route it to a core: the ethertype, and for TCP the ports and flags; it validates nothing the owner's stack checks again.
+
+use core::net::SocketAddrV4;
+
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket,
+};
+
+use crate::net::rfd::{FourTuple, InboundSegment};
+
+/// ICMP types that quote the packet that caused them (RFC 792): destination unreachable,
+/// time exceeded, parameter problem.
+const ICMP_QUOTING_TYPES: [u8; 3] = [3, 11, 12];
+
+/// The addresses and flags of a received TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSummary {
+    pub source: SocketAddrV4,
+    pub destination: SocketAddrV4,
+    pub syn: bool,
+    pub ack: bool,
+}
+
+impl TcpSummary {
+    /// The connection from our side: local is the destination.
+    pub fn tuple(&self) -> FourTuple {
+        FourTuple {
+            local: self.destination,
+            remote: self.source,
+        }
+    }
+
+    pub fn inbound(&self) -> InboundSegment {
+        InboundSegment::new(self.source, self.destination)
+    }
+
+    /// A SYN without ACK: the first segment of a connection a peer opens.
+    pub fn opens_connection(&self) -> bool {
+        self.syn && !self.ack
+    }
+}
+
+/// What a frame is, as far as routing it to a core goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameSummary {
+    Tcp(TcpSummary),
+    Arp,
+    /// An ICMP error quoting a TCP segment we sent: the connection it is about, as a segment
+    /// from the peer would name it.
+    IcmpErrorAboutTcp(InboundSegment),
+    /// Anything else (ICMP echo, malformed frames, other protocols): handled where it arrived.
+    Other,
+}
+
+impl FrameSummary {
+    pub fn of(frame: &[u8]) -> FrameSummary {
+        let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+            return FrameSummary::Other;
+        };
+        match ethernet.ethertype() {
+            EthernetProtocol::Arp => FrameSummary::Arp,
+            EthernetProtocol::Ipv4 => summarize_ipv4(ethernet.payload()),
+            _ => FrameSummary::Other,
+        }
+    }
+}
+
+fn summarize_ipv4(bytes: &[u8]) -> FrameSummary {
+    let Ok(packet) = Ipv4Packet::new_checked(bytes) else {
+        return FrameSummary::Other;
+    };
+    if packet.more_frags() || packet.frag_offset() != 0 {
+        return FrameSummary::Other;
+    }
+    match packet.next_header() {
+        IpProtocol::Tcp => {
+            let Ok(segment) = TcpPacket::new_checked(packet.payload()) else {
+                return FrameSummary::Other;
+            };
+            FrameSummary::Tcp(TcpSummary {
+                source: SocketAddrV4::new(packet.src_addr(), segment.src_port()),
+                destination: SocketAddrV4::new(packet.dst_addr(), segment.dst_port()),
+                syn: segment.syn(),
+                ack: segment.ack(),
+            })
+        }
+        IpProtocol::Icmp => summarize_icmp_error(packet.payload()).unwrap_or(FrameSummary::Other),
+        _ => FrameSummary::Other,
+    }
+}
+
+/// The quoted header of an ICMP error about TCP: IPv4 header plus the first 8 bytes of the
+/// segment, whose first 4 are the ports (RFC 792).
+fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
+    let message = Icmpv4Packet::new_checked(bytes).ok()?;
+    if !ICMP_QUOTING_TYPES.contains(&u8::from(message.msg_type())) {
+        return None;
+    }
+    let quoted = message.data();
+    let quoted_header = Ipv4Packet::new_unchecked(quoted);
+    let header_len = usize::from(*quoted.first()? & 0x0f) * 4;
+    if header_len < 20
+        || quoted.len() < header_len + 4
+        || quoted_header.next_header() != IpProtocol::Tcp
+    {
+        return None;
+    }
+    let ports = &quoted[header_len..header_len + 4];
+    let our_port = u16::from_be_bytes([ports[0], ports[1]]);
+    let peer_port = u16::from_be_bytes([ports[2], ports[3]]);
+    Some(FrameSummary::IcmpErrorAboutTcp(InboundSegment::new(
+        SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
+        SocketAddrV4::new(quoted_header.src_addr(), our_port),
+    )))
+}

@@ -1,0 +1,813 @@
+//! A multi-core appliance on the host: one thread per core, each with its own load generator, over a simulated multi-queue NIC that steers by the port-only Toeplitz hash (or at random).
+//!
+//! Thread `i` runs core `i` of the appliance (a partitioned [`CoreDispatcher`] or a
+//! [`SharedCore`] over the one locked table set), that core's application (an HTTP-like server
+//! on port 80 and a client of the backends, like the proxy), and two peer machines: client
+//! host `i` (10.0.1.i+1), which opens connections to the appliance, and backend host `i`
+//! (10.0.2.i+1), which answers the appliance's connections. Each request carries its own
+//! pattern and each response is a function of the request, so every byte is checked.
+//! Frames cross threads only through the NIC queues (std channels) and the appliance's rings.
+
+#![allow(dead_code)] // the tests and the benchmark each use their own part
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use smoltcp::wire::EthernetAddress;
+use unisock_kernel::net::interface::{Interface, InterfaceConfig};
+use unisock_kernel::net::ipv4::Ipv4Config;
+use unisock_kernel::net::partition::{
+    CoreDispatcher, GlobalListenTable, PartitionCounters, RingFrame, ServedPort, SharedCore,
+    SharedTables, StackMode,
+};
+use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
+use unisock_kernel::net::rss::{IndirectionTable, RssKey, ToeplitzTable};
+use unisock_kernel::net::tcp::{SocketError, SocketHandle, TcpConfig, TcpCounters, TcpLayer};
+use unisock_kernel::socket::SharedTcpLayer;
+use unisock_kernel::sync::mesh::RingMesh;
+use unisock_kernel::time::Instant;
+
+pub const SERVICE_PORT: u16 = 80;
+pub const BACKEND_PORT: u16 = 8080;
+pub const APPLIANCE_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const APPLIANCE_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+const RING_CAPACITY: usize = 1024;
+
+pub fn client_address(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 1, index as u8 + 1)
+}
+
+pub fn backend_address(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 2, index as u8 + 1)
+}
+
+fn client_mac(index: usize) -> EthernetAddress {
+    EthernetAddress([0x02, 0, 0, 1, 0, index as u8 + 1])
+}
+
+fn backend_mac(index: usize) -> EthernetAddress {
+    EthernetAddress([0x02, 0, 0, 2, 0, index as u8 + 1])
+}
+
+/// How the simulated NIC picks the receive queue of a frame sent to the appliance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steering {
+    /// RSS: Toeplitz with the port-only key, then the port-XOR indirection table; the same
+    /// that Receive Flow Deliver assumes. Non-TCP frames go to queue 0.
+    Rss,
+    /// Every frame to a random queue: only software RFD keeps connections on their owner.
+    Random,
+}
+
+/// One core's worker stops serving the service port after accepting `after_accepts`
+/// connections (0: it never listens).
+#[derive(Clone, Copy, Debug)]
+pub struct StoppedWorker {
+    pub core: usize,
+    pub after_accepts: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub cores: usize,
+    pub mode: StackMode,
+    pub steering: Steering,
+    /// Connections client host `i` opens to the appliance, for each `i`.
+    pub passive_per_core: usize,
+    /// Connections appliance core `i` opens to the backends, for each `i`.
+    pub active_per_core: usize,
+    /// Connections in flight at once per client (client host or appliance core).
+    pub concurrency: usize,
+    pub request_len: usize,
+    pub response_len: usize,
+    pub stopped_worker: Option<StoppedWorker>,
+    /// Wall-clock time after which the run gives up (`None`: run until `duration`).
+    pub time_limit: Duration,
+    /// For the benchmark: run this long and count, instead of a fixed number of connections.
+    pub duration: Option<Duration>,
+    pub seed: u64,
+}
+
+impl Scenario {
+    pub fn new(cores: usize, mode: StackMode, steering: Steering) -> Scenario {
+        Scenario {
+            cores,
+            mode,
+            steering,
+            passive_per_core: 400,
+            active_per_core: 200,
+            concurrency: 64,
+            request_len: 200,
+            response_len: 700,
+            stopped_worker: None,
+            time_limit: Duration::from_secs(60),
+            duration: None,
+            seed: 1,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub completed_passive: u64,
+    pub completed_active: u64,
+    /// Every connection that failed, with why.
+    pub failures: Vec<String>,
+    pub per_core: Vec<PartitionCounters>,
+    pub appliance_tcp: Vec<TcpCounters>,
+    pub accepted_per_core: Vec<u64>,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+}
+
+impl Outcome {
+    pub fn total(&self) -> PartitionCounters {
+        let mut total = PartitionCounters::default();
+        for counters in &self.per_core {
+            total += *counters;
+        }
+        total
+    }
+}
+
+/// The appliance's core, in either mode.
+enum ApplianceCore {
+    Partitioned(CoreDispatcher),
+    Shared(SharedCore),
+}
+
+impl ApplianceCore {
+    fn with_layer<R>(&self, action: impl FnOnce(&mut TcpLayer) -> R) -> R {
+        match self {
+            ApplianceCore::Partitioned(dispatcher) => action(&mut dispatcher.tcp().borrow_mut()),
+            ApplianceCore::Shared(core) => action(&mut core.tables().lock()),
+        }
+    }
+
+    fn on_frame_from_nic(&mut self, now: Instant, frame: &[u8]) {
+        match self {
+            ApplianceCore::Partitioned(dispatcher) => dispatcher.on_frame_from_nic(now, frame),
+            ApplianceCore::Shared(core) => core.on_frame_from_nic(now, frame),
+        }
+    }
+
+    fn drain_inbound(&mut self, now: Instant) -> usize {
+        match self {
+            ApplianceCore::Partitioned(dispatcher) => dispatcher.drain_inbound(now),
+            ApplianceCore::Shared(core) => core.drain_inbound(now),
+        }
+    }
+
+    fn poll(&mut self, now: Instant, sink: &mut Vec<Vec<u8>>) {
+        match self {
+            ApplianceCore::Partitioned(dispatcher) => dispatcher.poll(now, sink),
+            ApplianceCore::Shared(core) => core.poll(now, sink),
+        }
+    }
+
+    fn counters(&self) -> PartitionCounters {
+        match self {
+            ApplianceCore::Partitioned(dispatcher) => *dispatcher.counters(),
+            ApplianceCore::Shared(core) => *core.counters(),
+        }
+    }
+}
+
+/// The simulated NIC and the wire behind it.
+struct Wire {
+    steering: Steering,
+    table: IndirectionTable,
+    hasher: ToeplitzTable,
+    queues: Vec<Sender<Vec<u8>>>,
+    clients: Vec<Sender<Vec<u8>>>,
+    backends: Vec<Sender<Vec<u8>>>,
+}
+
+impl Wire {
+    /// Puts a frame on the wire; `random` draws the queue under random steering.
+    fn send(&self, frame: Vec<u8>, from_appliance: bool, random: &mut u64) {
+        let destination = &frame[..6];
+        if destination == APPLIANCE_MAC.0 || (destination == [0xff; 6] && !from_appliance) {
+            let queue = self.queue_for(&frame, random);
+            let _ = self.queues[queue].send(frame);
+        } else if destination == [0xff; 6] {
+            for peer in self.clients.iter().chain(&self.backends) {
+                let _ = peer.send(frame.clone());
+            }
+        } else if destination[..3] == [0x02, 0, 0] && destination[4] == 0 {
+            let index = usize::from(destination[5]) - 1;
+            let peers = match destination[3] {
+                1 => &self.clients,
+                _ => &self.backends,
+            };
+            if let Some(peer) = peers.get(index) {
+                let _ = peer.send(frame);
+            }
+        }
+    }
+
+    fn queue_for(&self, frame: &[u8], random: &mut u64) -> usize {
+        if self.steering == Steering::Random {
+            *random = mix(random.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            return (*random % self.queues.len() as u64) as usize;
+        }
+        // Ethernet 14 + IPv4 20 (we send no options) + TCP ports.
+        let is_tcp = frame.len() >= 38 && frame[12..14] == [0x08, 0x00] && frame[23] == 6;
+        if !is_tcp {
+            return 0;
+        }
+        let source = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+        let source_port = u16::from_be_bytes([frame[34], frame[35]]);
+        let destination_port = u16::from_be_bytes([frame[36], frame[37]]);
+        let hash = self
+            .hasher
+            .hash_ipv4_tcp(source, destination, source_port, destination_port);
+        self.table.queue_for_hash(hash).index()
+    }
+}
+
+fn mix(value: u64) -> u64 {
+    let mut z = value;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The request of connection `id`: its id, then a pattern.
+fn request_bytes(id: u64, length: usize) -> Vec<u8> {
+    let mut bytes: Vec<u8> = (0..length as u64)
+        .map(|offset| (mix(id ^ (offset / 8)) >> (offset % 8 * 8)) as u8)
+        .collect();
+    let header = id.to_le_bytes();
+    let header_len = header.len().min(length);
+    bytes[..header_len].copy_from_slice(&header[..header_len]);
+    bytes
+}
+
+/// The response to `request`: every byte depends on the request, so a mixed-up connection shows.
+fn response_bytes(request: &[u8], length: usize) -> Vec<u8> {
+    (0..length)
+        .map(|offset| request[offset % request.len()].rotate_left(3) ^ (offset as u8))
+        .collect()
+}
+
+fn tcp_config() -> TcpConfig {
+    TcpConfig {
+        time_wait: Duration::from_secs(2),
+        ..TcpConfig::default()
+    }
+}
+
+fn interface(
+    address: Ipv4Addr,
+    hardware_address: EthernetAddress,
+    tcp: SharedTcpLayer,
+    now: Instant,
+) -> Interface {
+    let config = InterfaceConfig {
+        hardware_address,
+        ipv4: Ipv4Config {
+            address,
+            prefix_len: 16,
+            gateway: None,
+        },
+    };
+    Interface::new(config, tcp, now)
+}
+
+/// A connection a client opened, from SYN to end of stream.
+struct ClientConnection {
+    handle: SocketHandle,
+    request: Vec<u8>,
+    written: usize,
+    response: Vec<u8>,
+}
+
+/// Opens up to `concurrency` connections at once, `total` in all (or without end), each
+/// sending its request and checking the response.
+struct Client {
+    remotes: Vec<SocketAddrV4>,
+    next_remote: usize,
+    id_base: u64,
+    opened: u64,
+    total: Option<u64>,
+    concurrency: usize,
+    request_len: usize,
+    response_len: usize,
+    connections: Vec<ClientConnection>,
+    completed: u64,
+    failures: Vec<String>,
+}
+
+impl Client {
+    fn done(&self) -> bool {
+        self.total.is_some_and(|total| self.opened >= total) && self.connections.is_empty()
+    }
+
+    /// One turn; true if anything moved.
+    fn step(&mut self, layer: &mut TcpLayer, open_more: bool) -> bool {
+        let mut progress = false;
+        while open_more
+            && self.connections.len() < self.concurrency
+            && self.total.is_none_or(|total| self.opened < total)
+        {
+            let remote = self.remotes[self.next_remote % self.remotes.len()];
+            self.next_remote += 1;
+            let id = self.id_base + self.opened;
+            match layer.connect(remote, None) {
+                Ok(handle) => {
+                    self.opened += 1;
+                    self.connections.push(ClientConnection {
+                        handle,
+                        request: request_bytes(id, self.request_len),
+                        written: 0,
+                        response: Vec::with_capacity(self.response_len),
+                    });
+                    progress = true;
+                }
+                Err(error) => {
+                    self.opened += 1;
+                    self.failures
+                        .push(format!("connect {id} to {remote}: {error:?}"));
+                }
+            }
+        }
+        let mut index = 0;
+        let mut buffer = [0u8; 4096];
+        while index < self.connections.len() {
+            let connection = &mut self.connections[index];
+            match drive_client(layer, connection, &mut buffer, self.response_len) {
+                Ok(false) => index += 1,
+                Ok(true) => {
+                    let connection = self.connections.swap_remove(index);
+                    let expected = response_bytes(&connection.request, self.response_len);
+                    if connection.response == expected {
+                        self.completed += 1;
+                    } else {
+                        self.failures.push(format!(
+                            "connection {:?}: wrong response",
+                            connection.handle
+                        ));
+                    }
+                    let _ = layer.close(connection.handle);
+                    progress = true;
+                }
+                Err(error) => {
+                    let connection = self.connections.swap_remove(index);
+                    self.failures
+                        .push(format!("connection {:?}: {error:?}", connection.handle));
+                    let _ = layer.abort(connection.handle);
+                    progress = true;
+                }
+            }
+        }
+        progress
+    }
+}
+
+/// Ok(true) at end of stream.
+fn drive_client(
+    layer: &mut TcpLayer,
+    connection: &mut ClientConnection,
+    buffer: &mut [u8],
+    response_len: usize,
+) -> Result<bool, SocketError> {
+    let readiness = layer.readiness(connection.handle)?;
+    if let Some(error) = readiness.error {
+        return Err(error);
+    }
+    if !readiness.connected {
+        return Ok(false);
+    }
+    while connection.written < connection.request.len() {
+        match layer.write(connection.handle, &connection.request[connection.written..]) {
+            Ok(count) => connection.written += count,
+            Err(SocketError::WouldBlock) => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+    loop {
+        match layer.read(connection.handle, buffer) {
+            Ok(0) => return Ok(true),
+            Ok(count) => {
+                connection.response.extend_from_slice(&buffer[..count]);
+                if connection.response.len() > response_len {
+                    return Err(SocketError::InvalidArgument);
+                }
+            }
+            Err(SocketError::WouldBlock) => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// An accepted connection: read the whole request, answer, close.
+struct ServerConnection {
+    handle: SocketHandle,
+    request: Vec<u8>,
+    response: Option<(Vec<u8>, usize)>,
+}
+
+struct Server {
+    request_len: usize,
+    response_len: usize,
+    connections: Vec<ServerConnection>,
+    accepted: u64,
+    failures: Vec<String>,
+}
+
+impl Server {
+    fn new(request_len: usize, response_len: usize) -> Server {
+        Server {
+            request_len,
+            response_len,
+            connections: Vec::new(),
+            accepted: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, layer: &mut TcpLayer, listener: Option<SocketHandle>) -> bool {
+        let mut progress = false;
+        if let Some(listener) = listener {
+            while let Ok(handle) = layer.accept(listener) {
+                self.accepted += 1;
+                self.connections.push(ServerConnection {
+                    handle,
+                    request: Vec::with_capacity(self.request_len),
+                    response: None,
+                });
+                progress = true;
+            }
+        }
+        let mut index = 0;
+        let mut buffer = [0u8; 4096];
+        while index < self.connections.len() {
+            match self.drive(layer, index, &mut buffer) {
+                Ok(false) => index += 1,
+                Ok(true) => {
+                    let connection = self.connections.swap_remove(index);
+                    let _ = layer.close(connection.handle);
+                    progress = true;
+                }
+                Err(error) => {
+                    let connection = self.connections.swap_remove(index);
+                    self.failures.push(format!(
+                        "server connection {:?}: {error:?}",
+                        connection.handle
+                    ));
+                    let _ = layer.abort(connection.handle);
+                    progress = true;
+                }
+            }
+        }
+        progress
+    }
+
+    /// Ok(true) once the whole response is queued.
+    fn drive(
+        &mut self,
+        layer: &mut TcpLayer,
+        index: usize,
+        buffer: &mut [u8],
+    ) -> Result<bool, SocketError> {
+        let connection = &mut self.connections[index];
+        while connection.response.is_none() {
+            let wanted = self.request_len - connection.request.len();
+            let limit = wanted.min(buffer.len());
+            match layer.read(connection.handle, &mut buffer[..limit]) {
+                Ok(0) => return Err(SocketError::NotConnected),
+                Ok(count) => {
+                    connection.request.extend_from_slice(&buffer[..count]);
+                    if connection.request.len() == self.request_len {
+                        connection.response =
+                            Some((response_bytes(&connection.request, self.response_len), 0));
+                    }
+                }
+                Err(SocketError::WouldBlock) => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        let Some((response, sent)) = connection.response.as_mut() else {
+            return Ok(false);
+        };
+        while *sent < response.len() {
+            match layer.write(connection.handle, &response[*sent..]) {
+                Ok(count) => *sent += count,
+                Err(SocketError::WouldBlock) => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A peer machine: its interface, its layer, and its inbox on the wire.
+struct Peer {
+    interface: Interface,
+    tcp: SharedTcpLayer,
+    inbox: Receiver<Vec<u8>>,
+}
+
+impl Peer {
+    fn new(
+        address: Ipv4Addr,
+        mac: EthernetAddress,
+        secret: u8,
+        inbox: Receiver<Vec<u8>>,
+        now: Instant,
+    ) -> Peer {
+        let tcp = TcpLayer::new(tcp_config(), CoreId(0), [secret; 16]).into_shared();
+        Peer {
+            interface: interface(address, mac, tcp.clone(), now),
+            tcp,
+            inbox,
+        }
+    }
+
+    /// Receives what arrived and transmits what is ready; true if anything moved.
+    fn turn(
+        &mut self,
+        now: Instant,
+        wire: &Wire,
+        random: &mut u64,
+        sink: &mut Vec<Vec<u8>>,
+    ) -> bool {
+        let mut moved = false;
+        while let Ok(frame) = self.inbox.try_recv() {
+            self.interface.receive(now, &frame);
+            moved = true;
+        }
+        self.interface.poll(now, sink);
+        for frame in sink.drain(..) {
+            wire.send(frame, false, random);
+            moved = true;
+        }
+        moved
+    }
+}
+
+/// The appliance's listener on one core, as the mode and the scenario have it.
+enum ServiceListener {
+    Served(ServedPort),
+    Shared(SocketHandle),
+    Stopping(ServedPort),
+    None,
+}
+
+impl ServiceListener {
+    fn handle(&self) -> Option<SocketHandle> {
+        match self {
+            ServiceListener::Served(port) | ServiceListener::Stopping(port) => Some(port.handle()),
+            ServiceListener::Shared(handle) => Some(*handle),
+            ServiceListener::None => None,
+        }
+    }
+}
+
+/// Runs `scenario` to its end (all connections done, or `duration` elapsed, or the time limit).
+pub fn run(scenario: &Scenario) -> Outcome {
+    let cores = scenario.cores;
+    let start = std::time::Instant::now();
+    let now = move || Instant::from_nanos(start.elapsed().as_nanos() as u64);
+    let (queue_senders, queue_receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| channel()).unzip();
+    let (client_senders, client_receivers): (Vec<_>, Vec<_>) =
+        (0..cores).map(|_| channel()).unzip();
+    let (backend_senders, backend_receivers): (Vec<_>, Vec<_>) =
+        (0..cores).map(|_| channel()).unzip();
+    let rfd_config = RfdConfig {
+        backend_ports: vec![BACKEND_PORT],
+        ..RfdConfig::port_xor(cores).expect("rfd config")
+    };
+    let wire = Arc::new(Wire {
+        steering: scenario.steering,
+        table: rfd_config.indirection_table.clone(),
+        hasher: ToeplitzTable::new(RssKey::PORT_ONLY),
+        queues: queue_senders,
+        clients: client_senders,
+        backends: backend_senders,
+    });
+    let rfd = Arc::new(ReceiveFlowDeliver::new(rfd_config).expect("rfd"));
+    let listen_table = GlobalListenTable::new();
+    let shared_tables = (scenario.mode == StackMode::SharedTables).then(|| {
+        let mut layer = TcpLayer::new(tcp_config(), CoreId(0), [7; 16]);
+        let listener = layer
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVICE_PORT), 4096)
+            .expect("listen");
+        (SharedTables::new(layer, APPLIANCE_ADDRESS), listener)
+    });
+    let finished = Arc::new(AtomicUsize::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let rings = RingMesh::<RingFrame>::new(cores, RING_CAPACITY).into_cores();
+    let mut threads = Vec::new();
+    for (((index, rings), queue), (client_inbox, backend_inbox)) in rings
+        .into_iter()
+        .enumerate()
+        .zip(queue_receivers)
+        .zip(client_receivers.into_iter().zip(backend_receivers))
+    {
+        let scenario = scenario.clone();
+        let wire = wire.clone();
+        let rfd = rfd.clone();
+        let listen_table = listen_table.clone();
+        let shared_tables = shared_tables.clone();
+        let finished = finished.clone();
+        let give_up = give_up.clone();
+        threads.push(std::thread::spawn(move || {
+            let tcp = TcpLayer::new(tcp_config(), CoreId(index as u16), [7; 16]).into_shared();
+            let appliance_interface = interface(APPLIANCE_ADDRESS, APPLIANCE_MAC, tcp, now());
+            let mut appliance = match &shared_tables {
+                None => ApplianceCore::Partitioned(
+                    CoreDispatcher::new(
+                        appliance_interface,
+                        rfd,
+                        listen_table,
+                        rings,
+                        index as u16 * 7919,
+                    )
+                    .expect("dispatcher"),
+                ),
+                Some((tables, _)) => ApplianceCore::Shared(SharedCore::new(
+                    appliance_interface,
+                    tables.clone(),
+                    rings,
+                )),
+            };
+            let never_listens = scenario
+                .stopped_worker
+                .is_some_and(|stopped| stopped.core == index && stopped.after_accepts == 0);
+            let mut listener = match (&mut appliance, &shared_tables) {
+                (_, Some((_, handle))) => ServiceListener::Shared(*handle),
+                (_, None) if never_listens => ServiceListener::None,
+                (ApplianceCore::Partitioned(dispatcher), None) => ServiceListener::Served(
+                    dispatcher
+                        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVICE_PORT), 4096)
+                        .expect("listen"),
+                ),
+                (ApplianceCore::Shared(_), None) => ServiceListener::None,
+            };
+            let mut server = Server::new(scenario.request_len, scenario.response_len);
+            let total = |count: usize| scenario.duration.is_none().then_some(count as u64);
+            let mut proxy_client = Client {
+                remotes: (0..scenario.cores)
+                    .map(|backend| {
+                        SocketAddrV4::new(
+                            backend_address((index + backend) % scenario.cores),
+                            BACKEND_PORT,
+                        )
+                    })
+                    .collect(),
+                next_remote: 0,
+                id_base: (1 << 48) | (index as u64) << 32,
+                opened: 0,
+                total: total(scenario.active_per_core),
+                concurrency: scenario.concurrency,
+                request_len: scenario.request_len,
+                response_len: scenario.response_len,
+                connections: Vec::new(),
+                completed: 0,
+                failures: Vec::new(),
+            };
+            let mut client_host = Peer::new(
+                client_address(index),
+                client_mac(index),
+                11 + index as u8,
+                client_inbox,
+                now(),
+            );
+            let mut backend_host = Peer::new(
+                backend_address(index),
+                backend_mac(index),
+                111 + index as u8,
+                backend_inbox,
+                now(),
+            );
+            let backend_listener = backend_host
+                .tcp
+                .borrow_mut()
+                .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT), 4096)
+                .expect("backend listen");
+            let mut backend_server = Server::new(scenario.request_len, scenario.response_len);
+            let mut client = Client {
+                remotes: vec![SocketAddrV4::new(APPLIANCE_ADDRESS, SERVICE_PORT)],
+                next_remote: 0,
+                id_base: (index as u64) << 32,
+                opened: 0,
+                total: total(scenario.passive_per_core),
+                concurrency: scenario.concurrency,
+                request_len: scenario.request_len,
+                response_len: scenario.response_len,
+                connections: Vec::new(),
+                completed: 0,
+                failures: Vec::new(),
+            };
+            let mut random = scenario.seed ^ (index as u64) << 20;
+            let mut sink = Vec::new();
+            let mut reported_finished = false;
+            // Completions counted when the measuring window closed (benchmark runs).
+            let mut completed_in_window = None;
+            // The proxy side starts once the clients are under way, so ARP has settled.
+            let active_start = Duration::from_millis(20);
+            loop {
+                let now = now();
+                let mut moved = false;
+                let elapsed = start.elapsed();
+                let measuring = scenario.duration.is_none_or(|duration| elapsed < duration);
+                while let Ok(frame) = queue.try_recv() {
+                    appliance.on_frame_from_nic(now, &frame);
+                    moved = true;
+                }
+                moved |= appliance.drain_inbound(now) > 0;
+                moved |= appliance.with_layer(|layer| {
+                    let mut moved = server.step(layer, listener.handle());
+                    moved |= proxy_client.step(layer, measuring && elapsed >= active_start);
+                    moved
+                });
+                if let Some(stopped) = scenario
+                    .stopped_worker
+                    .filter(|stopped| stopped.core == index)
+                {
+                    listener = match listener {
+                        ServiceListener::Served(mut port)
+                            if server.accepted >= stopped.after_accepts as u64 =>
+                        {
+                            port.stop_serving();
+                            ServiceListener::Stopping(port)
+                        }
+                        ServiceListener::Stopping(port) if port.is_drained() => {
+                            ServiceListener::None
+                        }
+                        other => other,
+                    };
+                }
+                appliance.poll(now, &mut sink);
+                for frame in sink.drain(..) {
+                    wire.send(frame, true, &mut random);
+                    moved = true;
+                }
+                moved |= client_host.turn(now, &wire, &mut random, &mut sink);
+                moved |= client.step(&mut client_host.tcp.borrow_mut(), measuring);
+                moved |= backend_host.turn(now, &wire, &mut random, &mut sink);
+                moved |=
+                    backend_server.step(&mut backend_host.tcp.borrow_mut(), Some(backend_listener));
+                if !measuring && completed_in_window.is_none() {
+                    completed_in_window = Some((client.completed, proxy_client.completed));
+                }
+                let my_work_done = match scenario.duration {
+                    Some(duration) => elapsed >= duration,
+                    None => client.done() && proxy_client.done(),
+                };
+                if my_work_done && !reported_finished {
+                    reported_finished = true;
+                    finished.fetch_add(1, Ordering::AcqRel);
+                }
+                if finished.load(Ordering::Acquire) == scenario.cores {
+                    break;
+                }
+                if elapsed > scenario.time_limit {
+                    give_up.store(true, Ordering::Release);
+                }
+                if give_up.load(Ordering::Acquire) {
+                    break;
+                }
+                if !moved {
+                    std::thread::yield_now();
+                }
+            }
+            let mut failures = client.failures;
+            failures.extend(proxy_client.failures);
+            failures.extend(server.failures);
+            failures.extend(backend_server.failures);
+            let tcp_counters = appliance.with_layer(|layer| layer.counters().clone());
+            let (passive, active) =
+                completed_in_window.unwrap_or((client.completed, proxy_client.completed));
+            (
+                passive,
+                active,
+                failures,
+                appliance.counters(),
+                tcp_counters,
+                server.accepted,
+            )
+        }));
+    }
+    let mut outcome = Outcome::default();
+    for thread in threads {
+        let (passive, active, failures, counters, tcp_counters, accepted) =
+            thread.join().expect("core thread");
+        outcome.completed_passive += passive;
+        outcome.completed_active += active;
+        outcome.failures.extend(failures);
+        outcome.per_core.push(counters);
+        outcome.appliance_tcp.push(tcp_counters);
+        outcome.accepted_per_core.push(accepted);
+    }
+    outcome.elapsed = scenario.duration.unwrap_or_else(|| start.elapsed());
+    outcome.timed_out = give_up.load(Ordering::Acquire);
+    outcome
+}
