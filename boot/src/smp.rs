@@ -118,6 +118,12 @@ pub enum SmpError {
     Paging(PagingError),
 }
 
+/// CPUID.1:ECX bit 31, set by hypervisors (and by QEMU's TCG) for their guests.
+fn under_hypervisor() -> bool {
+    const HYPERVISOR_PRESENT: u32 = 1 << 31;
+    core::arch::x86_64::__cpuid(1).ecx & HYPERVISOR_PRESENT != 0
+}
+
 /// The stack top of AP slot `slot`.
 pub fn stack_top(slot: u32) -> u64 {
     STACK_TOPS[slot as usize].load(Ordering::Acquire)
@@ -166,7 +172,10 @@ pub fn start_application_processors(
     for &apic_id in &targets {
         apic.send_init(apic_id);
     }
-    clock::spin_micros(INIT_DELAY_MICROS);
+    if !under_hypervisor() {
+        // Virtual CPUs take INIT at once; real ones get the time the MP spec asks for.
+        clock::spin_micros(INIT_DELAY_MICROS);
+    }
     for _ in 0..2 {
         for &apic_id in &targets {
             apic.send_startup(apic_id, trampoline_page);
