@@ -2,7 +2,6 @@
 
 pub mod arp;
 pub mod counters;
-pub mod dispatch;
 pub mod ethernet;
 pub mod icmp;
 pub mod interface;
