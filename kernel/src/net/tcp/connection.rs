@@ -855,12 +855,11 @@ impl Connection {
                 return Outcome::Continue;
             }
             context.counters.resets_received += 1;
-            return match self.state {
-                TcpState::SynReceived => self.close_with_error(SocketError::ConnectionRefused),
-                TcpState::Closing | TcpState::LastAck => {
-                    self.close_with_error(SocketError::ConnectionReset)
-                }
-                _ => self.close_with_error(SocketError::ConnectionReset),
+            // SYN-RECEIVED of an active open: refused; every other state: reset.
+            return if self.state == TcpState::SynReceived {
+                self.close_with_error(SocketError::ConnectionRefused)
+            } else {
+                self.close_with_error(SocketError::ConnectionReset)
             };
         }
 
@@ -969,8 +968,8 @@ impl Connection {
             // Data after the peer's FIN is ignored (RFC 9293 section 3.10.7.4, seventh).
         }
 
-        // Eighth: FIN, once everything before it has arrived.
-        if segment.has(FIN) && !zero_window_probe {
+        // Eighth: FIN, once everything before it has arrived (a bare FIN needs no window).
+        if segment.has(FIN) {
             if self.fin_received {
                 // A retransmitted FIN: acknowledge it again.
                 self.ack_now = true;
@@ -978,9 +977,8 @@ impl Connection {
                 self.pending_fin = Some(fin_sequence);
             }
         }
-        let fin_in_order =
-            (segment.has(FIN) && !zero_window_probe && fin_sequence == self.receive_next)
-                || self.pending_fin == Some(self.receive_next);
+        let fin_in_order = (segment.has(FIN) && fin_sequence == self.receive_next)
+            || self.pending_fin == Some(self.receive_next);
         if fin_in_order && !self.fin_received && self.state != TcpState::SynReceived {
             return self.on_fin(context);
         }

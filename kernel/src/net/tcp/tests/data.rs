@@ -284,3 +284,22 @@ fn out_of_order_data_is_reported_in_sack_blocks() {
     third.assert(ACK, iss + 1, 1021);
     assert_eq!(third.options.sack_blocks[..1], [(1031, 1041)]);
 }
+
+#[test]
+fn fin_is_taken_even_when_the_window_is_closed() {
+    let config = TcpConfig {
+        receive_buffer_size: 10,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(&[7; 10]));
+    harness.advance(Duration::from_millis(40));
+    assert_eq!(harness.expect().window, 0);
+    harness.inject(Inbound::new(FIN | ACK, 1011, iss + 1));
+    harness.expect().assert(ACK, iss + 1, 1012);
+    assert_eq!(
+        harness.layer.state(connection),
+        Ok(crate::net::tcp::TcpState::CloseWait)
+    );
+}

@@ -12,19 +12,20 @@ use crate::socket::{SharedTcpLayer, TcpListener, TcpStream};
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-/// A tiny deterministic generator (xorshift64*) for loss and reordering.
+/// A tiny deterministic generator (SplitMix64) for loss and reordering.
 pub(crate) struct Random(u64);
 
 impl Random {
     pub(crate) fn new(seed: u64) -> Self {
-        Random(seed.max(1))
+        Random(seed)
     }
 
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut value = self.0;
+        value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        value ^ (value >> 31)
     }
 
     /// True with probability `percent` / 100.
@@ -215,8 +216,13 @@ pub(crate) fn conversation(
         .await
     };
     let (received, reply) = wire.run(both, Duration::from_secs(600));
-    // Let the closing handshake finish.
-    for _ in 0..200 {
+    // Let the closing handshake finish, however many retransmissions the losses take (the
+    // retry limit bounds it: about 15 minutes of backed-off RTOs at worst).
+    let give_up = wire.now + Duration::from_secs(1200);
+    while wire.now < give_up
+        && (wire.server.borrow().connection_count() > 0
+            || wire.client.borrow().connection_count() > 0)
+    {
         if !wire.pump() {
             wire.tick(Duration::from_millis(200));
         }
