@@ -31,7 +31,6 @@ fn arbitrary_segment() -> impl Strategy<Value = Inbound> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Random segments, raw bytes, timer ticks and socket calls against a listener and an
     /// established connection: no panic, and the memory budget stays consistent.
@@ -40,6 +39,8 @@ proptest! {
         steps in proptest::collection::vec(
             prop_oneof![
                 arbitrary_segment().prop_map(Step::Segment),
+                (arbitrary_segment(), -200i32..4000, -200i32..6000)
+                    .prop_map(|(segment, sequence, acknowledgment)| Step::Near(segment, sequence, acknowledgment)),
                 proptest::collection::vec(any::<u8>(), 0..60).prop_map(Step::Bytes),
                 (0u64..5000).prop_map(Step::Wait),
                 proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Step::Write),
@@ -53,10 +54,17 @@ proptest! {
         let config = if with_options { TcpConfig { syn_queue_size: 1, ..TcpConfig::default() } } else { plain_config() };
         let mut harness = Harness::new(config);
         let (iss, connection) = harness.passive_open(1000);
-        let _ = iss;
         for step in steps {
             match step {
                 Step::Segment(segment) => harness.inject(segment),
+                Step::Near(mut segment, sequence, acknowledgment) => {
+                    // Numbers near the connection's own, so that most checks pass and the
+                    // deeper paths (data, ACKs, FIN, RST) run.
+                    segment.source_port = REMOTE_PORT;
+                    segment.sequence = 1001u32.wrapping_add_signed(sequence);
+                    segment.acknowledgment = (iss + 1).wrapping_add_signed(acknowledgment);
+                    harness.inject(segment);
+                }
                 Step::Bytes(bytes) => {
                     harness.layer.on_segment(harness.now, REMOTE, LOCAL, &bytes);
                     harness.collect();
@@ -101,6 +109,7 @@ proptest! {
 #[derive(Clone, Debug)]
 enum Step {
     Segment(Inbound),
+    Near(Inbound, i32, i32),
     Bytes(Vec<u8>),
     Wait(u64),
     Write(Vec<u8>),
