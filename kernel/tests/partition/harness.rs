@@ -88,6 +88,8 @@ pub struct Scenario {
     pub time_limit: Duration,
     /// For the benchmark: run this long and count, instead of a fixed number of connections.
     pub duration: Option<Duration>,
+    /// For the benchmark: connections completed before this are not counted.
+    pub warm_up: Duration,
     pub seed: u64,
 }
 
@@ -105,6 +107,7 @@ impl Scenario {
             stopped_worker: None,
             time_limit: Duration::from_secs(60),
             duration: None,
+            warm_up: Duration::ZERO,
             seed: 1,
         }
     }
@@ -652,7 +655,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 (ApplianceCore::Shared(_), None) => ServiceListener::None,
             };
             let mut server = Server::new(scenario.request_len, scenario.response_len);
-            let total = |count: usize| scenario.duration.is_none().then_some(count as u64);
+            // A fixed count, or without end in a timed run; zero means none in either.
+            let total =
+                |count: usize| (count == 0 || scenario.duration.is_none()).then_some(count as u64);
             let mut proxy_client = Client {
                 remotes: (0..scenario.cores)
                     .map(|backend| {
@@ -709,7 +714,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
             let mut random = scenario.seed ^ (index as u64) << 20;
             let mut sink = Vec::new();
             let mut reported_finished = false;
-            // Completions counted when the measuring window closed (benchmark runs).
+            // Completions counted when the measuring window opened and closed (benchmark runs).
+            let mut completed_at_warm_up = None;
             let mut completed_in_window = None;
             // The proxy side starts once the clients are under way, so ARP has settled.
             let active_start = Duration::from_millis(20);
@@ -755,6 +761,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 moved |= backend_host.turn(now, &wire, &mut random, &mut sink);
                 moved |=
                     backend_server.step(&mut backend_host.tcp.borrow_mut(), Some(backend_listener));
+                if elapsed >= scenario.warm_up && completed_at_warm_up.is_none() {
+                    completed_at_warm_up = Some((client.completed, proxy_client.completed));
+                }
                 if !measuring && completed_in_window.is_none() {
                     completed_in_window = Some((client.completed, proxy_client.completed));
                 }
@@ -807,7 +816,10 @@ pub fn run(scenario: &Scenario) -> Outcome {
         outcome.appliance_tcp.push(tcp_counters);
         outcome.accepted_per_core.push(accepted);
     }
-    outcome.elapsed = scenario.duration.unwrap_or_else(|| start.elapsed());
+    outcome.elapsed = match scenario.duration {
+        Some(duration) => duration.saturating_sub(scenario.warm_up),
+        None => start.elapsed(),
+    };
     outcome.timed_out = give_up.load(Ordering::Acquire);
     outcome
 }

@@ -264,14 +264,17 @@ impl CoreDispatcher {
                 .classify(segment.source.port(), segment.destination.port(), &|port| {
                     listen.is_listened(port)
                 });
-        if direction == FlowDirection::Passive && !self.knows(&segment) {
+        let serving = self.listen.serving(segment.destination.port());
+        // The common case, a core that serves the port and never handed a flow away, needs no
+        // lookup here: its layer finds the connection or the listener itself.
+        let may_go_elsewhere = !serving.contains(self.core) || !self.routes.is_empty();
+        if direction == FlowDirection::Passive && may_go_elsewhere && !self.knows(&segment) {
             let tuple = segment.tuple();
             if let Some(target) = self.routes.lookup(&tuple, now) {
                 self.counters.global_listener_segments += 1;
                 self.forward(target, ForwardReason::GlobalListener { hops: 1 }, frame);
                 return;
             }
-            let serving = self.listen.serving(tuple.local.port());
             if !serving.contains(self.core) {
                 match fallback_core(&tuple, serving, self.core) {
                     Some(target) => {
