@@ -154,6 +154,8 @@ pub struct Counters {
     pub frames_accepted: u64,
     /// Received frames that were dropped (each also counted under its reason).
     pub frames_dropped: u64,
+    /// ARP frames another core received and this core learnt from (`observe_arp`).
+    pub arp_frames_observed: u64,
     /// Frames handed to the driver.
     pub frames_transmitted: u64,
     /// IPv4 packets delivered to TCP.
@@ -191,6 +193,7 @@ impl fmt::Debug for Counters {
             .field("frames_received", &self.frames_received)
             .field("frames_accepted", &self.frames_accepted)
             .field("frames_dropped", &self.frames_dropped)
+            .field("arp_frames_observed", &self.arp_frames_observed)
             .field("frames_transmitted", &self.frames_transmitted)
             .field("tcp_segments_delivered", &self.tcp_segments_delivered)
             .field("icmp_errors_delivered", &self.icmp_errors_delivered)

@@ -60,6 +60,14 @@ pub struct InterfaceConfig {
     pub ipv4: Ipv4Config,
 }
 
+/// Whether an ARP request for us is answered: by the core that received it, not by the cores
+/// that only observe a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Yes,
+    No,
+}
+
 /// A frame decided while receiving, sent at the next poll.
 #[derive(Debug)]
 enum ControlFrame {
@@ -152,14 +160,36 @@ impl Interface {
     fn receive_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), DropReason> {
         let frame = ethernet::parse(frame, self.config.hardware_address)?;
         match frame.ethertype {
-            EthernetProtocol::Arp => self.receive_arp(now, frame.payload),
+            EthernetProtocol::Arp => self.receive_arp(now, frame.payload, Answer::Yes),
             EthernetProtocol::Ipv4 => self.receive_ipv4(now, frame.source, frame.payload),
             _ => Err(DropReason::EthernetUnknownType),
         }
     }
 
+    /// Learn from an ARP frame that another core of this host received and answered.
+    ///
+    /// Every core keeps its own neighbour cache (no lock on the transmit path), but the NIC
+    /// delivers ARP to one queue only; the run loop hands a copy of each ARP frame to the other
+    /// cores, which learn from it here without answering (one reply per request, not one per
+    /// core), so that the packets they parked for that neighbour leave too. Drops are not
+    /// counted again: the core that received the frame counted them.
+    pub fn observe_arp(&mut self, now: Instant, frame: &[u8]) {
+        self.now = self.now.max(now);
+        self.counters.arp_frames_observed += 1;
+        if let Ok(frame) = ethernet::parse(frame, self.config.hardware_address)
+            && frame.ethertype == EthernetProtocol::Arp
+        {
+            let _ = self.receive_arp(now, frame.payload, Answer::No);
+        }
+    }
+
     /// RFC 826 "Packet Reception", with RFC 5227's view of our own address.
-    fn receive_arp(&mut self, now: Instant, payload: &[u8]) -> Result<(), DropReason> {
+    fn receive_arp(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        answer: Answer,
+    ) -> Result<(), DropReason> {
         let message = ArpMessage::parse(payload)?;
         let our_address = self.config.ipv4.address;
         let for_us = message.target_protocol == our_address;
@@ -169,6 +199,9 @@ impl Interface {
         if message.sender_protocol.is_unspecified() {
             // An RFC 5227 probe: somebody checks whether the address is free. Defend ours.
             if for_us && message.operation == smoltcp::wire::ArpOperation::Request {
+                if answer == Answer::No {
+                    return Ok(());
+                }
                 return self.queue_control(ControlFrame::Arp {
                     destination: message.sender_hardware,
                     message: ArpMessage::reply_to(&message, self.config.hardware_address),
@@ -200,7 +233,7 @@ impl Interface {
                 Err(DropReason::ArpNotForUs)
             };
         }
-        if message.operation == smoltcp::wire::ArpOperation::Request {
+        if message.operation == smoltcp::wire::ArpOperation::Request && answer == Answer::Yes {
             self.queue_control(ControlFrame::Arp {
                 destination: message.sender_hardware,
                 message: ArpMessage::reply_to(&message, self.config.hardware_address),
@@ -662,6 +695,24 @@ mod tests {
             interface.counters().frames_received,
             interface.counters().frames_accepted + interface.counters().frames_dropped
         );
+    }
+
+    #[test]
+    fn an_observed_arp_frame_teaches_but_is_not_answered() {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+        interface.observe_arp(
+            Instant::ZERO,
+            &arp_frame(request, EthernetAddress::BROADCAST),
+        );
+        assert!(poll(&mut interface, Instant::ZERO).is_empty());
+        assert_eq!(
+            interface.arp_cache().lookup(Instant::ZERO, PEER_IP),
+            Some(PEER)
+        );
+        assert_eq!(interface.counters().arp_frames_observed, 1);
+        assert_eq!(interface.counters().frames_received, 0);
     }
 
     #[test]
