@@ -213,7 +213,9 @@ impl Connection {
             receive_next: SeqNum(0),
             receive_advertised: SeqNum(0),
             receive_buffer: VecDeque::new(),
-            receive_capacity: config.receive_buffer_size,
+            receive_capacity: config
+                .receive_buffer_size
+                .min(usize::from(u16::MAX) << MAX_WINDOW_SCALE),
             reassembly: Reassembly::default(),
             pending_fin: None,
             fin_received: false,
@@ -667,7 +669,9 @@ impl Connection {
             && context.now.saturating_since(self.last_send_time) > self.rtt.rto()
         {
             // RFC 5681 section 4.1: restart from the initial window after an idle period.
-            let initial = self.send_mss * context.config.initial_window_segments;
+            let initial = self
+                .send_mss
+                .saturating_mul(context.config.initial_window_segments);
             self.congestion.restart_after_idle(initial);
         }
         self.transmit(context, sequence, length, flags);
@@ -1462,6 +1466,8 @@ impl Connection {
     }
 
     pub(crate) fn set_receive_capacity(&mut self, capacity: usize) {
+        // The largest window TCP can express (RFC 7323 section 2.3).
+        let capacity = capacity.min(usize::from(u16::MAX) << MAX_WINDOW_SCALE);
         self.receive_capacity = capacity;
         self.options.receive_buffer_size = capacity;
     }
