@@ -265,3 +265,54 @@ fn a_layer_can_move_to_the_core_that_runs_it() {
     fn assert_send<T: Send>() {}
     assert_send::<TcpLayer>();
 }
+
+#[test]
+fn writer_waits_for_room_and_is_woken_by_acks() {
+    let config = TcpConfig {
+        send_buffer_size: 2000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    let (count, waker) = counting_waker();
+    let mut context = Context::from_waker(&waker);
+    let data = [6u8; 3000];
+    assert_eq!(
+        harness.layer.poll_write(connection, &mut context, &data),
+        Poll::Ready(Ok(2000))
+    );
+    assert!(
+        harness
+            .layer
+            .poll_write(connection, &mut context, &data[2000..])
+            .is_pending()
+    );
+    harness.collect();
+    harness.sent.clear();
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460));
+    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        harness
+            .layer
+            .poll_write(connection, &mut context, &data[2000..]),
+        Poll::Ready(Ok(1000))
+    );
+}
+
+#[test]
+fn shutdown_read_discards_incoming_data() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .shutdown(connection, crate::net::tcp::Shutdown::Read)
+        .unwrap();
+    let mut buffer = [0u8; 8];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(0));
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(b"ignored"));
+    harness.expect().assert(ACK, iss + 1, 1008);
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(0));
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+    // Writing still works: only the receiving side is shut.
+    assert_eq!(harness.layer.write(connection, b"reply"), Ok(5));
+}
