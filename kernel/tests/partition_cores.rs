@@ -65,6 +65,10 @@ fn with_rss_steering_every_connection_completes_and_no_packet_crosses_cores() {
             0
         );
         assert_eq!(total.ring_drops, 0);
+        assert!(
+            total.received_from_rings <= total.arp_copies_sent,
+            "only copies of ARP frames cross cores"
+        );
         assert!(total.arrived_on_owner > 0);
         assert_eq!(total.segments_processed, total.arrived_on_owner);
         if cores > 1 {

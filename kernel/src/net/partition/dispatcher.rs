@@ -9,7 +9,7 @@ use super::counters::PartitionCounters;
 use super::fallback::fallback_core;
 use super::fallback_routes::FallbackRoutes;
 use super::frame_summary::{FrameSummary, TcpSummary};
-use super::global_listen::{GlobalListenTable, GlobalListenView};
+use super::global_listen::{CoreSet, GlobalListenTable, GlobalListenView};
 use super::port_allocator::RfdPortAllocator;
 use super::served_port::ServedPort;
 use crate::net::interface::{FrameSink, Interface};
@@ -75,6 +75,8 @@ pub struct CoreDispatcher {
     routes: FallbackRoutes,
     /// Scratch list for ring drains, kept to avoid allocating every turn.
     inbound: Vec<RingFrame>,
+    /// Cores handed a frame since the last [`take_cores_handed_frames`](Self::take_cores_handed_frames).
+    handed_to: CoreSet,
 }
 
 impl CoreDispatcher {
@@ -111,6 +113,7 @@ impl CoreDispatcher {
             rfd_counters: RfdCounters::default(),
             routes: FallbackRoutes::default(),
             inbound: Vec::new(),
+            handed_to: CoreSet::EMPTY,
         })
     }
 
@@ -133,6 +136,12 @@ impl CoreDispatcher {
 
     pub fn rfd_counters(&self) -> &RfdCounters {
         &self.rfd_counters
+    }
+
+    /// The cores this one handed frames to since the last call, so that a run loop can wake
+    /// those that are halted; the set is emptied.
+    pub fn take_cores_handed_frames(&mut self) -> CoreSet {
+        core::mem::take(&mut self.handed_to)
     }
 
     /// Flows this core handed to the global listener and still routes.
@@ -311,7 +320,7 @@ impl CoreDispatcher {
             bytes: frame.to_vec(),
         };
         match self.rings.try_send(target, item) {
-            Ok(()) => {}
+            Ok(()) => self.handed_to.insert(target),
             Err(SendError::Full(_) | SendError::NoSuchRing(_)) => self.counters.ring_drops += 1,
         }
     }

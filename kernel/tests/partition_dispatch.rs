@@ -1,0 +1,391 @@
+//! The dispatcher's decisions, one scripted frame at a time: software RFD, the global listener and its routes, hop limits, ring drops, ICMP errors and the serving set.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+};
+use unisock_kernel::net::arp::{self, ArpMessage};
+use unisock_kernel::net::ethernet;
+use unisock_kernel::net::interface::{Interface, InterfaceConfig};
+use unisock_kernel::net::ipv4::{self, Ipv4Config};
+use unisock_kernel::net::partition::{
+    CoreDispatcher, CoreSet, GlobalListenTable, RingFrame, ServedPort,
+};
+use unisock_kernel::net::rfd::{CoreId, InboundSegment, ReceiveFlowDeliver, RfdConfig};
+use unisock_kernel::net::tcp::{SocketError, TcpConfig, TcpLayer};
+use unisock_kernel::sync::mesh::RingMesh;
+use unisock_kernel::time::Instant;
+
+const US: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
+const PEER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);
+const OUR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const RST: u8 = 0x04;
+const FIN: u8 = 0x01;
+const NOW: Instant = Instant::ZERO;
+
+struct Host {
+    cores: Vec<CoreDispatcher>,
+    rfd: Arc<ReceiveFlowDeliver>,
+    table: Arc<GlobalListenTable>,
+}
+
+fn host(core_count: usize, ring_capacity: usize) -> Host {
+    let rfd = Arc::new(
+        ReceiveFlowDeliver::new(RfdConfig {
+            backend_ports: vec![8080],
+            ..RfdConfig::port_xor(core_count).unwrap()
+        })
+        .unwrap(),
+    );
+    let table = GlobalListenTable::new();
+    let cores = RingMesh::<RingFrame>::new(core_count, ring_capacity)
+        .into_cores()
+        .into_iter()
+        .enumerate()
+        .map(|(index, rings)| {
+            let tcp =
+                TcpLayer::new(TcpConfig::default(), CoreId(index as u16), [5; 16]).into_shared();
+            let config = InterfaceConfig {
+                hardware_address: US,
+                ipv4: Ipv4Config {
+                    address: OUR_IP,
+                    prefix_len: 24,
+                    gateway: None,
+                },
+            };
+            let interface = Interface::new(config, tcp, NOW);
+            CoreDispatcher::new(interface, rfd.clone(), table.clone(), rings, 0).unwrap()
+        })
+        .collect();
+    let mut host = Host { cores, rfd, table };
+    // Every core learns the peer's MAC: its ARP request reaches core 0, which copies it.
+    let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
+    request.write(ethernet::write_header(
+        &mut frame,
+        PEER,
+        EthernetAddress::BROADCAST,
+        EthernetProtocol::Arp,
+    ));
+    host.cores[0].on_frame_from_nic(NOW, &frame);
+    host.drain_all();
+    for core in &mut host.cores {
+        assert_eq!(
+            core.interface().arp_cache().lookup(NOW, PEER_IP),
+            Some(PEER)
+        );
+        let mut ignored = Vec::new();
+        core.poll(NOW, &mut ignored);
+    }
+    host
+}
+
+impl Host {
+    fn drain_all(&mut self) -> usize {
+        self.cores
+            .iter_mut()
+            .map(|core| core.drain_inbound(NOW))
+            .sum()
+    }
+
+    /// The TCP segments each core sends now: (core, flags, sequence number, acknowledgment).
+    fn sent_segments(&mut self) -> Vec<(usize, u8, u32, u32)> {
+        let mut segments = Vec::new();
+        for (index, core) in self.cores.iter_mut().enumerate() {
+            let mut frames: Vec<Vec<u8>> = Vec::new();
+            core.poll(NOW, &mut frames);
+            for frame in frames {
+                let ethernet = EthernetFrame::new_checked(&frame[..]).unwrap();
+                if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+                    continue;
+                }
+                let packet = Ipv4Packet::new_checked(ethernet.payload()).unwrap();
+                if packet.next_header() != IpProtocol::Tcp {
+                    continue;
+                }
+                let tcp = TcpPacket::new_checked(packet.payload()).unwrap();
+                segments.push((
+                    index,
+                    tcp_flags(&tcp),
+                    tcp.seq_number().0 as u32,
+                    tcp.ack_number().0 as u32,
+                ));
+            }
+        }
+        segments
+    }
+
+    /// A client port whose SYN RSS steers to `core`.
+    fn client_port_owned_by(&self, core: usize, server_port: u16) -> u16 {
+        self.client_port_owned_by_after(core, server_port, 40_000)
+    }
+
+    /// The first client port above `after` whose SYN RSS steers to `core`.
+    fn client_port_owned_by_after(&self, core: usize, server_port: u16, after: u16) -> u16 {
+        (after + 1..)
+            .find(|&port| {
+                let segment = InboundSegment::new(
+                    SocketAddrV4::new(PEER_IP, port),
+                    SocketAddrV4::new(OUR_IP, server_port),
+                );
+                self.rfd.rss_owner(&segment) == CoreId(core as u16)
+            })
+            .unwrap()
+    }
+
+    fn listen(&mut self, core: usize, port: u16) -> ServedPort {
+        self.cores[core]
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), 16)
+            .unwrap()
+    }
+}
+
+fn tcp_flags(tcp: &TcpPacket<&[u8]>) -> u8 {
+    [
+        (tcp.syn(), SYN),
+        (tcp.ack(), ACK),
+        (tcp.rst(), RST),
+        (tcp.fin(), FIN),
+    ]
+    .into_iter()
+    .filter(|(set, _)| *set)
+    .fold(0, |flags, (_, bit)| flags | bit)
+}
+
+fn tcp_frame(
+    source_port: u16,
+    destination_port: u16,
+    flags: u8,
+    sequence: u32,
+    acknowledgment: u32,
+) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&source_port.to_be_bytes());
+    tcp[2..4].copy_from_slice(&destination_port.to_be_bytes());
+    tcp[4..8].copy_from_slice(&sequence.to_be_bytes());
+    tcp[8..12].copy_from_slice(&acknowledgment.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    TcpPacket::new_unchecked(&mut tcp[..])
+        .fill_checksum(&IpAddress::Ipv4(PEER_IP), &IpAddress::Ipv4(OUR_IP));
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp.len()];
+    let packet = ethernet::write_header(&mut frame, PEER, US, EthernetProtocol::Ipv4);
+    ipv4::write_header(packet, PEER_IP, OUR_IP, IpProtocol::Tcp, tcp.len()).copy_from_slice(&tcp);
+    frame
+}
+
+#[test]
+fn a_segment_on_the_wrong_queue_is_handled_by_its_owner() {
+    let mut host = host(2, 64);
+    let _served: Vec<ServedPort> = (0..2).map(|core| host.listen(core, 80)).collect();
+    let port = host.client_port_owned_by(0, 80);
+    host.cores[1].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 1000, 0));
+    assert_eq!(host.cores[1].counters().forwarded_by_rfd, 1);
+    assert_eq!(
+        host.cores[1].take_cores_handed_frames(),
+        [CoreId(0)].into_iter().collect::<CoreSet>()
+    );
+    assert_eq!(
+        host.sent_segments(),
+        [],
+        "nothing happens before the owner drains its ring"
+    );
+    assert_eq!(host.drain_all(), 1);
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0, sent[0].1, sent[0].3),
+        (0, SYN | ACK, 1001),
+        "the owner answers"
+    );
+    assert_eq!(host.cores[0].counters().segments_processed, 1);
+    assert_eq!(host.cores[1].counters().segments_processed, 0);
+}
+
+#[test]
+fn a_core_that_does_not_serve_hands_the_flow_to_the_global_listener_and_its_route_holds() {
+    let mut host = host(4, 64);
+    let mut served: Vec<Option<ServedPort>> =
+        (0..4).map(|core| Some(host.listen(core, 80))).collect();
+    served[1] = None; // core 1's worker is gone: its listener closed and left the serving set
+    assert_eq!(
+        host.table.serving(80),
+        [CoreId(0), CoreId(2), CoreId(3)]
+            .into_iter()
+            .collect::<CoreSet>()
+    );
+    let port = host.client_port_owned_by(1, 80);
+    host.cores[1].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 5000, 0));
+    assert_eq!(host.cores[1].counters().global_listener_fallbacks, 1);
+    assert_eq!(host.cores[1].fallback_route_count(), 1);
+    host.drain_all();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    let (taker, flags, server_sequence, acknowledged) = sent[0];
+    assert_ne!(taker, 1);
+    assert_eq!((flags, acknowledged), (SYN | ACK, 5001));
+
+    // The serving set changes mid-handshake: the taker stops serving (its listener stays
+    // open for the handshakes under way). The hash would now pick another core; the route
+    // keeps the flow on the core that has its half-open record.
+    served[taker].as_mut().unwrap().stop_serving();
+    let tuple = unisock_kernel::net::rfd::FourTuple {
+        local: SocketAddrV4::new(OUR_IP, 80),
+        remote: SocketAddrV4::new(PEER_IP, port),
+    };
+    let rehashed =
+        unisock_kernel::net::partition::fallback_core(&tuple, host.table.serving(80), CoreId(1));
+    assert_ne!(rehashed, Some(CoreId(taker as u16)));
+    host.cores[1].on_frame_from_nic(
+        NOW,
+        &tcp_frame(port, 80, ACK, 5001, server_sequence.wrapping_add(1)),
+    );
+    assert_eq!(host.cores[1].counters().global_listener_segments, 1);
+    host.drain_all();
+    let listener = served[taker].as_ref().unwrap();
+    let accepted = listener
+        .listener()
+        .try_accept()
+        .expect("the taker accepts the connection");
+    assert_eq!(
+        accepted.peer_address().unwrap(),
+        SocketAddrV4::new(PEER_IP, port)
+    );
+    assert_eq!(accepted.handle().core(), CoreId(taker as u16));
+    assert!(
+        host.sent_segments()
+            .iter()
+            .all(|&(_, flags, _, _)| flags & RST == 0),
+        "no RST anywhere"
+    );
+}
+
+#[test]
+fn a_stopping_worker_gets_no_new_syns_but_finishes_its_handshakes() {
+    let mut host = host(2, 64);
+    let mut stopping = host.listen(0, 80);
+    let _other = host.listen(1, 80);
+    let early = host.client_port_owned_by(0, 80);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(early, 80, SYN, 7000, 0));
+    let (_, _, server_sequence, _) = host.sent_segments()[0];
+    stopping.stop_serving();
+    assert!(!stopping.is_drained(), "a handshake is under way");
+    // A new SYN owned by core 0 now goes to core 1 ...
+    let late = host.client_port_owned_by_after(0, 80, early);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(late, 80, SYN, 9000, 0));
+    assert_eq!(host.cores[0].counters().global_listener_fallbacks, 1);
+    // ... while the early handshake completes on core 0 and waits for its worker.
+    host.cores[0].on_frame_from_nic(
+        NOW,
+        &tcp_frame(early, 80, ACK, 7001, server_sequence.wrapping_add(1)),
+    );
+    assert!(
+        !stopping.is_drained(),
+        "a connection waits in the accept queue"
+    );
+    let accepted = stopping.listener().try_accept().unwrap();
+    assert_eq!(accepted.peer_address().unwrap().port(), early);
+    assert!(stopping.is_drained());
+    assert!(matches!(
+        stopping.listener().try_accept(),
+        Err(SocketError::WouldBlock)
+    ));
+}
+
+#[test]
+fn a_global_listener_delivery_is_passed_on_at_most_once_more() {
+    let mut host = host(3, 64);
+    // Core 2 serves; cores 0 and 1 do not. A SYN owned by core 0 goes to core 2.
+    let served = host.listen(2, 80);
+    let port = host.client_port_owned_by(0, 80);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 1, 0));
+    assert_eq!(host.cores[0].counters().global_listener_fallbacks, 1);
+    // Core 2 stops before the SYN arrives, and nobody else serves: core 2 handles it (RST).
+    drop(served);
+    host.drain_all();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, 2);
+    assert_eq!(sent[0].1 & RST, RST, "no listener anywhere: a RST");
+
+    // With core 1 serving, the same situation passes the SYN on to core 1, once.
+    let _one = host.listen(1, 80);
+    let served = host.listen(2, 80);
+    let port = (port + 1..)
+        .find(|&candidate| {
+            let segment = InboundSegment::new(
+                SocketAddrV4::new(PEER_IP, candidate),
+                SocketAddrV4::new(OUR_IP, 80),
+            );
+            host.rfd.rss_owner(&segment) == CoreId(0)
+                && unisock_kernel::net::partition::fallback_core(
+                    &unisock_kernel::net::rfd::FourTuple {
+                        local: SocketAddrV4::new(OUR_IP, 80),
+                        remote: SocketAddrV4::new(PEER_IP, candidate),
+                    },
+                    host.table.serving(80),
+                    CoreId(0),
+                ) == Some(CoreId(2))
+        })
+        .unwrap();
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 1, 0));
+    drop(served);
+    host.drain_all();
+    assert_eq!(
+        host.cores[2].counters().global_listener_segments,
+        1,
+        "passed on by core 2"
+    );
+    host.drain_all();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0, sent[0].1), (1, SYN | ACK));
+}
+
+#[test]
+fn a_full_ring_drops_and_counts() {
+    let mut host = host(2, 2);
+    let _served: Vec<ServedPort> = (0..2).map(|core| host.listen(core, 80)).collect();
+    let port = host.client_port_owned_by(0, 80);
+    for sequence in 0..5 {
+        host.cores[1].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, sequence, 0));
+    }
+    assert_eq!(host.cores[1].counters().forwarded_by_rfd, 5);
+    assert_eq!(host.cores[1].counters().ring_drops, 3);
+    assert_eq!(host.drain_all(), 2);
+}
+
+#[test]
+fn replies_on_connections_we_open_return_to_the_core_that_opened_them() {
+    let host = host(4, 64);
+    let backend = SocketAddrV4::new(PEER_IP, 8080);
+    for core in 0..4 {
+        let socket = host.cores[core]
+            .tcp()
+            .borrow_mut()
+            .connect(backend, None)
+            .unwrap();
+        let local = host.cores[core]
+            .tcp()
+            .borrow()
+            .local_address(socket)
+            .unwrap();
+        let reply = InboundSegment::new(backend, local);
+        for arrival in 0..4u16 {
+            let owner = host.rfd.owner_core(&reply, &|port: u16| port == 80);
+            assert_eq!(
+                owner,
+                CoreId(core as u16),
+                "arrival {arrival}: the port names the opener"
+            );
+        }
+        // And the NIC's RSS, with the port-only key, agrees: no software hand-over needed.
+        assert_eq!(host.rfd.rss_owner(&reply), CoreId(core as u16));
+    }
+}
