@@ -57,6 +57,7 @@ fn hostile_frames_are_dropped_and_counted_and_the_honest_bytes_still_arrive() {
             client_hosts: 2,
             impairments,
             hostile: Some(hostile),
+            server_closes_first: seed % 2 == 0,
         });
         let frames = 2 * u64::from(hostile.frames_per_step) * hostile.for_steps.min(report.steps);
         println!(

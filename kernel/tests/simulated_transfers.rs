@@ -44,13 +44,15 @@ fn run_or_report(plan: TransferPlan) -> TransferReport {
         }
     };
     panic!(
-        "simulation failed: seed={} size={} connections={} client_hosts={} impairments={:?}\n\
+        "simulation failed: seed={} size={} connections={} client_hosts={} server_closes_first={} \
+         impairments={:?}\n\
          {error}\nreplay: UNISOCK_SIM_SEED={} UNISOCK_SIM_SIZE={} UNISOCK_SIM_CONNECTIONS={} \
          UNISOCK_SIM_CLIENT_HOSTS={} cargo test -p unisock-kernel --test simulated_transfers replay",
         plan.seed,
         plan.size,
         plan.connections,
         plan.client_hosts,
+        plan.server_closes_first,
         plan.impairments,
         plan.seed,
         plan.size,
@@ -67,6 +69,8 @@ fn impaired_plan(seed: u64, size: u64, connections: usize) -> TransferPlan {
         client_hosts: 1,
         impairments: impairments_for(seed),
         hostile: None,
+        // Half the seeds close HTTP/1.0 style (server first), half with a client half-close.
+        server_closes_first: seed % 2 == 1,
     }
 }
 
@@ -82,6 +86,7 @@ fn a_clean_wire_carries_every_size() {
             client_hosts: 1,
             impairments: Impairments::clean(),
             hostile: None,
+            server_closes_first: size % 2 == 0,
         });
         assert_eq!(report.wire.frames_lost, 0);
     }
@@ -125,8 +130,8 @@ fn four_hosts_share_one_impaired_segment() {
 fn the_impairments_really_happen() {
     let plan = TransferPlan {
         seed: 7,
-        size: 300_000,
-        connections: 4,
+        size: 100_000,
+        connections: 3,
         client_hosts: 2,
         impairments: Impairments {
             loss: 0.05,
@@ -136,6 +141,7 @@ fn the_impairments_really_happen() {
             ..impairments_for(7)
         },
         hostile: None,
+        server_closes_first: true,
     };
     let wire = run_or_report(plan).wire;
     assert!(wire.frames_lost > 0, "{wire:?}");

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use unisock_kernel::net::tcp::{Shutdown, SocketError, SocketHandle, TcpState};
+use unisock_kernel::net::tcp::{Shutdown, SocketError, SocketHandle, TcpLayer, TcpState};
 use unisock_kernel::time::Instant;
 
 use unisock_kernel::net::counters::Counters;
@@ -29,6 +29,10 @@ pub struct TransferPlan {
     pub impairments: Impairments,
     /// Hostile frames injected into both hosts during the run, if any.
     pub hostile: Option<HostileTraffic>,
+    /// HTTP/1.0 style: the server answers and closes as soon as it has all the bytes, before
+    /// the client closes. Otherwise the client half-closes first (shutdown after its data) and
+    /// the server answers the end of stream.
+    pub server_closes_first: bool,
 }
 
 /// What a successful run looked like.
@@ -249,7 +253,7 @@ fn drive_clients(
                 Err(error) => return Err(format!("client {} write: {error:?}", client.stream)),
             }
         }
-        if client.sent == plan.size && !client.shut_down {
+        if client.sent == plan.size && !client.shut_down && !plan.server_closes_first {
             tcp.shutdown(client.handle, Shutdown::Write)
                 .map_err(|e| format!("client {} shutdown: {e:?}", client.stream))?;
             client.shut_down = true;
@@ -313,21 +317,13 @@ fn drive_server(
         loop {
             match tcp.read(*handle, &mut buffer) {
                 Ok(0) => {
-                    if connection.received != plan.size {
+                    if connection.received != plan.size || plan.server_closes_first {
                         return Err(format!(
                             "server stream {}: end of stream after {} of {} bytes",
                             connection.stream, connection.received, plan.size
                         ));
                     }
-                    let reply = connection.received.to_be_bytes();
-                    let written = tcp
-                        .write(*handle, &reply)
-                        .map_err(|e| format!("server reply: {e:?}"))?;
-                    if written != reply.len() {
-                        return Err(format!("server reply cut to {written} bytes"));
-                    }
-                    tcp.close(*handle)
-                        .map_err(|e| format!("server close: {e:?}"))?;
+                    answer_and_close(&mut tcp, *handle, connection.received)?;
                     finished.push(*handle);
                     break;
                 }
@@ -353,6 +349,11 @@ fn drive_server(
                             connection.stream
                         ));
                     }
+                    if plan.server_closes_first && connection.received == plan.size {
+                        answer_and_close(&mut tcp, *handle, connection.received)?;
+                        finished.push(*handle);
+                        break;
+                    }
                 }
                 Err(SocketError::WouldBlock) => break,
                 Err(error) => {
@@ -368,6 +369,19 @@ fn drive_server(
         connections.remove(handle);
     }
     Ok(finished.len())
+}
+
+/// Send the 8-byte count of bytes received, then close.
+fn answer_and_close(tcp: &mut TcpLayer, handle: SocketHandle, received: u64) -> Result<(), String> {
+    let reply = received.to_be_bytes();
+    let written = tcp
+        .write(handle, &reply)
+        .map_err(|e| format!("server reply: {e:?}"))?;
+    if written != reply.len() {
+        return Err(format!("server reply cut to {written} bytes"));
+    }
+    tcp.close(handle)
+        .map_err(|e| format!("server close: {e:?}"))
 }
 
 /// Every table of every host is empty: no socket of any kind, no queued segment, no ARP state.
