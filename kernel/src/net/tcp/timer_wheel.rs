@@ -108,9 +108,18 @@ impl<K: Copy> TimerWheel<K> {
         }
         let horizon = self.current_tick + SLOT_COUNT as u64;
         let mut earliest: Option<u64> = None;
-        for step in 1..=SLOT_COUNT as u64 {
+        let mut step = 1u64;
+        while step <= SLOT_COUNT as u64 {
             let slot = ((self.current_tick + step) % SLOT_COUNT as u64) as usize;
-            if self.occupied[slot / 64] & (1 << (slot % 64)) == 0 {
+            // Skip empty slots a word of the bitmap at a time.
+            let pending = self.occupied[slot / 64] >> (slot % 64);
+            if pending == 0 {
+                step += (64 - slot % 64) as u64;
+                continue;
+            }
+            let empty_before = u64::from(pending.trailing_zeros());
+            if empty_before > 0 {
+                step += empty_before;
                 continue;
             }
             for entry in &self.slots[slot] {
@@ -122,6 +131,7 @@ impl<K: Copy> TimerWheel<K> {
             {
                 return Some(tick);
             }
+            step += 1;
         }
         earliest
     }
