@@ -35,6 +35,16 @@
 //! - `tests/`: segment scripts (inject a crafted segment, assert the exact segments emitted),
 //!   two layers back to back over a lossy wire, and property tests.
 //!
+//! # Known limits
+//! - Urgent data (URG) is not supported: the urgent pointer is ignored and the data read
+//!   inline (RFC 6093 advises new applications not to use it).
+//! - SACK blocks from the peer are parsed but recovery is New Reno (RFC 6582); we do send
+//!   SACK blocks for our own out-of-order data (RFC 2018).
+//! - One listener per port on a core (bound to 0.0.0.0 or to one address).
+//! - `close` is graceful or, with `AbortOnClose`, a reset; there is no linger with a timeout,
+//!   and no user timeout (RFC 5482): the retry limits bound every wait.
+//! - TIME_WAIT lasts `TcpConfig::time_wait` (60 s by default, MSL = 30 s as in Linux).
+//!
 //! # Local ports of active connections
 //! `connect` with local port 0 asks the layer's [`PortAllocator`]; the default one walks the
 //! ephemeral range. Receive Flow Deliver plugs in an allocator whose ports name the core, and
