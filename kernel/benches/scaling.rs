@@ -220,6 +220,12 @@ fn svg(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
+        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">connections per second</text>"#,
+        top + plot_height / 2.0,
+        top + plot_height / 2.0
+    );
+    let _ = writeln!(
+        out,
         r#"<text x="{}" y="{}" text-anchor="middle">threads (cores)</text>"#,
         left + plot_width / 2.0,
         height - 10.0

@@ -36,7 +36,8 @@ pub enum ForwardReason {
     /// The global listener: the receiving core serves the port that its owner does not.
     /// `hops` counts the cores it went through, so it is never passed around for ever.
     GlobalListener { hops: u8 },
-    /// A copy of an ARP frame, so that every core's ARP cache learns the neighbour.
+    /// A copy of an ARP frame, so that every core's ARP cache learns the neighbour (and sends
+    /// what it parked for it); only the core that received the frame answers it.
     ArpCopy,
 }
 
@@ -258,6 +259,8 @@ impl CoreDispatcher {
                     None => self.process_tcp(now, &frame.bytes),
                 }
             }
+            // The core that took it from the NIC answered it; this one only learns from it.
+            (ForwardReason::ArpCopy, _) => self.interface.observe_arp(now, &frame.bytes),
             _ => self.interface.receive(now, &frame.bytes),
         }
     }

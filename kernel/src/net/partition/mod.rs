@@ -15,8 +15,9 @@
 //!   opened is owned by the core RSS steers it to. Not `c`: the frame goes to the owner over the
 //!   lock-free single-producer ring from `c` to the owner (software RFD); a full ring drops the
 //!   frame and counts it, and TCP retransmits.
-//! - ARP: handled on `c`, and a copy goes to every other core so that each core's ARP cache
-//!   learns the neighbour (a reply to a request sent by core `d` may arrive on any queue).
+//! - ARP: answered on `c`, and a copy goes to every other core, which only learns from it
+//!   (`Interface::observe_arp`), so that each core's ARP cache knows the neighbour: a reply to
+//!   a request sent by core `d` may arrive on any queue.
 //! - ICMP errors that quote one of our TCP segments go to the owner of the quoted connection;
 //!   echo requests are answered by whichever core receives them.
 //!

@@ -179,7 +179,7 @@ impl SharedCore {
         let moved = self.rings.drain_inbound(&mut batch, RING_DRAIN_BATCH);
         self.counters.received_from_rings += moved as u64;
         for frame in batch.drain(..) {
-            self.interface.receive(now, &frame.bytes);
+            self.interface.observe_arp(now, &frame.bytes);
         }
         self.inbound = batch;
         moved
