@@ -92,20 +92,17 @@ fn with_random_steering_software_rfd_delivers_every_packet() {
         assert_complete(&scenario, &outcome);
         let total = outcome.total();
         assert!(total.forwarded_by_rfd > 0);
-        assert_eq!(total.ring_drops, 0);
         assert_eq!(total.global_listener_fallbacks, 0);
-        // Every TCP segment is processed once, on its owner; a few forwarded ones may still be
-        // in a ring when the threads stop.
-        let in_rings_at_end =
-            total.forwarded_by_rfd + total.arp_copies_sent - total.received_from_rings;
-        assert!(total.segments_processed <= total.arrived_on_owner + total.forwarded_by_rfd);
-        assert!(
-            total.segments_processed + in_rings_at_end
-                >= total.arrived_on_owner + total.forwarded_by_rfd
-        );
+        // Every TCP segment is processed once, on its owner. A frame that found its ring full
+        // was dropped and counted (TCP sent it again); a few may still be in a ring when the
+        // threads stop.
+        let handed_over = total.forwarded_by_rfd + total.arp_copies_sent - total.ring_drops;
+        let in_rings_at_end = handed_over - total.received_from_rings;
+        let arrived = total.arrived_on_owner + total.forwarded_by_rfd;
+        assert!(total.segments_processed <= arrived);
+        assert!(total.segments_processed + in_rings_at_end + total.ring_drops >= arrived);
         // With random steering a segment arrives on its owner about once in `cores`.
-        let share = total.arrived_on_owner as f64
-            / (total.arrived_on_owner + total.forwarded_by_rfd) as f64;
+        let share = total.arrived_on_owner as f64 / arrived as f64;
         assert!(
             (share - 1.0 / cores as f64).abs() < 0.1,
             "share on owner {share}"
@@ -134,7 +131,6 @@ fn a_core_without_a_worker_has_its_connections_served_through_the_global_listene
         outcome.accepted_per_core.iter().sum::<u64>(),
         (scenario.passive_per_core * scenario.cores) as u64
     );
-    assert_eq!(total.ring_drops, 0);
 }
 
 #[test]
@@ -152,8 +148,6 @@ fn a_worker_that_stops_mid_run_loses_no_connection() {
         outcome.accepted_per_core.iter().sum::<u64>(),
         (scenario.passive_per_core * scenario.cores) as u64
     );
-    // The stopped core's local listener had nothing left to reset.
-    assert_eq!(outcome.total().ring_drops, 0);
 }
 
 #[test]
