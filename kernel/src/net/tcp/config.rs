@@ -33,8 +33,8 @@ pub struct TcpConfig {
     pub window_scaling: bool,
     /// Negotiate timestamps (RFC 7323 section 3).
     pub timestamps: bool,
-    /// Offer SACK-permitted (RFC 2018): out-of-order data is then reported in SACK blocks.
-    /// SACK blocks the peer sends are parsed but not used for recovery (New Reno is).
+    /// Offer SACK-permitted (RFC 2018): out-of-order data is then reported in SACK blocks,
+    /// and the peer's SACK blocks steer which holes fast recovery resends.
     pub sack_permitted: bool,
     /// RTO before any RTT sample (RFC 6298 section 2.1: one second).
     pub initial_rto: Duration,

@@ -42,7 +42,6 @@ impl NewReno {
         self.mss = mss.max(1);
     }
 
-    #[cfg(test)]
     pub(crate) fn in_recovery(&self) -> bool {
         self.recover.is_some()
     }

@@ -12,6 +12,7 @@ use super::context::Context;
 use super::reassembly::Reassembly;
 use super::reply::{challenge_ack_allowed, send_reset};
 use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
 use super::segment::{
     self, ACK, FIN, MAX_WINDOW_SCALE, PSH, RST, SYN, Segment, SegmentHeader, SegmentOptions,
 };
@@ -154,6 +155,8 @@ pub(crate) struct Connection {
     rtt_timing: Option<(SeqNum, Instant)>,
     retries: u32,
     congestion: NewReno,
+    /// What the peer SACKed, to resend several holes per round trip in recovery.
+    scoreboard: Scoreboard,
     last_send_time: Instant,
 
     // Acknowledgment policy.
@@ -231,6 +234,7 @@ impl Connection {
             rtt_timing: None,
             retries: 0,
             congestion: NewReno::new(send_mss, config.initial_window_segments),
+            scoreboard: Scoreboard::default(),
             last_send_time: context.now,
             ack_now: false,
             unacknowledged_segments: 0,
@@ -905,6 +909,15 @@ impl Connection {
             self.send_challenge_ack(context);
             return Outcome::Continue;
         }
+        if self.sack_permitted {
+            let options = &segment.options;
+            for &(left, right) in
+                &options.sack_blocks[..usize::from(options.sack_block_count).min(4)]
+            {
+                self.scoreboard
+                    .add(SeqNum(left), SeqNum(right), ack, self.send_max);
+            }
+        }
         let window_before = self.send_window;
         let acknowledges_nothing_new = ack == self.send_unacknowledged;
         if ack.after(self.send_unacknowledged) {
@@ -936,6 +949,9 @@ impl Connection {
                 AckAction::FastRetransmit => {
                     context.counters.fast_retransmits += 1;
                     self.retransmit_first(context);
+                }
+                AckAction::Nothing if self.congestion.in_recovery() => {
+                    self.retransmit_next_hole(context)
                 }
                 AckAction::Nothing | AckAction::RetransmitFirstUnacknowledged => {}
             }
@@ -1008,11 +1024,17 @@ impl Connection {
         } else {
             self.arm_retransmit(context);
         }
+        self.scoreboard.acknowledge(ack);
         let flight = self.flight_size();
-        if self.congestion.on_new_ack(acknowledged, ack.0, flight)
-            == AckAction::RetransmitFirstUnacknowledged
-        {
-            self.retransmit_first(context);
+        match self.congestion.on_new_ack(acknowledged, ack.0, flight) {
+            AckAction::RetransmitFirstUnacknowledged if self.scoreboard.is_empty() => {
+                self.retransmit_first(context);
+            }
+            AckAction::RetransmitFirstUnacknowledged => self.retransmit_next_hole(context),
+            AckAction::FastRetransmit | AckAction::Nothing => {}
+        }
+        if !self.congestion.in_recovery() {
+            self.scoreboard.end_recovery();
         }
         if data_acknowledged > 0 {
             self.wake_writer();
@@ -1055,6 +1077,26 @@ impl Connection {
         }
         self.rtt_timing = None;
         self.send_data(context, self.send_unacknowledged, length, flags);
+        self.scoreboard
+            .resent(self.send_unacknowledged + length as u32);
+    }
+
+    /// In recovery with SACK information: resends the next hole the peer reported, so that
+    /// several losses in one window are repaired in one round trip (RFC 6675 section 5, the
+    /// retransmission rule, with New Reno's window).
+    fn retransmit_next_hole(&mut self, context: &mut Context) {
+        let Some((start, length)) = self
+            .scoreboard
+            .next_hole(self.send_unacknowledged, self.send_mss)
+        else {
+            return;
+        };
+        let length = length.min(self.send_end().distance_from(start));
+        if length == 0 {
+            return;
+        }
+        self.send_data(context, start, length as usize, ACK);
+        self.scoreboard.resent(start + length);
     }
 
     fn receive_data(&mut self, context: &mut Context, sequence: SeqNum, payload: &[u8]) {
@@ -1302,6 +1344,7 @@ impl Connection {
             _ => {
                 let flight = self.flight_size();
                 self.congestion.on_timeout(flight);
+                self.scoreboard.clear();
                 // Go back N: resend from SND.UNA as the window allows.
                 self.send_next = self.send_unacknowledged;
                 self.output(context);

@@ -30,7 +30,7 @@
 //!   sending rules (Nagle, SWS avoidance, persist), delayed ACKs, timers and retransmission.
 //! - `lifecycle.rs`: what the layer does after each event (re-arm timers, TIME_WAIT, removal).
 //! - `listen.rs`, `time_wait.rs`, `slots.rs`, `tuple.rs`: the per-core tables.
-//! - `seq.rs`, `segment.rs`, `reassembly.rs`, `rtt.rs`, `congestion.rs`, `isn.rs`,
+//! - `seq.rs`, `segment.rs`, `reassembly.rs`, `rtt.rs`, `congestion.rs`, `scoreboard.rs`, `isn.rs`,
 //!   `syn_cookie.rs`, `timer_wheel.rs`, `output.rs`, `reply.rs`: the mechanisms.
 //! - `tests/`: segment scripts (inject a crafted segment, assert the exact segments emitted),
 //!   two layers back to back over a lossy wire, and property tests.
@@ -38,8 +38,8 @@
 //! # Known limits
 //! - Urgent data (URG) is not supported: the urgent pointer is ignored and the data read
 //!   inline (RFC 6093 advises new applications not to use it).
-//! - SACK blocks from the peer are parsed but recovery is New Reno (RFC 6582); we do send
-//!   SACK blocks for our own out-of-order data (RFC 2018).
+//! - Recovery is New Reno (RFC 6582) with a simplified SACK scoreboard that picks the holes
+//!   to resend; the full RFC 6675 pipe algorithm and D-SACK are not implemented.
 //! - One listener per port on a core (bound to 0.0.0.0 or to one address).
 //! - `close` is graceful or, with `AbortOnClose`, a reset; there is no linger with a timeout,
 //!   and no user timeout (RFC 5482): the retry limits bound every wait.
@@ -66,6 +66,7 @@ mod ports;
 mod reassembly;
 mod reply;
 mod rtt;
+mod scoreboard;
 mod segment;
 mod seq;
 mod slots;

@@ -99,3 +99,57 @@ fn window_restarts_after_idle() {
     harness.collect();
     assert_eq!(harness.sent.len(), 10);
 }
+
+#[test]
+fn sack_blocks_let_recovery_repair_several_holes_per_round_trip() {
+    let config = TcpConfig {
+        sack_permitted: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460).sack_permitted());
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness
+        .layer
+        .write(connection, &alloc::vec![3u8; 1460 * 10])
+        .unwrap();
+    harness.collect();
+    assert_eq!(harness.sent.len(), 10);
+    harness.sent.clear();
+    let segment = |index: u32| iss + 1 + index * 1460;
+    // Segments 0 and 3 are lost; the peer SACKs what follows each hole.
+    let duplicate = |right: u32| {
+        let mut ack = Inbound::new(ACK, 1001, segment(0));
+        ack.options.sack_block_count = 2;
+        ack.options.sack_blocks[0] = (segment(4), segment(right));
+        ack.options.sack_blocks[1] = (segment(1), segment(3));
+        ack
+    };
+    harness.inject(duplicate(5));
+    harness.inject(duplicate(6));
+    harness.expect_nothing();
+    harness.inject(duplicate(7));
+    let first = harness.expect();
+    assert_eq!(
+        first.sequence,
+        segment(0),
+        "fast retransmit of the first hole"
+    );
+    harness.expect_nothing();
+    // The next duplicate resends the second hole at once, without waiting for a partial ACK.
+    harness.inject(duplicate(8));
+    let second = harness.expect();
+    assert_eq!(second.sequence, segment(3));
+    assert_eq!(second.payload.len(), 1460);
+    // Further duplicates find no hole left below the SACKed data.
+    harness.inject(duplicate(9));
+    assert!(
+        harness
+            .sent
+            .iter()
+            .all(|sent| sent.sequence != segment(0) && sent.sequence != segment(3))
+    );
+}
