@@ -104,19 +104,26 @@ impl TcpLayer {
             }
             return None;
         }
-        if segment.has(FIN) || !segment.payload.is_empty() {
-            // A retransmitted FIN (our ACK was lost): acknowledge it and restart the 2*MSL
+        let retransmitted_fin = segment.has(FIN)
+            && segment.sequence + segment.payload.len() as u32 + 1 == record.receive_next;
+        if retransmitted_fin {
+            // The peer did not get our last ACK: acknowledge again and restart the 2*MSL
             // timer (RFC 9293 section 3.10.7.4, TIME-WAIT).
             send_time_wait_ack(&mut self.context, tuple, &record);
-            if segment.has(FIN) {
-                let expires = self.context.now + self.context.config.time_wait;
-                if let Some(stored) = self.time_wait.get_mut(&tuple) {
-                    stored.expires = expires;
-                }
-                self.context
-                    .wheel
-                    .insert(expires, TimerKey::TimeWait(tuple));
+            let expires = self.context.now + self.context.config.time_wait;
+            if let Some(stored) = self.time_wait.get_mut(&tuple) {
+                stored.expires = expires;
             }
+            self.context
+                .wheel
+                .insert(expires, TimerKey::TimeWait(tuple));
+        } else if (segment.has(FIN) || !segment.payload.is_empty())
+            && challenge_ack_allowed(&mut self.context)
+        {
+            // Anything else is old or forged: an ACK (rate-limited), and the timer runs on,
+            // so that a blind sender cannot keep the record alive.
+            self.context.counters.drop_segment(DropReason::OutOfWindow);
+            send_time_wait_ack(&mut self.context, tuple, &record);
         }
         None
     }

@@ -337,3 +337,15 @@ fn connect_reuses_time_wait_with_timestamps() {
     assert_eq!(harness.layer.counters().time_wait_reuses, 1);
     assert_eq!(harness.layer.tuple_use(local, remote), TupleUse::Connected);
 }
+
+#[test]
+fn forged_fins_do_not_extend_time_wait() {
+    let mut harness = Harness::plain();
+    let iss = into_time_wait(&mut harness, 1000);
+    harness.advance(Duration::from_secs(50));
+    // A FIN with the wrong sequence number: ACKed, but the timer is not restarted.
+    harness.inject(Inbound::new(FIN | ACK, 5555, iss + 2));
+    harness.expect().assert(ACK, iss + 2, 1002);
+    harness.advance(Duration::from_secs(10));
+    assert_eq!(harness.layer.time_wait_count(), 0);
+}
