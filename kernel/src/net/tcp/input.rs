@@ -149,9 +149,16 @@ impl TcpLayer {
                 // The peer did not get our SYN-ACK: send it again.
                 send_syn_ack(&mut self.context, tuple, &half_open.handshake, None);
             } else {
+                // A different SYN for the same 4-tuple (the peer restarted, or a forgery):
+                // a challenge ACK (RFC 5961 section 4). A peer that restarted answers it with
+                // a RST at exactly the expected sequence number, which ends this half-open
+                // connection; its next SYN then opens a new one.
                 self.context
                     .counters
                     .drop_segment(DropReason::UnexpectedSyn);
+                if challenge_ack_allowed(&mut self.context) {
+                    send_half_open_ack(&mut self.context, tuple, &half_open.handshake);
+                }
             }
             return;
         }
@@ -537,6 +544,38 @@ fn send_syn_ack(
             mss: Some(context.config.mss),
             window_scale: handshake.window_shifts.map(|(_, ours)| ours),
             sack_permitted: handshake.sack_permitted,
+            timestamp,
+            ..SegmentOptions::default()
+        },
+    };
+    context
+        .output
+        .push(header.source, header.destination, |out| {
+            segment::write(out, &header, (&[], &[]))
+        });
+}
+
+/// `<SEQ=ISS+1><ACK=IRS+1><CTL=ACK>` for a half-open connection.
+fn send_half_open_ack(context: &mut Context, tuple: FourTuple, handshake: &Handshake) {
+    let timestamp = handshake.peer_timestamp.map(|recent| {
+        (
+            context.timestamp_value(context.timestamp_offset(&tuple)),
+            recent,
+        )
+    });
+    let header = SegmentHeader {
+        source: *tuple.local.ip(),
+        destination: *tuple.remote.ip(),
+        source_port: tuple.local.port(),
+        destination_port: tuple.remote.port(),
+        sequence: handshake.initial_send + 1,
+        acknowledgment: handshake.initial_receive + 1,
+        flags: ACK,
+        window: context
+            .config
+            .receive_buffer_size
+            .min(usize::from(u16::MAX)) as u16,
+        options: SegmentOptions {
             timestamp,
             ..SegmentOptions::default()
         },

@@ -311,3 +311,20 @@ fn cookies_without_timestamps_drop_window_scaling() {
     harness.advance(Duration::from_secs(1));
     assert_eq!(harness.expect().payload.len(), 392);
 }
+
+#[test]
+fn a_restarted_peer_replaces_its_half_open_connection() {
+    let mut harness = Harness::plain();
+    harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    // The peer restarts and sends a new SYN from the same port: a challenge ACK.
+    harness.inject(Inbound::new(SYN, 90_000, 0));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    // The peer answers with the RST that RFC 5961 asks for; then its SYN gets through.
+    harness.inject(Inbound::new(RST, 1001, 0));
+    assert_eq!(harness.layer.connection_count(), 0);
+    harness.inject(Inbound::new(SYN, 90_000, 0));
+    let syn_ack = harness.expect();
+    syn_ack.assert(SYN | ACK, syn_ack.sequence, 90_001);
+}
