@@ -47,11 +47,13 @@ pub enum DropReason {
     /// An echo request to a broadcast address (RFC 1122 3.2.2.6 lets a host ignore it, which
     /// keeps us out of smurf amplification).
     IcmpEchoToBroadcast,
+    /// An echo request whose reply would not fit in our MTU (it came in a jumbo frame).
+    IcmpEchoTooLarge,
     /// A TCP segment whose checksum over the pseudo-header does not verify (RFC 9293 3.1).
     TcpBadChecksum,
     /// A TCP segment sent to a broadcast address (RFC 9293 3.10.7.2: TCP is unicast only).
     TcpNotUnicast,
-    /// An ARP reply or echo reply found the queue of frames built during receive full.
+    /// A received ARP request or echo request found the queue of replies full.
     ControlQueueFull,
     /// An outgoing packet waited for ARP resolution and the resolution timed out.
     ArpResolutionFailed,
@@ -69,7 +71,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::EthernetTooShort,
         DropReason::EthernetNotForUs,
         DropReason::EthernetBadSource,
@@ -89,6 +91,7 @@ impl DropReason {
         DropReason::IcmpUnsupported,
         DropReason::IcmpErrorNotOurs,
         DropReason::IcmpEchoToBroadcast,
+        DropReason::IcmpEchoTooLarge,
         DropReason::TcpBadChecksum,
         DropReason::TcpNotUnicast,
         DropReason::ControlQueueFull,
@@ -122,6 +125,7 @@ impl DropReason {
             DropReason::IcmpUnsupported => "icmp_unsupported",
             DropReason::IcmpErrorNotOurs => "icmp_error_not_ours",
             DropReason::IcmpEchoToBroadcast => "icmp_echo_to_broadcast",
+            DropReason::IcmpEchoTooLarge => "icmp_echo_too_large",
             DropReason::TcpBadChecksum => "tcp_bad_checksum",
             DropReason::TcpNotUnicast => "tcp_not_unicast",
             DropReason::ControlQueueFull => "control_queue_full",

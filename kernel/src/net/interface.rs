@@ -279,6 +279,10 @@ impl Interface {
                         if packet.destination != self.config.ipv4.address {
                             return Err(DropReason::IcmpEchoToBroadcast);
                         }
+                        // A request in a jumbo frame would need a reply larger than our MTU.
+                        if ipv4::HEADER_LEN + icmp::echo_reply_len(data) > ethernet::MTU {
+                            return Err(DropReason::IcmpEchoTooLarge);
+                        }
                         // Answer the MAC the request came from: it is the right next hop back
                         // and needs no ARP round trip.
                         self.queue_control(ControlFrame::EchoReply {
@@ -377,16 +381,12 @@ impl Interface {
             self.config.ipv4.address,
             target,
         );
-        // A request that finds the queue full is retried by the ARP timer.
-        if self
-            .queue_control(ControlFrame::Arp {
-                destination: EthernetAddress::BROADCAST,
-                message,
-            })
-            .is_err()
-        {
-            self.counters.count_drop(DropReason::ControlQueueFull);
-        }
+        // A request that finds the queue full is not lost: the resolution stays pending and the
+        // ARP timer sends it again, so nothing is counted here.
+        let _ = self.queue_control(ControlFrame::Arp {
+            destination: EthernetAddress::BROADCAST,
+            message,
+        });
     }
 
     fn send_announcement(&mut self, now: Instant, sink: &mut impl FrameSink) {
@@ -748,6 +748,16 @@ mod tests {
             interface.counters().drops(DropReason::IcmpEchoToBroadcast),
             1
         );
+
+        let mut jumbo = alloc::vec![0u8; 3000];
+        jumbo[0] = 8;
+        Icmpv4Packet::new_unchecked(&mut jumbo[..]).fill_checksum();
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Icmp, &jumbo),
+        );
+        assert!(poll(&mut interface, Instant::ZERO).is_empty());
+        assert_eq!(interface.counters().drops(DropReason::IcmpEchoTooLarge), 1);
     }
 
     #[test]
