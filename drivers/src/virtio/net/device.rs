@@ -127,9 +127,10 @@ pub enum VirtioNetError {
         features: Features,
     },
     Config(ConfigError),
-    /// The device has fewer virtqueues than its advertised queue pairs need.
+    /// The device has fewer virtqueues than its advertised queue pairs need (up to 0x10001,
+    /// one more than the 16-bit `num_queues` can report).
     TooFewVirtqueues {
-        needed: u16,
+        needed: u32,
         available: u16,
     },
     Queue {
@@ -232,9 +233,12 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         );
         let max_queue_pairs = config.max_virtqueue_pairs;
         let has_control = features.contains(Features::CTRL_VQ);
-        let needed = 2 * max_queue_pairs + u16::from(has_control);
+        // In 32 bits: 0x8000 pairs is valid (5.1.4.1) and needs more queues than a u16 holds.
+        // Once the check passes, every queue index below (up to the control queue at
+        // 2 * max_queue_pairs) fits in a u16.
+        let needed = 2 * u32::from(max_queue_pairs) + u32::from(has_control);
         let available = transport.queue_count();
-        if available < needed {
+        if u32::from(available) < needed {
             return Err((
                 transport,
                 VirtioNetError::TooFewVirtqueues { needed, available },

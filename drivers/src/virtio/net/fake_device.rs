@@ -128,9 +128,12 @@ struct State {
 }
 
 impl State {
+    /// What `num_queues` (a le16) reports: every queue the pairs and the control queue need,
+    /// or as many as it can express.
     fn queue_count(&self) -> u16 {
-        let control = u16::from(self.settings.offered.contains(Features::CTRL_VQ));
-        2 * self.settings.max_queue_pairs + control
+        let control = u32::from(self.settings.offered.contains(Features::CTRL_VQ));
+        let needed = 2 * u32::from(self.settings.max_queue_pairs) + control;
+        u16::try_from(needed).unwrap_or(u16::MAX)
     }
 
     fn reset(&mut self) {
@@ -593,7 +596,8 @@ impl FakeMachine {
         msix.extend_from_slice(&(MSIX_TABLE_OFFSET as u32 | BAR_INDEX as u32).to_le_bytes());
         msix.extend_from_slice(&(MSIX_PBA_OFFSET as u32 | BAR_INDEX as u32).to_le_bytes());
         pci.add_capability(address(), capability::id::MSI_X, &msix);
-        let notify_length = NOTIFY_MULTIPLIER * usize::from(2 * max_pairs + 1);
+        let notify_length = (NOTIFY_MULTIPLIER * (2 * usize::from(max_pairs) + 1))
+            .min(MSIX_TABLE_OFFSET - NOTIFY_OFFSET);
         for (config_type, offset, length, multiplier) in [
             (config_type::COMMON, COMMON_OFFSET, COMMON_LENGTH, None),
             (config_type::ISR, ISR_OFFSET, 4, None),

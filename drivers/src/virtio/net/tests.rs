@@ -887,6 +887,24 @@ fn an_impossible_queue_pair_count_is_refused() {
 }
 
 #[test]
+fn the_largest_queue_pair_count_is_checked_without_overflow() {
+    // 0x8000 pairs is a valid `max_virtqueue_pairs` (5.1.4.1), but with the control queue it
+    // needs 0x10001 virtqueues, more than the 16-bit `num_queues` can report.
+    let machine = FakeMachine::new(Settings {
+        max_queue_pairs: 0x8000,
+        ..Settings::default()
+    });
+    assert_eq!(
+        machine.bring_up(options(1, 16)).err(),
+        Some(VirtioNetError::TooFewVirtqueues {
+            needed: 0x1_0001,
+            available: u16::MAX
+        })
+    );
+    assert!(machine.device.status().contains(DeviceStatus::FAILED));
+}
+
+#[test]
 fn receive_only_routing_leaves_transmit_queues_without_vectors() {
     let machine = FakeMachine::new(Settings::default());
     let mut nic = machine
