@@ -863,6 +863,43 @@ mod tests {
     }
 
     #[test]
+    fn packets_off_the_link_go_to_the_gateway_or_nowhere() {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let far = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 443);
+        interface
+            .tcp()
+            .borrow_mut()
+            .connect(far, None)
+            .expect("connect");
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            parse_arp(&sent[0]).1.target_protocol,
+            Ipv4Addr::new(10, 0, 0, 254)
+        );
+
+        let tcp = TcpLayer::new(TcpConfig::default(), CoreId(0), [1; 16]).into_shared();
+        let config = InterfaceConfig {
+            hardware_address: US,
+            ipv4: Ipv4Config {
+                address: OUR_IP,
+                prefix_len: 24,
+                gateway: None,
+            },
+        };
+        let mut isolated = Interface::new(config, tcp, Instant::ZERO);
+        poll(&mut isolated, Instant::ZERO);
+        isolated
+            .tcp()
+            .borrow_mut()
+            .connect(far, None)
+            .expect("connect");
+        assert!(poll(&mut isolated, Instant::ZERO).is_empty());
+        assert_eq!(isolated.counters().drops(DropReason::TransmitNoRoute), 1);
+    }
+
+    #[test]
     fn unanswered_resolutions_give_up_and_count_their_packets() {
         let mut interface = interface();
         poll(&mut interface, Instant::ZERO);
