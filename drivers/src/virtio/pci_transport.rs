@@ -95,6 +95,9 @@ pub enum TransportError {
     QueueUnavailable { queue: u16 },
     /// A queue's notification address is outside the notification structure.
     NotifyOutsideStructure { queue: u16, offset: u64 },
+    /// A queue's notification address is odd: the device broke the rule that the multiplier
+    /// is 0 or an even power of two (4.1.4.4), and a 16-bit write there would be misaligned.
+    NotifyMisaligned { queue: u16, offset: u64 },
     /// The device refused an MSI-X vector (it reads back `NO_MSIX_VECTOR`).
     MsixVectorRejected { queue: Option<u16>, vector: u16 },
 }
@@ -385,6 +388,9 @@ impl<M: Mmio> PciTransport<M> {
         let offset = u64::from(notify_off) * u64::from(self.notify_off_multiplier);
         if offset + 2 > self.notify.len() as u64 {
             return Err(TransportError::NotifyOutsideStructure { queue, offset });
+        }
+        if !offset.is_multiple_of(2) {
+            return Err(TransportError::NotifyMisaligned { queue, offset });
         }
         self.common.write_u16(common::QUEUE_ENABLE, 1);
         Ok(QueueNotifier {

@@ -746,6 +746,25 @@ fn a_missing_or_misplaced_virtio_structure_is_reported() {
 }
 
 #[test]
+fn an_odd_notification_address_is_refused_before_any_kick() {
+    // The multiplier must be 0 or an even power of two (4.1.4.4); with 1, queue 1's notify
+    // address is odd, and a 16-bit write there would be a misaligned register access.
+    let machine = FakeMachine::new(Settings::default());
+    let notify = capability_offset(&machine, config_type::NOTIFY);
+    machine.pci.poke(fake_device::address(), notify + 16, 1);
+    assert_eq!(
+        machine.bring_up(options(1, 16)).err(),
+        Some(VirtioNetError::Transport(
+            TransportError::NotifyMisaligned {
+                queue: 1,
+                offset: 1
+            }
+        ))
+    );
+    assert!(machine.device.status().contains(DeviceStatus::FAILED));
+}
+
+#[test]
 fn a_looping_capability_list_ends() {
     let machine = FakeMachine::new(Settings::default());
     let notify = capability_offset(&machine, config_type::NOTIFY);
