@@ -7,6 +7,11 @@
 //! every byte is checked. The rate counts the connections completed by the client hosts
 //! (passive on the appliance) and by the appliance (active, to the backends) per second.
 //!
+//! Besides connections per second of wall time, the table shows connections per second of CPU
+//! time used by the threads (from `/proc/thread-self/schedstat`): on a machine shared with
+//! other work, the wall rate follows the CPU share the bench gets, the CPU-time rate shows
+//! the cost per connection, lock spinning included.
+//!
 //! The load generators run in the same threads as the cores they load, so a thread count
 //! above the machine's core count measures time-sharing, not scaling: the thread counts go up
 //! to `std::thread::available_parallelism()`.
@@ -39,6 +44,8 @@ struct Row {
 
 struct Measurement {
     rate: f64,
+    /// Connections per second of CPU time the threads used: the cost, whatever else runs.
+    per_cpu_second: Option<f64>,
     passive: u64,
     active: u64,
     forwarded: u64,
@@ -65,10 +72,20 @@ fn measure(threads: usize, mode: StackMode, seconds: f64) -> Measurement {
     let completed = outcome.completed_passive + outcome.completed_active;
     Measurement {
         rate: completed as f64 / outcome.elapsed.as_secs_f64(),
+        per_cpu_second: outcome
+            .cpu_time
+            .filter(|time| !time.is_zero())
+            .map(|time| completed as f64 / time.as_secs_f64()),
         passive: outcome.completed_passive,
         active: outcome.completed_active,
         forwarded: outcome.total().forwarded_by_rfd,
     }
+}
+
+fn per_cpu_second(measurement: &Measurement) -> String {
+    measurement
+        .per_cpu_second
+        .map_or_else(|| "-".to_string(), |rate| format!("{rate:.0}"))
 }
 
 fn best(first: Measurement, second: Measurement) -> Measurement {
@@ -111,8 +128,13 @@ fn main() {
         WARM_UP.as_millis()
     );
     println!(
-        "{:>7} | {:>16} | {:>16} | {:>7} | partitioned passive/active, cross-core",
-        "threads", "partitioned c/s", "shared c/s", "ratio"
+        "{:>7} | {:>15} | {:>15} | {:>6} | {:>19} | {:>19} | partitioned passive/active, cross-core",
+        "threads",
+        "partitioned c/s",
+        "shared c/s",
+        "ratio",
+        "partitioned c/cpu-s",
+        "shared c/cpu-s"
     );
     let mut rows = Vec::new();
     for threads in thread_counts(max_threads) {
@@ -126,10 +148,12 @@ fn main() {
             shared = best(shared, measure(threads, StackMode::SharedTables, seconds));
         }
         println!(
-            "{threads:>7} | {:>16.0} | {:>16.0} | {:>7.2} | {}/{}, {} forwarded",
+            "{threads:>7} | {:>15.0} | {:>15.0} | {:>6.2} | {:>19} | {:>19} | {}/{}, {} forwarded",
             partitioned.rate,
             shared.rate,
             partitioned.rate / shared.rate,
+            per_cpu_second(&partitioned),
+            per_cpu_second(&shared),
             partitioned.passive,
             partitioned.active,
             partitioned.forwarded

@@ -125,6 +125,8 @@ pub struct Outcome {
     pub accepted_per_core: Vec<u64>,
     pub elapsed: Duration,
     pub timed_out: bool,
+    /// CPU time all the threads spent in the measuring window (timed runs on Linux only).
+    pub cpu_time: Option<Duration>,
 }
 
 impl Outcome {
@@ -239,6 +241,13 @@ fn mix(value: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (Linux); `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanoseconds = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanoseconds))
 }
 
 /// The request of connection `id`: its id, then a pattern.
@@ -717,6 +726,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
             // Completions counted when the measuring window opened and closed (benchmark runs).
             let mut completed_at_warm_up = None;
             let mut completed_in_window = None;
+            let mut cpu_at_warm_up = None;
+            let mut cpu_in_window = None;
             // The proxy side starts once the clients are under way, so ARP has settled.
             let active_start = Duration::from_millis(20);
             loop {
@@ -763,9 +774,13 @@ pub fn run(scenario: &Scenario) -> Outcome {
                     backend_server.step(&mut backend_host.tcp.borrow_mut(), Some(backend_listener));
                 if elapsed >= scenario.warm_up && completed_at_warm_up.is_none() {
                     completed_at_warm_up = Some((client.completed, proxy_client.completed));
+                    cpu_at_warm_up = thread_cpu_time();
                 }
                 if !measuring && completed_in_window.is_none() {
                     completed_in_window = Some((client.completed, proxy_client.completed));
+                    cpu_in_window = thread_cpu_time()
+                        .zip(cpu_at_warm_up)
+                        .map(|(end, start)| end.saturating_sub(start));
                 }
                 let my_work_done = match scenario.duration {
                     Some(duration) => elapsed >= duration,
@@ -795,9 +810,11 @@ pub fn run(scenario: &Scenario) -> Outcome {
             let tcp_counters = appliance.with_layer(|layer| layer.counters().clone());
             let (passive, active) =
                 completed_in_window.unwrap_or((client.completed, proxy_client.completed));
+            let (passive_before, active_before) = completed_at_warm_up.unwrap_or_default();
             (
-                passive,
-                active,
+                passive - passive_before,
+                active - active_before,
+                cpu_in_window,
                 failures,
                 appliance.counters(),
                 tcp_counters,
@@ -805,10 +822,14 @@ pub fn run(scenario: &Scenario) -> Outcome {
             )
         }));
     }
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        cpu_time: scenario.duration.map(|_| Duration::ZERO),
+        ..Outcome::default()
+    };
     for thread in threads {
-        let (passive, active, failures, counters, tcp_counters, accepted) =
+        let (passive, active, cpu_time, failures, counters, tcp_counters, accepted) =
             thread.join().expect("core thread");
+        outcome.cpu_time = outcome.cpu_time.zip(cpu_time).map(|(sum, time)| sum + time);
         outcome.completed_passive += passive;
         outcome.completed_active += active;
         outcome.failures.extend(failures);
