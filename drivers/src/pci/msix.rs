@@ -8,6 +8,15 @@ use super::bar::{Bar, BarError};
 use super::{PciConfig, PciFunction, capability::id};
 use crate::hal::{HalError, Mmio, MmioMapper};
 
+/// Capability layout (PCI 3.0, 6.8.2): ID and next pointer, then message control at 2, the
+/// table offset/BIR dword at 4 and the pending-bit array offset/BIR dword at 8.
+const CAPABILITY_MESSAGE_CONTROL: u8 = 2;
+const CAPABILITY_TABLE: u8 = 4;
+const CAPABILITY_PENDING_BIT_ARRAY: u8 = 8;
+const CAPABILITY_LENGTH: usize = 12;
+/// Size of configuration space (PCI 3.0, 6.1); the capability must end inside it.
+const CONFIGURATION_SPACE_LENGTH: usize = 256;
+
 /// Message control: table size minus one in bits 10:0.
 const CONTROL_TABLE_SIZE_MASK: u16 = 0x07ff;
 /// Message control: all vectors masked.
@@ -44,12 +53,16 @@ pub struct MsixCapability {
 }
 
 impl MsixCapability {
-    /// Reads the function's MSI-X capability, if it has one.
+    /// Reads the function's MSI-X capability, if it has a well-formed one (one that ends
+    /// inside configuration space; a list pointer near the end would make the offsets wrap).
     pub fn read<C: PciConfig>(function: &PciFunction<'_, C>) -> Option<Self> {
         let capability = function.find_capability(id::MSI_X)?;
-        let control = function.read_u16(capability.offset + 2);
-        let table = function.read_u32(capability.offset + 4);
-        let pending = function.read_u32(capability.offset + 8);
+        if usize::from(capability.offset) + CAPABILITY_LENGTH > CONFIGURATION_SPACE_LENGTH {
+            return None;
+        }
+        let control = function.read_u16(capability.offset + CAPABILITY_MESSAGE_CONTROL);
+        let table = function.read_u32(capability.offset + CAPABILITY_TABLE);
+        let pending = function.read_u32(capability.offset + CAPABILITY_PENDING_BIT_ARRAY);
         Some(MsixCapability {
             offset: capability.offset,
             table_size: (control & CONTROL_TABLE_SIZE_MASK) + 1,
@@ -68,14 +81,18 @@ impl MsixCapability {
     /// Enables MSI-X with all vectors unmasked at function level (each vector keeps its own
     /// mask bit), which also disables legacy INTx for the function.
     pub fn enable<C: PciConfig>(&self, function: &PciFunction<'_, C>) {
-        let control = function.read_u16(self.offset + 2);
-        let control = (control | CONTROL_ENABLE) & !CONTROL_FUNCTION_MASK;
-        function.write_u16(self.offset + 2, control);
+        let register = self.offset + CAPABILITY_MESSAGE_CONTROL;
+        let control = function.read_u16(register);
+        function.write_u16(
+            register,
+            (control | CONTROL_ENABLE) & !CONTROL_FUNCTION_MASK,
+        );
     }
 
     pub fn disable<C: PciConfig>(&self, function: &PciFunction<'_, C>) {
-        let control = function.read_u16(self.offset + 2);
-        function.write_u16(self.offset + 2, control & !CONTROL_ENABLE);
+        let register = self.offset + CAPABILITY_MESSAGE_CONTROL;
+        let control = function.read_u16(register);
+        function.write_u16(register, control & !CONTROL_ENABLE);
     }
 }
 

@@ -867,6 +867,21 @@ fn msix_vectors_are_programmed_through_the_table_in_the_bar() {
 }
 
 #[test]
+fn an_msix_capability_that_runs_off_configuration_space_is_ignored() {
+    let machine = FakeMachine::new(Settings::default());
+    let address = fake_device::address();
+    // The list now starts with an MSI-X capability at 0xfc, whose 12 bytes cannot fit
+    // below 0x100.
+    machine.pci.poke(address, 0x34, 0xfc);
+    machine
+        .pci
+        .poke(address, 0xfc, crate::pci::capability::id::MSI_X);
+    machine.pci.poke(address, 0xfd, 0);
+    let function = PciFunction::new(&machine.pci, address);
+    assert_eq!(MsixCapability::read(&function), None);
+}
+
+#[test]
 fn a_device_that_never_finishes_reset_is_reported() {
     let machine = FakeMachine::new(Settings {
         stuck_in_reset: true,
