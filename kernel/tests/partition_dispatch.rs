@@ -4,7 +4,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol,
+    Ipv4Packet, TcpPacket,
 };
 use unisock_kernel::net::arp::{self, ArpMessage};
 use unisock_kernel::net::ethernet;
@@ -388,4 +389,52 @@ fn replies_on_connections_we_open_return_to_the_core_that_opened_them() {
         // And the NIC's RSS, with the port-only key, agrees: no software hand-over needed.
         assert_eq!(host.rfd.rss_owner(&reply), CoreId(core as u16));
     }
+}
+
+fn icmp_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + message.len()];
+    let packet = ethernet::write_header(&mut frame, PEER, US, EthernetProtocol::Ipv4);
+    ipv4::write_header(packet, PEER_IP, OUR_IP, IpProtocol::Icmp, message.len())
+        .copy_from_slice(message);
+    frame
+}
+
+#[test]
+fn echo_is_answered_where_it_arrives_and_errors_go_to_the_connection_s_owner() {
+    let mut host = host(4, 64);
+    let mut echo = vec![8, 0, 0, 0, 0, 7, 0, 1, b'p', b'i', b'n', b'g'];
+    Icmpv4Packet::new_unchecked(&mut echo[..]).fill_checksum();
+    host.cores[3].on_frame_from_nic(NOW, &icmp_frame(&echo));
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    host.cores[3].poll(NOW, &mut frames);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(host.cores[3].interface().counters().echo_replies_sent, 1);
+
+    // Core 2 opens a connection; a port unreachable about it arrives on core 0.
+    let backend = SocketAddrV4::new(PEER_IP, 8080);
+    let socket = host.cores[2]
+        .tcp()
+        .borrow_mut()
+        .connect(backend, None)
+        .unwrap();
+    let local = host.cores[2].tcp().borrow().local_address(socket).unwrap();
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 6;
+    quoted[12..16].copy_from_slice(&OUR_IP.octets());
+    quoted[16..20].copy_from_slice(&PEER_IP.octets());
+    quoted[20..22].copy_from_slice(&local.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&8080u16.to_be_bytes());
+    let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    error.extend_from_slice(&quoted);
+    Icmpv4Packet::new_unchecked(&mut error[..]).fill_checksum();
+    host.cores[0].on_frame_from_nic(NOW, &icmp_frame(&error));
+    assert_eq!(host.cores[0].counters().forwarded_by_rfd, 1);
+    host.drain_all();
+    let delivered: Vec<u64> = host
+        .cores
+        .iter()
+        .map(|core| core.interface().counters().icmp_errors_delivered)
+        .collect();
+    assert_eq!(delivered, [0, 0, 1, 0]);
 }
