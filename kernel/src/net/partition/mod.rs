@@ -93,7 +93,7 @@ mod served_port;
 mod shared_tables;
 
 pub use counters::PartitionCounters;
-pub use dispatcher::{CoreDispatcher, ForwardReason, RING_DRAIN_BATCH, RingFrame};
+pub use dispatcher::{CoreDispatcher, DispatcherError, ForwardReason, RING_DRAIN_BATCH, RingFrame};
 pub use fallback::fallback_core;
 pub use fallback_routes::{FallbackRoutes, ROUTE_CAPACITY, ROUTE_IDLE_LIMIT};
 pub use frame_summary::{FrameSummary, TcpSummary};
