@@ -8,7 +8,8 @@ use core::fmt::Write;
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{SocketError, TcpListener, TcpStream};
+use unisock_kernel::net::partition::ServedPort;
+use unisock_kernel::socket::{SocketError, TcpStream};
 
 use crate::http::{head_length, request_line};
 use crate::services::StatisticsReport;
@@ -21,10 +22,10 @@ pub const MAX_HEAD_LENGTH: usize = 8 * 1024;
 /// a connection for ever).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections on `listener` for ever, one task per connection.
-pub async fn serve(listener: TcpListener, handle: Handle, report: Option<StatisticsReport>) {
+/// Accepts connections on `port` for as long as it is served, one task per connection.
+pub async fn serve(port: ServedPort, handle: Handle, report: Option<StatisticsReport>) {
     loop {
-        match listener.accept().await {
+        match port.listener().accept().await {
             Ok(stream) => {
                 let handle_for_task = handle.clone();
                 let report = report.clone();

@@ -6,7 +6,8 @@ use alloc::string::String;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{SharedTcpLayer, SocketError, TcpListener};
+use unisock_kernel::net::partition::ServedPort;
+use unisock_kernel::socket::SocketError;
 
 use crate::responder;
 use crate::transfer::{self, TransferService};
@@ -34,21 +35,19 @@ impl Services {
     }
 }
 
-/// Binds every configured service on this core's stack (so a port already taken is an error
-/// at start, not later) and spawns its accept loop.
+/// How a core listens: on its own stack, and in the global listen table (the run loop's
+/// `listen`, i.e. `net::partition::CoreDispatcher::listen`).
+pub type Listen<'a> = &'a mut dyn FnMut(SocketAddrV4, usize) -> Result<ServedPort, SocketError>;
+
+/// Listens on every configured service's port on this core (so a port already taken is an
+/// error at start, not later) and spawns its accept loop.
 pub fn start_services(
-    stack: &SharedTcpLayer,
+    listen: Listen<'_>,
     handle: &Handle,
     services: &Services,
     report: Option<StatisticsReport>,
 ) -> Result<(), SocketError> {
-    let bind = |port: u16| {
-        TcpListener::bind(
-            stack,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-            BACKLOG,
-        )
-    };
+    let mut bind = |port: u16| listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), BACKLOG);
     if let Some(port) = services.responder {
         let listener = bind(port)?;
         handle.spawn(responder::serve(listener, handle.clone(), report));

@@ -8,7 +8,8 @@ use core::fmt::Write;
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{SocketError, TcpListener, TcpStream};
+use unisock_kernel::net::partition::ServedPort;
+use unisock_kernel::socket::{SocketError, TcpStream};
 
 use crate::sha256::{Sha256, to_hex};
 
@@ -33,10 +34,10 @@ pub enum TransferService {
     Source,
 }
 
-/// Accepts connections on `listener` for ever, one task per connection.
-pub async fn serve(listener: TcpListener, handle: Handle, service: TransferService) {
+/// Accepts connections on `port` for as long as it is served, one task per connection.
+pub async fn serve(port: ServedPort, handle: Handle, service: TransferService) {
     loop {
-        match listener.accept().await {
+        match port.listener().accept().await {
             Ok(stream) => {
                 let task_handle = handle.clone();
                 handle.spawn(async move {

@@ -28,7 +28,11 @@ use unisock_drivers::virtio::net::{VirtioNet, VirtioNetOptions, VirtioNetQueue};
 use unisock_kernel::config::Config;
 use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
 use unisock_kernel::net::ipv4::Ipv4Config;
+use unisock_kernel::net::partition::GlobalListenTable;
 use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
+use unisock_kernel::net::rss::{
+    INDIRECTION_TABLE_LENGTH, IndirectionTable, QueueId as RssQueueId, bit_reverse7,
+};
 use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::runtime::{
     CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, Platform, QueuePair,
@@ -165,7 +169,10 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
             }
         };
     let queues = nic.queue_count();
-    let rfd = match RfdConfig::port_xor(queues).and_then(ReceiveFlowDeliver::new) {
+    let rfd = match RfdConfig::port_xor(queues).and_then(|mut config| {
+        config.indirection_table = spread_even_ports(queues);
+        ReceiveFlowDeliver::new(config)
+    }) {
         Ok(rfd) => Arc::new(rfd),
         Err(error) => {
             warn!("net: receive flow deliver: {error:?}: network off");
@@ -196,6 +203,7 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
             gateway: config.gateway,
         },
     };
+    let listen = GlobalListenTable::new();
     let doorbells = Arc::new(Doorbells::new(queues));
     let statistics = Arc::new(NetworkStatistics::new(queues));
     let secret = boot_secret(mac);
@@ -214,12 +222,13 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
             queue: BootQueue(queue),
             rings: core_rings,
             rfd: rfd.clone(),
+            listen: listen.clone(),
             doorbells: doorbells.clone(),
             statistics: statistics.clone(),
             interface,
             tcp: TcpConfig::default(),
             secret,
-            listening_ports: services.ports().collect(),
+            port_start: (clock::read_tsc() as u16) ^ (index as u16).wrapping_mul(7919),
         };
         handoffs[index] = Handoff::Start(Box::new(CoreStart {
             setup,
@@ -302,6 +311,19 @@ fn route_interrupts<C: PciConfig>(
     true
 }
 
+/// The port-XOR indirection table, but keyed on bits 1-6 of `source port ^ destination port`
+/// instead of its low bit first: Linux picks only even local ports for `connect()` (since
+/// 4.6), so with the plain `IndirectionTable::port_xor` every connection from a Linux peer to
+/// an even port would land on the even queues and, on two cores, all on core 0.
+fn spread_even_ports(queues: usize) -> IndirectionTable {
+    let mut entries = [RssQueueId::new(0); INDIRECTION_TABLE_LENGTH];
+    for port_xor in 0..INDIRECTION_TABLE_LENGTH as u8 {
+        let spread = usize::from(port_xor >> 1) | usize::from(port_xor & 1) << 6;
+        entries[usize::from(bit_reverse7(port_xor))] = RssQueueId::new((spread % queues) as u16);
+    }
+    IndirectionTable::from_entries(entries)
+}
+
 /// Programs the port-only RSS key and Receive Flow Deliver's indirection table, so the queue
 /// of a TCP segment depends only on its ports. Returns whether the device took it; without
 /// RSS the host picks queues and software Receive Flow Deliver hands segments over.
@@ -372,11 +394,19 @@ pub fn run_core(index: u32) -> ! {
         statistics,
         gateway,
     } = *start;
-    let mut runtime = CoreRuntime::new(setup, BootPlatform);
+    let mut runtime = match CoreRuntime::new(setup, BootPlatform) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            warn!("net: cpu {index}: {error:?}: this core stays off the network");
+            crate::exit::halt_forever()
+        }
+    };
     let report: StatisticsReport = Rc::new(move |out: &mut String| {
         let _ = statistics.write_report(out);
     });
-    if let Err(error) = start_services(&runtime.tcp(), &runtime.handle(), &services, Some(report)) {
+    let handle = runtime.handle();
+    let mut listen = |local, backlog| runtime.listen(local, backlog);
+    if let Err(error) = start_services(&mut listen, &handle, &services, Some(report)) {
         warn!("net: cpu {index}: services: {error:?}");
     }
     if let Some(gateway) = gateway {

@@ -19,15 +19,24 @@ const PACKAGES: &[&str] = &[
     "grub-common",
     "xorriso",
     "mtools",
+    // The network tests' peers (tests/tests/network.rs, qemu/net-run).
+    "iproute2",
+    "curl",
+    "iputils-ping",
+    "netcat-openbsd",
+    "apache2-utils",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
   build                    build the image: target/unisock/unisock.elf
   image [--cmdline WORDS]  build the image, the GRUB ISO and the qcow2 disk image
-  run [RUN ARGS]           build, then boot with qemu/run (e.g. --smp 4 --cmdline log=debug;
-                           --iso or --disk [--firmware seabios|ovmf] boot the disk images)
+  run [RUN ARGS]           build, then boot with the HTTP responder at http://127.0.0.1:8080/
+                           (qemu/net-user: user-mode network, no root; e.g. --smp 4
+                           --cmdline log=debug); --iso or --disk [--firmware seabios|ovmf]
+                           boot the disk images with qemu/run instead
   test                     install-deps, host tests, image, end-to-end tests in QEMU
-  install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso is missing
+  install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
+                           network test tools (iproute2, curl, ping, nc, ab) is missing
   bench NAME               cargo bench -p unisock-kernel --bench NAME";
 
 /// A failed step, with what to tell the user.
@@ -192,11 +201,18 @@ fn run(arguments: &[String]) -> Step {
     } else {
         build()?;
     }
-    let status = Command::new(repository_root().join("qemu/run"))
+    // The ELF boots with the network up and the responder forwarded to the host; the disk
+    // images carry their own command line.
+    let script = if disk_image {
+        "qemu/run"
+    } else {
+        "qemu/net-user"
+    };
+    let status = Command::new(repository_root().join(script))
         .args(&forwarded)
         .status()
-        .map_err(|error| Failure(format!("cannot run qemu/run: {error}")))?;
-    check(status.success(), &format!("qemu/run exited with {status}"))
+        .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
+    check(status.success(), &format!("{script} exited with {status}"))
 }
 
 /// The whole test suite, as CI and the README run it.

@@ -2,31 +2,28 @@
 //! the few functions that move frames through it.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
 use smoltcp::wire::{EthernetAddress, EthernetProtocol};
 
 use super::doorbells::Doorbells;
 use super::statistics::{CoreSnapshot, NetworkStatistics};
-use super::steering::{FrameClass, classify_frame};
 use super::{Platform, QueuePair};
 use crate::executor::{Executor, Handle};
 use crate::net::arp::{self, ArpMessage};
 use crate::net::ethernet;
 use crate::net::interface::{FrameSink, Interface, InterfaceConfig, SinkFull};
-use crate::net::rfd::{CoreId, Delivery, ReceiveFlowDeliver, RfdCounters};
+use crate::net::partition::{CoreDispatcher, GlobalListenTable, RingFrame, ServedPort};
+use crate::net::rfd::{CoreId, ReceiveFlowDeliver};
 use crate::net::tcp::{TcpConfig, TcpLayer};
-use crate::socket::SharedTcpLayer;
+use crate::socket::{SharedTcpLayer, SocketError};
 use crate::sync::CoreRings;
 use crate::time::Instant;
 
 /// Frames taken from the receive queue per loop iteration (a burst amortises the device
 /// notification and keeps one core's turn short).
 pub const RECEIVE_BURST: usize = 32;
-/// Frames taken from each other core's ring per iteration.
-const INBOUND_PER_SOURCE: usize = 64;
 /// How many times a full transmit queue is flushed and tried again before a frame is given
 /// up (the device drains the queue in parallel; TCP retransmits what is given up).
 const FULL_QUEUE_RETRIES: usize = 16;
@@ -38,17 +35,20 @@ pub const SPIN_BEFORE_HALT: Duration = Duration::from_micros(200);
 pub struct CoreSetup<Q> {
     pub core: CoreId,
     pub queue: Q,
-    /// This core's ends of the inter-core rings (frames Receive Flow Deliver hands over).
-    pub rings: CoreRings<Vec<u8>>,
+    /// This core's ends of the inter-core rings (frames software Receive Flow Deliver hands
+    /// over, ARP copies, global-listener deliveries).
+    pub rings: CoreRings<RingFrame>,
     pub rfd: Arc<ReceiveFlowDeliver>,
+    /// The global listen table, shared by every core.
+    pub listen: Arc<GlobalListenTable>,
     pub doorbells: Arc<Doorbells>,
     pub statistics: Arc<NetworkStatistics>,
     pub interface: InterfaceConfig,
     pub tcp: TcpConfig,
     /// Per-boot secret for initial sequence numbers and SYN cookies.
     pub secret: [u8; 16],
-    /// Ports every core listens on: Receive Flow Deliver's view of the listen tables.
-    pub listening_ports: Vec<u16>,
+    /// Where this core's active-port allocator starts (random at boot).
+    pub port_start: u16,
 }
 
 /// One core's network stack, tasks and queue, driven by [`CoreRuntime::run`].
@@ -56,43 +56,48 @@ pub struct CoreRuntime<Q, P> {
     core: CoreId,
     queue: Q,
     platform: P,
-    interface: Interface,
+    /// Receive Flow Deliver, the rings and the global listener in front of the core's
+    /// interface and TCP layer (`net::partition`).
+    dispatcher: CoreDispatcher,
     executor: Executor,
-    rings: CoreRings<Vec<u8>>,
-    rfd: Arc<ReceiveFlowDeliver>,
     doorbells: Arc<Doorbells>,
     statistics: Arc<NetworkStatistics>,
-    listening_ports: Vec<u16>,
-    /// Frames received here for another core, sent over the rings after the burst.
-    outbox: Vec<(CoreId, Vec<u8>)>,
-    /// Frames taken from the inbound rings (kept to reuse the allocation).
-    inbound: Vec<Vec<u8>>,
-    rfd_counters: RfdCounters,
     counters: CoreSnapshot,
 }
 
 impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
-    /// Builds the core's TCP layer and interface. Call it on the core that will run it.
-    pub fn new(setup: CoreSetup<Q>, platform: P) -> Self {
+    /// Builds the core's TCP layer, interface and dispatcher. Call it on the core that will
+    /// run it (the layer is not `Send`). The error is the dispatcher's (`net::partition`
+    /// does not export its type yet): the setup's core, rings and RFD disagree.
+    #[allow(
+        clippy::question_mark,
+        reason = "`?` cannot infer the error type, which `net::partition` does not export"
+    )]
+    pub fn new(setup: CoreSetup<Q>, platform: P) -> Result<Self, impl core::fmt::Debug> {
         let now = platform.now();
         let tcp = TcpLayer::new(setup.tcp, setup.core, setup.secret).into_shared();
         tcp.borrow_mut().advance_time(now);
-        CoreRuntime {
+        let interface = Interface::new(setup.interface, tcp, now);
+        let dispatcher = match CoreDispatcher::new(
+            interface,
+            setup.rfd,
+            setup.listen,
+            setup.rings,
+            setup.port_start,
+        ) {
+            Ok(dispatcher) => dispatcher,
+            Err(error) => return Err(error),
+        };
+        Ok(CoreRuntime {
             core: setup.core,
             queue: setup.queue,
-            interface: Interface::new(setup.interface, tcp, now),
             platform,
+            dispatcher,
             executor: Executor::new(),
-            rings: setup.rings,
-            rfd: setup.rfd,
             doorbells: setup.doorbells,
             statistics: setup.statistics,
-            listening_ports: setup.listening_ports,
-            outbox: Vec::new(),
-            inbound: Vec::new(),
-            rfd_counters: RfdCounters::default(),
             counters: CoreSnapshot::default(),
-        }
+        })
     }
 
     pub fn core(&self) -> CoreId {
@@ -101,11 +106,21 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
 
     /// The core's TCP layer, for the socket API of its tasks.
     pub fn tcp(&self) -> SharedTcpLayer {
-        self.interface.tcp().clone()
+        self.dispatcher.tcp().clone()
     }
 
     pub fn interface(&self) -> &Interface {
-        &self.interface
+        self.dispatcher.interface()
+    }
+
+    /// Listens on `local` on this core and serves the port in the global listen table (see
+    /// `CoreDispatcher::listen`); accept from the returned port's listener.
+    pub fn listen(
+        &mut self,
+        local: SocketAddrV4,
+        backlog: usize,
+    ) -> Result<ServedPort, SocketError> {
+        self.dispatcher.listen(local, backlog)
     }
 
     /// The executor's handle: tasks use it to spawn, sleep and time out.
@@ -122,14 +137,10 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         &self.counters
     }
 
-    pub fn rfd_counters(&self) -> &RfdCounters {
-        &self.rfd_counters
-    }
-
     /// Broadcasts an ARP request for `target` from this core's queue (at start, for the
-    /// gateway: its reply reaches every core, see [`FrameClass::ArpReply`]).
+    /// gateway: the dispatcher copies ARP frames to every core, so each learns the reply).
     pub fn request_address(&mut self, target: Ipv4Addr) {
-        let config = *self.interface.config();
+        let config = *self.dispatcher.interface().config();
         let message = ArpMessage::request(config.hardware_address, config.ipv4.address, target);
         let mut write = |frame: &mut [u8]| {
             let payload = ethernet::write_header(
@@ -173,94 +184,31 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
     pub fn poll_once(&mut self) -> bool {
         let now = self.platform.now();
         let received = self.receive(now);
-        self.hand_over();
-        let handed_to_us = self.drain_inbound(now);
+        let handed_to_us = self.dispatcher.drain_inbound(now);
         let timers = self.executor.fire_timers(now);
         let polls = self.executor.run_ready(now);
         let sent = self.transmit(now);
+        self.wake_cores_handed_frames();
         self.publish();
         received + handed_to_us + timers + polls + sent > 0
     }
 
-    /// Receive burst: each frame goes to this core's interface or, by Receive Flow Deliver,
-    /// into the outbox for its owner.
+    /// Receive burst: the dispatcher hands each frame to this core's stack or, by Receive
+    /// Flow Deliver, to its owner's ring.
     fn receive(&mut self, now: Instant) -> usize {
-        let CoreRuntime {
-            core,
-            queue,
-            interface,
-            rings,
-            rfd,
-            listening_ports,
-            outbox,
-            rfd_counters,
-            counters,
-            ..
-        } = self;
-        let core = *core;
-        let core_count = rings.core_count();
-        let listening = |port: u16| listening_ports.contains(&port);
-        queue.receive_burst(RECEIVE_BURST, &mut |frame| {
-            counters.rx_frames += 1;
-            match classify_frame(frame) {
-                FrameClass::Tcp(segment) => {
-                    match rfd.deliver(core, &segment, &listening, rfd_counters) {
-                        Delivery::Local => {
-                            counters.rfd_local += 1;
-                            interface.receive(now, frame);
-                        }
-                        Delivery::Forward(owner) => {
-                            counters.rfd_forwarded += 1;
-                            outbox.push((owner, frame.to_vec()));
-                        }
-                    }
-                }
-                FrameClass::ArpReply => {
-                    interface.receive(now, frame);
-                    for other in (0..core_count as u16).map(CoreId) {
-                        if other != core {
-                            counters.arp_replies_shared += 1;
-                            outbox.push((other, frame.to_vec()));
-                        }
-                    }
-                }
-                FrameClass::Local => interface.receive(now, frame),
-            }
+        let dispatcher = &mut self.dispatcher;
+        self.queue.receive_burst(RECEIVE_BURST, &mut |frame| {
+            dispatcher.on_frame_from_nic(now, frame)
         })
     }
 
-    /// Sends the outbox over the rings and wakes the owners that were halted.
-    fn hand_over(&mut self) {
-        if self.outbox.is_empty() {
-            return;
-        }
-        // Receive Flow Deliver supports at most 128 cores.
-        let mut destinations: u128 = 0;
-        for (owner, frame) in self.outbox.drain(..) {
-            match self.rings.try_send(owner, frame) {
-                Ok(()) => destinations |= 1 << owner.0,
-                Err(_) => self.counters.ring_full_drops += 1,
+    /// Wakes the cores this one handed frames to, if they announced a halt.
+    fn wake_cores_handed_frames(&mut self) {
+        for core in self.dispatcher.take_cores_handed_frames().iter() {
+            if self.doorbells.take_halted(core) {
+                self.platform.wake(core);
             }
         }
-        for owner in (0..128u16).filter(|core| destinations & (1 << core) != 0) {
-            let owner = CoreId(owner);
-            if self.doorbells.take_halted(owner) {
-                self.platform.wake(owner);
-            }
-        }
-    }
-
-    /// Frames other cores handed to this one: they already chose this core, so they go
-    /// straight to the interface.
-    fn drain_inbound(&mut self, now: Instant) -> usize {
-        let count = self
-            .rings
-            .drain_inbound(&mut self.inbound, INBOUND_PER_SOURCE);
-        for frame in self.inbound.drain(..) {
-            self.interface.receive(now, &frame);
-        }
-        self.counters.rfd_received += count as u64;
-        count
     }
 
     /// Runs the interface's timers (TCP, ARP) and sends every frame it has, then publishes
@@ -271,7 +219,7 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             sent: 0,
             full: 0,
         };
-        self.interface.poll(now, &mut sink);
+        self.dispatcher.poll(now, &mut sink);
         let (sent, full) = (sink.sent, sink.full);
         self.counters.tx_frames += sent as u64;
         self.counters.tx_full += full;
@@ -281,15 +229,24 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         sent
     }
 
-    /// Copies the interface's and TCP's counters into this core's published block.
+    /// Copies the dispatcher's, interface's and TCP's counters into this core's published
+    /// block.
     fn publish(&mut self) {
         let counters = &mut self.counters;
         counters.loops += 1;
-        let interface = self.interface.counters();
+        let partition = self.dispatcher.counters();
+        counters.rx_frames = partition.frames_from_nic;
+        counters.rfd_local = partition.arrived_on_owner;
+        counters.rfd_forwarded = partition.forwarded_by_rfd;
+        counters.rfd_received = partition.received_from_rings;
+        counters.global_listener_fallbacks = partition.global_listener_fallbacks;
+        counters.arp_copies_sent = partition.arp_copies_sent;
+        counters.ring_full_drops = partition.ring_drops;
+        let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
         {
-            let tcp = self.interface.tcp().borrow();
+            let tcp = self.dispatcher.tcp().borrow();
             let tcp_counters = tcp.counters();
             counters.tcp_segments_in = tcp_counters.segments_in;
             counters.tcp_segments_out = tcp_counters.segments_out;
@@ -310,7 +267,7 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
     /// The earliest moment this core has something to do without any input.
     pub fn next_deadline(&self) -> Option<Instant> {
         match (
-            self.interface.next_deadline(),
+            self.dispatcher.next_deadline(),
             self.executor.next_deadline(),
         ) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -320,17 +277,19 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
 
     /// Halts until the queue's interrupt, another core's wake or the next deadline, unless
     /// work turned up while getting ready to. The order matters: first ask for interrupts,
-    /// then announce the halt, then look for work one last time.
+    /// then announce the halt, then look for work one last time (a frame another core pushed
+    /// before it saw the announcement is drained here instead of waiting for the next wake).
     pub fn idle(&mut self) {
         if self.queue.enable_interrupts() {
             self.queue.disable_interrupts();
             return;
         }
         self.doorbells.announce_halt(self.core);
-        let deadline = self.next_deadline();
         let now = self.platform.now();
-        let may_halt = self.executor.prepare_to_halt()
-            && !self.inbound_waiting()
+        let handed_to_us = self.dispatcher.drain_inbound(now);
+        let deadline = self.next_deadline();
+        let may_halt = handed_to_us == 0
+            && self.executor.prepare_to_halt()
             && deadline.is_none_or(|deadline| deadline > now);
         if may_halt {
             self.counters.halts += 1;
@@ -339,15 +298,6 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         self.executor.resumed();
         self.doorbells.clear(self.core);
         self.queue.disable_interrupts();
-    }
-
-    fn inbound_waiting(&mut self) -> bool {
-        let core_count = self.rings.core_count() as u16;
-        (0..core_count).map(CoreId).any(|source| {
-            self.rings
-                .from_core(source)
-                .is_some_and(|consumer| !consumer.is_empty())
-        })
     }
 }
 

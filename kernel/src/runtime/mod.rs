@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! loop {
-//!     rx burst from my queue   -> for each frame: RFD check -> my interface, or my owner's ring
-//!     drain my inbound ring    -> frames other cores handed me
+//!     rx burst from my queue   -> for each frame: RFD check -> my stack, or my owner's ring
+//!     drain my inbound ring    -> frames other cores handed me (net::partition's dispatcher)
 //!     run my ready app tasks   -> via the socket API
 //!     poll my interface        -> TCP and ARP timers, then every frame ready to send
 //!     tx flush to my queue
@@ -18,12 +18,13 @@
 mod core_loop;
 mod doorbells;
 mod statistics;
-mod steering;
+
+#[cfg(test)]
+mod tests;
 
 pub use core_loop::{CoreRuntime, CoreSetup, RECEIVE_BURST, SPIN_BEFORE_HALT};
 pub use doorbells::Doorbells;
 pub use statistics::{CoreSnapshot, CoreStatistics, NetworkStatistics};
-pub use steering::{FrameClass, classify_frame};
 
 use crate::net::interface::SinkFull;
 use crate::net::rfd::CoreId;

@@ -69,8 +69,10 @@ counters! {
     rfd_forwarded,
     /// Frames other cores handed to this core over its inbound rings.
     rfd_received,
-    /// ARP replies copied to every other core.
-    arp_replies_shared,
+    /// SYNs for a port this core does not serve, sent to a core that does (global listener).
+    global_listener_fallbacks,
+    /// Copies of ARP frames sent to the other cores (each core keeps its own ARP cache).
+    arp_copies_sent,
     /// Frames dropped because the ring to their owner was full.
     ring_full_drops,
     /// Frames the interface accepted and dropped (all causes).
