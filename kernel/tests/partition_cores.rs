@@ -159,3 +159,14 @@ fn the_shared_table_baseline_completes_the_same_work() {
         assert_eq!(outcome.total().forwarded_by_rfd, 0);
     }
 }
+
+#[test]
+fn affine_load_keeps_every_connection_on_its_generator_s_core() {
+    let mut scenario = scenario(4, StackMode::Partitioned, Steering::Rss);
+    scenario.affine_load = true;
+    let outcome = run(&scenario);
+    assert_complete(&scenario, &outcome);
+    let expected = vec![scenario.passive_per_core as u64; scenario.cores];
+    assert_eq!(outcome.accepted_per_core, expected);
+    assert_eq!(outcome.total().forwarded_by_rfd, 0);
+}

@@ -20,8 +20,8 @@ use smoltcp::wire::EthernetAddress;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::{
-    CoreDispatcher, GlobalListenTable, PartitionCounters, RingFrame, ServedPort, SharedCore,
-    SharedTables, StackMode,
+    CoreDispatcher, GlobalListenTable, PartitionCounters, RfdPortAllocator, RingFrame, ServedPort,
+    SharedCore, SharedTables, StackMode,
 };
 use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
 use unisock_kernel::net::rss::{IndirectionTable, RssKey, ToeplitzTable};
@@ -91,6 +91,11 @@ pub struct Scenario {
     /// For the benchmark: connections completed before this are not counted.
     pub warm_up: Duration,
     pub seed: u64,
+    /// Load that RSS keeps on its own thread: client host `i` picks its ports so that its
+    /// connections hash to queue `i`, and core `i` uses only backend host `i`. Then no frame
+    /// crosses threads through the simulated wire (a real NIC spreads flows at no cost to the
+    /// cores), and in the partitioned mode nothing is shared at all.
+    pub affine_load: bool,
 }
 
 impl Scenario {
@@ -109,6 +114,7 @@ impl Scenario {
             duration: None,
             warm_up: Duration::ZERO,
             seed: 1,
+            affine_load: false,
         }
     }
 }
@@ -626,6 +632,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
         let scenario = scenario.clone();
         let wire = wire.clone();
         let rfd = rfd.clone();
+        let rfd_for_clients = rfd.clone();
         let listen_table = listen_table.clone();
         let shared_tables = shared_tables.clone();
         let finished = finished.clone();
@@ -669,6 +676,11 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 |count: usize| (count == 0 || scenario.duration.is_none()).then_some(count as u64);
             let mut proxy_client = Client {
                 remotes: (0..scenario.cores)
+                    .take(if scenario.affine_load {
+                        1
+                    } else {
+                        scenario.cores
+                    })
                     .map(|backend| {
                         SocketAddrV4::new(
                             backend_address((index + backend) % scenario.cores),
@@ -694,6 +706,19 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 client_inbox,
                 now(),
             );
+            if scenario.affine_load {
+                let allocator = RfdPortAllocator::new(
+                    &rfd_for_clients,
+                    CoreId(index as u16),
+                    1,
+                    GlobalListenTable::new(),
+                )
+                .expect("client port allocator");
+                client_host
+                    .tcp
+                    .borrow_mut()
+                    .set_port_allocator(Box::new(allocator));
+            }
             let mut backend_host = Peer::new(
                 backend_address(index),
                 backend_mac(index),
