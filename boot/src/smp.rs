@@ -17,7 +17,7 @@ use crate::apic::LocalApic;
 use crate::clock;
 use crate::memory;
 use crate::paging::{self, PagingError};
-use crate::start::{KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR};
+use crate::start::{KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR, enter_long_mode};
 
 /// The most cores the image runs on (xAPIC ids are 8 bits).
 pub const MAX_CORES: usize = 256;
@@ -51,19 +51,8 @@ global_asm!(
     // the assembler takes no label difference as a memory operand.
     ".byte 0x66, 0x0f, 0x01, 0x16",
     ".word ap_trampoline_gdt_pointer - ap_trampoline_start",
-    "mov eax, cr4",
-    "or eax, 0x20",                         // CR4.PAE
-    "mov cr4, eax",
-    "mov eax, offset boot_pml4",
-    "mov cr3, eax",
-    "mov ecx, 0xc0000080",                  // IA32_EFER
-    "rdmsr",
-    "or eax, 0x100",                        // EFER.LME
-    "wrmsr",
-    "mov eax, cr0",
-    "and eax, 0x9fffffff",                  // clear CR0.CD and CR0.NW
-    "or eax, 0x80000001",                   // CR0.PG | CR0.PE: straight into long mode
-    "mov cr0, eax",
+    // Straight into long mode: paging and protection turn on together.
+    enter_long_mode!(),
     // ljmp 0x08:ap_start64, with a 32-bit offset (operand-size prefix in 16-bit code).
     ".byte 0x66, 0xea",
     ".long ap_start64",

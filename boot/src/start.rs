@@ -17,6 +17,32 @@ const BOOT_STACK_BYTES: usize = 64 * 1024;
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
 pub const KERNEL_DATA_SELECTOR: u16 = 0x10;
 
+/// The switch to long mode (Intel SDM vol. 3, 10.8.5: CR4.PAE, CR3, EFER.LME, then CR0.PG),
+/// shared by the bootstrap processor, which runs it in 32-bit protected mode, and the AP
+/// trampoline, which runs it straight from real mode. It also clears CR0.CD and CR0.NW: APs
+/// leave INIT with caches disabled, and nothing promises a loader left them enabled.
+/// Clobbers eax, ecx and edx.
+macro_rules! enter_long_mode {
+    () => {
+        concat!(
+            "mov eax, cr4\n",
+            "or eax, 0x20\n", // CR4.PAE
+            "mov cr4, eax\n",
+            "mov eax, offset boot_pml4\n",
+            "mov cr3, eax\n",
+            "mov ecx, 0xc0000080\n", // IA32_EFER
+            "rdmsr\n",
+            "or eax, 0x100\n", // EFER.LME
+            "wrmsr\n",
+            "mov eax, cr0\n",
+            "and eax, 0x9fffffff\n", // clear CR0.CD and CR0.NW: caches on
+            "or eax, 0x80000001\n",  // CR0.PG | CR0.PE
+            "mov cr0, eax",
+        )
+    };
+}
+pub(crate) use enter_long_mode;
+
 global_asm!(
     // Multiboot2 header (Multiboot2 spec 3.1.1): magic, architecture 0 (i386 protected mode),
     // length, checksum, then only the end tag. GRUB loads the ELF segments and jumps to e_entry.
@@ -110,20 +136,7 @@ global_asm!(
     "inc ecx",
     "cmp ecx, {gib} * 512",
     "jb 3b",
-    // Long mode (Intel SDM vol. 3, 10.8.5): CR4.PAE, CR3, EFER.LME, then CR0.PG.
-    "mov eax, cr4",
-    "or eax, 0x20",                        // CR4.PAE
-    "mov cr4, eax",
-    "mov eax, offset boot_pml4",
-    "mov cr3, eax",
-    "mov ecx, 0xc0000080",                 // IA32_EFER
-    "rdmsr",
-    "or eax, 0x100",                       // EFER.LME
-    "wrmsr",
-    "mov eax, cr0",
-    "and eax, 0x9fffffff",                 // clear CR0.CD and CR0.NW: caches on
-    "or eax, 0x80000001",                  // CR0.PG | CR0.PE
-    "mov cr0, eax",
+    enter_long_mode!(),
     "lgdt [boot_gdt_pointer]",
     // ljmp 0x08:start64 (far jump ptr16:32, encoded by hand).
     ".byte 0xea",
