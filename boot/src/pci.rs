@@ -54,7 +54,6 @@ impl PciAddress {
     }
 
     /// Writes the 32-bit configuration register at `offset` (rounded down to 4 bytes).
-    #[allow(dead_code, reason = "for the NIC drivers, which are not linked in yet")]
     pub fn write_u32(self, offset: u8, value: u32) {
         let _guard = CONFIG_LOCK.lock();
         // SAFETY: as in `read_u32`; what the write does to the device is the caller's intent.
@@ -106,8 +105,8 @@ impl PciDevice {
     }
 }
 
-/// Finds every function on bus 0 and behind its PCI-to-PCI bridges; the list stays
-/// available through [`devices`].
+/// Finds every function on bus 0 and behind its PCI-to-PCI bridges, once; later calls
+/// return the same list.
 pub fn enumerate() -> &'static [PciDevice] {
     DEVICES.call_once(|| {
         let mut devices = Vec::new();
@@ -115,12 +114,6 @@ pub fn enumerate() -> &'static [PciDevice] {
         scan_bus(0, &mut devices, &mut visited);
         devices
     })
-}
-
-/// The devices found by [`enumerate`] (empty before it ran).
-#[allow(dead_code, reason = "for the NIC drivers, which are not linked in yet")]
-pub fn devices() -> &'static [PciDevice] {
-    DEVICES.get().map_or(&[], Vec::as_slice)
 }
 
 fn scan_bus(bus: u8, devices: &mut Vec<PciDevice>, visited: &mut [bool; 256]) {
