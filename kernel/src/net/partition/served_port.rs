@@ -69,7 +69,8 @@ impl ServedPort {
         }
     }
 
-    /// Nothing waits in the accept queue and no handshake is under way on this port.
+    /// Nothing waits in the accept queue and no handshake is under way on this port. It lists
+    /// the core's sockets (linear in their number): for a stopping worker, not the fast path.
     pub fn is_drained(&self) -> bool {
         let layer = self.tcp.borrow();
         if layer

@@ -62,6 +62,8 @@ struct ParkedPacket {
 
 /// One core in the shared-table mode. Its interface answers ARP and ICMP echo as in the
 /// partitioned mode (its own TCP layer stays idle); TCP segments go to the shared layer.
+/// ICMP errors about TCP reach only the idle layer in this mode: it is a baseline for
+/// measurement, not a mode to run an appliance in.
 pub struct SharedCore {
     core: CoreId,
     interface: Interface,
