@@ -1,6 +1,7 @@
 //! Fuzzing a live stack: random, malformed and mutated frames are fed into both hosts while honest connections run; no panic, no leak, every bad frame dropped and counted, and the honest bytes still arrive intact.
 //!
-//! `UNISOCK_FUZZ_SEEDS=<n>` runs more seeds (default 6); a failure prints the seed.
+//! `UNISOCK_FUZZ_SEEDS=<n>` runs more seeds (default 6); a failure prints the seed and the
+//! command that replays it alone (`UNISOCK_FUZZ_SEED=<n>`).
 
 mod simulator;
 
@@ -15,10 +16,18 @@ use simulator::transfer::{self, TransferPlan, TransferReport, check_empty};
 use simulator::{Impairments, Network, Rng, host_address};
 use unisock_kernel::net::counters::DropReason;
 
+/// Run seeds are offsets from this one (so they differ from the transfer tests' seeds).
+const FIRST_SEED: u64 = 0xf022_0000;
+
 fn run_or_report(plan: TransferPlan) -> TransferReport {
     match catch_unwind(AssertUnwindSafe(|| transfer::run(&plan))) {
         Ok(Ok(report)) => report,
-        Ok(Err(error)) => panic!("fuzz run failed: seed={} plan={plan:?}\n{error}", plan.seed),
+        Ok(Err(error)) => panic!(
+            "fuzz run failed: seed={} plan={plan:?}\n{error}\nreplay: UNISOCK_FUZZ_SEED={} \
+             cargo test -p unisock-kernel --test fuzz_live_stack hostile",
+            plan.seed,
+            plan.seed - FIRST_SEED
+        ),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()
@@ -35,13 +44,18 @@ fn run_or_report(plan: TransferPlan) -> TransferReport {
 
 #[test]
 fn hostile_frames_are_dropped_and_counted_and_the_honest_bytes_still_arrive() {
-    let seeds: u64 = std::env::var("UNISOCK_FUZZ_SEEDS")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(6);
+    let number = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    let seeds = match number("UNISOCK_FUZZ_SEED") {
+        Some(seed) => seed..seed + 1,
+        None => 0..number("UNISOCK_FUZZ_SEEDS").unwrap_or(6),
+    };
     let mut drops_by_reason: HashMap<DropReason, u64> = HashMap::new();
     let mut injected = 0u64;
-    for seed in 0..seeds {
+    for seed in seeds {
         let impairments = Impairments {
             corruption: 0.0,
             ..Impairments::random(&mut Rng::new(seed))
@@ -51,7 +65,7 @@ fn hostile_frames_are_dropped_and_counted_and_the_honest_bytes_still_arrive() {
             for_steps: 2_000,
         };
         let report = run_or_report(TransferPlan {
-            seed: 0xf022_0000 + seed,
+            seed: FIRST_SEED + seed,
             size: 100_000,
             connections: 3,
             client_hosts: 2,

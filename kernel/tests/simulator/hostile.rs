@@ -298,7 +298,8 @@ fn mutated(rng: &mut Rng, captured: &[Vec<u8>]) -> Option<Vec<u8>> {
     if captured.is_empty() {
         return None;
     }
-    let mut frame = captured[rng.below(captured.len() as u64) as usize].clone();
+    let original = &captured[rng.below(captured.len() as u64) as usize];
+    let mut frame = original.clone();
     for _ in 0..1 + rng.below(4) {
         if frame.is_empty() {
             break;
@@ -329,7 +330,40 @@ fn mutated(rng: &mut Rng, captured: &[Vec<u8>]) -> Option<Vec<u8>> {
         let mut view = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]);
         view.fill_checksum();
     }
+    emulate_frame_check_sequence(original, &mut frame);
     Some(frame)
+}
+
+/// Several changed bytes can cancel out in the internet checksum (RFC 1071 is a sum): two
+/// bytes of the same parity moved by opposite amounts leave it intact, and TCP then accepts
+/// changed data. On a real link the Ethernet frame check sequence (a CRC) catches such damage
+/// long before TCP; the simulated wire has no FCS, so a mutant whose TCP bytes changed but
+/// whose TCP checksum still holds is given a wrong checksum, as the FCS would have dropped it.
+fn emulate_frame_check_sequence(original: &[u8], mutant: &mut [u8]) {
+    let segment_of = |frame: &[u8]| -> Option<(Ipv4Addr, Ipv4Addr, std::ops::Range<usize>)> {
+        let packet = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
+        if packet.next_header() != IpProtocol::Tcp {
+            return None;
+        }
+        let start = ethernet::HEADER_LEN + usize::from(packet.header_len());
+        let end = ethernet::HEADER_LEN + usize::from(packet.total_len());
+        (start <= end).then_some((packet.src_addr(), packet.dst_addr(), start..end))
+    };
+    let Some((source, destination, range)) = segment_of(mutant) else {
+        return;
+    };
+    let unchanged = segment_of(original).is_some_and(
+        |(original_source, original_destination, original_range)| {
+            (original_source, original_destination) == (source, destination)
+                && original[original_range] == mutant[range.clone()]
+        },
+    );
+    let tcp = &mut mutant[range];
+    let checksum_holds = TcpPacket::new_unchecked(&*tcp)
+        .verify_checksum(&IpAddress::Ipv4(source), &IpAddress::Ipv4(destination));
+    if !unchanged && checksum_holds && tcp.len() >= 18 {
+        tcp[16] ^= 0xff;
+    }
 }
 
 /// RFC 1071 internet checksum, for building test input.
