@@ -251,7 +251,9 @@ impl Executor {
 impl Drop for Executor {
     fn drop(&mut self) {
         // Futures waiting for adoption may hold a `Handle`, which holds the state that holds
-        // them: drop them explicitly or the cycle would leak.
+        // them: drop them explicitly or the cycle would leak. The tasks go first, since a
+        // task's future may spawn more of them while it is dropped.
+        drop(core::mem::take(&mut self.slots));
         loop {
             let spawned = core::mem::take(&mut *self.state.spawned.borrow_mut());
             if spawned.is_empty() {
@@ -597,6 +599,37 @@ mod tests {
             assert_eq!(Rc::strong_count(&tracker), 5);
         }
         assert_eq!(Rc::strong_count(&tracker), 1, "no task leaked");
+    }
+
+    #[test]
+    fn a_task_that_spawns_while_it_is_dropped_leaks_nothing() {
+        /// Spawns a clean-up task when dropped, as a connection might on its way out.
+        struct SpawnsOnDrop {
+            handle: Handle,
+            tracker: Rc<()>,
+        }
+        impl Drop for SpawnsOnDrop {
+            fn drop(&mut self) {
+                let (handle, tracker) = (self.handle.clone(), self.tracker.clone());
+                self.handle.spawn(async move {
+                    let _keep = (handle, tracker);
+                });
+            }
+        }
+        let tracker = Rc::new(());
+        {
+            let mut executor = Executor::new();
+            let guard = SpawnsOnDrop {
+                handle: executor.handle(),
+                tracker: tracker.clone(),
+            };
+            executor.spawn(async move {
+                let _guard = guard;
+                core::future::pending::<()>().await;
+            });
+            executor.run_ready(Instant::ZERO);
+        }
+        assert_eq!(Rc::strong_count(&tracker), 1, "the clean-up task leaked");
     }
 
     #[test]
