@@ -170,3 +170,19 @@ fn affine_load_keeps_every_connection_on_its_generator_s_core() {
     assert_eq!(outcome.accepted_per_core, expected);
     assert_eq!(outcome.total().forwarded_by_rfd, 0);
 }
+
+#[test]
+fn random_steering_and_a_core_without_a_worker_together_lose_nothing() {
+    let mut scenario = scenario(4, StackMode::Partitioned, Steering::Random);
+    scenario.stopped_worker = Some(StoppedWorker {
+        core: 3,
+        after_accepts: 0,
+    });
+    let outcome = run(&scenario);
+    assert_complete(&scenario, &outcome);
+    let total = outcome.total();
+    assert_eq!(outcome.accepted_per_core[3], 0);
+    // A segment may take two hops: software RFD to its owner, then the global listener.
+    assert!(total.forwarded_by_rfd > 0);
+    assert!(outcome.per_core[3].global_listener_fallbacks > 0);
+}
