@@ -19,7 +19,8 @@ fn scenario(cores: usize, mode: StackMode, steering: Steering) -> Scenario {
     // About 2400 passive and 1200 active connections whatever the core count.
     scenario.passive_per_core = 2400 * scale() / cores;
     scenario.active_per_core = 1200 * scale() / cores;
-    scenario.concurrency = 512 / cores;
+    // Up to 1024 connections in flight towards the appliance and 1024 from it.
+    scenario.concurrency = 1024 / cores;
     scenario
 }
 

@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use smoltcp::wire::EthernetAddress;
+use unisock_kernel::net::arp;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::{
@@ -330,8 +331,15 @@ impl Client {
     /// One turn; true if anything moved.
     fn step(&mut self, layer: &mut TcpLayer, open_more: bool) -> bool {
         let mut progress = false;
+        // Until a first connection completed (ARP resolved on both sides), stay within what the
+        // interfaces park while they resolve, so that no SYN waits a retransmission timeout.
+        let concurrency = if self.completed == 0 {
+            self.concurrency.min(arp::WAITING_CAPACITY / 2)
+        } else {
+            self.concurrency
+        };
         while open_more
-            && self.connections.len() < self.concurrency
+            && self.connections.len() < concurrency
             && self.total.is_none_or(|total| self.opened < total)
         {
             let remote = self.remotes[self.next_remote % self.remotes.len()];
