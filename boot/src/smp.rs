@@ -17,7 +17,9 @@ use crate::apic::LocalApic;
 use crate::clock;
 use crate::memory;
 use crate::paging::{self, PagingError};
-use crate::start::{KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR, enter_long_mode};
+use crate::start::{
+    KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR, enter_long_mode, load_data_segments,
+};
 
 /// The most cores the image runs on (xAPIC ids are 8 bits).
 pub const MAX_CORES: usize = 256;
@@ -67,13 +69,7 @@ global_asm!(
     ".section .text.ap_start64, \"ax\"",
     ".code64",
     "ap_start64:",
-    "mov ax, {data}",
-    "mov ds, ax",
-    "mov es, ax",
-    "mov ss, ax",
-    "xor eax, eax",
-    "mov fs, ax",
-    "mov gs, ax",
+    load_data_segments!(),
     "mov eax, 1",
     "lock xadd dword ptr [rip + {next_slot}], eax",
     "cmp eax, dword ptr [rip + {slot_count}]",

@@ -43,6 +43,24 @@ macro_rules! enter_long_mode {
 }
 pub(crate) use enter_long_mode;
 
+/// The first step in 64-bit mode, for the bootstrap processor and every AP alike: the kernel
+/// data selector into ds, es and ss, the null selector into fs and gs. The `global_asm!` that
+/// uses it passes the selector as the operand `data`. Clobbers eax.
+macro_rules! load_data_segments {
+    () => {
+        concat!(
+            "mov ax, {data}\n",
+            "mov ds, ax\n",
+            "mov es, ax\n",
+            "mov ss, ax\n",
+            "xor eax, eax\n",
+            "mov fs, ax\n",
+            "mov gs, ax",
+        )
+    };
+}
+pub(crate) use load_data_segments;
+
 global_asm!(
     // Multiboot2 header (Multiboot2 spec 3.1.1): magic, architecture 0 (i386 protected mode),
     // length, checksum, then only the end tag. GRUB loads the ELF segments and jumps to e_entry.
@@ -145,13 +163,7 @@ global_asm!(
 
     ".code64",
     "start64:",
-    "mov ax, {data}",
-    "mov ds, ax",
-    "mov es, ax",
-    "mov ss, ax",
-    "xor eax, eax",
-    "mov fs, ax",
-    "mov gs, ax",
+    load_data_segments!(),
     "lea rsp, [rip + boot_stack_top]",
     // The upper halves of registers are undefined after the switch: zero-extend both.
     "mov edi, ebp",                        // first argument: the Multiboot2 magic
