@@ -58,6 +58,7 @@ impl Guest {
         let serial = ONE_GUEST_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        remove_namespaces_of_dead_runs();
         let namespace = format!(
             "unisock-e2e-{}-{}",
             std::process::id(),
@@ -191,6 +192,29 @@ impl Drop for Guest {
                 .args(["netns", "del", &namespace])
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// Removes the namespaces of earlier test processes that were killed before they could (a
+/// name holds the test process's id: `unisock-e2e-<pid>-<n>`, `...-wire`).
+fn remove_namespaces_of_dead_runs() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("unisock-e2e-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::executor::{Executor, Handle};
 use crate::net::arp::{self, ArpMessage};
 use crate::net::ethernet;
 use crate::net::interface::{FrameSink, Interface, InterfaceConfig, SinkFull};
-use crate::net::partition::{CoreDispatcher, GlobalListenTable, RingFrame, ServedPort};
+use crate::net::partition::{
+    CoreDispatcher, DispatcherError, GlobalListenTable, RingFrame, ServedPort,
+};
 use crate::net::rfd::{CoreId, ReceiveFlowDeliver};
 use crate::net::tcp::{TcpConfig, TcpLayer};
 use crate::socket::{SharedTcpLayer, SocketError};
@@ -67,27 +69,20 @@ pub struct CoreRuntime<Q, P> {
 
 impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
     /// Builds the core's TCP layer, interface and dispatcher. Call it on the core that will
-    /// run it (the layer is not `Send`). The error is the dispatcher's (`net::partition`
-    /// does not export its type yet): the setup's core, rings and RFD disagree.
-    #[allow(
-        clippy::question_mark,
-        reason = "`?` cannot infer the error type, which `net::partition` does not export"
-    )]
-    pub fn new(setup: CoreSetup<Q>, platform: P) -> Result<Self, impl core::fmt::Debug> {
+    /// run it (the layer is not `Send`). Fails if the setup's core, rings and Receive Flow
+    /// Deliver disagree.
+    pub fn new(setup: CoreSetup<Q>, platform: P) -> Result<Self, DispatcherError> {
         let now = platform.now();
         let tcp = TcpLayer::new(setup.tcp, setup.core, setup.secret).into_shared();
         tcp.borrow_mut().advance_time(now);
         let interface = Interface::new(setup.interface, tcp, now);
-        let dispatcher = match CoreDispatcher::new(
+        let dispatcher = CoreDispatcher::new(
             interface,
             setup.rfd,
             setup.listen,
             setup.rings,
             setup.port_start,
-        ) {
-            Ok(dispatcher) => dispatcher,
-            Err(error) => return Err(error),
-        };
+        )?;
         Ok(CoreRuntime {
             core: setup.core,
             queue: setup.queue,
