@@ -75,7 +75,8 @@ pub enum QueueError {
     EmptyChain,
     /// The device returned a head index outside the descriptor table (entry skipped).
     UsedIdOutOfRange { id: u32 },
-    /// The device returned a head that is not in flight (entry skipped).
+    /// The device returned a head that is not in flight: never published to it, or already
+    /// returned (entry skipped).
     UsedIdNotInFlight { id: u16 },
     /// The device's used index claims more completions than there are buffers in flight;
     /// nothing is consumed.
@@ -94,6 +95,11 @@ pub struct SplitVirtqueue<R: DmaRegion> {
     free_count: u16,
     /// Number of descriptors in the chain headed here while it is in flight; 0 otherwise.
     chain_lengths: Vec<u16>,
+    /// Whether the chain headed here has been published, so the device may return it.
+    published: Vec<bool>,
+    /// Heads added since the last publish, in order (driver-side: the device could
+    /// scribble on the available ring).
+    unpublished_heads: Vec<u16>,
     in_flight: u16,
     /// Available index including entries not yet published to the device.
     next_avail: u16,
@@ -131,6 +137,8 @@ impl<R: DmaRegion> SplitVirtqueue<R> {
             free_head: 0,
             free_count: size,
             chain_lengths: vec![0; usize::from(size)],
+            published: vec![false; usize::from(size)],
+            unpublished_heads: Vec::with_capacity(usize::from(size)),
             in_flight: 0,
             next_avail: 0,
             published_avail: 0,
@@ -203,6 +211,7 @@ impl<R: DmaRegion> SplitVirtqueue<R> {
         let length = segments.len() as u16;
         self.free_count -= length;
         self.chain_lengths[usize::from(head)] = length;
+        self.unpublished_heads.push(head);
         self.in_flight += 1;
         let slot = self.avail_offset + AVAIL_RING + 2 * self.ring_position(self.next_avail);
         self.memory.write_u16(slot, head);
@@ -223,6 +232,9 @@ impl<R: DmaRegion> SplitVirtqueue<R> {
         self.memory
             .write_u16(self.avail_offset + AVAIL_INDEX, self.next_avail);
         self.published_avail = self.next_avail;
+        for head in self.unpublished_heads.drain(..) {
+            self.published[usize::from(head)] = true;
+        }
         true
     }
 
@@ -282,7 +294,9 @@ impl<R: DmaRegion> SplitVirtqueue<R> {
         }
         let head = id as u16;
         let chain_length = self.chain_lengths[usize::from(head)];
-        if chain_length == 0 {
+        // A chain added but not yet published is still the driver's: freeing it now would
+        // hand its descriptors out twice once it is published.
+        if chain_length == 0 || !self.published[usize::from(head)] {
             return Err(QueueError::UsedIdNotInFlight { id: head });
         }
         self.free_chain(head, chain_length);
@@ -300,6 +314,7 @@ impl<R: DmaRegion> SplitVirtqueue<R> {
         self.free_head = head;
         self.free_count += chain_length;
         self.chain_lengths[usize::from(head)] = 0;
+        self.published[usize::from(head)] = false;
         self.in_flight -= 1;
     }
 }
@@ -367,6 +382,30 @@ mod tests {
             Err(QueueError::Full)
         );
         assert_eq!(queue.add(&[]), Err(QueueError::EmptyChain));
+    }
+
+    #[test]
+    fn a_completion_of_a_chain_not_yet_published_is_refused() {
+        let memory = FakeMemory::new();
+        let mut queue = SplitVirtqueue::new(&FakeDma::new(&memory), 4).unwrap();
+        let head = queue.add(&[segment(0x1000, 10, true)]).unwrap();
+        let device_area = queue.addresses().device_area.as_u64();
+        // A device that returns a chain it was never shown.
+        memory.write_u32(device_area + 4, head.into());
+        memory.write_u32(device_area + 8, 10);
+        memory.write_u16(device_area + 2, 1);
+        assert_eq!(
+            queue.pop_used(),
+            Err(QueueError::UsedIdNotInFlight { id: head })
+        );
+        assert_eq!(queue.free_descriptors(), 3, "the chain stays the driver's");
+        // Once published, the device may return it.
+        assert!(queue.publish());
+        memory.write_u32(device_area + 12, head.into());
+        memory.write_u32(device_area + 16, 7);
+        memory.write_u16(device_area + 2, 2);
+        assert_eq!(queue.pop_used(), Ok(Some(UsedBuffer { head, length: 7 })));
+        assert_eq!(queue.free_descriptors(), 4);
     }
 
     #[test]
