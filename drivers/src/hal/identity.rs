@@ -46,20 +46,7 @@ impl RawMmio {
     }
 
     fn pointer<T>(&self, offset: usize) -> *mut T {
-        let size = core::mem::size_of::<T>();
-        assert!(
-            offset
-                .checked_add(size)
-                .is_some_and(|end| end <= self.length),
-            "MMIO access at {offset:#x} outside a window of {:#x} bytes",
-            self.length
-        );
-        assert!(
-            offset.is_multiple_of(size),
-            "misaligned MMIO access at {offset:#x}"
-        );
-        // SAFETY: the offset is inside the window (checked above).
-        unsafe { self.base.as_ptr().add(offset).cast::<T>() }
+        checked_pointer(self.base, self.length, offset, "MMIO access", "window")
     }
 }
 
@@ -108,6 +95,31 @@ impl Mmio for RawMmio {
         // SAFETY: as in `write_u8`.
         unsafe { self.pointer::<u32>(offset).write_volatile(value.to_le()) }
     }
+}
+
+/// `base + offset` as a pointer to a `T`, for one access of a register window or DMA region
+/// of `length` bytes at `base`. An access that would leave the range or be misaligned is a
+/// driver bug, and panics (naming the `access` and the `container`) rather than touching
+/// memory outside the range.
+fn checked_pointer<T>(
+    base: NonNull<u8>,
+    length: usize,
+    offset: usize,
+    access: &str,
+    container: &str,
+) -> *mut T {
+    let size = core::mem::size_of::<T>();
+    assert!(
+        offset.checked_add(size).is_some_and(|end| end <= length),
+        "{access} at {offset:#x} outside a {container} of {length:#x} bytes"
+    );
+    assert!(
+        offset.is_multiple_of(size),
+        "misaligned {access} at {offset:#x}"
+    );
+    // SAFETY: `offset + size <= length` (checked above), so the pointer stays inside the
+    // range that starts at `base`, which the caller owns.
+    unsafe { base.as_ptr().add(offset).cast::<T>() }
 }
 
 /// Maps BARs on a platform that identity-maps all device memory (uncached).
@@ -194,20 +206,13 @@ unsafe impl Send for IdentityRegion {}
 
 impl IdentityRegion {
     fn pointer<T>(&self, offset: usize) -> *mut T {
-        let size = core::mem::size_of::<T>();
-        assert!(
-            offset
-                .checked_add(size)
-                .is_some_and(|end| end <= self.layout.size()),
-            "DMA access at {offset:#x} outside a region of {:#x} bytes",
-            self.layout.size()
-        );
-        assert!(
-            offset.is_multiple_of(size),
-            "misaligned DMA access at {offset:#x}"
-        );
-        // SAFETY: the offset is inside the allocation (checked above).
-        unsafe { self.base.as_ptr().add(offset).cast::<T>() }
+        checked_pointer(
+            self.base,
+            self.layout.size(),
+            offset,
+            "DMA access",
+            "region",
+        )
     }
 
     fn check_range(&self, offset: usize, length: usize) {
