@@ -967,6 +967,52 @@ mod tests {
     }
 
     #[test]
+    fn a_port_unreachable_quoting_our_syn_refuses_the_connection() {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+        interface.receive(
+            Instant::ZERO,
+            &arp_frame(request, EthernetAddress::BROADCAST),
+        );
+        poll(&mut interface, Instant::ZERO);
+        let handle = interface
+            .tcp()
+            .borrow_mut()
+            .connect(SocketAddrV4::new(PEER_IP, 80), None)
+            .expect("connect");
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        // RFC 792: the error quotes the IP header and the first 8 bytes of our SYN.
+        let syn_packet = &sent[0][ethernet::HEADER_LEN..];
+        let mut message = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
+        message.extend_from_slice(&syn_packet[..ipv4::HEADER_LEN + 8]);
+        let now = Instant::from_millis(5);
+        // A forged error with a sequence number that is not in flight changes nothing
+        // (RFC 5927 section 4.1).
+        let mut forged = message.clone();
+        forged[8 + ipv4::HEADER_LEN + 4] ^= 0x80;
+        Icmpv4Packet::new_unchecked(&mut forged[..]).fill_checksum();
+        interface.receive(now, &ipv4_frame(PEER_IP, IpProtocol::Icmp, &forged));
+        let readiness = interface
+            .tcp()
+            .borrow()
+            .readiness(handle)
+            .expect("readiness");
+        assert_eq!(readiness.error, None);
+
+        Icmpv4Packet::new_unchecked(&mut message[..]).fill_checksum();
+        interface.receive(now, &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message));
+        assert_eq!(interface.counters().icmp_errors_delivered, 2);
+        let readiness = interface
+            .tcp()
+            .borrow()
+            .readiness(handle)
+            .expect("readiness");
+        assert_eq!(readiness.error, Some(tcp::SocketError::ConnectionRefused));
+    }
+
+    #[test]
     fn tcp_with_a_bad_checksum_never_reaches_tcp() {
         let mut interface = interface();
         let mut segment = [0u8; 20];
