@@ -438,3 +438,34 @@ fn echo_is_answered_where_it_arrives_and_errors_go_to_the_connection_s_owner() {
         .collect();
     assert_eq!(delivered, [0, 0, 1, 0]);
 }
+
+/// Fastsocket's users saw connections hang with nginx's `accept_mutex`: a SYN landed in the
+/// local listener of a core whose worker was not polling it. Here only a worker that serves
+/// the port (holds a `ServedPort`) gets new SYNs; a listener opened on a core without serving
+/// is never fed while another core serves.
+#[test]
+fn a_local_listener_that_nobody_serves_gets_no_new_connections() {
+    let mut host = host(2, 64);
+    let unserved = host.cores[0]
+        .tcp()
+        .borrow_mut()
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+        .unwrap();
+    let served = host.listen(1, 80);
+    let port = host.client_port_owned_by(0, 80);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 3000, 0));
+    assert_eq!(host.cores[0].counters().global_listener_fallbacks, 1);
+    host.drain_all();
+    let (taker, flags, server_sequence, _) = host.sent_segments()[0];
+    assert_eq!((taker, flags), (1, SYN | ACK));
+    host.cores[0].on_frame_from_nic(
+        NOW,
+        &tcp_frame(port, 80, ACK, 3001, server_sequence.wrapping_add(1)),
+    );
+    host.drain_all();
+    assert!(served.listener().try_accept().is_ok());
+    assert_eq!(
+        host.cores[0].tcp().borrow_mut().accept(unserved),
+        Err(SocketError::WouldBlock)
+    );
+}
