@@ -145,7 +145,7 @@ impl BootInfo {
     }
 
     /// Multiboot2 information: `u32 total_size; u32 reserved;` then 8-aligned tags
-    /// `{ u32 type; u32 size; ... }` up to an end tag.
+    /// `{ u32 type; u32 size; ... }` up to an end tag. Reads stay inside `total_size`.
     ///
     /// # Safety
     /// `information` must point to a valid Multiboot2 information block.
@@ -155,16 +155,23 @@ impl BootInfo {
         // promise); every read below stays inside `total_size`.
         unsafe {
             let total_size = u64::from(read::<u32>(information));
+            let end = information + total_size;
             let mut tag = information + 8;
-            while tag + 8 <= information + total_size {
+            while tag + 8 <= end {
                 let kind = read::<u32>(tag);
                 let size = u64::from(read::<u32>(tag + 4));
+                // A tag holds at least its own header and lies inside the block (spec 3.6.1).
+                // A block that breaks this is corrupt: stop, rather than loop for ever on a
+                // zero size or read past the block.
+                if size < 8 || tag + size > end {
+                    break;
+                }
                 match kind {
                     TAG_END => break,
                     TAG_COMMAND_LINE => {
                         self.copy_command_line(tag + 8, size.saturating_sub(8) as usize)
                     }
-                    TAG_MEMORY_MAP => {
+                    TAG_MEMORY_MAP if size >= 16 => {
                         let entry_size = u64::from(read::<u32>(tag + 8)).max(24);
                         let count = size.saturating_sub(16) / entry_size;
                         let regions = (0..count).map(|index| {
@@ -229,4 +236,100 @@ impl BootInfo {
 unsafe fn read<T: Copy>(address: u64) -> T {
     // SAFETY: guaranteed by the caller; firmware structures need not be aligned.
     unsafe { ptr::read_unaligned(address as *const T) }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    /// A Multiboot2 information block holding `tags` (type, payload), 8-aligned as a loader
+    /// lays it out, with an end tag unless `end` is false.
+    fn multiboot2_block(tags: &[(u32, Vec<u8>)], end: bool) -> Vec<u64> {
+        let mut bytes = std::vec![0u8; 8];
+        for (kind, payload) in tags.iter().chain(end.then_some(&(TAG_END, Vec::new()))) {
+            bytes.extend_from_slice(&kind.to_le_bytes());
+            bytes.extend_from_slice(&(8 + payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(payload);
+            bytes.resize(bytes.len().next_multiple_of(8), 0);
+        }
+        let total = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&total.to_le_bytes());
+        bytes
+            .chunks(8)
+            .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap()))
+            .collect()
+    }
+
+    fn memory_map_tag(regions: &[(u64, u64, u32)]) -> (u32, Vec<u8>) {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&24u32.to_le_bytes());
+        payload.extend_from_slice(&0u32.to_le_bytes());
+        for (base, length, kind) in regions {
+            payload.extend_from_slice(&base.to_le_bytes());
+            payload.extend_from_slice(&length.to_le_bytes());
+            payload.extend_from_slice(&kind.to_le_bytes());
+            payload.extend_from_slice(&0u32.to_le_bytes());
+        }
+        (TAG_MEMORY_MAP, payload)
+    }
+
+    fn empty_info() -> BootInfo {
+        BootInfo {
+            protocol: Protocol::Multiboot2,
+            memory_map: MemoryMap::default(),
+            command_line: [0; COMMAND_LINE_CAPACITY],
+            command_line_length: 0,
+            command_line_truncated: false,
+            rsdp: None,
+            rsdp_address: None,
+        }
+    }
+
+    #[test]
+    fn multiboot2_memory_map_and_command_line_are_copied() {
+        let block = multiboot2_block(
+            &[
+                (TAG_COMMAND_LINE, b"log=debug\0".to_vec()),
+                memory_map_tag(&[(0x10_0000, 0x100_0000, 1), (0, 0x9_fc00, 1)]),
+            ],
+            true,
+        );
+        let mut info = empty_info();
+        // SAFETY: `block` is a well-formed information block that outlives the call.
+        unsafe { info.read_multiboot2(block.as_ptr() as u64) }.unwrap();
+        assert_eq!(info.command_line(), "log=debug");
+        assert_eq!(info.memory_map.regions().len(), 2);
+        assert_eq!(info.memory_map.usable_bytes(), 0x100_0000 + 0x9_fc00);
+    }
+
+    #[test]
+    fn a_multiboot2_tag_too_short_for_its_header_ends_the_walk() {
+        // A zero-sized tag before the memory map: walking on would never advance.
+        let mut block = multiboot2_block(
+            &[
+                (42, Vec::new()),
+                memory_map_tag(&[(0x10_0000, 0x100_0000, 1)]),
+            ],
+            true,
+        );
+        block[1] = 42; // type 42, size 0
+        let mut info = empty_info();
+        // SAFETY: every read stays inside `block` (the walk stops at the bad tag).
+        let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
+        assert!(matches!(result, Err(BootInfoError::NoMemoryMap)));
+    }
+
+    #[test]
+    fn a_multiboot2_tag_that_runs_past_the_block_is_not_read() {
+        // A memory map tag whose size claims far more entries than the block holds.
+        let mut block = multiboot2_block(&[memory_map_tag(&[(0x10_0000, 0x100_0000, 1)])], false);
+        block[1] = u64::from(TAG_MEMORY_MAP) | (0x10_0000 << 32); // size 1 MiB
+        let mut info = empty_info();
+        // SAFETY: every read stays inside `block` (the walk stops at the bad tag).
+        let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
+        assert!(matches!(result, Err(BootInfoError::NoMemoryMap)));
+    }
 }
