@@ -150,6 +150,12 @@ impl CoreDispatcher {
         self.routes.len()
     }
 
+    /// Flows handed to the global listener without a route because the table was full (their
+    /// later segments follow the hash alone).
+    pub fn fallback_route_overflows(&self) -> u64 {
+        self.routes.overflows
+    }
+
     /// Listens on `local` on this core (local listen table) and serves it in the global
     /// listen table until the returned [`ServedPort`] stops serving or is dropped.
     pub fn listen(

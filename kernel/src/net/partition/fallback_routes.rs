@@ -12,6 +12,9 @@ pub const ROUTE_CAPACITY: usize = 65_536;
 pub const ROUTE_IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// How often idle routes are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// When the table is full, routes idle this long are forgotten early (at most one such sweep
+/// per [`SWEEP_INTERVAL`]): short connections are long over by then.
+pub const ROUTE_PRESSURE_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
 struct Route {
@@ -23,6 +26,7 @@ struct Route {
 pub struct FallbackRoutes {
     routes: hashbrown::HashMap<FourTuple, Route>,
     next_sweep: Instant,
+    next_pressure_sweep: Instant,
     /// Flows that found the table full.
     pub overflows: u64,
 }
@@ -32,6 +36,7 @@ impl Default for FallbackRoutes {
         FallbackRoutes {
             routes: hashbrown::HashMap::new(),
             next_sweep: Instant::ZERO,
+            next_pressure_sweep: Instant::ZERO,
             overflows: 0,
         }
     }
@@ -46,6 +51,15 @@ impl FallbackRoutes {
     }
 
     pub fn insert(&mut self, tuple: FourTuple, core: CoreId, now: Instant) {
+        if self.routes.len() >= ROUTE_CAPACITY
+            && !self.routes.contains_key(&tuple)
+            && now >= self.next_pressure_sweep
+        {
+            self.next_pressure_sweep = now + SWEEP_INTERVAL;
+            self.routes.retain(|_, route| {
+                now.saturating_since(route.last_used) < ROUTE_PRESSURE_IDLE_LIMIT
+            });
+        }
         if self.routes.len() >= ROUTE_CAPACITY && !self.routes.contains_key(&tuple) {
             self.overflows += 1;
             return;
@@ -101,5 +115,29 @@ mod tests {
         assert_eq!(routes.len(), 1, "used half-way, so not idle yet");
         routes.sweep(later + ROUTE_IDLE_LIMIT);
         assert!(routes.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_forgets_quiet_routes_early_and_counts_what_does_not_fit() {
+        let tuple = |port: u32| FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
+            remote: SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + (port >> 16)), port as u16),
+        };
+        let mut routes = FallbackRoutes::default();
+        for port in 0..ROUTE_CAPACITY as u32 {
+            routes.insert(tuple(port), CoreId(1), Instant::ZERO);
+        }
+        let full = ROUTE_CAPACITY as u32;
+        routes.insert(
+            tuple(full),
+            CoreId(1),
+            Instant::ZERO + ROUTE_PRESSURE_IDLE_LIMIT / 2,
+        );
+        assert_eq!(routes.overflows, 1, "nothing is quiet enough yet");
+        let later = Instant::ZERO + ROUTE_PRESSURE_IDLE_LIMIT * 2;
+        routes.insert(tuple(full + 1), CoreId(2), later);
+        assert_eq!(routes.overflows, 1);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes.lookup(&tuple(full + 1), later), Some(CoreId(2)));
     }
 }

@@ -40,8 +40,9 @@
 //! the set of serving cores changes, even mid-handshake: with staggered worker start-up the
 //! tests saw the third segment of a handshake reach a core that did not know it and get a
 //! RST. A route lives while it is used and is swept after [`ROUTE_IDLE_LIMIT`] of silence
-//! (longer than TIME_WAIT); when the per-core table is full ([`ROUTE_CAPACITY`]) new flows
-//! are routed by the hash alone. A frame marked as a global-listener delivery that reaches a
+//! (longer than TIME_WAIT); when the per-core table is full ([`ROUTE_CAPACITY`]) routes quiet
+//! for [`ROUTE_PRESSURE_IDLE_LIMIT`] go first, and flows that still do not fit are routed by
+//! the hash alone and counted. A frame marked as a global-listener delivery that reaches a
 //! core which stopped serving meanwhile is passed on at most once more, never bounced for ever.
 
 //! # Accept policy
@@ -97,7 +98,9 @@ mod shared_tables;
 pub use counters::PartitionCounters;
 pub use dispatcher::{CoreDispatcher, DispatcherError, ForwardReason, RING_DRAIN_BATCH, RingFrame};
 pub use fallback::fallback_core;
-pub use fallback_routes::{FallbackRoutes, ROUTE_CAPACITY, ROUTE_IDLE_LIMIT};
+pub use fallback_routes::{
+    FallbackRoutes, ROUTE_CAPACITY, ROUTE_IDLE_LIMIT, ROUTE_PRESSURE_IDLE_LIMIT,
+};
 pub use frame_summary::{FrameSummary, TcpSummary};
 pub use global_listen::{CoreSet, GlobalListenTable, GlobalListenView};
 pub use port_allocator::RfdPortAllocator;
