@@ -469,3 +469,39 @@ fn a_local_listener_that_nobody_serves_gets_no_new_connections() {
         Err(SocketError::WouldBlock)
     );
 }
+
+/// A worker that disappears without stopping (its `ServedPort` dropped): the core leaves the
+/// serving set at once, the connections still waiting in its accept queue are reset by its
+/// layer (a TCB never moves to another core), and the next SYNs go to the cores that serve.
+#[test]
+fn a_crashed_worker_resets_only_what_it_had_queued() {
+    let mut host = host(2, 64);
+    let crashed = host.listen(0, 80);
+    let _other = host.listen(1, 80);
+    let queued = host.client_port_owned_by(0, 80);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(queued, 80, SYN, 100, 0));
+    let (_, _, server_sequence, _) = host.sent_segments()[0];
+    host.cores[0].on_frame_from_nic(
+        NOW,
+        &tcp_frame(queued, 80, ACK, 101, server_sequence.wrapping_add(1)),
+    );
+    drop(crashed);
+    assert_eq!(
+        host.table.serving(80),
+        [CoreId(1)].into_iter().collect::<CoreSet>()
+    );
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0, sent[0].1 & RST),
+        (0, RST),
+        "the queued connection is reset"
+    );
+
+    let next = host.client_port_owned_by_after(0, 80, queued);
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(next, 80, SYN, 200, 0));
+    host.drain_all();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0, sent[0].1), (1, SYN | ACK));
+}
