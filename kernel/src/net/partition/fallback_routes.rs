@@ -13,7 +13,7 @@ pub const ROUTE_IDLE_LIMIT: Duration = Duration::from_secs(300);
 /// How often idle routes are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// When the table is full, routes idle this long are forgotten early (at most one such sweep
-/// per [`SWEEP_INTERVAL`]): short connections are long over by then.
+/// a second): short connections are long over by then.
 pub const ROUTE_PRESSURE_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug)]
