@@ -144,6 +144,16 @@ impl<'a, C: PciConfig> PciFunction<'a, C> {
     pub fn enable_memory_and_bus_master(&self) {
         self.set_command(self.command() | Command::MEMORY_SPACE | Command::BUS_MASTER);
     }
+
+    /// Lets the function decode its memory BARs, without letting it master the bus yet.
+    pub fn enable_memory_space(&self) {
+        self.set_command(self.command() | Command::MEMORY_SPACE);
+    }
+
+    /// Lets the function master the bus (DMA).
+    pub fn enable_bus_master(&self) {
+        self.set_command(self.command() | Command::BUS_MASTER);
+    }
 }
 
 #[cfg(test)]

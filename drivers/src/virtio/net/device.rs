@@ -163,8 +163,9 @@ pub struct VirtioNet<M: Mmio, R: DmaRegion> {
 }
 
 impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
-    /// Brings up the virtio-net function at `function`: enables memory decoding and bus
-    /// mastering, maps its virtio structures with `mapper`, negotiates features, sets up
+    /// Brings up the virtio-net function at `function`: enables memory decoding, maps its
+    /// virtio structures with `mapper`, resets the device and only then enables bus
+    /// mastering, negotiates features, sets up
     /// `options.queue_pairs` queue pairs (fewer if the device has fewer) with buffers from
     /// `dma`, sets DRIVER_OK and activates the pairs with `VQ_PAIRS_SET`.
     ///
@@ -195,9 +196,12 @@ impl<M: Mmio + Clone, R: DmaRegion> VirtioNet<M, R> {
         {
             return Err(VirtioNetError::BadOptions);
         }
-        function.enable_memory_and_bus_master();
+        // Registers first; DMA only once the reset has stopped whatever a previous owner
+        // (firmware's network boot, an earlier kernel) left the device doing (3.1.1 step 1).
+        function.enable_memory_space();
         let transport = PciTransport::new(function, mapper)?;
         transport.reset()?;
+        function.enable_bus_master();
         match Self::bring_up(transport, dma, options) {
             Ok(device) => Ok(device),
             Err((transport, error)) => {

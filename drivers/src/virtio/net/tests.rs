@@ -894,6 +894,20 @@ fn a_device_that_never_finishes_reset_is_reported() {
 }
 
 #[test]
+fn bus_mastering_waits_for_the_reset() {
+    // A device that cannot be reset may still be running a previous owner's rings: it must
+    // not be allowed to write into memory that is ours now.
+    let machine = FakeMachine::new(Settings {
+        stuck_in_reset: true,
+        ..Settings::default()
+    });
+    assert!(machine.bring_up(options(1, 16)).is_err());
+    let function = PciFunction::new(&machine.pci, fake_device::address());
+    assert!(function.command().contains(Command::MEMORY_SPACE));
+    assert!(!function.command().contains(Command::BUS_MASTER));
+}
+
+#[test]
 fn a_configuration_that_never_settles_is_reported() {
     let machine = FakeMachine::new(Settings {
         restless_configuration: true,
