@@ -80,20 +80,25 @@ impl BootInfo {
         self.rsdp.as_ref()
     }
 
-    /// Reads the boot information handed over in `eax` and `ebx`.
-    ///
-    /// # Safety
-    /// `ebx` must be what the loader passed, and the memory it points to must be intact.
-    pub unsafe fn read(eax: u32, ebx: u32) -> Result<BootInfo, BootInfoError> {
-        let mut info = BootInfo {
-            protocol: Protocol::Pvh,
+    /// Nothing read yet.
+    fn empty(protocol: Protocol) -> BootInfo {
+        BootInfo {
+            protocol,
             memory_map: MemoryMap::default(),
             command_line: [0; COMMAND_LINE_CAPACITY],
             command_line_length: 0,
             command_line_truncated: false,
             rsdp: None,
             rsdp_address: None,
-        };
+        }
+    }
+
+    /// Reads the boot information handed over in `eax` and `ebx`.
+    ///
+    /// # Safety
+    /// `ebx` must be what the loader passed, and the memory it points to must be intact.
+    pub unsafe fn read(eax: u32, ebx: u32) -> Result<BootInfo, BootInfoError> {
+        let mut info = BootInfo::empty(Protocol::Pvh);
         if eax == MULTIBOOT2_BOOTLOADER_MAGIC {
             info.protocol = Protocol::Multiboot2;
             // SAFETY: the caller guarantees `ebx` is the Multiboot2 information block.
@@ -276,18 +281,6 @@ mod tests {
         (TAG_MEMORY_MAP, payload)
     }
 
-    fn empty_info() -> BootInfo {
-        BootInfo {
-            protocol: Protocol::Multiboot2,
-            memory_map: MemoryMap::default(),
-            command_line: [0; COMMAND_LINE_CAPACITY],
-            command_line_length: 0,
-            command_line_truncated: false,
-            rsdp: None,
-            rsdp_address: None,
-        }
-    }
-
     #[test]
     fn multiboot2_memory_map_and_command_line_are_copied() {
         let block = multiboot2_block(
@@ -297,7 +290,7 @@ mod tests {
             ],
             true,
         );
-        let mut info = empty_info();
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
         // SAFETY: `block` is a well-formed information block that outlives the call.
         unsafe { info.read_multiboot2(block.as_ptr() as u64) }.unwrap();
         assert_eq!(info.command_line(), "log=debug");
@@ -316,7 +309,7 @@ mod tests {
             true,
         );
         block[1] = 42; // type 42, size 0
-        let mut info = empty_info();
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
         // SAFETY: every read stays inside `block` (the walk stops at the bad tag).
         let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
         assert!(matches!(result, Err(BootInfoError::NoMemoryMap)));
@@ -327,7 +320,7 @@ mod tests {
         // A memory map tag whose size claims far more entries than the block holds.
         let mut block = multiboot2_block(&[memory_map_tag(&[(0x10_0000, 0x100_0000, 1)])], false);
         block[1] = u64::from(TAG_MEMORY_MAP) | (0x10_0000 << 32); // size 1 MiB
-        let mut info = empty_info();
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
         // SAFETY: every read stays inside `block` (the walk stops at the bad tag).
         let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
         assert!(matches!(result, Err(BootInfoError::NoMemoryMap)));
