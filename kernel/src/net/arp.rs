@@ -24,6 +24,11 @@ pub const ENTRY_LIFETIME: Duration = Duration::from_secs(60);
 /// request per second per destination).
 pub const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long before an entry in use expires we ask its neighbour again, by a request sent
+/// straight to the MAC we know ("unicast poll", RFC 1122 2.3.2.1). The answer renews the entry
+/// while traffic keeps flowing, so a busy flow never waits for a fresh broadcast resolution.
+pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5);
+
 /// Requests sent for one address before its waiting packets are dropped.
 pub const MAX_REQUESTS: u8 = 3;
 
@@ -126,6 +131,17 @@ impl ArpMessage {
 struct Entry {
     hardware: EthernetAddress,
     expires_at: Instant,
+    /// A unicast refresh request went out for this entry.
+    refresh_requested: bool,
+}
+
+/// A known neighbour, as [`ArpCache::lookup_for_transmit`] returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub hardware: EthernetAddress,
+    /// The entry is about to expire and no refresh was asked yet: send a unicast request to
+    /// `hardware` now.
+    pub refresh: bool,
 }
 
 /// An address being resolved: when we last asked and how many times.
@@ -175,6 +191,21 @@ impl ArpCache {
             .map(|entry| entry.hardware)
     }
 
+    /// Like [`lookup`](Self::lookup) for a packet about to be sent: also says, once per entry,
+    /// when the entry is close enough to expiry to be refreshed.
+    pub fn lookup_for_transmit(&mut self, now: Instant, address: Ipv4Addr) -> Option<Neighbour> {
+        let entry = self
+            .entries
+            .get_mut(&address)
+            .filter(|entry| entry.expires_at > now)?;
+        let refresh = !entry.refresh_requested && entry.expires_at <= now + REFRESH_BEFORE_EXPIRY;
+        entry.refresh_requested |= refresh;
+        Some(Neighbour {
+            hardware: entry.hardware,
+            refresh,
+        })
+    }
+
     /// Whether `address` already has an entry (fresh or not); RFC 826's merge step updates
     /// such an entry from any ARP packet that names it as sender.
     pub fn contains(&self, address: Ipv4Addr) -> bool {
@@ -198,6 +229,7 @@ impl ArpCache {
             Entry {
                 hardware,
                 expires_at,
+                refresh_requested: false,
             },
         );
         self.schedule(expires_at);
@@ -415,6 +447,36 @@ mod tests {
         assert_eq!(cache.lookup(now + ENTRY_LIFETIME, PEER_IP), None);
         cache.on_timers(now + ENTRY_LIFETIME, |_| {}, |_| {});
         assert_eq!(cache.entry_count(), 0);
+    }
+
+    #[test]
+    fn an_entry_in_use_asks_for_one_refresh_before_it_expires() {
+        let mut cache = ArpCache::new();
+        let start = Instant::ZERO;
+        cache.learn(start, PEER_IP, PEER);
+        let early = cache.lookup_for_transmit(start + Duration::from_secs(1), PEER_IP);
+        assert_eq!(
+            early,
+            Some(Neighbour {
+                hardware: PEER,
+                refresh: false
+            })
+        );
+        let late = start + ENTRY_LIFETIME - REFRESH_BEFORE_EXPIRY;
+        assert!(cache.lookup_for_transmit(late, PEER_IP).unwrap().refresh);
+        assert!(!cache.lookup_for_transmit(late, PEER_IP).unwrap().refresh);
+        // The answer renews the entry, and a later refresh may be asked again.
+        cache.learn(late, PEER_IP, PEER);
+        assert_eq!(
+            cache.lookup(late + ENTRY_LIFETIME - Duration::from_secs(1), PEER_IP),
+            Some(PEER)
+        );
+        let next = late + ENTRY_LIFETIME - Duration::from_secs(1);
+        assert!(cache.lookup_for_transmit(next, PEER_IP).unwrap().refresh);
+        assert_eq!(
+            cache.lookup_for_transmit(next + Duration::from_secs(1), PEER_IP),
+            None
+        );
     }
 
     #[test]

@@ -389,6 +389,20 @@ impl Interface {
         });
     }
 
+    /// A unicast poll of a neighbour whose entry is about to expire (RFC 1122 2.3.2.1); if it
+    /// gets no answer the entry expires and the next packet resolves it by broadcast.
+    fn queue_arp_refresh(&mut self, target: Ipv4Addr, hardware: EthernetAddress) {
+        let message = ArpMessage::request(
+            self.config.hardware_address,
+            self.config.ipv4.address,
+            target,
+        );
+        let _ = self.queue_control(ControlFrame::Arp {
+            destination: hardware,
+            message,
+        });
+    }
+
     fn send_announcement(&mut self, now: Instant, sink: &mut impl FrameSink) {
         if self.announcements_left == 0 || now < self.next_announcement {
             return;
@@ -491,11 +505,14 @@ impl Interface {
             );
             tcp_bytes.copy_from_slice(segment.tcp);
         };
-        if let Some(hardware) = self.arp.lookup(now, next_hop) {
+        if let Some(neighbour) = self.arp.lookup_for_transmit(now, next_hop) {
+            if neighbour.refresh {
+                self.queue_arp_refresh(next_hop, neighbour.hardware);
+            }
             self.send_frame(
                 sink,
                 packet_len,
-                hardware,
+                neighbour.hardware,
                 EthernetProtocol::Ipv4,
                 write_packet,
             );
@@ -897,6 +914,45 @@ mod tests {
             .expect("connect");
         assert!(poll(&mut isolated, Instant::ZERO).is_empty());
         assert_eq!(isolated.counters().drops(DropReason::TransmitNoRoute), 1);
+    }
+
+    #[test]
+    fn a_neighbour_in_use_is_polled_by_unicast_before_its_entry_expires() {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+        interface.receive(
+            Instant::ZERO,
+            &arp_frame(request, EthernetAddress::BROADCAST),
+        );
+        poll(&mut interface, Instant::ZERO);
+        let late = Instant::ZERO + arp::ENTRY_LIFETIME - Duration::from_secs(2);
+        // Time passes (and the second announcement goes) before the application connects.
+        poll(&mut interface, late);
+        interface
+            .tcp()
+            .borrow_mut()
+            .connect(SocketAddrV4::new(PEER_IP, 80), None)
+            .expect("connect");
+        let sent = poll(&mut interface, late);
+        // The SYN still goes out at once, and a request goes straight to the peer's MAC.
+        assert_eq!(sent.len(), 2);
+        let requests: Vec<_> = sent
+            .iter()
+            .filter(|frame| frame[12..14] == [0x08, 0x06])
+            .map(|frame| parse_arp(frame))
+            .collect();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].0, PEER);
+        assert_eq!(requests[0].1.target_protocol, PEER_IP);
+        let reply = ArpMessage::reply_to(&requests[0].1, PEER);
+        interface.receive(late, &arp_frame(reply, US));
+        assert_eq!(
+            interface
+                .arp_cache()
+                .lookup(late + Duration::from_secs(30), PEER_IP),
+            Some(PEER)
+        );
     }
 
     #[test]
