@@ -80,11 +80,29 @@ pub struct MemoryMap {
 }
 
 impl MemoryMap {
-    /// Normalises any list of regions.
+    /// Normalises any list of regions. The list may be longer than [`MAX_REGIONS`] (UEFI
+    /// firmware lists hundreds of entries) as long as the normalised map is not: entries are
+    /// merged in batches.
     pub fn new(entries: impl IntoIterator<Item = Region>) -> Result<MemoryMap, MapError> {
-        let mut input: Vec<Region, MAX_REGIONS> = Vec::new();
+        let mut map = MemoryMap::default();
+        let mut batch: Vec<Region, MAX_REGIONS> = Vec::new();
         for entry in entries.into_iter().filter(|entry| !entry.is_empty()) {
-            input.push(entry).map_err(|_| MapError::TooManyRegions)?;
+            if let Err(entry) = batch.push(entry) {
+                map = map.overlaid_with(&batch)?;
+                batch.clear();
+                // Cannot fail: the batch was just emptied.
+                let _ = batch.push(entry);
+            }
+        }
+        map.overlaid_with(&batch)
+    }
+
+    /// This map with `entries` laid over it, normalised: where they overlap, the most
+    /// restrictive kind wins, as if all had been given to [`MemoryMap::new`] at once.
+    fn overlaid_with(&self, entries: &[Region]) -> Result<MemoryMap, MapError> {
+        let mut input: Vec<Region, { 2 * MAX_REGIONS }> = Vec::new();
+        for region in self.regions.iter().chain(entries) {
+            input.push(*region).map_err(|_| MapError::TooManyRegions)?;
         }
         normalise(&input)
     }
@@ -113,15 +131,11 @@ impl MemoryMap {
 
     /// Marks `[start, end)` as reserved (e.g. the image itself), whatever it was before.
     pub fn reserve(&mut self, start: u64, end: u64) -> Result<(), MapError> {
-        let mut input = self.regions.clone();
-        input
-            .push(Region {
-                start,
-                end,
-                kind: RegionKind::Reserved,
-            })
-            .map_err(|_| MapError::TooManyRegions)?;
-        *self = normalise(&input)?;
+        *self = self.overlaid_with(&[Region {
+            start,
+            end,
+            kind: RegionKind::Reserved,
+        }])?;
         Ok(())
     }
 
@@ -138,9 +152,9 @@ impl MemoryMap {
 /// Splits the line at every region boundary; each piece takes the most restrictive kind of
 /// the entries that cover it; then equal neighbours are merged.
 fn normalise(input: &[Region]) -> Result<MemoryMap, MapError> {
-    let mut boundaries: Vec<u64, { 2 * MAX_REGIONS + 2 }> = Vec::new();
+    let mut boundaries: Vec<u64, { 4 * MAX_REGIONS }> = Vec::new();
     for region in input {
-        // Capacity is 2 per input region, which is at most MAX_REGIONS + 1 long.
+        // Capacity is 2 per input region, which is at most 2 * MAX_REGIONS long.
         boundaries
             .extend_from_slice(&[region.start, region.end])
             .map_err(|_| MapError::TooManyRegions)?;
@@ -309,6 +323,25 @@ mod tests {
         assert_eq!(
             MemoryMap::new(entries).unwrap_err(),
             MapError::TooManyRegions
+        );
+    }
+
+    #[test]
+    fn a_long_firmware_list_is_fine_when_its_normalised_map_is_short() {
+        // 300 adjacent 4 KiB entries, as a UEFI map lists boot-services pages one by one,
+        // with a reserved hole in the middle of the list.
+        let mut entries: std::vec::Vec<Region> = (0..300u64)
+            .map(|index| usable(0x10_0000 + index * 0x1000, 0x10_1000 + index * 0x1000))
+            .collect();
+        entries.insert(150, reserved(0x15_0000, 0x15_2000));
+        let map = MemoryMap::new(entries).unwrap();
+        assert_eq!(
+            map.regions(),
+            [
+                usable(0x10_0000, 0x15_0000),
+                reserved(0x15_0000, 0x15_2000),
+                usable(0x15_2000, 0x22_c000),
+            ]
         );
     }
 
