@@ -21,7 +21,9 @@ use unisock_drivers::hal::identity::{
 use unisock_drivers::nic::{HashTypes, MacAddress, Nic, NicQueue, QueueId, RssConfiguration};
 use unisock_drivers::pci::bar::{BAR_COUNT, Bar};
 use unisock_drivers::pci::msix::{MsiMessage, MsixCapability, MsixTable};
-use unisock_drivers::pci::{PciAddress as DriverPciAddress, PciConfig, PciFunction, register};
+use unisock_drivers::pci::{
+    Command, PciAddress as DriverPciAddress, PciConfig, PciFunction, register,
+};
 use unisock_drivers::virtio::VIRTIO_VENDOR_ID;
 use unisock_drivers::virtio::net::device::{DEVICE_ID_MODERN, DEVICE_ID_TRANSITIONAL, MsixRouting};
 use unisock_drivers::virtio::net::{VirtioNet, VirtioNetOptions, VirtioNetQueue};
@@ -145,7 +147,9 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
     // SAFETY: the heap is identity-mapped RAM (virtual == physical), coherent with DMA on x86.
     let dma = unsafe { IdentityMappedDma::new() };
     assign_memory_bars(&function);
-    function.enable_memory_and_bus_master();
+    // Memory decoding for the MSI-X table; the driver enables bus mastering itself, after
+    // it has reset the device.
+    function.set_command(function.command() | Command::MEMORY_SPACE);
     let msix = route_interrupts(&function, &mapper, cpus);
     let options = VirtioNetOptions {
         queue_pairs: cpus as u16,
