@@ -504,6 +504,14 @@ fn two_cpus_serve_ten_thousand_connections_and_100_megabytes_each_way() {
 }
 
 #[test]
+fn four_cpus_each_own_a_queue_and_share_the_connections() {
+    let guest = Guest::boot(4, None);
+    check_curl(&guest);
+    check_ab(&guest, 4_000, 64, Duration::from_secs(120));
+    check_every_core_worked(&guest, 4);
+}
+
+#[test]
 fn two_cpus_without_nic_steering_hand_segments_to_their_owner_in_software() {
     let guest = Guest::boot_with(2, None, &["--no-rss"]);
     let console = guest.output();
