@@ -13,7 +13,7 @@ use super::seq::SeqNum;
 use super::slots::SocketEntry;
 use super::syn_cookie;
 use super::time_wait::TimeWaitRecord;
-use super::tuple::FourTuple;
+use super::tuple::{FourTuple, HashedTuple};
 use super::{DropReason, IcmpError, IcmpErrorKind, SocketError, TcpLayer, TcpState};
 
 /// RFC 9293 section 3.7.1: the MSS to assume when the peer sends none.
@@ -40,13 +40,15 @@ impl TcpLayer {
             self.context.counters.drop_segment(DropReason::Malformed);
             return;
         }
-        let tuple = FourTuple {
+        // Hashed once for every table below.
+        let key = self.tuples.hashed(FourTuple {
             local: SocketAddrV4::new(destination, segment.destination_port),
             remote: SocketAddrV4::new(source, segment.source_port),
-        };
-        if let Some(&slot) = self.established.get(&tuple) {
+        });
+        let tuple = key.tuple;
+        if let Some(&slot) = self.established.get(&key) {
             let Some(connection) = self.slots.connection_mut(slot) else {
-                self.established.remove(&tuple);
+                self.established.remove(&key);
                 return;
             };
             let outcome = connection.on_segment(&mut self.context, &segment);
@@ -54,21 +56,21 @@ impl TcpLayer {
             return;
         }
         let mut reuse_sequence = None;
-        if let Some(record) = self.time_wait.get(&tuple).copied() {
-            match self.on_time_wait_segment(tuple, record, &segment) {
+        if let Some(record) = self.time_wait.get(&key).copied() {
+            match self.on_time_wait_segment(key, record, &segment) {
                 Some(sequence) => reuse_sequence = Some(sequence),
                 None => return,
             }
         }
-        if self.half_open.contains_key(&tuple) {
-            self.on_half_open_segment(tuple, &segment);
+        if let Some(half_open) = self.half_open.get(&key).copied() {
+            self.on_half_open_segment(key, half_open, &segment);
             return;
         }
         let listener = self.listeners.get(&tuple.local.port()).copied().filter(|&slot| {
             matches!(self.slots.get(slot), Some(SocketEntry::Listener(listener)) if listener.accepts_address(tuple.local))
         });
         match listener {
-            Some(slot) => self.on_listener_segment(slot, tuple, &segment, reuse_sequence),
+            Some(slot) => self.on_listener_segment(slot, key, &segment, reuse_sequence),
             None => {
                 self.context.counters.drop_segment(DropReason::NoSocket);
                 reset_for(&mut self.context, tuple.local, tuple.remote, &segment);
@@ -80,10 +82,11 @@ impl TcpLayer {
     /// open a new incarnation (the record is then gone), else `None` (handled here).
     fn on_time_wait_segment(
         &mut self,
-        tuple: FourTuple,
+        key: HashedTuple,
         record: TimeWaitRecord,
         segment: &Segment<'_>,
     ) -> Option<SeqNum> {
+        let tuple = key.tuple;
         if segment.has(RST) {
             // RFC 1337: a RST must not end TIME_WAIT early (TIME-WAIT assassination).
             self.context.counters.drop_segment(DropReason::InvalidReset);
@@ -94,7 +97,7 @@ impl TcpLayer {
             if record.accepts_new_syn(segment.sequence, timestamp)
                 && self.listeners.contains_key(&tuple.local.port())
             {
-                self.time_wait.remove(&tuple);
+                self.time_wait.remove(&key);
                 self.context.counters.time_wait_reuses += 1;
                 return Some(record.next_initial_sequence());
             }
@@ -111,7 +114,7 @@ impl TcpLayer {
             // timer (RFC 9293 section 3.10.7.4, TIME-WAIT).
             send_time_wait_ack(&mut self.context, tuple, &record);
             let expires = self.context.now + self.context.config.time_wait;
-            if let Some(stored) = self.time_wait.get_mut(&tuple) {
+            if let Some(stored) = self.time_wait.get_mut(&key) {
                 stored.expires = expires;
             }
             self.context
@@ -129,16 +132,19 @@ impl TcpLayer {
     }
 
     /// A segment for a half-open passive connection (SYN-RECEIVED, RFC 9293 section 3.10.7.4).
-    fn on_half_open_segment(&mut self, tuple: FourTuple, segment: &Segment<'_>) {
-        let Some(half_open) = self.half_open.get(&tuple).copied() else {
-            return;
-        };
+    fn on_half_open_segment(
+        &mut self,
+        key: HashedTuple,
+        half_open: HalfOpen,
+        segment: &Segment<'_>,
+    ) {
+        let tuple = key.tuple;
         let expected = half_open.handshake.initial_receive + 1;
         if segment.has(RST) {
             // RFC 5961 section 3.2: only an exact RST ends it; the listener goes on.
             if segment.sequence == expected {
                 self.context.counters.resets_received += 1;
-                self.remove_half_open(tuple);
+                self.remove_half_open(&key);
             } else {
                 self.context.counters.drop_segment(DropReason::InvalidReset);
             }
@@ -197,12 +203,12 @@ impl TcpLayer {
                 .drop_segment(DropReason::AcceptQueueFull);
             return;
         }
-        self.remove_half_open(tuple);
-        self.establish_passive(listener, tuple, &half_open.handshake, segment);
+        self.remove_half_open(&key);
+        self.establish_passive(listener, key, &half_open.handshake, segment);
     }
 
-    fn remove_half_open(&mut self, tuple: FourTuple) {
-        if let Some(half_open) = self.half_open.remove(&tuple)
+    fn remove_half_open(&mut self, key: &HashedTuple) {
+        if let Some(half_open) = self.half_open.remove(key)
             && let Some(listener) = self.slots.listener_mut(half_open.listener)
         {
             listener.half_open_count = listener.half_open_count.saturating_sub(1);
@@ -214,17 +220,17 @@ impl TcpLayer {
     fn establish_passive(
         &mut self,
         listener: u32,
-        tuple: FourTuple,
+        key: HashedTuple,
         handshake: &Handshake,
         segment: &Segment<'_>,
     ) {
-        let mut connection = Connection::accept(&self.context, tuple, handshake, listener);
+        let mut connection = Connection::accept(&self.context, key.tuple, handshake, listener);
         self.context.counters.passive_opens += 1;
         let outcome = connection.on_segment(&mut self.context, segment);
         let (slot, _) = self
             .slots
             .insert(SocketEntry::Connection(Box::new(connection)));
-        self.established.insert(tuple, slot);
+        self.established.insert(&key, slot);
         if let Some(listener) = self.slots.listener_mut(listener) {
             listener.accept_queue.push_back(slot);
             listener.wake_acceptor();
@@ -236,17 +242,18 @@ impl TcpLayer {
     fn on_listener_segment(
         &mut self,
         listener: u32,
-        tuple: FourTuple,
+        key: HashedTuple,
         segment: &Segment<'_>,
         reuse_sequence: Option<SeqNum>,
     ) {
+        let tuple = key.tuple;
         if segment.has(RST) {
             return;
         }
         if segment.has(ACK) {
             if !segment.has(SYN)
                 && self.context.config.syn_cookies
-                && self.try_syn_cookie(listener, tuple, segment)
+                && self.try_syn_cookie(listener, key, segment)
             {
                 return;
             }
@@ -263,16 +270,17 @@ impl TcpLayer {
         if !segment.has(SYN) {
             return;
         }
-        self.on_syn(listener, tuple, segment, reuse_sequence);
+        self.on_syn(listener, key, segment, reuse_sequence);
     }
 
     fn on_syn(
         &mut self,
         listener_slot: u32,
-        tuple: FourTuple,
+        key: HashedTuple,
         segment: &Segment<'_>,
         reuse_sequence: Option<SeqNum>,
     ) {
+        let tuple = key.tuple;
         let config = &self.context.config;
         if self.established.len() + self.half_open.len() >= config.max_connections {
             self.context
@@ -352,7 +360,7 @@ impl TcpLayer {
         });
         let deadline = self.context.now + self.context.config.initial_rto;
         self.half_open.insert(
-            tuple,
+            &key,
             HalfOpen {
                 listener: listener_slot,
                 handshake,
@@ -371,9 +379,10 @@ impl TcpLayer {
     fn try_syn_cookie(
         &mut self,
         listener_slot: u32,
-        tuple: FourTuple,
+        key: HashedTuple,
         segment: &Segment<'_>,
     ) -> bool {
+        let tuple = key.tuple;
         let echoed = segment.options.timestamp.map(|(_, echo)| echo);
         let Some(contents) = syn_cookie::check_cookie(
             &self.context.key,
@@ -422,20 +431,21 @@ impl TcpLayer {
                 return true;
             }
         }
-        self.establish_passive(listener_slot, tuple, &handshake, segment);
+        self.establish_passive(listener_slot, key, &handshake, segment);
         true
     }
 
     pub(super) fn on_half_open_timer(&mut self, tuple: FourTuple) {
         let now = self.context.now;
-        let Some(half_open) = self.half_open.get_mut(&tuple) else {
+        let key = self.tuples.hashed(tuple);
+        let Some(half_open) = self.half_open.get_mut(&key) else {
             return;
         };
         if half_open.deadline > now {
             return;
         }
         if half_open.retries >= self.context.config.max_syn_retransmissions {
-            self.remove_half_open(tuple);
+            self.remove_half_open(&key);
             return;
         }
         half_open.retries += 1;
@@ -462,7 +472,8 @@ impl TcpLayer {
             remote: error.remote,
         };
         self.context.counters.icmp_errors += 1;
-        if let Some(&slot) = self.established.get(&tuple) {
+        let key = self.tuples.hashed(tuple);
+        if let Some(&slot) = self.established.get(&key) {
             let Some(connection) = self.slots.connection_mut(slot) else {
                 return;
             };
@@ -497,7 +508,7 @@ impl TcpLayer {
             self.settle(slot, outcome);
         } else if self
             .half_open
-            .get(&tuple)
+            .get(&key)
             .is_some_and(|half_open| half_open.initial_send().0 == error.sequence)
         {
             // RFC 5927 section 4.2 notes that an attacker can abort half-open connections
@@ -506,7 +517,7 @@ impl TcpLayer {
                 error.kind,
                 IcmpErrorKind::DestinationUnreachable { code: 2..=4 }
             ) {
-                self.remove_half_open(tuple);
+                self.remove_half_open(&key);
             }
         }
     }

@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use super::connection::Owner;
 use super::slots::SocketEntry;
-use super::tuple::KeyedHash;
+use super::tuple::TupleTable;
 use super::{CoreId, SocketHandle, TcpLayer, TcpState};
 
 /// One line of the socket listing.
@@ -187,7 +187,7 @@ impl TcpLayer {
                 }),
             }
         }
-        for (tuple, half_open) in &self.half_open {
+        for (tuple, half_open) in self.half_open.iter() {
             out.push(SocketInfo {
                 handle: None,
                 state: TcpState::SynReceived,
@@ -203,16 +203,16 @@ impl TcpLayer {
             });
         }
         // A TIME_WAIT connection still held by the application was listed from its slot.
-        let mut held_in_time_wait =
-            hashbrown::HashSet::with_hasher(KeyedHash::new(self.context.key));
-        held_in_time_wait.extend(self.slots.iter().filter_map(|(_, _, entry)| match entry {
-            SocketEntry::Connection(connection) if connection.state == TcpState::TimeWait => {
-                Some(connection.tuple)
+        let mut held_in_time_wait = TupleTable::new(self.tuples);
+        for (_, _, entry) in self.slots.iter() {
+            if let SocketEntry::Connection(connection) = entry
+                && connection.state == TcpState::TimeWait
+            {
+                held_in_time_wait.insert(&self.tuples.hashed(connection.tuple), ());
             }
-            _ => None,
-        }));
-        for tuple in self.time_wait.keys() {
-            if held_in_time_wait.contains(tuple) {
+        }
+        for (tuple, _) in self.time_wait.iter() {
+            if held_in_time_wait.contains(&self.tuples.hashed(*tuple)) {
                 continue;
             }
             out.push(SocketInfo {

@@ -6,7 +6,7 @@ use super::connection::{Outcome, Owner};
 use super::context::TimerKey;
 use super::slots::SocketEntry;
 use super::time_wait::TimeWaitRecord;
-use super::tuple::FourTuple;
+use super::tuple::{FourTuple, HashedTuple};
 use super::{SocketError, SocketHandle, TcpLayer};
 
 impl TcpLayer {
@@ -36,14 +36,14 @@ impl TcpLayer {
         local: SocketAddrV4,
         remote: SocketAddrV4,
     ) -> bool {
-        let tuple = FourTuple { local, remote };
-        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
-            return false;
-        }
         if self.listeners.contains_key(&local.port()) {
             return false;
         }
-        match self.time_wait.get(&tuple) {
+        let key = self.tuples.hashed(FourTuple { local, remote });
+        if self.established.contains(&key) || self.half_open.contains(&key) {
+            return false;
+        }
+        match self.time_wait.get(&key) {
             Some(record) => record.reusable_for_connect(self.context.now),
             None => true,
         }
@@ -54,11 +54,8 @@ impl TcpLayer {
         if !self.tuple_usable_for_connect(local, remote) {
             return false;
         }
-        if self
-            .time_wait
-            .remove(&FourTuple { local, remote })
-            .is_some()
-        {
+        let key = self.tuples.hashed(FourTuple { local, remote });
+        if self.time_wait.remove(&key).is_some() {
             self.context.counters.time_wait_reuses += 1;
         }
         true
@@ -100,9 +97,10 @@ impl TcpLayer {
                 connection.timers = Default::default();
                 connection.release_send_buffers(&mut self.context);
                 let owner = connection.owner;
-                self.forget_tuple(tuple, slot);
+                let key = self.tuples.hashed(tuple);
+                self.forget_tuple(&key, slot);
                 if self.time_wait.len() < self.context.config.max_time_wait {
-                    self.time_wait.insert(tuple, record);
+                    self.time_wait.insert(&key, record);
                     self.context
                         .wheel
                         .insert(record.expires, TimerKey::TimeWait(tuple));
@@ -122,7 +120,7 @@ impl TcpLayer {
                 } else {
                     connection.release_send_buffers(&mut self.context);
                 }
-                self.forget_tuple(tuple, slot);
+                self.forget_tuple(&self.tuples.hashed(tuple), slot);
                 if owner == Owner::Orphan {
                     self.free_connection(slot);
                 }
@@ -131,18 +129,16 @@ impl TcpLayer {
     }
 
     /// Removes the tuple from the established table if it still points to `slot`.
-    pub(super) fn forget_tuple(&mut self, tuple: FourTuple, slot: u32) {
-        if self.established.get(&tuple) == Some(&slot) {
-            self.established.remove(&tuple);
-        }
+    pub(super) fn forget_tuple(&mut self, key: &HashedTuple, slot: u32) {
+        self.established.remove_if(key, |&stored| stored == slot);
     }
 
     /// Frees a connection's slot and buffers (its handle becomes stale).
     pub(super) fn free_connection(&mut self, slot: u32) {
         if let Some(connection) = self.slots.connection_mut(slot) {
             connection.release_buffers(&mut self.context);
-            let tuple = connection.tuple;
-            self.forget_tuple(tuple, slot);
+            let key = self.tuples.hashed(connection.tuple);
+            self.forget_tuple(&key, slot);
         }
         self.slots.remove(slot);
     }
@@ -188,13 +184,9 @@ impl TcpLayer {
             }
             TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
             TimerKey::TimeWait(tuple) => {
-                if self
-                    .time_wait
-                    .get(&tuple)
-                    .is_some_and(|record| record.expires <= now)
-                {
-                    self.time_wait.remove(&tuple);
-                }
+                let key = self.tuples.hashed(tuple);
+                self.time_wait
+                    .remove_if(&key, |record| record.expires <= now);
             }
         }
     }

@@ -100,7 +100,7 @@ use isn::SipKey;
 use listen::{HalfOpen, Listener};
 use slots::{Slots, SocketEntry};
 use time_wait::TimeWaitRecord;
-use tuple::{FourTuple, KeyedHash, KeyedMap};
+use tuple::{FourTuple, TupleHasher, TupleTable};
 
 /// An ICMP error that quotes a TCP segment we sent (RFC 5927), parsed by the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,10 +203,12 @@ pub struct TcpLayer {
     listeners: hashbrown::HashMap<u16, u32>,
     /// Established table: 4-tuple -> connection slot, for every connection from SYN-SENT
     /// to LAST-ACK (O(1) whatever the number of connections).
-    established: KeyedMap<FourTuple, u32>,
+    established: TupleTable<u32>,
     /// Half-open passive connections (SYN-RECEIVED), by 4-tuple.
-    half_open: KeyedMap<FourTuple, HalfOpen>,
-    time_wait: KeyedMap<FourTuple, TimeWaitRecord>,
+    half_open: TupleTable<HalfOpen>,
+    time_wait: TupleTable<TimeWaitRecord>,
+    /// The keyed hash of all three tables; a segment's tuple is hashed once for all of them.
+    tuples: TupleHasher,
     source_address: Option<Ipv4Addr>,
     port_allocator: Option<Box<dyn PortAllocator>>,
     /// Scratch list of fired timers, kept to avoid allocating on every tick.
@@ -219,13 +221,15 @@ impl TcpLayer {
     pub fn new(config: TcpConfig, core: CoreId, secret: [u8; 16]) -> Self {
         let key = SipKey::new(secret);
         let port_start = key.hash(&[u64::from(core.0)]) as u16;
+        let tuples = TupleHasher::new(&key);
         TcpLayer {
             context: Context::new(config, core, key),
             slots: Slots::default(),
             listeners: hashbrown::HashMap::new(),
-            established: KeyedMap::with_hasher(KeyedHash::new(key)),
-            half_open: KeyedMap::with_hasher(KeyedHash::new(key)),
-            time_wait: KeyedMap::with_hasher(KeyedHash::new(key)),
+            established: TupleTable::new(tuples),
+            half_open: TupleTable::new(tuples),
+            time_wait: TupleTable::new(tuples),
+            tuples,
             source_address: None,
             port_allocator: Some(Box::new(EphemeralPorts::new(port_start))),
             due_timers: Vec::new(),
@@ -434,7 +438,7 @@ impl TcpLayer {
         let (slot, generation) = self
             .slots
             .insert(SocketEntry::Connection(Box::new(connection)));
-        self.established.insert(tuple, slot);
+        self.established.insert(&self.tuples.hashed(tuple), slot);
         self.settle(slot, Outcome::Continue);
         Ok(self.handle(slot, generation))
     }
@@ -677,10 +681,10 @@ impl TcpLayer {
 
     /// Whether the 4-tuple is taken; for port allocators.
     pub fn tuple_use(&self, local: SocketAddrV4, remote: SocketAddrV4) -> TupleUse {
-        let tuple = FourTuple { local, remote };
-        if self.established.contains_key(&tuple) || self.half_open.contains_key(&tuple) {
+        let key = self.tuples.hashed(FourTuple { local, remote });
+        if self.established.contains(&key) || self.half_open.contains(&key) {
             TupleUse::Connected
-        } else if self.time_wait.contains_key(&tuple) {
+        } else if self.time_wait.contains(&key) {
             TupleUse::TimeWait
         } else {
             TupleUse::Free
