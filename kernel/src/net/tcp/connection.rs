@@ -101,6 +101,9 @@ pub(crate) struct Handshake {
     pub(crate) sack_permitted: bool,
     /// Window the peer offered in its SYN (never scaled, RFC 7323 section 2.2).
     pub(crate) peer_window: u16,
+    /// Our TSval offset for the 4-tuple (`Context::timestamp_offset`, a SipHash), computed
+    /// once for the SYN or SYN-ACK and kept; 0 when timestamps are off.
+    pub(crate) timestamp_offset: u32,
 }
 
 /// A transmission control block.
@@ -148,6 +151,8 @@ pub(crate) struct Connection {
     /// SYN options offered by us (for a SYN retransmission).
     offer_timestamps: bool,
     offer_window_scale: bool,
+    /// Our TSval offset, computed once (see `Handshake::timestamp_offset`).
+    timestamp_offset: u32,
 
     // Loss recovery.
     rtt: RttEstimator,
@@ -230,6 +235,7 @@ impl Connection {
             sack_permitted: false,
             offer_timestamps: config.timestamps,
             offer_window_scale: config.window_scaling,
+            timestamp_offset: 0,
             rtt: RttEstimator::new(config),
             rtt_timing: None,
             retries: 0,
@@ -266,6 +272,9 @@ impl Connection {
         } else {
             0
         };
+        if connection.offer_timestamps {
+            connection.timestamp_offset = context.timestamp_offset(&tuple);
+        }
         connection.send_syn(context);
         connection
     }
@@ -290,6 +299,7 @@ impl Connection {
         connection.send_max = connection.send_unacknowledged;
         connection.offer_timestamps = handshake.peer_timestamp.is_some();
         connection.offer_window_scale = handshake.window_shifts.is_some();
+        connection.timestamp_offset = handshake.timestamp_offset;
         connection.apply_handshake(context, handshake);
         // The window of the SYN-ACK we sent: unscaled, at most 64 KiB.
         connection.receive_advertised = connection.receive_next + connection.syn_window() as u32;
@@ -304,7 +314,7 @@ impl Connection {
         self.send_window_shift = send_shift;
         self.receive_window_shift = receive_shift;
         self.timestamps = handshake.peer_timestamp.map(|recent| Timestamps {
-            offset: context.timestamp_offset(&self.tuple),
+            offset: handshake.timestamp_offset,
             recent,
             recent_time: context.now,
         });
@@ -489,7 +499,7 @@ impl Connection {
                 sack_permitted: context.config.sack_permitted
                     && (self.state == TcpState::SynSent || self.sack_permitted),
                 timestamp: if self.offer_timestamps {
-                    let offset = context.timestamp_offset(&self.tuple);
+                    let offset = self.timestamp_offset;
                     let echo = self.timestamps.map_or(0, |timestamps| timestamps.recent);
                     Some((context.timestamp_value(offset), echo))
                 } else {
@@ -776,6 +786,7 @@ impl Connection {
             },
             sack_permitted: context.config.sack_permitted && options.sack_permitted,
             peer_window: segment.window,
+            timestamp_offset: self.timestamp_offset,
         };
         let receive_shift = self.receive_window_shift;
         self.apply_handshake(context, &handshake);

@@ -317,6 +317,11 @@ impl TcpLayer {
             peer_timestamp,
             sack_permitted: config.sack_permitted && options.sack_permitted,
             peer_window: segment.window,
+            timestamp_offset: if peer_timestamp.is_some() {
+                self.context.timestamp_offset(&tuple)
+            } else {
+                0
+            },
         };
         if syn_queue_full {
             if !config.syn_cookies {
@@ -407,6 +412,11 @@ impl TcpLayer {
             return true;
         }
         let our_shift = window_shift_for(config.receive_buffer_size);
+        let peer_timestamp = if config.timestamps {
+            segment.options.timestamp.map(|(value, _)| value)
+        } else {
+            None
+        };
         let handshake = Handshake {
             initial_send: segment.acknowledgment - 1,
             initial_receive: segment.sequence - 1,
@@ -414,13 +424,14 @@ impl TcpLayer {
             window_shifts: contents
                 .window_scale
                 .map(|peer_shift| (peer_shift, our_shift)),
-            peer_timestamp: if config.timestamps {
-                segment.options.timestamp.map(|(value, _)| value)
-            } else {
-                None
-            },
+            peer_timestamp,
             sack_permitted: contents.sack_permitted,
             peer_window: 0,
+            timestamp_offset: if peer_timestamp.is_some() {
+                self.context.timestamp_offset(&tuple)
+            } else {
+                0
+            },
         };
         match self.slots.listener_mut(listener_slot) {
             Some(listener) if !listener.accept_queue_full() => {}
@@ -532,7 +543,7 @@ fn send_syn_ack(
     cookie_bits: Option<u32>,
 ) {
     let timestamp = handshake.peer_timestamp.map(|recent| {
-        let value = context.timestamp_value(context.timestamp_offset(&tuple));
+        let value = context.timestamp_value(handshake.timestamp_offset);
         let value = match cookie_bits {
             Some(bits) => (value & !syn_cookie::TIMESTAMP_BITS_MASK) | bits,
             None => value,
@@ -568,12 +579,9 @@ fn send_syn_ack(
 
 /// `<SEQ=ISS+1><ACK=IRS+1><CTL=ACK>` for a half-open connection.
 fn send_half_open_ack(context: &mut Context, tuple: FourTuple, handshake: &Handshake) {
-    let timestamp = handshake.peer_timestamp.map(|recent| {
-        (
-            context.timestamp_value(context.timestamp_offset(&tuple)),
-            recent,
-        )
-    });
+    let timestamp = handshake
+        .peer_timestamp
+        .map(|recent| (context.timestamp_value(handshake.timestamp_offset), recent));
     let header = SegmentHeader {
         source: *tuple.local.ip(),
         destination: *tuple.remote.ip(),
