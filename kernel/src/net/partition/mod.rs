@@ -92,6 +92,7 @@ mod fallback_routes;
 mod frame_summary;
 mod global_listen;
 mod port_allocator;
+pub mod self_test;
 mod served_port;
 mod shared_tables;
 
