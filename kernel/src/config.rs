@@ -43,6 +43,13 @@ pub enum TestFault {
     Panic,
 }
 
+/// A self-test the image runs on all its cores instead of its services (`selftest=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTestKind {
+    /// The partition scenarios (`net::partition::self_test`) over the real per-core loops.
+    Partition,
+}
+
 /// Everything the command line can set. `Default` is the behaviour with an empty line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -65,6 +72,8 @@ pub struct Config {
     pub sink_port: Option<u16>,
     /// `source=<port>`: the transfer source (sends as many pattern bytes as asked).
     pub source_port: Option<u16>,
+    /// `selftest=partition`: run that self-test, print its results and exit.
+    pub self_test: Option<SelfTestKind>,
 }
 
 impl Default for Config {
@@ -79,6 +88,7 @@ impl Default for Config {
             responder_port: None,
             sink_port: None,
             source_port: None,
+            self_test: None,
         }
     }
 }
@@ -157,6 +167,12 @@ impl Config {
             "responder" => self.responder_port = Some(port(key, required(key, value)?)?),
             "sink" => self.sink_port = Some(port(key, required(key, value)?)?),
             "source" => self.source_port = Some(port(key, required(key, value)?)?),
+            "selftest" => {
+                self.self_test = Some(match required(key, value)? {
+                    "partition" => SelfTestKind::Partition,
+                    other => return Err(ConfigError::InvalidValue { key, value: other }),
+                })
+            }
             _ => return Err(ConfigError::UnknownKey(key)),
         }
         Ok(())
@@ -306,6 +322,18 @@ mod tests {
             );
         }
         assert_eq!(Config::parse("ip"), Err(ConfigError::MissingValue("ip")));
+    }
+
+    #[test]
+    fn self_test_word_is_parsed() {
+        assert_eq!(
+            Config::parse("selftest=partition").unwrap().self_test,
+            Some(SelfTestKind::Partition)
+        );
+        assert!(matches!(
+            Config::parse("selftest=tcp"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
     }
 
     #[test]
