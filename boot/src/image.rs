@@ -12,7 +12,7 @@ use unisock_kernel::mem::FRAME_SIZE;
 use crate::apic::LocalApic;
 use crate::boot_info::BootInfo;
 use crate::exit::{ExitCode, exit, halt_forever};
-use crate::{acpi, clock, console, cpu, memory, network, paging, pci, smp};
+use crate::{acpi, clock, console, cpu, memory, network, paging, pci, self_test, smp};
 
 unsafe extern "C" {
     /// The page below the boot stack, and the stack's top (start.rs).
@@ -91,6 +91,9 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     }
 
     let cpus = start_processors(&boot_info, &apic, trampoline_page);
+    if let Some(kind) = config.self_test {
+        self_test::run(kind, cpus)
+    }
 
     let devices = pci::enumerate();
     for device in devices {
@@ -198,6 +201,12 @@ pub extern "C" fn ap_main(slot: u32) -> ! {
     }
     network::register_core(index, apic_id);
     smp::report_online();
+    if CONFIG
+        .get()
+        .is_some_and(|config| config.self_test.is_some())
+    {
+        self_test::serve(index)
+    }
     network::run_core(index)
 }
 

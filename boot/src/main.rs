@@ -41,6 +41,8 @@ mod paging;
 #[cfg(target_os = "none")]
 mod pci;
 #[cfg(target_os = "none")]
+mod self_test;
+#[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]
 mod start;
