@@ -181,6 +181,7 @@ fn image(arguments: &[String]) -> Step {
 /// Builds what the arguments boot, then hands them to `qemu/run`. A bare `--iso` or
 /// `--disk` means the image just built.
 fn run(arguments: &[String]) -> Step {
+    install_dependencies()?;
     let mut forwarded = Vec::new();
     let mut disk_image = false;
     for (index, argument) in arguments.iter().enumerate() {
