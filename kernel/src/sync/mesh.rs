@@ -125,7 +125,9 @@ mod tests {
     extern crate std;
 
     use super::*;
+    use alloc::sync::Arc;
     use alloc::vec;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
     #[test]
@@ -188,6 +190,36 @@ mod tests {
         out.clear();
         receiver.drain_inbound(&mut out, 1);
         assert_eq!(out, vec![2, 1]);
+    }
+
+    #[test]
+    fn items_left_in_the_mesh_are_dropped_with_it() {
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut cores = RingMesh::<Counted>::new(3, 4).into_cores();
+        for core in cores.iter_mut() {
+            let me = core.core();
+            for destination in (0..3).map(CoreId).filter(|&other| other != me) {
+                for _ in 0..3 {
+                    assert!(core.try_send(destination, Counted(drops.clone())).is_ok());
+                }
+            }
+        }
+        let mut received = Vec::new();
+        assert_eq!(cores[0].drain_inbound(&mut received, 1), 2);
+        drop(received);
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        // A ring lives until both its ends are gone: every ring with an end in core 2 has its
+        // other end in core 0 or 1, so dropping core 2 alone frees nothing.
+        drop(cores.pop());
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        drop(cores);
+        assert_eq!(drops.load(Ordering::Relaxed), 3 * 2 * 3);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Lock-free structures shared between cores (inter-core rings).
+//! Structures shared between cores: the lock-free inter-core rings (over `rtrb`) and cache-line padding.
 
 pub mod cache_padded;
 pub mod mesh;

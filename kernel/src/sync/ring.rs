@@ -1,120 +1,67 @@
-//! A bounded single-producer single-consumer ring from one core to another: lock-free, FIFO, in safe Rust.
+//! A bounded single-producer single-consumer ring from one core to another: lock-free, FIFO, safe to use; a thin wrapper over the `rtrb` crate.
 //!
-//! Lamport's ring (head and tail indices that only their owner writes) with the refinements of
-//! the DPDK `rte_ring` and Rigtorp's `SPSCQueue`: head and tail live on separate cache lines,
-//! and each end keeps a private copy of the other end's index, so it reads the shared one only
-//! when the ring looks full (producer) or empty (consumer). Batches publish their index once.
+//! `rtrb` is Lamport's ring with the refinements of the DPDK `rte_ring` and Rigtorp's
+//! `SPSCQueue`: head and tail live on separate cache lines (its own copy of crossbeam's
+//! `CachePadded`, 128 bytes on x86_64, for the reason given in [`super::CachePadded`]), and
+//! each end keeps a private copy of the other end's index, so it reads the shared one only
+//! when the ring looks full (producer) or empty (consumer). A push or a pop is one release
+//! store to a line the other core reads, never an atomic read-modify-write; a batch publishes
+//! its index once.
 //!
-//! Each slot is a `spin::Mutex<Option<T>>` instead of an `UnsafeCell`, which keeps this file free
-//! of `unsafe`. The indices already give each slot to exactly one end at a time (the producer
-//! fills slot i only after the consumer published head > i - capacity, the consumer empties it
-//! only after the producer published tail > i, both with release/acquire), so the slot lock is
-//! never contended: taking it is one successful compare-and-swap, never a wait.
+//! Why `rtrb`: it is no_std + alloc, sized at run time (`ring` and `RingMesh::new` take the
+//! capacity as an argument, not a type parameter), its ends are owned values (no borrow of a queue that would have to be
+//! leaked to live as long as the cores), the last end dropped drops the items still in the
+//! ring, and its chunk API moves batches without `unsafe` on our side. `heapless::spsc` fixes
+//! the capacity in the type and its `split` borrows; `crossbeam-queue`'s `ArrayQueue` is
+//! multi-producer, so every push and pop is a compare-and-swap. The `unsafe` stays in `rtrb`,
+//! whose CI runs its tests under Miri and ThreadSanitizer and checks its no_std build.
+//!
+//! The ends are `Send` but not `Sync` (each caches the other end's index in a `Cell`): a core
+//! owns its ends, it never shares them by reference.
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
-
-use super::CachePadded;
-
-struct Shared<T> {
-    /// Index of the next slot the consumer empties; written by the consumer only.
-    head: CachePadded<AtomicUsize>,
-    /// Index of the next slot the producer fills; written by the producer only.
-    tail: CachePadded<AtomicUsize>,
-    slots: Box<[spin::Mutex<Option<T>>]>,
-    /// Capacity - 1; the capacity is a power of two so an index maps to a slot with a mask.
-    mask: usize,
-}
 
 /// The sending end; exactly one exists per ring, so pushes need `&mut self`.
 pub struct Producer<T> {
-    shared: Arc<Shared<T>>,
-    tail: usize,
-    cached_head: usize,
+    inner: rtrb::Producer<T>,
 }
 
 /// The receiving end; exactly one exists per ring, so pops need `&mut self`.
 pub struct Consumer<T> {
-    shared: Arc<Shared<T>>,
-    head: usize,
-    cached_tail: usize,
+    inner: rtrb::Consumer<T>,
 }
 
 /// A ring holding at least `capacity` items (rounded up to a power of two, at least 1).
 ///
-/// Indices run freely and wrap at `usize::MAX`; their difference is the fill level.
+/// `rtrb` needs no power of two; the rounding keeps the capacity this function has always
+/// promised, which callers size their batches by.
 pub fn ring<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let capacity = capacity.max(1).next_power_of_two();
-    let slots = (0..capacity).map(|_| spin::Mutex::new(None)).collect();
-    let shared = Arc::new(Shared {
-        head: CachePadded::new(AtomicUsize::new(0)),
-        tail: CachePadded::new(AtomicUsize::new(0)),
-        slots,
-        mask: capacity - 1,
-    });
-    (
-        Producer {
-            shared: shared.clone(),
-            tail: 0,
-            cached_head: 0,
-        },
-        Consumer {
-            shared,
-            head: 0,
-            cached_tail: 0,
-        },
-    )
-}
-
-impl<T> Shared<T> {
-    fn capacity(&self) -> usize {
-        self.mask + 1
-    }
-
-    fn slot(&self, index: usize) -> &spin::Mutex<Option<T>> {
-        &self.slots[index & self.mask]
-    }
+    let (producer, consumer) = rtrb::RingBuffer::new(capacity);
+    (Producer { inner: producer }, Consumer { inner: consumer })
 }
 
 impl<T> Producer<T> {
     pub fn capacity(&self) -> usize {
-        self.shared.capacity()
+        self.inner.buffer().capacity()
     }
 
     /// Slots free for pushing, at least `wanted` if the ring has that many free; reads the
     /// consumer's index only when the cached copy shows fewer.
-    fn free_slots(&mut self, wanted: usize) -> usize {
-        let capacity = self.shared.capacity();
-        let mut free = capacity - self.tail.wrapping_sub(self.cached_head);
-        if free < wanted {
-            // Acquire: the consumer's emptying of those slots happens before our refill.
-            self.cached_head = self.shared.head.load(Ordering::Acquire);
-            free = capacity - self.tail.wrapping_sub(self.cached_head);
+    fn free_slots(&self, wanted: usize) -> usize {
+        let cached = self.inner.cached_slots();
+        if cached >= wanted {
+            cached
+        } else {
+            self.inner.slots()
         }
-        free
-    }
-
-    fn fill(&self, index: usize, item: T) {
-        let previous = self.shared.slot(index).lock().replace(item);
-        debug_assert!(previous.is_none(), "producer overwrote a full slot");
-    }
-
-    fn publish(&self) {
-        // Release: the slot contents are visible before the consumer sees the new tail.
-        self.shared.tail.store(self.tail, Ordering::Release);
     }
 
     /// Pushes `item`, or hands it back if the ring is full (the caller counts the drop).
     pub fn try_push(&mut self, item: T) -> Result<(), T> {
-        if self.free_slots(1) == 0 {
-            return Err(item);
-        }
-        self.fill(self.tail, item);
-        self.tail = self.tail.wrapping_add(1);
-        self.publish();
-        Ok(())
+        self.inner
+            .push(item)
+            .map_err(|rtrb::PushError::Full(item)| item)
     }
 
     /// Pushes as many items from the front of `items` as fit, in order, and publishes them
@@ -124,66 +71,46 @@ impl<T> Producer<T> {
         if count == 0 {
             return 0;
         }
-        for item in items.drain(..count) {
-            self.fill(self.tail, item);
-            self.tail = self.tail.wrapping_add(1);
-        }
-        self.publish();
-        count
+        // `count` slots were free a moment ago and only this end fills them, so the chunk is
+        // granted; were it not, nothing would be drained from `items`.
+        self.inner
+            .write_chunk_uninit(count)
+            .map_or(0, |chunk| chunk.fill_from_iter(items.drain(..count)))
     }
 
     /// Items in the ring as last seen; the consumer may have taken some since.
     pub fn len(&self) -> usize {
-        self.tail
-            .wrapping_sub(self.shared.head.load(Ordering::Acquire))
+        self.capacity() - self.inner.slots()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn is_full(&mut self) -> bool {
-        self.free_slots(1) == 0
+    pub fn is_full(&self) -> bool {
+        self.inner.is_full()
     }
 }
 
 impl<T> Consumer<T> {
     pub fn capacity(&self) -> usize {
-        self.shared.capacity()
+        self.inner.buffer().capacity()
     }
 
     /// Items ready to pop, at least `wanted` if the ring holds that many; reads the producer's
     /// index only when the cached copy shows fewer.
-    fn ready_items(&mut self, wanted: usize) -> usize {
-        let mut ready = self.cached_tail.wrapping_sub(self.head);
-        if ready < wanted {
-            // Acquire: pairs with the producer's release of the tail.
-            self.cached_tail = self.shared.tail.load(Ordering::Acquire);
-            ready = self.cached_tail.wrapping_sub(self.head);
+    fn ready_items(&self, wanted: usize) -> usize {
+        let cached = self.inner.cached_slots();
+        if cached >= wanted {
+            cached
+        } else {
+            self.inner.slots()
         }
-        ready
-    }
-
-    fn empty_slot(&self, index: usize) -> T {
-        let item = self.shared.slot(index).lock().take();
-        // The producer fills every slot before it publishes a tail past it.
-        item.expect("SPSC ring: published slot is empty")
-    }
-
-    fn publish(&self) {
-        // Release: the slots are empty before the producer sees them as free.
-        self.shared.head.store(self.head, Ordering::Release);
     }
 
     /// The oldest item, or `None` if the ring is empty.
     pub fn pop(&mut self) -> Option<T> {
-        if self.ready_items(1) == 0 {
-            return None;
-        }
-        let item = self.empty_slot(self.head);
-        self.head = self.head.wrapping_add(1);
-        self.publish();
-        Some(item)
+        self.inner.pop().ok()
     }
 
     /// Moves up to `max` of the oldest items to the end of `out`, publishing once. Returns how
@@ -193,25 +120,23 @@ impl<T> Consumer<T> {
         if count == 0 {
             return 0;
         }
+        // `count` items were ready a moment ago and only this end takes them.
+        let Ok(chunk) = self.inner.read_chunk(count) else {
+            return 0;
+        };
         out.reserve(count);
-        for _ in 0..count {
-            out.push(self.empty_slot(self.head));
-            self.head = self.head.wrapping_add(1);
-        }
-        self.publish();
+        // The chunk's iterator publishes the new head once, when it is dropped.
+        out.extend(chunk);
         count
     }
 
     /// Items waiting, as last seen; the producer may have added some since.
     pub fn len(&self) -> usize {
-        self.shared
-            .tail
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.head)
+        self.inner.slots()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.inner.is_empty()
     }
 }
 
@@ -220,9 +145,10 @@ mod tests {
     extern crate std;
 
     use super::*;
+    use alloc::boxed::Box;
     use alloc::collections::VecDeque;
     use alloc::vec;
-    use core::sync::atomic::AtomicUsize;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     use proptest::prelude::*;
     use std::thread;
 
@@ -275,24 +201,28 @@ mod tests {
         assert!(next_out > 8 * 1000, "the ring wrapped many times");
     }
 
+    /// `rtrb` keeps its indices in `0..2 * capacity`; a full ring that straddles the point
+    /// where they wrap still pushes, refuses and pops in order, one at a time and in batches.
     #[test]
-    fn indices_survive_wrapping_at_usize_max() {
+    fn a_full_ring_straddling_the_index_wrap() {
         let (mut producer, mut consumer) = ring(4);
-        let start = usize::MAX - 2;
-        producer.tail = start;
-        producer.cached_head = start;
-        producer.shared.tail.store(start, Ordering::Relaxed);
-        producer.shared.head.store(start, Ordering::Relaxed);
-        consumer.head = start;
-        consumer.cached_tail = start;
-        for value in 0..4 {
-            producer.try_push(value).unwrap();
+        for start in 0..16u32 {
+            for value in start..start + 4 {
+                producer.try_push(value).unwrap();
+            }
+            assert_eq!(producer.try_push(99), Err(99));
+            for value in start..start + 3 {
+                assert_eq!(consumer.pop(), Some(value));
+            }
+            let mut out = Vec::new();
+            assert_eq!(consumer.pop_batch(&mut out, 4), 1);
+            assert_eq!(out, vec![start + 3]);
+            assert_eq!(consumer.pop(), None);
+            // A round moves the indices 5 places, coprime with 2 * capacity = 8, so the 16
+            // rounds start the full ring at every position, across the wrap included.
+            producer.try_push(0).unwrap();
+            assert_eq!(consumer.pop(), Some(0));
         }
-        assert_eq!(producer.try_push(4), Err(4));
-        for value in 0..4 {
-            assert_eq!(consumer.pop(), Some(value));
-        }
-        assert_eq!(consumer.pop(), None);
     }
 
     #[test]
