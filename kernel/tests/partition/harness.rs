@@ -7,6 +7,7 @@
 //! (10.0.2.i+1), which answers the appliance's connections. Each request carries its own
 //! pattern and each response is a function of the request, so every byte is checked.
 //! Frames cross threads only through the NIC queues (std channels) and the appliance's rings.
+//! The clients and servers are those of the image's self-test (`net::partition::self_test`).
 
 #![allow(dead_code)] // the tests and the benchmark each use their own part
 
@@ -17,16 +18,16 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use smoltcp::wire::EthernetAddress;
-use unisock_kernel::net::arp;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::Ipv4Config;
+use unisock_kernel::net::partition::self_test::{Client, ClientPlan, Server};
 use unisock_kernel::net::partition::{
     CoreDispatcher, GlobalListenTable, PartitionCounters, RfdPortAllocator, RingFrame, ServedPort,
     SharedCore, SharedTables, StackMode,
 };
 use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
 use unisock_kernel::net::rss::{IndirectionTable, RssKey, ToeplitzTable};
-use unisock_kernel::net::tcp::{SocketError, SocketHandle, TcpConfig, TcpCounters, TcpLayer};
+use unisock_kernel::net::tcp::{SocketHandle, TcpConfig, TcpCounters, TcpLayer};
 use unisock_kernel::socket::SharedTcpLayer;
 use unisock_kernel::sync::mesh::RingMesh;
 use unisock_kernel::time::Instant;
@@ -257,24 +258,6 @@ fn thread_cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(nanoseconds))
 }
 
-/// The request of connection `id`: its id, then a pattern.
-fn request_bytes(id: u64, length: usize) -> Vec<u8> {
-    let mut bytes: Vec<u8> = (0..length as u64)
-        .map(|offset| (mix(id ^ (offset / 8)) >> (offset % 8 * 8)) as u8)
-        .collect();
-    let header = id.to_le_bytes();
-    let header_len = header.len().min(length);
-    bytes[..header_len].copy_from_slice(&header[..header_len]);
-    bytes
-}
-
-/// The response to `request`: every byte depends on the request, so a mixed-up connection shows.
-fn response_bytes(request: &[u8], length: usize) -> Vec<u8> {
-    (0..length)
-        .map(|offset| request[offset % request.len()].rotate_left(3) ^ (offset as u8))
-        .collect()
-}
-
 fn tcp_config() -> TcpConfig {
     TcpConfig {
         time_wait: Duration::from_secs(2),
@@ -297,240 +280,6 @@ fn interface(
         },
     };
     Interface::new(config, tcp, now)
-}
-
-/// A connection a client opened, from SYN to end of stream.
-struct ClientConnection {
-    handle: SocketHandle,
-    request: Vec<u8>,
-    written: usize,
-    response: Vec<u8>,
-}
-
-/// Opens up to `concurrency` connections at once, `total` in all (or without end), each
-/// sending its request and checking the response.
-struct Client {
-    remotes: Vec<SocketAddrV4>,
-    next_remote: usize,
-    id_base: u64,
-    opened: u64,
-    total: Option<u64>,
-    concurrency: usize,
-    request_len: usize,
-    response_len: usize,
-    connections: Vec<ClientConnection>,
-    completed: u64,
-    failures: Vec<String>,
-}
-
-impl Client {
-    fn done(&self) -> bool {
-        self.total.is_some_and(|total| self.opened >= total) && self.connections.is_empty()
-    }
-
-    /// One turn; true if anything moved.
-    fn step(&mut self, layer: &mut TcpLayer, open_more: bool) -> bool {
-        let mut progress = false;
-        // Until a first connection completed (ARP resolved on both sides), stay within what the
-        // interfaces park while they resolve, so that no SYN waits a retransmission timeout.
-        let concurrency = if self.completed == 0 {
-            self.concurrency.min(arp::WAITING_CAPACITY / 2)
-        } else {
-            self.concurrency
-        };
-        while open_more
-            && self.connections.len() < concurrency
-            && self.total.is_none_or(|total| self.opened < total)
-        {
-            let remote = self.remotes[self.next_remote % self.remotes.len()];
-            self.next_remote += 1;
-            let id = self.id_base + self.opened;
-            match layer.connect(remote, None) {
-                Ok(handle) => {
-                    self.opened += 1;
-                    self.connections.push(ClientConnection {
-                        handle,
-                        request: request_bytes(id, self.request_len),
-                        written: 0,
-                        response: Vec::with_capacity(self.response_len),
-                    });
-                    progress = true;
-                }
-                Err(error) => {
-                    self.opened += 1;
-                    self.failures
-                        .push(format!("connect {id} to {remote}: {error:?}"));
-                }
-            }
-        }
-        let mut index = 0;
-        let mut buffer = [0u8; 4096];
-        while index < self.connections.len() {
-            let connection = &mut self.connections[index];
-            match drive_client(layer, connection, &mut buffer, self.response_len) {
-                Ok(false) => index += 1,
-                Ok(true) => {
-                    let connection = self.connections.swap_remove(index);
-                    let expected = response_bytes(&connection.request, self.response_len);
-                    if connection.response == expected {
-                        self.completed += 1;
-                    } else {
-                        self.failures.push(format!(
-                            "connection {:?}: wrong response",
-                            connection.handle
-                        ));
-                    }
-                    let _ = layer.close(connection.handle);
-                    progress = true;
-                }
-                Err(error) => {
-                    let connection = self.connections.swap_remove(index);
-                    self.failures
-                        .push(format!("connection {:?}: {error:?}", connection.handle));
-                    let _ = layer.abort(connection.handle);
-                    progress = true;
-                }
-            }
-        }
-        progress
-    }
-}
-
-/// Ok(true) at end of stream.
-fn drive_client(
-    layer: &mut TcpLayer,
-    connection: &mut ClientConnection,
-    buffer: &mut [u8],
-    response_len: usize,
-) -> Result<bool, SocketError> {
-    let readiness = layer.readiness(connection.handle)?;
-    if let Some(error) = readiness.error {
-        return Err(error);
-    }
-    if !readiness.connected {
-        return Ok(false);
-    }
-    while connection.written < connection.request.len() {
-        match layer.write(connection.handle, &connection.request[connection.written..]) {
-            Ok(count) => connection.written += count,
-            Err(SocketError::WouldBlock) => return Ok(false),
-            Err(error) => return Err(error),
-        }
-    }
-    loop {
-        match layer.read(connection.handle, buffer) {
-            Ok(0) => return Ok(true),
-            Ok(count) => {
-                connection.response.extend_from_slice(&buffer[..count]);
-                if connection.response.len() > response_len {
-                    return Err(SocketError::InvalidArgument);
-                }
-            }
-            Err(SocketError::WouldBlock) => return Ok(false),
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// An accepted connection: read the whole request, answer, close.
-struct ServerConnection {
-    handle: SocketHandle,
-    request: Vec<u8>,
-    response: Option<(Vec<u8>, usize)>,
-}
-
-struct Server {
-    request_len: usize,
-    response_len: usize,
-    connections: Vec<ServerConnection>,
-    accepted: u64,
-    failures: Vec<String>,
-}
-
-impl Server {
-    fn new(request_len: usize, response_len: usize) -> Server {
-        Server {
-            request_len,
-            response_len,
-            connections: Vec::new(),
-            accepted: 0,
-            failures: Vec::new(),
-        }
-    }
-
-    fn step(&mut self, layer: &mut TcpLayer, listener: Option<SocketHandle>) -> bool {
-        let mut progress = false;
-        if let Some(listener) = listener {
-            while let Ok(handle) = layer.accept(listener) {
-                self.accepted += 1;
-                self.connections.push(ServerConnection {
-                    handle,
-                    request: Vec::with_capacity(self.request_len),
-                    response: None,
-                });
-                progress = true;
-            }
-        }
-        let mut index = 0;
-        let mut buffer = [0u8; 4096];
-        while index < self.connections.len() {
-            match self.drive(layer, index, &mut buffer) {
-                Ok(false) => index += 1,
-                Ok(true) => {
-                    let connection = self.connections.swap_remove(index);
-                    let _ = layer.close(connection.handle);
-                    progress = true;
-                }
-                Err(error) => {
-                    let connection = self.connections.swap_remove(index);
-                    self.failures.push(format!(
-                        "server connection {:?}: {error:?}",
-                        connection.handle
-                    ));
-                    let _ = layer.abort(connection.handle);
-                    progress = true;
-                }
-            }
-        }
-        progress
-    }
-
-    /// Ok(true) once the whole response is queued.
-    fn drive(
-        &mut self,
-        layer: &mut TcpLayer,
-        index: usize,
-        buffer: &mut [u8],
-    ) -> Result<bool, SocketError> {
-        let connection = &mut self.connections[index];
-        while connection.response.is_none() {
-            let wanted = self.request_len - connection.request.len();
-            let limit = wanted.min(buffer.len());
-            match layer.read(connection.handle, &mut buffer[..limit]) {
-                Ok(0) => return Err(SocketError::NotConnected),
-                Ok(count) => {
-                    connection.request.extend_from_slice(&buffer[..count]);
-                    if connection.request.len() == self.request_len {
-                        connection.response =
-                            Some((response_bytes(&connection.request, self.response_len), 0));
-                    }
-                }
-                Err(SocketError::WouldBlock) => return Ok(false),
-                Err(error) => return Err(error),
-            }
-        }
-        let Some((response, sent)) = connection.response.as_mut() else {
-            return Ok(false);
-        };
-        while *sent < response.len() {
-            match layer.write(connection.handle, &response[*sent..]) {
-                Ok(count) => *sent += count,
-                Err(SocketError::WouldBlock) => return Ok(false),
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(true)
-    }
 }
 
 /// A peer machine: its interface, its layer, and its inbox on the wire.
@@ -682,7 +431,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
             // A fixed count, or without end in a timed run; zero means none in either.
             let total =
                 |count: usize| (count == 0 || scenario.duration.is_none()).then_some(count as u64);
-            let mut proxy_client = Client {
+            let mut proxy_client = Client::new(ClientPlan {
                 remotes: (0..scenario.cores)
                     .take(if scenario.affine_load {
                         1
@@ -696,17 +445,12 @@ pub fn run(scenario: &Scenario) -> Outcome {
                         )
                     })
                     .collect(),
-                next_remote: 0,
                 id_base: (1 << 48) | (index as u64) << 32,
-                opened: 0,
                 total: total(scenario.active_per_core),
                 concurrency: scenario.concurrency,
                 request_len: scenario.request_len,
                 response_len: scenario.response_len,
-                connections: Vec::new(),
-                completed: 0,
-                failures: Vec::new(),
-            };
+            });
             let mut client_host = Peer::new(
                 client_address(index),
                 client_mac(index),
@@ -740,19 +484,14 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT), 4096)
                 .expect("backend listen");
             let mut backend_server = Server::new(scenario.request_len, scenario.response_len);
-            let mut client = Client {
+            let mut client = Client::new(ClientPlan {
                 remotes: vec![SocketAddrV4::new(APPLIANCE_ADDRESS, SERVICE_PORT)],
-                next_remote: 0,
                 id_base: (index as u64) << 32,
-                opened: 0,
                 total: total(scenario.passive_per_core),
                 concurrency: scenario.concurrency,
                 request_len: scenario.request_len,
                 response_len: scenario.response_len,
-                connections: Vec::new(),
-                completed: 0,
-                failures: Vec::new(),
-            };
+            });
             let mut random = scenario.seed ^ (index as u64) << 20;
             let mut sink = Vec::new();
             let mut reported_finished = false;

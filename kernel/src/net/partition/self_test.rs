@@ -1,6 +1,8 @@
 //! The partition scenarios over the real per-core loops: every core runs its own [`CoreRuntime`] (stack, executor, rings, clock) on an in-memory multi-queue NIC that steers by the port-only Toeplitz hash (or at random), with a client host and a backend host simulated on each core.
 //!
 //! The image runs it on all its cores (`selftest=partition`); host tests run it on threads.
+//! Its [`Client`] and [`Server`] are also those of the host partition harness
+//! (`kernel/tests/partition/harness.rs`).
 //! Core 0 drives [`SelfTest::run`], every other core [`SelfTest::serve`]; the scenarios run one
 //! after the other, each on fresh rings, tables and stacks, and each ends in a
 //! [`ScenarioResult`] whose checks decide pass or fail.
@@ -404,45 +406,62 @@ struct ClientConnection {
     response: Vec<u8>,
 }
 
+/// What a [`Client`] does.
+pub struct ClientPlan {
+    /// The servers it connects to, in turn.
+    pub remotes: Vec<SocketAddrV4>,
+    /// The id of its first connection (ids name the request patterns).
+    pub id_base: u64,
+    /// Connections in all (`None`: without end, for timed runs).
+    pub total: Option<u64>,
+    /// Connections in flight at once.
+    pub concurrency: usize,
+    pub request_len: usize,
+    pub response_len: usize,
+}
+
 /// Opens up to `concurrency` connections at once, `total` in all, each sending its request
 /// and checking the response.
-struct Client {
+pub struct Client {
     remotes: Vec<SocketAddrV4>,
     next_remote: usize,
     id_base: u64,
     opened: u64,
-    total: u64,
+    total: Option<u64>,
     concurrency: usize,
     request_len: usize,
     response_len: usize,
     connections: Vec<ClientConnection>,
-    completed: u64,
-    failures: Vec<String>,
+    /// Connections that ended with the right response.
+    pub completed: u64,
+    /// Every connection that failed, with why.
+    pub failures: Vec<String>,
 }
 
 impl Client {
-    fn new(remotes: Vec<SocketAddrV4>, id_base: u64, total: usize, sizes: &Sizes) -> Client {
+    pub fn new(plan: ClientPlan) -> Client {
         Client {
-            remotes,
+            remotes: plan.remotes,
             next_remote: 0,
-            id_base,
+            id_base: plan.id_base,
             opened: 0,
-            total: total as u64,
-            concurrency: sizes.concurrency,
-            request_len: sizes.request_len,
-            response_len: sizes.response_len,
+            total: plan.total,
+            concurrency: plan.concurrency,
+            request_len: plan.request_len,
+            response_len: plan.response_len,
             connections: Vec::new(),
             completed: 0,
             failures: Vec::new(),
         }
     }
 
-    fn done(&self) -> bool {
-        self.opened >= self.total && self.connections.is_empty()
+    /// Every planned connection opened and ended (never, without a total).
+    pub fn done(&self) -> bool {
+        self.total.is_some_and(|total| self.opened >= total) && self.connections.is_empty()
     }
 
     /// One turn; true if anything moved.
-    fn step(&mut self, layer: &mut TcpLayer, open_more: bool) -> bool {
+    pub fn step(&mut self, layer: &mut TcpLayer, open_more: bool) -> bool {
         let mut progress = false;
         // Until a first connection completed (ARP resolved on both sides), stay within what
         // the interfaces park while they resolve, so that no SYN waits a retransmission.
@@ -451,7 +470,10 @@ impl Client {
         } else {
             self.concurrency
         };
-        while open_more && self.connections.len() < concurrency && self.opened < self.total {
+        while open_more
+            && self.connections.len() < concurrency
+            && self.total.is_none_or(|total| self.opened < total)
+        {
             let remote = self.remotes[self.next_remote % self.remotes.len()];
             self.next_remote += 1;
             let id = self.id_base + self.opened;
@@ -472,7 +494,7 @@ impl Client {
             }
         }
         let mut index = 0;
-        let mut buffer = [0u8; 2048];
+        let mut buffer = [0u8; 4096];
         while index < self.connections.len() {
             let connection = &mut self.connections[index];
             match drive_client(layer, connection, &mut buffer, self.response_len) {
@@ -547,26 +569,31 @@ struct ServerConnection {
     response: Option<(Vec<u8>, usize)>,
 }
 
-struct Server {
+/// Accepts connections, reads each request of `request_len` bytes whole, answers it with its
+/// response of `response_len` bytes and closes.
+pub struct Server {
     request_len: usize,
     response_len: usize,
     connections: Vec<ServerConnection>,
-    accepted: u64,
-    failures: Vec<String>,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Every connection that failed, with why.
+    pub failures: Vec<String>,
 }
 
 impl Server {
-    fn new(sizes: &Sizes) -> Server {
+    pub fn new(request_len: usize, response_len: usize) -> Server {
         Server {
-            request_len: sizes.request_len,
-            response_len: sizes.response_len,
+            request_len,
+            response_len,
             connections: Vec::new(),
             accepted: 0,
             failures: Vec::new(),
         }
     }
 
-    fn step(&mut self, layer: &mut TcpLayer, listener: Option<SocketHandle>) -> bool {
+    /// Accepts from `listener` (if any) and serves; true if anything moved.
+    pub fn step(&mut self, layer: &mut TcpLayer, listener: Option<SocketHandle>) -> bool {
         let mut progress = false;
         if let Some(listener) = listener {
             while let Ok(handle) = layer.accept(listener) {
@@ -580,7 +607,7 @@ impl Server {
             }
         }
         let mut index = 0;
-        let mut buffer = [0u8; 2048];
+        let mut buffer = [0u8; 4096];
         while index < self.connections.len() {
             match self.drive(layer, index, &mut buffer) {
                 Ok(false) => index += 1,
@@ -979,13 +1006,15 @@ fn run_core<P: Platform + Clone>(
         .map(|offset| SocketAddrV4::new(backend_address((core + offset) % cores), BACKEND_PORT))
         .collect();
     let application = Rc::new(RefCell::new(Application {
-        server: Server::new(sizes),
-        proxy_client: Client::new(
-            backends,
-            (1 << 48) | (core as u64) << 32,
-            sizes.active / cores,
-            sizes,
-        ),
+        server: Server::new(sizes.request_len, sizes.response_len),
+        proxy_client: Client::new(ClientPlan {
+            remotes: backends,
+            id_base: (1 << 48) | (core as u64) << 32,
+            total: Some((sizes.active / cores) as u64),
+            concurrency: sizes.concurrency,
+            request_len: sizes.request_len,
+            response_len: sizes.response_len,
+        }),
         listener,
         stop_after: (is_core_one && run.kind == ScenarioKind::StoppedWorker)
             .then(|| stop_after(sizes, cores)),
@@ -1030,13 +1059,15 @@ fn run_core<P: Platform + Clone>(
             BACKLOG,
         )
         .ok();
-    let mut backend_server = Server::new(sizes);
-    let mut client = Client::new(
-        vec![SocketAddrV4::new(APPLIANCE_ADDRESS, SERVICE_PORT)],
-        (core as u64) << 32,
-        sizes.passive / cores,
-        sizes,
-    );
+    let mut backend_server = Server::new(sizes.request_len, sizes.response_len);
+    let mut client = Client::new(ClientPlan {
+        remotes: vec![SocketAddrV4::new(APPLIANCE_ADDRESS, SERVICE_PORT)],
+        id_base: (core as u64) << 32,
+        total: Some((sizes.passive / cores) as u64),
+        concurrency: sizes.concurrency,
+        request_len: sizes.request_len,
+        response_len: sizes.response_len,
+    });
     let mut random = mix(0x5e1f ^ (core as u64) << 20);
     let mut reported_finished = false;
     loop {
