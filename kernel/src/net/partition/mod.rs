@@ -79,8 +79,8 @@
 //! # Locks
 //! The partitioned fast path takes none: per frame it reads one atomic (the global listen
 //! table's version) and uses the core's own copy of the table. (A frame handed over by software
-//! RFD goes through the ring of `sync::ring`, whose slots are `spin::Mutex`es that the ring's
-//! indices keep uncontended: one compare-and-swap each, never a wait.) The global listen table's
+//! RFD goes through the lock-free ring of `sync::ring`: one release store per push or pop, no
+//! atomic read-modify-write, never a wait.) The global listen table's
 //! `spin::RwLock` is taken when a worker starts or stops serving a port (write) and when a
 //! core refreshes its copy after such a change (read). In the shared-table mode, the table
 //! lock is taken for every segment and socket call, by design.
