@@ -38,7 +38,7 @@ impl Platform for PollingPlatform {
 pub fn run(kind: SelfTestKind, cpus: u32) -> ! {
     let SelfTestKind::Partition = kind;
     let test = SELF_TEST.call_once(|| SelfTest::new(cpus as usize, Sizes::default()));
-    let sizes = Sizes::default();
+    let sizes = test.sizes();
     println!(
         "selftest: partition start cpus={cpus} passive={} active={} concurrency={}",
         sizes.passive, sizes.active, sizes.concurrency
@@ -84,7 +84,12 @@ fn print_result(result: &ScenarioResult) {
         println!("{line} ok");
         return;
     }
-    println!("{line} FAILED: {}", result.violations.join(", "));
+    let _ = write!(line, " FAILED:");
+    for (index, violation) in result.violations.iter().enumerate() {
+        let separator = if index == 0 { " " } else { ", " };
+        let _ = write!(line, "{separator}{}", violation.describe());
+    }
+    println!("{line}");
     for failure in &result.first_failures {
         println!(
             "selftest: partition scenario={} failure {failure}",

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use unisock_kernel::net::partition::self_test::{ScenarioKind, ScenarioResult, SelfTest, Sizes};
+use unisock_kernel::net::partition::self_test::{
+    ScenarioKind, ScenarioResult, SelfTest, Sizes, Violation,
+};
 use unisock_kernel::net::rfd::CoreId;
 use unisock_kernel::runtime::Platform;
 use unisock_kernel::time::Instant;
@@ -81,9 +83,6 @@ fn a_time_limit_too_short_for_the_connections_fails_the_scenario() {
         !result.passed()
             && result.timed_out
             && result.lost() > 0
-            && result
-                .violations
-                .iter()
-                .any(|violation| violation == "timed out")
+            && result.violations.contains(&Violation::TimedOut)
     }));
 }

@@ -150,6 +150,60 @@ struct CoreReport {
     loop_counters: CoreSnapshot,
 }
 
+/// A check of a scenario that did not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// The time limit passed before every core was done.
+    TimedOut,
+    /// Some connection was reset, refused or answered with the wrong bytes.
+    ConnectionsFailed,
+    /// Fewer connections completed than planned.
+    ConnectionsLost,
+    /// Some core never reported (it did not come up, or hung).
+    CoreMissing,
+    /// RSS steering, yet software RFD handed segments to another core.
+    RssForwarded,
+    /// A SYN went to the global listener although every core serves.
+    UnexpectedFallback,
+    /// A ring was full under RSS steering, where only ARP copies cross cores.
+    RingDrops,
+    /// Some core accepted no connection although every core serves.
+    IdleCore,
+    /// Random steering, yet no segment was handed over.
+    NothingForwarded,
+    /// The core without a worker accepted connections.
+    WorkerlessCoreAccepted,
+    /// The SYNs core 1 owns once it has no worker did not go to the global listener, or
+    /// SYNs of other cores did.
+    MissingFallbacks,
+    /// The stopped worker stopped before its accepts were done.
+    StoppedEarly,
+    /// The serving cores together did not accept every client connection exactly once.
+    AcceptedCountDiffers,
+}
+
+impl Violation {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Violation::TimedOut => "timed out",
+            Violation::ConnectionsFailed => "connections failed",
+            Violation::ConnectionsLost => "connections lost",
+            Violation::CoreMissing => "a core did not report",
+            Violation::RssForwarded => "RSS steering forwarded segments",
+            Violation::UnexpectedFallback => "the global listener was used with every core serving",
+            Violation::RingDrops => "ring drops",
+            Violation::IdleCore => "a core accepted nothing",
+            Violation::NothingForwarded => "nothing forwarded",
+            Violation::WorkerlessCoreAccepted => "core 1 accepted without a worker",
+            Violation::MissingFallbacks => "the global listener did not take (only) core 1's SYNs",
+            Violation::StoppedEarly => "core 1 stopped early",
+            Violation::AcceptedCountDiffers => {
+                "accepted count differs from the clients' connections"
+            }
+        }
+    }
+}
+
 /// The outcome of one scenario over all cores, with its verdict.
 #[derive(Clone, Debug)]
 pub struct ScenarioResult {
@@ -170,7 +224,7 @@ pub struct ScenarioResult {
     pub timed_out: bool,
     pub elapsed: Duration,
     /// The checks that failed; empty if the scenario passed.
-    pub violations: Vec<String>,
+    pub violations: Vec<Violation>,
 }
 
 impl ScenarioResult {
@@ -185,51 +239,54 @@ impl ScenarioResult {
 
     fn evaluate(&mut self, sizes: &Sizes, cores: usize) {
         let mut violations = Vec::new();
-        let mut check = |holds: bool, what: &str| {
+        let mut check = |holds: bool, violation: Violation| {
             if !holds {
-                violations.push(String::from(what));
+                violations.push(violation);
             }
         };
-        check(!self.timed_out, "timed out");
-        check(self.failures == 0, "connections failed");
-        check(self.completed == self.planned, "connections lost");
+        check(!self.timed_out, Violation::TimedOut);
+        check(self.failures == 0, Violation::ConnectionsFailed);
+        check(self.completed == self.planned, Violation::ConnectionsLost);
         let passive = (sizes.passive / cores * cores) as u64;
         match self.kind {
             ScenarioKind::Rss => {
-                check(self.forwarded == 0, "RSS steering forwarded segments");
-                check(self.fallbacks == 0, "RSS steering used the global listener");
-                check(self.ring_drops == 0, "ring drops");
+                check(self.forwarded == 0, Violation::RssForwarded);
+                check(self.fallbacks == 0, Violation::UnexpectedFallback);
+                check(self.ring_drops == 0, Violation::RingDrops);
                 check(
                     self.accepted_per_core.iter().all(|&accepted| accepted > 0),
-                    "a core accepted nothing",
+                    Violation::IdleCore,
                 );
             }
             ScenarioKind::Random => {
-                check(cores == 1 || self.forwarded > 0, "nothing forwarded");
                 check(
-                    self.fallbacks == 0,
-                    "random steering used the global listener",
+                    cores == 1 || self.forwarded > 0,
+                    Violation::NothingForwarded,
                 );
+                check(self.fallbacks == 0, Violation::UnexpectedFallback);
             }
             ScenarioKind::NoWorker => {
-                check(self.accepted_per_core[1] == 0, "core 1 accepted");
+                check(
+                    self.accepted_per_core[1] == 0,
+                    Violation::WorkerlessCoreAccepted,
+                );
                 check(
                     self.fallbacks_per_core[1] > 0 && self.fallbacks == self.fallbacks_per_core[1],
-                    "fallbacks not all from core 1",
+                    Violation::MissingFallbacks,
                 );
             }
             ScenarioKind::StoppedWorker => {
                 check(
                     self.accepted_per_core[1] >= stop_after(sizes, cores) as u64,
-                    "core 1 stopped early",
+                    Violation::StoppedEarly,
                 );
-                check(self.fallbacks_per_core[1] > 0, "no fallback from core 1");
+                check(self.fallbacks_per_core[1] > 0, Violation::MissingFallbacks);
             }
         }
         if self.kind.needs_two_cores() {
             check(
                 self.accepted_per_core.iter().sum::<u64>() == passive,
-                "accepted count differs from the clients' connections",
+                Violation::AcceptedCountDiffers,
             );
         }
         self.violations = violations;
@@ -826,6 +883,10 @@ impl SelfTest {
         self.cores
     }
 
+    pub fn sizes(&self) -> &Sizes {
+        &self.sizes
+    }
+
     /// Core 0's part: runs every scenario with the other cores and hands each result to
     /// `report` as soon as it is judged; true if all passed.
     pub fn run<P: Platform + Clone>(
@@ -942,9 +1003,7 @@ impl SelfTest {
         drop(reports);
         result.evaluate(&self.sizes, cores);
         if missing > 0 {
-            result
-                .violations
-                .push(format!("{missing} cores did not report"));
+            result.violations.push(Violation::CoreMissing);
         }
         result
     }
