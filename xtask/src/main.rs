@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "install-deps" => install_dependencies(),
         "bench" => match rest {
+            [name] if name == "responder" => bench_responder(),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
             _ => Err(Failure("usage: cargo xtask bench NAME".into())),
         },
@@ -211,6 +212,17 @@ fn run(arguments: &[String]) -> Step {
     };
     let status = Command::new(repository_root().join(script))
         .args(&forwarded)
+        .status()
+        .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
+    check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// The image's HTTP responder under QEMU, loaded by ab from a network namespace (root).
+fn bench_responder() -> Step {
+    install_dependencies()?;
+    build()?;
+    let script = "qemu/bench-responder";
+    let status = Command::new(repository_root().join(script))
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
     check(status.success(), &format!("{script} exited with {status}"))
