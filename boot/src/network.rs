@@ -18,7 +18,7 @@ use unisock_app::{Services, StatisticsReport, start_services};
 use unisock_drivers::hal::identity::{
     IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
 };
-use unisock_drivers::nic::{HashTypes, MacAddress, Nic, NicQueue, QueueId, RssConfiguration};
+use unisock_drivers::nic::{HashTypes, Nic, NicQueue, QueueId, RssConfiguration};
 use unisock_drivers::pci::bar::{BAR_COUNT, Bar};
 use unisock_drivers::pci::msix::{MsiMessage, MsixCapability, MsixTable};
 use unisock_drivers::pci::{
@@ -42,6 +42,7 @@ use unisock_kernel::runtime::{
 use unisock_kernel::sync::RingMesh;
 use unisock_kernel::time::Instant;
 
+use crate::entropy::{self, EntropySource};
 use crate::pci::{PciAddress, PciDevice};
 use crate::smp::MAX_CORES;
 use crate::{clock, idle};
@@ -210,7 +211,14 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
     let listen = GlobalListenTable::new();
     let doorbells = Arc::new(Doorbells::new(queues));
     let statistics = Arc::new(NetworkStatistics::new(queues));
-    let secret = boot_secret(mac);
+    let (secret, entropy) = entropy::boot_secret(mac.0);
+    if entropy == EntropySource::TimestampOnly {
+        warn!(
+            "net: no RDSEED or RDRAND: the TCP secret comes from the TSC and MAC only (guessable)"
+        );
+    } else {
+        info!("net: TCP secret from {}", entropy.name());
+    }
     let mut rings = RingMesh::new(queues, RING_CAPACITY)
         .into_cores()
         .into_iter();
@@ -353,18 +361,6 @@ fn program_rss(nic: &mut VirtioNet<RawMmio, IdentityRegion>, rfd: &ReceiveFlowDe
             false
         }
     }
-}
-
-/// A per-boot secret for sequence numbers and SYN cookies. The image has no entropy source
-/// yet: the TSC at this moment (which varies with firmware and host timing) and the MAC.
-fn boot_secret(mac: MacAddress) -> [u8; 16] {
-    let mut secret = [0u8; 16];
-    let tsc = clock::read_tsc();
-    let mixed = tsc.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tsc.rotate_left(29);
-    secret[..8].copy_from_slice(&mixed.to_le_bytes());
-    secret[8..14].copy_from_slice(&mac.0);
-    secret[14..].copy_from_slice(&(clock::read_tsc() as u16).to_le_bytes());
-    secret
 }
 
 /// Runs core `index`'s loop if the boot core gave it a queue; halts for good otherwise.
