@@ -7,12 +7,16 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use unisock_kernel::config::{Config, TestFault};
-use unisock_kernel::mem::FRAME_SIZE;
+use unisock_kernel::mem::{FRAME_SIZE, MemoryMap};
 
 use crate::apic::LocalApic;
 use crate::boot_info::BootInfo;
 use crate::exit::{ExitCode, exit, halt_forever};
-use crate::{acpi, clock, console, cpu, memory, network, paging, pci, self_test, smp};
+use crate::paging::UncachedSummary;
+use crate::start::IDENTITY_MAPPED_GIB;
+use crate::{
+    acpi, clock, console, cpu, device_memory, memory, network, paging, pci, self_test, smp,
+};
 
 unsafe extern "C" {
     /// The page below the boot stack, and the stack's top (start.rs).
@@ -66,6 +70,8 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
             region.start, region.end, region.kind
         );
     }
+    // The firmware's view of RAM, before `memory::init` reserves the image in it.
+    let firmware_map = boot_info.memory_map.clone();
     let summary = match memory::init(&mut boot_info.memory_map) {
         Ok(summary) => summary,
         Err(error) => panic!("memory: {error:?}"),
@@ -82,6 +88,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     if let Err(error) = paging::unmap_guard_page(guard_page) {
         panic!("boot stack guard page: {error:?}");
     }
+    uncache_device_memory(&firmware_map);
 
     let apic = LocalApic::enable();
     let bsp_apic_id = apic.id();
@@ -128,6 +135,26 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         network::run_core(0)
     }
     halt_forever()
+}
+
+/// Makes everything the firmware's memory map does not call RAM uncached (`device_memory`),
+/// before the APIC, PCI or any other core touches a device.
+fn uncache_device_memory(firmware_map: &MemoryMap) {
+    let mut total = UncachedSummary::default();
+    device_memory::for_each_device_range(firmware_map, IDENTITY_MAPPED_GIB << 30, |range| {
+        match paging::make_uncached(range.clone()) {
+            Ok(summary) => {
+                total.huge_pages += summary.huge_pages;
+                total.small_pages += summary.small_pages;
+            }
+            Err(error) => panic!("uncached 0x{:x}-0x{:x}: {error:?}", range.start, range.end),
+        }
+    });
+    paging::flush_caches();
+    debug!(
+        "paging: device memory uncached: {} 2 MiB pages, {} 4 KiB pages",
+        total.huge_pages, total.small_pages
+    );
 }
 
 /// Reads the MADT and starts every other CPU; returns how many cores are online.

@@ -26,6 +26,10 @@ mod boot_info;
 mod clock;
 #[cfg(target_os = "none")]
 mod cpu;
+// Also built for host tests: which ranges of a memory map are device memory.
+#[cfg(any(target_os = "none", test))]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod device_memory;
 // Also built for host tests: the retry and mixing logic, and the host CPU's own generator.
 #[cfg(any(target_os = "none", test))]
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
