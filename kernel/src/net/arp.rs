@@ -258,7 +258,8 @@ impl ArpCache {
         if let Some(oldest) = self
             .entries
             .iter()
-            .min_by_key(|(_, entry)| entry.expires_at)
+            // Ties broken by address, not by the table's order (see `on_timers`).
+            .min_by_key(|(address, entry)| (entry.expires_at, **address))
             .map(|(address, _)| *address)
         {
             self.entries.remove(&oldest);
@@ -310,17 +311,27 @@ impl ArpCache {
             return;
         }
         self.entries.retain(|_, entry| entry.expires_at > now);
+        // The due addresses in address order, not the table's: the hash seed differs from one
+        // table to the next, and the order of the requests (and of the dropped packets) must
+        // not depend on it, so that a simulated run replays exactly from its seed.
+        let mut due: Vec<Ipv4Addr> = self
+            .resolutions
+            .iter()
+            .filter(|(_, resolution)| now >= resolution.last_request_at + REQUEST_INTERVAL)
+            .map(|(address, _)| *address)
+            .collect();
+        due.sort_unstable();
         let mut failed: Vec<Ipv4Addr> = Vec::new();
-        for (address, resolution) in self.resolutions.iter_mut() {
-            if now < resolution.last_request_at + REQUEST_INTERVAL {
+        for address in due {
+            let Some(resolution) = self.resolutions.get_mut(&address) else {
                 continue;
-            }
+            };
             if resolution.requests_sent >= MAX_REQUESTS {
-                failed.push(*address);
+                failed.push(address);
             } else {
                 resolution.requests_sent += 1;
                 resolution.last_request_at = now;
-                send_request(*address);
+                send_request(address);
             }
         }
         for address in failed {
@@ -422,6 +433,40 @@ mod tests {
         assert_eq!(cache.lookup(start, PEER_IP), Some(PEER));
         assert_eq!(cache.waiting_count(), 1);
         assert_eq!(cache.resolution_count(), 1);
+    }
+
+    /// Every table gets its own random hash seed, so a table's iteration order differs from
+    /// one cache to the next: the requests due together (and the packets given up together)
+    /// must come out in address order, or a seeded simulation does not replay.
+    #[test]
+    fn timers_send_and_drop_in_address_order_whatever_the_hash_order() {
+        let start = Instant::from_millis(0);
+        let addresses: Vec<Ipv4Addr> = (0..40u8)
+            .map(|index: u8| Ipv4Addr::new(10, 0, 0, 100 + (u16::from(index) * 37 % 120) as u8))
+            .collect();
+        let mut sorted = addresses.clone();
+        sorted.sort_unstable();
+        for _ in 0..8 {
+            let mut cache = ArpCache::new();
+            for (index, address) in addresses.iter().enumerate() {
+                cache
+                    .enqueue(start, *address, alloc::vec![index as u8])
+                    .unwrap();
+            }
+            let mut requests = Vec::new();
+            let mut dropped = Vec::new();
+            while let Some(deadline) = cache.next_deadline() {
+                cache.on_timers(
+                    deadline,
+                    |address| requests.push(address),
+                    |waiting| dropped.push(waiting.next_hop),
+                );
+            }
+            let retries = usize::from(MAX_REQUESTS) - 1;
+            let expected: Vec<Ipv4Addr> = (0..retries).flat_map(|_| sorted.clone()).collect();
+            assert_eq!(requests, expected);
+            assert_eq!(dropped, sorted);
+        }
     }
 
     #[test]
