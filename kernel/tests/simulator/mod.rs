@@ -161,6 +161,9 @@ pub struct Network {
     outbox: Vec<Vec<u8>>,
     /// The latest frames put on the wire, for mutation by the fuzzer.
     pub captured: Vec<Vec<u8>>,
+    /// A fingerprint of every frame put on the wire, in order, with its sender and time: two
+    /// runs of one seed must end with the same value (see [`Network::trace`]).
+    trace: u64,
 }
 
 /// Frames kept in [`Network::captured`].
@@ -216,6 +219,7 @@ impl Network {
             order: 0,
             outbox: Vec::new(),
             captured: Vec::new(),
+            trace: 0,
         }
     }
 
@@ -234,6 +238,12 @@ impl Network {
     /// Put one frame from host `from` on the wire, through the impairments.
     pub fn send(&mut self, from: usize, frame: Vec<u8>) {
         self.statistics.frames_sent += 1;
+        self.trace = mix(self.trace ^ from as u64 ^ self.now.as_nanos().rotate_left(8));
+        for chunk in frame.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.trace = mix(self.trace ^ u64::from_le_bytes(word));
+        }
         if self.captured.len() < CAPTURE_CAPACITY {
             self.captured.push(frame.clone());
         } else {
@@ -330,6 +340,12 @@ impl Network {
     /// The generator's own stream of randomness, for callers that draw with the run's seed.
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
+    }
+
+    /// The fingerprint of everything put on the wire so far: a run is replayable from its seed
+    /// only if this is the same in every run of the seed.
+    pub fn trace(&self) -> u64 {
+        self.trace
     }
 
     /// Frames on the wire.

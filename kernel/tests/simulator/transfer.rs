@@ -1,6 +1,5 @@
 //! The transfer scenario: clients send a patterned byte stream, a server checks every byte and answers with the count, both close.
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -45,6 +44,8 @@ pub struct TransferReport {
     pub counters: Vec<Counters>,
     /// Each host's TCP counters at the end.
     pub tcp_counters: Vec<TcpCounters>,
+    /// [`Network::trace`] at the end: the same for every run of one plan.
+    pub trace: u64,
 }
 
 /// Simulated time after which a run that has not finished fails.
@@ -108,7 +109,9 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
             done: false,
         });
     }
-    let mut server: HashMap<SocketHandle, ServerConnection> = HashMap::new();
+    // In accept order, so that the server reads its connections in the same order in every run
+    // (a HashMap's order changes from process to process, and with it the frames on the wire).
+    let mut server: Vec<(SocketHandle, ServerConnection)> = Vec::new();
     let mut served = 0usize;
     let mut listener_open = true;
     let mut steps = 0u64;
@@ -197,6 +200,7 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
             .iter()
             .map(|host| host.tcp.borrow().counters().clone())
             .collect(),
+        trace: network.trace(),
     })
 }
 
@@ -288,7 +292,7 @@ fn drive_server(
     network: &mut Network,
     plan: &TransferPlan,
     listener: Option<SocketHandle>,
-    connections: &mut HashMap<SocketHandle, ServerConnection>,
+    connections: &mut Vec<(SocketHandle, ServerConnection)>,
 ) -> Result<usize, String> {
     let mut tcp = network.hosts[1].tcp.borrow_mut();
     if let Some(listener) = listener {
@@ -298,13 +302,13 @@ fn drive_server(
                     let peer = tcp
                         .peer_address(handle)
                         .map_err(|e| format!("server peer_address: {e:?}"))?;
-                    connections.insert(
+                    connections.push((
                         handle,
                         ServerConnection {
                             stream: stream_id(peer),
                             received: 0,
                         },
-                    );
+                    ));
                 }
                 Err(SocketError::WouldBlock) => break,
                 Err(error) => return Err(format!("accept: {error:?}")),
@@ -365,9 +369,7 @@ fn drive_server(
             }
         }
     }
-    for handle in &finished {
-        connections.remove(handle);
-    }
+    connections.retain(|(handle, _)| !finished.contains(handle));
     Ok(finished.len())
 }
 
