@@ -31,10 +31,8 @@ use unisock_kernel::config::Config;
 use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::GlobalListenTable;
-use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
-use unisock_kernel::net::rss::{
-    INDIRECTION_TABLE_LENGTH, IndirectionTable, QueueId as RssQueueId, bit_reverse7,
-};
+use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig, RfdConfigError};
+use unisock_kernel::net::rss::IndirectionTable;
 use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::runtime::{
     CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, Platform, QueuePair,
@@ -174,8 +172,11 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
             }
         };
     let queues = nic.queue_count();
+    // The NIC gets exactly this table (`program_rss` reads it back from `rfd`), so the owner
+    // Receive Flow Deliver computes is the queue the NIC picks.
     let rfd = match RfdConfig::port_xor(queues).and_then(|mut config| {
-        config.indirection_table = spread_even_ports(queues);
+        config.indirection_table = IndirectionTable::port_xor_spreading_even_ports(queues)
+            .map_err(|_| RfdConfigError::CoreCountOutOfRange)?;
         ReceiveFlowDeliver::new(config)
     }) {
         Ok(rfd) => Arc::new(rfd),
@@ -321,19 +322,6 @@ fn route_interrupts<C: PciConfig>(
     }
     capability.enable(function);
     true
-}
-
-/// The port-XOR indirection table, but keyed on bits 1-6 of `source port ^ destination port`
-/// instead of its low bit first: Linux picks only even local ports for `connect()` (since
-/// 4.6), so with the plain `IndirectionTable::port_xor` every connection from a Linux peer to
-/// an even port would land on the even queues and, on two cores, all on core 0.
-fn spread_even_ports(queues: usize) -> IndirectionTable {
-    let mut entries = [RssQueueId::new(0); INDIRECTION_TABLE_LENGTH];
-    for port_xor in 0..INDIRECTION_TABLE_LENGTH as u8 {
-        let spread = usize::from(port_xor >> 1) | usize::from(port_xor & 1) << 6;
-        entries[usize::from(bit_reverse7(port_xor))] = RssQueueId::new((spread % queues) as u16);
-    }
-    IndirectionTable::from_entries(entries)
 }
 
 /// Programs the port-only RSS key and Receive Flow Deliver's indirection table, so the queue

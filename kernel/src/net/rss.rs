@@ -288,6 +288,25 @@ impl IndirectionTable {
         Ok(IndirectionTable { entries })
     }
 
+    /// Like [`IndirectionTable::port_xor`], but keyed on bits 1-6 of the port XOR first and
+    /// bit 0 last: port XOR `x` goes to queue `((x >> 1) | (x & 1) << 6) mod n`. Linux's
+    /// `connect()` prefers even local ports (since 4.6, `__inet_hash_connect`), so between a
+    /// Linux client and an even service port bit 0 of the XOR is almost always 0; keyed on it
+    /// first, the odd queues would stay idle and, on two queues, every passive connection would
+    /// land on queue 0. The table is still a permutation of port XORs onto queues, so active
+    /// steering (picking a local port whose XOR maps to the own queue) works as before.
+    pub fn port_xor_spreading_even_ports(
+        queue_count: usize,
+    ) -> Result<Self, IndirectionTableError> {
+        Self::check_queue_count(queue_count)?;
+        let mut entries = [QueueId(0); INDIRECTION_TABLE_LENGTH];
+        for port_xor in 0..INDIRECTION_TABLE_LENGTH as u8 {
+            let spread = usize::from(port_xor >> 1) | usize::from(port_xor & 1) << 6;
+            entries[usize::from(bit_reverse7(port_xor))] = QueueId((spread % queue_count) as u16);
+        }
+        Ok(IndirectionTable { entries })
+    }
+
     fn check_queue_count(queue_count: usize) -> Result<(), IndirectionTableError> {
         match queue_count {
             0 => Err(IndirectionTableError::NoQueues),
@@ -514,6 +533,53 @@ mod tests {
             }
             assert_eq!(table.highest_queue().index(), queue_count - 1);
         }
+    }
+
+    /// The queues passive connections from even client ports (Linux's `connect()`) land on.
+    fn queues_of_even_client_ports(table: &IndirectionTable, server_port: u16) -> Vec<usize> {
+        let mut connections = vec![0; INDIRECTION_TABLE_LENGTH];
+        for client_port in (32768..61000u16).step_by(2) {
+            connections[table.queue_for_ports(client_port, server_port).index()] += 1;
+        }
+        connections
+    }
+
+    #[test]
+    fn even_client_ports_spread_over_every_queue() {
+        for queue_count in 1..=16 {
+            let table = IndirectionTable::port_xor_spreading_even_ports(queue_count).unwrap();
+            assert_eq!(table.highest_queue().index(), queue_count - 1);
+            for server_port in [80, 443, 8080] {
+                let connections = queues_of_even_client_ports(&table, server_port);
+                let busiest = *connections[..queue_count].iter().max().unwrap();
+                let idlest = *connections[..queue_count].iter().min().unwrap();
+                // 64 XOR values with bit 0 fixed spread as evenly as 64 mod n allows.
+                assert!(
+                    idlest > 0 && busiest <= idlest * 2,
+                    "{queue_count} queues, port {server_port}: {connections:?}"
+                );
+            }
+        }
+        // The plain low-bit table leaves the odd queues idle: the problem this table solves.
+        let plain = queues_of_even_client_ports(&IndirectionTable::port_xor(2).unwrap(), 80);
+        assert_eq!(plain[1], 0);
+    }
+
+    #[test]
+    fn even_port_table_is_a_permutation_of_port_xors() {
+        for queue_count in 1..=16 {
+            let table = IndirectionTable::port_xor_spreading_even_ports(queue_count).unwrap();
+            let mut per_queue = vec![0; queue_count];
+            for port_xor in 0..128u16 {
+                per_queue[table.queue_for_ports(port_xor, 0).index()] += 1;
+            }
+            let (least, most) = (per_queue.iter().min(), per_queue.iter().max());
+            assert!(most.unwrap() - least.unwrap() <= 1, "{per_queue:?}");
+        }
+        assert_eq!(
+            IndirectionTable::port_xor_spreading_even_ports(0),
+            Err(IndirectionTableError::NoQueues)
+        );
     }
 
     #[test]
