@@ -46,6 +46,19 @@ impl NewReno {
         self.recover.is_some()
     }
 
+    /// The window the sender may fill: cwnd, plus one segment for each of the first two
+    /// duplicate ACKs before recovery (limited transmit, RFC 3042 section 2), so that a small
+    /// window still draws the three duplicates fast retransmit needs instead of waiting for the
+    /// retransmission timer. cwnd itself does not change.
+    pub(crate) fn sending_window(&self) -> u32 {
+        if self.recover.is_none() && self.duplicate_acks < 3 {
+            self.window
+                .saturating_add(self.duplicate_acks.saturating_mul(self.mss))
+        } else {
+            self.window
+        }
+    }
+
     /// An ACK that advanced SND.UNA by `acknowledged` bytes; `ack` is its value (as u32)
     /// and `flight` the bytes still outstanding after it.
     pub(crate) fn on_new_ack(&mut self, acknowledged: u32, ack: u32, flight: u32) -> AckAction {
@@ -159,6 +172,21 @@ mod tests {
         assert_eq!(reno.on_new_ack(8000, 10_000, 0), AckAction::Nothing);
         assert!(!reno.in_recovery());
         assert_eq!(reno.window, 2000);
+    }
+
+    #[test]
+    fn limited_transmit_lends_a_segment_per_early_duplicate() {
+        let mut reno = NewReno::new(1000, 2);
+        assert_eq!(reno.sending_window(), 2000);
+        reno.on_duplicate_ack(2000, 2000);
+        assert_eq!(reno.sending_window(), 3000);
+        reno.on_duplicate_ack(3000, 3000);
+        assert_eq!(reno.sending_window(), 4000);
+        assert_eq!(reno.window, 2000, "cwnd itself is unchanged (RFC 3042)");
+        assert_eq!(reno.on_duplicate_ack(4000, 4000), AckAction::FastRetransmit);
+        assert_eq!(reno.sending_window(), reno.window);
+        reno.on_new_ack(4000, 4000, 0);
+        assert_eq!(reno.sending_window(), reno.window);
     }
 
     #[test]

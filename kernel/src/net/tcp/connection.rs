@@ -631,7 +631,7 @@ impl Connection {
         loop {
             let send_end = self.send_end();
             let unsent = send_end.distance_from(self.send_next);
-            let window = self.send_window.min(self.congestion.window);
+            let window = self.send_window.min(self.congestion.sending_window());
             let window_end = self.send_unacknowledged + window;
             let usable = window_end.distance_from(self.send_next);
             let length = unsent.min(usable).min(self.send_mss);
@@ -1307,7 +1307,7 @@ impl Connection {
 
     /// The SWS override: sends what the usable window allows, however small.
     fn send_held_data(&mut self, context: &mut Context) {
-        let window = self.send_window.min(self.congestion.window);
+        let window = self.send_window.min(self.congestion.sending_window());
         let usable = (self.send_unacknowledged + window).distance_from(self.send_next);
         let unsent = self.send_end().distance_from(self.send_next);
         let length = usable.min(unsent).min(self.send_mss);

@@ -33,27 +33,33 @@ fn three_duplicate_acks_trigger_fast_retransmit_and_recovery() {
     let first = harness.sent.front().unwrap().clone();
     harness.sent.clear();
     let duplicate = Inbound::new(ACK, 1001, iss + 1);
-    harness.inject(duplicate.clone());
-    harness.inject(duplicate.clone());
-    harness.expect_nothing();
+    // Limited transmit (RFC 3042 section 2): each of the first two duplicates sends one new
+    // segment, cwnd unchanged.
+    for index in 10..12 {
+        harness.inject(duplicate.clone());
+        let new = harness.expect();
+        assert_eq!(new.sequence, iss + 1 + index * 1460, "limited transmit");
+        harness.expect_nothing();
+    }
     harness.inject(duplicate.clone());
     let resent = harness.expect();
     assert_eq!(resent.sequence, first.sequence);
     assert_eq!(resent.payload.len(), 1460);
     assert_eq!(harness.layer.counters().fast_retransmits, 1);
-    // cwnd = ssthresh + 3 MSS = 5 + 3 MSS with 10 in flight: nothing new yet.
+    // cwnd = ssthresh + 3 MSS = 6 + 3 MSS with 12 in flight: nothing new yet.
     harness.expect_nothing();
-    // Each further duplicate inflates cwnd by an MSS (RFC 6582 step 4): two more duplicates
-    // reach 10 MSS, the flight size, then each sends one new segment.
-    for _ in 0..3 {
+    // Each further duplicate inflates cwnd by an MSS (RFC 6582 step 4): three more duplicates
+    // reach 12 MSS, the flight size, then each sends one new segment.
+    for _ in 0..4 {
         harness.inject(duplicate.clone());
     }
     let new = harness.expect();
     assert_eq!(
         new.sequence,
-        iss + 1 + 10 * 1460,
+        iss + 1 + 12 * 1460,
         "new data beyond the old flight"
     );
+    harness.expect_nothing();
     // A partial ACK (the first hole filled, the third segment missing) retransmits at once.
     harness.sent.clear();
     harness.inject(Inbound::new(ACK, 1001, iss + 1 + 2 * 1460));
@@ -61,7 +67,7 @@ fn three_duplicate_acks_trigger_fast_retransmit_and_recovery() {
     assert_eq!(hole.sequence, iss + 1 + 2 * 1460);
     // A full ACK ends recovery.
     harness.sent.clear();
-    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 11 * 1460));
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 13 * 1460));
     assert!(harness.layer.counters().retransmits >= 2);
 }
 
