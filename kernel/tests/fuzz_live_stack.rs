@@ -68,7 +68,7 @@ fn hostile_plan(seed: u64) -> TransferPlan {
 /// order. Every hash table in the process has its own random hash seed (foldhash, std's
 /// RandomState), so this catches anything whose output follows a table's iteration order.
 #[test]
-fn a_hostile_run_replays_exactly_from_its_seed() {
+fn a_fuzz_run_replays_exactly_from_its_seed() {
     for seed in 0..4 {
         let first = run_or_report(hostile_plan(seed));
         let second = run_or_report(hostile_plan(seed));
