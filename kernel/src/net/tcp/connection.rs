@@ -924,13 +924,15 @@ impl Connection {
             self.send_challenge_ack(context);
             return Outcome::Continue;
         }
+        let mut newly_sacked = false;
         if self.sack_permitted {
             let options = &segment.options;
             for &(left, right) in
                 &options.sack_blocks[..usize::from(options.sack_block_count).min(4)]
             {
-                self.scoreboard
-                    .add(SeqNum(left), SeqNum(right), ack, self.send_max);
+                newly_sacked |=
+                    self.scoreboard
+                        .add(SeqNum(left), SeqNum(right), ack, self.send_max);
             }
         }
         let window_before = self.send_window;
@@ -952,11 +954,14 @@ impl Connection {
             }
         }
         // A duplicate ACK (RFC 5681 section 2): nothing new acknowledged, no data, no
-        // SYN/FIN, same window, data outstanding.
+        // SYN/FIN, same window, data outstanding. With SACK, an ACK that reports bytes not
+        // SACKed before is one whatever its window (RFC 6675 section 2, "DupAck"): a receiver
+        // whose application reads while a hole is open moves its window with every such ACK,
+        // and ignoring them left recovery to the retransmission timer.
         if acknowledges_nothing_new
             && segment.payload.is_empty()
             && !segment.has(FIN)
-            && self.send_window == window_before
+            && (self.send_window == window_before || newly_sacked)
             && self.send_max != self.send_unacknowledged
         {
             let flight = self.flight_size();

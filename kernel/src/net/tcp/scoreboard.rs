@@ -22,15 +22,23 @@ impl Scoreboard {
 
     /// Records one SACK block, ignoring blocks outside (`unacknowledged`, `highest_sent`]
     /// (RFC 2018 section 4, RFC 6675 section 5: a block must cover data in flight).
+    /// Returns whether the block reported bytes not SACKed before, which makes the ACK that
+    /// carried it a duplicate ACK in the sense of RFC 6675 section 2.
     pub(crate) fn add(
         &mut self,
         left: SeqNum,
         right: SeqNum,
         unacknowledged: SeqNum,
         highest_sent: SeqNum,
-    ) {
+    ) -> bool {
         if !left.before(right) || left.before(unacknowledged) || right.after(highest_sent) {
-            return;
+            return false;
+        }
+        let already_known = self.ranges.iter().any(|&(range_left, range_right)| {
+            range_left.before_or_equal(left) && right.before_or_equal(range_right)
+        });
+        if already_known {
+            return false;
         }
         let mut start = left;
         let mut end = right;
@@ -51,6 +59,7 @@ impl Scoreboard {
             .unwrap_or(self.ranges.len());
         self.ranges.insert(index, (start, end));
         self.ranges.truncate(MAX_RANGES);
+        true
     }
 
     /// Forgets what `unacknowledged` (the new SND.UNA) now covers.
@@ -108,10 +117,14 @@ mod tests {
         let mut board = Scoreboard::default();
         let base = SeqNum(u32::MAX - 1000);
         let highest = base + 10_000;
-        board.add(base + 1000, base + 2000, base, highest);
-        board.add(base + 3000, base + 4000, base, highest);
-        board.add(base + 1500, base + 2500, base, highest); // merges with the first
-        board.add(base + 9000, base + 11_000, base, highest); // beyond what was sent: ignored
+        assert!(board.add(base + 1000, base + 2000, base, highest));
+        assert!(board.add(base + 3000, base + 4000, base, highest));
+        assert!(board.add(base + 1500, base + 2500, base, highest)); // merges with the first
+        assert!(
+            !board.add(base + 1200, base + 2500, base, highest),
+            "nothing new: not a duplicate ACK"
+        );
+        assert!(!board.add(base + 9000, base + 11_000, base, highest)); // beyond what was sent
         assert_eq!(board.next_hole(base, 600), Some((base, 600)));
         board.resent(base + 600);
         assert_eq!(board.next_hole(base, 600), Some((base + 600, 400)));
