@@ -14,7 +14,9 @@ use simulator::hostile::HostileTraffic;
 use simulator::hostile::{self, Target};
 use simulator::transfer::{self, TransferPlan, TransferReport, check_empty};
 use simulator::{Impairments, Network, Rng, host_address};
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpAddress, IpProtocol, TcpPacket};
 use unisock_kernel::net::counters::DropReason;
+use unisock_kernel::net::{ethernet, ipv4};
 
 /// Run seeds are offsets from this one (so they differ from the transfer tests' seeds).
 const FIRST_SEED: u64 = 0xf022_0000;
@@ -139,6 +141,61 @@ fn hostile_frames_are_dropped_and_counted_and_the_honest_bytes_still_arrive() {
             "no frame was dropped for {reason}: {drops_by_reason:?}"
         );
     }
+}
+
+/// The one failure ever seen ("wrong byte at offset 15968", seed 0xf022_0002, at 16:46 on
+/// f16cacd, before the emulated FCS of 7e04668): a mutant of a captured 1 448-byte data segment
+/// from 10.0.0.3:59352 had three bytes changed at TCP offsets 72, 386 and 1018 (50 -> 31,
+/// 83 -> 56, 16 -> 62: all high bytes of 16-bit words, moved by -19, -27 and +46, which sum to
+/// zero), so its TCP checksum still held and TCP rightly took the changed bytes (the first at
+/// payload offset 40 of the segment at stream offset 15 928). A real link's CRC would have
+/// dropped it; the simulated wire must give such a mutant a wrong checksum.
+#[test]
+fn a_mutant_whose_changes_cancel_in_the_checksum_gets_the_fcs_drop() {
+    let source = host_address(2);
+    let destination = host_address(1);
+    let mut tcp = vec![0u8; 1480];
+    Rng::new(0xf022_0002).fill(&mut tcp);
+    tcp[12] = 8 << 4; // 32-byte header, 1 448 bytes of payload
+    for (offset, was) in [(72, 50), (386, 83), (1018, 16)] {
+        tcp[offset] = was;
+    }
+    let (source_ip, destination_ip) = (IpAddress::Ipv4(source), IpAddress::Ipv4(destination));
+    TcpPacket::new_unchecked(&mut tcp[..]).fill_checksum(&source_ip, &destination_ip);
+    let mut original = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + tcp.len()];
+    let packet = ethernet::write_header(
+        &mut original,
+        EthernetAddress([0x02, 0, 0, 0, 0, 3]),
+        EthernetAddress([0x02, 0, 0, 0, 0, 2]),
+        EthernetProtocol::Ipv4,
+    );
+    ipv4::write_header(packet, source, destination, IpProtocol::Tcp, tcp.len())
+        .copy_from_slice(&tcp);
+    let tcp_start = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let checksum_holds = |frame: &[u8]| {
+        TcpPacket::new_unchecked(&frame[tcp_start..]).verify_checksum(&source_ip, &destination_ip)
+    };
+
+    let mut mutant = original.clone();
+    for (offset, now) in [(72, 31), (386, 56), (1018, 62)] {
+        mutant[tcp_start + offset] = now;
+    }
+    assert!(
+        checksum_holds(&mutant),
+        "the three changes cancel out in the internet checksum"
+    );
+    hostile::emulate_frame_check_sequence(&original, &mut mutant);
+    assert!(
+        !checksum_holds(&mutant),
+        "the emulated FCS drops the mutant"
+    );
+
+    // A replay with the TCP bytes intact (only the Ethernet header changed) is a duplicate,
+    // which TCP must handle itself: it keeps its checksum.
+    let mut replay = original.clone();
+    replay[0] ^= 0x01;
+    hostile::emulate_frame_check_sequence(&original, &mut replay);
+    assert!(checksum_holds(&replay));
 }
 
 /// An idle server with a listener takes a flood of hostile frames while time passes; then the

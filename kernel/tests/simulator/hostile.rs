@@ -339,7 +339,7 @@ fn mutated(rng: &mut Rng, captured: &[Vec<u8>]) -> Option<Vec<u8>> {
 /// changed data. On a real link the Ethernet frame check sequence (a CRC) catches such damage
 /// long before TCP; the simulated wire has no FCS, so a mutant whose TCP bytes changed but
 /// whose TCP checksum still holds is given a wrong checksum, as the FCS would have dropped it.
-fn emulate_frame_check_sequence(original: &[u8], mutant: &mut [u8]) {
+pub fn emulate_frame_check_sequence(original: &[u8], mutant: &mut [u8]) {
     let segment_of = |frame: &[u8]| -> Option<(Ipv4Addr, Ipv4Addr, std::ops::Range<usize>)> {
         let packet = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
         if packet.next_header() != IpProtocol::Tcp {
