@@ -21,6 +21,9 @@ pub(crate) struct NewReno {
     recover: Option<u32>,
     /// Bytes acknowledged in congestion avoidance since the window last grew (RFC 5681 section 3.1, byte counting).
     acknowledged_in_avoidance: u32,
+    /// max(FlightSize, ssthresh) when fast retransmit began: the ssthresh to restore if that
+    /// retransmission proves spurious (RFC 4015 section 3.2, `pipe_prev`).
+    before_recovery: Option<u32>,
 }
 
 impl NewReno {
@@ -35,6 +38,7 @@ impl NewReno {
             duplicate_acks: 0,
             recover: None,
             acknowledged_in_avoidance: 0,
+            before_recovery: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl NewReno {
                     .slow_start_threshold
                     .min(flight.max(self.mss) + self.mss);
                 self.recover = None;
+                self.before_recovery = None;
                 return AckAction::Nothing;
             }
             // Partial acknowledgment: deflate by the amount acknowledged, add back one MSS.
@@ -105,6 +110,7 @@ impl NewReno {
         }
         self.duplicate_acks += 1;
         if self.duplicate_acks == 3 {
+            self.before_recovery = Some(flight.max(self.slow_start_threshold));
             // RFC 5681 section 3.2 steps 2 and 3 (equation 4).
             self.slow_start_threshold = (flight / 2).max(2 * self.mss);
             self.window = self.slow_start_threshold + 3 * self.mss;
@@ -114,6 +120,33 @@ impl NewReno {
         AckAction::Nothing
     }
 
+    /// The fast retransmission that began this recovery was spurious: the original segment
+    /// had only been reordered. Ends recovery and undoes the reduction (the Eifel response,
+    /// RFC 4015 section 4): ssthresh back to what it was, cwnd to what is in flight plus what
+    /// this ACK acknowledged (at most an initial window), so that slow start regains the rest
+    /// without a burst. `acknowledged` is what the ACK that proved it acknowledged, `flight`
+    /// what is still outstanding after it. A partial ACK (RFC 6582) ends recovery too: under
+    /// heavy reordering the segments behind a reordered one are often late as well, and a real
+    /// loss among them draws its own duplicate ACKs. Returns whether it undid (once per
+    /// recovery).
+    pub(crate) fn undo_spurious_recovery(
+        &mut self,
+        acknowledged: u32,
+        flight: u32,
+        initial_window: u32,
+    ) -> bool {
+        let Some(before) = self.before_recovery.take() else {
+            return false;
+        };
+        self.recover = None;
+        self.duplicate_acks = 0;
+        self.slow_start_threshold = before;
+        self.window = flight
+            .saturating_add(acknowledged.min(initial_window))
+            .max(self.mss);
+        true
+    }
+
     /// A retransmission timeout (RFC 5681 section 3.1 equation 4, and cwnd = 1 MSS).
     pub(crate) fn on_timeout(&mut self, flight: u32) {
         self.slow_start_threshold = (flight / 2).max(2 * self.mss);
@@ -121,6 +154,7 @@ impl NewReno {
         self.duplicate_acks = 0;
         self.recover = None;
         self.acknowledged_in_avoidance = 0;
+        self.before_recovery = None;
     }
 
     /// After an idle period longer than an RTO, restart from the initial window (RFC 5681 section 4.1).
@@ -187,6 +221,25 @@ mod tests {
         assert_eq!(reno.sending_window(), reno.window);
         reno.on_new_ack(4000, 4000, 0);
         assert_eq!(reno.sending_window(), reno.window);
+    }
+
+    #[test]
+    fn a_spurious_fast_retransmit_is_undone() {
+        let mut reno = NewReno::new(1000, 10);
+        reno.slow_start_threshold = 8000;
+        for _ in 0..3 {
+            reno.on_duplicate_ack(10_000, 10_000);
+        }
+        assert!(reno.in_recovery());
+        assert_eq!(reno.slow_start_threshold, 5000);
+        assert!(reno.undo_spurious_recovery(3000, 7000, 10_000));
+        assert!(!reno.in_recovery());
+        assert_eq!(reno.slow_start_threshold, 10_000);
+        assert_eq!(reno.window, 10_000);
+        // Only once per recovery.
+        reno.window = 4000;
+        assert!(!reno.undo_spurious_recovery(3000, 7000, 10_000));
+        assert_eq!(reno.window, 4000);
     }
 
     #[test]

@@ -166,6 +166,10 @@ pub(crate) struct Connection {
     congestion: NewReno,
     /// What the peer SACKed, to resend several holes per round trip in recovery.
     scoreboard: Scoreboard,
+    /// After a fast retransmit with timestamps: the sequence number just past the resent
+    /// segment and the TSval it carried. If the first ACK beyond it echoes an older TSval, the
+    /// original arrived and the retransmission was spurious (Eifel detection, RFC 3522).
+    fast_retransmit_timestamp: Option<(SeqNum, u32)>,
     last_send_time: Instant,
 
     // Acknowledgment policy.
@@ -245,6 +249,7 @@ impl Connection {
             retries: 0,
             congestion: NewReno::new(send_mss, config.initial_window_segments),
             scoreboard: Scoreboard::default(),
+            fast_retransmit_timestamp: None,
             last_send_time: context.now,
             ack_now: false,
             unacknowledged_segments: 0,
@@ -969,6 +974,11 @@ impl Connection {
                 AckAction::FastRetransmit => {
                     context.counters.fast_retransmits += 1;
                     self.retransmit_first(context);
+                    self.fast_retransmit_timestamp = self.timestamps.map(|timestamps| {
+                        let resent_end =
+                            self.send_unacknowledged + self.send_mss.min(self.flight_size()).max(1);
+                        (resent_end, context.timestamp_value(timestamps.offset))
+                    });
                 }
                 AckAction::Nothing if self.congestion.in_recovery() => {
                     self.retransmit_next_hole(context)
@@ -1027,6 +1037,7 @@ impl Connection {
 
     fn on_new_ack(&mut self, context: &mut Context, segment: &Segment<'_>, ack: SeqNum) {
         let acknowledged = ack.distance_from(self.send_unacknowledged);
+        let spurious_fast_retransmit = self.spurious_fast_retransmit(segment, ack);
         let data_acknowledged =
             (ack.distance_from(self.send_buffer_sequence) as usize).min(self.send_buffer.len());
         self.send_buffer.drain(..data_acknowledged);
@@ -1046,6 +1057,16 @@ impl Connection {
         }
         self.scoreboard.acknowledge(ack);
         let flight = self.flight_size();
+        let initial_window = self
+            .send_mss
+            .saturating_mul(context.config.initial_window_segments);
+        if spurious_fast_retransmit
+            && self
+                .congestion
+                .undo_spurious_recovery(acknowledged, flight, initial_window)
+        {
+            context.counters.spurious_fast_retransmits += 1;
+        }
         match self.congestion.on_new_ack(acknowledged, ack.0, flight) {
             AckAction::RetransmitFirstUnacknowledged if self.scoreboard.is_empty() => {
                 self.retransmit_first(context);
@@ -1059,6 +1080,25 @@ impl Connection {
         if data_acknowledged > 0 {
             self.wake_writer();
         }
+    }
+
+    /// Whether `ack`, a new acknowledgment, proves the fast retransmission of this recovery
+    /// spurious: it is the first ACK beyond the resent segment and echoes a TSval older than
+    /// the retransmission's, so it was the original that arrived (RFC 3522 section 3.2). Only
+    /// when that segment was the only one resent: had recovery resent other holes too, some of
+    /// those were likely lost for real.
+    fn spurious_fast_retransmit(&mut self, segment: &Segment<'_>, ack: SeqNum) -> bool {
+        let Some((resent_end, resent_timestamp)) = self.fast_retransmit_timestamp else {
+            return false;
+        };
+        if ack.before(resent_end) {
+            return false;
+        }
+        self.fast_retransmit_timestamp = None;
+        segment
+            .options
+            .timestamp
+            .is_some_and(|(_, echo)| SeqNum(echo).before(SeqNum(resent_timestamp)))
     }
 
     /// An RTT sample from the echoed timestamp (RFC 7323 section 4.1) or, without
@@ -1117,6 +1157,10 @@ impl Connection {
         }
         self.send_data(context, start, length as usize, ACK);
         self.scoreboard.resent(start + length);
+        if start != self.send_unacknowledged {
+            // Another hole resent: the recovery is no longer a single reordered segment.
+            self.fast_retransmit_timestamp = None;
+        }
     }
 
     fn receive_data(&mut self, context: &mut Context, sequence: SeqNum, payload: &[u8]) {
@@ -1365,6 +1409,7 @@ impl Connection {
                 let flight = self.flight_size();
                 self.congestion.on_timeout(flight);
                 self.scoreboard.clear();
+                self.fast_retransmit_timestamp = None;
                 // Go back N: resend from SND.UNA as the window allows.
                 self.send_next = self.send_unacknowledged;
                 self.output(context);

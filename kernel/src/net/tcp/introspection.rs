@@ -112,6 +112,9 @@ pub struct TcpCounters {
     /// Segments sent again (timeout, fast retransmit, SYN/SYN-ACK retries).
     pub retransmits: u64,
     pub fast_retransmits: u64,
+    /// Fast retransmissions that the timestamps proved spurious (the original had only been
+    /// reordered), and whose window reduction was undone (RFC 3522, RFC 4015).
+    pub spurious_fast_retransmits: u64,
     pub timeouts: u64,
     pub resets_sent: u64,
     pub resets_received: u64,

@@ -159,3 +159,56 @@ fn sack_blocks_let_recovery_repair_several_holes_per_round_trip() {
             .all(|sent| sent.sequence != segment(0) && sent.sequence != segment(3))
     );
 }
+
+/// A connection with timestamps and ten full segments in flight, sent at TSval `sent`; the
+/// peer answers with three duplicate ACKs 10 ms later, which resend the first segment.
+/// Returns (harness, SND.MAX, TSval of the original segments, TSval of the retransmission).
+fn fast_retransmit_with_timestamps() -> (Harness, u32, u32, u32) {
+    let mut harness = Harness::new(TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    });
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460).timestamp(100, 0));
+    let syn_ack = harness.expect();
+    let iss = syn_ack.sequence;
+    let our = syn_ack.options.timestamp.unwrap().0;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(101, our));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness
+        .layer
+        .write(connection, &alloc::vec![3u8; 1460 * 10])
+        .unwrap();
+    harness.collect();
+    let sent = harness.sent.front().unwrap().options.timestamp.unwrap().0;
+    let last = harness.sent.back().unwrap();
+    // The timestamp option takes 12 bytes of each segment: 1448 of data.
+    let send_max = last.sequence + last.payload.len() as u32;
+    harness.sent.clear();
+    harness.advance(Duration::from_millis(10));
+    for _ in 0..3 {
+        harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(102, sent));
+    }
+    let resent = harness.expect();
+    assert_eq!(resent.sequence, iss + 1);
+    let resent_timestamp = resent.options.timestamp.unwrap().0;
+    assert!(resent_timestamp > sent);
+    (harness, send_max, sent, resent_timestamp)
+}
+
+#[test]
+fn an_ack_echoing_the_original_undoes_a_spurious_fast_retransmit() {
+    // Eifel detection (RFC 3522): the ACK beyond the resent segment echoes the original's
+    // TSval, so the original arrived (it was reordered, not lost) and the window reduction is
+    // undone (RFC 4015).
+    let (mut harness, send_max, sent, _) = fast_retransmit_with_timestamps();
+    harness.inject(Inbound::new(ACK, 1001, send_max).timestamp(103, sent));
+    assert_eq!(harness.layer.counters().spurious_fast_retransmits, 1);
+}
+
+#[test]
+fn an_ack_echoing_the_retransmission_keeps_the_reduction() {
+    let (mut harness, send_max, _, resent) = fast_retransmit_with_timestamps();
+    harness.inject(Inbound::new(ACK, 1001, send_max).timestamp(103, resent));
+    assert_eq!(harness.layer.counters().spurious_fast_retransmits, 0);
+}
