@@ -247,6 +247,7 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_segments_out = tcp_counters.segments_out;
             counters.tcp_retransmits = tcp_counters.retransmits;
             counters.tcp_fast_retransmits = tcp_counters.fast_retransmits;
+            counters.tcp_spurious_fast_retransmits = tcp_counters.spurious_fast_retransmits;
             counters.tcp_timeouts = tcp_counters.timeouts;
             counters.tcp_passive_opens = tcp_counters.passive_opens;
             counters.tcp_active_opens = tcp_counters.active_opens;

@@ -78,11 +78,13 @@ counters! {
     /// Frames the interface accepted and dropped (all causes).
     frames_accepted,
     frames_dropped,
-    /// TCP segments in and out, retransmissions (timeouts and fast), connections.
+    /// TCP segments in and out, retransmissions (timeouts and fast, and the fast ones that
+    /// timestamps later proved spurious and undid), connections.
     tcp_segments_in,
     tcp_segments_out,
     tcp_retransmits,
     tcp_fast_retransmits,
+    tcp_spurious_fast_retransmits,
     tcp_timeouts,
     tcp_passive_opens,
     tcp_active_opens,
