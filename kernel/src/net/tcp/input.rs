@@ -558,10 +558,7 @@ fn send_syn_ack(
         sequence: handshake.initial_send,
         acknowledgment: handshake.initial_receive + 1,
         flags: SYN | ACK,
-        window: context
-            .config
-            .receive_buffer_size
-            .min(usize::from(u16::MAX)) as u16,
+        window: unscaled_receive_window(context),
         options: SegmentOptions {
             mss: Some(context.config.mss),
             window_scale: handshake.window_shifts.map(|(_, ours)| ours),
@@ -570,11 +567,7 @@ fn send_syn_ack(
             ..SegmentOptions::default()
         },
     };
-    context
-        .output
-        .push(header.source, header.destination, |out| {
-            segment::write(out, &header, (&[], &[]))
-        });
+    context.output.push_header_only(&header);
 }
 
 /// `<SEQ=ISS+1><ACK=IRS+1><CTL=ACK>` for a half-open connection.
@@ -590,20 +583,13 @@ fn send_half_open_ack(context: &mut Context, tuple: FourTuple, handshake: &Hands
         sequence: handshake.initial_send + 1,
         acknowledgment: handshake.initial_receive + 1,
         flags: ACK,
-        window: context
-            .config
-            .receive_buffer_size
-            .min(usize::from(u16::MAX)) as u16,
+        window: unscaled_receive_window(context),
         options: SegmentOptions {
             timestamp,
             ..SegmentOptions::default()
         },
     };
-    context
-        .output
-        .push(header.source, header.destination, |out| {
-            segment::write(out, &header, (&[], &[]))
-        });
+    context.output.push_header_only(&header);
 }
 
 /// An ACK from a TIME_WAIT record: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
@@ -625,9 +611,15 @@ fn send_time_wait_ack(context: &mut Context, tuple: FourTuple, record: &TimeWait
             ..SegmentOptions::default()
         },
     };
+    context.output.push_header_only(&header);
+}
+
+/// The window field of segments sent from a handshake record (the SYN-ACK, whose window
+/// RFC 7323 section 2.2 never scales, and the half-open ACK): the receive buffer, capped at
+/// 16 bits.
+fn unscaled_receive_window(context: &Context) -> u16 {
     context
-        .output
-        .push(header.source, header.destination, |out| {
-            segment::write(out, &header, (&[], &[]))
-        });
+        .config
+        .receive_buffer_size
+        .min(usize::from(u16::MAX)) as u16
 }

@@ -4,6 +4,8 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
+use super::segment::{self, SegmentHeader};
+
 /// One outgoing TCP segment, lent to the interface by [`TcpLayer::drain_output`](super::TcpLayer::drain_output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutSegment<'a> {
@@ -51,6 +53,13 @@ impl OutputQueue {
             source,
             destination,
             bytes: start..end,
+        });
+    }
+
+    /// Appends a segment that is only `header`: no payload (SYN-ACKs, bare ACKs, RSTs).
+    pub(crate) fn push_header_only(&mut self, header: &SegmentHeader) {
+        self.push(header.source, header.destination, |out| {
+            segment::write(out, header, (&[], &[]))
         });
     }
 

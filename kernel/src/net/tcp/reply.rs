@@ -33,11 +33,7 @@ pub(crate) fn send_reset(
         window: 0,
         options: SegmentOptions::default(),
     };
-    context
-        .output
-        .push(header.source, header.destination, |out| {
-            segment::write(out, &header, (&[], &[]))
-        });
+    context.output.push_header_only(&header);
     context.counters.resets_sent += 1;
 }
 
