@@ -623,6 +623,19 @@ mod tests {
         Interface::new(config, tcp, Instant::ZERO)
     }
 
+    /// An interface past its start-up announcements that has just received the peer's ARP
+    /// request for our address (so it knows the peer; its reply is not yet polled out).
+    fn interface_that_heard_the_peer_ask_for_us() -> Interface {
+        let mut interface = interface();
+        poll(&mut interface, Instant::ZERO);
+        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
+        interface.receive(
+            Instant::ZERO,
+            &arp_frame(request, EthernetAddress::BROADCAST),
+        );
+        interface
+    }
+
     fn arp_frame(message: ArpMessage, destination: EthernetAddress) -> Vec<u8> {
         let mut frame = alloc::vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
         let payload = ethernet::write_header(
@@ -817,13 +830,7 @@ mod tests {
 
     #[test]
     fn a_poll_sends_no_more_than_the_driver_has_room_for() {
-        let mut interface = interface();
-        poll(&mut interface, Instant::ZERO);
-        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
-        interface.receive(
-            Instant::ZERO,
-            &arp_frame(request, EthernetAddress::BROADCAST),
-        );
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
         let remote = SocketAddrV4::new(PEER_IP, 80);
         for _ in 0..3 {
             interface
@@ -918,13 +925,7 @@ mod tests {
 
     #[test]
     fn a_neighbour_in_use_is_polled_by_unicast_before_its_entry_expires() {
-        let mut interface = interface();
-        poll(&mut interface, Instant::ZERO);
-        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
-        interface.receive(
-            Instant::ZERO,
-            &arp_frame(request, EthernetAddress::BROADCAST),
-        );
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
         poll(&mut interface, Instant::ZERO);
         let late = Instant::ZERO + arp::ENTRY_LIFETIME - Duration::from_secs(2);
         // Time passes (and the second announcement goes) before the application connects.
@@ -1024,13 +1025,7 @@ mod tests {
 
     #[test]
     fn a_port_unreachable_quoting_our_syn_refuses_the_connection() {
-        let mut interface = interface();
-        poll(&mut interface, Instant::ZERO);
-        let request = ArpMessage::request(PEER, PEER_IP, OUR_IP);
-        interface.receive(
-            Instant::ZERO,
-            &arp_frame(request, EthernetAddress::BROADCAST),
-        );
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
         poll(&mut interface, Instant::ZERO);
         let handle = interface
             .tcp()
