@@ -20,13 +20,15 @@ use std::time::Duration;
 use smoltcp::wire::EthernetAddress;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::Ipv4Config;
-use unisock_kernel::net::partition::self_test::{Client, ClientPlan, Server};
+/// How the simulated NIC picks the receive queue of a frame: the self-test's, so the host
+/// harness and the image simulate the same NIC.
+pub use unisock_kernel::net::partition::self_test::Steering;
+use unisock_kernel::net::partition::self_test::{Client, ClientPlan, FrameSteering, Server};
 use unisock_kernel::net::partition::{
     CoreDispatcher, GlobalListenTable, PartitionCounters, RfdPortAllocator, RingFrame, ServedPort,
     SharedCore, SharedTables, StackMode,
 };
 use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig};
-use unisock_kernel::net::rss::{IndirectionTable, RssKey, ToeplitzTable};
 use unisock_kernel::net::tcp::{SocketHandle, TcpConfig, TcpCounters, TcpLayer};
 use unisock_kernel::socket::SharedTcpLayer;
 use unisock_kernel::sync::mesh::RingMesh;
@@ -52,16 +54,6 @@ fn client_mac(index: usize) -> EthernetAddress {
 
 fn backend_mac(index: usize) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 2, 0, index as u8 + 1])
-}
-
-/// How the simulated NIC picks the receive queue of a frame sent to the appliance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Steering {
-    /// RSS: Toeplitz with the port-only key, then the port-XOR indirection table; the same
-    /// that Receive Flow Deliver assumes. Non-TCP frames go to queue 0.
-    Rss,
-    /// Every frame to a random queue: only software RFD keeps connections on their owner.
-    Random,
 }
 
 /// One core's worker stops serving the service port after accepting `after_accepts`
@@ -192,9 +184,7 @@ impl ApplianceCore {
 
 /// The simulated NIC and the wire behind it.
 struct Wire {
-    steering: Steering,
-    table: IndirectionTable,
-    hasher: ToeplitzTable,
+    steering: FrameSteering,
     queues: Vec<Sender<Vec<u8>>>,
     clients: Vec<Sender<Vec<u8>>>,
     backends: Vec<Sender<Vec<u8>>>,
@@ -205,7 +195,7 @@ impl Wire {
     fn send(&self, frame: Vec<u8>, from_appliance: bool, random: &mut u64) {
         let destination = &frame[..6];
         if destination == APPLIANCE_MAC.0 || (destination == [0xff; 6] && !from_appliance) {
-            let queue = self.queue_for(&frame, random);
+            let queue = self.steering.queue_for(&frame, random, self.queues.len());
             let _ = self.queues[queue].send(frame);
         } else if destination == [0xff; 6] {
             for peer in self.clients.iter().chain(&self.backends) {
@@ -222,33 +212,6 @@ impl Wire {
             }
         }
     }
-
-    fn queue_for(&self, frame: &[u8], random: &mut u64) -> usize {
-        if self.steering == Steering::Random {
-            *random = mix(random.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            return (*random % self.queues.len() as u64) as usize;
-        }
-        // Ethernet 14 + IPv4 20 (we send no options) + TCP ports.
-        let is_tcp = frame.len() >= 38 && frame[12..14] == [0x08, 0x00] && frame[23] == 6;
-        if !is_tcp {
-            return 0;
-        }
-        let source = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
-        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
-        let source_port = u16::from_be_bytes([frame[34], frame[35]]);
-        let destination_port = u16::from_be_bytes([frame[36], frame[37]]);
-        let hash = self
-            .hasher
-            .hash_ipv4_tcp(source, destination, source_port, destination_port);
-        self.table.queue_for_hash(hash).index()
-    }
-}
-
-fn mix(value: u64) -> u64 {
-    let mut z = value;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// CPU time this thread has run, from `/proc/thread-self/schedstat` (Linux); `None` elsewhere.
@@ -360,9 +323,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
         ..RfdConfig::port_xor(cores).expect("rfd config")
     };
     let wire = Arc::new(Wire {
-        steering: scenario.steering,
-        table: rfd_config.indirection_table.clone(),
-        hasher: ToeplitzTable::new(RssKey::PORT_ONLY),
+        steering: FrameSteering::new(scenario.steering, rfd_config.indirection_table.clone()),
         queues: queue_senders,
         clients: client_senders,
         backends: backend_senders,

@@ -50,6 +50,7 @@ use crate::time::Instant;
 use scenario::{CoreReport, stop_after};
 pub use scenario::{ScenarioKind, ScenarioResult, Sizes, Steering, Violation};
 pub use traffic::{Client, ClientPlan, Server};
+pub use wire::FrameSteering;
 use wire::{Peer, Wire, WireQueue, mix};
 
 pub const SERVICE_PORT: u16 = 80;

@@ -18,12 +18,50 @@ use crate::runtime::QueuePair;
 use crate::socket::SharedTcpLayer;
 use crate::time::Instant;
 
-/// The simulated NIC and the wire behind it: a queue per appliance core and an inbox per
-/// peer, shared by all cores.
-pub(super) struct Wire {
+/// How a simulated NIC picks the receive queue of a frame (shared with the host harness in
+/// kernel/tests/partition, so both simulate the same NIC).
+pub struct FrameSteering {
     steering: Steering,
     table: IndirectionTable,
     hasher: ToeplitzTable,
+}
+
+impl FrameSteering {
+    /// RSS uses the port-only key and `table`, the same that Receive Flow Deliver assumes.
+    pub fn new(steering: Steering, table: IndirectionTable) -> FrameSteering {
+        FrameSteering {
+            steering,
+            table,
+            hasher: ToeplitzTable::new(RssKey::PORT_ONLY),
+        }
+    }
+
+    /// The queue (of `queues`) for `frame`; `random` draws it under random steering.
+    pub fn queue_for(&self, frame: &[u8], random: &mut u64, queues: usize) -> usize {
+        if self.steering == Steering::Random {
+            *random = mix(random.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            return (*random % queues as u64) as usize;
+        }
+        // Ethernet 14 + IPv4 20 (no options are sent) + TCP ports.
+        let is_tcp = frame.len() >= 38 && frame[12..14] == [0x08, 0x00] && frame[23] == 6;
+        if !is_tcp {
+            return 0;
+        }
+        let source = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+        let source_port = u16::from_be_bytes([frame[34], frame[35]]);
+        let destination_port = u16::from_be_bytes([frame[36], frame[37]]);
+        let hash = self
+            .hasher
+            .hash_ipv4_tcp(source, destination, source_port, destination_port);
+        self.table.queue_for_hash(hash).index()
+    }
+}
+
+/// The simulated NIC and the wire behind it: a queue per appliance core and an inbox per
+/// peer, shared by all cores.
+pub(super) struct Wire {
+    steering: FrameSteering,
     queues: Vec<spin::Mutex<VecDeque<Vec<u8>>>>,
     clients: Vec<spin::Mutex<VecDeque<Vec<u8>>>>,
     backends: Vec<spin::Mutex<VecDeque<Vec<u8>>>>,
@@ -37,9 +75,7 @@ impl Wire {
                 .collect()
         };
         Wire {
-            steering,
-            table,
-            hasher: ToeplitzTable::new(RssKey::PORT_ONLY),
+            steering: FrameSteering::new(steering, table),
             queues: inboxes(),
             clients: inboxes(),
             backends: inboxes(),
@@ -50,7 +86,7 @@ impl Wire {
     pub(super) fn send(&self, frame: Vec<u8>, from_appliance: bool, random: &mut u64) {
         let destination = &frame[..6];
         if destination == APPLIANCE_MAC.0 || (destination == [0xff; 6] && !from_appliance) {
-            let queue = self.queue_for(&frame, random);
+            let queue = self.steering.queue_for(&frame, random, self.queues.len());
             self.queues[queue].lock().push_back(frame);
         } else if destination == [0xff; 6] {
             for peer in self.clients.iter().chain(&self.backends) {
@@ -66,26 +102,6 @@ impl Wire {
                 peer.lock().push_back(frame);
             }
         }
-    }
-
-    fn queue_for(&self, frame: &[u8], random: &mut u64) -> usize {
-        if self.steering == Steering::Random {
-            *random = mix(random.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            return (*random % self.queues.len() as u64) as usize;
-        }
-        // Ethernet 14 + IPv4 20 (no options are sent) + TCP ports.
-        let is_tcp = frame.len() >= 38 && frame[12..14] == [0x08, 0x00] && frame[23] == 6;
-        if !is_tcp {
-            return 0;
-        }
-        let source = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
-        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
-        let source_port = u16::from_be_bytes([frame[34], frame[35]]);
-        let destination_port = u16::from_be_bytes([frame[36], frame[37]]);
-        let hash = self
-            .hasher
-            .hash_ipv4_tcp(source, destination, source_port, destination_port);
-        self.table.queue_for_hash(hash).index()
     }
 }
 
