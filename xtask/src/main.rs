@@ -97,6 +97,7 @@ fn cargo_target_directory() -> PathBuf {
 
 /// Builds the image ELF and copies it to `target/unisock/unisock.elf`.
 fn build() -> Result<PathBuf, Failure> {
+    ensure_image_target()?;
     let status = Command::new(cargo_program())
         .current_dir(repository_root())
         .args([
@@ -242,8 +243,62 @@ fn test() -> Step {
     check(status.success(), "end-to-end tests failed")
 }
 
-/// Installs the Debian packages that are missing, and nothing else.
+/// What to do about the image's rustup target, given `rustup target list --installed`'s
+/// output (`None`: rustup could not be run).
+#[derive(Debug, PartialEq, Eq)]
+enum TargetAction {
+    AlreadyInstalled,
+    Add,
+    /// No rustup: nothing here can add the target.
+    InstallRustup,
+}
+
+fn image_target_action(installed_targets: Option<&str>) -> TargetAction {
+    match installed_targets {
+        None => TargetAction::InstallRustup,
+        Some(list) if list.lines().any(|line| line.trim() == IMAGE_TARGET) => {
+            TargetAction::AlreadyInstalled
+        }
+        Some(_) => TargetAction::Add,
+    }
+}
+
+/// Adds the image's target when the toolchain lacks it. `rust-toolchain.toml` lists it, but
+/// rustup adds listed targets only when it installs the toolchain itself (and not at all with
+/// `RUSTUP_AUTO_INSTALL=0`), so a fresh machine with stable already there has no target.
+fn ensure_image_target() -> Step {
+    let listed = Command::new("rustup")
+        .current_dir(repository_root())
+        .args(["target", "list", "--installed"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
+    match image_target_action(listed.as_deref()) {
+        TargetAction::AlreadyInstalled => Ok(()),
+        TargetAction::InstallRustup => Err(Failure(format!(
+            "rustup not found: the image needs the {IMAGE_TARGET} target, which only rustup \
+             installs; install rustup (https://rustup.rs), then run this again"
+        ))),
+        TargetAction::Add => {
+            println!("xtask: rustup target add {IMAGE_TARGET}");
+            let status = Command::new("rustup")
+                .current_dir(repository_root())
+                .args(["target", "add", IMAGE_TARGET])
+                .status()
+                .map_err(|error| Failure(format!("cannot run rustup: {error}")))?;
+            check(
+                status.success(),
+                &format!("rustup target add {IMAGE_TARGET} failed"),
+            )
+        }
+    }
+}
+
+/// Installs the Debian packages that are missing and the image's rustup target, and nothing
+/// else.
 fn install_dependencies() -> Step {
+    ensure_image_target()?;
     let missing: Vec<&str> = PACKAGES
         .iter()
         .copied()
@@ -333,4 +388,29 @@ fn check(condition: bool, message: &str) -> Step {
 
 fn io_failure(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
     move |error| Failure(format!("cannot {what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_is_added_only_when_missing() {
+        let with_target = "x86_64-unknown-linux-gnu\nx86_64-unknown-none\n";
+        assert_eq!(
+            image_target_action(Some(with_target)),
+            TargetAction::AlreadyInstalled
+        );
+        assert_eq!(
+            image_target_action(Some("x86_64-unknown-linux-gnu\n")),
+            TargetAction::Add
+        );
+        assert_eq!(image_target_action(Some("")), TargetAction::Add);
+        // A target whose name merely contains ours does not count.
+        assert_eq!(
+            image_target_action(Some("x86_64-unknown-none-softfloat\n")),
+            TargetAction::Add
+        );
+        assert_eq!(image_target_action(None), TargetAction::InstallRustup);
+    }
 }
