@@ -5,6 +5,7 @@
 extern crate alloc;
 
 pub mod http;
+pub mod proxy;
 pub mod responder;
 pub mod services;
 pub mod sha256;

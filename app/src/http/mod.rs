@@ -1,5 +1,11 @@
-//! The little of HTTP/1.x the responder needs: where a request head ends, and its method and
-//! path (RFC 9112, section 3).
+//! HTTP/1.x messages: the proxy's request and response heads (parsed with `httparse`), body
+//! framing and chunked coding; and the little the responder needs (where a request head ends,
+//! its method and path; RFC 9112, section 3).
+
+pub mod chunked;
+pub mod fields;
+pub mod request;
+pub mod response;
 
 /// The length of the request head (through the blank line) if `received` holds all of it.
 pub fn head_length(received: &[u8]) -> Option<usize> {

@@ -1,0 +1,312 @@
+//! A client's request head, parsed with `httparse` under the proxy's limits, and every check that keeps a smuggled or ambiguous request from reaching a backend (RFC 9112 sections 2-3 and 6, RFC 9110 7.2).
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::fields::{self, BodyFraming, FramingError, HeaderField};
+
+/// The size limits a request head is read under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadLimits {
+    pub request_line: usize,
+    pub header_bytes: usize,
+    pub header_count: usize,
+}
+
+/// A complete, checked request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<HeaderField>,
+    /// The request's body framing (`Empty` when it has none).
+    pub framing: BodyFraming,
+}
+
+/// Why a request was refused; each maps to one status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not HTTP/1.x, or bytes the grammar forbids (bare CR, whitespace before a colon,
+    /// obs-fold, control characters, a bad token): 400.
+    Malformed,
+    /// HTTP/1.1 without exactly one `Host` (RFC 9112 3.2): 400.
+    BadHost,
+    /// Ambiguous or forbidden framing: 400 (or 501 for an unsupported coding).
+    Framing(FramingError),
+    /// The request line is longer than the limit: 414.
+    RequestLineTooLong,
+    /// The head is larger, or has more fields, than the limits: 431.
+    HeadTooLarge,
+}
+
+impl RequestError {
+    /// The status the client gets.
+    pub fn status(self) -> u16 {
+        match self {
+            RequestError::Malformed | RequestError::BadHost => 400,
+            RequestError::Framing(FramingError::UnsupportedCoding) => 501,
+            RequestError::Framing(_) => 400,
+            RequestError::RequestLineTooLong => 414,
+            RequestError::HeadTooLarge => 431,
+        }
+    }
+}
+
+/// Parses the head at the start of `received`: `Ok(None)` while it is incomplete (and within
+/// the limits), else the head and its length in bytes.
+pub fn parse(
+    received: &[u8],
+    limits: &HeadLimits,
+) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    // RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request line.
+    let leading = leading_empty_lines(received);
+    let received_after = &received[leading..];
+    let line_end = received_after.iter().position(|&byte| byte == b'\n');
+    match line_end {
+        Some(end) if end > limits.request_line => return Err(RequestError::RequestLineTooLong),
+        None if received_after.len() > limits.request_line => {
+            return Err(RequestError::RequestLineTooLong);
+        }
+        _ => {}
+    }
+    let mut storage = vec![httparse::EMPTY_HEADER; limits.header_count];
+    let mut request = httparse::Request::new(&mut storage);
+    let status = request.parse(received_after);
+    let length = match status {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => {
+            if received.len() > limits.header_bytes {
+                return Err(RequestError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        Err(_) => return Err(RequestError::Malformed),
+    };
+    if leading + length > limits.header_bytes {
+        return Err(RequestError::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor_version)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(RequestError::Malformed);
+    };
+    let headers: Vec<HeaderField> = request
+        .headers
+        .iter()
+        .map(|header| HeaderField {
+            name: String::from(header.name),
+            value: header.value.to_vec(),
+        })
+        .collect();
+    check_field_values(&headers)?;
+    let hosts = headers.iter().filter(|field| field.is("host")).count();
+    if hosts > 1 || (minor_version == 1 && hosts == 0) {
+        return Err(RequestError::BadHost);
+    }
+    // A request without framing fields has no body (RFC 9112 6.3 item 7).
+    let framing = fields::framing(&headers, minor_version)
+        .map_err(RequestError::Framing)?
+        .unwrap_or(BodyFraming::Empty);
+    let framing = match framing {
+        BodyFraming::Length(0) => BodyFraming::Empty,
+        other => other,
+    };
+    Ok(Some((
+        RequestHead {
+            method: String::from(method),
+            target: String::from(target),
+            minor_version,
+            headers,
+            framing,
+        },
+        leading + length,
+    )))
+}
+
+/// `httparse` accepts obs-text and a bare LF; it rejects control characters and bare CR. A
+/// value must still not hold a CR or LF of its own (it cannot, after the parse) nor start
+/// with the remains of an obs-fold, which `httparse` reports as an invalid name already.
+fn check_field_values(headers: &[HeaderField]) -> Result<(), RequestError> {
+    let forbidden = |byte: &u8| *byte == b'\r' || *byte == b'\n' || *byte == 0;
+    if headers
+        .iter()
+        .any(|field| field.value.iter().any(forbidden))
+    {
+        return Err(RequestError::Malformed);
+    }
+    Ok(())
+}
+
+fn leading_empty_lines(received: &[u8]) -> usize {
+    let mut position = 0;
+    loop {
+        if received[position..].starts_with(b"\r\n") {
+            position += 2;
+        } else if received[position..].starts_with(b"\n") {
+            position += 1;
+        } else {
+            return position;
+        }
+    }
+}
+
+impl RequestHead {
+    /// Methods that a retry cannot repeat the effect of (RFC 9110 9.2.2).
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        )
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    pub fn expects_continue(&self) -> bool {
+        self.minor_version >= 1
+            && self.headers.iter().any(|field| {
+                field.is("expect") && field.value.eq_ignore_ascii_case(b"100-continue")
+            })
+    }
+
+    /// The protocol an `Upgrade` request asks for (with `Connection: upgrade`), if any.
+    pub fn upgrade(&self) -> Option<&[u8]> {
+        if self.minor_version == 0 || !fields::has_token(&self.headers, "connection", "upgrade") {
+            return None;
+        }
+        self.headers
+            .iter()
+            .find(|field| field.is("upgrade"))
+            .map(|field| field.value.as_slice())
+    }
+
+    pub fn wants_persistence(&self) -> bool {
+        fields::wants_persistence(&self.headers, self.minor_version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        request_line: 100,
+        header_bytes: 300,
+        header_count: 8,
+    };
+
+    fn parsed(text: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
+        parse(text, &LIMITS)
+    }
+
+    fn error(text: &[u8]) -> RequestError {
+        parsed(text).expect_err(core::str::from_utf8(text).unwrap_or("?"))
+    }
+
+    #[test]
+    fn a_simple_request_is_parsed() {
+        let text = b"GET /a?b HTTP/1.1\r\nHost: example\r\nAccept: */*\r\n\r\nnext";
+        let (head, length) = parsed(text).unwrap().unwrap();
+        assert_eq!(length, text.len() - 4);
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, "/a?b");
+        assert_eq!(head.minor_version, 1);
+        assert_eq!(head.framing, BodyFraming::Empty);
+        assert_eq!(head.headers.len(), 2);
+        assert!(head.wants_persistence());
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        assert_eq!(parsed(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        assert_eq!(parsed(b""), Ok(None));
+        assert_eq!(parsed(b"\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        for (text, expected) in [
+            (
+                &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                RequestError::Framing(FramingError::LengthAndTransferEncoding),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                RequestError::Framing(FramingError::BadContentLength),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                RequestError::Framing(FramingError::ChunkedNotFinal),
+            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/1.1\r\nHo\x01st: a\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/1.1\r\n\r\n", RequestError::BadHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", RequestError::BadHost),
+        ] {
+            assert_eq!(error(text), expected, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn limits_give_their_status() {
+        let long_line = [b"GET /".as_slice(), &[b'a'; 120], b" HTTP/1.1\r\n"].concat();
+        assert_eq!(error(&long_line).status(), 414);
+        let unfinished_line = [b"GET /".as_slice(), &[b'a'; 120]].concat();
+        assert_eq!(error(&unfinished_line).status(), 414);
+        let many = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\n\r\n";
+        assert_eq!(error(many).status(), 431);
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for _ in 0..5 {
+            big.extend_from_slice(b"X-Filler: ");
+            big.extend_from_slice(&[b'x'; 60]);
+            big.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(error(&big).status(), 431, "incomplete and over the limit");
+        big.extend_from_slice(b"\r\n");
+        assert_eq!(error(&big).status(), 431, "complete and over the limit");
+    }
+
+    #[test]
+    fn bodies_are_framed() {
+        let (head, _) = parsed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, BodyFraming::Length(10));
+        let (head, _) = parsed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        assert_eq!(
+            error(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+                .status(),
+            501
+        );
+    }
+
+    #[test]
+    fn http_1_0_needs_no_host_and_closes() {
+        let (head, _) = parsed(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.minor_version, 0);
+        assert!(!head.wants_persistence());
+    }
+
+    #[test]
+    fn upgrade_and_expect_are_recognised() {
+        let (head, _) = parsed(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.upgrade(), Some(&b"websocket"[..]));
+        assert!(head.expects_continue());
+    }
+}

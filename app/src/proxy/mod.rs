@@ -1,0 +1,24 @@
+//! The HTTP/1.1 reverse proxy and load balancer: one worker per core accepts from its core's listener and serves each client connection to completion on that core, including the backend connection (opened from a Receive Flow Deliver port of the same core, so the backend's replies come back to this core).
+//!
+//! Modules, one concept each: `settings` (the typed configuration and its words), `worker`
+//! (a core's worker and its tasks), `exchange` (one client connection: requests, relaying,
+//! retries, tunnels), `forward` (the heads sent on), `balance`, `health`, `pool` (idle
+//! backend connections), `errors` (the proxy's own responses), `statistics`, `stream` (a
+//! buffered connection). HTTP parsing and framing live in `crate::http`.
+
+mod balance;
+mod errors;
+mod exchange;
+mod forward;
+mod health;
+mod pool;
+pub mod settings;
+mod statistics;
+mod stream;
+mod worker;
+
+pub use errors::ProxyError;
+pub use health::HealthBoard;
+pub use settings::{ProxySettings, SettingsError, is_proxy_key};
+pub use statistics::{ProxyCoreCounters, ProxyStatistics};
+pub use worker::{ProxyShared, Worker, WorkerPlace, start};

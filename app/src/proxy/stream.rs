@@ -1,0 +1,115 @@
+//! A connection with a read buffer: heads are parsed from the buffer, and whatever follows a head (a body, the next pipelined request) stays there for the next reader.
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use unisock_kernel::executor::Handle;
+use unisock_kernel::socket::{SocketError, TcpStream};
+
+/// Bytes read from the socket at a time (and the most a body relay holds per direction).
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a read or write did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    Socket(SocketError),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl From<SocketError> for StreamError {
+    fn from(error: SocketError) -> Self {
+        StreamError::Socket(error)
+    }
+}
+
+pub struct BufferedStream {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    /// Bytes before `start` have been consumed.
+    start: usize,
+}
+
+impl BufferedStream {
+    pub fn new(stream: TcpStream) -> BufferedStream {
+        BufferedStream {
+            stream,
+            buffer: Vec::new(),
+            start: 0,
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Received bytes not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    pub fn consume(&mut self, count: usize) {
+        self.start = (self.start + count).min(self.buffer.len());
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer, waiting at most `timeout`; 0 means end of stream.
+    pub async fn fill(&mut self, handle: &Handle, timeout: Duration) -> Result<usize, StreamError> {
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        let old_length = self.buffer.len();
+        self.buffer.resize(old_length + READ_CHUNK, 0);
+        let read = handle
+            .timeout(timeout, self.stream.read(&mut self.buffer[old_length..]))
+            .await;
+        let count = match read {
+            Ok(Ok(count)) => count,
+            Ok(Err(error)) => {
+                self.buffer.truncate(old_length);
+                return Err(StreamError::Socket(error));
+            }
+            Err(_elapsed) => {
+                self.buffer.truncate(old_length);
+                return Err(StreamError::TimedOut);
+            }
+        };
+        self.buffer.truncate(old_length + count);
+        Ok(count)
+    }
+
+    /// Writes all of `data`, waiting at most `timeout` for the peer to make room.
+    pub async fn write_all(
+        &self,
+        handle: &Handle,
+        timeout: Duration,
+        data: &[u8],
+    ) -> Result<(), StreamError> {
+        match handle.timeout(timeout, self.stream.write_all(data)).await {
+            Ok(result) => result.map_err(StreamError::Socket),
+            Err(_elapsed) => Err(StreamError::TimedOut),
+        }
+    }
+
+    /// Whether the peer has sent something (or closed, or failed) while nobody was reading:
+    /// an idle pooled connection in that state cannot carry a new request.
+    pub fn has_input_or_error(&self) -> bool {
+        !self.buffered().is_empty()
+            || self.stream.readiness().map_or(true, |readiness| {
+                readiness.readable || readiness.error.is_some()
+            })
+    }
+
+    pub fn close(self) {
+        // A stale handle is the only error, and then there is nothing to close.
+        let _ = self.stream.close();
+    }
+
+    pub fn abort(self) {
+        let _ = self.stream.abort();
+    }
+}
