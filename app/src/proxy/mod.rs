@@ -21,4 +21,4 @@ pub use errors::ProxyError;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
 pub use statistics::{ProxyCoreCounters, ProxyStatistics};
-pub use worker::{ProxyShared, Worker, WorkerPlace, start};
+pub use worker::{Listening, ProxyShared, Worker, WorkerPlace, start};

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::ServedPort;
-use unisock_kernel::socket::SharedTcpLayer;
+use unisock_kernel::socket::{SharedTcpLayer, TcpListener};
 
 use super::balance::Balancer;
 use super::exchange::serve_client;
@@ -106,9 +106,27 @@ impl Worker {
     }
 }
 
+/// What a worker accepts from: in the image a port served through the core's partition
+/// (`ServedPort`), in host tests a plain listener.
+pub trait Listening: 'static {
+    fn listener(&self) -> &TcpListener;
+}
+
+impl Listening for ServedPort {
+    fn listener(&self) -> &TcpListener {
+        ServedPort::listener(self)
+    }
+}
+
+impl Listening for TcpListener {
+    fn listener(&self) -> &TcpListener {
+        self
+    }
+}
+
 /// Starts this core's worker on `port`: the accept loop, the pool sweeper and this core's
 /// share of the health checks.
-pub fn start(port: ServedPort, worker: Worker) {
+pub fn start(port: impl Listening, worker: Worker) {
     let worker = Rc::new(worker);
     let handle = worker.handle.clone();
     let backends = worker.settings().pool.backends.len();
@@ -123,7 +141,7 @@ pub fn start(port: ServedPort, worker: Worker) {
     handle.spawn(accept_loop(worker, port));
 }
 
-async fn accept_loop(worker: Rc<Worker>, port: ServedPort) {
+async fn accept_loop(worker: Rc<Worker>, port: impl Listening) {
     loop {
         match port.listener().accept().await {
             Ok(stream) => worker.handle.spawn(serve_client(worker.clone(), stream)),

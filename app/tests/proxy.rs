@@ -1,0 +1,646 @@
+//! The reverse proxy over the simulated network: framing both ways, keep-alive and pipelining, bodiless responses, interim responses, tunnels, smuggling defences, limits, error statuses, timeouts, balancing, health and retries.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Behaviour, Bench, Ending, clean, settings};
+use unisock_sim::Impairments;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: example\r\n{extra}\r\n").into_bytes()
+}
+
+fn fixed(body: &str) -> Behaviour {
+    Behaviour::Fixed {
+        status: 200,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// One client sending `request`, one backend with `behaviour`; the bench after the run.
+fn one_exchange(words: &str, behaviour: Behaviour, request: Vec<u8>) -> Bench {
+    let mut bench = Bench::new(1, clean(), settings(words, 1), vec![behaviour]);
+    bench.client(request, Duration::ZERO, 30 * SECOND);
+    bench.run(120 * SECOND);
+    bench
+}
+
+#[test]
+fn a_request_goes_through_with_forwarding_fields_and_without_hop_by_hop_ones() {
+    let bench = one_exchange(
+        "",
+        fixed("hello"),
+        get(
+            "/a?b=1",
+            "Connection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 192.0.2.7\r\nAccept: */*\r\n",
+        ),
+    );
+    let result = bench.result(0);
+    assert_eq!(result.ending, Ending::Closed);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(responses[0].body, b"hello");
+    assert_eq!(responses[0].header("x-backend"), Some("yes"));
+    assert_eq!(responses[0].header("via"), Some("1.1 unisock"));
+    assert_eq!(responses[0].header("connection"), Some("close"));
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.requests.len(), 1);
+    let head = log.requests[0].head.to_ascii_lowercase();
+    assert!(head.starts_with("get /a?b=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("host: example\r\n"));
+    assert!(head.contains("accept: */*\r\n"));
+    assert!(
+        head.contains("x-forwarded-for: 192.0.2.7, 10.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-forwarded-proto: http\r\n"));
+    assert!(head.contains("forwarded: for=10.0.0.1;proto=http\r\n"));
+    assert!(head.contains("via: 1.1 unisock\r\n"));
+    for gone in ["x-secret", "keep-alive", "te:", "connection: close"] {
+        assert!(!head.contains(gone), "{gone} was forwarded: {head}");
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_over_one_pooled_backend_connection() {
+    let mut requests = Vec::new();
+    for index in 0..5 {
+        let body = format!("request {index}");
+        requests.extend_from_slice(
+            format!(
+                "POST /{index} HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n{}\r\n{body}",
+                body.len(),
+                if index == 4 {
+                    "Connection: close\r\n"
+                } else {
+                    ""
+                }
+            )
+            .as_bytes(),
+        );
+    }
+    // POST is not replayable, so each takes a new backend connection; GETs reuse one.
+    let bench = one_exchange("", Behaviour::EchoChunked { piece: 3 }, requests);
+    let responses = bench.responses(0, &[false; 5]);
+    let bodies: Vec<String> = responses
+        .iter()
+        .map(|response| String::from_utf8(response.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "request 0",
+            "request 1",
+            "request 2",
+            "request 3",
+            "request 4"
+        ]
+    );
+    assert_eq!(bench.result(0).ending, Ending::Closed);
+
+    let mut gets = Vec::new();
+    for index in 0..5 {
+        gets.extend_from_slice(&get(
+            &format!("/{index}"),
+            if index == 4 {
+                "Connection: close\r\n"
+            } else {
+                ""
+            },
+        ));
+    }
+    let bench = one_exchange("", fixed("same"), gets);
+    assert_eq!(bench.responses(0, &[false; 5]).len(), 5);
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.requests.len(), 5);
+    assert_eq!(
+        log.connections, 1,
+        "keep-alive to the backend reuses one connection"
+    );
+    let report = bench.report();
+    assert!(report.contains("backend_reuses=4"), "{report}");
+}
+
+#[test]
+fn without_a_pool_every_request_gets_its_own_backend_connection() {
+    let mut gets = Vec::new();
+    for index in 0..3 {
+        gets.extend_from_slice(&get(
+            "/",
+            if index == 2 {
+                "Connection: close\r\n"
+            } else {
+                ""
+            },
+        ));
+    }
+    let bench = one_exchange("pool.idle=0", fixed("x"), gets);
+    assert_eq!(bench.responses(0, &[false; 3]).len(), 3);
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.connections, 3);
+    assert!(
+        log.requests
+            .iter()
+            .all(|request| request.head.contains("Connection: close"))
+    );
+}
+
+#[test]
+fn bodies_are_reframed_both_ways() {
+    // A chunked upload reaches the backend chunked; its until-close answer reaches an
+    // HTTP/1.1 client chunked, and an HTTP/1.0 client until close.
+    let upload =
+        b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                   4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\nX-T: 1\r\n\r\n"
+            .to_vec();
+    let bench = one_exchange("", Behaviour::EchoUntilClose, upload);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses[0].body, b"abcdefg");
+    assert_eq!(responses[0].header("transfer-encoding"), Some("chunked"));
+    assert_eq!(bench.backends[0].borrow().requests[0].body, b"abcdefg");
+    assert!(
+        bench.backends[0].borrow().requests[0]
+            .head
+            .contains("Transfer-Encoding: chunked")
+    );
+
+    let old = b"POST /u HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+    let bench = one_exchange("", Behaviour::EchoChunked { piece: 2 }, old);
+    let result = bench.result(0);
+    assert_eq!(result.ending, Ending::Closed);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses[0].body, b"hello");
+    assert_eq!(responses[0].header("transfer-encoding"), None);
+    assert_eq!(responses[0].header("content-length"), None);
+}
+
+#[test]
+fn a_large_body_streams_byte_exact_through_a_lossy_reordering_wire() {
+    let body: Vec<u8> = (0..300_000u32)
+        .map(|index| (index * 7 + index / 251) as u8)
+        .collect();
+    let mut request = format!(
+        "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    for seed in [3, 4] {
+        let impairments = Impairments {
+            loss: 0.03,
+            duplication: 0.01,
+            reordering: 0.05,
+            reorder_delay: Duration::from_millis(2),
+            corruption: 0.005,
+            delay: Duration::from_millis(1),
+            jitter: Duration::from_micros(200),
+        };
+        let mut bench = Bench::new(
+            seed,
+            impairments,
+            settings("", 1),
+            vec![Behaviour::EchoChunked { piece: 4000 }],
+        );
+        bench.client(request.clone(), Duration::ZERO, 600 * SECOND);
+        bench.run(900 * SECOND);
+        let responses = bench.responses(0, &[false]);
+        assert_eq!(responses[0].status, 200, "seed {seed}");
+        assert!(responses[0].body == body, "seed {seed}: the body differs");
+    }
+}
+
+#[test]
+fn bodiless_responses_leave_the_connection_usable() {
+    let mut requests = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+    requests.extend_from_slice(&get("/", "Connection: close\r\n"));
+    let bench = one_exchange("", fixed("twelve bytes"), requests);
+    let responses = bench.responses(0, &[true, false]);
+    assert_eq!(responses.len(), 2);
+    assert_eq!(
+        responses[0].header("content-length"),
+        Some("12"),
+        "HEAD keeps the length"
+    );
+    assert!(responses[0].body.is_empty());
+    assert_eq!(responses[1].body, b"twelve bytes");
+
+    for status in [204, 304] {
+        let mut requests = get("/", "");
+        requests.extend_from_slice(&get("/", "Connection: close\r\n"));
+        let bench = one_exchange(
+            "",
+            Behaviour::Fixed {
+                status,
+                body: Vec::new(),
+            },
+            requests,
+        );
+        let responses = bench.responses(0, &[false, false]);
+        assert_eq!(
+            responses
+                .iter()
+                .map(|response| response.status)
+                .collect::<Vec<_>>(),
+            [status, status]
+        );
+    }
+}
+
+#[test]
+fn interim_responses_are_relayed_and_expect_continue_is_answered() {
+    let bench = one_exchange(
+        "",
+        Behaviour::InterimThenFixed {
+            body: b"final".to_vec(),
+        },
+        get("/", "Connection: close\r\n"),
+    );
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(
+        responses
+            .iter()
+            .map(|response| response.status)
+            .collect::<Vec<_>>(),
+        [103, 200]
+    );
+    assert_eq!(responses[0].header("link"), Some("</a>"));
+    assert_eq!(responses[1].body, b"final");
+
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("", 1),
+        vec![Behaviour::EchoChunked { piece: 10 }],
+    );
+    bench.client_with(
+        vec![
+            (Duration::ZERO, b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\n".to_vec()),
+            (Duration::from_millis(100), b"data".to_vec()),
+        ],
+        Duration::ZERO,
+        30 * SECOND,
+        false,
+    );
+    bench.run(60 * SECOND);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(
+        responses
+            .iter()
+            .map(|response| response.status)
+            .collect::<Vec<_>>(),
+        [100, 200]
+    );
+    assert_eq!(responses[1].body, b"data");
+    assert!(
+        !bench.backends[0].borrow().requests[0]
+            .head
+            .contains("Expect")
+    );
+}
+
+#[test]
+fn an_upgrade_becomes_a_tunnel() {
+    let mut bench = Bench::new(1, clean(), settings("", 1), vec![Behaviour::UpgradeEcho]);
+    bench.client_with(
+        vec![
+            (
+                Duration::ZERO,
+                get("/ws", "Connection: Upgrade\r\nUpgrade: echo\r\n"),
+            ),
+            (Duration::from_millis(50), b"hello ".to_vec()),
+            (Duration::from_millis(50), b"tunnel".to_vec()),
+        ],
+        Duration::ZERO,
+        30 * SECOND,
+        true,
+    );
+    bench.run(60 * SECOND);
+    let result = bench.result(0);
+    let text = String::from_utf8_lossy(&result.received).into_owned();
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("upgrade: echo\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nHELLO TUNNEL"), "{text}");
+    assert_eq!(result.ending, Ending::Closed);
+    let head = bench.backends[0].borrow().requests[0]
+        .head
+        .to_ascii_lowercase();
+    assert!(
+        head.contains("connection: upgrade\r\n") && head.contains("upgrade: echo\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn connect_is_refused() {
+    let bench = one_exchange(
+        "",
+        fixed("x"),
+        b"CONNECT example:443 HTTP/1.1\r\nHost: example:443\r\n\r\n".to_vec(),
+    );
+    assert_eq!(bench.responses(0, &[false])[0].status, 405);
+    assert!(bench.backends[0].borrow().requests.is_empty());
+}
+
+#[test]
+fn smuggling_attempts_get_400_and_never_reach_a_backend() {
+    let cases: Vec<(&str, &[u8], u16)> = vec![
+        ("CL and TE", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("differing CL", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        ("CL list", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4, 5\r\n\r\nabcde", 400),
+        ("TE not chunked last", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        ("TE unknown coding", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        ("TE in 1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n", 400),
+        ("bare CR", b"GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 400),
+        ("NUL in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+        ("bad name byte", b"GET / HTTP/1.1\r\nHost: a\r\nX\x7f: 1\r\n\r\n", 400),
+        ("bad chunk size", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+        ("chunk without CRLF", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX0\r\n\r\n", 400),
+        ("no host", b"GET / HTTP/1.1\r\n\r\n", 400),
+        ("two hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("not HTTP", b"HELLO\r\n\r\n", 400),
+    ];
+    for (name, request, status) in cases {
+        let bench = one_exchange("", fixed("x"), request.to_vec());
+        let result = bench.result(0);
+        let responses = bench.responses(0, &[false]);
+        assert_eq!(responses.len(), 1, "{name}");
+        assert_eq!(responses[0].status, status, "{name}");
+        assert_eq!(responses[0].header("connection"), Some("close"), "{name}");
+        assert_eq!(result.ending, Ending::Closed, "{name}");
+        let log = bench.backends[0].borrow();
+        // A bad chunk is only seen once the head went on: the backend then gets the head but
+        // never a complete request (its connection is reset).
+        let complete = log.requests.len();
+        assert_eq!(complete, 0, "{name}: a backend received it");
+    }
+}
+
+#[test]
+fn limits_give_414_431_and_413() {
+    let long_target = format!("/{}", "a".repeat(9000));
+    let bench = one_exchange("", fixed("x"), get(&long_target, ""));
+    assert_eq!(bench.responses(0, &[false])[0].status, 414);
+
+    let many: String = (0..101).map(|index| format!("X-{index}: 1\r\n")).collect();
+    let bench = one_exchange("", fixed("x"), get("/", &many));
+    assert_eq!(bench.responses(0, &[false])[0].status, 431);
+
+    let big = format!("X-Big: {}\r\n", "b".repeat(40_000));
+    let bench = one_exchange("", fixed("x"), get("/", &big));
+    assert_eq!(bench.responses(0, &[false])[0].status, 431);
+
+    let bench = one_exchange(
+        "limit.body=10",
+        fixed("x"),
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n01234567890".to_vec(),
+    );
+    assert_eq!(bench.responses(0, &[false])[0].status, 413);
+    assert!(bench.backends[0].borrow().requests.is_empty());
+
+    let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n".to_vec();
+    let bench = one_exchange(
+        "limit.body=10",
+        Behaviour::EchoChunked { piece: 100 },
+        chunked,
+    );
+    assert_eq!(bench.responses(0, &[false])[0].status, 413);
+    assert!(
+        bench.backends[0].borrow().requests.is_empty(),
+        "the backend got no complete request"
+    );
+}
+
+#[test]
+fn backend_failures_give_502_503_and_504() {
+    // Nobody listens on the backend port of host 3: refused.
+    let mut words = settings("retry.connect=0", 1);
+    words.pool.backends[0].address.set_port(9);
+    let mut bench = Bench::new(1, clean(), words, vec![fixed("x")]);
+    bench.client(get("/", ""), Duration::ZERO, 30 * SECOND);
+    bench.run(60 * SECOND);
+    assert_eq!(bench.responses(0, &[false])[0].status, 502);
+
+    let bench = one_exchange("", Behaviour::Garbage, get("/", ""));
+    assert_eq!(bench.responses(0, &[false])[0].status, 502);
+
+    let bench = one_exchange("", Behaviour::CloseAtOnce, get("/", ""));
+    assert_eq!(bench.responses(0, &[false])[0].status, 502);
+
+    let bench = one_exchange("timeout.backend=2.5", Behaviour::Silent, get("/", ""));
+    let result = bench.result(0);
+    assert_eq!(bench.responses(0, &[false])[0].status, 504);
+    let elapsed = result.finished_at.as_nanos() as f64 / 1e9;
+    assert!((2.5..3.5).contains(&elapsed), "504 after {elapsed} s");
+
+    // Every backend ejected: 503.
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("eject.failures=1 eject.cooloff=100 retry.connect=0", 1),
+        vec![Behaviour::CloseAtOnce],
+    );
+    bench.client(get("/", ""), Duration::ZERO, 30 * SECOND);
+    bench.client(get("/", ""), SECOND, 30 * SECOND);
+    bench.run(60 * SECOND);
+    assert_eq!(bench.responses(0, &[false])[0].status, 502);
+    assert_eq!(bench.responses(1, &[false])[0].status, 503);
+}
+
+#[test]
+fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
+    for behaviour in [
+        Behaviour::ResetMidBody { sent: 5000 },
+        Behaviour::CloseMidBody { sent: 5000 },
+    ] {
+        let bench = one_exchange("", behaviour.clone(), get("/", ""));
+        let result = bench.result(0);
+        assert_eq!(result.ending, Ending::Reset, "{behaviour:?}");
+        let text = String::from_utf8_lossy(&result.received);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Length: 100000\r\n"));
+        assert!(result.received.len() < 100_000);
+        assert!(bench.report().contains("truncated_responses=1"));
+    }
+}
+
+#[test]
+fn slow_and_idle_clients_are_timed_out() {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("timeout.header=2 timeout.client=5", 1),
+        vec![fixed("x")],
+    );
+    // Slowloris: a head trickled a byte a second never completes in the header timeout.
+    let trickle: Vec<(Duration, Vec<u8>)> = b"GET / HTTP/1.1\r\nHost: a\r\n"
+        .iter()
+        .map(|&byte| (SECOND, vec![byte]))
+        .collect();
+    bench.client_with(trickle, Duration::ZERO, 60 * SECOND, false);
+    // Idle: connects and says nothing.
+    bench.client_with(Vec::new(), Duration::ZERO, 60 * SECOND, false);
+    bench.run(120 * SECOND);
+    let slow = bench.result(0);
+    assert!(
+        String::from_utf8_lossy(&slow.received).starts_with("HTTP/1.1 408 "),
+        "{slow:?}"
+    );
+    let elapsed = slow.finished_at.as_nanos() as f64 / 1e9;
+    assert!((2.5..4.5).contains(&elapsed), "408 after {elapsed} s");
+    let idle = bench.result(1);
+    assert_eq!(idle.ending, Ending::Closed);
+    assert!(idle.received.is_empty());
+    let elapsed = idle.finished_at.as_nanos() as f64 / 1e9;
+    assert!(
+        (5.0..6.0).contains(&elapsed),
+        "idle close after {elapsed} s"
+    );
+}
+
+fn distribution(words: &str, backends: usize, clients: usize) -> Vec<usize> {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings(words, backends),
+        (0..backends).map(|_| fixed("x")).collect(),
+    );
+    for index in 0..clients {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(10 * index as u64),
+            30 * SECOND,
+        );
+    }
+    bench.run(600 * SECOND);
+    for client in 0..clients {
+        assert_eq!(bench.responses(client, &[false])[0].status, 200);
+    }
+    bench
+        .backends
+        .iter()
+        .map(|log| log.borrow().requests.len())
+        .collect()
+}
+
+#[test]
+fn each_balancing_algorithm_spreads_requests() {
+    assert_eq!(distribution("balance=rr", 3, 30), [10, 10, 10]);
+    let mut bench_words = settings("balance=wrr", 2);
+    bench_words.pool.backends[0].weight = 3;
+    let mut bench = Bench::new(1, clean(), bench_words, vec![fixed("x"), fixed("x")]);
+    for index in 0..40 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(10 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(600 * SECOND);
+    let counts: Vec<usize> = bench
+        .backends
+        .iter()
+        .map(|log| log.borrow().requests.len())
+        .collect();
+    assert_eq!(counts, [30, 10]);
+    // Sequential requests: nothing in progress, so leastconn takes turns.
+    assert_eq!(distribution("balance=leastconn", 3, 30), [10, 10, 10]);
+    let p2c = distribution("balance=p2c", 3, 60);
+    assert!(p2c.iter().all(|&count| count >= 10), "{p2c:?}");
+    // One client address: the hash sends every request to one backend.
+    let hash = distribution("balance=hash", 3, 12);
+    assert_eq!(
+        hash.iter().filter(|&&count| count > 0).count(),
+        1,
+        "{hash:?}"
+    );
+}
+
+#[test]
+fn health_checks_take_a_dead_backend_out_and_clients_see_no_error() {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings(
+            "health=http:/health health.interval=0.5 health.fall=2 health.rise=2 health.timeout=0.2",
+            2,
+        ),
+        vec![Behaviour::CloseAtOnce, fixed("alive")],
+    );
+    // Let the checks notice: 2 failed probes 0.5 s apart.
+    bench.run_for(3 * SECOND);
+    for index in 0..10 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(10 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..10 {
+        let responses = bench.responses(client, &[false]);
+        assert_eq!(responses[0].status, 200);
+        assert_eq!(responses[0].body, b"alive");
+    }
+    assert_eq!(bench.shared.health.history(0).0, 1, "one transition: down");
+    assert!(bench.report().contains("health_transitions=1"));
+}
+
+#[test]
+fn a_failed_connect_is_retried_on_another_backend() {
+    let mut words = settings("balance=rr", 2);
+    words.pool.backends[0].address.set_port(9);
+    let mut bench = Bench::new(1, clean(), words, vec![fixed("x"), fixed("second")]);
+    for index in 0..4 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(10 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..4 {
+        assert_eq!(bench.responses(client, &[false])[0].body, b"second");
+    }
+    assert!(bench.report().contains("retries="), "{}", bench.report());
+}
+
+#[test]
+fn many_short_connections_all_complete_through_an_impaired_wire() {
+    let impairments = Impairments {
+        loss: 0.02,
+        duplication: 0.01,
+        reordering: 0.05,
+        reorder_delay: Duration::from_millis(3),
+        corruption: 0.0,
+        delay: Duration::from_millis(1),
+        jitter: Duration::ZERO,
+    };
+    let mut bench = Bench::new(
+        9,
+        impairments,
+        settings("", 2),
+        vec![fixed("one"), fixed("two")],
+    );
+    for index in 0..200 {
+        bench.client(
+            get(&format!("/{index}"), "Connection: close\r\n"),
+            Duration::from_millis(5 * index),
+            120 * SECOND,
+        );
+    }
+    bench.run(900 * SECOND);
+    for client in 0..200 {
+        let responses = bench.responses(client, &[false]);
+        assert_eq!(responses[0].status, 200, "client {client}");
+        assert!(responses[0].body == b"one" || responses[0].body == b"two");
+    }
+}
