@@ -1,6 +1,8 @@
-//! Unisock's applications, written only against the kernel's socket API: a minimal HTTP
-//! responder and the transfer services the end-to-end tests check bytes with.
+//! Unisock's applications, written only against the kernel's socket API: the HTTP reverse
+//! proxy, a minimal HTTP responder, and the transfer services the end-to-end tests check
+//! bytes with.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -11,4 +13,4 @@ pub mod services;
 pub mod sha256;
 pub mod transfer;
 
-pub use services::{Services, StatisticsReport, start_services};
+pub use services::{ProxyWorkerStart, Services, StatisticsReport, start_services};

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
+use unisock_app::proxy::{ProxySettings, is_proxy_key};
 use unisock_kernel::config::{Config, TestFault};
 use unisock_kernel::mem::{FRAME_SIZE, MemoryMap};
 
@@ -36,7 +37,8 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         Ok(info) => info,
         Err(error) => panic!("boot information: {error:?}"),
     };
-    let config = match Config::parse(boot_info.command_line()) {
+    // The proxy's words are the proxy's to parse (after the heap is up, below).
+    let config = match Config::parse_with(boot_info.command_line(), is_proxy_key) {
         Ok(config) => CONFIG.call_once(|| config),
         Err(error) => panic!("command line: {error}"),
     };
@@ -84,6 +86,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         summary.frames_free_bytes >> 20
     );
     check_heap(0);
+    let proxy = proxy_settings(config, boot_info.command_line());
     let guard_page = (&raw const boot_stack_guard) as u64;
     if let Err(error) = paging::unmap_guard_page(guard_page) {
         panic!("boot stack guard page: {error:?}");
@@ -116,14 +119,27 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         );
     }
     info!("pci: {} functions", devices.len());
-    let network = network::start(config, cpus, devices);
+    let proxy_summary = proxy
+        .as_ref()
+        .map(|settings| (settings.port, settings.pool.backends.len()));
+    let network = network::start(config, proxy, cpus, devices);
+    let mut ready = alloc::string::String::new();
     match &network {
-        Some(summary) => println!(
-            "unisock: ready cpus={cpus} ip={} queues={}",
-            summary.address, summary.queues
-        ),
-        None => println!("unisock: ready cpus={cpus} ip=none queues=0"),
+        Some(summary) => {
+            let _ = write!(
+                ready,
+                "unisock: ready cpus={cpus} ip={} queues={}",
+                summary.address, summary.queues
+            );
+        }
+        None => {
+            let _ = write!(ready, "unisock: ready cpus={cpus} ip=none queues=0");
+        }
     }
+    if let Some((port, backends)) = proxy_summary {
+        let _ = write!(ready, " proxy={port} backends={backends}");
+    }
+    println!("{ready}");
 
     if let Some(fault) = config.test_fault.filter(|_| config.test_fault_cpu == 0) {
         trigger(fault);
@@ -135,6 +151,27 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         network::run_core(0)
     }
     halt_forever()
+}
+
+/// The proxy's settings from the command line, checked whole: a bad word, or a proxy port
+/// that another service already takes, stops the boot with a message naming it.
+fn proxy_settings(config: &Config, line: &str) -> Option<ProxySettings> {
+    let settings = match ProxySettings::from_command_line(line) {
+        Ok(settings) => settings?,
+        Err(error) => panic!("command line: {error}"),
+    };
+    let taken = [
+        ("responder", config.responder_port),
+        ("sink", config.sink_port),
+        ("source", config.source_port),
+    ];
+    if let Some((service, _)) = taken.iter().find(|(_, port)| *port == Some(settings.port)) {
+        panic!(
+            "command line: `proxy`: port {} is already the {service}'s",
+            settings.port
+        );
+    }
+    Some(settings)
 }
 
 /// Makes everything the firmware's memory map does not call RAM uncached (`device_memory`),

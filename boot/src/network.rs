@@ -14,7 +14,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
-use unisock_app::{Services, StatisticsReport, start_services};
+use unisock_app::proxy::{ProxySettings, ProxyShared, WorkerPlace};
+use unisock_app::{ProxyWorkerStart, Services, StatisticsReport, start_services};
 use unisock_drivers::hal::identity::{
     IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
 };
@@ -74,6 +75,10 @@ static HANDOFFS: Mutex<Vec<Handoff>> = Mutex::new(Vec::new());
 struct CoreStart {
     setup: CoreSetup<BootQueue>,
     services: Services,
+    /// The reverse proxy every core runs, if configured.
+    proxy: Option<ProxyShared>,
+    /// How many cores run workers.
+    workers: usize,
     statistics: Arc<NetworkStatistics>,
     /// Core 0 asks for the gateway's MAC at start.
     gateway: Option<Ipv4Addr>,
@@ -94,11 +99,16 @@ pub fn register_core(index: u32, apic_id: u32) {
 
 /// Finds and starts the network on the boot core, after every core is online. `None` (and
 /// every other core released to halt) when there is no virtio-net function or no `ip=`.
-pub fn start(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<NetworkSummary> {
+pub fn start(
+    config: &Config,
+    proxy: Option<ProxySettings>,
+    cpus: u32,
+    devices: &[PciDevice],
+) -> Option<NetworkSummary> {
     let timer_ticks = idle::init();
     debug!("idle: apic timer {timer_ticks} ticks/ms (divide by 16)");
     *HANDOFFS.lock() = (0..cpus).map(|_| Handoff::Waiting).collect();
-    let summary = bring_up(config, cpus, devices);
+    let summary = bring_up(config, proxy, cpus, devices);
     let mut handoffs = HANDOFFS.lock();
     for handoff in handoffs.iter_mut() {
         if matches!(handoff, Handoff::Waiting) {
@@ -115,7 +125,12 @@ pub fn start(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Networ
     summary
 }
 
-fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<NetworkSummary> {
+fn bring_up(
+    config: &Config,
+    proxy: Option<ProxySettings>,
+    cpus: u32,
+    devices: &[PciDevice],
+) -> Option<NetworkSummary> {
     let Some(device) = devices.iter().find(|device| {
         device.vendor_id == VIRTIO_VENDOR_ID
             && (device.device_id == DEVICE_ID_MODERN || device.device_id == DEVICE_ID_TRANSITIONAL)
@@ -209,6 +224,7 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
             gateway: config.gateway,
         },
     };
+    let proxy = proxy.map(|settings| ProxyShared::new(settings, queues));
     let listen = GlobalListenTable::new();
     let doorbells = Arc::new(Doorbells::new(queues));
     let statistics = Arc::new(NetworkStatistics::new(queues));
@@ -246,6 +262,8 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
         handoffs[index] = Handoff::Start(Box::new(CoreStart {
             setup,
             services,
+            proxy: proxy.clone(),
+            workers: queues,
             statistics: statistics.clone(),
             gateway: if index == 0 { config.gateway } else { None },
         }));
@@ -379,6 +397,8 @@ pub fn run_core(index: u32) -> ! {
     let CoreStart {
         setup,
         services,
+        proxy,
+        workers,
         statistics,
         gateway,
     } = *start;
@@ -389,12 +409,24 @@ pub fn run_core(index: u32) -> ! {
             crate::exit::halt_forever()
         }
     };
+    let proxy_statistics = proxy.as_ref().map(|shared| shared.statistics.clone());
     let report: StatisticsReport = Rc::new(move |out: &mut String| {
         let _ = statistics.write_report(out);
+        if let Some(proxy) = &proxy_statistics {
+            let _ = proxy.write_report(out);
+        }
     });
     let handle = runtime.handle();
+    let proxy = proxy.map(|shared| ProxyWorkerStart {
+        shared,
+        place: WorkerPlace {
+            index: index as usize,
+            count: workers,
+        },
+        tcp: runtime.tcp(),
+    });
     let mut listen = |local, backlog| runtime.listen(local, backlog);
-    if let Err(error) = start_services(&mut listen, &handle, &services, Some(report)) {
+    if let Err(error) = start_services(&mut listen, &handle, &services, proxy, Some(report)) {
         warn!("net: cpu {index}: services: {error:?}");
     }
     if let Some(gateway) = gateway {

@@ -3,7 +3,10 @@
 //! Words are separated by whitespace. A word is either a bare flag (`exit-after-boot`) or
 //! `key=value` (`log=debug`). Unknown words are an error, so that a typo never silently
 //! changes the appliance's behaviour. To add a word: add a field to [`Config`] and one arm to
-//! [`Config::apply`].
+//! [`Config::apply`]. Words that belong to an application (the proxy's `proxy=`,
+//! `backends=`, ...) are passed over by [`Config::parse_with`]: the kernel knows no
+//! application's words, and the application parses and validates its own from the same
+//! line. (Parsing allocates nothing: it runs before the heap exists.)
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -122,12 +125,24 @@ impl fmt::Display for ConfigError<'_> {
 impl Config {
     /// Parses a whole command line, starting from the defaults.
     pub fn parse(line: &str) -> Result<Config, ConfigError<'_>> {
+        Self::parse_with(line, |_| false)
+    }
+
+    /// Like [`parse`](Self::parse), passing over every word whose key `is_application_key`
+    /// claims instead of rejecting it.
+    pub fn parse_with(
+        line: &str,
+        is_application_key: impl Fn(&str) -> bool,
+    ) -> Result<Config, ConfigError<'_>> {
         let mut config = Config::default();
         for word in line.split_whitespace() {
             let (key, value) = match word.split_once('=') {
                 Some((key, value)) => (key, Some(value)),
                 None => (word, None),
             };
+            if is_application_key(key) {
+                continue;
+            }
             config.apply(key, value)?;
         }
         Ok(config)
@@ -334,6 +349,24 @@ mod tests {
             Config::parse("selftest=tcp"),
             Err(ConfigError::InvalidValue { .. })
         ));
+    }
+
+    #[test]
+    fn application_words_are_passed_over() {
+        let config =
+            Config::parse_with("log=debug proxy=80 backends=10.0.0.2:80 proxy=81", |key| {
+                key == "proxy" || key == "backends"
+            })
+            .unwrap();
+        assert_eq!(config.log_level, LogLevel::Debug);
+        assert_eq!(
+            Config::parse_with("proxy=80 frob=1", |key| key == "proxy"),
+            Err(ConfigError::UnknownKey("frob"))
+        );
+        assert_eq!(
+            Config::parse("proxy=80"),
+            Err(ConfigError::UnknownKey("proxy"))
+        );
     }
 
     #[test]

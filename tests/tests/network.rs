@@ -7,298 +7,21 @@
 //! (`app/src/transfer.rs`). Each test prints its figures (`cargo test -p unisock-e2e --test
 //! network -- --nocapture` shows them).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+mod guest;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use unisock_e2e::{artifact, repository_root};
+use guest::{CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, ScratchFile, check_ab, sha256_of_file};
 
-const GUEST: &str = "10.77.0.2";
-const SERVICES: &str = "responder=80 sink=9001 source=9002";
 /// The responder's fixed body (`app/src/responder.rs`).
 const BODY: &str = "Hello from Unisock\n";
 /// The impairment the issue asks of `tc netem`, which this host's kernel lacks: applied by
 /// the user-space relay `net-impair` to each direction.
 const IMPAIRMENT: &str = "loss=5% duplicate=1% reorder=25% delay=20ms seed=5";
-
-/// One guest at a time: TCG wants the CPU, and each test owns its namespace anyway.
-static ONE_GUEST_AT_A_TIME: Mutex<()> = Mutex::new(());
-static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A booted guest in its own namespace; dropping it stops QEMU and removes the namespaces,
-/// whether the test passed or not.
-struct Guest {
-    namespace: String,
-    child: Child,
-    output: Arc<Mutex<String>>,
-    _serial: MutexGuard<'static, ()>,
-}
-
-impl Guest {
-    fn boot(cpus: u32, impairment: Option<&str>) -> Guest {
-        Guest::boot_with(cpus, impairment, &[])
-    }
-
-    /// `boot` with more `qemu/net-run` options.
-    fn boot_with(cpus: u32, impairment: Option<&str>, options: &[&str]) -> Guest {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
-        assert!(
-            root,
-            "the network tests need root: they make network namespaces and taps"
-        );
-        let serial = ONE_GUEST_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        remove_namespaces_of_dead_runs();
-        let namespace = format!(
-            "unisock-e2e-{}-{}",
-            std::process::id(),
-            NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut command = Command::new(repository_root().join("qemu/net-run"));
-        command
-            .args(["--name", &namespace, "--smp", &cpus.to_string()])
-            .arg("--kernel")
-            .arg(artifact("unisock.elf"))
-            .args(["--cmdline", SERVICES])
-            .env("UNISOCK_NET_IMPAIR", env!("CARGO_BIN_EXE_net-impair"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        if let Some(rules) = impairment {
-            command.args(["--impair", rules]);
-        }
-        command.args(options);
-        let mut child = command.spawn().expect("cannot start qemu/net-run");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (sender, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let output = output.clone();
-            let sender = sender.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut text = output
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    text.push_str(&line);
-                    text.push('\n');
-                    let _ = sender.send(line);
-                }
-            });
-        }
-        drop(sender);
-        let guest = Guest {
-            namespace,
-            child,
-            output,
-            _serial: serial,
-        };
-        guest.wait_for_ready(&lines, cpus);
-        guest
-    }
-
-    fn wait_for_ready(&self, lines: &Receiver<String>, cpus: u32) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) if line.contains("unisock: ready") => {
-                    let expected = format!("cpus={cpus} ip={GUEST} queues={cpus}");
-                    assert!(line.ends_with(&expected), "{line}\n{}", self.output());
-                    return;
-                }
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("no ready line:\n{}", self.output()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "qemu/net-run ended before the ready line:\n{}",
-                        self.output()
-                    )
-                }
-            }
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Runs `script` with bash inside the namespace, under a time limit.
-    fn shell(&self, script: &str, limit: Duration) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.namespace, "timeout"])
-            .arg(limit.as_secs().to_string())
-            .args(["bash", "-o", "pipefail", "-c", script])
-            .output()
-            .expect("cannot run ip netns exec")
-    }
-
-    /// Like `shell`, but the command must succeed; returns its stdout.
-    fn expect_shell(&self, script: &str, limit: Duration) -> String {
-        let output = self.shell(script, limit);
-        assert!(
-            output.status.success(),
-            "`{script}` failed ({}):\n{}{}\nguest console:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-            self.output()
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// The guest's per-core counters (`GET /stats`): one map per core, then the total.
-    fn statistics(&self) -> Vec<CoreCounters> {
-        let text = self.expect_shell(
-            &format!("curl -sS --max-time 10 http://{GUEST}/stats"),
-            Duration::from_secs(20),
-        );
-        text.lines().map(CoreCounters::parse).collect()
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        // SIGTERM lets qemu/net-run's trap remove its namespaces; SIGKILL if it hangs.
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-        for namespace in [format!("{}-wire", self.namespace), self.namespace.clone()] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &namespace])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Removes the namespaces of earlier test processes that were killed before they could (a
-/// name holds the test process's id: `unisock-e2e-<pid>-<n>`, `...-wire`).
-fn remove_namespaces_of_dead_runs() {
-    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix("unisock-e2e-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// One line of `/stats`: `core=<i|total> name=value ...`.
-struct CoreCounters {
-    core: String,
-    values: Vec<(String, u64)>,
-}
-
-impl CoreCounters {
-    fn parse(line: &str) -> CoreCounters {
-        let mut core = String::new();
-        let mut values = Vec::new();
-        for word in line.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            if key == "core" {
-                core = value.to_string();
-            } else if let Ok(number) = value.parse() {
-                values.push((key.to_string(), number));
-            }
-        }
-        CoreCounters { core, values }
-    }
-
-    fn get(&self, name: &str) -> u64 {
-        self.values
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-            .unwrap_or_else(|| panic!("no counter {name} for core {}", self.core))
-    }
-}
-
-/// What `ab` reports.
-struct Benchmark {
-    complete: u64,
-    failed: u64,
-    non_2xx: u64,
-    per_second: f64,
-}
-
-fn run_ab(guest: &Guest, requests: u32, concurrency: u32, limit: Duration) -> Benchmark {
-    let text = guest.expect_shell(
-        &format!("ab -q -r -s 30 -n {requests} -c {concurrency} http://{GUEST}/"),
-        limit,
-    );
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name))
-            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
-    };
-    let number = |name: &str| {
-        field(name)
-            .unwrap_or_else(|| panic!("ab printed no {name:?}:\n{text}"))
-            .parse::<f64>()
-            .unwrap_or_else(|_| panic!("ab's {name:?} is not a number:\n{text}"))
-    };
-    Benchmark {
-        complete: number("Complete requests:") as u64,
-        failed: number("Failed requests:") as u64,
-        non_2xx: field("Non-2xx responses:").map_or(0, |value| value.parse().unwrap_or(u64::MAX)),
-        per_second: number("Requests per second:"),
-    }
-}
-
-fn check_ab(guest: &Guest, requests: u32, concurrency: u32, limit: Duration) -> Benchmark {
-    let started = Instant::now();
-    let result = run_ab(guest, requests, concurrency, limit);
-    println!(
-        "ab -n {requests} -c {concurrency}: {} complete, {} failed, {} non-2xx, {:.0} connections/s ({:.1} s)",
-        result.complete,
-        result.failed,
-        result.non_2xx,
-        result.per_second,
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(result.complete, u64::from(requests));
-    assert_eq!(result.failed, 0, "failed requests");
-    assert_eq!(result.non_2xx, 0, "non-2xx responses");
-    result
-}
 
 fn check_ping(guest: &Guest) {
     let text = guest.expect_shell(
@@ -326,15 +49,6 @@ fn check_curl(guest: &Guest) {
         "{head}"
     );
     assert_eq!(body, BODY);
-}
-
-/// A scratch file that is removed however the test ends.
-struct ScratchFile(PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Sends `bytes` random bytes to the sink and checks its count and SHA-256 against ours.
@@ -389,18 +103,6 @@ fn check_download(guest: &Guest, bytes: u64, limit: Duration) -> Duration {
         bytes as f64 / 1e6 / elapsed.as_secs_f64()
     );
     elapsed
-}
-
-fn sha256_of_file(path: &std::path::Path) -> String {
-    let output = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("cannot run sha256sum");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .expect("sha256sum printed nothing")
-        .to_string()
 }
 
 /// SHA-256 of the source's pattern, `index mod 251` (`app/src/transfer.rs`), by sha256sum.
@@ -481,7 +183,13 @@ fn one_cpu_answers_ping_curl_and_short_connections() {
     let guest = Guest::boot(1, None);
     check_ping(&guest);
     check_curl(&guest);
-    check_ab(&guest, 2_000, 16, Duration::from_secs(120));
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        2_000,
+        16,
+        Duration::from_secs(120),
+    );
     check_upload(&guest, 10_000_000, Duration::from_secs(120));
     check_download(&guest, 10_000_000, Duration::from_secs(120));
     check_every_core_worked(&guest, 1);
@@ -492,8 +200,20 @@ fn two_cpus_serve_ten_thousand_connections_and_100_megabytes_each_way() {
     let guest = Guest::boot(2, None);
     check_ping(&guest);
     check_curl(&guest);
-    check_ab(&guest, 10_000, 1, Duration::from_secs(300));
-    check_ab(&guest, 10_000, 64, Duration::from_secs(300));
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        10_000,
+        1,
+        Duration::from_secs(300),
+    );
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        10_000,
+        64,
+        Duration::from_secs(300),
+    );
     check_upload(&guest, 100_000_000, Duration::from_secs(300));
     check_download(&guest, 100_000_000, Duration::from_secs(300));
     let statistics = check_every_core_worked(&guest, 2);
@@ -507,7 +227,13 @@ fn two_cpus_serve_ten_thousand_connections_and_100_megabytes_each_way() {
 fn four_cpus_each_own_a_queue_and_share_the_connections() {
     let guest = Guest::boot(4, None);
     check_curl(&guest);
-    check_ab(&guest, 4_000, 64, Duration::from_secs(120));
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        4_000,
+        64,
+        Duration::from_secs(120),
+    );
     check_every_core_worked(&guest, 4);
 }
 
@@ -520,7 +246,13 @@ fn two_cpus_without_nic_steering_hand_segments_to_their_owner_in_software() {
         "the NIC still offered RSS:\n{console}"
     );
     check_curl(&guest);
-    check_ab(&guest, 2_000, 32, Duration::from_secs(120));
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        2_000,
+        32,
+        Duration::from_secs(120),
+    );
     check_upload(&guest, 10_000_000, Duration::from_secs(120));
     check_download(&guest, 10_000_000, Duration::from_secs(120));
     let statistics = check_every_core_worked(&guest, 2);
@@ -547,7 +279,13 @@ fn two_cpus_stay_byte_exact_under_loss_duplication_reordering_and_delay() {
     let guest = Guest::boot(2, Some(IMPAIRMENT));
     check_ping_tolerating_loss(&guest);
     check_curl(&guest);
-    check_ab(&guest, 500, 16, Duration::from_secs(300));
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}/"),
+        500,
+        16,
+        Duration::from_secs(300),
+    );
     check_upload(&guest, 4_000_000, Duration::from_secs(300));
     check_download(&guest, 4_000_000, Duration::from_secs(300));
     let statistics = check_every_core_worked(&guest, 2);

@@ -25,6 +25,9 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "netcat-openbsd",
     "apache2-utils",
+    // The proxy tests' backends (tests/tests/proxy.rs): nginx, and Python for a misbehaving one.
+    "nginx",
+    "python3",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>

@@ -250,6 +250,16 @@ pub fn is_proxy_key(key: &str) -> bool {
 }
 
 impl ProxySettings {
+    /// The settings from the proxy's words of a kernel command line (the other words are the
+    /// kernel's, which parses them itself); `Ok(None)` without proxy words.
+    pub fn from_command_line(line: &str) -> Result<Option<ProxySettings>, SettingsError> {
+        Self::from_words(
+            line.split_whitespace()
+                .map(|word| word.split_once('=').unwrap_or((word, "")))
+                .filter(|(key, _)| is_proxy_key(key)),
+        )
+    }
+
     /// The settings from the proxy's words (`key`, value), in order; a later word overrides an
     /// earlier one. `Ok(None)` when no `proxy=` word is there (and no other proxy word either).
     pub fn from_words<'a>(
@@ -485,19 +495,14 @@ fn parse_seconds(key: &str, value: &str) -> Result<Duration, SettingsError> {
 mod tests {
     use super::*;
 
-    fn words(line: &str) -> Vec<(&str, &str)> {
-        line.split_whitespace()
-            .map(|word| word.split_once('=').unwrap_or((word, "")))
-            .collect()
-    }
-
     fn parse(line: &str) -> Result<Option<ProxySettings>, SettingsError> {
-        ProxySettings::from_words(words(line))
+        ProxySettings::from_command_line(line)
     }
 
     #[test]
     fn no_proxy_words_no_proxy() {
         assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("ip=10.0.0.1/24 log=debug responder=8080"), Ok(None));
     }
 
     #[test]

@@ -1,0 +1,381 @@
+//! The reverse proxy end to end: the image proxies for real backends (nginx from Debian, and a small Python server where a test needs a misbehaving one) that run in the guest's network namespace at 10.77.0.1, loaded by curl, ab and nc from the same namespace.
+
+mod guest;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use guest::{CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, SERVICES, check_ab, sha256_of_file};
+use unisock_e2e::repository_root;
+
+const PROXY_PORT: u16 = 8080;
+const PEER: &str = "10.77.0.1";
+
+/// A backend server process inside the guest's namespace; dropping it stops it and removes
+/// its directory.
+struct Backend {
+    child: Child,
+    directory: PathBuf,
+    port: u16,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+impl Backend {
+    fn scratch_directory(kind: &str) -> PathBuf {
+        let directory = std::env::temp_dir().join(format!(
+            "unisock-e2e-{kind}-{}-{}",
+            std::process::id(),
+            NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&directory).expect("cannot create the backend's directory");
+        directory
+    }
+
+    /// nginx on `port`: `/health`, `/` answering `nginx-<port>`, and `files/` from `files`.
+    fn nginx(guest: &Guest, port: u16, files: &Path) -> Backend {
+        let directory = Self::scratch_directory("nginx");
+        let dir = directory.display();
+        let configuration = format!(
+            "user root;\ndaemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+               fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+               keepalive_requests 100000;\n\
+               server {{\n    listen {PEER}:{port} reuseport backlog=4096;\n\
+                 location = /health {{ return 200 \"ok\\n\"; }}\n\
+                 location /files/ {{ alias {files}/; }}\n\
+                 location / {{ return 200 \"nginx-{port}\\n\"; }}\n  }}\n}}\n",
+            files = files.display()
+        );
+        std::fs::write(directory.join("nginx.conf"), configuration)
+            .expect("cannot write nginx.conf");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &guest.namespace, "nginx", "-p"])
+            .arg(&directory)
+            .arg("-c")
+            .arg(directory.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("cannot start nginx");
+        let backend = Backend {
+            child,
+            directory,
+            port,
+        };
+        backend.wait_until_listening(guest);
+        backend
+    }
+
+    /// tests/scripts/http-backend.py on `port` (prints each request to `requests.log`).
+    fn python(guest: &Guest, port: u16) -> Backend {
+        let directory = Self::scratch_directory("python");
+        let log =
+            std::fs::File::create(directory.join("requests.log")).expect("cannot create the log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &guest.namespace, "python3"])
+            .arg(repository_root().join("tests/scripts/http-backend.py"))
+            .args([PEER, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("cannot start python3");
+        let backend = Backend {
+            child,
+            directory,
+            port,
+        };
+        backend.wait_until_listening(guest);
+        backend
+    }
+
+    fn wait_until_listening(&self, guest: &Guest) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let output = guest.shell(
+                &format!(
+                    "curl -s -o /dev/null --max-time 2 http://{PEER}:{}/health",
+                    self.port
+                ),
+                Duration::from_secs(5),
+            );
+            if output.status.success() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the backend on port {} never listened", self.port);
+    }
+
+    fn stop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Lines nginx logged (requests that reached it), or the Python server printed.
+    fn requests_seen(&self) -> usize {
+        ["access.log", "requests.log"]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(self.directory.join(name)).ok())
+            .map(|text| text.lines().count())
+            .sum()
+    }
+}
+
+/// The proxy's counters from `GET /stats` (`proxy core=<i> name=value ...`), one per core
+/// and the total last.
+fn proxy_counters(guest: &Guest) -> Vec<CoreCounters> {
+    let text = guest.expect_shell(
+        &format!("curl -sS --max-time 10 http://{GUEST}/stats"),
+        Duration::from_secs(20),
+    );
+    text.lines()
+        .filter_map(|line| line.strip_prefix("proxy "))
+        .map(CoreCounters::parse)
+        .collect()
+}
+
+/// The network counters' total line.
+fn network_total(guest: &Guest) -> CoreCounters {
+    guest
+        .statistics()
+        .into_iter()
+        .find(|counters| counters.core == "total")
+        .expect("a total line")
+}
+
+fn boot_proxy(cpus: u32, words: &str) -> Guest {
+    let line = format!("{SERVICES} proxy={PROXY_PORT} {words}");
+    let guest = Guest::boot_custom(cpus, None, &line, &[]);
+    let ready = guest
+        .output()
+        .lines()
+        .find(|line| line.contains("unisock: ready"))
+        .map(str::to_string)
+        .expect("the ready line");
+    let backends = words
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("backends="))
+        .map_or(0, |list| list.split(',').count());
+    assert!(
+        ready.ends_with(&format!("proxy={PROXY_PORT} backends={backends}")),
+        "{ready}"
+    );
+    guest
+}
+
+fn curl_through_proxy(guest: &Guest, path: &str) -> String {
+    guest.expect_shell(
+        &format!("curl -sS --max-time 20 http://{GUEST}:{PROXY_PORT}{path}"),
+        Duration::from_secs(30),
+    )
+}
+
+/// Every core served both legs of its own requests, and software Receive Flow Deliver
+/// handed no segment between cores: the NIC's steering put every backend reply on the
+/// core that opened the connection.
+fn check_locality(guest: &Guest, cpus: u32) {
+    let total = network_total(guest);
+    let proxy = proxy_counters(guest);
+    for core in &proxy[..cpus as usize] {
+        println!(
+            "core {}: requests={} backend_connects={} backend_reuses={}",
+            core.core,
+            core.get("requests"),
+            core.get("backend_connects"),
+            core.get("backend_reuses")
+        );
+        assert!(
+            core.get("requests") > 0,
+            "core {} proxied nothing",
+            core.core
+        );
+        assert!(
+            core.get("backend_connects") > 0,
+            "core {} opened no backend connection",
+            core.core
+        );
+    }
+    println!(
+        "rfd_forwarded={} rfd_local={} arp_copies_sent={}",
+        total.get("rfd_forwarded"),
+        total.get("rfd_local"),
+        total.get("arp_copies_sent")
+    );
+    assert_eq!(
+        total.get("rfd_forwarded"),
+        0,
+        "segments were handed between cores"
+    );
+}
+
+fn big_file(directory: &Path, bytes: u64) -> PathBuf {
+    std::fs::create_dir_all(directory).unwrap();
+    let path = directory.join("big");
+    let status = Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/urandom"])
+        .stdout(std::fs::File::create(&path).expect("cannot create the file"))
+        .status()
+        .expect("cannot run head");
+    assert!(status.success());
+    path
+}
+
+#[test]
+fn two_cpus_proxy_for_nginx_byte_exact_locally_and_survive_a_dead_backend() {
+    let cpus = 2;
+    let guest = boot_proxy(
+        cpus,
+        &format!(
+            "backends={PEER}:8081,{PEER}:8082 health=http:/health health.interval=0.5 health.fall=2"
+        ),
+    );
+    let files = Backend::scratch_directory("files");
+    let big = big_file(&files, 20 << 20);
+    let expected = sha256_of_file(&big);
+    let nginx_a = Backend::nginx(&guest, 8081, &files);
+    let mut nginx_b = Backend::nginx(&guest, 8082, &files);
+
+    let answers: Vec<String> = (0..8).map(|_| curl_through_proxy(&guest, "/")).collect();
+    assert!(
+        answers
+            .iter()
+            .all(|answer| answer == "nginx-8081\n" || answer == "nginx-8082\n"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|answer| answer == "nginx-8081\n"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|answer| answer == "nginx-8082\n"),
+        "{answers:?}"
+    );
+
+    let started = Instant::now();
+    let digest = guest.expect_shell(
+        &format!("curl -sS --max-time 120 http://{GUEST}:{PROXY_PORT}/files/big | sha256sum"),
+        Duration::from_secs(150),
+    );
+    println!(
+        "20 MiB through the proxy in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(digest.split_whitespace().next(), Some(expected.as_str()));
+
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}:{PROXY_PORT}/"),
+        3000,
+        16,
+        Duration::from_secs(300),
+    );
+    check_locality(&guest, cpus);
+
+    // Smuggling: refused with 400 by the proxy, never seen by a backend.
+    let seen_before = nginx_a.requests_seen() + nginx_b.requests_seen();
+    let reply = guest.expect_shell(
+        &format!(
+            "printf 'POST / HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 4\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\nGET /smuggled HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n' | nc -N -w 10 {GUEST} {PROXY_PORT}"
+        ),
+        Duration::from_secs(20),
+    );
+    assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
+    assert!(!reply.contains("nginx-"), "{reply}");
+    assert_eq!(
+        nginx_a.requests_seen() + nginx_b.requests_seen(),
+        seen_before
+    );
+
+    // A backend dies: once the checks notice (2 failures 0.5 s apart), no client sees an error.
+    nginx_b.stop();
+    thread::sleep(Duration::from_secs(3));
+    let served_by_a = nginx_a.requests_seen();
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}:{PROXY_PORT}/"),
+        500,
+        8,
+        Duration::from_secs(120),
+    );
+    assert!(nginx_a.requests_seen() >= served_by_a + 500);
+    let _ = std::fs::remove_dir_all(&files);
+}
+
+#[test]
+fn four_cpus_keep_both_legs_of_every_request_on_one_core() {
+    let cpus = 4;
+    let guest = boot_proxy(cpus, &format!("backends={PEER}:8081"));
+    let files = Backend::scratch_directory("files");
+    let _nginx = Backend::nginx(&guest, 8081, &files);
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}:{PROXY_PORT}/"),
+        3000,
+        32,
+        Duration::from_secs(300),
+    );
+    check_locality(&guest, cpus);
+    let _ = std::fs::remove_dir_all(&files);
+}
+
+#[test]
+fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
+    let guest = boot_proxy(
+        2,
+        &format!(
+            "backends={PEER}:8083 limit.body=209715200 timeout.backend=3 health=http:/health health.interval=0.5 health.fall=2"
+        ),
+    );
+    let mut python = Backend::python(&guest, 8083);
+    let upload_directory = Backend::scratch_directory("upload");
+    let upload = big_file(&upload_directory, 20 << 20);
+    let expected = sha256_of_file(&upload);
+    let reply = guest.expect_shell(
+        &format!(
+            "curl -sS --max-time 120 -H 'Transfer-Encoding: chunked' -T {} http://{GUEST}:{PROXY_PORT}/upload",
+            upload.display()
+        ),
+        Duration::from_secs(150),
+    );
+    assert_eq!(reply, format!("{} {expected}\n", 20 << 20));
+
+    let started = Instant::now();
+    let status = guest.expect_shell(
+        &format!("curl -s -o /dev/null -w '%{{http_code}}' --max-time 30 http://{GUEST}:{PROXY_PORT}/silent"),
+        Duration::from_secs(40),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("504 after {elapsed:.2} s");
+    assert_eq!(status, "504");
+    assert!(
+        (2.0..=4.5).contains(&elapsed),
+        "504 after {elapsed} s (timeout 3 s)"
+    );
+
+    python.stop();
+    thread::sleep(Duration::from_secs(3));
+    let status = guest.expect_shell(
+        &format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --max-time 30 http://{GUEST}:{PROXY_PORT}/"
+        ),
+        Duration::from_secs(40),
+    );
+    assert_eq!(status, "503");
+    let _ = std::fs::remove_dir_all(&upload_directory);
+}
