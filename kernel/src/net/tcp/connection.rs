@@ -1203,6 +1203,10 @@ impl Connection {
         context.memory_used += take;
         self.receive_next = self.receive_next + take as u32;
         let filled_hole = !self.reassembly.is_empty();
+        // Queued bytes that this segment delivered again were counted twice: once in the
+        // queue, once just above (issue 10, defect 1: the budget leaked on every overlap).
+        let duplicate = self.reassembly.discard_delivered(self.receive_next);
+        context.memory_used = context.memory_used.saturating_sub(duplicate);
         while let Some(data) = self.reassembly.take_ready(self.receive_next) {
             // Already counted against the budget while in the reassembly queue.
             self.receive_next = self.receive_next + data.len() as u32;
