@@ -177,7 +177,13 @@ pub(crate) struct Connection {
     unacknowledged_segments: u32,
 
     keepalive_probes_sent: u32,
+    /// Zero-window probes sent since the peer last acknowledged anything: the connection
+    /// gives up only when they go unanswered (RFC 1122 section 4.2.2.17).
     persist_probes_sent: u32,
+    /// Doublings of the probe interval since the window closed; unlike the count above, an
+    /// answer that keeps the window closed does not reset it (RFC 9293 section 3.8.6.1:
+    /// the interval grows exponentially).
+    persist_backoff: u32,
     last_receive_time: Instant,
     pub(crate) timers: Timers,
 
@@ -255,6 +261,7 @@ impl Connection {
             unacknowledged_segments: 0,
             keepalive_probes_sent: 0,
             persist_probes_sent: 0,
+            persist_backoff: 0,
             last_receive_time: context.now,
             timers: Timers::default(),
             options: SocketOptions {
@@ -717,7 +724,7 @@ impl Connection {
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
             if self.timers.persist.is_none() {
-                let factor = 1u32 << self.persist_probes_sent.min(6);
+                let factor = 1u32 << self.persist_backoff.min(6);
                 let delay = self
                     .rtt
                     .rto()
@@ -729,6 +736,7 @@ impl Connection {
         } else {
             self.timers.persist = None;
             self.persist_probes_sent = 0;
+            self.persist_backoff = 0;
         }
     }
 
@@ -929,6 +937,9 @@ impl Connection {
             self.send_challenge_ack(context);
             return Outcome::Continue;
         }
+        // An acceptable ACK, even one that keeps the window closed, answers our zero-window
+        // probes: the receiver is alive (RFC 1122 section 4.2.2.17).
+        self.persist_probes_sent = 0;
         let mut newly_sacked = false;
         if self.sack_permitted {
             let options = &segment.options;
@@ -963,9 +974,12 @@ impl Connection {
         // SACKed before is one whatever its window (RFC 6675 section 2, "DupAck"): a receiver
         // whose application reads while a hole is open moves its window with every such ACK,
         // and ignoring them left recovery to the retransmission timer.
+        // An ACK that keeps the window closed answers a window probe: the receiver holds
+        // the data it has and wants no more, so resending would only be refused.
         if acknowledges_nothing_new
             && segment.payload.is_empty()
             && !segment.has(FIN)
+            && self.send_window > 0
             && (self.send_window == window_before || newly_sacked)
             && self.send_max != self.send_unacknowledged
         {
@@ -1313,11 +1327,17 @@ impl Connection {
             if self.send_window > 0 {
                 self.send_held_data(context);
             } else {
-                self.persist_probes_sent += 1;
-                if self.persist_probes_sent > context.config.max_retransmissions {
+                if self.persist_probes_sent >= context.config.max_retransmissions {
+                    // The receiver stopped answering: give up, and tell it so in case it
+                    // still holds the connection (issue 10, defect 10).
                     context.counters.connections_timed_out += 1;
-                    return self.close_with_error(SocketError::TimedOut);
+                    context.counters.persist_timeouts += 1;
+                    self.reset_peer(context);
+                    let error = self.soft_error.unwrap_or(SocketError::TimedOut);
+                    return self.close_with_error(error);
                 }
+                self.persist_probes_sent += 1;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
                 context.counters.zero_window_probes += 1;
                 self.send_probe(context);
             }
@@ -1417,7 +1437,13 @@ impl Connection {
                 // Go back N: resend from SND.UNA as the window allows.
                 self.send_next = self.send_unacknowledged;
                 self.output(context);
-                if self.timers.retransmit.is_none() && self.send_max != self.send_unacknowledged {
+                // With the window closed, go-back-N sent nothing and the persist timer now
+                // probes (issue 10, defect 2): the retransmission timer must not back off
+                // beside it and reset a connection whose receiver answers every probe.
+                if self.timers.retransmit.is_none()
+                    && self.timers.persist.is_none()
+                    && self.send_max != self.send_unacknowledged
+                {
                     self.arm_retransmit(context);
                 }
             }

@@ -131,6 +131,9 @@ pub struct TcpCounters {
     pub connections_timed_out: u64,
     pub keepalive_probes: u64,
     pub zero_window_probes: u64,
+    /// Connections aborted because the receiver stopped answering zero-window probes
+    /// (also counted in `connections_timed_out`).
+    pub persist_timeouts: u64,
     pub icmp_errors: u64,
     /// `write` calls refused because the per-core buffer-memory limit was reached.
     pub write_memory_refusals: u64,
