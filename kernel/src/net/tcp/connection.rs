@@ -177,6 +177,9 @@ pub(crate) struct Connection {
     unacknowledged_segments: u32,
 
     keepalive_probes_sent: u32,
+    /// When this connection last answered an unacceptable segment without data (or a SYN)
+    /// with an ACK: such answers go at most once per `TcpConfig::invalid_ack_interval`.
+    last_invalid_ack: Option<Instant>,
     /// Zero-window probes sent since the peer last acknowledged anything: the connection
     /// gives up only when they go unanswered (RFC 1122 section 4.2.2.17).
     persist_probes_sent: u32,
@@ -260,6 +263,7 @@ impl Connection {
             ack_now: false,
             unacknowledged_segments: 0,
             keepalive_probes_sent: 0,
+            last_invalid_ack: None,
             persist_probes_sent: 0,
             persist_backoff: 0,
             last_receive_time: context.now,
@@ -571,10 +575,32 @@ impl Connection {
         self.transmit(context, self.send_next, 0, ACK);
     }
 
-    fn send_challenge_ack(&mut self, context: &mut Context) {
-        if challenge_ack_allowed(context) {
+    /// A challenge ACK (RFC 5961 section 7): within this connection's limit first, so that
+    /// one connection cannot see the core's budget, then within the core's.
+    fn send_challenge_ack(&mut self, context: &mut Context, segment: &Segment<'_>) {
+        if self.invalid_ack_allowed(context, segment) && challenge_ack_allowed(context) {
             self.send_ack(context);
         }
+    }
+
+    /// Whether an ACK may answer this unacceptable segment now. Segments with data (and no
+    /// SYN) are always answered: they are not part of an ACK loop, and the ACK may be what
+    /// the sender lacks. Anything else draws at most one ACK per `invalid_ack_interval`, so
+    /// that two desynchronised stacks cannot ping-pong ACKs at line rate and one connection
+    /// cannot drain the core's challenge-ACK budget (Linux `tcp_oow_rate_limited`).
+    fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
+        if !segment.payload.is_empty() && !segment.has(SYN) {
+            return true;
+        }
+        let interval = context.config.invalid_ack_interval;
+        if let Some(last) = self.last_invalid_ack
+            && context.now.saturating_since(last) < interval
+        {
+            context.counters.acks_rate_limited += 1;
+            return false;
+        }
+        self.last_invalid_ack = Some(context.now);
+        true
     }
 
     fn send_syn(&mut self, context: &mut Context) {
@@ -845,7 +871,9 @@ impl Connection {
                 < Duration::from_secs(24 * 24 * 60 * 60)
         {
             context.counters.drop_segment(DropReason::OutOfWindow);
-            self.send_ack(context);
+            if self.invalid_ack_allowed(context, segment) {
+                self.send_ack(context);
+            }
             return Outcome::Continue;
         }
 
@@ -866,7 +894,7 @@ impl Connection {
         let zero_window_probe = !acceptable && window == 0 && sequence == self.receive_next;
         if !acceptable && !zero_window_probe {
             context.counters.drop_segment(DropReason::OutOfWindow);
-            if !segment.has(RST) {
+            if !segment.has(RST) && self.invalid_ack_allowed(context, segment) {
                 self.ack_now = true;
             }
             return Outcome::Continue;
@@ -887,7 +915,7 @@ impl Connection {
         if segment.has(RST) {
             if sequence != self.receive_next {
                 context.counters.drop_segment(DropReason::InvalidReset);
-                self.send_challenge_ack(context);
+                self.send_challenge_ack(context, segment);
                 return Outcome::Continue;
             }
             context.counters.resets_received += 1;
@@ -902,7 +930,7 @@ impl Connection {
         // Fourth: a SYN in a synchronized state draws a challenge ACK (RFC 5961 section 4).
         if segment.has(SYN) {
             context.counters.drop_segment(DropReason::UnexpectedSyn);
-            self.send_challenge_ack(context);
+            self.send_challenge_ack(context, segment);
             return Outcome::Continue;
         }
 
@@ -929,12 +957,14 @@ impl Connection {
         // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
         if ack.after(self.send_max) {
             context.counters.drop_segment(DropReason::UnacceptableAck);
-            self.ack_now = true;
+            if self.invalid_ack_allowed(context, segment) {
+                self.ack_now = true;
+            }
             return Outcome::Continue;
         }
         if ack.before(self.send_unacknowledged - self.max_send_window) {
             context.counters.drop_segment(DropReason::UnacceptableAck);
-            self.send_challenge_ack(context);
+            self.send_challenge_ack(context, segment);
             return Outcome::Continue;
         }
         // An acceptable ACK, even one that keeps the window closed, answers our zero-window

@@ -30,9 +30,11 @@ pub(crate) struct Context {
     pub(crate) wheel: TimerWheel<TimerKey>,
     /// Payload bytes held in all send, receive and reassembly queues of this core.
     pub(crate) memory_used: usize,
-    /// RFC 5961 section 7 rate limit: the current second and challenge ACKs sent in it.
+    /// RFC 5961 section 7 rate limit: the current second and the challenge ACKs still
+    /// allowed in it (a random budget, see `reply::challenge_ack_allowed`).
     pub(crate) challenge_ack_second: u64,
-    pub(crate) challenge_acks_in_second: u32,
+    pub(crate) challenge_ack_budget_drawn: bool,
+    pub(crate) challenge_acks_left: u32,
 }
 
 impl Context {
@@ -47,7 +49,8 @@ impl Context {
             wheel: TimerWheel::new(Instant::ZERO),
             memory_used: 0,
             challenge_ack_second: 0,
-            challenge_acks_in_second: 0,
+            challenge_ack_budget_drawn: false,
+            challenge_acks_left: 0,
         }
     }
 

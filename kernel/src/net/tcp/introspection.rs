@@ -119,6 +119,9 @@ pub struct TcpCounters {
     pub resets_sent: u64,
     pub resets_received: u64,
     pub challenge_acks: u64,
+    /// ACKs not sent because a rate limit bit: one connection's `invalid_ack_interval`, or
+    /// the core's challenge-ACK budget for the second.
+    pub acks_rate_limited: u64,
     pub drops: [u64; DropReason::COUNT],
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,

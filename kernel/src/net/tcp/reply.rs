@@ -6,9 +6,6 @@ use super::context::Context;
 use super::segment::{self, ACK, RST, SegmentHeader, SegmentOptions};
 use super::seq::SeqNum;
 
-/// Most challenge ACKs per second and core (RFC 5961 section 7 asks for a limit; Linux uses 1000).
-pub(crate) const CHALLENGE_ACKS_PER_SECOND: u32 = 1000;
-
 /// Sends a RST from `local` to `remote`: `<SEQ=sequence><CTL=RST>`, or with
 /// `acknowledgment`, `<SEQ=sequence><ACK=acknowledgment><CTL=RST,ACK>`.
 pub(crate) fn send_reset(
@@ -57,17 +54,25 @@ pub(crate) fn reset_for(
     }
 }
 
-/// Whether one more challenge ACK fits in this second's budget.
+/// Whether one more challenge ACK fits in this second's budget (RFC 5961 section 7). The
+/// budget is drawn anew every second, uniformly from [limit / 2, limit * 3 / 2), from the
+/// layer's secret key, as Linux does since CVE-2016-5696: with a fixed budget an off-path
+/// attacker that exhausts it and counts the challenge ACKs its own connection still gets
+/// learns whether its spoofed RSTs were in someone else's window.
 pub(crate) fn challenge_ack_allowed(context: &mut Context) -> bool {
     let second = context.now.as_nanos() / 1_000_000_000;
-    if second != context.challenge_ack_second {
+    if second != context.challenge_ack_second || !context.challenge_ack_budget_drawn {
+        let limit = u64::from(context.config.challenge_ack_limit.max(1));
+        let draw = context.key.hash(&[second, 0x6368_616c_6c65_6e67]) % limit;
         context.challenge_ack_second = second;
-        context.challenge_acks_in_second = 0;
+        context.challenge_ack_budget_drawn = true;
+        context.challenge_acks_left = (limit.div_ceil(2) + draw) as u32;
     }
-    if context.challenge_acks_in_second >= CHALLENGE_ACKS_PER_SECOND {
+    if context.challenge_acks_left == 0 {
+        context.counters.acks_rate_limited += 1;
         return false;
     }
-    context.challenge_acks_in_second += 1;
+    context.challenge_acks_left -= 1;
     context.counters.challenge_acks += 1;
     true
 }
