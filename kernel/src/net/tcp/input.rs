@@ -251,8 +251,13 @@ impl TcpLayer {
             return;
         }
         if segment.has(ACK) {
+            let may_be_cookie = self
+                .slots
+                .listener_mut(listener)
+                .is_some_and(|listener| listener.may_hold_cookies(self.context.now));
             if !segment.has(SYN)
                 && self.context.config.syn_cookies
+                && may_be_cookie
                 && self.try_syn_cookie(listener, key, segment)
             {
                 return;
@@ -350,6 +355,7 @@ impl TcpLayer {
                 handshake.sack_permitted = false;
                 None
             };
+            listener.last_syn_queue_overflow = Some(self.context.now);
             send_syn_ack(&mut self.context, tuple, &handshake, bits);
             self.context.counters.syn_cookies_sent += 1;
             return;
@@ -545,7 +551,7 @@ fn send_syn_ack(
     let timestamp = handshake.peer_timestamp.map(|recent| {
         let value = context.timestamp_value(handshake.timestamp_offset);
         let value = match cookie_bits {
-            Some(bits) => (value & !syn_cookie::TIMESTAMP_BITS_MASK) | bits,
+            Some(bits) => syn_cookie::timestamp_with_bits(value, bits),
             None => value,
         };
         (value, recent)
