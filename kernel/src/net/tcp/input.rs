@@ -79,7 +79,8 @@ impl TcpLayer {
     }
 
     /// A segment for a 4-tuple in TIME_WAIT. Returns the ISN to use when it is a SYN that may
-    /// open a new incarnation (the record is then gone), else `None` (handled here).
+    /// open a new incarnation, else `None` (handled here). The record stays until the SYN
+    /// actually opens one (`on_syn`): a SYN dropped by a limit must not end TIME_WAIT.
     fn on_time_wait_segment(
         &mut self,
         key: HashedTuple,
@@ -97,8 +98,6 @@ impl TcpLayer {
             if record.accepts_new_syn(segment.sequence, timestamp)
                 && self.listeners.contains_key(&tuple.local.port())
             {
-                self.time_wait.remove(&key);
-                self.context.counters.time_wait_reuses += 1;
                 return Some(record.next_initial_sequence());
             }
             // RFC 5961 section 4 (and RFC 9293): answer an old SYN with an ACK.
@@ -303,7 +302,11 @@ impl TcpLayer {
                 .drop_segment(DropReason::AcceptQueueFull);
             return;
         }
-        let syn_queue_full = listener.half_open_count >= config.syn_queue_size;
+        // A SYN that reuses a TIME_WAIT tuple is never answered with a cookie, whose ISN could
+        // fall inside the old incarnation's sequence space (Linux does the same): it gets a
+        // half-open record even in a full SYN queue, which the TIME_WAIT table bounds.
+        let syn_queue_full =
+            listener.half_open_count >= config.syn_queue_size && reuse_sequence.is_none();
         let options = segment.options;
         let peer_timestamp = if config.timestamps {
             options.timestamp.map(|(value, _)| value)
@@ -361,6 +364,11 @@ impl TcpLayer {
             return;
         }
         listener.half_open_count += 1;
+        if reuse_sequence.is_some() {
+            // The new incarnation exists now: the old one's record can go.
+            self.time_wait.remove(&key);
+            self.context.counters.time_wait_reuses += 1;
+        }
         handshake.initial_send = reuse_sequence.unwrap_or_else(|| {
             initial_sequence_number(
                 &self.context.key,
