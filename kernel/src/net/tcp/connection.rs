@@ -1014,7 +1014,10 @@ impl Connection {
             && self.send_max != self.send_unacknowledged
         {
             let flight = self.flight_size();
-            match self.congestion.on_duplicate_ack(flight, self.send_max.0) {
+            match self
+                .congestion
+                .on_duplicate_ack(flight, self.send_max.0, newly_sacked)
+            {
                 AckAction::FastRetransmit => {
                     context.counters.fast_retransmits += 1;
                     self.retransmit_first(context);
@@ -1461,7 +1464,7 @@ impl Connection {
             }
             _ => {
                 let flight = self.flight_size();
-                self.congestion.on_timeout(flight);
+                self.congestion.on_timeout(flight, self.send_max.0);
                 self.scoreboard.clear();
                 self.fast_retransmit_timestamp = None;
                 // Go back N: resend from SND.UNA as the window allows.
