@@ -110,15 +110,26 @@ impl TcpLayer {
             && segment.sequence + segment.payload.len() as u32 + 1 == record.receive_next;
         if retransmitted_fin {
             // The peer did not get our last ACK: acknowledge again and restart the 2*MSL
-            // timer (RFC 9293 section 3.10.7.4, TIME-WAIT).
-            send_time_wait_ack(&mut self.context, tuple, &record);
-            let expires = self.context.now + self.context.config.time_wait;
+            // timer (RFC 9293 section 3.10.7.4, TIME-WAIT). The timer's entry stays where it
+            // is and re-arms when it fires; the ACK goes at most once per
+            // `invalid_ack_interval`, so a FIN flood draws no ACK storm (issue 10, defect 6).
+            let now = self.context.now;
+            let interval = self.context.config.invalid_ack_interval;
+            let answer = record
+                .last_ack
+                .is_none_or(|last| now.saturating_since(last) >= interval);
+            if answer {
+                send_time_wait_ack(&mut self.context, tuple, &record);
+            } else {
+                self.context.counters.acks_rate_limited += 1;
+            }
+            let expires = now + self.context.config.time_wait;
             if let Some(stored) = self.time_wait.get_mut(&key) {
                 stored.expires = expires;
+                if answer {
+                    stored.last_ack = Some(now);
+                }
             }
-            self.context
-                .wheel
-                .insert(expires, TimerKey::TimeWait(tuple));
         } else if (segment.has(FIN) || !segment.payload.is_empty())
             && challenge_ack_allowed(&mut self.context)
         {
@@ -207,9 +218,13 @@ impl TcpLayer {
     }
 
     fn remove_half_open(&mut self, key: &HashedTuple) {
-        if let Some(half_open) = self.half_open.remove(key)
-            && let Some(listener) = self.slots.listener_mut(half_open.listener)
-        {
+        let Some(half_open) = self.half_open.remove(key) else {
+            return;
+        };
+        self.context
+            .wheel
+            .cancel(half_open.deadline, TimerKey::HalfOpen(key.tuple));
+        if let Some(listener) = self.slots.listener_mut(half_open.listener) {
             listener.half_open_count = listener.half_open_count.saturating_sub(1);
         }
     }
@@ -366,7 +381,11 @@ impl TcpLayer {
         listener.half_open_count += 1;
         if reuse_sequence.is_some() {
             // The new incarnation exists now: the old one's record can go.
-            self.time_wait.remove(&key);
+            if let Some(record) = self.time_wait.remove(&key) {
+                self.context
+                    .wheel
+                    .cancel(record.expires, TimerKey::TimeWait(tuple));
+            }
             self.context.counters.time_wait_reuses += 1;
         }
         handshake.initial_send = reuse_sequence.unwrap_or_else(|| {

@@ -705,6 +705,12 @@ impl TcpLayer {
         self.time_wait.len()
     }
 
+    /// Entries in the timer wheel (live and not yet expired stale ones): at most about one
+    /// per connection, half-open connection and TIME_WAIT record; a soak test watches it.
+    pub fn timer_entries(&self) -> usize {
+        self.context.wheel.len()
+    }
+
     /// Payload bytes buffered on this core, against `max_buffer_memory`.
     pub fn buffer_memory_used(&self) -> usize {
         self.context.memory_used

@@ -405,3 +405,33 @@ fn a_time_wait_reuse_is_never_answered_with_a_cookie() {
     assert_eq!(harness.layer.connection_count(), 2);
     assert_eq!(harness.layer.counters().time_wait_reuses, 1);
 }
+
+/// Issue 10, defect 6: a FIN retransmitted into TIME_WAIT restarts the 2*MSL timer without
+/// adding a timer-wheel entry, and is answered at most once per `invalid_ack_interval`.
+/// Before, each one added an entry and drew an ACK, so a peer (or a forger with the right
+/// sequence numbers) could grow the wheel and the output without bound.
+#[test]
+fn fins_retransmitted_into_time_wait_neither_grow_the_wheel_nor_storm_acks() {
+    let mut harness = Harness::plain();
+    let iss = into_time_wait(&mut harness, 1000);
+    let entries = harness.layer.timer_entries();
+    for _ in 0..1000 {
+        harness.inject(Inbound::new(FIN | ACK, 1001, iss + 2));
+    }
+    harness.expect().assert(ACK, iss + 2, 1002);
+    harness.expect_nothing();
+    assert!(
+        harness.layer.timer_entries() <= entries,
+        "{} entries, {entries} before",
+        harness.layer.timer_entries()
+    );
+    // The restarted 2*MSL still ends it.
+    harness.advance(Duration::from_secs(30));
+    harness.inject(Inbound::new(FIN | ACK, 1001, iss + 2));
+    harness.expect().assert(ACK, iss + 2, 1002);
+    harness.advance(Duration::from_secs(59));
+    assert_eq!(harness.layer.time_wait_count(), 1, "restarted 30 s in");
+    harness.advance(Duration::from_secs(1));
+    assert_eq!(harness.layer.time_wait_count(), 0);
+    assert_eq!(harness.layer.timer_entries(), 0);
+}

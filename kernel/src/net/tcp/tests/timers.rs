@@ -290,3 +290,46 @@ fn a_window_that_closes_with_data_in_flight_is_probed_not_timed_out() {
     assert_eq!(resent.payload.len(), 1460);
     assert_eq!(harness.layer.counters().connections_timed_out, 0);
 }
+
+/// Issue 10, defect 6: request/response cycles on a keep-alive connection re-arm its timers
+/// (delayed ACK, retransmission, keepalive) thousands of times an hour; the wheel must hold
+/// one entry per connection, not one stale entry per cycle. Before, each cycle left one.
+#[test]
+fn keep_alive_cycles_leave_no_stale_timer_entries() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .set_option(
+            connection,
+            SocketOption::KeepAlive(Some(Duration::from_secs(2 * 60 * 60))),
+        )
+        .unwrap();
+    let mut peer = 1001u32;
+    let mut ours = iss + 1;
+    let mut buffer = [0u8; 64];
+    for _ in 0..1000 {
+        harness.inject(Inbound::new(ACK | PSH, peer, ours).payload(b"GET / HTTP/1.1\r\n\r\n"));
+        peer += 18;
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(18));
+        harness.advance(Duration::from_millis(40));
+        harness
+            .layer
+            .write(connection, b"HTTP/1.1 204 X\r\n\r\n")
+            .unwrap();
+        harness.collect();
+        ours += 18;
+        harness.advance(Duration::from_millis(10));
+        harness.inject(Inbound::new(ACK, peer, ours));
+        harness.sent.clear();
+        harness.advance(Duration::from_millis(950));
+    }
+    assert!(
+        harness.layer.timer_entries() <= 2,
+        "{} timer entries for one connection",
+        harness.layer.timer_entries()
+    );
+    // Closing takes its entries with it.
+    harness.layer.abort(connection).unwrap();
+    assert_eq!(harness.layer.timer_entries(), 0);
+}
