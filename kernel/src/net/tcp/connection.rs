@@ -558,11 +558,9 @@ impl Connection {
         let offset = sequence.distance_from(self.send_buffer_sequence) as usize;
         let (front, back) = self.send_buffer.as_slices();
         let payload = slice_pair(front, back, offset, length);
-        context
-            .output
-            .push(header.source, header.destination, |out| {
-                segment::write(out, &header, payload)
-            });
+        context.push_segment(header.source, header.destination, |out| {
+            segment::write(out, &header, payload)
+        });
         if flags & ACK != 0 {
             self.ack_now = false;
             self.unacknowledged_segments = 0;
@@ -1095,6 +1093,8 @@ impl Connection {
         self.send_unacknowledged = ack;
         self.send_next = self.send_next.latest(ack);
         self.retries = 0;
+        // Progress: an earlier soft ICMP error is old news (RFC 1122 section 4.2.3.9).
+        self.soft_error = None;
         self.rtt.reset_backoff();
         // RFC 6298 section 5.2 and 5.3.
         if self.send_unacknowledged == self.send_max {

@@ -7,7 +7,7 @@ use super::connection::{Connection, Handshake, Outcome, window_shift_for};
 use super::context::{Context, TimerKey};
 use super::isn::initial_sequence_number;
 use super::listen::HalfOpen;
-use super::reply::{challenge_ack_allowed, reset_for, send_reset};
+use super::reply::{challenge_ack_allowed, reset_for, send_reset, stranger_reset_allowed};
 use super::segment::{self, ACK, FIN, RST, SYN, Segment, SegmentHeader, SegmentOptions};
 use super::seq::SeqNum;
 use super::slots::SocketEntry;
@@ -155,8 +155,16 @@ impl TcpLayer {
             if segment.sequence == expected {
                 self.context.counters.resets_received += 1;
                 self.remove_half_open(&key);
-            } else {
-                self.context.counters.drop_segment(DropReason::InvalidReset);
+                return;
+            }
+            self.context.counters.drop_segment(DropReason::InvalidReset);
+            // In the window of our SYN-ACK: a challenge ACK, which a peer that really
+            // restarted answers with the exact RST (RFC 5961 section 3.2; issue 10, defect 10).
+            let window = u32::from(unscaled_receive_window(&self.context));
+            if segment.sequence.in_window(expected, window)
+                && challenge_ack_allowed(&mut self.context)
+            {
+                send_half_open_ack(&mut self.context, tuple, &half_open.handshake);
             }
             return;
         }
@@ -277,13 +285,15 @@ impl TcpLayer {
                 return;
             }
             self.context.counters.drop_segment(DropReason::NoSocket);
-            send_reset(
-                &mut self.context,
-                tuple.local,
-                tuple.remote,
-                segment.acknowledgment,
-                None,
-            );
+            if stranger_reset_allowed(&mut self.context) {
+                send_reset(
+                    &mut self.context,
+                    tuple.local,
+                    tuple.remote,
+                    segment.acknowledgment,
+                    None,
+                );
+            }
             return;
         }
         if !segment.has(SYN) {
@@ -600,7 +610,7 @@ fn send_syn_ack(
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// `<SEQ=ISS+1><ACK=IRS+1><CTL=ACK>` for a half-open connection.
@@ -622,7 +632,7 @@ fn send_half_open_ack(context: &mut Context, tuple: FourTuple, handshake: &Hands
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// An ACK from a TIME_WAIT record: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
@@ -644,7 +654,7 @@ fn send_time_wait_ack(context: &mut Context, tuple: FourTuple, record: &TimeWait
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// The window field of segments sent from a handshake record (the SYN-ACK, whose window

@@ -122,6 +122,10 @@ pub struct TcpCounters {
     /// ACKs not sent because a rate limit bit: one connection's `invalid_ack_interval`, or
     /// the core's challenge-ACK budget for the second.
     pub acks_rate_limited: u64,
+    /// RSTs to strangers not sent because `stranger_reset_limit` was reached this second.
+    pub resets_rate_limited: u64,
+    /// Segments dropped because the output queue held `max_queued_segments`.
+    pub output_queue_drops: u64,
     pub drops: [u64; DropReason::COUNT],
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,

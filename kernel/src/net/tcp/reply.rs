@@ -30,7 +30,7 @@ pub(crate) fn send_reset(
         window: 0,
         options: SegmentOptions::default(),
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
     context.counters.resets_sent += 1;
 }
 
@@ -43,7 +43,7 @@ pub(crate) fn reset_for(
     remote: SocketAddrV4,
     incoming: &segment::Segment<'_>,
 ) {
-    if incoming.has(RST) {
+    if incoming.has(RST) || !stranger_reset_allowed(context) {
         return;
     }
     if incoming.has(ACK) {
@@ -52,6 +52,22 @@ pub(crate) fn reset_for(
         let acknowledgment = incoming.sequence + incoming.sequence_length();
         send_reset(context, local, remote, SeqNum(0), Some(acknowledgment));
     }
+}
+
+/// Whether one more RST to a stranger fits in this second's budget: a flood to closed ports
+/// (often from spoofed sources) is then not reflected at line rate.
+pub(crate) fn stranger_reset_allowed(context: &mut Context) -> bool {
+    let second = context.now.as_nanos() / 1_000_000_000;
+    if context.reset_second != Some(second) {
+        context.reset_second = Some(second);
+        context.stranger_resets_left = context.config.stranger_reset_limit;
+    }
+    if context.stranger_resets_left == 0 {
+        context.counters.resets_rate_limited += 1;
+        return false;
+    }
+    context.stranger_resets_left -= 1;
+    true
 }
 
 /// Whether one more challenge ACK fits in this second's budget (RFC 5961 section 7). The

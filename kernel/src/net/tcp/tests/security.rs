@@ -264,3 +264,64 @@ fn acks_to_unacceptable_segments_are_rate_limited() {
     harness.inject(Inbound::new(ACK, 900_000, iss + 1).timestamp(1003, ours));
     harness.expect().assert(ACK, iss + 1, 1001);
 }
+
+/// Issue 10, defect 10 (RFC 5961 section 3.2): an in-window RST that is not exactly at
+/// RCV.NXT draws a challenge ACK from a half-open connection too, so that a peer that really
+/// restarted can answer it with the exact RST. Before, it was dropped silently.
+#[test]
+fn a_half_open_connection_challenges_an_inexact_reset() {
+    let mut harness = Harness::plain();
+    harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(RST, 1500, 0));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.connection_count(), 1, "still half-open");
+    // Out of the window: silently dropped.
+    harness.inject(Inbound::new(RST, 1001 + 200_000, 0));
+    harness.expect_nothing();
+    harness.inject(Inbound::new(RST, 1001, 0));
+    assert_eq!(harness.layer.connection_count(), 0);
+}
+
+/// Issue 10, defect 10: RSTs to segments that reach no socket are limited per core and
+/// second (`TcpConfig::stranger_reset_limit`), so a flood to closed ports is not reflected at
+/// line rate (FreeBSD limits these too). Before, every one was answered.
+#[test]
+fn resets_for_strangers_are_rate_limited() {
+    let config = TcpConfig {
+        stranger_reset_limit: 100,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    for port in 0..300u16 {
+        harness.inject(Inbound::new(SYN, 1000, 0).ports(20_000 + port, 81));
+    }
+    assert_eq!(harness.sent.len(), 100);
+    assert_eq!(harness.layer.counters().resets_rate_limited, 200);
+    assert_eq!(harness.layer.counters().dropped(DropReason::NoSocket), 300);
+    harness.sent.clear();
+    harness.now = harness.now + Duration::from_secs(1);
+    harness.inject(Inbound::new(SYN, 1000, 0).ports(20_000, 81));
+    harness.expect().assert(RST | ACK, 0, 1001);
+}
+
+/// Issue 10, defect 10: the output queue is bounded (`TcpConfig::max_queued_segments`):
+/// when the interface drains more slowly than segments are made, the excess is dropped and
+/// counted like a loss on the wire (TCP retransmits data; control segments are answered
+/// again) instead of the queue growing without bound.
+#[test]
+fn the_output_queue_is_bounded() {
+    let config = TcpConfig {
+        max_queued_segments: 50,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    for port in 0..80u16 {
+        let bytes = Inbound::new(SYN, 1000, 0).ports(20_000 + port, 81).bytes();
+        harness.layer.on_segment(harness.now, REMOTE, LOCAL, &bytes);
+    }
+    assert_eq!(harness.layer.counters().output_queue_drops, 30);
+    harness.collect();
+    assert_eq!(harness.sent.len(), 50);
+}
