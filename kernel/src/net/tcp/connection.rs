@@ -581,13 +581,14 @@ impl Connection {
         }
     }
 
-    /// Whether an ACK may answer this unacceptable segment now. Segments with data (and no
-    /// SYN) are always answered: they are not part of an ACK loop, and the ACK may be what
-    /// the sender lacks. Anything else draws at most one ACK per `invalid_ack_interval`, so
+    /// Whether an ACK may answer this unacceptable segment now. Segments that occupy
+    /// sequence space (data or FIN) without SYN are always answered: they are not part of an
+    /// ACK loop, and the ACK may be what the sender lacks (a retransmitted FIN whose ACK was
+    /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so
     /// that two desynchronised stacks cannot ping-pong ACKs at line rate and one connection
     /// cannot drain the core's challenge-ACK budget (Linux `tcp_oow_rate_limited`).
     fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
-        if !segment.payload.is_empty() && !segment.has(SYN) {
+        if segment.sequence_length() > 0 && !segment.has(SYN) {
             return true;
         }
         let interval = context.config.invalid_ack_interval;
