@@ -1361,7 +1361,14 @@ impl Connection {
             if self.send_window > 0 {
                 self.send_held_data(context);
             } else {
-                if self.persist_probes_sent >= context.config.max_retransmissions {
+                // An orphan (closed by its application) whose receiver keeps the window shut
+                // is given up on after as many probes, answered or not: nobody waits for it,
+                // and a client that never reads must not pin its buffers for ever (Linux
+                // does the same with tcp_orphan_retries).
+                let orphan_gives_up = self.owner == Owner::Orphan
+                    && self.persist_backoff >= context.config.max_retransmissions;
+                if self.persist_probes_sent >= context.config.max_retransmissions || orphan_gives_up
+                {
                     // The receiver stopped answering: give up, and tell it so in case it
                     // still holds the connection (issue 10, defect 10).
                     context.counters.connections_timed_out += 1;

@@ -333,3 +333,35 @@ fn keep_alive_cycles_leave_no_stale_timer_entries() {
     harness.layer.abort(connection).unwrap();
     assert_eq!(harness.layer.timer_entries(), 0);
 }
+
+/// The other side of defect 2's fix: an orphan (the application closed it with a response
+/// still queued) whose client keeps its window shut and answers every probe is given up on
+/// after `max_retransmissions` probes, with a RST, and leaves nothing behind: otherwise a
+/// client that never reads would pin the connection and its buffers for ever.
+#[test]
+fn an_orphan_behind_a_window_that_never_opens_is_reset() {
+    let (mut harness, iss, connection) = zero_window_connection();
+    harness.layer.close(connection).unwrap();
+    harness.collect();
+    let mut reset = None;
+    for _ in 0..20 * 60 {
+        harness.advance(Duration::from_secs(1));
+        while let Some(segment) = harness.sent.pop_front() {
+            if segment.flags & RST != 0 {
+                reset = Some(segment);
+            } else {
+                harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+            }
+        }
+        if reset.is_some() {
+            break;
+        }
+    }
+    reset
+        .expect("the orphan gives up")
+        .assert(RST | ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.connection_count(), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+    assert_eq!(harness.layer.timer_entries(), 0);
+    assert_eq!(harness.layer.counters().persist_timeouts, 1);
+}
