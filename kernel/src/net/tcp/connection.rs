@@ -574,9 +574,12 @@ impl Connection {
     }
 
     /// A challenge ACK (RFC 5961 section 7): within this connection's limit first, so that
-    /// one connection cannot see the core's budget, then within the core's.
-    fn send_challenge_ack(&mut self, context: &mut Context, segment: &Segment<'_>) {
-        if self.invalid_ack_allowed(context, segment) && challenge_ack_allowed(context) {
+    /// one connection cannot see the core's budget, then within the core's. Unlike the ACKs
+    /// of `invalid_ack_allowed`, data does not exempt a segment from the per-connection
+    /// limit here (Linux checks `__tcp_oow_rate_limited` first as well): data with a forged
+    /// acknowledgment would otherwise draw one challenge ACK each.
+    fn send_challenge_ack(&mut self, context: &mut Context) {
+        if self.invalid_ack_interval_passed(context) && challenge_ack_allowed(context) {
             self.send_ack(context);
         }
     }
@@ -584,13 +587,18 @@ impl Connection {
     /// Whether an ACK may answer this unacceptable segment now. Segments that occupy
     /// sequence space (data or FIN) without SYN are always answered: they are not part of an
     /// ACK loop, and the ACK may be what the sender lacks (a retransmitted FIN whose ACK was
-    /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so
-    /// that two desynchronised stacks cannot ping-pong ACKs at line rate and one connection
-    /// cannot drain the core's challenge-ACK budget (Linux `tcp_oow_rate_limited`).
+    /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so that two
+    /// desynchronised stacks cannot ping-pong ACKs at line rate (Linux `tcp_oow_rate_limited`).
     fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
         if segment.sequence_length() > 0 && !segment.has(SYN) {
             return true;
         }
+        self.invalid_ack_interval_passed(context)
+    }
+
+    /// The per-connection limit of ACKs to unacceptable segments: true (and the clock
+    /// restarted) at most once per `invalid_ack_interval`.
+    fn invalid_ack_interval_passed(&mut self, context: &mut Context) -> bool {
         let interval = context.config.invalid_ack_interval;
         if let Some(last) = self.last_invalid_ack
             && context.now.saturating_since(last) < interval
@@ -914,7 +922,7 @@ impl Connection {
         if segment.has(RST) {
             if sequence != self.receive_next {
                 context.counters.drop_segment(DropReason::InvalidReset);
-                self.send_challenge_ack(context, segment);
+                self.send_challenge_ack(context);
                 return Outcome::Continue;
             }
             context.counters.resets_received += 1;
@@ -929,7 +937,7 @@ impl Connection {
         // Fourth: a SYN in a synchronized state draws a challenge ACK (RFC 5961 section 4).
         if segment.has(SYN) {
             context.counters.drop_segment(DropReason::UnexpectedSyn);
-            self.send_challenge_ack(context, segment);
+            self.send_challenge_ack(context);
             return Outcome::Continue;
         }
 
@@ -963,7 +971,7 @@ impl Connection {
         }
         if ack.before(self.send_unacknowledged - self.max_send_window) {
             context.counters.drop_segment(DropReason::UnacceptableAck);
-            self.send_challenge_ack(context, segment);
+            self.send_challenge_ack(context);
             return Outcome::Continue;
         }
         // An acceptable ACK, even one that keeps the window closed, answers our zero-window

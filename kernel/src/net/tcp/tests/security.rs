@@ -325,3 +325,48 @@ fn the_output_queue_is_bounded() {
     harness.collect();
     assert_eq!(harness.sent.len(), 50);
 }
+
+/// Blind attacks (RFC 5961) against a live connection: thousands of in-window RSTs that
+/// are not exact, SYNs, and data with guessed sequence numbers in the window but an
+/// acknowledgment no honest peer could send. Nothing resets or corrupts the connection, the
+/// honest bytes arrive as sent, and the challenge ACKs stay within one per connection per
+/// `invalid_ack_interval`.
+#[test]
+fn blind_injection_neither_resets_nor_corrupts_a_live_connection() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK | PSH, 1001, iss + 1).payload(b"hello "));
+    let next = 1007u32;
+    let mut answers = 0;
+    for round in 0..10_000u32 {
+        let in_window = next + 1 + (round * 7919) % 60_000;
+        let attack = match round % 4 {
+            0 => Inbound::new(RST, in_window, 0),
+            1 => Inbound::new(RST | ACK, in_window, iss + 1),
+            2 => Inbound::new(SYN, in_window, 0),
+            // Data at RCV.NXT itself, with an acknowledgment from far outside
+            // [SND.UNA - MAX.SND.WND, SND.NXT] (RFC 5961 section 5.2).
+            _ => Inbound::new(
+                ACK | PSH,
+                next,
+                iss.wrapping_add(1).wrapping_sub(0x4000_0000 + round),
+            )
+            .payload(b"EVIL"),
+        };
+        harness.inject(attack);
+        answers += harness.sent.len();
+        harness.sent.clear();
+        if round % 100 == 99 {
+            harness.now = harness.now + Duration::from_millis(50);
+        }
+    }
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    // 10 000 rounds over 5 s: at most one challenge ACK per 500 ms, plus the first.
+    assert!(answers <= 11, "{answers} answers to the attacker");
+    assert!(harness.layer.counters().acks_rate_limited > 9_000);
+    harness.inject(Inbound::new(ACK | PSH, next, iss + 1).payload(b"world"));
+    let mut buffer = [0u8; 64];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(11));
+    assert_eq!(&buffer[..11], b"hello world");
+    assert_eq!(harness.layer.counters().resets_received, 0);
+}
