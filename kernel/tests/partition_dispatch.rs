@@ -505,3 +505,85 @@ fn a_crashed_worker_resets_only_what_it_had_queued() {
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].0, sent[0].1), (1, SYN | ACK));
 }
+
+/// An ICMP error quoting our segment `local -> remote` (destination unreachable, code 4,
+/// "fragmentation needed", with `next_hop_mtu`), as a router on the path sends it.
+fn fragmentation_needed(
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    sequence: u32,
+    mtu: u16,
+) -> Vec<u8> {
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 6;
+    quoted[12..16].copy_from_slice(&local.ip().octets());
+    quoted[16..20].copy_from_slice(&remote.ip().octets());
+    quoted[20..22].copy_from_slice(&local.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&remote.port().to_be_bytes());
+    quoted[24..28].copy_from_slice(&sequence.to_be_bytes());
+    let mut error = vec![3, 4, 0, 0, 0, 0];
+    error.extend_from_slice(&mtu.to_be_bytes());
+    error.extend_from_slice(&quoted);
+    Icmpv4Packet::new_unchecked(&mut error[..]).fill_checksum();
+    icmp_frame(&error)
+}
+
+/// Issue 10, defect 7: an ICMP error about a connection that the global listener placed on
+/// another core follows the flow's fallback route to the core that holds the connection.
+/// Before, it went to the RSS owner, which knows no such connection, and "fragmentation
+/// needed" was lost (a path-MTU black hole for those flows).
+#[test]
+fn icmp_errors_follow_the_fallback_route_of_their_flow() {
+    let mut host = host(4, 64);
+    let mut served: Vec<Option<ServedPort>> =
+        (0..4).map(|core| Some(host.listen(core, 80))).collect();
+    served[1] = None;
+    let port = host.client_port_owned_by(1, 80);
+    host.cores[1].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 5000, 0));
+    host.drain_all();
+    let (taker, _, server_sequence, _) = host.sent_segments()[0];
+    assert_ne!(taker, 1);
+    host.cores[1].on_frame_from_nic(
+        NOW,
+        &tcp_frame(port, 80, ACK, 5001, server_sequence.wrapping_add(1)),
+    );
+    host.drain_all();
+    let accepted = served[taker]
+        .as_ref()
+        .unwrap()
+        .listener()
+        .try_accept()
+        .expect("the taker accepts the connection");
+    accepted.try_write(&[1u8; 100]).unwrap();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1);
+    let data_sequence = sent[0].2;
+
+    // A router with a 1280-byte MTU answers; the error reaches the flow's RSS owner, core 1.
+    let error = fragmentation_needed(
+        SocketAddrV4::new(OUR_IP, 80),
+        SocketAddrV4::new(PEER_IP, port),
+        data_sequence,
+        1280,
+    );
+    host.cores[1].on_frame_from_nic(NOW, &error);
+    host.drain_all();
+    let delivered: Vec<u64> = host
+        .cores
+        .iter()
+        .map(|core| core.interface().counters().icmp_errors_delivered)
+        .collect();
+    let mut expected = [0u64; 4];
+    expected[taker] = 1;
+    assert_eq!(
+        delivered, expected,
+        "the error reaches the core with the connection"
+    );
+    assert_eq!(host.cores[1].counters().icmp_errors_routed, 1);
+    assert_eq!(
+        host.cores[taker].tcp().borrow().counters().icmp_errors,
+        1,
+        "the taker's layer saw it"
+    );
+}

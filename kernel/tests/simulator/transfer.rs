@@ -386,7 +386,8 @@ fn answer_and_close(tcp: &mut TcpLayer, handle: SocketHandle, received: u64) -> 
         .map_err(|e| format!("server close: {e:?}"))
 }
 
-/// Every table of every host is empty: no socket of any kind, no queued segment, no ARP state.
+/// Every table of every host is empty: no socket of any kind, no queued segment, no buffered
+/// byte counted, no timer, no ARP state.
 pub fn check_empty(network: &Network) -> Result<(), String> {
     for (index, host) in network.hosts.iter().enumerate() {
         let sockets = host.sockets();
@@ -396,6 +397,16 @@ pub fn check_empty(network: &Network) -> Result<(), String> {
         }
         if host.tcp.borrow().has_output() {
             return Err(format!("host {index} has TCP output left"));
+        }
+        // With every socket gone, the per-core budget must be whole again (issue 10, defect
+        // 1: overlapping out-of-order data leaked it) and no timer may be left armed.
+        let memory = host.tcp.borrow().buffer_memory_used();
+        if memory != 0 {
+            return Err(format!("host {index} still counts {memory} buffered bytes"));
+        }
+        let timers = host.tcp.borrow().timer_entries();
+        if timers != 0 {
+            return Err(format!("host {index} has {timers} timer entries left"));
         }
         if host.interface.queued_frames() != 0 {
             return Err(format!(

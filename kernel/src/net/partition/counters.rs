@@ -26,6 +26,9 @@ pub struct PartitionCounters {
     pub segments_processed: u64,
     /// Passive segments that no core serves (the local layer answers them, normally with a RST).
     pub no_serving_core: u64,
+    /// ICMP errors about a connection the global listener placed on another core, sent on
+    /// to that core along the flow's route.
+    pub icmp_errors_routed: u64,
 }
 
 impl AddAssign for PartitionCounters {
@@ -40,5 +43,6 @@ impl AddAssign for PartitionCounters {
         self.arp_copies_sent += other.arp_copies_sent;
         self.segments_processed += other.segments_processed;
         self.no_serving_core += other.no_serving_core;
+        self.icmp_errors_routed += other.icmp_errors_routed;
     }
 }

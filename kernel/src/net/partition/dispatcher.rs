@@ -14,7 +14,8 @@ use super::port_allocator::RfdPortAllocator;
 use super::served_port::ServedPort;
 use crate::net::interface::{FrameSink, Interface};
 use crate::net::rfd::{
-    CoreId, Delivery, FlowDirection, ReceiveFlowDeliver, RfdConfigError, RfdCounters,
+    CoreId, Delivery, FlowDirection, FourTuple, InboundSegment, ReceiveFlowDeliver, RfdConfigError,
+    RfdCounters,
 };
 use crate::net::tcp::{SocketError, TupleUse};
 use crate::socket::{SharedTcpLayer, TcpListener};
@@ -206,7 +207,7 @@ impl CoreDispatcher {
                     .rfd
                     .owner_core(&quoted, &|port| listen.is_listened(port));
                 if owner == self.core {
-                    self.interface.receive(now, frame);
+                    self.on_owned_icmp_error(now, frame, &quoted);
                 } else {
                     self.counters.forwarded_by_rfd += 1;
                     self.forward(owner, ForwardReason::ReceiveFlowDeliver, frame);
@@ -243,6 +244,9 @@ impl CoreDispatcher {
         match (frame.reason, FrameSummary::of(&frame.bytes)) {
             (ForwardReason::ReceiveFlowDeliver, FrameSummary::Tcp(segment)) => {
                 self.on_owned_segment(now, &frame.bytes, segment);
+            }
+            (ForwardReason::ReceiveFlowDeliver, FrameSummary::IcmpErrorAboutTcp(quoted)) => {
+                self.on_owned_icmp_error(now, &frame.bytes, &quoted);
             }
             (ForwardReason::GlobalListener { hops }, FrameSummary::Tcp(segment)) => {
                 let tuple = segment.tuple();
@@ -312,9 +316,50 @@ impl CoreDispatcher {
         self.process_tcp(now, frame);
     }
 
+    /// An ICMP error about a connection this core owns by Receive Flow Deliver. If the global
+    /// listener placed that connection on another core, the error follows the flow's route
+    /// there (or, without a route, the same rendezvous hash as its SYN): the core with the
+    /// connection must see "fragmentation needed", or the flow's path MTU is a black hole
+    /// (issue 10, defect 7). It is delivered where it lands after that, never passed on.
+    fn on_owned_icmp_error(&mut self, now: Instant, frame: &[u8], quoted: &InboundSegment) {
+        let tuple = FourTuple {
+            local: quoted.destination,
+            remote: quoted.source,
+        };
+        let listen = &self.listen;
+        let direction =
+            self.rfd
+                .classify(quoted.source.port(), quoted.destination.port(), &|port| {
+                    listen.is_listened(port)
+                });
+        let serving = self.listen.serving(tuple.local.port());
+        if direction == FlowDirection::Passive && !self.knows_tuple(&tuple) {
+            let target = self.routes.lookup(&tuple, now).or_else(|| {
+                (!serving.contains(self.core))
+                    .then(|| fallback_core(&tuple, serving, self.core))
+                    .flatten()
+            });
+            if let Some(target) = target {
+                self.counters.icmp_errors_routed += 1;
+                self.forward(
+                    target,
+                    ForwardReason::GlobalListener {
+                        hops: GLOBAL_LISTENER_MAX_HOPS,
+                    },
+                    frame,
+                );
+                return;
+            }
+        }
+        self.interface.receive(now, frame);
+    }
+
     /// Whether this core's layer has the segment's connection (any state, TIME_WAIT included).
     fn knows(&self, segment: &TcpSummary) -> bool {
-        let tuple = segment.tuple();
+        self.knows_tuple(&segment.tuple())
+    }
+
+    fn knows_tuple(&self, tuple: &FourTuple) -> bool {
         self.tcp.borrow().tuple_use(tuple.local, tuple.remote) != TupleUse::Free
     }
 

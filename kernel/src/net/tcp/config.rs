@@ -67,6 +67,20 @@ pub struct TcpConfig {
     pub keepalive_probes: u32,
     /// Initial congestion window in segments (RFC 6928: 10).
     pub initial_window_segments: u32,
+    /// Mean number of challenge ACKs (RFC 5961 section 7) this core sends a second; each
+    /// second's budget is drawn at random between half and one and a half times it.
+    pub challenge_ack_limit: u32,
+    /// Shortest time between two ACKs one connection sends to unacceptable segments without
+    /// data (out of window, failing PAWS, acknowledging unsent data, RSTs and SYNs that draw
+    /// challenge ACKs). Linux `tcp_invalid_ratelimit`: 500 ms.
+    pub invalid_ack_interval: Duration,
+    /// Most RSTs a second this core sends to segments that reached no socket (closed ports,
+    /// stray ACKs); beyond it they are dropped without an answer and counted. FreeBSD limits
+    /// these to 200 a second by default.
+    pub stranger_reset_limit: u32,
+    /// Most segments waiting in the output queue for the interface; beyond it new ones are
+    /// dropped and counted (`output_queue_drops`), as a full transmit ring would.
+    pub max_queued_segments: usize,
 }
 
 impl Default for TcpConfig {
@@ -97,6 +111,10 @@ impl Default for TcpConfig {
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
             initial_window_segments: 10,
+            challenge_ack_limit: 1000,
+            invalid_ack_interval: Duration::from_millis(500),
+            stranger_reset_limit: 1000,
+            max_queued_segments: 16_384,
         }
     }
 }

@@ -24,6 +24,15 @@ pub(crate) struct NewReno {
     /// max(FlightSize, ssthresh) when fast retransmit began: the ssthresh to restore if that
     /// retransmission proves spurious (RFC 4015 section 3.2, `pipe_prev`).
     before_recovery: Option<u32>,
+    /// RFC 6582's `recover` after a retransmission timeout: the highest sequence number
+    /// sent before it. Until the cumulative ACK reaches it, duplicate ACKs come from the
+    /// go-back-N retransmissions or the late originals, not from a new loss, and must not
+    /// start fast retransmit (RFC 6582 section 3.2 step 2), unless the ACK heuristic says
+    /// otherwise (see `last_advance`). Cleared once an ACK reaches it.
+    timeout_recover: Option<u32>,
+    /// Bytes the latest new ACK advanced SND.UNA by (RFC 6582 section 4.1,
+    /// highest_ack - prev_highest_ack).
+    last_advance: u32,
 }
 
 impl NewReno {
@@ -39,6 +48,8 @@ impl NewReno {
             recover: None,
             acknowledged_in_avoidance: 0,
             before_recovery: None,
+            timeout_recover: None,
+            last_advance: 0,
         }
     }
 
@@ -67,6 +78,13 @@ impl NewReno {
     /// and `flight` the bytes still outstanding after it.
     pub(crate) fn on_new_ack(&mut self, acknowledged: u32, ack: u32, flight: u32) -> AckAction {
         self.duplicate_acks = 0;
+        self.last_advance = acknowledged;
+        if self
+            .timeout_recover
+            .is_some_and(|recover| (ack.wrapping_sub(recover) as i32) >= 0)
+        {
+            self.timeout_recover = None;
+        }
         if let Some(recover) = self.recover {
             if (ack.wrapping_sub(recover) as i32) >= 0 {
                 // Full acknowledgment (RFC 6582 section 3.2 step 6).
@@ -102,10 +120,29 @@ impl NewReno {
 
     /// A duplicate ACK (RFC 5681 section 2 definition); `flight` is the bytes outstanding and
     /// `highest_sent` SND.MAX as u32.
-    pub(crate) fn on_duplicate_ack(&mut self, flight: u32, highest_sent: u32) -> AckAction {
+    /// `newly_sacked` says whether it SACKed bytes not SACKed before.
+    pub(crate) fn on_duplicate_ack(
+        &mut self,
+        flight: u32,
+        highest_sent: u32,
+        newly_sacked: bool,
+    ) -> AckAction {
         if self.recover.is_some() {
             // Fast recovery: each further duplicate inflates the window (RFC 6582 section 3.2 step 4).
             self.window = self.window.saturating_add(self.mss);
+            return AckAction::Nothing;
+        }
+        // RFC 6582 section 3.2 step 2: the cumulative ACK has not passed `recover`, so these
+        // duplicates may come from go-back-N retransmissions of data the receiver had. The
+        // ACK heuristic (section 4.1) tells the cases apart: a hole filled by such a
+        // retransmission moves the cumulative ACK far (over the data behind the hole), a
+        // real new loss follows an ACK that advanced by at most four segments. A duplicate
+        // that SACKs new bytes reports data that arrived beyond a hole, not a duplicate of
+        // what the receiver had (whose SACK blocks would not change): it counts.
+        if self.timeout_recover.is_some()
+            && !newly_sacked
+            && !(self.window > self.mss && self.last_advance <= 4 * self.mss)
+        {
             return AckAction::Nothing;
         }
         self.duplicate_acks += 1;
@@ -147,8 +184,10 @@ impl NewReno {
         true
     }
 
-    /// A retransmission timeout (RFC 5681 section 3.1 equation 4, and cwnd = 1 MSS).
-    pub(crate) fn on_timeout(&mut self, flight: u32) {
+    /// A retransmission timeout (RFC 5681 section 3.1 equation 4, and cwnd = 1 MSS);
+    /// `highest_sent` is SND.MAX as u32, which becomes `recover` (RFC 6582 section 3.2 step 1).
+    pub(crate) fn on_timeout(&mut self, flight: u32, highest_sent: u32) {
+        self.timeout_recover = Some(highest_sent);
         self.slow_start_threshold = (flight / 2).max(2 * self.mss);
         self.window = self.mss;
         self.duplicate_acks = 0;
@@ -184,16 +223,22 @@ mod tests {
     #[test]
     fn fast_retransmit_and_new_reno_recovery() {
         let mut reno = NewReno::new(1000, 10);
-        assert_eq!(reno.on_duplicate_ack(10_000, 10_000), AckAction::Nothing);
-        assert_eq!(reno.on_duplicate_ack(10_000, 10_000), AckAction::Nothing);
         assert_eq!(
-            reno.on_duplicate_ack(10_000, 10_000),
+            reno.on_duplicate_ack(10_000, 10_000, false),
+            AckAction::Nothing
+        );
+        assert_eq!(
+            reno.on_duplicate_ack(10_000, 10_000, false),
+            AckAction::Nothing
+        );
+        assert_eq!(
+            reno.on_duplicate_ack(10_000, 10_000, false),
             AckAction::FastRetransmit
         );
         assert!(reno.in_recovery());
         assert_eq!(reno.slow_start_threshold, 5000);
         assert_eq!(reno.window, 8000);
-        reno.on_duplicate_ack(10_000, 10_000);
+        reno.on_duplicate_ack(10_000, 10_000, false);
         assert_eq!(reno.window, 9000);
         // Partial ACK of 2000 bytes: deflate by 2000, add 1000, retransmit.
         assert_eq!(
@@ -212,12 +257,15 @@ mod tests {
     fn limited_transmit_lends_a_segment_per_early_duplicate() {
         let mut reno = NewReno::new(1000, 2);
         assert_eq!(reno.sending_window(), 2000);
-        reno.on_duplicate_ack(2000, 2000);
+        reno.on_duplicate_ack(2000, 2000, false);
         assert_eq!(reno.sending_window(), 3000);
-        reno.on_duplicate_ack(3000, 3000);
+        reno.on_duplicate_ack(3000, 3000, false);
         assert_eq!(reno.sending_window(), 4000);
         assert_eq!(reno.window, 2000, "cwnd itself is unchanged (RFC 3042)");
-        assert_eq!(reno.on_duplicate_ack(4000, 4000), AckAction::FastRetransmit);
+        assert_eq!(
+            reno.on_duplicate_ack(4000, 4000, false),
+            AckAction::FastRetransmit
+        );
         assert_eq!(reno.sending_window(), reno.window);
         reno.on_new_ack(4000, 4000, 0);
         assert_eq!(reno.sending_window(), reno.window);
@@ -228,7 +276,7 @@ mod tests {
         let mut reno = NewReno::new(1000, 10);
         reno.slow_start_threshold = 8000;
         for _ in 0..3 {
-            reno.on_duplicate_ack(10_000, 10_000);
+            reno.on_duplicate_ack(10_000, 10_000, false);
         }
         assert!(reno.in_recovery());
         assert_eq!(reno.slow_start_threshold, 5000);
@@ -245,8 +293,31 @@ mod tests {
     #[test]
     fn timeout_collapses_the_window() {
         let mut reno = NewReno::new(1000, 10);
-        reno.on_timeout(8000);
+        reno.on_timeout(8000, 8000);
         assert_eq!(reno.window, 1000);
         assert_eq!(reno.slow_start_threshold, 4000);
+    }
+
+    #[test]
+    fn duplicates_before_recover_is_acknowledged_do_not_start_fast_retransmit() {
+        let mut reno = NewReno::new(1000, 10);
+        reno.on_timeout(10_000, 10_000);
+        // The retransmission filled a hole in front of five segments the receiver had.
+        reno.on_new_ack(6000, 6000, 4000);
+        for _ in 0..5 {
+            assert_eq!(
+                reno.on_duplicate_ack(4000, 10_000, false),
+                AckAction::Nothing
+            );
+        }
+        assert!(!reno.in_recovery());
+        reno.on_new_ack(4000, 10_000, 3000);
+        for _ in 0..2 {
+            reno.on_duplicate_ack(3000, 13_000, false);
+        }
+        assert_eq!(
+            reno.on_duplicate_ack(3000, 13_000, false),
+            AckAction::FastRetransmit
+        );
     }
 }

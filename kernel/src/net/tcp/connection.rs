@@ -177,7 +177,16 @@ pub(crate) struct Connection {
     unacknowledged_segments: u32,
 
     keepalive_probes_sent: u32,
+    /// When this connection last answered an unacceptable segment without data (or a SYN)
+    /// with an ACK: such answers go at most once per `TcpConfig::invalid_ack_interval`.
+    last_invalid_ack: Option<Instant>,
+    /// Zero-window probes sent since the peer last acknowledged anything: the connection
+    /// gives up only when they go unanswered (RFC 1122 section 4.2.2.17).
     persist_probes_sent: u32,
+    /// Doublings of the probe interval since the window closed; unlike the count above, an
+    /// answer that keeps the window closed does not reset it (RFC 9293 section 3.8.6.1:
+    /// the interval grows exponentially).
+    persist_backoff: u32,
     last_receive_time: Instant,
     pub(crate) timers: Timers,
 
@@ -254,7 +263,9 @@ impl Connection {
             ack_now: false,
             unacknowledged_segments: 0,
             keepalive_probes_sent: 0,
+            last_invalid_ack: None,
             persist_probes_sent: 0,
+            persist_backoff: 0,
             last_receive_time: context.now,
             timers: Timers::default(),
             options: SocketOptions {
@@ -547,11 +558,9 @@ impl Connection {
         let offset = sequence.distance_from(self.send_buffer_sequence) as usize;
         let (front, back) = self.send_buffer.as_slices();
         let payload = slice_pair(front, back, offset, length);
-        context
-            .output
-            .push(header.source, header.destination, |out| {
-                segment::write(out, &header, payload)
-            });
+        context.push_segment(header.source, header.destination, |out| {
+            segment::write(out, &header, payload)
+        });
         if flags & ACK != 0 {
             self.ack_now = false;
             self.unacknowledged_segments = 0;
@@ -564,10 +573,41 @@ impl Connection {
         self.transmit(context, self.send_next, 0, ACK);
     }
 
+    /// A challenge ACK (RFC 5961 section 7): within this connection's limit first, so that
+    /// one connection cannot see the core's budget, then within the core's. Unlike the ACKs
+    /// of `invalid_ack_allowed`, data does not exempt a segment from the per-connection
+    /// limit here (Linux checks `__tcp_oow_rate_limited` first as well): data with a forged
+    /// acknowledgment would otherwise draw one challenge ACK each.
     fn send_challenge_ack(&mut self, context: &mut Context) {
-        if challenge_ack_allowed(context) {
+        if self.invalid_ack_interval_passed(context) && challenge_ack_allowed(context) {
             self.send_ack(context);
         }
+    }
+
+    /// Whether an ACK may answer this unacceptable segment now. Segments that occupy
+    /// sequence space (data or FIN) without SYN are always answered: they are not part of an
+    /// ACK loop, and the ACK may be what the sender lacks (a retransmitted FIN whose ACK was
+    /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so that two
+    /// desynchronised stacks cannot ping-pong ACKs at line rate (Linux `tcp_oow_rate_limited`).
+    fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
+        if segment.sequence_length() > 0 && !segment.has(SYN) {
+            return true;
+        }
+        self.invalid_ack_interval_passed(context)
+    }
+
+    /// The per-connection limit of ACKs to unacceptable segments: true (and the clock
+    /// restarted) at most once per `invalid_ack_interval`.
+    fn invalid_ack_interval_passed(&mut self, context: &mut Context) -> bool {
+        let interval = context.config.invalid_ack_interval;
+        if let Some(last) = self.last_invalid_ack
+            && context.now.saturating_since(last) < interval
+        {
+            context.counters.acks_rate_limited += 1;
+            return false;
+        }
+        self.last_invalid_ack = Some(context.now);
+        true
     }
 
     fn send_syn(&mut self, context: &mut Context) {
@@ -717,7 +757,7 @@ impl Connection {
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
             if self.timers.persist.is_none() {
-                let factor = 1u32 << self.persist_probes_sent.min(6);
+                let factor = 1u32 << self.persist_backoff.min(6);
                 let delay = self
                     .rtt
                     .rto()
@@ -729,6 +769,7 @@ impl Connection {
         } else {
             self.timers.persist = None;
             self.persist_probes_sent = 0;
+            self.persist_backoff = 0;
         }
     }
 
@@ -837,7 +878,9 @@ impl Connection {
                 < Duration::from_secs(24 * 24 * 60 * 60)
         {
             context.counters.drop_segment(DropReason::OutOfWindow);
-            self.send_ack(context);
+            if self.invalid_ack_allowed(context, segment) {
+                self.send_ack(context);
+            }
             return Outcome::Continue;
         }
 
@@ -858,7 +901,7 @@ impl Connection {
         let zero_window_probe = !acceptable && window == 0 && sequence == self.receive_next;
         if !acceptable && !zero_window_probe {
             context.counters.drop_segment(DropReason::OutOfWindow);
-            if !segment.has(RST) {
+            if !segment.has(RST) && self.invalid_ack_allowed(context, segment) {
                 self.ack_now = true;
             }
             return Outcome::Continue;
@@ -921,7 +964,9 @@ impl Connection {
         // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
         if ack.after(self.send_max) {
             context.counters.drop_segment(DropReason::UnacceptableAck);
-            self.ack_now = true;
+            if self.invalid_ack_allowed(context, segment) {
+                self.ack_now = true;
+            }
             return Outcome::Continue;
         }
         if ack.before(self.send_unacknowledged - self.max_send_window) {
@@ -929,6 +974,9 @@ impl Connection {
             self.send_challenge_ack(context);
             return Outcome::Continue;
         }
+        // An acceptable ACK, even one that keeps the window closed, answers our zero-window
+        // probes: the receiver is alive (RFC 1122 section 4.2.2.17).
+        self.persist_probes_sent = 0;
         let mut newly_sacked = false;
         if self.sack_permitted {
             let options = &segment.options;
@@ -963,14 +1011,20 @@ impl Connection {
         // SACKed before is one whatever its window (RFC 6675 section 2, "DupAck"): a receiver
         // whose application reads while a hole is open moves its window with every such ACK,
         // and ignoring them left recovery to the retransmission timer.
+        // An ACK that keeps the window closed answers a window probe: the receiver holds
+        // the data it has and wants no more, so resending would only be refused.
         if acknowledges_nothing_new
             && segment.payload.is_empty()
             && !segment.has(FIN)
+            && self.send_window > 0
             && (self.send_window == window_before || newly_sacked)
             && self.send_max != self.send_unacknowledged
         {
             let flight = self.flight_size();
-            match self.congestion.on_duplicate_ack(flight, self.send_max.0) {
+            match self
+                .congestion
+                .on_duplicate_ack(flight, self.send_max.0, newly_sacked)
+            {
                 AckAction::FastRetransmit => {
                     context.counters.fast_retransmits += 1;
                     self.retransmit_first(context);
@@ -1048,6 +1102,8 @@ impl Connection {
         self.send_unacknowledged = ack;
         self.send_next = self.send_next.latest(ack);
         self.retries = 0;
+        // Progress: an earlier soft ICMP error is old news (RFC 1122 section 4.2.3.9).
+        self.soft_error = None;
         self.rtt.reset_backoff();
         // RFC 6298 section 5.2 and 5.3.
         if self.send_unacknowledged == self.send_max {
@@ -1203,6 +1259,10 @@ impl Connection {
         context.memory_used += take;
         self.receive_next = self.receive_next + take as u32;
         let filled_hole = !self.reassembly.is_empty();
+        // Queued bytes that this segment delivered again were counted twice: once in the
+        // queue, once just above (issue 10, defect 1: the budget leaked on every overlap).
+        let duplicate = self.reassembly.discard_delivered(self.receive_next);
+        context.memory_used = context.memory_used.saturating_sub(duplicate);
         while let Some(data) = self.reassembly.take_ready(self.receive_next) {
             // Already counted against the budget while in the reassembly queue.
             self.receive_next = self.receive_next + data.len() as u32;
@@ -1309,11 +1369,24 @@ impl Connection {
             if self.send_window > 0 {
                 self.send_held_data(context);
             } else {
-                self.persist_probes_sent += 1;
-                if self.persist_probes_sent > context.config.max_retransmissions {
+                // An orphan (closed by its application) whose receiver keeps the window shut
+                // is given up on after as many probes, answered or not: nobody waits for it,
+                // and a client that never reads must not pin its buffers for ever (Linux
+                // does the same with tcp_orphan_retries).
+                let orphan_gives_up = self.owner == Owner::Orphan
+                    && self.persist_backoff >= context.config.max_retransmissions;
+                if self.persist_probes_sent >= context.config.max_retransmissions || orphan_gives_up
+                {
+                    // The receiver stopped answering: give up, and tell it so in case it
+                    // still holds the connection (issue 10, defect 10).
                     context.counters.connections_timed_out += 1;
-                    return self.close_with_error(SocketError::TimedOut);
+                    context.counters.persist_timeouts += 1;
+                    self.reset_peer(context);
+                    let error = self.soft_error.unwrap_or(SocketError::TimedOut);
+                    return self.close_with_error(error);
                 }
+                self.persist_probes_sent += 1;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
                 context.counters.zero_window_probes += 1;
                 self.send_probe(context);
             }
@@ -1407,13 +1480,19 @@ impl Connection {
             }
             _ => {
                 let flight = self.flight_size();
-                self.congestion.on_timeout(flight);
+                self.congestion.on_timeout(flight, self.send_max.0);
                 self.scoreboard.clear();
                 self.fast_retransmit_timestamp = None;
                 // Go back N: resend from SND.UNA as the window allows.
                 self.send_next = self.send_unacknowledged;
                 self.output(context);
-                if self.timers.retransmit.is_none() && self.send_max != self.send_unacknowledged {
+                // With the window closed, go-back-N sent nothing and the persist timer now
+                // probes (issue 10, defect 2): the retransmission timer must not back off
+                // beside it and reset a connection whose receiver answers every probe.
+                if self.timers.retransmit.is_none()
+                    && self.timers.persist.is_none()
+                    && self.send_max != self.send_unacknowledged
+                {
                     self.arm_retransmit(context);
                 }
             }

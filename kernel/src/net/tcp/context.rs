@@ -30,9 +30,14 @@ pub(crate) struct Context {
     pub(crate) wheel: TimerWheel<TimerKey>,
     /// Payload bytes held in all send, receive and reassembly queues of this core.
     pub(crate) memory_used: usize,
-    /// RFC 5961 section 7 rate limit: the current second and challenge ACKs sent in it.
+    /// RFC 5961 section 7 rate limit: the current second and the challenge ACKs still
+    /// allowed in it (a random budget, see `reply::challenge_ack_allowed`).
     pub(crate) challenge_ack_second: u64,
-    pub(crate) challenge_acks_in_second: u32,
+    pub(crate) challenge_ack_budget_drawn: bool,
+    pub(crate) challenge_acks_left: u32,
+    /// The same for RSTs to segments that reached no socket (`TcpConfig::stranger_reset_limit`).
+    pub(crate) reset_second: Option<u64>,
+    pub(crate) stranger_resets_left: u32,
 }
 
 impl Context {
@@ -47,8 +52,37 @@ impl Context {
             wheel: TimerWheel::new(Instant::ZERO),
             memory_used: 0,
             challenge_ack_second: 0,
-            challenge_acks_in_second: 0,
+            challenge_ack_budget_drawn: false,
+            challenge_acks_left: 0,
+            reset_second: None,
+            stranger_resets_left: 0,
         }
+    }
+
+    /// Queues a segment that `build` writes (see `OutputQueue::push`), unless the queue
+    /// already holds `max_queued_segments`: then it is dropped and counted, like a loss on
+    /// the wire, instead of the queue growing while the interface drains more slowly than
+    /// segments are made (issue 10, defect 10).
+    pub(crate) fn push_segment(
+        &mut self,
+        source: core::net::Ipv4Addr,
+        destination: core::net::Ipv4Addr,
+        build: impl FnOnce(&mut alloc::vec::Vec<u8>),
+    ) {
+        if self.output.len() >= self.config.max_queued_segments {
+            self.counters.output_queue_drops += 1;
+            return;
+        }
+        self.output.push(source, destination, build);
+    }
+
+    /// Like `push_segment`, for a segment without payload.
+    pub(crate) fn push_header_only(&mut self, header: &super::segment::SegmentHeader) {
+        if self.output.len() >= self.config.max_queued_segments {
+            self.counters.output_queue_drops += 1;
+            return;
+        }
+        self.output.push_header_only(header);
     }
 
     /// Room left in the per-core buffer budget.

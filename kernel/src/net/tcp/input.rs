@@ -7,7 +7,7 @@ use super::connection::{Connection, Handshake, Outcome, window_shift_for};
 use super::context::{Context, TimerKey};
 use super::isn::initial_sequence_number;
 use super::listen::HalfOpen;
-use super::reply::{challenge_ack_allowed, reset_for, send_reset};
+use super::reply::{challenge_ack_allowed, reset_for, send_reset, stranger_reset_allowed};
 use super::segment::{self, ACK, FIN, RST, SYN, Segment, SegmentHeader, SegmentOptions};
 use super::seq::SeqNum;
 use super::slots::SocketEntry;
@@ -79,7 +79,8 @@ impl TcpLayer {
     }
 
     /// A segment for a 4-tuple in TIME_WAIT. Returns the ISN to use when it is a SYN that may
-    /// open a new incarnation (the record is then gone), else `None` (handled here).
+    /// open a new incarnation, else `None` (handled here). The record stays until the SYN
+    /// actually opens one (`on_syn`): a SYN dropped by a limit must not end TIME_WAIT.
     fn on_time_wait_segment(
         &mut self,
         key: HashedTuple,
@@ -97,8 +98,6 @@ impl TcpLayer {
             if record.accepts_new_syn(segment.sequence, timestamp)
                 && self.listeners.contains_key(&tuple.local.port())
             {
-                self.time_wait.remove(&key);
-                self.context.counters.time_wait_reuses += 1;
                 return Some(record.next_initial_sequence());
             }
             // RFC 5961 section 4 (and RFC 9293): answer an old SYN with an ACK.
@@ -111,15 +110,26 @@ impl TcpLayer {
             && segment.sequence + segment.payload.len() as u32 + 1 == record.receive_next;
         if retransmitted_fin {
             // The peer did not get our last ACK: acknowledge again and restart the 2*MSL
-            // timer (RFC 9293 section 3.10.7.4, TIME-WAIT).
-            send_time_wait_ack(&mut self.context, tuple, &record);
-            let expires = self.context.now + self.context.config.time_wait;
+            // timer (RFC 9293 section 3.10.7.4, TIME-WAIT). The timer's entry stays where it
+            // is and re-arms when it fires; the ACK goes at most once per
+            // `invalid_ack_interval`, so a FIN flood draws no ACK storm (issue 10, defect 6).
+            let now = self.context.now;
+            let interval = self.context.config.invalid_ack_interval;
+            let answer = record
+                .last_ack
+                .is_none_or(|last| now.saturating_since(last) >= interval);
+            if answer {
+                send_time_wait_ack(&mut self.context, tuple, &record);
+            } else {
+                self.context.counters.acks_rate_limited += 1;
+            }
+            let expires = now + self.context.config.time_wait;
             if let Some(stored) = self.time_wait.get_mut(&key) {
                 stored.expires = expires;
+                if answer {
+                    stored.last_ack = Some(now);
+                }
             }
-            self.context
-                .wheel
-                .insert(expires, TimerKey::TimeWait(tuple));
         } else if (segment.has(FIN) || !segment.payload.is_empty())
             && challenge_ack_allowed(&mut self.context)
         {
@@ -145,8 +155,16 @@ impl TcpLayer {
             if segment.sequence == expected {
                 self.context.counters.resets_received += 1;
                 self.remove_half_open(&key);
-            } else {
-                self.context.counters.drop_segment(DropReason::InvalidReset);
+                return;
+            }
+            self.context.counters.drop_segment(DropReason::InvalidReset);
+            // In the window of our SYN-ACK: a challenge ACK, which a peer that really
+            // restarted answers with the exact RST (RFC 5961 section 3.2; issue 10, defect 10).
+            let window = u32::from(unscaled_receive_window(&self.context));
+            if segment.sequence.in_window(expected, window)
+                && challenge_ack_allowed(&mut self.context)
+            {
+                send_half_open_ack(&mut self.context, tuple, &half_open.handshake);
             }
             return;
         }
@@ -208,9 +226,13 @@ impl TcpLayer {
     }
 
     fn remove_half_open(&mut self, key: &HashedTuple) {
-        if let Some(half_open) = self.half_open.remove(key)
-            && let Some(listener) = self.slots.listener_mut(half_open.listener)
-        {
+        let Some(half_open) = self.half_open.remove(key) else {
+            return;
+        };
+        self.context
+            .wheel
+            .cancel(half_open.deadline, TimerKey::HalfOpen(key.tuple));
+        if let Some(listener) = self.slots.listener_mut(half_open.listener) {
             listener.half_open_count = listener.half_open_count.saturating_sub(1);
         }
     }
@@ -251,20 +273,27 @@ impl TcpLayer {
             return;
         }
         if segment.has(ACK) {
+            let may_be_cookie = self
+                .slots
+                .listener_mut(listener)
+                .is_some_and(|listener| listener.may_hold_cookies(self.context.now));
             if !segment.has(SYN)
                 && self.context.config.syn_cookies
+                && may_be_cookie
                 && self.try_syn_cookie(listener, key, segment)
             {
                 return;
             }
             self.context.counters.drop_segment(DropReason::NoSocket);
-            send_reset(
-                &mut self.context,
-                tuple.local,
-                tuple.remote,
-                segment.acknowledgment,
-                None,
-            );
+            if stranger_reset_allowed(&mut self.context) {
+                send_reset(
+                    &mut self.context,
+                    tuple.local,
+                    tuple.remote,
+                    segment.acknowledgment,
+                    None,
+                );
+            }
             return;
         }
         if !segment.has(SYN) {
@@ -298,7 +327,11 @@ impl TcpLayer {
                 .drop_segment(DropReason::AcceptQueueFull);
             return;
         }
-        let syn_queue_full = listener.half_open_count >= config.syn_queue_size;
+        // A SYN that reuses a TIME_WAIT tuple is never answered with a cookie, whose ISN could
+        // fall inside the old incarnation's sequence space (Linux does the same): it gets a
+        // half-open record even in a full SYN queue, which the TIME_WAIT table bounds.
+        let syn_queue_full =
+            listener.half_open_count >= config.syn_queue_size && reuse_sequence.is_none();
         let options = segment.options;
         let peer_timestamp = if config.timestamps {
             options.timestamp.map(|(value, _)| value)
@@ -350,11 +383,21 @@ impl TcpLayer {
                 handshake.sack_permitted = false;
                 None
             };
+            listener.last_syn_queue_overflow = Some(self.context.now);
             send_syn_ack(&mut self.context, tuple, &handshake, bits);
             self.context.counters.syn_cookies_sent += 1;
             return;
         }
         listener.half_open_count += 1;
+        if reuse_sequence.is_some() {
+            // The new incarnation exists now: the old one's record can go.
+            if let Some(record) = self.time_wait.remove(&key) {
+                self.context
+                    .wheel
+                    .cancel(record.expires, TimerKey::TimeWait(tuple));
+            }
+            self.context.counters.time_wait_reuses += 1;
+        }
         handshake.initial_send = reuse_sequence.unwrap_or_else(|| {
             initial_sequence_number(
                 &self.context.key,
@@ -545,7 +588,7 @@ fn send_syn_ack(
     let timestamp = handshake.peer_timestamp.map(|recent| {
         let value = context.timestamp_value(handshake.timestamp_offset);
         let value = match cookie_bits {
-            Some(bits) => (value & !syn_cookie::TIMESTAMP_BITS_MASK) | bits,
+            Some(bits) => syn_cookie::timestamp_with_bits(value, bits),
             None => value,
         };
         (value, recent)
@@ -567,7 +610,7 @@ fn send_syn_ack(
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// `<SEQ=ISS+1><ACK=IRS+1><CTL=ACK>` for a half-open connection.
@@ -589,7 +632,7 @@ fn send_half_open_ack(context: &mut Context, tuple: FourTuple, handshake: &Hands
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// An ACK from a TIME_WAIT record: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
@@ -611,7 +654,7 @@ fn send_time_wait_ack(context: &mut Context, tuple: FourTuple, record: &TimeWait
             ..SegmentOptions::default()
         },
     };
-    context.output.push_header_only(&header);
+    context.push_header_only(&header);
 }
 
 /// The window field of segments sent from a handshake record (the SYN-ACK, whose window

@@ -119,6 +119,13 @@ pub struct TcpCounters {
     pub resets_sent: u64,
     pub resets_received: u64,
     pub challenge_acks: u64,
+    /// ACKs not sent because a rate limit bit: one connection's `invalid_ack_interval`, or
+    /// the core's challenge-ACK budget for the second.
+    pub acks_rate_limited: u64,
+    /// RSTs to strangers not sent because `stranger_reset_limit` was reached this second.
+    pub resets_rate_limited: u64,
+    /// Segments dropped because the output queue held `max_queued_segments`.
+    pub output_queue_drops: u64,
     pub drops: [u64; DropReason::COUNT],
     pub syn_cookies_sent: u64,
     pub syn_cookies_validated: u64,
@@ -131,6 +138,9 @@ pub struct TcpCounters {
     pub connections_timed_out: u64,
     pub keepalive_probes: u64,
     pub zero_window_probes: u64,
+    /// Connections aborted because the receiver stopped answering zero-window probes
+    /// (also counted in `connections_timed_out`).
+    pub persist_timeouts: u64,
     pub icmp_errors: u64,
     /// `write` calls refused because the per-core buffer-memory limit was reached.
     pub write_memory_refusals: u64,

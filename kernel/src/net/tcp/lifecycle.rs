@@ -55,7 +55,10 @@ impl TcpLayer {
             return false;
         }
         let key = self.tuples.hashed(FourTuple { local, remote });
-        if self.time_wait.remove(&key).is_some() {
+        if let Some(record) = self.time_wait.remove(&key) {
+            self.context
+                .wheel
+                .cancel(record.expires, TimerKey::TimeWait(key.tuple));
             self.context.counters.time_wait_reuses += 1;
         }
         true
@@ -70,16 +73,20 @@ impl TcpLayer {
         };
         match outcome {
             Outcome::Continue => {
+                let key = TimerKey::Connection { slot, generation };
                 if let Some(earliest) = connection.timers.earliest()
                     && connection
                         .timers
                         .scheduled
                         .is_none_or(|scheduled| earliest < scheduled)
                 {
+                    // The later entry it replaces goes, or every request/response cycle of a
+                    // keep-alive connection would leave one behind (issue 10, defect 6).
+                    if let Some(scheduled) = connection.timers.scheduled {
+                        self.context.wheel.cancel(scheduled, key);
+                    }
                     connection.timers.scheduled = Some(earliest);
-                    self.context
-                        .wheel
-                        .insert(earliest, TimerKey::Connection { slot, generation });
+                    self.context.wheel.insert(earliest, key);
                 }
             }
             Outcome::TimeWait => {
@@ -93,7 +100,13 @@ impl TcpLayer {
                         .map(|timestamps| (timestamps.offset, timestamps.recent)),
                     entered: now,
                     expires: now + self.context.config.time_wait,
+                    last_ack: None,
                 };
+                if let Some(scheduled) = connection.timers.scheduled {
+                    self.context
+                        .wheel
+                        .cancel(scheduled, TimerKey::Connection { slot, generation });
+                }
                 connection.timers = Default::default();
                 connection.release_send_buffers(&mut self.context);
                 let owner = connection.owner;
@@ -113,6 +126,11 @@ impl TcpLayer {
             }
             Outcome::Closed => {
                 let tuple = connection.tuple;
+                if let Some(scheduled) = connection.timers.scheduled {
+                    self.context
+                        .wheel
+                        .cancel(scheduled, TimerKey::Connection { slot, generation });
+                }
                 connection.timers = Default::default();
                 let owner = connection.owner;
                 if connection.error.is_some() {
@@ -135,7 +153,13 @@ impl TcpLayer {
 
     /// Frees a connection's slot and buffers (its handle becomes stale).
     pub(super) fn free_connection(&mut self, slot: u32) {
+        let generation = self.slots.generation(slot);
         if let Some(connection) = self.slots.connection_mut(slot) {
+            if let Some(scheduled) = connection.timers.scheduled.take() {
+                self.context
+                    .wheel
+                    .cancel(scheduled, TimerKey::Connection { slot, generation });
+            }
             connection.release_buffers(&mut self.context);
             let key = self.tuples.hashed(connection.tuple);
             self.forget_tuple(&key, slot);
@@ -150,8 +174,14 @@ impl TcpLayer {
         if self.listeners.get(&listener.local.port()) == Some(&slot) {
             self.listeners.remove(&listener.local.port());
         }
-        self.half_open
-            .retain(|_, half_open| half_open.listener != slot);
+        let wheel = &mut self.context.wheel;
+        self.half_open.retain(|tuple, half_open| {
+            let keep = half_open.listener != slot;
+            if !keep {
+                wheel.cancel(half_open.deadline, TimerKey::HalfOpen(*tuple));
+            }
+            keep
+        });
         for accepted in listener.accept_queue {
             if let Some(connection) = self.slots.connection_mut(accepted) {
                 connection.owner = Owner::Orphan;
@@ -187,6 +217,13 @@ impl TcpLayer {
                 let key = self.tuples.hashed(tuple);
                 self.time_wait
                     .remove_if(&key, |record| record.expires <= now);
+                // A retransmitted FIN restarted it: one entry, re-armed here, not one per FIN.
+                if let Some(record) = self.time_wait.get(&key) {
+                    let expires = record.expires;
+                    self.context
+                        .wheel
+                        .insert(expires, TimerKey::TimeWait(tuple));
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use core::task::Waker;
 
 use super::connection::Handshake;
 use super::seq::SeqNum;
+use super::syn_cookie;
 use crate::time::Instant;
 
 /// A listening socket (RFC 9293 state LISTEN).
@@ -18,6 +19,9 @@ pub(crate) struct Listener {
     /// Half-open connections of this listener in the layer's SYN table.
     pub(crate) half_open_count: usize,
     pub(crate) accept_waker: Option<Waker>,
+    /// When the SYN queue last overflowed (a SYN answered with a cookie): only for a while
+    /// after it is a bare ACK checked as a cookie.
+    pub(crate) last_syn_queue_overflow: Option<Instant>,
 }
 
 impl Listener {
@@ -28,12 +32,21 @@ impl Listener {
             accept_queue: VecDeque::new(),
             half_open_count: 0,
             accept_waker: None,
+            last_syn_queue_overflow: None,
         }
     }
 
     /// Whether this listener takes segments sent to `destination`.
     pub(crate) fn accepts_address(&self, destination: SocketAddrV4) -> bool {
         self.local.ip().is_unspecified() || self.local.ip() == destination.ip()
+    }
+
+    /// Whether a cookie this listener sent could still be valid at `now`: a bare ACK is
+    /// checked as one only then (issue 10, defect 4; Linux `tcp_synq_no_recent_overflow`).
+    /// Otherwise every stray ACK would be a 2^-24 chance of a blind connection.
+    pub(crate) fn may_hold_cookies(&self, now: Instant) -> bool {
+        self.last_syn_queue_overflow
+            .is_some_and(|overflow| now.saturating_since(overflow) <= syn_cookie::LIFETIME)
     }
 
     pub(crate) fn accept_queue_full(&self) -> bool {

@@ -45,6 +45,23 @@
 //!   and no user timeout (RFC 5482): the retry limits bound every wait.
 //! - TIME_WAIT lasts `TcpConfig::time_wait` (60 s by default, MSL = 30 s as in Linux).
 //!
+//! # Rate limits and bounds against hostile peers
+//! Each one is counted when it bites ([`TcpCounters`]):
+//! - challenge ACKs (RFC 5961 section 7): one per connection per
+//!   `TcpConfig::invalid_ack_interval`, and a per-core budget drawn at random every second
+//!   around `challenge_ack_limit` (CVE-2016-5696); ACKs to other unacceptable segments without
+//!   data (out of window, PAWS, ACK of unsent data) follow the same per-connection limit, and
+//!   so do ACKs to FINs retransmitted into TIME_WAIT (`acks_rate_limited`);
+//! - RSTs to segments that reach no socket: `stranger_reset_limit` a second (`resets_rate_limited`);
+//! - the output queue: `max_queued_segments` (`output_queue_drops`, recovered like a loss);
+//! - SYN cookies are checked only within a cookie's lifetime of the listener's last SYN-queue
+//!   overflow, so a stray ACK is never a 2^-24 chance of a blind connection;
+//! - a receiver that keeps its window shut while answering probes keeps the connection (RFC
+//!   1122 section 4.2.2.17) unless it is an orphan, which is reset after `max_retransmissions`
+//!   probes (`persist_timeouts`);
+//! - the timer wheel holds about one entry per connection, half-open connection and TIME_WAIT
+//!   record ([`TcpLayer::timer_entries`]): re-arming cancels the entry it replaces.
+//!
 //! # Local ports of active connections
 //! `connect` with local port 0 asks the layer's [`PortAllocator`]; the default one walks the
 //! ephemeral range. Receive Flow Deliver plugs in an allocator whose ports name the core, and
@@ -703,6 +720,12 @@ impl TcpLayer {
     /// Number of TIME_WAIT records.
     pub fn time_wait_count(&self) -> usize {
         self.time_wait.len()
+    }
+
+    /// Entries in the timer wheel (live and not yet expired stale ones): at most about one
+    /// per connection, half-open connection and TIME_WAIT record; a soak test watches it.
+    pub fn timer_entries(&self) -> usize {
+        self.context.wheel.len()
     }
 
     /// Payload bytes buffered on this core, against `max_buffer_memory`.

@@ -37,6 +37,11 @@ impl OutputQueue {
         self.segments.is_empty()
     }
 
+    /// Segments queued.
+    pub(crate) fn len(&self) -> usize {
+        self.segments.len()
+    }
+
     /// Appends a segment: `build` writes the TCP bytes into the arena, which it receives
     /// already positioned at the segment's start; it returns nothing. The segment is what
     /// `build` appended.

@@ -125,23 +125,40 @@ impl Reassembly {
         Ok(data.len())
     }
 
-    /// Takes the data that now continues the stream at `receive_next`, if any (the part of the
-    /// first block beyond `receive_next`; a block wholly before it is discarded).
-    pub(crate) fn take_ready(&mut self, receive_next: SeqNum) -> Option<Vec<u8>> {
-        while let Some(first) = self.blocks.first() {
-            if first.start.after(receive_next) {
-                return None;
+    /// Drops what in-order data has already delivered: blocks wholly before `receive_next`,
+    /// and the front of a block that straddles it. Returns the bytes dropped, which the caller
+    /// gives back to the memory budget (they were counted when queued, and the in-order copy
+    /// was counted again when it arrived).
+    pub(crate) fn discard_delivered(&mut self, receive_next: SeqNum) -> usize {
+        let mut dropped = 0;
+        while let Some(first) = self.blocks.first_mut() {
+            if first.start.after_or_equal(receive_next) {
+                break;
             }
-            let block = self.blocks.remove(0);
-            self.bytes -= block.data.len();
-            let skip = receive_next.distance_from(block.start) as usize;
-            if skip < block.data.len() {
-                let mut data = block.data;
-                data.drain(..skip);
-                return Some(data);
+            let covered = receive_next.distance_from(first.start) as usize;
+            if covered < first.data.len() {
+                first.data.drain(..covered);
+                first.start = receive_next;
+                dropped += covered;
+                break;
             }
+            dropped += first.data.len();
+            self.blocks.remove(0);
         }
-        None
+        self.bytes -= dropped;
+        dropped
+    }
+
+    /// Takes the block that continues the stream at `receive_next`, if any. Call
+    /// [`discard_delivered`](Self::discard_delivered) first: a block that starts before
+    /// `receive_next` is not taken.
+    pub(crate) fn take_ready(&mut self, receive_next: SeqNum) -> Option<Vec<u8>> {
+        if self.blocks.first()?.start != receive_next {
+            return None;
+        }
+        let block = self.blocks.remove(0);
+        self.bytes -= block.data.len();
+        Some(block.data)
     }
 
     /// Up to `limit` SACK blocks (RFC 2018 section 4): the block holding the most recently
@@ -198,6 +215,7 @@ mod tests {
         assert_eq!(queue.take_ready(base), None);
         assert_eq!(queue.insert(base, 100, base + 3, b"def"), Ok(2)); // overlaps and joins
         assert_eq!(queue.ranges().count(), 1);
+        assert_eq!(queue.discard_delivered(base + 2), 0);
         assert_eq!(queue.take_ready(base + 2), Some(b"cdefghi".to_vec()));
         assert!(queue.is_empty());
         assert_eq!(queue.bytes(), 0);
@@ -219,6 +237,8 @@ mod tests {
             let mut delivered: Vec<u8> = Vec::new();
             let mut receive_next = base;
             let mut all = pieces.clone();
+            // Bytes queued minus bytes taken or discarded: what the queue must still hold.
+            let mut counted = 0usize;
             // Finally, every byte arrives in order, so the stream must complete.
             all.extend((0..240).step_by(30).map(|start| (start, 30)));
             for (start, length) in all {
@@ -232,12 +252,15 @@ mod tests {
                         receive_next = receive_next + (end - start - skip) as u32;
                     }
                 } else {
-                    let _ = queue.insert(receive_next, 1000, seq, &stream[start..end]);
+                    counted += queue.insert(receive_next, 1000, seq, &stream[start..end]).unwrap_or(0);
                 }
+                counted -= queue.discard_delivered(receive_next);
                 while let Some(data) = queue.take_ready(receive_next) {
+                    counted -= data.len();
                     receive_next = receive_next + data.len() as u32;
                     delivered.extend_from_slice(&data);
                 }
+                prop_assert_eq!(counted, queue.bytes());
                 let held: usize = queue.ranges().map(|(left, right)| right.distance_from(left) as usize).sum();
                 prop_assert_eq!(held, queue.bytes());
                 let ranges: Vec<_> = queue.ranges().collect();

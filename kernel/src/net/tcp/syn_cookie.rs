@@ -17,6 +17,10 @@ const MSS_TABLE: [u16; 8] = [536, 1200, 1300, 1360, 1400, 1440, 1460, 8960];
 /// A cookie is accepted for this many counter periods after it was issued.
 const VALID_PERIODS: u32 = 2;
 
+/// Longest a cookie can stay valid after it was issued (two 64-second periods).
+pub(crate) const LIFETIME: core::time::Duration =
+    core::time::Duration::from_secs(64 * VALID_PERIODS as u64);
+
 /// A window-scale value of 15 in the TSval bits means "no window scaling".
 const NO_WINDOW_SCALE: u32 = 0xf;
 
@@ -62,6 +66,19 @@ pub(crate) fn make_cookie(
     let hash = hash24(key, local, remote, peer_isn, count);
     let cookie = ((count & 0x1f) << 27) | ((mss_index as u32) << 24) | hash;
     (SeqNum(cookie), MSS_TABLE[mss_index])
+}
+
+/// Our TSval `clock_value` with its low bits replaced by the cookie's `bits`, never above
+/// it: TSval must not run ahead of the clock, or the next segments would carry a smaller
+/// one and fail the peer's PAWS check (RFC 7323 section 5.4; issue 10, defect 5). It is at
+/// most 31 ms behind instead, which RFC 7323 allows.
+pub(crate) fn timestamp_with_bits(clock_value: u32, bits: u32) -> u32 {
+    let value = (clock_value & !TIMESTAMP_BITS_MASK) | (bits & TIMESTAMP_BITS_MASK);
+    if SeqNum(value).after(SeqNum(clock_value)) {
+        value.wrapping_sub(TIMESTAMP_BITS_MASK + 1)
+    } else {
+        value
+    }
 }
 
 /// The low bits of our TSval that carry the peer's options (RFC 7323 leaves TSval's value to us).

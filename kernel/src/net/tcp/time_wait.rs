@@ -13,6 +13,9 @@ pub(crate) struct TimeWaitRecord {
     pub(crate) timestamps: Option<(u32, u32)>,
     pub(crate) entered: Instant,
     pub(crate) expires: Instant,
+    /// When the record last acknowledged a retransmitted FIN: at most one such ACK per
+    /// `TcpConfig::invalid_ack_interval`.
+    pub(crate) last_ack: Option<Instant>,
 }
 
 impl TimeWaitRecord {

@@ -2,8 +2,8 @@
 //!
 //! Time is cut into 1 ms ticks; a deadline is rounded *up* to its tick, so nothing fires early.
 //! Entries further away than one turn of the wheel stay in their slot and are skipped until
-//! their turn comes. Cancellation is lazy: the owner of an entry checks, when it fires, that
-//! the deadline still stands.
+//! their turn comes. An owner may cancel an entry it armed ([`TimerWheel::cancel`]), and
+//! still checks, when one fires, that the deadline stands (an entry it did not cancel).
 
 use alloc::vec::Vec;
 
@@ -33,7 +33,7 @@ fn tick_of(deadline: Instant) -> u64 {
     deadline.as_nanos().div_ceil(NANOS_PER_TICK)
 }
 
-impl<K: Copy> TimerWheel<K> {
+impl<K: Copy + PartialEq> TimerWheel<K> {
     pub(crate) fn new(now: Instant) -> Self {
         TimerWheel {
             slots: (0..SLOT_COUNT).map(|_| Vec::new()).collect(),
@@ -44,7 +44,6 @@ impl<K: Copy> TimerWheel<K> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.length
     }
@@ -60,6 +59,35 @@ impl<K: Copy> TimerWheel<K> {
             self.earliest_tick
                 .map_or(tick, |earliest| earliest.min(tick)),
         );
+    }
+
+    /// Removes the entry armed for `key` at `deadline` (the same deadline given to `insert`),
+    /// if it is still there; returns whether it was. Costs the length of one slot. Owners
+    /// that re-arm often cancel the entry they replace, so that the wheel holds one entry per
+    /// owner instead of one per re-arm (issue 10, defect 6).
+    pub(crate) fn cancel(&mut self, deadline: Instant, key: K) -> bool {
+        let tick = tick_of(deadline);
+        // An entry armed in the past was moved to the next tick then; look at both.
+        let candidates = [tick, tick.max(self.current_tick + 1)];
+        for tick in candidates {
+            let slot = (tick % SLOT_COUNT as u64) as usize;
+            let entries = &mut self.slots[slot];
+            if let Some(index) = entries
+                .iter()
+                .position(|entry| entry.key == key && (entry.tick == tick))
+            {
+                entries.swap_remove(index);
+                self.length -= 1;
+                if entries.is_empty() {
+                    self.occupied[slot / 64] &= !(1 << (slot % 64));
+                }
+                if self.length == 0 {
+                    self.earliest_tick = None;
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// When the earliest entry is due (as the start of its tick); `None` if the wheel is empty.
@@ -160,6 +188,30 @@ mod tests {
         assert!(due.is_empty());
         wheel.expire(Instant::from_millis(20_000), &mut due);
         assert_eq!(due, ['b']);
+        assert_eq!(wheel.len(), 0);
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn cancelled_entries_are_gone() {
+        let mut wheel = TimerWheel::new(Instant::ZERO);
+        wheel.insert(Instant::from_millis(5), 'a');
+        wheel.insert(Instant::from_millis(5), 'b');
+        wheel.insert(Instant::from_millis(9_000), 'a');
+        assert!(wheel.cancel(Instant::from_millis(5), 'a'));
+        assert!(!wheel.cancel(Instant::from_millis(5), 'a'), "only once");
+        assert!(
+            !wheel.cancel(Instant::from_millis(6), 'b'),
+            "wrong deadline"
+        );
+        assert_eq!(wheel.len(), 2);
+        let mut due = Vec::new();
+        wheel.expire(Instant::from_millis(10_000), &mut due);
+        due.sort();
+        assert_eq!(due, ['a', 'b']);
+        // An entry armed in the past sits in the next tick; it is found there.
+        wheel.insert(Instant::from_millis(1), 'c');
+        assert!(wheel.cancel(Instant::from_millis(1), 'c'));
         assert_eq!(wheel.len(), 0);
         assert_eq!(wheel.next_deadline(), None);
     }

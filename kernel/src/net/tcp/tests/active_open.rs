@@ -251,3 +251,36 @@ fn soft_icmp_errors_are_reported_when_the_attempt_times_out() {
         Err(SocketError::Unreachable)
     );
 }
+
+/// Issue 10, defect 10 (RFC 1122 section 4.2.3.9): a soft ICMP error is reported only if the
+/// connection gives up while it is still the latest news; progress (a new ACK) clears it.
+/// Before, an error from long ago replaced `TimedOut` for ever.
+#[test]
+fn progress_clears_a_soft_icmp_error() {
+    let config = TcpConfig {
+        max_retransmissions: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, handle) = harness.active_open(7000);
+    harness.layer.write(handle, b"one").unwrap();
+    harness.collect();
+    harness.expect();
+    harness.layer.on_icmp_error(
+        harness.now,
+        crate::net::tcp::IcmpError {
+            kind: crate::net::tcp::IcmpErrorKind::TimeExceeded,
+            local: SocketAddrV4::new(LOCAL, 5000),
+            remote: SocketAddrV4::new(REMOTE, SERVER_PORT),
+            sequence: iss + 1,
+        },
+    );
+    harness.inject(to_client(ACK, 7001, iss + 4));
+    harness.layer.write(handle, b"two").unwrap();
+    harness.advance(Duration::from_secs(10));
+    let mut buffer = [0u8; 1];
+    assert_eq!(
+        harness.layer.read(handle, &mut buffer),
+        Err(SocketError::TimedOut)
+    );
+}

@@ -1,7 +1,7 @@
 //! Closing: FIN-WAIT-1/2, CLOSING, TIME-WAIT, CLOSE-WAIT, LAST-ACK (RFC 9293 sections 3.6 and 3.10.4), half-close, and TIME_WAIT reuse (RFC 6191).
 
 use super::*;
-use crate::net::tcp::{Shutdown, SocketError, TcpState, TupleUse};
+use crate::net::tcp::{DropReason, Shutdown, SocketError, TcpState, TupleUse};
 
 #[test]
 fn passive_close_through_close_wait_and_last_ack() {
@@ -348,4 +348,90 @@ fn forged_fins_do_not_extend_time_wait() {
     harness.expect().assert(ACK, iss + 2, 1002);
     harness.advance(Duration::from_secs(10));
     assert_eq!(harness.layer.time_wait_count(), 0);
+}
+
+/// Issue 10, defect 8: a SYN that may reuse a TIME_WAIT tuple must not end TIME_WAIT unless
+/// it opens the new connection. Dropped by a limit, the old connection keeps its record (a
+/// retransmitted FIN is still acknowledged). Before, the record was gone first.
+#[test]
+fn a_dropped_syn_leaves_time_wait_in_place() {
+    let config = TcpConfig {
+        max_connections: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let iss = into_time_wait(&mut harness, 1000);
+    // Another client takes the only connection this core may hold.
+    harness.inject(Inbound::new(SYN, 7000, 0).ports(40_001, SERVER_PORT));
+    assert_eq!(harness.expect().flags, SYN | ACK);
+    harness.inject(Inbound::new(SYN, 50_000, 0));
+    harness.expect_nothing();
+    assert_eq!(
+        harness
+            .layer
+            .counters()
+            .dropped(DropReason::ConnectionLimit),
+        1
+    );
+    assert_eq!(
+        harness.layer.time_wait_count(),
+        1,
+        "TIME_WAIT still protects"
+    );
+    assert_eq!(harness.layer.counters().time_wait_reuses, 0);
+    harness.inject(Inbound::new(FIN | ACK, 1001, iss + 2));
+    harness.expect().assert(ACK, iss + 2, 1002);
+}
+
+/// Issue 10, defect 8: with the SYN queue full, a SYN that reuses a TIME_WAIT tuple gets a
+/// real half-open connection with an ISN beyond the old incarnation (as Linux does), never a
+/// cookie ISN that could fall inside the old sequence space.
+#[test]
+fn a_time_wait_reuse_is_never_answered_with_a_cookie() {
+    let config = TcpConfig {
+        syn_queue_size: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let old_iss = into_time_wait(&mut harness, 1000);
+    harness.inject(Inbound::new(SYN, 7000, 0).ports(40_001, SERVER_PORT));
+    harness.expect();
+    harness.inject(Inbound::new(SYN, 50_000, 0));
+    let syn_ack = harness.expect();
+    syn_ack.assert(SYN | ACK, old_iss + 2 + 65_537, 50_001);
+    assert_eq!(harness.layer.counters().syn_cookies_sent, 0);
+    assert_eq!(harness.layer.time_wait_count(), 0);
+    harness.inject(Inbound::new(ACK, 50_001, old_iss + 2 + 65_538));
+    assert_eq!(harness.layer.connection_count(), 2);
+    assert_eq!(harness.layer.counters().time_wait_reuses, 1);
+}
+
+/// Issue 10, defect 6: a FIN retransmitted into TIME_WAIT restarts the 2*MSL timer without
+/// adding a timer-wheel entry, and is answered at most once per `invalid_ack_interval`.
+/// Before, each one added an entry and drew an ACK, so a peer (or a forger with the right
+/// sequence numbers) could grow the wheel and the output without bound.
+#[test]
+fn fins_retransmitted_into_time_wait_neither_grow_the_wheel_nor_storm_acks() {
+    let mut harness = Harness::plain();
+    let iss = into_time_wait(&mut harness, 1000);
+    let entries = harness.layer.timer_entries();
+    for _ in 0..1000 {
+        harness.inject(Inbound::new(FIN | ACK, 1001, iss + 2));
+    }
+    harness.expect().assert(ACK, iss + 2, 1002);
+    harness.expect_nothing();
+    assert!(
+        harness.layer.timer_entries() <= entries,
+        "{} entries, {entries} before",
+        harness.layer.timer_entries()
+    );
+    // The restarted 2*MSL still ends it.
+    harness.advance(Duration::from_secs(30));
+    harness.inject(Inbound::new(FIN | ACK, 1001, iss + 2));
+    harness.expect().assert(ACK, iss + 2, 1002);
+    harness.advance(Duration::from_secs(59));
+    assert_eq!(harness.layer.time_wait_count(), 1, "restarted 30 s in");
+    harness.advance(Duration::from_secs(1));
+    assert_eq!(harness.layer.time_wait_count(), 0);
+    assert_eq!(harness.layer.timer_entries(), 0);
 }

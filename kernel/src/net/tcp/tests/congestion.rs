@@ -212,3 +212,37 @@ fn an_ack_echoing_the_retransmission_keeps_the_reduction() {
     harness.inject(Inbound::new(ACK, 1001, send_max).timestamp(103, resent));
     assert_eq!(harness.layer.counters().spurious_fast_retransmits, 0);
 }
+
+/// Issue 10, defect 9 (RFC 6582 section 3.2 step 2, the `recover` guard): after a timeout,
+/// duplicate ACKs that the go-back-N retransmissions (or the late originals) draw must not
+/// start a false fast retransmit while the cumulative ACK has not passed what was sent before
+/// the timeout. Before, three of them did, halving ssthresh a second time.
+#[test]
+fn duplicate_acks_after_a_timeout_do_not_start_a_false_fast_retransmit() {
+    let mut harness = Harness::plain();
+    let (iss, _connection) = with_flight(&mut harness, 20);
+    harness.sent.clear();
+    harness.advance(Duration::from_secs(1));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.counters().timeouts, 1);
+    // The retransmission fills the hole before five segments the receiver had: the ACK jumps
+    // six segments, and go-back-N resends the next two, which the receiver also has.
+    let after_hole = iss + 1 + 6 * 1460;
+    harness.inject(Inbound::new(ACK, 1001, after_hole));
+    assert_eq!(harness.sent.len(), 2);
+    harness.sent.clear();
+    for _ in 0..5 {
+        harness.inject(Inbound::new(ACK, 1001, after_hole));
+    }
+    assert_eq!(harness.layer.counters().fast_retransmits, 0);
+    // Once everything sent before the timeout is acknowledged, a loss in new data draws its
+    // fast retransmit as usual.
+    let recover = iss + 1 + 10 * 1460;
+    harness.inject(Inbound::new(ACK, 1001, recover));
+    assert!(!harness.sent.is_empty(), "new data goes");
+    harness.sent.clear();
+    for _ in 0..3 {
+        harness.inject(Inbound::new(ACK, 1001, recover));
+    }
+    assert_eq!(harness.layer.counters().fast_retransmits, 1);
+}

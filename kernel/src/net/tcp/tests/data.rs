@@ -303,3 +303,52 @@ fn fin_is_taken_even_when_the_window_is_closed() {
         Ok(crate::net::tcp::TcpState::CloseWait)
     );
 }
+
+/// Issue 10, defect 1: a queued out-of-order block that in-order data then covers (a peer
+/// sending [N+1, N+1460) then [N, N+1460), or an honest retransmission after a lost short
+/// segment) must give its bytes back to the per-core budget. Before the fix each round leaked
+/// 1459 bytes, until every write on the core was refused and all arriving data dropped.
+#[test]
+fn covered_out_of_order_data_returns_its_memory() {
+    let config = TcpConfig {
+        max_buffer_memory: 64 * 1024,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    let mut next = 1001u32;
+    let mut buffer = [0u8; 2048];
+    for round in 0..200 {
+        harness.inject(Inbound::new(ACK, next + 1, iss + 1).payload(&[round as u8; 1459]));
+        harness.inject(Inbound::new(ACK, next, iss + 1).payload(&[round as u8; 1460]));
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(1460));
+        assert_eq!(
+            harness.layer.buffer_memory_used(),
+            0,
+            "round {round}: nothing is held any more"
+        );
+        next += 1460;
+        harness.sent.clear();
+    }
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 0);
+    assert_eq!(harness.layer.write(connection, &[5u8; 100]), Ok(100));
+}
+
+/// The same accounting when the covering data only partly overlaps the queued block, and
+/// when the application closes with data still queued out of order.
+#[test]
+fn partly_covered_out_of_order_data_is_counted_once() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1101, iss + 1).payload(&[2; 200]));
+    harness.inject(Inbound::new(ACK, 1501, iss + 1).payload(&[3; 100]));
+    assert_eq!(harness.layer.buffer_memory_used(), 300);
+    // [1001, 1201) covers half of the first block: 300 bytes arrive in order in all.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).payload(&[1; 200]));
+    assert_eq!(harness.layer.buffer_memory_used(), 300 + 100);
+    let mut buffer = [0u8; 1024];
+    assert_eq!(harness.layer.read(connection, &mut buffer), Ok(300));
+    assert_eq!(harness.layer.buffer_memory_used(), 100);
+    harness.layer.close(connection).unwrap();
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+}

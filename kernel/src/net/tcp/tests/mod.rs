@@ -4,6 +4,7 @@ mod active_open;
 mod close;
 mod congestion;
 mod data;
+mod exhaustion;
 mod loopback;
 mod passive_open;
 mod robustness;

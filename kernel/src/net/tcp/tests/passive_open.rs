@@ -1,7 +1,7 @@
 //! Passive open: LISTEN, SYN-RECEIVED, ESTABLISHED (RFC 9293 sections 3.5 and 3.10.7.2), option negotiation (RFC 7323, RFC 2018) and SYN cookies.
 
 use super::*;
-use crate::net::tcp::{DropReason, TcpState};
+use crate::net::tcp::{DropReason, SocketError, TcpState};
 
 #[test]
 fn three_way_handshake_then_accept() {
@@ -327,4 +327,101 @@ fn a_restarted_peer_replaces_its_half_open_connection() {
     harness.inject(Inbound::new(SYN, 90_000, 0));
     let syn_ack = harness.expect();
     syn_ack.assert(SYN | ACK, syn_ack.sequence, 90_001);
+}
+
+/// Issue 10, defect 4: a bare ACK is checked as a SYN cookie only shortly after the
+/// listener's SYN queue overflowed. Before, every bare ACK was, and with 24 bits of MAC a
+/// blind forgery got through once in 2^24 tries, with no flood at all; here the forgery is
+/// built with the layer's own key, so the old code accepted it every time.
+#[test]
+fn cookies_are_not_checked_unless_the_syn_queue_overflowed_recently() {
+    let config = TcpConfig {
+        syn_queue_size: 1,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let key = crate::net::tcp::isn::SipKey::new([42; 16]);
+    let local = SocketAddrV4::new(LOCAL, SERVER_PORT);
+    let forge = |harness: &mut Harness, port: u16| {
+        let remote = SocketAddrV4::new(REMOTE, port);
+        let (cookie, _) = crate::net::tcp::syn_cookie::make_cookie(
+            &key,
+            harness.now,
+            local,
+            remote,
+            SeqNum(7000),
+            1460,
+        );
+        harness.inject(
+            Inbound::new(ACK, 7001, cookie.0.wrapping_add(1))
+                .ports(port, SERVER_PORT)
+                .payload(b"GET /admin"),
+        );
+    };
+    forge(&mut harness, 41_000);
+    assert_eq!(harness.expect().flags, RST, "a RST, as for any stray ACK");
+    assert_eq!(
+        harness.layer.connection_count(),
+        0,
+        "no connection from a guess"
+    );
+    assert_eq!(harness.layer.accept(listener), Err(SocketError::WouldBlock));
+    assert_eq!(harness.layer.counters().syn_cookies_validated, 0);
+
+    // The SYN queue overflows: cookies are answered, and accepted for their lifetime.
+    harness.inject(Inbound::new(SYN, 1000, 0).ports(42_000, SERVER_PORT));
+    harness.inject(Inbound::new(SYN, 2000, 0).ports(42_001, SERVER_PORT));
+    assert_eq!(harness.layer.counters().syn_cookies_sent, 1);
+    harness.sent.clear();
+    harness.now = harness.now + Duration::from_secs(60);
+    forge(&mut harness, 41_001);
+    assert_eq!(harness.layer.counters().syn_cookies_validated, 1);
+    assert!(harness.layer.accept(listener).is_ok());
+    harness.sent.clear();
+    // Long after the last overflow, a bare ACK is no cookie any more.
+    harness.now = harness.now + Duration::from_secs(130);
+    forge(&mut harness, 41_002);
+    assert_eq!(harness.layer.counters().syn_cookies_validated, 1);
+    assert_eq!(harness.layer.accept(listener), Err(SocketError::WouldBlock));
+}
+
+/// Issue 10, defect 5 (RFC 7323 section 5.4: TSval monotonic): the low bits of a cookie
+/// SYN-ACK's TSval carry the peer's options; the value must stay at or below the clock, or
+/// the segments that follow carry a smaller TSval and fail the peer's PAWS check. Before,
+/// it ran up to 31 ms ahead.
+#[test]
+fn a_cookie_syn_ack_timestamp_never_runs_ahead_of_the_clock() {
+    let config = TcpConfig {
+        syn_queue_size: 0,
+        timestamps: true,
+        sack_permitted: true,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    for port in 43_000..43_016 {
+        // SACK without window scaling: cookie bits 0x1f, the largest.
+        harness.inject(
+            Inbound::new(SYN, 1000, 0)
+                .ports(port, SERVER_PORT)
+                .sack_permitted()
+                .timestamp(5, 0),
+        );
+        let syn_ack = harness.expect();
+        let (cookie_value, _) = syn_ack.options.timestamp.unwrap();
+        harness.inject(
+            Inbound::new(ACK, 1001, syn_ack.sequence + 1)
+                .ports(port, SERVER_PORT)
+                .timestamp(6, cookie_value),
+        );
+        let connection = harness.layer.accept(listener).unwrap();
+        harness.layer.write(connection, b"x").unwrap();
+        harness.collect();
+        let (data_value, _) = harness.expect().options.timestamp.unwrap();
+        assert!(
+            SeqNum(data_value).after_or_equal(SeqNum(cookie_value)),
+            "port {port}: TSval went back from {cookie_value} to {data_value}"
+        );
+    }
 }

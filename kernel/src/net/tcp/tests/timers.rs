@@ -185,3 +185,183 @@ fn lost_syn_leaves_a_three_second_rto() {
     harness.advance(Duration::from_millis(1));
     assert_eq!(harness.expect(), data);
 }
+
+/// A connection whose peer keeps a zero window (and may drop or answer probes) set up with
+/// `max_retransmissions: 3` so that a wrong give-up shows quickly; returns (harness, our ISN,
+/// handle) with "waiting" queued behind the closed window.
+fn zero_window_connection() -> (Harness, u32, crate::net::tcp::SocketHandle) {
+    let config = TcpConfig {
+        max_retransmissions: 3,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, b"waiting").unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    (harness, iss, connection)
+}
+
+/// Issue 10, defect 2 (RFC 9293 section 3.8.6.1, RFC 1122 section 4.2.2.17): while the
+/// receiver acknowledges the probes, the connection MUST stay open, however long its window
+/// stays closed. Before the fix it closed with `TimedOut` after `max_retransmissions` probes.
+#[test]
+fn acknowledged_zero_window_probes_keep_the_connection_open() {
+    let (mut harness, iss, connection) = zero_window_connection();
+    // Twenty minutes, every probe answered at once with the window still closed.
+    let mut probes = 0;
+    for _ in 0..20 * 60 {
+        harness.advance(Duration::from_secs(1));
+        while let Some(probe) = harness.sent.pop_front() {
+            probe.assert(ACK, iss, 1001);
+            probes += 1;
+            harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+        }
+        assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    }
+    assert!(probes > 15, "{probes} probes");
+    // Probes back off to one a minute (the RTO's upper bound, RFC 6298 section 2.5) and stay
+    // there although every one is answered.
+    harness.advance(Duration::from_secs(60));
+    harness.expect().assert(ACK, iss, 1001);
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().connections_timed_out, 0);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(1000));
+    let data = harness.expect();
+    assert_eq!(data.payload, b"waiting");
+}
+
+/// Issue 10, defects 2 and 10: a receiver that stops answering the probes is given up on,
+/// with a RST (the peer may still hold the connection).
+#[test]
+fn unanswered_zero_window_probes_end_with_a_reset() {
+    let (mut harness, iss, connection) = zero_window_connection();
+    harness.advance(Duration::from_secs(1 + 2 + 4));
+    assert_eq!(harness.sent.len(), 3, "three probes");
+    harness.sent.clear();
+    harness.advance(Duration::from_secs(8));
+    harness.expect().assert(RST | ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    let mut buffer = [0u8; 1];
+    assert_eq!(
+        harness.layer.read(connection, &mut buffer),
+        Err(SocketError::TimedOut)
+    );
+    assert_eq!(harness.layer.counters().connections_timed_out, 1);
+}
+
+/// Issue 10, defect 2, second path: the window closes while data is in flight. The
+/// retransmission timer must hand over to the persist timer instead of backing off beside it
+/// and resetting the connection after `max_retransmissions` timeouts.
+#[test]
+fn a_window_that_closes_with_data_in_flight_is_probed_not_timed_out() {
+    let config = TcpConfig {
+        max_retransmissions: 3,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, &[7u8; 3000]).unwrap();
+    harness.collect();
+    assert_eq!(
+        harness.sent.len(),
+        2,
+        "two full segments; Nagle holds the tail"
+    );
+    harness.sent.clear();
+    // The peer takes the first segment and closes its window on the rest.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460).window(0));
+    for _ in 0..20 * 60 {
+        harness.advance(Duration::from_secs(1));
+        while let Some(segment) = harness.sent.pop_front() {
+            assert_eq!(segment.flags & RST, 0, "no reset: {segment:?}");
+            harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460).window(0));
+        }
+        assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    }
+    // The window opens: the rest is sent from SND.UNA.
+    harness.inject(Inbound::new(ACK, 1001, iss + 1 + 1460).window(65_535));
+    let resent = harness.expect();
+    resent.assert(ACK, iss + 1 + 1460, 1001);
+    assert_eq!(resent.payload.len(), 1460);
+    assert_eq!(harness.layer.counters().connections_timed_out, 0);
+}
+
+/// Issue 10, defect 6: request/response cycles on a keep-alive connection re-arm its timers
+/// (delayed ACK, retransmission, keepalive) thousands of times an hour; the wheel must hold
+/// one entry per connection, not one stale entry per cycle. Before, each cycle left one.
+#[test]
+fn keep_alive_cycles_leave_no_stale_timer_entries() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .set_option(
+            connection,
+            SocketOption::KeepAlive(Some(Duration::from_secs(2 * 60 * 60))),
+        )
+        .unwrap();
+    let mut peer = 1001u32;
+    let mut ours = iss + 1;
+    let mut buffer = [0u8; 64];
+    for _ in 0..1000 {
+        harness.inject(Inbound::new(ACK | PSH, peer, ours).payload(b"GET / HTTP/1.1\r\n\r\n"));
+        peer += 18;
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(18));
+        harness.advance(Duration::from_millis(40));
+        harness
+            .layer
+            .write(connection, b"HTTP/1.1 204 X\r\n\r\n")
+            .unwrap();
+        harness.collect();
+        ours += 18;
+        harness.advance(Duration::from_millis(10));
+        harness.inject(Inbound::new(ACK, peer, ours));
+        harness.sent.clear();
+        harness.advance(Duration::from_millis(950));
+    }
+    assert!(
+        harness.layer.timer_entries() <= 2,
+        "{} timer entries for one connection",
+        harness.layer.timer_entries()
+    );
+    // Closing takes its entries with it.
+    harness.layer.abort(connection).unwrap();
+    assert_eq!(harness.layer.timer_entries(), 0);
+}
+
+/// The other side of defect 2's fix: an orphan (the application closed it with a response
+/// still queued) whose client keeps its window shut and answers every probe is given up on
+/// after `max_retransmissions` probes, with a RST, and leaves nothing behind: otherwise a
+/// client that never reads would pin the connection and its buffers for ever.
+#[test]
+fn an_orphan_behind_a_window_that_never_opens_is_reset() {
+    let (mut harness, iss, connection) = zero_window_connection();
+    harness.layer.close(connection).unwrap();
+    harness.collect();
+    let mut reset = None;
+    for _ in 0..20 * 60 {
+        harness.advance(Duration::from_secs(1));
+        while let Some(segment) = harness.sent.pop_front() {
+            if segment.flags & RST != 0 {
+                reset = Some(segment);
+            } else {
+                harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+            }
+        }
+        if reset.is_some() {
+            break;
+        }
+    }
+    reset
+        .expect("the orphan gives up")
+        .assert(RST | ACK, iss + 1, 1001);
+    assert_eq!(harness.layer.connection_count(), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+    assert_eq!(harness.layer.timer_entries(), 0);
+    assert_eq!(harness.layer.counters().persist_timeouts, 1);
+}

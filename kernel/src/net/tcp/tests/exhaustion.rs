@@ -1,0 +1,164 @@
+//! Resource exhaustion (issue 10, "prove it"): tens of thousands of spoofed SYNs and of idle connections stay within the per-core limits, are counted, and leave nothing behind.
+
+use alloc::vec::Vec;
+
+use super::*;
+use crate::net::tcp::{DropReason, TcpState};
+
+/// Completes a handshake from `port` with a client that offers timestamps (so a cookie can
+/// carry its options) and returns (our ISN, our TSval).
+fn handshake_from(harness: &mut Harness, port: u16, peer_isn: u32) -> (u32, u32) {
+    harness.inject(
+        Inbound::new(SYN, peer_isn, 0)
+            .ports(port, SERVER_PORT)
+            .mss(1460)
+            .timestamp(1, 0),
+    );
+    let syn_ack = harness
+        .sent
+        .drain(..)
+        .find(|segment| segment.destination.port() == port)
+        .expect("a SYN-ACK");
+    let ours = syn_ack.options.timestamp.map_or(0, |(value, _)| value);
+    harness.inject(
+        Inbound::new(ACK, peer_isn + 1, syn_ack.sequence + 1)
+            .ports(port, SERVER_PORT)
+            .timestamp(2, ours),
+    );
+    (syn_ack.sequence, ours)
+}
+
+/// A SYN flood of 50 000 spoofed sources that never answer: the SYN queue holds at most
+/// `syn_queue_size` half-open records, the rest get stateless cookies, clients that do answer
+/// still get through all along, and when the flood stops every half-open record and timer goes.
+#[test]
+fn a_syn_flood_stays_within_the_syn_queue_and_honest_clients_get_through() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    };
+    let syn_queue = config.syn_queue_size;
+    let mut harness = Harness::new(config);
+    let listener = harness
+        .layer
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT), 4096)
+        .unwrap();
+    let mut honest = 0;
+    for index in 0..50_000u32 {
+        // Spoofed: one SYN per source port, never an ACK.
+        let port = 1 + (index % 60_000) as u16;
+        harness.inject(Inbound::new(SYN, index * 7, 0).ports(port, SERVER_PORT));
+        harness.sent.clear();
+        assert!(harness.layer.connection_count() <= syn_queue + honest);
+        if index % 1000 == 999 {
+            // An honest client in the middle of the flood: its handshake completes through a
+            // cookie, its request arrives.
+            let port = 60_001 + honest as u16;
+            let (iss, ours) = handshake_from(&mut harness, port, 1000);
+            harness.inject(
+                Inbound::new(ACK | PSH, 1001, iss + 1)
+                    .ports(port, SERVER_PORT)
+                    .timestamp(3, ours)
+                    .payload(b"GET / HTTP/1.1\r\n\r\n"),
+            );
+            harness.sent.clear();
+            let connection = harness.layer.accept(listener).expect("the honest client");
+            let mut buffer = [0u8; 64];
+            assert_eq!(harness.layer.read(connection, &mut buffer), Ok(18));
+            harness.layer.abort(connection).unwrap();
+            harness.sent.clear();
+            honest += 1;
+        }
+        if index % 100 == 0 {
+            harness.now = harness.now + Duration::from_millis(1);
+        }
+    }
+    let counters = harness.layer.counters().clone();
+    assert_eq!(honest, 50);
+    assert!(counters.syn_cookies_sent >= 50_000 - syn_queue as u64);
+    // The first honest client came before the queue filled (a half-open record); the 49
+    // others after it (cookies).
+    assert_eq!(counters.syn_cookies_validated, 49);
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+    // The flood stops: the half-open records retry their SYN-ACKs and give up.
+    harness.advance(Duration::from_secs(200));
+    harness.sent.clear();
+    assert_eq!(harness.layer.connection_count(), 0);
+    assert_eq!(harness.layer.timer_entries(), 0);
+    let mut sockets = Vec::new();
+    harness.layer.list_sockets(&mut sockets);
+    assert_eq!(
+        sockets.len(),
+        1,
+        "only the listener: {:?}",
+        &sockets[..2.min(sockets.len())]
+    );
+}
+
+/// Slowloris: 25 000 clients each open a connection, send ten bytes of a request and go
+/// quiet. The per-core connection limit holds (20 000 here), the refused SYNs are counted by
+/// cause, the buffered bytes are exactly what arrived, and once the application closes the
+/// idle ones (its request timeout) new clients are served and nothing is left behind.
+#[test]
+fn idle_connections_stay_within_the_connection_limit_and_are_counted() {
+    let config = TcpConfig {
+        max_connections: 20_000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness
+        .layer
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT), 4096)
+        .unwrap();
+    let mut accepted = Vec::new();
+    for index in 0..25_000u32 {
+        let port = 20_000 + index as u16;
+        harness.inject(Inbound::new(SYN, 1000, 0).ports(port, SERVER_PORT));
+        let Some(syn_ack) = harness.sent.pop_front() else {
+            continue; // refused by the limit
+        };
+        harness.inject(Inbound::new(ACK, 1001, syn_ack.sequence + 1).ports(port, SERVER_PORT));
+        harness.inject(
+            Inbound::new(ACK | PSH, 1001, syn_ack.sequence + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"GET / HTTP"),
+        );
+        harness.sent.clear();
+        accepted.push(harness.layer.accept(listener).unwrap());
+    }
+    assert_eq!(accepted.len(), 20_000);
+    assert_eq!(harness.layer.connection_count(), 20_000);
+    assert_eq!(
+        harness
+            .layer
+            .counters()
+            .dropped(DropReason::ConnectionLimit),
+        5_000
+    );
+    assert_eq!(harness.layer.buffer_memory_used(), 20_000 * 10);
+    assert!(
+        harness.layer.timer_entries() <= 20_000,
+        "{} timer entries",
+        harness.layer.timer_entries()
+    );
+    // The application's request timeout closes them (unread data: a RST each).
+    for connection in accepted.drain(..) {
+        harness.layer.close(connection).unwrap();
+    }
+    harness.collect();
+    harness.sent.clear();
+    assert_eq!(harness.layer.connection_count(), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+    // A new client is served.
+    let (iss, _) = handshake_from(&mut harness, 50_000, 5000);
+    let connection = harness.layer.accept(listener).unwrap();
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    assert_eq!(
+        harness.layer.write(connection, b"HTTP/1.1 200 OK\r\n\r\n"),
+        Ok(19)
+    );
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 5001);
+    harness.advance(Duration::from_secs(1));
+    assert!(harness.layer.timer_entries() <= 1);
+}
