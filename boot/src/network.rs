@@ -198,6 +198,7 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
 
     let services = Services {
         responder: config.responder_port,
+        responder_body: config.responder_body,
         sink: config.sink_port,
         source: config.source_port,
     };
