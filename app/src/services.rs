@@ -23,6 +23,8 @@ pub const BACKLOG: usize = 1024;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Services {
     pub responder: Option<u16>,
+    /// The responder's body size (`responder.body=`); `None` is [`responder::BODY`].
+    pub responder_body: Option<usize>,
     pub sink: Option<u16>,
     pub source: Option<u16>,
 }
@@ -65,7 +67,10 @@ pub fn start_services(
     }
     if let Some(port) = services.responder {
         let listener = bind(port)?;
-        handle.spawn(responder::serve(listener, handle.clone(), report));
+        // One body per core, shared by all of its connections.
+        let body =
+            responder::body_of_length(services.responder_body.unwrap_or(responder::BODY.len()));
+        handle.spawn(responder::serve(listener, handle.clone(), body, report));
     }
     if let Some(port) = services.sink {
         let listener = bind(port)?;

@@ -213,6 +213,7 @@ fn bring_up(
 
     let services = Services {
         responder: config.responder_port,
+        responder_body: config.responder_body,
         sink: config.sink_port,
         source: config.source_port,
     };

@@ -11,6 +11,10 @@
 use core::fmt;
 use core::net::Ipv4Addr;
 
+/// The largest body `responder.body=` accepts: 1 MiB, enough for bodies of hundreds of
+/// segments, small enough that every core can keep its own copy.
+pub const MAX_RESPONDER_BODY: usize = 1 << 20;
+
 /// How much the console logger prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -71,6 +75,9 @@ pub struct Config {
     pub gateway: Option<Ipv4Addr>,
     /// `responder=<port>`: the HTTP responder's port.
     pub responder_port: Option<u16>,
+    /// `responder.body=<bytes>`: the size of the responder's body, 1 to
+    /// [`MAX_RESPONDER_BODY`]; `None` keeps the responder's own body.
+    pub responder_body: Option<usize>,
     /// `sink=<port>`: the transfer sink (answers the byte count and SHA-256 of what it got).
     pub sink_port: Option<u16>,
     /// `source=<port>`: the transfer source (sends as many pattern bytes as asked).
@@ -89,6 +96,7 @@ impl Default for Config {
             ipv4: None,
             gateway: None,
             responder_port: None,
+            responder_body: None,
             sink_port: None,
             source_port: None,
             self_test: None,
@@ -107,6 +115,13 @@ pub enum ConfigError<'a> {
     UnexpectedValue(&'a str),
     /// The value is not one the key accepts.
     InvalidValue { key: &'a str, value: &'a str },
+    /// The value is a number, but outside `min..=max`.
+    OutOfRange {
+        key: &'a str,
+        value: &'a str,
+        min: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -118,6 +133,15 @@ impl fmt::Display for ConfigError<'_> {
             ConfigError::InvalidValue { key, value } => {
                 write!(formatter, "`{key}` does not accept `{value}`")
             }
+            ConfigError::OutOfRange {
+                key,
+                value,
+                min,
+                max,
+            } => write!(
+                formatter,
+                "`{key}` does not accept `{value}`: it must be {min} to {max}"
+            ),
         }
     }
 }
@@ -180,6 +204,10 @@ impl Config {
             "ip" => self.ipv4 = Some(address_and_prefix(key, required(key, value)?)?),
             "gw" => self.gateway = Some(address(key, required(key, value)?)?),
             "responder" => self.responder_port = Some(port(key, required(key, value)?)?),
+            "responder.body" => {
+                let value = required(key, value)?;
+                self.responder_body = Some(in_range(key, value, 1, MAX_RESPONDER_BODY)?);
+            }
             "sink" => self.sink_port = Some(port(key, required(key, value)?)?),
             "source" => self.source_port = Some(port(key, required(key, value)?)?),
             "selftest" => {
@@ -217,6 +245,30 @@ fn port<'a>(key: &'a str, value: &'a str) -> Result<u16, ConfigError<'a>> {
     match value.parse::<u16>() {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(ConfigError::InvalidValue { key, value }),
+    }
+}
+
+/// A number in `min..=max`: a word that is not a number is an invalid value, a number
+/// outside the range is out of range (and the message says the range).
+fn in_range<'a>(
+    key: &'a str,
+    value: &'a str,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError<'a>> {
+    let out_of_range = ConfigError::OutOfRange {
+        key,
+        value,
+        min,
+        max,
+    };
+    if !value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(ConfigError::InvalidValue { key, value });
+    }
+    // All digits: the only parse failure left is a number too large for `usize`.
+    match value.parse::<usize>() {
+        Ok(number) if (min..=max).contains(&number) => Ok(number),
+        _ => Err(out_of_range),
     }
 }
 
@@ -366,6 +418,63 @@ mod tests {
         assert_eq!(
             Config::parse("proxy=80"),
             Err(ConfigError::UnknownKey("proxy"))
+        );
+    }
+
+    #[test]
+    fn responder_body_takes_one_byte_to_one_mebibyte() {
+        assert_eq!(Config::default().responder_body, None);
+        for (line, length) in [
+            ("responder.body=1", 1),
+            ("responder.body=64", 64),
+            ("responder.body=100000", 100_000),
+            ("responder.body=1048576", MAX_RESPONDER_BODY),
+        ] {
+            assert_eq!(
+                Config::parse(line).unwrap().responder_body,
+                Some(length),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_responder_bodies_are_rejected_naming_the_word() {
+        for value in ["0", "1048577", "18446744073709551616"] {
+            let line = format!("responder.body={value}");
+            let error = Config::parse(&line).unwrap_err();
+            assert_eq!(
+                error,
+                ConfigError::OutOfRange {
+                    key: "responder.body",
+                    value,
+                    min: 1,
+                    max: MAX_RESPONDER_BODY
+                }
+            );
+            assert_eq!(
+                error.to_string(),
+                format!("`responder.body` does not accept `{value}`: it must be 1 to 1048576")
+            );
+        }
+        for value in ["64k", "-1", "+64", "1e6", "0x40"] {
+            let line = format!("responder.body={value}");
+            assert_eq!(
+                Config::parse(&line),
+                Err(ConfigError::InvalidValue {
+                    key: "responder.body",
+                    value
+                }),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            Config::parse("responder.body="),
+            Err(ConfigError::MissingValue("responder.body"))
+        );
+        assert_eq!(
+            Config::parse("responder.body"),
+            Err(ConfigError::MissingValue("responder.body"))
         );
     }
 

@@ -165,6 +165,29 @@ fn bad_command_line_is_a_clear_panic() {
 }
 
 #[test]
+fn bad_responder_body_stops_the_boot_naming_the_word() {
+    for (value, reason) in [
+        ("0", "it must be 1 to 1048576"),
+        ("1048577", "it must be 1 to 1048576"),
+        ("64k", ""),
+    ] {
+        let run = Boot::kernel()
+            .cmdline(&format!(
+                "exit-after-boot responder=80 responder.body={value}"
+            ))
+            .run();
+        assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+        let panic = run.expect_line("unisock: panic");
+        assert!(
+            panic.contains(&format!("`responder.body` does not accept `{value}`")),
+            "{panic}"
+        );
+        assert!(panic.contains(reason), "{panic}");
+        assert!(run.lines_starting_with("unisock: ready").next().is_none());
+    }
+}
+
+#[test]
 fn qcow2_disk_boots_under_ovmf() {
     let run = Boot::disk("ovmf")
         .until_line("unisock: ready")

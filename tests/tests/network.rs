@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use guest::{CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, ScratchFile, check_ab, sha256_of_file};
+use guest::{
+    CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, SERVICES, ScratchFile, check_ab, sha256_of_file,
+};
 
 /// The responder's fixed body (`app/src/responder.rs`).
 const BODY: &str = "Hello from Unisock\n";
@@ -300,6 +302,47 @@ fn two_cpus_stay_byte_exact_under_loss_duplication_reordering_and_delay() {
     assert!(
         total.get("tcp_retransmits") > 0,
         "5% loss and no retransmission: the impairment did not apply"
+    );
+}
+
+#[test]
+fn one_cpu_serves_a_body_of_the_size_on_the_command_line() {
+    const LENGTH: usize = 100_000;
+    let words = format!("{SERVICES} responder.body={LENGTH}");
+    let guest = Guest::boot_custom(1, None, &words, &[]);
+    // The body the responder builds (`app/src/responder.rs`): BODY repeated, cut to one byte
+    // short, then a newline.
+    let mut expected: String = BODY.chars().cycle().take(LENGTH - 1).collect();
+    expected.push('\n');
+    let text = guest.expect_shell(
+        &format!("curl -sS -i --max-time 30 http://{GUEST}/"),
+        Duration::from_secs(40),
+    );
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in:\n{text}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {LENGTH}\r\n")),
+        "{head}"
+    );
+    assert_eq!(body.len(), LENGTH, "curl's body");
+    assert!(body == expected, "the body is not the pattern");
+    // curl stops at Content-Length; what the guest sent up to its FIN, counted raw, must
+    // hold that many body bytes too, and not one more.
+    let raw = guest.expect_shell(
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -N {GUEST} 80 | wc -c"),
+        Duration::from_secs(40),
+    );
+    let raw: usize = raw.trim().parse().expect("wc printed a number");
+    assert_eq!(
+        raw,
+        head.len() + 4 + LENGTH,
+        "bytes before the guest closed"
+    );
+    println!(
+        "responder.body={LENGTH}: curl got {} body bytes, {raw} bytes in all",
+        body.len()
     );
 }
 
