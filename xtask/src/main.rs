@@ -33,10 +33,11 @@ const PACKAGES: &[&str] = &[
 const USAGE: &str = "usage: cargo xtask <command>
   build                    build the image: target/unisock/unisock.elf
   image [--cmdline WORDS]  build the image, the GRUB ISO and the qcow2 disk image
-  run [RUN ARGS]           build, then boot with the HTTP responder at http://127.0.0.1:8080/
-                           (qemu/net-user: user-mode network, no root; e.g. --smp 4
-                           --cmdline log=debug); --iso or --disk [--firmware seabios|ovmf]
-                           boot the disk images with qemu/run instead
+  run [RUN ARGS]           build, start a demo backend on this host, then boot with the reverse
+                           proxy in front of it at http://127.0.0.1:8080/ and the responder
+                           at http://127.0.0.1:8081/ (qemu/net-user: user-mode network, no
+                           root; e.g. --smp 4 --cmdline log=debug); --iso or --disk
+                           [--firmware seabios|ovmf] boot the disk images with qemu/run instead
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
@@ -214,11 +215,64 @@ fn run(arguments: &[String]) -> Step {
     } else {
         "qemu/net-user"
     };
+    if !disk_image {
+        // QEMU's user-mode network shows this host's loopback to the guest as 10.0.2.2.
+        let port = start_demo_backend()?;
+        forwarded.splice(0..0, ["--proxy".to_string(), format!("10.0.2.2:{port}")]);
+    }
     let status = Command::new(repository_root().join(script))
         .args(&forwarded)
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
     check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// What the demo backend answers: one line, so a new user sees that the proxy reached it.
+const DEMO_BODY: &str = "Hello from the demo backend on your host, through the Unisock proxy\n";
+
+/// A tiny HTTP server on a free loopback port of this host, for `cargo xtask run` to put
+/// the proxy in front of; it lives as long as xtask (so it stops when QEMU does).
+fn start_demo_backend() -> Result<u16, Failure> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|error| Failure(format!("cannot start the demo backend: {error}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|error| Failure(format!("cannot start the demo backend: {error}")))?
+        .port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || demo_connection(stream));
+        }
+    });
+    println!("xtask: demo backend at 127.0.0.1:{port}");
+    Ok(port)
+}
+
+/// Answers each request head on the connection with [`DEMO_BODY`] (keep-alive, so the
+/// proxy's pool can reuse the connection).
+fn demo_connection(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        while let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            received.drain(..end + 4);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{DEMO_BODY}",
+                DEMO_BODY.len()
+            );
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(count) => received.extend_from_slice(&buffer[..count]),
+        }
+        if received.len() > 64 * 1024 {
+            return;
+        }
+    }
 }
 
 /// The image's HTTP responder under QEMU, loaded by ab from a network namespace (root).
