@@ -41,7 +41,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
-  bench NAME               cargo bench -p unisock-kernel --bench NAME";
+  bench NAME               cargo bench -p unisock-kernel --bench NAME; `responder` and `proxy`
+                           run qemu/bench-responder and qemu/bench-proxy (root)";
 
 /// A failed step, with what to tell the user.
 struct Failure(String);
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "install-deps" => install_dependencies(),
         "bench" => match rest {
-            [name] if name == "responder" => bench_responder(),
+            [name] if name == "responder" || name == "proxy" => bench_in_qemu(name),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
             _ => Err(Failure("usage: cargo xtask bench NAME".into())),
         },
@@ -275,11 +276,12 @@ fn demo_connection(mut stream: std::net::TcpStream) {
     }
 }
 
-/// The image's HTTP responder under QEMU, loaded by ab from a network namespace (root).
-fn bench_responder() -> Step {
+/// A benchmark of the image under QEMU (`qemu/bench-responder`, `qemu/bench-proxy`), loaded by
+/// ab from a network namespace (root).
+fn bench_in_qemu(name: &str) -> Step {
     install_dependencies()?;
     build()?;
-    let script = "qemu/bench-responder";
+    let script = &format!("qemu/bench-{name}");
     let status = Command::new(repository_root().join(script))
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
