@@ -237,6 +237,7 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         counters.global_listener_fallbacks = partition.global_listener_fallbacks;
         counters.arp_copies_sent = partition.arp_copies_sent;
         counters.ring_full_drops = partition.ring_drops;
+        counters.icmp_errors_routed = partition.icmp_errors_routed;
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
@@ -252,6 +253,10 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_passive_opens = tcp_counters.passive_opens;
             counters.tcp_active_opens = tcp_counters.active_opens;
             counters.tcp_resets_sent = tcp_counters.resets_sent;
+            counters.tcp_acks_rate_limited = tcp_counters.acks_rate_limited;
+            counters.tcp_resets_rate_limited = tcp_counters.resets_rate_limited;
+            counters.tcp_output_queue_drops = tcp_counters.output_queue_drops;
+            counters.tcp_persist_timeouts = tcp_counters.persist_timeouts;
             counters.tcp_connections = tcp.connection_count() as u64;
             counters.tcp_time_wait = tcp.time_wait_count() as u64;
         }

@@ -89,6 +89,15 @@ counters! {
     tcp_passive_opens,
     tcp_active_opens,
     tcp_resets_sent,
+    /// Answers the TCP layer held back: challenge and duplicate ACKs over their rate limits,
+    /// RSTs to unknown peers over theirs, segments dropped from a full output queue.
+    tcp_acks_rate_limited,
+    tcp_resets_rate_limited,
+    tcp_output_queue_drops,
+    /// Connections reset after their zero-window probes went unanswered.
+    tcp_persist_timeouts,
+    /// ICMP errors sent along the fallback route of the flow they quote.
+    icmp_errors_routed,
     tcp_connections,
     tcp_time_wait,
     /// Times this core halted waiting for an interrupt or its next timer.
