@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod hal;
+pub mod ixgbe;
 pub mod nic;
 pub mod packet_pool;
 pub mod pci;
