@@ -10,4 +10,5 @@ pub mod ixgbe;
 pub mod nic;
 pub mod packet_pool;
 pub mod pci;
+pub mod probe;
 pub mod virtio;
