@@ -162,7 +162,8 @@ pub struct NicOptions {
     /// Descriptors per ring.
     pub ring_size: u16,
     pub steering: SteeringPreference,
-    /// The MAC to use instead of the device's (`mac=`).
+    /// The MAC to use (`mac=`): instead of the 82599's own (written to RAL0/RAH0); for
+    /// virtio-net only when the device offers none (its MAC is the host's choice).
     pub mac: Option<MacAddress>,
     /// MSI-X vectors for receive queues were routed (virtio-net: vector 1 + queue).
     pub receive_interrupts: bool,
