@@ -254,6 +254,10 @@ impl<M: Mmio + Clone, R: DmaRegion, T: Timer> Ixgbe<M, R, T> {
         })
     }
 
+    pub fn mac(&self) -> MacAddress {
+        self.mac
+    }
+
     pub fn options(&self) -> &IxgbeOptions {
         &self.options
     }

@@ -11,6 +11,7 @@ pub mod device;
 pub mod flow_director;
 pub mod queue;
 pub mod registers;
+pub mod self_check;
 pub mod statistics;
 
 #[cfg(test)]

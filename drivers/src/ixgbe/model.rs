@@ -46,6 +46,9 @@ pub struct ModelSettings {
     pub never: BTreeSet<Handshake>,
     /// Frames the receive packet buffer holds while a queue without DROP_EN has no descriptor.
     pub packet_buffer_frames: usize,
+    /// Send at once on every TDT write (as hardware does, give or take microseconds) instead
+    /// of when the test calls [`Model82599::run_transmit`].
+    pub transmit_on_tail_write: bool,
 }
 
 impl Default for ModelSettings {
@@ -62,6 +65,7 @@ impl Default for ModelSettings {
             link_ns: 200_000_000,
             never: BTreeSet::new(),
             packet_buffer_frames: 64,
+            transmit_on_tail_write: false,
         }
     }
 }
@@ -845,6 +849,12 @@ impl RegisterModel for Model82599 {
         self.settle(&mut state);
         state.log.push(Access::Write(offset, value as u32));
         self.write_register(&mut state, offset, value as u32);
+        drop(state);
+        let transmit_tail = (0x06018..0x06018 + 0x40 * 16).contains(&offset)
+            && (offset - 0x06018).is_multiple_of(0x40);
+        if transmit_tail && self.settings.transmit_on_tail_write {
+            self.run_transmit(usize::MAX);
+        }
     }
 }
 

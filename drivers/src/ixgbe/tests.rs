@@ -1029,3 +1029,82 @@ fn mac_loopback_brings_transmitted_frames_back_through_steering() {
     assert_eq!(queue1.counters().flow_director_matches, 1);
     assert!(rig.model.take_transmitted().is_empty());
 }
+
+// ---- The one-boot self-check ----------------------------------------------------------------
+
+fn self_check_frames(
+    rfd: &ReceiveFlowDeliver,
+    backend_port: u16,
+) -> Vec<super::self_check::CheckFrame> {
+    use super::self_check::{CheckFrame, CheckKind};
+    let backend = SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 1), backend_port);
+    let mut frames: Vec<CheckFrame> = (0..rfd.core_count() as u16)
+        .map(|core| CheckFrame {
+            kind: CheckKind::FlowDirectorFilter,
+            source: backend,
+            destination: SocketAddrV4::new(PROXY, 40000 + core),
+            expected_queue: QueueId(core),
+        })
+        .collect();
+    let listener = SocketAddrV4::new(PROXY, 443);
+    for index in 0..128u8 {
+        let port_xor = u16::from(index.reverse_bits() >> 1);
+        let client = SocketAddrV4::new(
+            Ipv4Addr::new(192, 168, 7, 9),
+            (50000 & !0x7f) | ((port_xor ^ 443) & 0x7f),
+        );
+        let owner = rfd.rss_owner(&InboundSegment::new(client, listener));
+        frames.push(CheckFrame {
+            kind: CheckKind::RssBucket { index },
+            source: client,
+            destination: listener,
+            expected_queue: QueueId(owner.0),
+        });
+    }
+    frames
+}
+
+#[test]
+fn the_loopback_self_check_passes_on_a_correct_set_up_and_fails_without_the_filters() {
+    for install_filters in [true, false] {
+        let rig = Rig::new(ModelSettings {
+            transmit_on_tail_write: true,
+            ..ModelSettings::default()
+        });
+        let mut nic = rig
+            .bring_up(options(4, SteeringMode::RssAndFlowDirector))
+            .unwrap();
+        let rfd = receive_flow_deliver(4, &[8080]);
+        nic.configure_rss(&rss_configuration(rfd.indirection_table()))
+            .unwrap();
+        if install_filters {
+            for core in 0..4 {
+                nic.add_exact_filter(&ExactFilter::reply_to_core(8080, core, rfd.low_bits_mask()))
+                    .unwrap();
+            }
+        }
+        let mut queues: Vec<Queue> = (0..4)
+            .map(|queue| nic.take_queue(QueueId(queue)).unwrap())
+            .collect();
+        let frames = self_check_frames(&rfd, 8080);
+        let timer = FakeTimer::new(&rig.clock);
+        let results = super::self_check::run(&mut nic, &mut queues, &timer, &frames);
+        assert_eq!(results.len(), 4 + 128);
+        let failed: Vec<_> = results.iter().filter(|result| !result.passed()).collect();
+        if install_filters {
+            assert!(failed.is_empty(), "{failed:?}");
+        } else {
+            // Without filters the replies follow RSS: some land on another core's queue.
+            assert!(!failed.is_empty());
+            assert!(failed.iter().all(|result| matches!(
+                result.frame.kind,
+                super::self_check::CheckKind::FlowDirectorFilter
+            )));
+        }
+        assert_eq!(
+            rig.model.peek(reg::HLREG0) & reg::MacControl::LOOPBACK.bits(),
+            0
+        );
+        assert!(rig.model.take_transmitted().is_empty());
+    }
+}
