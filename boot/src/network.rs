@@ -231,6 +231,9 @@ fn bring_up(config: &Config, cpus: u32, devices: &[PciDevice]) -> Option<Network
         },
         if msix { "on" } else { "off" },
     );
+    if config.nic.ixgbe_self_test {
+        run_nic_self_check(&mut nic, &rfd, address);
+    }
 
     let services = Services {
         responder: config.responder_port,
@@ -403,6 +406,65 @@ fn install_reply_filters(nic: &mut BootNic, rfd: &ReceiveFlowDeliver, backend_po
             }
         }
     }
+}
+
+/// `ixgbe.selftest=1`: the NIC's loopback self-check (a frame per exact filter and per RSS
+/// bucket must come back on the queue Receive Flow Deliver expects), one line per check, and
+/// the verdict as the exit status. Uses the queues up, so it ends the run.
+fn run_nic_self_check(nic: &mut BootNic, rfd: &ReceiveFlowDeliver, local: Ipv4Addr) -> ! {
+    use core::net::SocketAddrV4;
+    use unisock_drivers::ixgbe::self_check::{CheckKind, standard_frames};
+    use unisock_kernel::net::rfd::InboundSegment;
+
+    use crate::exit::{ExitCode, exit};
+    const BACKEND_PORT: u16 = 8080;
+    let filters = nic.steering().exact_filters > 0;
+    if filters {
+        install_reply_filters(nic, rfd, &[BACKEND_PORT]);
+    }
+    let frames = standard_frames(
+        if filters { rfd.core_count() as u16 } else { 0 },
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), BACKEND_PORT),
+        local,
+        40000 & !rfd.low_bits_mask(),
+        SocketAddrV4::new(local, 443),
+        |client, listener| QueueId(rfd.rss_owner(&InboundSegment::new(client, listener)).0),
+    );
+    let Some(results) = nic.loopback_self_check(&BootTimer, &frames) else {
+        println!(
+            "selftest: nic: {} has no loopback self-check: FAIL",
+            nic.driver().name()
+        );
+        exit(ExitCode::Failure)
+    };
+    let mut failed = 0;
+    for result in &results {
+        let what = match result.frame.kind {
+            CheckKind::FlowDirectorFilter => String::from("flow-director"),
+            CheckKind::RssBucket { index } => format!("rss-bucket {index}"),
+        };
+        let arrived = result.arrived_on.map_or_else(
+            || String::from("nothing"),
+            |queue| format!("queue {}", queue.0),
+        );
+        let verdict = if result.passed() { "pass" } else { "FAIL" };
+        failed += usize::from(!result.passed());
+        println!(
+            "selftest: nic {what} {} -> {}: expected queue {}, got {arrived}: {verdict}",
+            result.frame.source, result.frame.destination, result.frame.expected_queue.0
+        );
+    }
+    println!(
+        "selftest: nic {} of {} checks passed: {}",
+        results.len() - failed,
+        results.len(),
+        if failed == 0 { "pass" } else { "FAIL" }
+    );
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }
 
 /// The NIC as the boot code holds it, whichever driver probed it.

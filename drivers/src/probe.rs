@@ -353,6 +353,22 @@ impl<M: Mmio + Clone, R: DmaRegion, T: Timer> ProbedNic<M, R, T> {
         }
     }
 
+    /// Runs the NIC's loopback self-check ([`ixgbe::self_check`]) with all its queues (which
+    /// it uses up); `None` if the driver has none (virtio-net).
+    pub fn loopback_self_check(
+        &mut self,
+        timer: &T,
+        frames: &[ixgbe::self_check::CheckFrame],
+    ) -> Option<alloc::vec::Vec<ixgbe::self_check::CheckResult>> {
+        let ProbedNic::Ixgbe(nic) = self else {
+            return None;
+        };
+        let mut queues: alloc::vec::Vec<_> = (0..nic.queue_count() as u16)
+            .filter_map(|queue| nic.take_queue(QueueId(queue)))
+            .collect();
+        Some(ixgbe::self_check::run(nic, &mut queues, timer, frames))
+    }
+
     pub fn describe(&self) -> NicDescription {
         NicDescription {
             driver: self.driver(),

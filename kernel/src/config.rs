@@ -176,7 +176,9 @@ impl Config {
                     other => return Err(ConfigError::InvalidValue { key, value: other }),
                 })
             }
-            "nic" | "mac" | "ixgbe.steering" => self.nic.apply(key, required(key, value)?)?,
+            "nic" | "mac" | "ixgbe.steering" | "ixgbe.selftest" => {
+                self.nic.apply(key, required(key, value)?)?
+            }
             _ => return Err(ConfigError::UnknownKey(key)),
         }
         Ok(())
@@ -262,6 +264,8 @@ pub struct NicConfig {
     pub mac: Option<[u8; 6]>,
     /// `ixgbe.steering=rss|fdir`.
     pub ixgbe_steering: IxgbeSteering,
+    /// `ixgbe.selftest=1`: run the 82599's loopback self-check, print it and exit.
+    pub ixgbe_self_test: bool,
 }
 
 impl NicConfig {
@@ -294,6 +298,13 @@ impl NicConfig {
                     return Err(invalid);
                 }
                 self.mac = Some(mac);
+            }
+            "ixgbe.selftest" => {
+                self.ixgbe_self_test = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(invalid),
+                }
             }
             _ => {
                 self.ixgbe_steering = match value {
@@ -430,7 +441,10 @@ mod tests {
 
     #[test]
     fn nic_words_name_a_function_a_mac_and_the_82599_steering() {
-        let config = Config::parse("nic=0a:1f.1 mac=02:00:00:aa:bb:cc ixgbe.steering=rss").unwrap();
+        let config =
+            Config::parse("nic=0a:1f.1 mac=02:00:00:aa:bb:cc ixgbe.steering=rss ixgbe.selftest=1")
+                .unwrap();
+        assert!(config.nic.ixgbe_self_test);
         assert_eq!(
             config.nic.location,
             Some(PciLocation {
@@ -454,6 +468,7 @@ mod tests {
             "mac=02:00:00:00:00",
             "mac=02:00:00:00:00:00:00",
             "ixgbe.steering=both",
+            "ixgbe.selftest=yes",
         ] {
             assert!(
                 matches!(Config::parse(bad), Err(ConfigError::InvalidValue { .. })),

@@ -45,6 +45,44 @@ impl CheckResult {
     }
 }
 
+/// The frames of the standard check: for each core, a reply from `backend` to the local port
+/// `local_port_base + core` (whose low bits name the core, so `local_port_base` must have
+/// those bits clear) that the filters must put on that core's queue; and for each of the 128
+/// RSS buckets a client packet to `listener` whose port XOR selects that bucket under the
+/// port-only key, expected where `rss_queue` (the stack's Receive Flow Deliver) says.
+pub fn standard_frames(
+    cores: u16,
+    backend: SocketAddrV4,
+    local_address: core::net::Ipv4Addr,
+    local_port_base: u16,
+    listener: SocketAddrV4,
+    rss_queue: impl Fn(SocketAddrV4, SocketAddrV4) -> QueueId,
+) -> Vec<CheckFrame> {
+    let mut frames: Vec<CheckFrame> = (0..cores)
+        .map(|core| CheckFrame {
+            kind: CheckKind::FlowDirectorFilter,
+            source: backend,
+            destination: SocketAddrV4::new(local_address, local_port_base + core),
+            expected_queue: QueueId(core),
+        })
+        .collect();
+    for index in 0..128u8 {
+        // Bucket index = bitrev7(port XOR), so the port XOR of bucket i is bitrev7(i).
+        let port_xor = u16::from(index.reverse_bits() >> 1);
+        let client = SocketAddrV4::new(
+            core::net::Ipv4Addr::new(192, 0, 2, 1),
+            (50000 & !0x7f) | ((port_xor ^ listener.port()) & 0x7f),
+        );
+        frames.push(CheckFrame {
+            kind: CheckKind::RssBucket { index },
+            source: client,
+            destination: listener,
+            expected_queue: rss_queue(client, listener),
+        });
+    }
+    frames
+}
+
 /// Polls per frame, 10 us apart: 10 ms for a frame to come back.
 const POLLS_PER_FRAME: u32 = 1000;
 

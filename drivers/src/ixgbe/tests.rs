@@ -1036,32 +1036,14 @@ fn self_check_frames(
     rfd: &ReceiveFlowDeliver,
     backend_port: u16,
 ) -> Vec<super::self_check::CheckFrame> {
-    use super::self_check::{CheckFrame, CheckKind};
-    let backend = SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 1), backend_port);
-    let mut frames: Vec<CheckFrame> = (0..rfd.core_count() as u16)
-        .map(|core| CheckFrame {
-            kind: CheckKind::FlowDirectorFilter,
-            source: backend,
-            destination: SocketAddrV4::new(PROXY, 40000 + core),
-            expected_queue: QueueId(core),
-        })
-        .collect();
-    let listener = SocketAddrV4::new(PROXY, 443);
-    for index in 0..128u8 {
-        let port_xor = u16::from(index.reverse_bits() >> 1);
-        let client = SocketAddrV4::new(
-            Ipv4Addr::new(192, 168, 7, 9),
-            (50000 & !0x7f) | ((port_xor ^ 443) & 0x7f),
-        );
-        let owner = rfd.rss_owner(&InboundSegment::new(client, listener));
-        frames.push(CheckFrame {
-            kind: CheckKind::RssBucket { index },
-            source: client,
-            destination: listener,
-            expected_queue: QueueId(owner.0),
-        });
-    }
-    frames
+    super::self_check::standard_frames(
+        rfd.core_count() as u16,
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 1), backend_port),
+        PROXY,
+        40000,
+        SocketAddrV4::new(PROXY, 443),
+        |client, listener| QueueId(rfd.rss_owner(&InboundSegment::new(client, listener)).0),
+    )
 }
 
 #[test]
