@@ -347,14 +347,11 @@ impl<M: Mmio, R: DmaRegion> NicQueue for IxgbeQueue<M, R> {
     /// Interrupts stay masked (EIMC) for the driver's whole life: it only polls.
     fn disable_interrupts(&mut self) {}
 
-    /// No interrupt is ever armed, so the caller must keep polling while frames wait; the
-    /// answer says whether one does.
+    /// Poll mode (ixy's): the driver never arms an interrupt (EIMC masks them all), so no
+    /// interrupt would end a halt. The answer is always "keep polling": a core that halted on
+    /// this queue could sleep through every frame that arrives.
     fn enable_interrupts(&mut self) -> bool {
-        let status = self
-            .receive
-            .descriptors
-            .read_u32(Ring::<R>::offset(self.receive_next, RX_WB_STATUS_ERROR));
-        status & ReceiveStatus::DESCRIPTOR_DONE.bits() != 0
+        true
     }
 
     fn statistics(&self) -> QueueStatistics {

@@ -1090,3 +1090,13 @@ fn the_loopback_self_check_passes_on_a_correct_set_up_and_fails_without_the_filt
         assert!(rig.model.take_transmitted().is_empty());
     }
 }
+
+#[test]
+fn a_polled_queue_never_lets_its_core_halt_waiting_for_an_interrupt() {
+    // The 82599 driver masks every interrupt: a core that halted on it would wait for ever.
+    let rig = Rig::new(ModelSettings::default());
+    let mut nic = rig.bring_up(options(1, SteeringMode::Rss)).unwrap();
+    let mut queue = nic.take_queue(QueueId(0)).unwrap();
+    assert!(queue.enable_interrupts());
+    assert_eq!(rig.model.peek(reg::EIMC), reg::EIMC_ALL);
+}
