@@ -1,7 +1,8 @@
-//! The network at start: find the virtio-net function, bring it up with one queue pair and
-//! one MSI-X receive vector per core, program RSS for Receive Flow Deliver, hand each core its
-//! queue, and run each core's loop (`unisock_kernel::runtime`) with the services of the
-//! command line.
+//! The network at start: pick the NIC (the first supported PCI function, or `nic=`), bring it
+//! up through its driver's probe with one queue pair and one MSI-X receive vector per core,
+//! program RSS (and exact filters where the NIC has them) for Receive Flow Deliver, hand each
+//! core its queue, and run each core's loop (`unisock_kernel::runtime`) with the services of
+//! the command line. No driver is named here: `unisock_drivers::probe` knows them.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -16,23 +17,28 @@ use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
 use unisock_app::proxy::{ProxySettings, ProxyShared, WorkerPlace};
 use unisock_app::{ProxyWorkerStart, Services, StatisticsReport, start_services};
+use unisock_drivers::hal::Timer;
 use unisock_drivers::hal::identity::{
     IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
 };
-use unisock_drivers::nic::{HashTypes, Nic, NicQueue, QueueId, RssConfiguration};
+use unisock_drivers::nic::{
+    ExactFilter, HashTypes, MacAddress, Nic, NicQueue, QueueId, RssConfiguration,
+};
 use unisock_drivers::pci::bar::{BAR_COUNT, Bar};
 use unisock_drivers::pci::msix::{MsiMessage, MsixCapability, MsixTable};
 use unisock_drivers::pci::{
     Command, PciAddress as DriverPciAddress, PciConfig, PciFunction, register,
 };
-use unisock_drivers::virtio::VIRTIO_VENDOR_ID;
-use unisock_drivers::virtio::net::device::{DEVICE_ID_MODERN, DEVICE_ID_TRANSITIONAL, MsixRouting};
-use unisock_drivers::virtio::net::{VirtioNet, VirtioNetOptions, VirtioNetQueue};
-use unisock_kernel::config::Config;
+use unisock_drivers::probe::{
+    self, NicOptions, PciCandidate, ProbedNic, ProbedQueue, SteeringPreference,
+};
+use unisock_kernel::config::{Config, IxgbeSteering};
 use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::GlobalListenTable;
-use unisock_kernel::net::rfd::{CoreId, ReceiveFlowDeliver, RfdConfig, RfdConfigError};
+use unisock_kernel::net::rfd::{
+    ActiveSteering, CoreId, ReceiveFlowDeliver, RfdConfig, RfdConfigError,
+};
 use unisock_kernel::net::rss::IndirectionTable;
 use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::runtime::{
@@ -131,18 +137,34 @@ fn bring_up(
     cpus: u32,
     devices: &[PciDevice],
 ) -> Option<NetworkSummary> {
-    let Some(device) = devices.iter().find(|device| {
-        device.vendor_id == VIRTIO_VENDOR_ID
-            && (device.device_id == DEVICE_ID_MODERN || device.device_id == DEVICE_ID_TRANSITIONAL)
-            && device.class == 0x02
-    }) else {
-        info!("net: no virtio-net device: network off");
-        return None;
+    let candidates: Vec<PciCandidate> = devices
+        .iter()
+        .filter(|device| device.class == 0x02)
+        .map(|device| PciCandidate {
+            address: DriverPciAddress::new(
+                device.address.bus,
+                device.address.device,
+                device.address.function,
+            ),
+            vendor_id: device.vendor_id,
+            device_id: device.device_id,
+        })
+        .collect();
+    let wanted = config
+        .nic
+        .location
+        .map(|location| DriverPciAddress::new(location.bus, location.device, location.function));
+    let device = match probe::select(&candidates, wanted) {
+        Ok((device, _)) => device,
+        Err(error) => {
+            info!("net: no NIC to use ({error:?}): network off");
+            return None;
+        }
     };
     let Some((address, prefix_len)) = config.ipv4 else {
         warn!(
-            "net: virtio-net at {} but no ip=<address>/<prefix> on the command line: network off",
-            device.address
+            "net: NIC at {} but no ip=<address>/<prefix> on the command line: network off",
+            boot_address(device.address)
         );
         return None;
     };
@@ -155,6 +177,7 @@ fn bring_up(
             device.address.function,
         ),
     );
+    let device_address = boot_address(device.address);
     // SAFETY: the image identity-maps the first 64 GiB, which holds every BAR QEMU and
     // firmware assign, and nothing else refers to a device's registers.
     let mapper = unsafe { IdentityMmioMapper::new() };
@@ -165,33 +188,37 @@ fn bring_up(
     // it has reset the device.
     function.set_command(function.command() | Command::MEMORY_SPACE);
     let msix = route_interrupts(&function, &mapper, cpus);
-    let options = VirtioNetOptions {
-        queue_pairs: cpus as u16,
-        queue_size: QUEUE_SIZE,
-        msix: if msix {
-            MsixRouting::ReceiveOnly
-        } else {
-            MsixRouting::None
+    let options = NicOptions {
+        queue_count: cpus as u16,
+        ring_size: QUEUE_SIZE,
+        steering: match config.nic.ixgbe_steering {
+            IxgbeSteering::Rss => SteeringPreference::RssOnly,
+            IxgbeSteering::FlowDirector => SteeringPreference::RssAndExactFilters,
         },
-        ..VirtioNetOptions::default()
+        mac: config.nic.mac.map(MacAddress),
+        receive_interrupts: msix,
+        ..NicOptions::default()
     };
-    let mut nic: VirtioNet<RawMmio, IdentityRegion> =
-        match VirtioNet::new(&function, &mapper, &dma, options) {
+    let mut nic: ProbedNic<RawMmio, IdentityRegion, BootTimer> =
+        match probe::probe(&function, &mapper, &dma, BootTimer, &options) {
             Ok(nic) => nic,
             Err(error) => {
-                warn!(
-                    "net: virtio-net at {}: {error:?}: network off",
-                    device.address
-                );
+                warn!("net: NIC at {device_address}: {error}: network off");
                 return None;
             }
         };
     let queues = nic.queue_count();
     // The NIC gets exactly this table (`program_rss` reads it back from `rfd`), so the owner
     // Receive Flow Deliver computes is the queue the NIC picks.
+    // With exact filters, replies on connections we open steer by the low bits of our local
+    // port (the paper's rule, in hardware); with RSS only, by the port XOR.
+    let exact_filters = nic.steering().exact_filters > 0;
     let rfd = match RfdConfig::port_xor(queues).and_then(|mut config| {
         config.indirection_table = IndirectionTable::port_xor_spreading_even_ports(queues)
             .map_err(|_| RfdConfigError::CoreCountOutOfRange)?;
+        if exact_filters {
+            config.active_steering = ActiveSteering::LocalPortLowBits;
+        }
         ReceiveFlowDeliver::new(config)
     }) {
         Ok(rfd) => Arc::new(rfd),
@@ -201,15 +228,39 @@ fn bring_up(
         }
     };
     let rss = program_rss(&mut nic, &rfd);
+    // The proxy's backends' ports are known from its settings: their replies get an exact
+    // filter per core (Flow Director on the 82599; nothing on a NIC without filters).
+    let mut backend_ports: Vec<u16> = proxy
+        .iter()
+        .flat_map(|settings| {
+            settings
+                .pool
+                .backends
+                .iter()
+                .map(|backend| backend.address.port())
+        })
+        .collect();
+    backend_ports.sort_unstable();
+    backend_ports.dedup();
+    install_reply_filters(&mut nic, &rfd, &backend_ports);
     let mac = nic.mac_address();
+    let description = nic.describe();
     info!(
-        "net: virtio-net {} mac={mac} ip={address}/{prefix_len} gw={} queues={queues} of {cpus} cpus rss={rss} msix={}",
-        device.address,
+        "net: {} {device_address} mac={mac} ip={address}/{prefix_len} gw={} queues={queues} of {cpus} cpus rss={rss} steering={} msix={}",
+        description.driver.name(),
         config
             .gateway
             .map_or_else(|| String::from("none"), |gateway| format!("{gateway}")),
+        if rss || exact_filters {
+            description.steering_mode()
+        } else {
+            "none"
+        },
         if msix { "on" } else { "off" },
     );
+    if config.nic.ixgbe_self_test {
+        run_nic_self_check(&mut nic, &rfd, address);
+    }
 
     let services = Services {
         responder: config.responder_port,
@@ -346,7 +397,7 @@ fn route_interrupts<C: PciConfig>(
 /// Programs the port-only RSS key and Receive Flow Deliver's indirection table, so the queue
 /// of a TCP segment depends only on its ports. Returns whether the device took it; without
 /// RSS the host picks queues and software Receive Flow Deliver hands segments over.
-fn program_rss(nic: &mut VirtioNet<RawMmio, IdentityRegion>, rfd: &ReceiveFlowDeliver) -> bool {
+fn program_rss(nic: &mut BootNic, rfd: &ReceiveFlowDeliver) -> bool {
     if nic.steering().rss.is_none() {
         return false;
     }
@@ -367,6 +418,95 @@ fn program_rss(nic: &mut VirtioNet<RawMmio, IdentityRegion>, rfd: &ReceiveFlowDe
             warn!("net: RSS: {error:?}: the host picks queues");
             false
         }
+    }
+}
+
+/// Adds the exact filters Receive Flow Deliver needs for replies from `backend_ports` (one
+/// per port and core: the port exact, our local port's low bits naming the core), on NICs
+/// that have them. A refusal is logged; software Receive Flow Deliver still delivers.
+fn install_reply_filters(nic: &mut BootNic, rfd: &ReceiveFlowDeliver, backend_ports: &[u16]) {
+    if nic.steering().exact_filters == 0 {
+        return;
+    }
+    for &port in backend_ports {
+        for core in 0..rfd.core_count() as u16 {
+            let filter = ExactFilter::reply_to_core(port, core, rfd.low_bits_mask());
+            if let Err(error) = nic.add_exact_filter(&filter) {
+                warn!("net: exact filter for port {port}, core {core}: {error:?}");
+                return;
+            }
+        }
+    }
+}
+
+/// `ixgbe.selftest=1`: the NIC's loopback self-check (a frame per exact filter and per RSS
+/// bucket must come back on the queue Receive Flow Deliver expects), one line per check, and
+/// the verdict as the exit status. Uses the queues up, so it ends the run.
+fn run_nic_self_check(nic: &mut BootNic, rfd: &ReceiveFlowDeliver, local: Ipv4Addr) -> ! {
+    use core::net::SocketAddrV4;
+    use unisock_drivers::ixgbe::self_check::{CheckKind, standard_frames};
+    use unisock_kernel::net::rfd::InboundSegment;
+
+    use crate::exit::{ExitCode, exit};
+    const BACKEND_PORT: u16 = 8080;
+    let filters = nic.steering().exact_filters > 0;
+    if filters {
+        install_reply_filters(nic, rfd, &[BACKEND_PORT]);
+    }
+    let frames = standard_frames(
+        if filters { rfd.core_count() as u16 } else { 0 },
+        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), BACKEND_PORT),
+        local,
+        40000 & !rfd.low_bits_mask(),
+        SocketAddrV4::new(local, 443),
+        |client, listener| QueueId(rfd.rss_owner(&InboundSegment::new(client, listener)).0),
+    );
+    let Some(results) = nic.loopback_self_check(&BootTimer, &frames) else {
+        println!(
+            "selftest: nic: {} has no loopback self-check: FAIL",
+            nic.driver().name()
+        );
+        exit(ExitCode::Failure)
+    };
+    let mut failed = 0;
+    for result in &results {
+        let what = match result.frame.kind {
+            CheckKind::FlowDirectorFilter => String::from("flow-director"),
+            CheckKind::RssBucket { index } => format!("rss-bucket {index}"),
+        };
+        let arrived = result.arrived_on.map_or_else(
+            || String::from("nothing"),
+            |queue| format!("queue {}", queue.0),
+        );
+        let verdict = if result.passed() { "pass" } else { "FAIL" };
+        failed += usize::from(!result.passed());
+        println!(
+            "selftest: nic {what} {} -> {}: expected queue {}, got {arrived}: {verdict}",
+            result.frame.source, result.frame.destination, result.frame.expected_queue.0
+        );
+    }
+    println!(
+        "selftest: nic {} of {} checks passed: {}",
+        results.len() - failed,
+        results.len(),
+        if failed == 0 { "pass" } else { "FAIL" }
+    );
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+/// The NIC as the boot code holds it, whichever driver probed it.
+type BootNic = ProbedNic<RawMmio, IdentityRegion, BootTimer>;
+
+/// Bounded busy-waits for drivers' handshakes, on the calibrated TSC.
+struct BootTimer;
+
+impl Timer for BootTimer {
+    fn delay_microseconds(&self, microseconds: u64) {
+        clock::spin_micros(microseconds);
     }
 }
 
@@ -458,8 +598,8 @@ fn boot_address(address: DriverPciAddress) -> PciAddress {
     }
 }
 
-/// A core's virtio-net queue pair as the run loop sees it.
-struct BootQueue(VirtioNetQueue<RawMmio, IdentityRegion>);
+/// A core's queue pair as the run loop sees it.
+struct BootQueue(ProbedQueue<RawMmio, IdentityRegion>);
 
 impl QueuePair for BootQueue {
     fn receive_burst(&mut self, max_frames: usize, handler: &mut dyn FnMut(&[u8])) -> usize {

@@ -6,7 +6,9 @@
 extern crate alloc;
 
 pub mod hal;
+pub mod ixgbe;
 pub mod nic;
 pub mod packet_pool;
 pub mod pci;
+pub mod probe;
 pub mod virtio;

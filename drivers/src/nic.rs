@@ -87,7 +87,26 @@ pub struct ExactFilter {
     pub destination_address: Option<[u8; 4]>,
     pub source_port: Option<u16>,
     pub destination_port: Option<u16>,
+    /// The bits of `destination_port` that must match (`0xffff`: the whole port); Receive
+    /// Flow Deliver matches only the low bits of the local port, which name the core.
+    pub destination_port_mask: u16,
     pub queue: QueueId,
+}
+
+impl ExactFilter {
+    /// The filter Receive Flow Deliver needs on NICs with exact filters: replies from
+    /// `remote_port` (any address) to a local port whose low bits (`local_port_mask`) equal
+    /// `core` go to that core's queue.
+    pub fn reply_to_core(remote_port: u16, core: u16, local_port_mask: u16) -> Self {
+        ExactFilter {
+            source_address: None,
+            destination_address: None,
+            source_port: Some(remote_port),
+            destination_port: Some(core & local_port_mask),
+            destination_port_mask: local_port_mask,
+            queue: QueueId(core),
+        }
+    }
 }
 
 /// Why a steering request was refused.
@@ -120,6 +139,8 @@ pub enum SteeringError {
     },
     /// The device rejected or did not answer the command.
     DeviceRefused,
+    /// The filter wildcards other fields than the NIC's global filter masks.
+    FilterMasksDiffer,
 }
 
 /// Per-queue counters; the error counters name the same causes as the driver's errors.

@@ -100,6 +100,11 @@ impl<R: DmaRegion> PacketPool<R> {
         PhysAddr(self.memory.physical_address().as_u64() + self.offset(buffer) as u64)
     }
 
+    /// The bus address of buffer `index` (for drivers that precompute every buffer's address).
+    pub fn physical_address_of_index(&self, index: usize) -> PhysAddr {
+        PhysAddr(self.memory.physical_address().as_u64() + (index * self.buffer_size) as u64)
+    }
+
     /// Lends the first `length` bytes of `buffer` (at most the buffer size).
     pub fn with_bytes<T>(
         &self,

@@ -84,6 +84,8 @@ pub struct Config {
     pub source_port: Option<u16>,
     /// `selftest=partition`: run that self-test, print its results and exit.
     pub self_test: Option<SelfTestKind>,
+    /// The NIC words (`nic=`, `mac=`, `ixgbe.steering=`).
+    pub nic: NicConfig,
 }
 
 impl Default for Config {
@@ -100,6 +102,7 @@ impl Default for Config {
             sink_port: None,
             source_port: None,
             self_test: None,
+            nic: NicConfig::default(),
         }
     }
 }
@@ -216,6 +219,9 @@ impl Config {
                     other => return Err(ConfigError::InvalidValue { key, value: other }),
                 })
             }
+            "nic" | "mac" | "ixgbe.steering" | "ixgbe.selftest" => {
+                self.nic.apply(key, required(key, value)?)?
+            }
             _ => return Err(ConfigError::UnknownKey(key)),
         }
         Ok(())
@@ -285,6 +291,97 @@ fn required<'a>(key: &'a str, value: Option<&'a str>) -> Result<&'a str, ConfigE
     match value {
         Some(value) if !value.is_empty() => Ok(value),
         _ => Err(ConfigError::MissingValue(key)),
+    }
+}
+
+/// A PCI function as `lspci` prints it: `bus:device.function` in hexadecimal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciLocation {
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+}
+
+impl fmt::Display for PciLocation {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{:02x}:{:02x}.{:x}",
+            self.bus, self.device, self.function
+        )
+    }
+}
+
+/// How the 82599 steers (`ixgbe.steering=`): Flow Director for replies on connections we
+/// open plus RSS (the default), or RSS only (if the hardware disagrees with the datasheet
+/// about combining the two).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IxgbeSteering {
+    Rss,
+    #[default]
+    FlowDirector,
+}
+
+/// Which NIC to bring up and how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicConfig {
+    /// `nic=<bus:dev.fn>`: use this function; otherwise the first supported one.
+    pub location: Option<PciLocation>,
+    /// `mac=<aa:bb:cc:dd:ee:ff>`: the MAC to use instead of the NIC's own.
+    pub mac: Option<[u8; 6]>,
+    /// `ixgbe.steering=rss|fdir`.
+    pub ixgbe_steering: IxgbeSteering,
+    /// `ixgbe.selftest=1`: run the 82599's loopback self-check, print it and exit.
+    pub ixgbe_self_test: bool,
+}
+
+impl NicConfig {
+    fn apply<'a>(&mut self, key: &'a str, value: &'a str) -> Result<(), ConfigError<'a>> {
+        let invalid = ConfigError::InvalidValue { key, value };
+        match key {
+            "nic" => {
+                let (bus, rest) = value.split_once(':').ok_or(invalid)?;
+                let (device, function) = rest.split_once('.').ok_or(invalid)?;
+                let hex = |text: &str| u8::from_str_radix(text, 16).map_err(|_| invalid);
+                let location = PciLocation {
+                    bus: hex(bus)?,
+                    device: hex(device)?,
+                    function: hex(function)?,
+                };
+                if location.device >= 32 || location.function >= 8 {
+                    return Err(invalid);
+                }
+                self.location = Some(location);
+            }
+            "mac" => {
+                let mut mac = [0u8; 6];
+                let mut parts = value.split(':');
+                for byte in mac.iter_mut() {
+                    let part = parts.next().filter(|part| part.len() == 2).ok_or(invalid)?;
+                    *byte = u8::from_str_radix(part, 16).map_err(|_| invalid)?;
+                }
+                // One more part, or a multicast address (I/G bit), is not a station MAC.
+                if parts.next().is_some() || mac[0] & 1 != 0 {
+                    return Err(invalid);
+                }
+                self.mac = Some(mac);
+            }
+            "ixgbe.selftest" => {
+                self.ixgbe_self_test = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(invalid),
+                }
+            }
+            _ => {
+                self.ixgbe_steering = match value {
+                    "rss" => IxgbeSteering::Rss,
+                    "fdir" => IxgbeSteering::FlowDirector,
+                    _ => return Err(invalid),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -482,5 +579,43 @@ mod tests {
     fn errors_print_the_word() {
         let error = Config::parse("frobnicate=1").unwrap_err();
         assert_eq!(error.to_string(), "unknown word `frobnicate`");
+    }
+
+    #[test]
+    fn nic_words_name_a_function_a_mac_and_the_82599_steering() {
+        let config =
+            Config::parse("nic=0a:1f.1 mac=02:00:00:aa:bb:cc ixgbe.steering=rss ixgbe.selftest=1")
+                .unwrap();
+        assert!(config.nic.ixgbe_self_test);
+        assert_eq!(
+            config.nic.location,
+            Some(PciLocation {
+                bus: 0x0a,
+                device: 0x1f,
+                function: 1
+            })
+        );
+        assert_eq!(config.nic.location.unwrap().to_string(), "0a:1f.1");
+        assert_eq!(config.nic.mac, Some([0x02, 0, 0, 0xaa, 0xbb, 0xcc]));
+        assert_eq!(config.nic.ixgbe_steering, IxgbeSteering::Rss);
+        assert_eq!(
+            Config::parse("").unwrap().nic.ixgbe_steering,
+            IxgbeSteering::FlowDirector
+        );
+        for bad in [
+            "nic=0a:20.0",
+            "nic=0a:1f.8",
+            "nic=1f.1",
+            "mac=01:00:00:00:00:01",
+            "mac=02:00:00:00:00",
+            "mac=02:00:00:00:00:00:00",
+            "ixgbe.steering=both",
+            "ixgbe.selftest=yes",
+        ] {
+            assert!(
+                matches!(Config::parse(bad), Err(ConfigError::InvalidValue { .. })),
+                "{bad}"
+            );
+        }
     }
 }

@@ -5,7 +5,48 @@ use core::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::vec::Vec;
 
-use super::{Dma, DmaRegion, HalError, Mmio, MmioMapper, PhysAddr};
+use super::{Dma, DmaRegion, HalError, Mmio, MmioMapper, PhysAddr, Timer};
+
+/// Simulated time in nanoseconds, shared by a [`FakeTimer`] (which advances it when the
+/// driver waits) and the device models that read it (a bit that becomes set "after 5 ms").
+#[derive(Clone, Default)]
+pub struct FakeClock {
+    nanoseconds: Rc<Cell<u64>>,
+}
+
+impl FakeClock {
+    pub fn new() -> Self {
+        FakeClock::default()
+    }
+
+    pub fn now_nanoseconds(&self) -> u64 {
+        self.nanoseconds.get()
+    }
+
+    pub fn advance_nanoseconds(&self, nanoseconds: u64) {
+        self.nanoseconds.set(self.nanoseconds.get() + nanoseconds);
+    }
+}
+
+/// A [`Timer`] whose delays advance a [`FakeClock`] instead of spinning.
+#[derive(Clone, Default)]
+pub struct FakeTimer {
+    clock: FakeClock,
+}
+
+impl FakeTimer {
+    pub fn new(clock: &FakeClock) -> Self {
+        FakeTimer {
+            clock: clock.clone(),
+        }
+    }
+}
+
+impl Timer for FakeTimer {
+    fn delay_microseconds(&self, microseconds: u64) {
+        self.clock.advance_nanoseconds(microseconds * 1000);
+    }
+}
 
 /// Physical address of the first byte of simulated memory; non-zero so that a forgotten
 /// address (zero) in a descriptor is caught.

@@ -125,6 +125,15 @@ pub trait DmaRegion {
     ) -> R;
 }
 
+/// Busy-wait delays, for the bounded polls of a device's reset and initialisation handshakes.
+///
+/// Drivers never wait without a bound: every poll is a number of attempts with a delay
+/// between them, so a device that never answers costs a known time and yields an error.
+pub trait Timer {
+    /// Waits at least `microseconds`.
+    fn delay_microseconds(&self, microseconds: u64);
+}
+
 /// Why a HAL request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HalError {

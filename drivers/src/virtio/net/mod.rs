@@ -8,7 +8,7 @@ pub mod header;
 pub mod queue;
 
 #[cfg(test)]
-mod fake_device;
+pub(crate) mod fake_device;
 #[cfg(test)]
 mod tests;
 

@@ -393,6 +393,7 @@ fn rss_requests_the_device_cannot_honour_are_refused_without_a_command() {
             destination_address: None,
             source_port: Some(80),
             destination_port: None,
+            destination_port_mask: 0xffff,
             queue: QueueId(0),
         })
         .is_err()
