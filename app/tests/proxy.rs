@@ -456,6 +456,42 @@ fn backend_failures_give_502_503_and_504() {
 }
 
 #[test]
+fn a_backend_that_times_out_on_a_pooled_connection_is_not_asked_twice() {
+    let mut requests = get("/", "");
+    requests.extend_from_slice(&get("/silent", ""));
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("timeout.backend=2", 1),
+        vec![Behaviour::FixedExceptSilent {
+            body: b"first".to_vec(),
+        }],
+    );
+    bench.client(requests, Duration::ZERO, 30 * SECOND);
+    bench.run(60 * SECOND);
+    let result = bench.result(0);
+    let responses = bench.responses(0, &[false, false]);
+    assert_eq!(
+        responses
+            .iter()
+            .map(|response| response.status)
+            .collect::<Vec<_>>(),
+        [200, 504]
+    );
+    let elapsed = result.finished_at.as_nanos() as f64 / 1e9;
+    assert!(
+        (2.0..3.0).contains(&elapsed),
+        "504 after {elapsed} s (timeout 2 s)"
+    );
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.requests.len(), 2, "the silent request was sent once");
+    assert_eq!(
+        log.connections, 1,
+        "the second request went on the pooled connection"
+    );
+}
+
+#[test]
 fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     for behaviour in [
         Behaviour::ResetMidBody { sent: 5000 },

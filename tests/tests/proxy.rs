@@ -246,7 +246,7 @@ fn two_cpus_proxy_for_nginx_byte_exact_locally_and_survive_a_dead_backend() {
         ),
     );
     let files = Backend::scratch_directory("files");
-    let big = big_file(&files, 20 << 20);
+    let big = big_file(&files, 100 << 20);
     let expected = sha256_of_file(&big);
     let nginx_a = Backend::nginx(&guest, 8081, &files);
     let mut nginx_b = Backend::nginx(&guest, 8082, &files);
@@ -269,11 +269,11 @@ fn two_cpus_proxy_for_nginx_byte_exact_locally_and_survive_a_dead_backend() {
 
     let started = Instant::now();
     let digest = guest.expect_shell(
-        &format!("curl -sS --max-time 120 http://{GUEST}:{PROXY_PORT}/files/big | sha256sum"),
-        Duration::from_secs(150),
+        &format!("curl -sS --max-time 240 http://{GUEST}:{PROXY_PORT}/files/big | sha256sum"),
+        Duration::from_secs(270),
     );
     println!(
-        "20 MiB through the proxy in {:.1} s",
+        "100 MiB through the proxy in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(digest.split_whitespace().next(), Some(expected.as_str()));
@@ -344,16 +344,21 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     );
     let mut python = Backend::python(&guest, 8083);
     let upload_directory = Backend::scratch_directory("upload");
-    let upload = big_file(&upload_directory, 20 << 20);
+    let upload = big_file(&upload_directory, 100 << 20);
     let expected = sha256_of_file(&upload);
+    let started = Instant::now();
     let reply = guest.expect_shell(
         &format!(
-            "curl -sS --max-time 120 -H 'Transfer-Encoding: chunked' -T {} http://{GUEST}:{PROXY_PORT}/upload",
+            "curl -sS --max-time 240 -H 'Transfer-Encoding: chunked' -T {} http://{GUEST}:{PROXY_PORT}/upload",
             upload.display()
         ),
-        Duration::from_secs(150),
+        Duration::from_secs(270),
     );
-    assert_eq!(reply, format!("{} {expected}\n", 20 << 20));
+    println!(
+        "100 MiB chunked upload through the proxy in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(reply, format!("{} {expected}\n", 100 << 20));
 
     let started = Instant::now();
     let status = guest.expect_shell(

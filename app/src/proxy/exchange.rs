@@ -269,7 +269,10 @@ async fn exchange(
                     record_backend_failure(worker, backend);
                     tried.push(backend);
                 }
-                if replayable && !response_started && (reused || sent_retries > 0) {
+                // A timeout is not retried: the backend may still be working on the
+                // request, and a second wait would double the client's.
+                let retryable = replayable && !response_started && error == ProxyError::BadGateway;
+                if retryable && (reused || sent_retries > 0) {
                     if !reused {
                         sent_retries -= 1;
                     }

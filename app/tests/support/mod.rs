@@ -33,6 +33,8 @@ pub enum Behaviour {
     CloseMidBody { sent: usize },
     /// Reads the request and never answers.
     Silent,
+    /// Answers like `Fixed` with 200, except that a request for `/silent` gets no answer.
+    FixedExceptSilent { body: Vec<u8> },
     /// Accepts and closes at once, before reading.
     CloseAtOnce,
     /// Answers 101 to an Upgrade request, then echoes bytes in upper case.
@@ -517,6 +519,19 @@ async fn backend_connection(
                 if !is_head && *status != 204 && *status != 304 {
                     response.extend_from_slice(body);
                 }
+                if stream.write_all(&response).await.is_err() {
+                    return;
+                }
+            }
+            Behaviour::FixedExceptSilent { body } => {
+                if head.starts_with("GET /silent ") {
+                    handle.sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                let mut response =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                        .into_bytes();
+                response.extend_from_slice(body);
                 if stream.write_all(&response).await.is_err() {
                     return;
                 }
