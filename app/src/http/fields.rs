@@ -16,6 +16,18 @@ impl HeaderField {
     }
 }
 
+/// Owned copies of the fields `httparse` found (the parse borrows the receive buffer, which
+/// the body's bytes then move through).
+pub fn owned(headers: &[httparse::Header<'_>]) -> Vec<HeaderField> {
+    headers
+        .iter()
+        .map(|header| HeaderField {
+            name: String::from(header.name),
+            value: header.value.to_vec(),
+        })
+        .collect()
+}
+
 /// How a message's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFraming {

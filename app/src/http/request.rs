@@ -94,14 +94,7 @@ pub fn parse(
     else {
         return Err(RequestError::Malformed);
     };
-    let headers: Vec<HeaderField> = request
-        .headers
-        .iter()
-        .map(|header| HeaderField {
-            name: String::from(header.name),
-            value: header.value.to_vec(),
-        })
-        .collect();
+    let headers = fields::owned(request.headers);
     check_field_values(&headers)?;
     let hosts = headers.iter().filter(|field| field.is("host")).count();
     if hosts > 1 || (minor_version == 1 && hosts == 0) {

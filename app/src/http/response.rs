@@ -57,14 +57,7 @@ pub fn parse(
     if !(100..=599).contains(&status) {
         return Err(ResponseError::Malformed);
     }
-    let headers: Vec<HeaderField> = response
-        .headers
-        .iter()
-        .map(|header| HeaderField {
-            name: String::from(header.name),
-            value: header.value.to_vec(),
-        })
-        .collect();
+    let headers = fields::owned(response.headers);
     let bodiless =
         request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if bodiless {

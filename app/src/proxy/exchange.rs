@@ -659,13 +659,7 @@ async fn copy_chunked(
                 .decode(&input[used..])
                 .map_err(|_| CopyError::Malformed)?;
             if !data.is_empty() {
-                if encode {
-                    chunked::write_chunk_start(&mut out, data.len());
-                    out.extend_from_slice(data);
-                    out.extend_from_slice(chunked::CHUNK_END);
-                } else {
-                    out.extend_from_slice(data);
-                }
+                append_body(&mut out, data, encode);
                 total += data.len() as u64;
             }
             used += consumed;
@@ -687,6 +681,17 @@ async fn copy_chunked(
         }
     }
     Ok(total)
+}
+
+/// Appends body bytes to `out` as one chunk when re-chunking, as they are otherwise.
+fn append_body(out: &mut Vec<u8>, data: &[u8], encode: bool) {
+    if encode {
+        chunked::write_chunk_start(out, data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(chunked::CHUNK_END);
+    } else {
+        out.extend_from_slice(data);
+    }
 }
 
 /// Relays a body delimited by the sender's close: end of stream ends it; a reset or a stall
@@ -711,13 +716,7 @@ async fn copy_until_close(
         }
         let data = from.buffered();
         out.clear();
-        if encode {
-            chunked::write_chunk_start(&mut out, data.len());
-            out.extend_from_slice(data);
-            out.extend_from_slice(chunked::CHUNK_END);
-        } else {
-            out.extend_from_slice(data);
-        }
+        append_body(&mut out, data, encode);
         total += data.len() as u64;
         let length = data.len();
         from.consume(length);
