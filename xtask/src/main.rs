@@ -25,6 +25,11 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "netcat-openbsd",
     "apache2-utils",
+    // bench compare: its load generator, and the tools qemu/linux-guest builds the Linux
+    // guest with (the guest's own packages are downloaded, never installed here).
+    "wrk",
+    "cpio",
+    "valgrind",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
