@@ -3,6 +3,8 @@
 //! Artifacts go to `<repo>/target/unisock/` whatever `CARGO_TARGET_DIR` says; intermediate
 //! builds respect `CARGO_TARGET_DIR`.
 
+mod compare;
+
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,9 +44,14 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
+  bench responder          the image's responder under QEMU, loaded by ab (root)
+  bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
+                           same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
+                           rewrites the bench-compare section of BENCHMARKS.md and docs/compare/
   bench NAME               cargo bench -p unisock-kernel --bench NAME";
 
 /// A failed step, with what to tell the user.
+#[derive(Debug)]
 struct Failure(String);
 
 type Step = Result<(), Failure>;
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
         "install-deps" => install_dependencies(),
         "bench" => match rest {
             [name] if name == "responder" => bench_responder(),
+            [name] if name == "compare" => bench_compare(),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
             _ => Err(Failure("usage: cargo xtask bench NAME".into())),
         },
@@ -232,6 +240,13 @@ fn bench_responder() -> Step {
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
     check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// Unisock against nginx and HAProxy in the Linux guest of qemu/linux-guest (root).
+fn bench_compare() -> Step {
+    install_dependencies()?;
+    let image = build()?;
+    compare::run(&repository_root(), &image)
 }
 
 /// The whole test suite, as CI and the README run it.
