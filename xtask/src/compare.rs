@@ -391,7 +391,12 @@ pub fn run(root: &Path, image: &Path) -> Step {
         ..context_start
     };
     let plot_directory = root.join("docs/compare");
-    let plot_paths = plots::write_all(&results, &plot_directory)?;
+    // A plot that fails must not lose the measurements: say so and go on without it.
+    let plot_paths =
+        plots::write_all(&results, &plot_directory).unwrap_or_else(|Failure(message)| {
+            println!("bench compare: no plots: {message}");
+            Vec::new()
+        });
     let section = report::section(&results, &context, &plot_paths, root);
     fs::write(work.join("report.md"), &section)
         .map_err(|error| Failure(format!("report.md: {error}")))?;

@@ -218,15 +218,18 @@ fn latency_plot(results: &Results, path: &Path) -> PlotResult {
                 .iter()
                 .map(|(_, ms)| *ms)
                 .collect();
-            let dashed_for_one_vcpu = if vcpus == 1 {
-                colour(system).mix(0.5).to_rgba()
-            } else {
-                colour(system).to_rgba()
-            };
-            let RGBAColor(r, g, b, _) = dashed_for_one_vcpu;
+            // Fewer vCPUs, a lighter shade of the system's colour.
+            let RGBColor(r, g, b) = colour(system);
+            let larger_counts = results
+                .settings
+                .vcpus
+                .iter()
+                .filter(|&&count| count > vcpus)
+                .count() as u32;
+            let lighten = |channel: u8| (255 - (255 - channel as u32) / (1 + larger_counts)) as u8;
             Some((
                 format!("{} ({vcpus} vCPU)", system.name()),
-                RGBColor(r, g, b),
+                RGBColor(lighten(r), lighten(g), lighten(b)),
                 points,
             ))
         })
@@ -248,7 +251,8 @@ fn latency_plot(results: &Results, path: &Path) -> PlotResult {
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(
-            (0..count).into_segmented(),
+            // A segmented 0..n has a segment for n too: stop one short.
+            (0..count - 1).into_segmented(),
             (low * 0.8..high * 1.25).log_scale(),
         )?;
     chart
