@@ -44,6 +44,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
+  bench stack              the stack bench (conn/s, ours vs Linux loopback), then
+                           instructions per connection under callgrind
+                           (kernel/benches/stack-instructions)
   bench responder          the image's responder under QEMU, loaded by ab (root)
   bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
                            same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         "bench" => match rest {
             [name] if name == "responder" => bench_responder(),
             [name] if name == "compare" => bench_compare(),
+            [name] if name == "stack" => bench_stack(),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
             _ => Err(Failure("usage: cargo xtask bench NAME".into())),
         },
@@ -237,6 +241,19 @@ fn bench_responder() -> Step {
     build()?;
     let script = "qemu/bench-responder";
     let status = Command::new(repository_root().join(script))
+        .status()
+        .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
+    check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// Connections per second on one core against Linux, then the machine-independent figure:
+/// instructions per connection, counted by callgrind.
+fn bench_stack() -> Step {
+    cargo(&["bench", "-p", "unisock-kernel", "--bench", "stack"])?;
+    install_dependencies()?;
+    let script = "kernel/benches/stack-instructions";
+    let status = Command::new(repository_root().join(script))
+        .current_dir(repository_root())
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
     check(status.success(), &format!("{script} exited with {status}"))
