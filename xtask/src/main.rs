@@ -3,6 +3,8 @@
 //! Artifacts go to `<repo>/target/unisock/` whatever `CARGO_TARGET_DIR` says; intermediate
 //! builds respect `CARGO_TARGET_DIR`.
 
+mod compare;
+
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,11 @@ const PACKAGES: &[&str] = &[
     // The proxy tests' backends (tests/tests/proxy.rs): nginx, and Python for a misbehaving one.
     "nginx",
     "python3",
+    // bench compare: its load generator, and the tools qemu/linux-guest builds the Linux
+    // guest with (the guest's own packages are downloaded, never installed here).
+    "wrk",
+    "cpio",
+    "valgrind",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -41,10 +48,19 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
-  bench NAME               cargo bench -p unisock-kernel --bench NAME; `responder` and `proxy`
-                           run qemu/bench-responder and qemu/bench-proxy (root)";
+  bench stack              the stack bench (conn/s, ours vs Linux loopback), then
+                           instructions per connection under callgrind
+                           (kernel/benches/stack-instructions)
+  bench responder          the image's responder under QEMU, loaded by ab (root)
+  bench proxy              the image's proxy under QEMU in front of nginx, against the same
+                           load straight to nginx (root)
+  bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
+                           same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
+                           rewrites the bench-compare section of BENCHMARKS.md and docs/compare/
+  bench NAME               cargo bench -p unisock-kernel --bench NAME";
 
 /// A failed step, with what to tell the user.
+#[derive(Debug)]
 struct Failure(String);
 
 type Step = Result<(), Failure>;
@@ -63,6 +79,8 @@ fn main() -> ExitCode {
         "install-deps" => install_dependencies(),
         "bench" => match rest {
             [name] if name == "responder" || name == "proxy" => bench_in_qemu(name),
+            [name] if name == "compare" => bench_compare(),
+            [name] if name == "stack" => bench_stack(),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
             _ => Err(Failure("usage: cargo xtask bench NAME".into())),
         },
@@ -286,6 +304,26 @@ fn bench_in_qemu(name: &str) -> Step {
         .status()
         .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
     check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// Connections per second on one core against Linux, then the machine-independent figure:
+/// instructions per connection, counted by callgrind.
+fn bench_stack() -> Step {
+    cargo(&["bench", "-p", "unisock-kernel", "--bench", "stack"])?;
+    install_dependencies()?;
+    let script = "kernel/benches/stack-instructions";
+    let status = Command::new(repository_root().join(script))
+        .current_dir(repository_root())
+        .status()
+        .map_err(|error| Failure(format!("cannot run {script}: {error}")))?;
+    check(status.success(), &format!("{script} exited with {status}"))
+}
+
+/// Unisock against nginx and HAProxy in the Linux guest of qemu/linux-guest (root).
+fn bench_compare() -> Step {
+    install_dependencies()?;
+    let image = build()?;
+    compare::run(&repository_root(), &image)
 }
 
 /// The whole test suite, as CI and the README run it.
