@@ -251,21 +251,25 @@ fn two_cpus_proxy_for_nginx_byte_exact_locally_and_survive_a_dead_backend() {
     let nginx_a = Backend::nginx(&guest, 8081, &files);
     let mut nginx_b = Backend::nginx(&guest, 8082, &files);
 
-    let answers: Vec<String> = (0..8).map(|_| curl_through_proxy(&guest, "/")).collect();
+    // The health checks began before the backends listened, so each comes up only after
+    // `health.rise` good probes: ask until both have answered (or give up).
+    let mut answers: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let both_answered = |answers: &[String]| {
+        answers.iter().any(|answer| answer == "nginx-8081\n")
+            && answers.iter().any(|answer| answer == "nginx-8082\n")
+    };
+    while Instant::now() < deadline && !both_answered(&answers) {
+        answers.push(curl_through_proxy(&guest, "/"));
+        thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         answers
             .iter()
             .all(|answer| answer == "nginx-8081\n" || answer == "nginx-8082\n"),
         "{answers:?}"
     );
-    assert!(
-        answers.iter().any(|answer| answer == "nginx-8081\n"),
-        "{answers:?}"
-    );
-    assert!(
-        answers.iter().any(|answer| answer == "nginx-8082\n"),
-        "{answers:?}"
-    );
+    assert!(both_answered(&answers), "{answers:?}");
 
     let started = Instant::now();
     let digest = guest.expect_shell(
