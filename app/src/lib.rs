@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod config;
 pub mod http;
 pub mod proxy;
 pub mod responder;

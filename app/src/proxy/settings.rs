@@ -250,6 +250,24 @@ pub fn is_proxy_key(key: &str) -> bool {
 }
 
 impl ProxySettings {
+    /// Every setting at its default, with no port and no backend yet.
+    pub fn with_defaults() -> ProxySettings {
+        ProxySettings {
+            port: 0,
+            pool: PoolSettings {
+                backends: Vec::new(),
+                balance: Balance::RoundRobin,
+                health: HealthCheck::default(),
+                ejection: Ejection::default(),
+                keep_alive: KeepAlive::default(),
+            },
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            forwarding: ForwardingHeaders::default(),
+            retries: Retries::default(),
+        }
+    }
+
     /// The settings from the proxy's words of a kernel command line (the other words are the
     /// kernel's, which parses them itself); `Ok(None)` without proxy words.
     pub fn from_command_line(line: &str) -> Result<Option<ProxySettings>, SettingsError> {
@@ -267,20 +285,7 @@ impl ProxySettings {
     ) -> Result<Option<ProxySettings>, SettingsError> {
         let mut port = None;
         let mut backends: Option<Vec<Backend>> = None;
-        let mut settings = ProxySettings {
-            port: 0,
-            pool: PoolSettings {
-                backends: Vec::new(),
-                balance: Balance::RoundRobin,
-                health: HealthCheck::default(),
-                ejection: Ejection::default(),
-                keep_alive: KeepAlive::default(),
-            },
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            forwarding: ForwardingHeaders::default(),
-            retries: Retries::default(),
-        };
+        let mut settings = ProxySettings::with_defaults();
         let mut any_word = None;
         for (key, value) in words {
             any_word.get_or_insert(key);
@@ -303,7 +308,8 @@ impl ProxySettings {
         Ok(Some(settings))
     }
 
-    fn apply(
+    /// Applies one word; `port` and `backends` collect the two words every proxy needs.
+    pub(crate) fn apply(
         &mut self,
         key: &str,
         value: &str,
@@ -368,7 +374,7 @@ impl ProxySettings {
     }
 }
 
-fn parse_port(key: &str, value: &str) -> Result<u16, SettingsError> {
+pub(crate) fn parse_port(key: &str, value: &str) -> Result<u16, SettingsError> {
     match value.parse::<u16>() {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(invalid(key, "a port is 1 to 65535")),
@@ -376,7 +382,7 @@ fn parse_port(key: &str, value: &str) -> Result<u16, SettingsError> {
 }
 
 /// `<ip>:<port>[*<weight>],...`: at least one, at most [`MAX_BACKENDS`], no duplicates.
-fn parse_backends(key: &str, value: &str) -> Result<Vec<Backend>, SettingsError> {
+pub(crate) fn parse_backends(key: &str, value: &str) -> Result<Vec<Backend>, SettingsError> {
     let mut backends = Vec::new();
     for item in value.split(',') {
         let (address, weight) = match item.split_once('*') {
@@ -420,7 +426,7 @@ fn parse_backends(key: &str, value: &str) -> Result<Vec<Backend>, SettingsError>
     Ok(backends)
 }
 
-fn parse_probe(key: &str, value: &str) -> Result<HealthProbe, SettingsError> {
+pub(crate) fn parse_probe(key: &str, value: &str) -> Result<HealthProbe, SettingsError> {
     match value {
         "off" => Ok(HealthProbe::Off),
         "tcp" => Ok(HealthProbe::Tcp),
@@ -438,7 +444,7 @@ fn parse_probe(key: &str, value: &str) -> Result<HealthProbe, SettingsError> {
     }
 }
 
-fn parse_switch(key: &str, value: &str) -> Result<bool, SettingsError> {
+pub(crate) fn parse_switch(key: &str, value: &str) -> Result<bool, SettingsError> {
     match value {
         "on" => Ok(true),
         "off" => Ok(false),
@@ -447,7 +453,12 @@ fn parse_switch(key: &str, value: &str) -> Result<bool, SettingsError> {
 }
 
 /// A whole number in `minimum..=maximum`.
-fn parse_number(key: &str, value: &str, minimum: u64, maximum: u64) -> Result<u64, SettingsError> {
+pub(crate) fn parse_number(
+    key: &str,
+    value: &str,
+    minimum: u64,
+    maximum: u64,
+) -> Result<u64, SettingsError> {
     let out_of_range = || {
         invalid(
             key,
@@ -464,7 +475,7 @@ fn parse_number(key: &str, value: &str, minimum: u64, maximum: u64) -> Result<u6
 }
 
 /// Seconds with up to nine decimals (`2`, `0.5`, `1.25`), more than 0 and at most a day.
-fn parse_seconds(key: &str, value: &str) -> Result<Duration, SettingsError> {
+pub(crate) fn parse_seconds(key: &str, value: &str) -> Result<Duration, SettingsError> {
     let bad = || {
         invalid(
             key,

@@ -1,0 +1,332 @@
+//! The appliance's whole configuration: listeners, pools, the admin listener and the access log, read from a TOML file and the command line's words (the words win), validated whole, and written back as a file.
+//!
+//! Modules: `file` (the TOML document, deserialised with serde and checked key by key),
+//! `words` (the command line's proxy, admin and access-log words applied on top), `render`
+//! (the configuration in force as a complete TOML file, for `GET /config`), `address_range`
+//! (the admin allow-list's CIDR ranges).
+
+mod address_range;
+mod file;
+mod render;
+mod words;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+pub use address_range::AddressRange;
+pub use words::is_app_key;
+
+use crate::proxy::settings::{
+    ForwardingHeaders, Limits, PoolSettings, ProxySettings, Retries, Timeouts,
+};
+
+/// The name the command line's `backends=` pool gets when no file names it.
+pub const DEFAULT_POOL: &str = "default";
+/// Most listeners and most pools in one configuration.
+pub const MAX_LISTENERS: usize = 16;
+pub const MAX_POOLS: usize = 64;
+/// The longest configuration file accepted.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// Everything the appliance's application side runs with; one value, shared read-only by every
+/// core, replaced whole by `PUT /config`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Configuration {
+    pub listeners: Vec<ListenerConfig>,
+    pub pools: Vec<PoolConfig>,
+    pub admin: Option<AdminSettings>,
+    pub access_log: AccessLogSettings,
+}
+
+/// A port the proxy accepts clients on, and what it does with their requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub port: u16,
+    /// The [`PoolConfig::name`] its requests go to.
+    pub pool: String,
+    /// A client's whole request head, from its first byte (slowloris).
+    pub header_timeout: Duration,
+    /// A client connection with no request in progress, and between two reads of a body.
+    pub client_timeout: Duration,
+    pub request_line_limit: usize,
+    pub header_bytes_limit: usize,
+    pub header_count_limit: usize,
+    pub body_limit: u64,
+    pub forwarding: ForwardingHeaders,
+}
+
+/// A named set of backends and how requests are spread over them and sent to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub settings: PoolSettings,
+    pub connect_timeout: Duration,
+    pub backend_timeout: Duration,
+    pub retries: Retries,
+    pub response_header_bytes_limit: usize,
+}
+
+/// The admin listener (`GET /metrics`, `/sockets`, `/config`, `PUT /config`, drains).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub port: u16,
+    /// Source ranges allowed to talk to it; `None`: the appliance's own network only.
+    pub allow: Option<Vec<AddressRange>>,
+    /// Changes (and reading the configuration, which holds it) need `Authorization: Bearer
+    /// <token>`; without a token they are refused.
+    pub token: Option<String>,
+}
+
+/// Where the access log goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    #[default]
+    Off,
+    /// One line per logged request on the serial console.
+    Console,
+}
+
+/// One line per request, sampled and rate-limited so logging never slows the traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub target: AccessLogTarget,
+    /// One request in `sample` is logged.
+    pub sample: u32,
+    /// At most this many lines a second on each core; the rest are counted as dropped.
+    pub lines_per_second: u32,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings {
+            target: AccessLogTarget::Off,
+            sample: 1,
+            lines_per_second: 100,
+        }
+    }
+}
+
+/// What is wrong with a configuration: the key (as the file or the command line spells it),
+/// the file's line when it came from the file, and the problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub line: Option<usize>,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        key: impl Into<String>,
+        line: Option<usize>,
+        problem: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            key: key.into(),
+            line,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(formatter, "line {line}: `{}`: {}", self.key, self.problem),
+            None => write!(formatter, "`{}`: {}", self.key, self.problem),
+        }
+    }
+}
+
+impl Configuration {
+    /// The configuration from an optional file and the command line's words (the words override
+    /// the file), checked whole; `reserved_ports` are ports other services hold.
+    pub fn from_sources(
+        file: Option<&str>,
+        command_line: &str,
+        reserved_ports: &[u16],
+    ) -> Result<Configuration, ConfigError> {
+        let mut configuration = match file {
+            Some(text) => Configuration::from_file(text)?,
+            None => Configuration::default(),
+        };
+        words::apply_command_line(&mut configuration, command_line)?;
+        configuration.validate(reserved_ports, None)?;
+        Ok(configuration)
+    }
+
+    /// The configuration of a TOML file alone, checked whole.
+    pub fn from_file(text: &str) -> Result<Configuration, ConfigError> {
+        if text.len() > MAX_FILE_BYTES {
+            return Err(ConfigError::new(
+                "file",
+                None,
+                alloc::format!("is {} bytes; at most {MAX_FILE_BYTES}", text.len()),
+            ));
+        }
+        let configuration = file::parse(text)?;
+        configuration.validate(&[], Some(text))?;
+        Ok(configuration)
+    }
+
+    /// The configuration in force as a complete TOML file: booting with exactly this file
+    /// and no proxy words gives the same configuration.
+    pub fn to_file(&self) -> String {
+        render::to_file(self)
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|pool| pool.name == name)
+    }
+
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|pool| pool.name == name)
+    }
+
+    /// The effective settings of listener `index` (its own and its pool's), as the proxy's
+    /// workers run them.
+    pub fn listener_settings(&self, index: usize) -> Option<ProxySettings> {
+        let listener = self.listeners.get(index)?;
+        let pool = self.pool(&listener.pool)?;
+        Some(assemble(listener, pool))
+    }
+
+    /// The whole-configuration rules that no single key can check; `text` (the file) gives
+    /// the errors their line.
+    pub fn validate(&self, reserved_ports: &[u16], text: Option<&str>) -> Result<(), ConfigError> {
+        let line_of = |needle: &str| text.and_then(|text| file::line_of(text, needle));
+        if self.listeners.len() > MAX_LISTENERS {
+            return Err(ConfigError::new(
+                "listener",
+                None,
+                alloc::format!("at most {MAX_LISTENERS} listeners"),
+            ));
+        }
+        if self.pools.len() > MAX_POOLS {
+            return Err(ConfigError::new(
+                "pool",
+                None,
+                alloc::format!("at most {MAX_POOLS} pools"),
+            ));
+        }
+        for (index, listener) in self.listeners.iter().enumerate() {
+            let key = alloc::format!("listener[{index}].port");
+            if self.listeners[..index]
+                .iter()
+                .any(|other| other.port == listener.port)
+            {
+                return Err(ConfigError::new(
+                    key,
+                    line_of(&alloc::format!("port = {}", listener.port)),
+                    alloc::format!("port {} has two listeners", listener.port),
+                ));
+            }
+            if reserved_ports.contains(&listener.port) {
+                return Err(ConfigError::new(
+                    key,
+                    line_of(&alloc::format!("port = {}", listener.port)),
+                    alloc::format!("port {} is taken by another service", listener.port),
+                ));
+            }
+            if let Some(admin) = &self.admin
+                && admin.port == listener.port
+            {
+                return Err(ConfigError::new(
+                    key,
+                    line_of(&alloc::format!("port = {}", listener.port)),
+                    alloc::format!(
+                        "port {} is the admin listener's; proxied traffic never shares it",
+                        listener.port
+                    ),
+                ));
+            }
+            if self.pool(&listener.pool).is_none() {
+                return Err(ConfigError::new(
+                    alloc::format!("listener[{index}].pool"),
+                    line_of(&alloc::format!("pool = \"{}\"", listener.pool)),
+                    alloc::format!("no pool is named `{}`", listener.pool),
+                ));
+            }
+        }
+        for pool in &self.pools {
+            if pool.settings.backends.is_empty() {
+                return Err(ConfigError::new(
+                    alloc::format!("pool.{}.backends", pool.name),
+                    line_of(&alloc::format!("[pool.{}]", pool.name)),
+                    "a pool needs at least one backend",
+                ));
+            }
+        }
+        if let Some(admin) = &self.admin
+            && reserved_ports.contains(&admin.port)
+        {
+            return Err(ConfigError::new(
+                "admin.port",
+                line_of("[admin]"),
+                alloc::format!("port {} is taken by another service", admin.port),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every port the configuration listens on (listeners and admin).
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.listeners
+            .iter()
+            .map(|listener| listener.port)
+            .chain(self.admin.as_ref().map(|admin| admin.port))
+    }
+}
+
+/// A listener's and its pool's settings as one [`ProxySettings`].
+pub fn assemble(listener: &ListenerConfig, pool: &PoolConfig) -> ProxySettings {
+    ProxySettings {
+        port: listener.port,
+        pool: pool.settings.clone(),
+        timeouts: Timeouts {
+            connect: pool.connect_timeout,
+            backend: pool.backend_timeout,
+            header: listener.header_timeout,
+            client: listener.client_timeout,
+        },
+        limits: Limits {
+            request_line: listener.request_line_limit,
+            header_bytes: listener.header_bytes_limit,
+            header_count: listener.header_count_limit,
+            body: listener.body_limit,
+            response_header_bytes: pool.response_header_bytes_limit,
+        },
+        forwarding: listener.forwarding,
+        retries: pool.retries,
+    }
+}
+
+/// The listener's and the pool's halves of one [`ProxySettings`].
+pub fn split(settings: &ProxySettings, pool_name: &str) -> (ListenerConfig, PoolConfig) {
+    (
+        ListenerConfig {
+            port: settings.port,
+            pool: pool_name.to_string(),
+            header_timeout: settings.timeouts.header,
+            client_timeout: settings.timeouts.client,
+            request_line_limit: settings.limits.request_line,
+            header_bytes_limit: settings.limits.header_bytes,
+            header_count_limit: settings.limits.header_count,
+            body_limit: settings.limits.body,
+            forwarding: settings.forwarding,
+        },
+        PoolConfig {
+            name: pool_name.to_string(),
+            settings: settings.pool.clone(),
+            connect_timeout: settings.timeouts.connect,
+            backend_timeout: settings.timeouts.backend,
+            retries: settings.retries,
+            response_header_bytes_limit: settings.limits.response_header_bytes,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests;

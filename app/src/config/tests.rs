@@ -1,0 +1,362 @@
+//! The configuration file and words: the example file, round trips, overrides and every error naming its key and line.
+
+use core::time::Duration;
+
+use super::*;
+use crate::proxy::settings::{Backend, Balance, HealthProbe};
+
+const EXAMPLE: &str = include_str!("../../../docs/unisock.example.toml");
+
+fn file(text: &str) -> Result<Configuration, ConfigError> {
+    Configuration::from_file(text)
+}
+
+#[test]
+fn the_example_file_loads() {
+    let configuration = file(EXAMPLE).unwrap();
+    assert_eq!(configuration.listeners.len(), 2);
+    assert_eq!(configuration.pools.len(), 2);
+    let web = configuration.pool("web").unwrap();
+    assert_eq!(web.settings.balance, Balance::WeightedRoundRobin);
+    assert_eq!(
+        web.settings.backends[1],
+        Backend {
+            address: "10.0.0.3:8080".parse().unwrap(),
+            weight: 2
+        }
+    );
+    assert_eq!(
+        web.settings.health.probe,
+        HealthProbe::Http {
+            path: "/healthz".into(),
+            expected_class: 2
+        }
+    );
+    let api = configuration.pool("api").unwrap();
+    assert_eq!(api.connect_timeout, Duration::from_millis(500));
+    assert_eq!(api.backend_timeout, Duration::from_millis(2500));
+    assert_eq!(api.settings.keep_alive.idle_per_backend, 0);
+    let second = &configuration.listeners[1];
+    assert_eq!((second.port, second.pool.as_str()), (8080, "api"));
+    assert_eq!(second.client_timeout, Duration::from_secs(5));
+    assert_eq!(second.body_limit, 1_048_576);
+    // Unset keys keep their defaults.
+    assert_eq!(second.header_timeout, Duration::from_secs(10));
+    let admin = configuration.admin.as_ref().unwrap();
+    assert_eq!(admin.port, 9000);
+    assert_eq!(admin.allow.as_ref().unwrap().len(), 2);
+    assert_eq!(configuration.access_log.target, AccessLogTarget::Console);
+    assert_eq!(configuration.access_log.sample, 10);
+    let settings = configuration.listener_settings(1).unwrap();
+    assert_eq!(settings.port, 8080);
+    assert_eq!(settings.timeouts.connect, Duration::from_millis(500));
+    assert_eq!(settings.limits.body, 1_048_576);
+}
+
+#[test]
+fn the_file_written_back_gives_the_same_configuration() {
+    let configuration = file(EXAMPLE).unwrap();
+    let written = configuration.to_file();
+    let again = file(&written).unwrap_or_else(|error| panic!("{error}\n{written}"));
+    assert_eq!(again, configuration);
+    assert_eq!(again.to_file(), written);
+    // And from the command line alone.
+    let words = Configuration::from_sources(
+        None,
+        "ip=10.0.0.1/24 proxy=80 backends=10.0.0.2:80*3 timeout.connect=0.125 health=tcp \
+         admin=9000 admin.token=0123456789abcdef accesslog=console accesslog.rate=7",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(file(&words.to_file()).unwrap(), words);
+}
+
+/// Every key the documentation lists, set to a value other than its default, survives the
+/// round trip (so no key is parsed but not written, or written but not parsed).
+#[test]
+fn every_documented_key_round_trips() {
+    let text = r#"
+[admin]
+port = 9100
+allow = ["10.9.0.0/16"]
+token = "abcdefghijklmnopqrstuvwxyz"
+
+[access_log]
+target = "console"
+sample = 3
+rate = 9
+
+[[listener]]
+port = 81
+pool = "p"
+timeout.header = 3.5
+timeout.client = 7
+limit.body = 99
+limit.request-line = 1000
+limit.header-bytes = 2000
+limit.header-count = 20
+forward.xff = false
+forward.proto = false
+forward.forwarded = false
+forward.via = false
+
+[pool.p]
+backends = ["10.0.0.9:1", "10.0.0.10:2*7"]
+balance = "hash"
+health.probe = "http:/up"
+health.interval = 0.75
+health.timeout = 0.25
+health.rise = 4
+health.fall = 6
+eject.failures = 0
+eject.cooloff = 30
+keepalive.idle = 5
+keepalive.timeout = 2
+timeout.connect = 1.25
+timeout.backend = 9
+retry.connect = 0
+retry.sent = 3
+limit.response-header-bytes = 4096
+"#;
+    let configuration = file(text).unwrap();
+    let defaults = Configuration::from_sources(None, "proxy=81 backends=10.0.0.9:1", &[]).unwrap();
+    let (listener, default_listener) = (&configuration.listeners[0], &defaults.listeners[0]);
+    assert_ne!(listener.header_timeout, default_listener.header_timeout);
+    assert_ne!(listener.client_timeout, default_listener.client_timeout);
+    assert_ne!(listener.body_limit, default_listener.body_limit);
+    assert_ne!(
+        listener.request_line_limit,
+        default_listener.request_line_limit
+    );
+    assert_ne!(
+        listener.header_bytes_limit,
+        default_listener.header_bytes_limit
+    );
+    assert_ne!(
+        listener.header_count_limit,
+        default_listener.header_count_limit
+    );
+    assert_ne!(listener.forwarding, default_listener.forwarding);
+    let (pool, default_pool) = (&configuration.pools[0], &defaults.pools[0]);
+    assert_ne!(pool.settings.balance, default_pool.settings.balance);
+    assert_ne!(pool.settings.health, default_pool.settings.health);
+    assert_ne!(pool.settings.ejection, default_pool.settings.ejection);
+    assert_ne!(pool.settings.keep_alive, default_pool.settings.keep_alive);
+    assert_ne!(pool.connect_timeout, default_pool.connect_timeout);
+    assert_ne!(pool.backend_timeout, default_pool.backend_timeout);
+    assert_ne!(pool.retries, default_pool.retries);
+    assert_ne!(
+        pool.response_header_bytes_limit,
+        default_pool.response_header_bytes_limit
+    );
+    assert_eq!(file(&configuration.to_file()).unwrap(), configuration);
+    // The documentation names each of these keys.
+    let documentation = include_str!("../../../docs/configuration.md");
+    for line in text.lines() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        assert!(
+            documentation.contains(&alloc::format!("`{key}`")),
+            "docs/configuration.md does not document `{key}`"
+        );
+    }
+}
+
+#[test]
+fn command_line_words_override_the_file() {
+    let configuration = Configuration::from_sources(
+        Some(EXAMPLE),
+        "ip=10.0.0.1/24 proxy=8000 backends=10.0.0.7:80 timeout.connect=3 admin=9001 \
+         accesslog=off",
+        &[],
+    )
+    .unwrap();
+    let first = &configuration.listeners[0];
+    assert_eq!(first.port, 8000);
+    let web = configuration.pool("web").unwrap();
+    assert_eq!(web.settings.backends.len(), 1);
+    assert_eq!(web.connect_timeout, Duration::from_secs(3));
+    // What the words do not name stays as the file says.
+    assert_eq!(web.settings.balance, Balance::WeightedRoundRobin);
+    assert_eq!(configuration.listeners[1].port, 8080);
+    let admin = configuration.admin.as_ref().unwrap();
+    assert_eq!(admin.port, 9001);
+    assert!(admin.token.is_some());
+    assert_eq!(configuration.access_log.target, AccessLogTarget::Off);
+}
+
+#[test]
+fn without_a_file_the_words_make_one_listener_and_the_default_pool() {
+    let configuration =
+        Configuration::from_sources(None, "proxy=80 backends=10.0.0.2:80,10.0.0.3:80", &[])
+            .unwrap();
+    assert_eq!(configuration.listeners.len(), 1);
+    assert_eq!(configuration.listeners[0].pool, DEFAULT_POOL);
+    assert_eq!(configuration.pools[0].settings.backends.len(), 2);
+    assert_eq!(
+        Configuration::from_sources(None, "ip=10.0.0.1/24", &[]).unwrap(),
+        Configuration::default()
+    );
+}
+
+#[test]
+fn every_error_names_its_key_and_line() {
+    let base_pool = "[pool.web]\nbackends = [\"10.0.0.2:80\"]\n";
+    let listener = "[[listener]]\nport = 80\npool = \"web\"\n";
+    for (text, key, line) in [
+        ("frob = 1\n".to_string(), "frob", Some(1)),
+        (
+            alloc::format!("{listener}{base_pool}nonsense = 3\n"),
+            "nonsense",
+            Some(6),
+        ),
+        (
+            alloc::format!("{listener}timeout.frob = 3\n{base_pool}"),
+            "frob",
+            Some(4),
+        ),
+        (
+            alloc::format!("[[listener]]\nport = \"80\"\n{base_pool}"),
+            "port",
+            Some(2),
+        ),
+        (
+            alloc::format!("[[listener]]\nport = 70000\n{base_pool}"),
+            "port",
+            Some(2),
+        ),
+        (
+            alloc::format!("[[listener]]\nport = 0\n{base_pool}"),
+            "listener[0].port",
+            Some(2),
+        ),
+        (
+            alloc::format!("{listener}timeout.client = 0\n{base_pool}"),
+            "listener[0].timeout.client",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}limit.header-count = 5000\n{base_pool}"),
+            "listener[0].limit.header-count",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}forward.via = \"on\"\n{base_pool}"),
+            "forward.via",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}[pool.web]\nbackends = []\n"),
+            "pool.web.backends",
+            Some(5),
+        ),
+        (
+            alloc::format!("{listener}[pool.web]\nbackends = [\"10.0.0.2\"]\n"),
+            "pool.web.backends",
+            Some(5),
+        ),
+        (
+            alloc::format!("{listener}{base_pool}balance = \"random\"\n"),
+            "pool.web.balance",
+            Some(6),
+        ),
+        (
+            alloc::format!("{listener}{base_pool}health.probe = \"udp\"\n"),
+            "pool.web.health.probe",
+            Some(6),
+        ),
+        (
+            alloc::format!("{listener}{base_pool}timeout.connect = -1\n"),
+            "pool.web.timeout.connect",
+            Some(6),
+        ),
+        (
+            alloc::format!("{listener}{base_pool}retry.sent = 17\n"),
+            "pool.web.retry.sent",
+            Some(6),
+        ),
+        (
+            alloc::format!("{listener}[pool.web]\nbalance = \"rr\"\n"),
+            "backends",
+            None,
+        ),
+        (
+            alloc::format!("[[listener]]\nport = 80\npool = \"nope\"\n{base_pool}"),
+            "listener[0].pool",
+            Some(3),
+        ),
+        (
+            alloc::format!("{listener}{listener}{base_pool}"),
+            "listener[1].port",
+            Some(2),
+        ),
+        (
+            alloc::format!("[admin]\nport = 80\n{listener}{base_pool}"),
+            "listener[0].port",
+            Some(2),
+        ),
+        (
+            alloc::format!("[admin]\nport = 9000\nallow = [\"10.0.0.1/8\"]\n"),
+            "admin.allow",
+            Some(3),
+        ),
+        (
+            alloc::format!("[admin]\nport = 9000\ntoken = \"short\"\n"),
+            "admin.token",
+            Some(3),
+        ),
+        (
+            alloc::format!("[admin]\ntoken = \"0123456789abcdef\"\n"),
+            "port",
+            None,
+        ),
+        (
+            alloc::format!("[access_log]\ntarget = \"syslog\"\n"),
+            "access_log.target",
+            Some(2),
+        ),
+        (
+            alloc::format!("[access_log]\nsample = 0\n"),
+            "access_log.sample",
+            Some(2),
+        ),
+        (
+            alloc::format!("[pool.\"a b\"]\nbackends = [\"10.0.0.2:80\"]\n"),
+            "pool.a b",
+            Some(1),
+        ),
+        ("[[listener]\n".to_string(), "listener", Some(1)),
+    ] {
+        let error = file(&text).expect_err(&text);
+        assert_eq!(error.key, key, "{text}: {error}");
+        if line.is_some() {
+            assert_eq!(error.line, line, "{text}: {error}");
+        }
+    }
+}
+
+#[test]
+fn command_line_errors_name_their_word() {
+    for (line, key) in [
+        ("admin=0", "admin"),
+        ("admin.token=0123456789abcdef", "admin.token"),
+        ("admin=9000 admin.allow=10.0.0.0/33", "admin.allow"),
+        ("accesslog=loud", "accesslog"),
+        ("accesslog.sample=0", "accesslog.sample"),
+        ("proxy=80", "proxy"),
+        ("proxy=80 backends=10.0.0.2:80 admin=80", "listener[0].port"),
+    ] {
+        let error = Configuration::from_sources(None, line, &[]).expect_err(line);
+        assert_eq!(error.key, key, "{line}: {error}");
+    }
+    let error = Configuration::from_sources(Some(EXAMPLE), "", &[8080]).unwrap_err();
+    assert_eq!(error.key, "listener[1].port");
+    assert!(error.problem.contains("another service"), "{error}");
+}
+
+#[test]
+fn an_oversized_file_is_refused() {
+    let text = "#".repeat(MAX_FILE_BYTES + 1);
+    assert_eq!(file(&text).unwrap_err().key, "file");
+}
