@@ -6,7 +6,9 @@
 
 extern crate alloc;
 
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod proxy;
 pub mod responder;
@@ -14,4 +16,4 @@ pub mod services;
 pub mod sha256;
 pub mod transfer;
 
-pub use services::{ProxyWorkerStart, Services, StatisticsReport, start_services};
+pub use services::{Services, StatisticsReport, start_services};

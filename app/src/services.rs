@@ -7,9 +7,8 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::ServedPort;
-use unisock_kernel::socket::{SharedTcpLayer, SocketError};
+use unisock_kernel::socket::SocketError;
 
-use crate::proxy::{self, ProxyShared, Worker, WorkerPlace};
 use crate::responder;
 use crate::transfer::{self, TransferService};
 
@@ -42,29 +41,15 @@ impl Services {
 /// `listen`, i.e. `net::partition::CoreDispatcher::listen`).
 pub type Listen<'a> = &'a mut dyn FnMut(SocketAddrV4, usize) -> Result<ServedPort, SocketError>;
 
-/// This core's reverse proxy worker: the shared proxy state, which worker this is, and the
-/// core's TCP layer (for the backend connections).
-pub struct ProxyWorkerStart {
-    pub shared: ProxyShared,
-    pub place: WorkerPlace,
-    pub tcp: SharedTcpLayer,
-}
-
 /// Listens on every configured service's port on this core (so a port already taken is an
 /// error at start, not later) and spawns its accept loop.
 pub fn start_services(
     listen: Listen<'_>,
     handle: &Handle,
     services: &Services,
-    proxy: Option<ProxyWorkerStart>,
     report: Option<StatisticsReport>,
 ) -> Result<(), SocketError> {
     let mut bind = |port: u16| listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port), BACKLOG);
-    if let Some(start) = proxy {
-        let port = bind(start.shared.settings.port)?;
-        let worker = Worker::new(start.shared, start.place, start.tcp, handle.clone());
-        proxy::start(port, worker);
-    }
     if let Some(port) = services.responder {
         let listener = bind(port)?;
         // One body per core, shared by all of its connections.

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
-use unisock_app::proxy::{ProxySettings, is_proxy_key};
+use unisock_app::config::{Configuration, is_app_key};
 use unisock_kernel::config::{Config, TestFault};
 use unisock_kernel::mem::{FRAME_SIZE, MemoryMap};
 
@@ -37,8 +37,8 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         Ok(info) => info,
         Err(error) => panic!("boot information: {error:?}"),
     };
-    // The proxy's words are the proxy's to parse (after the heap is up, below).
-    let config = match Config::parse_with(boot_info.command_line(), is_proxy_key) {
+    // The application's words are the application's to parse (after the heap is up, below).
+    let config = match Config::parse_with(boot_info.command_line(), is_app_key) {
         Ok(config) => CONFIG.call_once(|| config),
         Err(error) => panic!("command line: {error}"),
     };
@@ -86,7 +86,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         summary.frames_free_bytes >> 20
     );
     check_heap(0);
-    let proxy = proxy_settings(config, boot_info.command_line());
+    let application = application_configuration(config, boot_info.command_line(), None);
     let guard_page = (&raw const boot_stack_guard) as u64;
     if let Err(error) = paging::unmap_guard_page(guard_page) {
         panic!("boot stack guard page: {error:?}");
@@ -119,10 +119,16 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         );
     }
     info!("pci: {} functions", devices.len());
-    let proxy_summary = proxy
-        .as_ref()
-        .map(|settings| (settings.port, settings.pool.backends.len()));
-    let network = network::start(config, proxy, cpus, devices);
+    // The ready line names the first listener and its pool's size, then the rest.
+    let proxy_summary = application.listener_settings(0).map(|settings| {
+        (
+            settings.port,
+            settings.pool.backends.len(),
+            application.listeners.len(),
+        )
+    });
+    let admin_port = application.admin.as_ref().map(|admin| admin.port);
+    let network = network::start(config, application, cpus, devices);
     let mut ready = alloc::string::String::new();
     match &network {
         Some(summary) => {
@@ -136,8 +142,14 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
             let _ = write!(ready, "unisock: ready cpus={cpus} ip=none queues=0");
         }
     }
-    if let Some((port, backends)) = proxy_summary {
+    if let Some((port, backends, listeners)) = proxy_summary {
         let _ = write!(ready, " proxy={port} backends={backends}");
+        if listeners > 1 {
+            let _ = write!(ready, " listeners={listeners}");
+        }
+    }
+    if let Some(port) = admin_port {
+        let _ = write!(ready, " admin={port}");
     }
     println!("{ready}");
 
@@ -153,25 +165,27 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     halt_forever()
 }
 
-/// The proxy's settings from the command line, checked whole: a bad word, or a proxy port
-/// that another service already takes, stops the boot with a message naming it.
-fn proxy_settings(config: &Config, line: &str) -> Option<ProxySettings> {
-    let settings = match ProxySettings::from_command_line(line) {
-        Ok(settings) => settings?,
-        Err(error) => panic!("command line: {error}"),
-    };
-    let taken = [
-        ("responder", config.responder_port),
-        ("sink", config.sink_port),
-        ("source", config.source_port),
-    ];
-    if let Some((service, _)) = taken.iter().find(|(_, port)| *port == Some(settings.port)) {
-        panic!(
-            "command line: `proxy`: port {} is already the {service}'s",
-            settings.port
-        );
+/// The application's configuration (listeners, pools, admin, access log) from the
+/// configuration file, if the loader gave one, and the command line's words, checked whole: a
+/// bad key or word, or a listener on a port another service takes, stops the boot with a
+/// message naming it and the file's line.
+fn application_configuration(config: &Config, line: &str, file: Option<&[u8]>) -> Configuration {
+    let text = file.map(|bytes| match core::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => panic!(
+            "configuration: the file is not UTF-8 (byte {})",
+            error.valid_up_to()
+        ),
+    });
+    let reserved: alloc::vec::Vec<u16> = [config.responder_port, config.sink_port, config.source_port]
+        .into_iter()
+        .flatten()
+        .collect();
+    match Configuration::from_sources(text, line, &reserved) {
+        Ok(configuration) => configuration,
+        Err(error) if text.is_some() && error.line.is_some() => panic!("configuration: {error}"),
+        Err(error) => panic!("command line or configuration: {error}"),
     }
-    Some(settings)
 }
 
 /// Makes everything the firmware's memory map does not call RAM uncached (`device_memory`),

@@ -15,8 +15,11 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
-use unisock_app::proxy::{ProxySettings, ProxyShared, WorkerPlace};
-use unisock_app::{ProxyWorkerStart, Services, StatisticsReport, start_services};
+use unisock_app::admin::{self, AdminContext};
+use unisock_app::config::{AddressRange, Configuration};
+use unisock_app::control::{ControlBoard, CoreProxy, CoreProxyStart};
+use unisock_app::proxy::WorkerPlace;
+use unisock_app::{Services, StatisticsReport, start_services};
 use unisock_drivers::hal::Timer;
 use unisock_drivers::hal::identity::{
     IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
@@ -81,8 +84,10 @@ static HANDOFFS: Mutex<Vec<Handoff>> = Mutex::new(Vec::new());
 struct CoreStart {
     setup: CoreSetup<BootQueue>,
     services: Services,
-    /// The reverse proxy every core runs, if configured.
-    proxy: Option<ProxyShared>,
+    /// The application's control plane (proxy listeners, admin), if configured.
+    control: Option<Arc<ControlBoard>>,
+    /// The admin listener's port, and the appliance's network (its default allow-list).
+    admin: Option<(u16, AddressRange)>,
     /// How many cores run workers.
     workers: usize,
     statistics: Arc<NetworkStatistics>,
@@ -107,14 +112,14 @@ pub fn register_core(index: u32, apic_id: u32) {
 /// every other core released to halt) when there is no virtio-net function or no `ip=`.
 pub fn start(
     config: &Config,
-    proxy: Option<ProxySettings>,
+    application: Configuration,
     cpus: u32,
     devices: &[PciDevice],
 ) -> Option<NetworkSummary> {
     let timer_ticks = idle::init();
     debug!("idle: apic timer {timer_ticks} ticks/ms (divide by 16)");
     *HANDOFFS.lock() = (0..cpus).map(|_| Handoff::Waiting).collect();
-    let summary = bring_up(config, proxy, cpus, devices);
+    let summary = bring_up(config, application, cpus, devices);
     let mut handoffs = HANDOFFS.lock();
     for handoff in handoffs.iter_mut() {
         if matches!(handoff, Handoff::Waiting) {
@@ -133,7 +138,7 @@ pub fn start(
 
 fn bring_up(
     config: &Config,
-    proxy: Option<ProxySettings>,
+    application: Configuration,
     cpus: u32,
     devices: &[PciDevice],
 ) -> Option<NetworkSummary> {
@@ -230,11 +235,11 @@ fn bring_up(
     let rss = program_rss(&mut nic, &rfd);
     // The proxy's backends' ports are known from its settings: their replies get an exact
     // filter per core (Flow Director on the 82599; nothing on a NIC without filters).
-    let mut backend_ports: Vec<u16> = proxy
+    let mut backend_ports: Vec<u16> = application
+        .pools
         .iter()
-        .flat_map(|settings| {
-            settings
-                .pool
+        .flat_map(|pool| {
+            pool.settings
                 .backends
                 .iter()
                 .map(|backend| backend.address.port())
@@ -276,7 +281,14 @@ fn bring_up(
             gateway: config.gateway,
         },
     };
-    let proxy = proxy.map(|settings| ProxyShared::new(settings, queues));
+    let admin = application.admin.as_ref().map(|settings| {
+        (
+            settings.port,
+            AddressRange::new(address, prefix_len).unwrap_or(AddressRange::new(address, 32).unwrap_or_else(|| unreachable!("32 is a valid prefix"))),
+        )
+    });
+    let control = (!application.listeners.is_empty() || admin.is_some())
+        .then(|| ControlBoard::new(application, queues, services.ports().collect()));
     let listen = GlobalListenTable::new();
     let doorbells = Arc::new(Doorbells::new(queues));
     let statistics = Arc::new(NetworkStatistics::new(queues));
@@ -314,7 +326,8 @@ fn bring_up(
         handoffs[index] = Handoff::Start(Box::new(CoreStart {
             setup,
             services,
-            proxy: proxy.clone(),
+            control: control.clone(),
+            admin,
             workers: queues,
             statistics: statistics.clone(),
             gateway: if index == 0 { config.gateway } else { None },
@@ -538,7 +551,8 @@ pub fn run_core(index: u32) -> ! {
     let CoreStart {
         setup,
         services,
-        proxy,
+        control,
+        admin,
         workers,
         statistics,
         gateway,
@@ -550,7 +564,7 @@ pub fn run_core(index: u32) -> ! {
             crate::exit::halt_forever()
         }
     };
-    let proxy_statistics = proxy.as_ref().map(|shared| shared.statistics.clone());
+    let proxy_statistics = control.as_ref().map(|board| board.statistics.clone());
     let report: StatisticsReport = Rc::new(move |out: &mut String| {
         let _ = statistics.write_report(out);
         if let Some(proxy) = &proxy_statistics {
@@ -558,17 +572,37 @@ pub fn run_core(index: u32) -> ! {
         }
     });
     let handle = runtime.handle();
-    let proxy = proxy.map(|shared| ProxyWorkerStart {
-        shared,
-        place: WorkerPlace {
-            index: index as usize,
-            count: workers,
-        },
-        tcp: runtime.tcp(),
-    });
     let mut listen = |local, backlog| runtime.listen(local, backlog);
-    if let Err(error) = start_services(&mut listen, &handle, &services, proxy, Some(report)) {
+    if let Err(error) = start_services(&mut listen, &handle, &services, Some(report.clone())) {
         warn!("net: cpu {index}: services: {error:?}");
+    }
+    if let Some(board) = control {
+        let start = CoreProxyStart {
+            board,
+            place: WorkerPlace {
+                index: index as usize,
+                count: workers,
+            },
+            tcp: runtime.tcp(),
+            opener: runtime.port_opener(),
+            handle: handle.clone(),
+        };
+        match CoreProxy::start(start) {
+            Ok(core) => {
+                if let Some((port, own_network)) = admin {
+                    let context = AdminContext {
+                        core,
+                        own_network,
+                        statistics: report.clone(),
+                        metrics: report,
+                    };
+                    if let Err(error) = admin::start(context, port) {
+                        warn!("net: cpu {index}: admin listener: {error:?}");
+                    }
+                }
+            }
+            Err(error) => warn!("net: cpu {index}: proxy listeners: {error:?}"),
+        }
     }
     if let Some(gateway) = gateway {
         runtime.request_address(gateway);

@@ -15,7 +15,7 @@ use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
 use super::statistics::ProxyCoreCounters;
 use super::stream::{BufferedStream, READ_CHUNK, StreamError};
-use super::worker::Worker;
+use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::fields::BodyFraming;
 use crate::http::request::{self, HeadLimits, RequestHead};
@@ -32,17 +32,21 @@ enum Next {
     Abort,
 }
 
-/// Serves every request of one client connection.
-pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream) {
-    let counters = worker.statistics();
-    counters.client_connections.increment();
+/// Serves every request of one client connection, each with the listener's worker in force
+/// when the request starts.
+pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
+    let worker = current.get();
+    worker.statistics().client_connections.increment();
     // Heads and small bodies go out at once; the proxy writes whole messages anyway.
     let _ = stream.set_no_delay(true);
     let client_address = stream
         .peer_address()
         .map_or(Ipv4Addr::UNSPECIFIED, |address| *address.ip());
+    let client_handle = stream.handle();
     let mut client = BufferedStream::new(stream);
     loop {
+        let worker = current.get();
+        let counters = worker.statistics();
         let head = match read_request(&worker, &mut client).await {
             Ok(Some(head)) => head,
             Ok(None) => return client.close(),
@@ -52,7 +56,9 @@ pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream) {
             }
         };
         counters.requests.increment();
-        match exchange(&worker, &mut client, &head, client_address).await {
+        let outcome = exchange(&worker, &mut client, &head, client_address).await;
+        worker.legs().part(client_handle);
+        match outcome {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => return client.close(),
             Ok(Next::Abort) => return client.abort(),
@@ -235,6 +241,9 @@ async fn exchange(
             },
         };
         worker.balancer().borrow_mut().started(backend);
+        worker
+            .legs()
+            .join(client.stream().handle(), upstream.stream().handle());
         let attempt = relay(worker, client, &mut upstream, head, client_address, upgrade).await;
         worker.balancer().borrow_mut().finished(backend);
         match attempt {

@@ -25,6 +25,9 @@ struct BackendHealth {
     consecutive_failures: AtomicU32,
     transitions: AtomicU64,
     ejections: AtomicU64,
+    /// Taken out by the operator (`POST /backends/<pool>/<address>/drain`): no new requests
+    /// until enabled again; requests in progress finish.
+    drained: AtomicBool,
 }
 
 pub struct HealthBoard {
@@ -49,8 +52,42 @@ impl HealthBoard {
     pub fn is_available(&self, backend: usize, now: Instant) -> bool {
         self.backends.get(backend).is_some_and(|health| {
             health.up.load(Ordering::Relaxed)
+                && !health.drained.load(Ordering::Relaxed)
                 && now.as_nanos() >= health.ejected_until.load(Ordering::Relaxed)
         })
+    }
+
+    pub fn set_drained(&self, backend: usize, drained: bool) -> bool {
+        match self.backends.get(backend) {
+            Some(health) => {
+                health.drained.store(drained, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_drained(&self, backend: usize) -> bool {
+        self.backends
+            .get(backend)
+            .is_some_and(|health| health.drained.load(Ordering::Relaxed))
+    }
+
+    pub fn backend_count(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Carries `from`'s up/down and drain state of the backends both boards have (by
+    /// `(index here, index there)`) into this fresh board, for a pool that reconfiguration
+    /// changed.
+    pub fn carry_over(&self, from: &HealthBoard, same: impl Iterator<Item = (usize, usize)>) {
+        for (here, there) in same {
+            if let (Some(new), Some(old)) = (self.backends.get(here), from.backends.get(there)) {
+                new.up.store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.drained
+                    .store(old.drained.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn is_up(&self, backend: usize) -> bool {
@@ -135,6 +172,9 @@ pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
     let mut agreeing = 0u32;
     loop {
         worker.handle().sleep(health.interval).await;
+        if worker.is_retired() {
+            return;
+        }
         let healthy = probe(&worker, backend).await;
         let board = worker.health();
         let now = worker.handle().now();

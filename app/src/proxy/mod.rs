@@ -8,17 +8,18 @@
 
 mod balance;
 mod errors;
-mod exchange;
+pub(crate) mod exchange;
 mod forward;
 mod health;
 mod pool;
 pub mod settings;
 mod statistics;
-mod stream;
-mod worker;
+pub(crate) mod stream;
+pub mod worker;
 
 pub use errors::ProxyError;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
 pub use statistics::{ProxyCoreCounters, ProxyStatistics};
-pub use worker::{Listening, ProxyShared, Worker, WorkerPlace, start};
+pub use exchange::serve_client;
+pub use worker::{CurrentWorker, Listening, ProxyLegs, ProxyShared, Worker, WorkerPlace, start};

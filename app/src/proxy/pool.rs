@@ -73,6 +73,16 @@ impl IdlePool {
         }
     }
 
+    /// Closes every idle connection and keeps no more (the pool of a retired configuration).
+    pub fn close_all(&mut self) {
+        self.limits.idle_per_backend = 0;
+        for queue in &mut self.idle {
+            for connection in queue.drain(..) {
+                connection.stream.close();
+            }
+        }
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.iter().map(VecDeque::len).sum()
     }

@@ -2,11 +2,13 @@
 
 use alloc::rc::Rc;
 use alloc::sync::Arc;
-use core::cell::RefCell;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::ServedPort;
+use unisock_kernel::net::tcp::SocketHandle;
 use unisock_kernel::socket::{SharedTcpLayer, TcpListener};
 
 use super::balance::Balancer;
@@ -49,6 +51,61 @@ pub struct Worker {
     handle: Handle,
     balancer: RefCell<Balancer>,
     pool: RefCell<IdlePool>,
+    /// Replaced by a newer configuration: its background tasks stop, and requests already
+    /// under way finish with it.
+    retired: Cell<bool>,
+    /// Whether this worker runs its pool's active health checks on this core (one listener
+    /// per pool does, when several share it).
+    runs_health_checks: bool,
+    legs: Rc<ProxyLegs>,
+}
+
+/// Which backend connection serves each client connection on this core, while it does: the
+/// socket listing joins the two legs with it.
+#[derive(Default)]
+pub struct ProxyLegs {
+    legs: RefCell<Vec<(SocketHandle, SocketHandle)>>,
+}
+
+impl ProxyLegs {
+    pub fn join(&self, client: SocketHandle, backend: SocketHandle) {
+        let mut legs = self.legs.borrow_mut();
+        legs.retain(|(known, _)| *known != client);
+        legs.push((client, backend));
+    }
+
+    pub fn part(&self, client: SocketHandle) {
+        self.legs.borrow_mut().retain(|(known, _)| *known != client);
+    }
+
+    /// (client, backend) pairs.
+    pub fn pairs(&self) -> Vec<(SocketHandle, SocketHandle)> {
+        self.legs.borrow().clone()
+    }
+}
+
+/// The worker of one listener that new requests on this core use; reconfiguration replaces
+/// it between two requests, while requests in progress keep the one they started with.
+pub struct CurrentWorker {
+    worker: RefCell<Rc<Worker>>,
+}
+
+impl CurrentWorker {
+    pub fn new(worker: Rc<Worker>) -> CurrentWorker {
+        CurrentWorker {
+            worker: RefCell::new(worker),
+        }
+    }
+
+    pub fn get(&self) -> Rc<Worker> {
+        self.worker.borrow().clone()
+    }
+
+    /// Puts `worker` in force and retires the one it replaces.
+    pub fn replace(&self, worker: Rc<Worker>) {
+        let old = core::mem::replace(&mut *self.worker.borrow_mut(), worker);
+        old.retire();
+    }
 }
 
 impl Worker {
@@ -74,7 +131,36 @@ impl Worker {
             place,
             tcp,
             handle,
+            retired: Cell::new(false),
+            runs_health_checks: true,
+            legs: Rc::new(ProxyLegs::default()),
         }
+    }
+
+    /// The same worker, recording its legs in the core's shared registry and running health
+    /// checks or not.
+    pub fn on_core(mut self, legs: Rc<ProxyLegs>, runs_health_checks: bool) -> Worker {
+        self.legs = legs;
+        self.runs_health_checks = runs_health_checks;
+        self
+    }
+
+    pub fn retire(&self) {
+        self.retired.set(true);
+        // Idle backend connections of the old configuration are not reused.
+        self.pool.borrow_mut().close_all();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.get()
+    }
+
+    pub fn legs(&self) -> &ProxyLegs {
+        &self.legs
+    }
+
+    pub fn place(&self) -> WorkerPlace {
+        self.place
     }
 
     pub fn settings(&self) -> &ProxySettings {
@@ -129,22 +215,33 @@ impl Listening for TcpListener {
 pub fn start(port: impl Listening, worker: Worker) {
     let worker = Rc::new(worker);
     let handle = worker.handle.clone();
-    let backends = worker.settings().pool.backends.len();
-    for backend in
-        (0..backends).filter(|backend| backend % worker.place.count.max(1) == worker.place.index)
-    {
-        handle.spawn(health::run_checks(worker.clone(), backend));
+    start_background(&worker);
+    let current = Rc::new(CurrentWorker::new(worker));
+    handle.spawn(accept_loop(current, port));
+}
+
+/// The tasks a worker runs besides serving clients: its share of the health checks and the
+/// idle pool's sweeper; they end when the worker is retired.
+pub fn start_background(worker: &Rc<Worker>) {
+    let handle = &worker.handle;
+    if worker.runs_health_checks {
+        let backends = worker.settings().pool.backends.len();
+        for backend in (0..backends)
+            .filter(|backend| backend % worker.place.count.max(1) == worker.place.index)
+        {
+            handle.spawn(health::run_checks(worker.clone(), backend));
+        }
     }
     if worker.settings().pool.keep_alive.idle_per_backend > 0 {
         handle.spawn(sweep_pool(worker.clone()));
     }
-    handle.spawn(accept_loop(worker, port));
 }
 
-async fn accept_loop(worker: Rc<Worker>, port: impl Listening) {
+async fn accept_loop(current: Rc<CurrentWorker>, port: impl Listening) {
+    let handle = current.get().handle.clone();
     loop {
         match port.listener().accept().await {
-            Ok(stream) => worker.handle.spawn(serve_client(worker.clone(), stream)),
+            Ok(stream) => handle.spawn(serve_client(current.clone(), stream)),
             // Only a listener that is gone fails to accept.
             Err(_) => return,
         }
@@ -158,6 +255,9 @@ async fn sweep_pool(worker: Rc<Worker>) {
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         worker.handle.sleep(period).await;
+        if worker.is_retired() {
+            return;
+        }
         let now = worker.handle.now();
         worker.pool.borrow_mut().sweep(now);
     }

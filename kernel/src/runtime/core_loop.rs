@@ -118,6 +118,11 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         self.dispatcher.listen(local, backlog)
     }
 
+    /// Opens more served ports on this core after start-up (reconfiguration).
+    pub fn port_opener(&self) -> crate::net::partition::PortOpener {
+        self.dispatcher.port_opener()
+    }
+
     /// The executor's handle: tasks use it to spawn, sleep and time out.
     pub fn handle(&self) -> Handle {
         self.executor.handle()

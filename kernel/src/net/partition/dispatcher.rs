@@ -159,6 +159,11 @@ impl CoreDispatcher {
 
     /// Listens on `local` on this core (local listen table) and serves it in the global
     /// listen table until the returned [`ServedPort`] stops serving or is dropped.
+    /// A handle that opens more served ports on this core later (see [`PortOpener`]).
+    pub fn port_opener(&self) -> super::PortOpener {
+        super::PortOpener::new(self.tcp.clone(), self.core, self.listen.table().clone())
+    }
+
     pub fn listen(
         &mut self,
         local: SocketAddrV4,

@@ -105,7 +105,7 @@ pub use fallback_routes::{
 pub use frame_summary::{FrameSummary, TcpSummary};
 pub use global_listen::{CoreSet, GlobalListenTable, GlobalListenView};
 pub use port_allocator::RfdPortAllocator;
-pub use served_port::ServedPort;
+pub use served_port::{PortOpener, ServedPort};
 pub use shared_tables::{SharedCore, SharedTables};
 
 /// Where the TCP tables live; chosen at start-up, the same for every core.

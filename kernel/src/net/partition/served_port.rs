@@ -69,6 +69,15 @@ impl ServedPort {
         }
     }
 
+    /// Joins the serving set again after [`stop_serving`](Self::stop_serving) (a drained core
+    /// taken back into service): new connections owned by this core come here again.
+    pub fn serve_again(&mut self) {
+        if !self.serving {
+            self.serving = true;
+            self.table.serve(self.port, self.core);
+        }
+    }
+
     /// Nothing waits in the accept queue and no handshake is under way on this port. It lists
     /// the core's sockets (linear in their number): for a stopping worker, not the fast path.
     pub fn is_drained(&self) -> bool {
@@ -86,6 +95,45 @@ impl ServedPort {
                 && socket.handle.is_none()
                 && socket.local.port() == self.port
         })
+    }
+}
+
+/// What an application keeps to open more served ports on its core after start-up (a
+/// listener added by reconfiguration): the same as the run loop's `listen`.
+#[derive(Clone)]
+pub struct PortOpener {
+    tcp: SharedTcpLayer,
+    core: CoreId,
+    table: Arc<GlobalListenTable>,
+}
+
+impl PortOpener {
+    pub(super) fn new(tcp: SharedTcpLayer, core: CoreId, table: Arc<GlobalListenTable>) -> Self {
+        PortOpener { tcp, core, table }
+    }
+
+    /// Listens on `local` on this core and serves the port in the global listen table. The
+    /// dispatcher sees the new serving set at its next frame (it refreshes its view then).
+    pub fn listen(
+        &self,
+        local: core::net::SocketAddrV4,
+        backlog: usize,
+    ) -> Result<ServedPort, crate::socket::SocketError> {
+        let listener = TcpListener::bind(&self.tcp, local, backlog)?;
+        Ok(ServedPort::new(
+            listener,
+            self.tcp.clone(),
+            self.core,
+            self.table.clone(),
+        ))
+    }
+
+    pub fn core(&self) -> CoreId {
+        self.core
+    }
+
+    pub fn tcp(&self) -> &SharedTcpLayer {
+        &self.tcp
     }
 }
 

@@ -1,0 +1,255 @@
+//! One core's proxy: its listeners (each with the worker in force), the control task that switches them to a new configuration at a loop boundary, follows the operator's drain of this core, and answers socket listings.
+
+use alloc::rc::Rc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
+
+use unisock_kernel::executor::Handle;
+use unisock_kernel::net::partition::{PortOpener, ServedPort};
+use unisock_kernel::socket::{SharedTcpLayer, SocketError};
+
+use super::{AppliedConfiguration, ControlBoard, CoreSockets};
+use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
+use crate::proxy::{ProxyShared, Worker, WorkerPlace, serve_client};
+
+/// Where access-log lines go (the console, in the image).
+pub type AccessLogSink = Rc<dyn Fn(&str)>;
+
+/// How often the control task looks at the board: the longest a new configuration, a drain
+/// or a socket listing waits for this core.
+const CONTROL_PERIOD: Duration = Duration::from_millis(20);
+/// How often an accept loop with nothing to accept looks at its listener's state.
+const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// Accept queue length of every proxy listener.
+const BACKLOG: usize = 1024;
+
+/// What a core needs to run its share of the proxy.
+pub struct CoreProxyStart {
+    pub board: Arc<ControlBoard>,
+    pub place: WorkerPlace,
+    pub tcp: SharedTcpLayer,
+    pub opener: PortOpener,
+    pub handle: Handle,
+}
+
+/// A listener on this core.
+struct ListenerSlot {
+    port: u16,
+    current: Rc<CurrentWorker>,
+    /// The configuration no longer has it: stop accepting once what is queued is taken.
+    removed: Cell<bool>,
+    /// Its accept loop ended and the port is closed.
+    closed: Cell<bool>,
+}
+
+pub struct CoreProxy {
+    board: Arc<ControlBoard>,
+    place: WorkerPlace,
+    tcp: SharedTcpLayer,
+    opener: PortOpener,
+    handle: Handle,
+    legs: Rc<ProxyLegs>,
+    listeners: RefCell<Vec<Rc<ListenerSlot>>>,
+    applied: Cell<u64>,
+    answered_sockets: Cell<u64>,
+}
+
+impl CoreProxy {
+    /// Opens this core's listeners for the configuration in force and starts the control task.
+    pub fn start(start: CoreProxyStart) -> Result<Rc<CoreProxy>, SocketError> {
+        let proxy = Rc::new(CoreProxy {
+            board: start.board,
+            place: start.place,
+            tcp: start.tcp,
+            opener: start.opener,
+            handle: start.handle,
+            legs: Rc::new(ProxyLegs::default()),
+            listeners: RefCell::new(Vec::new()),
+            applied: Cell::new(0),
+            answered_sockets: Cell::new(0),
+        });
+        let current = proxy.board.current();
+        proxy.apply(&current)?;
+        proxy.handle.spawn(control_loop(proxy.clone()));
+        Ok(proxy)
+    }
+
+    pub fn board(&self) -> &Arc<ControlBoard> {
+        &self.board
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub fn opener(&self) -> &PortOpener {
+        &self.opener
+    }
+
+    pub fn core_index(&self) -> usize {
+        self.place.index
+    }
+
+    /// The ports this core listens on for the proxy (removed ones still draining included).
+    pub fn ports(&self) -> Vec<u16> {
+        self.listeners
+            .borrow()
+            .iter()
+            .filter(|slot| !slot.closed.get())
+            .map(|slot| slot.port)
+            .collect()
+    }
+
+    /// Switches this core to `applied`: listeners that stay get a new worker (new requests use
+    /// it, requests under way finish with theirs), new ones open, removed ones stop accepting
+    /// and close once drained. An error opening a new port leaves that listener out on this
+    /// core and is reported; the rest is applied.
+    fn apply(&self, applied: &AppliedConfiguration) -> Result<(), SocketError> {
+        let configuration = &applied.configuration;
+        let mut result = Ok(());
+        self.listeners.borrow_mut().retain(|slot| !slot.closed.get());
+        for (index, listener) in configuration.listeners.iter().enumerate() {
+            let Some(worker) = self.worker_for(applied, index) else {
+                continue;
+            };
+            let existing = self
+                .listeners
+                .borrow()
+                .iter()
+                .find(|slot| slot.port == listener.port)
+                .cloned();
+            match existing {
+                Some(slot) => {
+                    slot.removed.set(false);
+                    slot.current.replace(worker);
+                }
+                None => {
+                    let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listener.port);
+                    match self.opener.listen(local, BACKLOG) {
+                        Ok(port) => {
+                            let slot = Rc::new(ListenerSlot {
+                                port: listener.port,
+                                current: Rc::new(CurrentWorker::new(worker)),
+                                removed: Cell::new(false),
+                                closed: Cell::new(false),
+                            });
+                            self.listeners.borrow_mut().push(slot.clone());
+                            self.handle.spawn(accept_loop(
+                                self.board.clone(),
+                                self.place.index,
+                                slot,
+                                port,
+                                self.handle.clone(),
+                            ));
+                        }
+                        Err(error) => {
+                            worker.retire();
+                            result = Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        for slot in self.listeners.borrow().iter() {
+            if !configuration
+                .listeners
+                .iter()
+                .any(|listener| listener.port == slot.port)
+                && !slot.removed.replace(true)
+            {
+                slot.current.get().retire();
+            }
+        }
+        self.applied.set(applied.generation);
+        self.board.record_applied(self.place.index, applied.generation);
+        result
+    }
+
+    fn worker_for(&self, applied: &AppliedConfiguration, index: usize) -> Option<Rc<Worker>> {
+        let configuration = &applied.configuration;
+        let listener = configuration.listeners.get(index)?;
+        let pool_index = configuration.pool_index(&listener.pool)?;
+        let settings = configuration.listener_settings(index)?;
+        // When listeners share a pool, the first of them runs the pool's checks.
+        let runs_checks = configuration
+            .listeners
+            .iter()
+            .position(|other| other.pool == listener.pool)
+            == Some(index);
+        let shared = ProxyShared {
+            settings: Arc::new(settings),
+            health: applied.health.get(pool_index)?.clone(),
+            statistics: self.board.statistics.clone(),
+        };
+        let worker = Rc::new(
+            Worker::new(shared, self.place, self.tcp.clone(), self.handle.clone())
+                .on_core(self.legs.clone(), runs_checks),
+        );
+        start_background(&worker);
+        Some(worker)
+    }
+
+    fn answer_sockets(&self, request: u64) {
+        let mut sockets = Vec::new();
+        self.tcp.borrow().list_sockets(&mut sockets);
+        self.board.answer_sockets(
+            self.place.index,
+            CoreSockets {
+                request,
+                sockets,
+                legs: self.legs.pairs(),
+            },
+        );
+        self.answered_sockets.set(request);
+    }
+}
+
+async fn control_loop(proxy: Rc<CoreProxy>) {
+    loop {
+        proxy.handle.sleep(CONTROL_PERIOD).await;
+        if proxy.board.generation() != proxy.applied.get() {
+            let current = proxy.board.current();
+            // A port another program took meanwhile is the only failure; the core runs the
+            // rest, and the admin answer counts the cores that applied the generation.
+            let _ = proxy.apply(&current);
+        }
+        let request = proxy.board.socket_request();
+        if request > proxy.answered_sockets.get() {
+            proxy.answer_sockets(request);
+        }
+    }
+}
+
+/// Accepts on one listener of this core until the configuration removes it and its queue is
+/// empty; leaves the serving set while the operator drains the core (the global listen table
+/// then sends the core's new connections to the others) and joins it again when enabled.
+async fn accept_loop(
+    board: Arc<ControlBoard>,
+    core: usize,
+    slot: Rc<ListenerSlot>,
+    mut port: ServedPort,
+    handle: Handle,
+) {
+    loop {
+        let serve = !slot.removed.get() && !board.is_drained(core);
+        if serve && !port.is_serving() {
+            port.serve_again();
+        } else if !serve && port.is_serving() {
+            port.stop_serving();
+        }
+        if slot.removed.get() && port.is_drained() {
+            break;
+        }
+        match handle.timeout(ACCEPT_POLL, port.listener().accept()).await {
+            Ok(Ok(stream)) => handle.spawn(serve_client(slot.current.clone(), stream)),
+            Ok(Err(_)) => break,
+            Err(_elapsed) => {}
+        }
+    }
+    slot.closed.set(true);
+    // Dropping the port closes the listener and leaves the serving set.
+    drop(port);
+}
