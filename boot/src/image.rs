@@ -177,10 +177,11 @@ fn application_configuration(config: &Config, line: &str, file: Option<&[u8]>) -
             error.valid_up_to()
         ),
     });
-    let reserved: alloc::vec::Vec<u16> = [config.responder_port, config.sink_port, config.source_port]
-        .into_iter()
-        .flatten()
-        .collect();
+    let reserved: alloc::vec::Vec<u16> =
+        [config.responder_port, config.sink_port, config.source_port]
+            .into_iter()
+            .flatten()
+            .collect();
     match Configuration::from_sources(text, line, &reserved) {
         Ok(configuration) => configuration,
         Err(error) if text.is_some() && error.line.is_some() => panic!("configuration: {error}"),

@@ -284,7 +284,10 @@ fn bring_up(
     let admin = application.admin.as_ref().map(|settings| {
         (
             settings.port,
-            AddressRange::new(address, prefix_len).unwrap_or(AddressRange::new(address, 32).unwrap_or_else(|| unreachable!("32 is a valid prefix"))),
+            AddressRange::new(address, prefix_len).unwrap_or(
+                AddressRange::new(address, 32)
+                    .unwrap_or_else(|| unreachable!("32 is a valid prefix")),
+            ),
         )
     });
     let control = (!application.listeners.is_empty() || admin.is_some())

@@ -16,8 +16,8 @@ pub use sockets::{joined_pairs, write_json, write_text};
 
 use crate::config::{AddressRange, Configuration};
 use crate::control::{ControlBoard, CoreProxy};
-use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::http::fields::BodyFraming;
+use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::proxy::stream::BufferedStream;
 use crate::services::StatisticsReport;
 
@@ -170,7 +170,10 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn bearer_token(head: &RequestHead) -> Option<&[u8]> {
-    let field = head.headers.iter().find(|field| field.is("authorization"))?;
+    let field = head
+        .headers
+        .iter()
+        .find(|field| field.is("authorization"))?;
     let value = field.value.as_slice();
     let prefix = b"Bearer ";
     (value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
@@ -244,16 +247,25 @@ async fn answer(
             body: current.configuration.to_file(),
         },
         ("PUT", ["config"]) => put_config(context, body).await,
-        ("POST", ["backends", pool, address, action]) => drain_backend(board, pool, address, action),
-        ("POST", ["cores", core, action]) => drain_core(board, core, action),
-        (_, ["metrics" | "stats" | "sockets" | "config" | "backends" | "cores", ..]) => {
-            Answer::text(405, "method not allowed\n")
+        ("POST", ["backends", pool, address, action]) => {
+            drain_backend(board, pool, address, action)
         }
+        ("POST", ["cores", core, action]) => drain_core(board, core, action),
+        (
+            _,
+            [
+                "metrics" | "stats" | "sockets" | "config" | "backends" | "cores",
+                ..,
+            ],
+        ) => Answer::text(405, "method not allowed\n"),
         _ => Answer::text(404, "no such endpoint (GET / lists them)\n"),
     }
 }
 
-async fn wait_for_cores<T>(context: &AdminContext, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+async fn wait_for_cores<T>(
+    context: &AdminContext,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let handle = context.core.handle();
     let deadline = handle.now() + CORES_TIMEOUT;
     loop {
@@ -296,15 +308,17 @@ async fn put_config(context: &AdminContext, body: &[u8]) -> Answer {
         let Some(_change) = board.change.try_lock() else {
             return Answer::text(503, "another change is being applied\n");
         };
-        let new = match Configuration::from_file(text)
-            .and_then(|new| new.validate(&board.reserved_ports, Some(text)).map(|()| new))
-        {
+        let new = match Configuration::from_file(text).and_then(|new| {
+            new.validate(&board.reserved_ports, Some(text))
+                .map(|()| new)
+        }) {
             Ok(new) => new,
             Err(error) => return Answer::text(400, format!("configuration: {error}\n")),
         };
         let current = board.current();
         let old = &current.configuration;
-        if old.admin.as_ref().map(|admin| admin.port) != new.admin.as_ref().map(|admin| admin.port) {
+        if old.admin.as_ref().map(|admin| admin.port) != new.admin.as_ref().map(|admin| admin.port)
+        {
             return Answer::text(
                 400,
                 "configuration: `admin.port`: the admin listener's port cannot change while \
@@ -333,7 +347,11 @@ async fn put_config(context: &AdminContext, body: &[u8]) -> Answer {
 pub fn describe_changes(old: &Configuration, new: &Configuration) -> String {
     let mut lines = String::new();
     for listener in &new.listeners {
-        match old.listeners.iter().find(|known| known.port == listener.port) {
+        match old
+            .listeners
+            .iter()
+            .find(|known| known.port == listener.port)
+        {
             None => lines.push_str(&format!("listener {} added\n", listener.port)),
             Some(known) if known != listener => {
                 lines.push_str(&format!("listener {} changed\n", listener.port))
@@ -342,14 +360,23 @@ pub fn describe_changes(old: &Configuration, new: &Configuration) -> String {
         }
     }
     for listener in &old.listeners {
-        if !new.listeners.iter().any(|known| known.port == listener.port) {
-            lines.push_str(&format!("listener {} removed (closes once drained)\n", listener.port));
+        if !new
+            .listeners
+            .iter()
+            .any(|known| known.port == listener.port)
+        {
+            lines.push_str(&format!(
+                "listener {} removed (closes once drained)\n",
+                listener.port
+            ));
         }
     }
     for pool in &new.pools {
         match old.pool(&pool.name) {
             None => lines.push_str(&format!("pool {} added\n", pool.name)),
-            Some(known) if known != pool => lines.push_str(&format!("pool {} changed\n", pool.name)),
+            Some(known) if known != pool => {
+                lines.push_str(&format!("pool {} changed\n", pool.name))
+            }
             Some(_) => {}
         }
     }
@@ -392,10 +419,17 @@ fn drain_backend(board: &ControlBoard, pool: &str, address: &str, action: &str) 
         return Answer::text(404, format!("pool `{pool}` has no backend {address}\n"));
     };
     current.health[index].set_drained(backend, drained);
-    Answer::text(200, format!(
+    Answer::text(
+        200,
+        format!(
             "backend {address} of pool {pool}: {}\n",
-            if drained { "drained (no new requests)" } else { "enabled" }
-        ))
+            if drained {
+                "drained (no new requests)"
+            } else {
+                "enabled"
+            }
+        ),
+    )
 }
 
 fn drain_core(board: &ControlBoard, core: &str, action: &str) -> Answer {

@@ -13,9 +13,13 @@ use crate::control::CoreSockets;
 enum Leg {
     None,
     /// A client connection; the backend connection serving its request now.
-    Client { backend: (SocketAddrV4, SocketAddrV4) },
+    Client {
+        backend: (SocketAddrV4, SocketAddrV4),
+    },
     /// A backend connection; the client connection it serves.
-    Backend { client: (SocketAddrV4, SocketAddrV4) },
+    Backend {
+        client: (SocketAddrV4, SocketAddrV4),
+    },
 }
 
 fn leg_of(socket: &SocketInfo, answer: &CoreSockets) -> Leg {
@@ -45,7 +49,11 @@ fn leg_of(socket: &SocketInfo, answer: &CoreSockets) -> Leg {
 }
 
 fn milliseconds(duration: core::time::Duration) -> String {
-    alloc::format!("{}.{:03}", duration.as_millis(), duration.subsec_micros() % 1000)
+    alloc::format!(
+        "{}.{:03}",
+        duration.as_millis(),
+        duration.subsec_micros() % 1000
+    )
 }
 
 /// One line per socket, with a header line.
@@ -56,9 +64,7 @@ pub fn write_text(answers: &[CoreSockets], out: &mut String) {
     );
     for answer in answers {
         for socket in &answer.sockets {
-            let srtt = socket
-                .smoothed_rtt
-                .map_or(String::from("-"), milliseconds);
+            let srtt = socket.smoothed_rtt.map_or(String::from("-"), milliseconds);
             let _ = write!(
                 out,
                 "{} {} {} {} {} {} {} {} {} {}",
@@ -110,7 +116,10 @@ pub fn write_json(answers: &[CoreSockets], out: &mut String) {
                 socket.receive_queue_bytes,
                 socket
                     .smoothed_rtt
-                    .map_or(String::from("null"), |rtt| alloc::format!("{}", rtt.as_micros())),
+                    .map_or(String::from("null"), |rtt| alloc::format!(
+                        "{}",
+                        rtt.as_micros()
+                    )),
                 socket.rto.as_micros(),
                 socket.congestion_window,
                 socket.retransmissions,

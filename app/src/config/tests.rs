@@ -297,32 +297,32 @@ fn every_error_names_its_key_and_line() {
             Some(2),
         ),
         (
-            alloc::format!("[admin]\nport = 9000\nallow = [\"10.0.0.1/8\"]\n"),
+            "[admin]\nport = 9000\nallow = [\"10.0.0.1/8\"]\n".to_string(),
             "admin.allow",
             Some(3),
         ),
         (
-            alloc::format!("[admin]\nport = 9000\ntoken = \"short\"\n"),
+            "[admin]\nport = 9000\ntoken = \"short\"\n".to_string(),
             "admin.token",
             Some(3),
         ),
         (
-            alloc::format!("[admin]\ntoken = \"0123456789abcdef\"\n"),
+            "[admin]\ntoken = \"0123456789abcdef\"\n".to_string(),
             "port",
             None,
         ),
         (
-            alloc::format!("[access_log]\ntarget = \"syslog\"\n"),
+            "[access_log]\ntarget = \"syslog\"\n".to_string(),
             "access_log.target",
             Some(2),
         ),
         (
-            alloc::format!("[access_log]\nsample = 0\n"),
+            "[access_log]\nsample = 0\n".to_string(),
             "access_log.sample",
             Some(2),
         ),
         (
-            alloc::format!("[pool.\"a b\"]\nbackends = [\"10.0.0.2:80\"]\n"),
+            "[pool.\"a b\"]\nbackends = [\"10.0.0.2:80\"]\n".to_string(),
             "pool.a b",
             Some(1),
         ),

@@ -110,7 +110,9 @@ impl CoreProxy {
     fn apply(&self, applied: &AppliedConfiguration) -> Result<(), SocketError> {
         let configuration = &applied.configuration;
         let mut result = Ok(());
-        self.listeners.borrow_mut().retain(|slot| !slot.closed.get());
+        self.listeners
+            .borrow_mut()
+            .retain(|slot| !slot.closed.get());
         for (index, listener) in configuration.listeners.iter().enumerate() {
             let Some(worker) = self.worker_for(applied, index) else {
                 continue;
@@ -164,7 +166,8 @@ impl CoreProxy {
             }
         }
         self.applied.set(applied.generation);
-        self.board.record_applied(self.place.index, applied.generation);
+        self.board
+            .record_applied(self.place.index, applied.generation);
         result
     }
 

@@ -127,12 +127,16 @@ impl ControlBoard {
         Arc::new(ControlBoard {
             current: Mutex::new(Arc::new(AppliedConfiguration::first(configuration))),
             generation: AtomicU64::new(1),
-            applied: (0..cores).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            applied: (0..cores)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
             drained: (0..cores)
                 .map(|_| CachePadded::new(AtomicBool::new(false)))
                 .collect(),
             socket_request: AtomicU64::new(0),
-            sockets: (0..cores).map(|_| Mutex::new(CoreSockets::default())).collect(),
+            sockets: (0..cores)
+                .map(|_| Mutex::new(CoreSockets::default()))
+                .collect(),
             statistics: Arc::new(ProxyStatistics::new(cores)),
             admin_refused: AtomicU64::new(0),
             reserved_ports,
@@ -210,7 +214,11 @@ impl ControlBoard {
 
     /// Every core's answer to `request`, if all have answered it (or a later one).
     pub fn collect_sockets(&self, request: u64) -> Option<Vec<CoreSockets>> {
-        let answers: Vec<CoreSockets> = self.sockets.iter().map(|slot| slot.lock().clone()).collect();
+        let answers: Vec<CoreSockets> = self
+            .sockets
+            .iter()
+            .map(|slot| slot.lock().clone())
+            .collect();
         answers
             .iter()
             .all(|answer| answer.request >= request)
@@ -220,7 +228,9 @@ impl ControlBoard {
     /// A line for `/stats` about the control plane.
     pub fn write_report(&self, out: &mut String) {
         use core::fmt::Write;
-        let drained: Vec<usize> = (0..self.core_count()).filter(|&core| self.is_drained(core)).collect();
+        let drained: Vec<usize> = (0..self.core_count())
+            .filter(|&core| self.is_drained(core))
+            .collect();
         let _ = writeln!(
             out,
             "control generation={} admin_refused={} drained_cores={:?}",

@@ -83,7 +83,8 @@ impl HealthBoard {
     pub fn carry_over(&self, from: &HealthBoard, same: impl Iterator<Item = (usize, usize)>) {
         for (here, there) in same {
             if let (Some(new), Some(old)) = (self.backends.get(here), from.backends.get(there)) {
-                new.up.store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.up
+                    .store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
                 new.drained
                     .store(old.drained.load(Ordering::Relaxed), Ordering::Relaxed);
             }

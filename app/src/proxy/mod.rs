@@ -18,8 +18,8 @@ pub(crate) mod stream;
 pub mod worker;
 
 pub use errors::ProxyError;
+pub use exchange::serve_client;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
 pub use statistics::{ProxyCoreCounters, ProxyStatistics};
-pub use exchange::serve_client;
 pub use worker::{CurrentWorker, Listening, ProxyLegs, ProxyShared, Worker, WorkerPlace, start};

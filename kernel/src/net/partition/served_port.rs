@@ -108,7 +108,9 @@ pub struct PortOpener {
 }
 
 impl PortOpener {
-    pub(super) fn new(tcp: SharedTcpLayer, core: CoreId, table: Arc<GlobalListenTable>) -> Self {
+    /// For `core`'s layer `tcp` and the appliance's global listen `table` (the dispatcher makes
+    /// one with [`CoreDispatcher::port_opener`](super::CoreDispatcher::port_opener)).
+    pub fn new(tcp: SharedTcpLayer, core: CoreId, table: Arc<GlobalListenTable>) -> Self {
         PortOpener { tcp, core, table }
     }
 
