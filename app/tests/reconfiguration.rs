@@ -177,6 +177,7 @@ fn requests_across_reconfigurations_are_all_answered() {
             tcp: host.tcp.clone(),
             opener: PortOpener::new(host.tcp.clone(), CoreId(0), table),
             handle: host.executor.handle(),
+            access_log: None,
         })
         .unwrap();
     }

@@ -589,6 +589,7 @@ pub fn run_core(index: u32) -> ! {
             tcp: runtime.tcp(),
             opener: runtime.port_opener(),
             handle: handle.clone(),
+            access_log: Some(Rc::new(|line: &str| println!("{line}"))),
         };
         match CoreProxy::start(start) {
             Ok(core) => {

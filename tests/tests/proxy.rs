@@ -173,7 +173,7 @@ fn boot_proxy(cpus: u32, words: &str) -> Guest {
         .find_map(|word| word.strip_prefix("backends="))
         .map_or(0, |list| list.split(',').count());
     assert!(
-        ready.ends_with(&format!("proxy={PROXY_PORT} backends={backends}")),
+        ready.contains(&format!("proxy={PROXY_PORT} backends={backends}")),
         "{ready}"
     );
     guest
@@ -387,4 +387,168 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     );
     assert_eq!(status, "503");
     let _ = std::fs::remove_dir_all(&upload_directory);
+}
+
+const ADMIN_PORT: u16 = 9000;
+const TOKEN: &str = "e2e-admin-token-0123456789";
+
+fn admin(guest: &Guest, options: &str, path: &str) -> String {
+    guest.expect_shell(
+        &format!("curl -sS --max-time 10 {options} http://{GUEST}:{ADMIN_PORT}{path}"),
+        Duration::from_secs(20),
+    )
+}
+
+fn admin_status(guest: &Guest, options: &str, path: &str) -> String {
+    admin(
+        guest,
+        &format!("-o /dev/null -w '%{{http_code}}' {options}"),
+        path,
+    )
+}
+
+fn put_config(guest: &Guest, text: &str) -> String {
+    let file = guest::ScratchFile(std::env::temp_dir().join(format!(
+        "unisock-e2e-config-{}-{}.toml",
+        std::process::id(),
+        NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
+    )));
+    std::fs::write(&file.0, text).unwrap();
+    admin(
+        guest,
+        &format!(
+            "-X PUT --data-binary @{} -H 'Authorization: Bearer {TOKEN}'",
+            file.0.display()
+        ),
+        "/config",
+    )
+}
+
+/// The admin API from the namespace: metrics and sockets answer; the configuration needs the
+/// token; a `PUT /config` that adds a backend during an ab run loses nothing and the new
+/// backend serves; a drained core stops serving and its share moves to the other one with zero
+/// errors; an address outside the allow-list gets 403.
+#[test]
+fn the_admin_api_reconfigures_and_drains_cores_without_an_error() {
+    let cpus = 2;
+    let guest = boot_proxy(
+        cpus,
+        &format!("backends={PEER}:8081 admin={ADMIN_PORT} admin.token={TOKEN}"),
+    );
+    let files = Backend::scratch_directory("files");
+    let nginx_a = Backend::nginx(&guest, 8081, &files);
+    let nginx_b = Backend::nginx(&guest, 8082, &files);
+
+    let metrics = admin(&guest, "", "/metrics");
+    assert!(metrics.contains("rfd_forwarded"), "{metrics}");
+    let sockets = admin(&guest, "", "/sockets");
+    assert!(
+        sockets.contains(&format!("LISTEN 0.0.0.0:{PROXY_PORT}")),
+        "{sockets}"
+    );
+    let json = admin(&guest, "", "/sockets?format=json");
+    assert!(json.starts_with("{\"sockets\":["), "{json}");
+    assert_eq!(admin_status(&guest, "", "/config"), "403");
+    assert_eq!(
+        admin_status(
+            &guest,
+            "-H 'Authorization: Bearer wrong-token-0123456'",
+            "/config"
+        ),
+        "403"
+    );
+    let file = admin(
+        &guest,
+        &format!("-H 'Authorization: Bearer {TOKEN}'"),
+        "/config",
+    );
+    assert!(file.contains("[[listener]]"), "{file}");
+
+    // Add backend B while ab runs.
+    let two_backends = file.replace(
+        &format!("backends = [\"{PEER}:8081\"]"),
+        &format!("backends = [\"{PEER}:8081\", \"{PEER}:8082\"]"),
+    );
+    assert_ne!(two_backends, file);
+    let seen_by_b = nginx_b.requests_seen();
+    thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            check_ab(
+                &guest,
+                &format!("http://{GUEST}:{PROXY_PORT}/"),
+                12000,
+                16,
+                Duration::from_secs(300),
+            )
+        });
+        thread::sleep(Duration::from_millis(700));
+        let answer = put_config(&guest, &two_backends);
+        println!("PUT /config: {answer}");
+        assert!(answer.contains("applied_cores=2/2"), "{answer}");
+        assert!(answer.contains("pool default changed"), "{answer}");
+        let result = load.join().expect("ab under reconfiguration");
+        assert!(
+            result.complete as f64 / result.per_second > 0.9,
+            "ab ended before the change: make it longer"
+        );
+    });
+    assert!(
+        nginx_b.requests_seen() > seen_by_b,
+        "the added backend served nothing"
+    );
+    let again = admin(
+        &guest,
+        &format!("-H 'Authorization: Bearer {TOKEN}'"),
+        "/config",
+    );
+    assert_eq!(again, two_backends, "GET /config returns what was put");
+
+    // Drain core 1: the other core takes all of it, with no error.
+    let drained = admin(
+        &guest,
+        &format!("-X POST -H 'Authorization: Bearer {TOKEN}'"),
+        "/cores/1/drain",
+    );
+    assert!(drained.contains("drained"), "{drained}");
+    thread::sleep(Duration::from_millis(500));
+    let before = proxy_counters(&guest);
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}:{PROXY_PORT}/"),
+        1000,
+        8,
+        Duration::from_secs(300),
+    );
+    let after = proxy_counters(&guest);
+    let served = |counters: &[CoreCounters], core: usize| counters[core].get("requests");
+    println!(
+        "while core 1 was drained: core 0 served {}, core 1 served {}",
+        served(&after, 0) - served(&before, 0),
+        served(&after, 1) - served(&before, 1)
+    );
+    assert_eq!(
+        served(&after, 1),
+        served(&before, 1),
+        "the drained core served"
+    );
+    assert!(served(&after, 0) >= served(&before, 0) + 1000);
+    let fallbacks = network_total(&guest).get("global_listener_fallbacks");
+    assert!(fallbacks > 0, "no SYN went through the global listener");
+    admin(
+        &guest,
+        &format!("-X POST -H 'Authorization: Bearer {TOKEN}'"),
+        "/cores/1/enable",
+    );
+
+    // An allow-list without the namespace's address: refused with 403.
+    let closed = two_backends.replace(
+        &format!("port = {ADMIN_PORT}\n"),
+        &format!("port = {ADMIN_PORT}\nallow = [\"10.99.0.0/16\"]\n"),
+    );
+    assert_ne!(closed, two_backends);
+    let answer = put_config(&guest, &closed);
+    assert!(answer.contains("admin changed"), "{answer}");
+    assert_eq!(admin_status(&guest, "", "/metrics"), "403");
+    drop(nginx_a);
+    let _ = std::fs::remove_dir_all(&files);
 }

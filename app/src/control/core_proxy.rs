@@ -12,11 +12,11 @@ use unisock_kernel::net::partition::{PortOpener, ServedPort};
 use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
+use crate::proxy::access_log::AccessLog;
 use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
 use crate::proxy::{ProxyShared, Worker, WorkerPlace, serve_client};
 
-/// Where access-log lines go (the console, in the image).
-pub type AccessLogSink = Rc<dyn Fn(&str)>;
+pub use crate::proxy::access_log::AccessLogSink;
 
 /// How often the control task looks at the board: the longest a new configuration, a drain
 /// or a socket listing waits for this core.
@@ -33,6 +33,8 @@ pub struct CoreProxyStart {
     pub tcp: SharedTcpLayer,
     pub opener: PortOpener,
     pub handle: Handle,
+    /// Where this core's access-log lines go, when the configuration turns the log on.
+    pub access_log: Option<AccessLogSink>,
 }
 
 /// A listener on this core.
@@ -55,6 +57,11 @@ pub struct CoreProxy {
     listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     applied: Cell<u64>,
     answered_sockets: Cell<u64>,
+    access_log_sink: Option<AccessLogSink>,
+    /// This core's access-log lines over the rate limit, across configurations.
+    access_log_dropped: Rc<Cell<u64>>,
+    /// This generation's access log on this core, shared by its listeners.
+    access_log: RefCell<Option<Rc<AccessLog>>>,
 }
 
 impl CoreProxy {
@@ -70,6 +77,9 @@ impl CoreProxy {
             listeners: RefCell::new(Vec::new()),
             applied: Cell::new(0),
             answered_sockets: Cell::new(0),
+            access_log_sink: start.access_log,
+            access_log_dropped: Rc::new(Cell::new(0)),
+            access_log: RefCell::new(None),
         });
         let current = proxy.board.current();
         proxy.apply(&current)?;
@@ -87,6 +97,11 @@ impl CoreProxy {
 
     pub fn opener(&self) -> &PortOpener {
         &self.opener
+    }
+
+    /// Access-log lines this core did not write because of the rate limit.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.access_log_dropped.get()
     }
 
     pub fn core_index(&self) -> usize {
@@ -113,6 +128,15 @@ impl CoreProxy {
         self.listeners
             .borrow_mut()
             .retain(|slot| !slot.closed.get());
+        *self.access_log.borrow_mut() = self.access_log_sink.clone().and_then(|sink| {
+            AccessLog::new(
+                configuration.access_log,
+                sink,
+                self.place.index,
+                self.access_log_dropped.clone(),
+            )
+            .map(Rc::new)
+        });
         for (index, listener) in configuration.listeners.iter().enumerate() {
             let Some(worker) = self.worker_for(applied, index) else {
                 continue;
@@ -189,7 +213,8 @@ impl CoreProxy {
         };
         let worker = Rc::new(
             Worker::new(shared, self.place, self.tcp.clone(), self.handle.clone())
-                .on_core(self.legs.clone(), runs_checks),
+                .on_core(self.legs.clone(), runs_checks)
+                .with_access_log(self.access_log.borrow().clone()),
         );
         start_background(&worker);
         Some(worker)

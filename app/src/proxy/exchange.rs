@@ -3,7 +3,7 @@
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::future::{Future, poll_fn};
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::pin::pin;
 use core::task::Poll;
 use core::time::Duration;
@@ -11,6 +11,7 @@ use core::time::Duration;
 use unisock_kernel::executor::Handle;
 use unisock_kernel::socket::{Shutdown, TcpStream};
 
+use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
 use super::statistics::ProxyCoreCounters;
@@ -39,9 +40,10 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     worker.statistics().client_connections.increment();
     // Heads and small bodies go out at once; the proxy writes whole messages anyway.
     let _ = stream.set_no_delay(true);
-    let client_address = stream
+    let client_peer = stream
         .peer_address()
-        .map_or(Ipv4Addr::UNSPECIFIED, |address| *address.ip());
+        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let client_address = *client_peer.ip();
     let client_handle = stream.handle();
     let mut client = BufferedStream::new(stream);
     loop {
@@ -56,8 +58,15 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             }
         };
         counters.requests.increment();
-        let outcome = exchange(&worker, &mut client, &head, client_address).await;
+        let record = RequestRecord::new(worker.handle().now());
+        let outcome = exchange(&worker, &mut client, &head, client_address, &record).await;
         worker.legs().part(client_handle);
+        if let Err(error) = &outcome {
+            record.status.set(error.status());
+        }
+        if let Some(log) = worker.access_log() {
+            log.record(worker.handle().now(), client_peer, &head, &record);
+        }
         match outcome {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => return client.close(),
@@ -165,6 +174,7 @@ async fn exchange(
     client: &mut BufferedStream,
     head: &RequestHead,
     client_address: Ipv4Addr,
+    record: &RequestRecord,
 ) -> Result<Next, ProxyError> {
     let settings = worker.settings();
     let counters = worker.statistics();
@@ -203,6 +213,16 @@ async fn exchange(
             |backend| worker.health().is_available(backend, now) && !tried.contains(&backend),
             client_address,
         );
+        if let Some(backend) = picked {
+            record.backend.set(
+                worker
+                    .settings()
+                    .pool
+                    .backends
+                    .get(backend)
+                    .map(|b| b.address),
+            );
+        }
         let Some(backend) = picked else {
             if last_error == ProxyError::ServiceUnavailable {
                 counters.no_backend.increment();
@@ -244,7 +264,16 @@ async fn exchange(
         worker
             .legs()
             .join(client.stream().handle(), upstream.stream().handle());
-        let attempt = relay(worker, client, &mut upstream, head, client_address, upgrade).await;
+        let attempt = relay(
+            worker,
+            client,
+            &mut upstream,
+            head,
+            client_address,
+            upgrade,
+            record,
+        )
+        .await;
         worker.balancer().borrow_mut().finished(backend);
         match attempt {
             Attempt::Relayed {
@@ -369,6 +398,7 @@ async fn relay(
     head: &RequestHead,
     client_address: Ipv4Addr,
     upgrade: bool,
+    record: &RequestRecord,
 ) -> Attempt {
     let settings = worker.settings();
     let handle = worker.handle();
@@ -469,6 +499,7 @@ async fn relay(
                 response_started: true,
             };
         }
+        record.status.set(response.status);
         return tunnel(worker, client, upstream, &response).await;
     }
     relay_response(
@@ -478,6 +509,7 @@ async fn relay(
         head,
         &response,
         pooling && !upgrade,
+        record,
     )
     .await
 }
@@ -522,6 +554,7 @@ async fn relay_response(
     request: &RequestHead,
     response: &ResponseHead,
     pooling: bool,
+    record: &RequestRecord,
 ) -> Attempt {
     let settings = worker.settings();
     let handle = worker.handle();
@@ -550,6 +583,7 @@ async fn relay_response(
         return Attempt::ClientFailed;
     }
     count_status(worker.statistics(), response.status);
+    record.status.set(response.status);
     let encode = client_framing == BodyFraming::Chunked;
     let copied = match response.framing {
         BodyFraming::Empty => Ok(0),
@@ -588,7 +622,10 @@ async fn relay_response(
         }
     };
     match copied {
-        Ok(bytes) => worker.statistics().response_body_bytes.add(bytes),
+        Ok(bytes) => {
+            worker.statistics().response_body_bytes.add(bytes);
+            record.bytes.set(bytes);
+        }
         Err(CopyError::Destination) => return Attempt::ClientFailed,
         Err(CopyError::Source | CopyError::Malformed | CopyError::TooLarge) => {
             return Attempt::Truncated;

@@ -6,6 +6,7 @@
 //! backend connections), `errors` (the proxy's own responses), `statistics`, `stream` (a
 //! buffered connection). HTTP parsing and framing live in `crate::http`.
 
+pub mod access_log;
 mod balance;
 mod errors;
 pub(crate) mod exchange;

@@ -11,6 +11,7 @@ use unisock_kernel::net::partition::ServedPort;
 use unisock_kernel::net::tcp::SocketHandle;
 use unisock_kernel::socket::{SharedTcpLayer, TcpListener};
 
+use super::access_log::AccessLog;
 use super::balance::Balancer;
 use super::exchange::serve_client;
 use super::health::{self, HealthBoard};
@@ -58,6 +59,7 @@ pub struct Worker {
     /// per pool does, when several share it).
     runs_health_checks: bool,
     legs: Rc<ProxyLegs>,
+    access_log: Option<Rc<AccessLog>>,
 }
 
 /// Which backend connection serves each client connection on this core, while it does: the
@@ -134,6 +136,7 @@ impl Worker {
             retired: Cell::new(false),
             runs_health_checks: true,
             legs: Rc::new(ProxyLegs::default()),
+            access_log: None,
         }
     }
 
@@ -143,6 +146,16 @@ impl Worker {
         self.legs = legs;
         self.runs_health_checks = runs_health_checks;
         self
+    }
+
+    /// The same worker, writing an access log.
+    pub fn with_access_log(mut self, log: Option<Rc<AccessLog>>) -> Worker {
+        self.access_log = log;
+        self
+    }
+
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
     }
 
     pub fn retire(&self) {
