@@ -79,7 +79,7 @@ impl AccessLog {
     ) {
         let seen = self.seen.get();
         self.seen.set(seen.wrapping_add(1));
-        if seen % u64::from(self.settings.sample) != 0 {
+        if !seen.is_multiple_of(u64::from(self.settings.sample)) {
             return;
         }
         let second = now.as_nanos() / 1_000_000_000;
