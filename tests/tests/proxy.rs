@@ -343,7 +343,7 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     let guest = boot_proxy(
         2,
         &format!(
-            "backends={PEER}:8083 limit.body=209715200 timeout.backend=3 health=http:/health health.interval=0.5 health.fall=2"
+            "backends={PEER}:8083 limit.body=209715200 timeout.backend=3 health=http:/health health.interval=0.5 health.fall=2 admin={ADMIN_PORT}"
         ),
     );
     let mut python = Backend::python(&guest, 8083);
@@ -365,11 +365,31 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     assert_eq!(reply, format!("{} {expected}\n", 100 << 20));
 
     let started = Instant::now();
-    let status = guest.expect_shell(
-        &format!("curl -s -o /dev/null -w '%{{http_code}}' --max-time 30 http://{GUEST}:{PROXY_PORT}/silent"),
-        Duration::from_secs(40),
-    );
+    let (status, sockets) = thread::scope(|scope| {
+        let silent = scope.spawn(|| {
+            guest.expect_shell(
+                &format!("curl -s -o /dev/null -w '%{{http_code}}' --max-time 30 http://{GUEST}:{PROXY_PORT}/silent"),
+                Duration::from_secs(40),
+            )
+        });
+        // While the backend sits on the request, the listing joins its two legs.
+        thread::sleep(Duration::from_millis(1000));
+        let sockets = admin(&guest, "", "/sockets");
+        (silent.join().expect("the /silent request"), sockets)
+    });
     let elapsed = started.elapsed().as_secs_f64();
+    let joined: Vec<&str> = sockets
+        .lines()
+        .filter(|line| {
+            line.contains(&format!("client->backend=")) && line.contains(&format!("{PEER}:8083"))
+        })
+        .collect();
+    println!("joined legs while /silent waited: {joined:?}");
+    assert_eq!(joined.len(), 1, "{sockets}");
+    assert!(
+        sockets.lines().any(|line| line.contains("backend<-client=") && line.contains(&format!("{PEER}:8083"))),
+        "{sockets}"
+    );
     println!("504 after {elapsed:.2} s");
     assert_eq!(status, "504");
     assert!(
