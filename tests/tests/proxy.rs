@@ -380,9 +380,7 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     let elapsed = started.elapsed().as_secs_f64();
     let joined: Vec<&str> = sockets
         .lines()
-        .filter(|line| {
-            line.contains(&format!("client->backend=")) && line.contains(&format!("{PEER}:8083"))
-        })
+        .filter(|line| line.contains("client->backend=") && line.contains(&format!("{PEER}:8083")))
         .collect();
     println!("joined legs while /silent waited: {joined:?}");
     assert_eq!(joined.len(), 1, "{sockets}");
