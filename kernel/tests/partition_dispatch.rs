@@ -587,3 +587,75 @@ fn icmp_errors_follow_the_fallback_route_of_their_flow() {
         "the taker's layer saw it"
     );
 }
+
+/// Opens a connection from `port` to core `core`'s listener on 80, has the server close it
+/// first and the client answer, so that the server's side rests in TIME_WAIT on `core`.
+/// Returns the client's next sequence number.
+fn connection_into_time_wait(host: &mut Host, served: &ServedPort, core: usize, port: u16) -> u32 {
+    host.cores[core].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 1000, 0));
+    let (_, _, server_sequence, _) = host.sent_segments()[0];
+    host.cores[core].on_frame_from_nic(
+        NOW,
+        &tcp_frame(port, 80, ACK, 1001, server_sequence.wrapping_add(1)),
+    );
+    let stream = served.listener().try_accept().expect("accepted");
+    stream.close().unwrap();
+    let fin = host.sent_segments();
+    assert!(
+        fin.iter().any(|&(_, flags, _, _)| flags & FIN == FIN),
+        "{fin:?}"
+    );
+    let server_fin_next = server_sequence.wrapping_add(2);
+    host.cores[core].on_frame_from_nic(NOW, &tcp_frame(port, 80, ACK | FIN, 1001, server_fin_next));
+    let _ = host.sent_segments();
+    assert_eq!(
+        host.cores[core].tcp().borrow().time_wait_count(),
+        1,
+        "the server side is in TIME_WAIT"
+    );
+    1002
+}
+
+#[test]
+fn a_drained_core_hands_a_new_syn_on_a_time_wait_tuple_to_the_global_listener() {
+    let mut host = host(2, 64);
+    let mut drained = host.listen(0, 80);
+    let _other = host.listen(1, 80);
+    let port = host.client_port_owned_by(0, 80);
+    let next = connection_into_time_wait(&mut host, &drained, 0, port);
+    drained.stop_serving();
+    // The client reuses its port with a later sequence number: a new incarnation.
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, next + 100_000, 0));
+    assert_eq!(host.cores[0].counters().global_listener_fallbacks, 1);
+    assert_eq!(host.cores[0].tcp().borrow().time_wait_count(), 0);
+    host.drain_all();
+    let sent = host.sent_segments();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].0, sent[0].1), (1, SYN | ACK), "core 1 answers");
+}
+
+#[test]
+fn a_serving_core_reuses_its_own_time_wait_tuple_and_keeps_an_old_duplicate_there() {
+    let mut host = host(2, 64);
+    let served = host.listen(0, 80);
+    let _other = host.listen(1, 80);
+    let port = host.client_port_owned_by(0, 80);
+    let next = connection_into_time_wait(&mut host, &served, 0, port);
+    // Serving: the new incarnation stays on core 0 (RFC 6191 reuse there).
+    host.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, next + 100_000, 0));
+    assert_eq!(host.cores[0].counters().global_listener_fallbacks, 0);
+    let sent = host.sent_segments();
+    assert_eq!((sent[0].0, sent[0].1), (0, SYN | ACK), "{sent:?}");
+
+    // Drained, an old duplicate SYN (sequence before the old connection's end) is answered
+    // by the TIME_WAIT record where it is, not handed on.
+    let mut host2 = self::host(2, 64);
+    let mut drained = host2.listen(0, 80);
+    let _other2 = host2.listen(1, 80);
+    let port = host2.client_port_owned_by(0, 80);
+    connection_into_time_wait(&mut host2, &drained, 0, port);
+    drained.stop_serving();
+    host2.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 500, 0));
+    assert_eq!(host2.cores[0].counters().global_listener_fallbacks, 0);
+    assert_eq!(host2.cores[0].tcp().borrow().time_wait_count(), 1);
+}

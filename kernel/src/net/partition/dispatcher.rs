@@ -295,6 +295,22 @@ impl CoreDispatcher {
         // The common case, a core that serves the port and never handed a flow away, needs no
         // lookup here: its layer finds the connection or the listener itself.
         let may_go_elsewhere = !serving.contains(self.core) || !self.routes.is_empty();
+        // A core that stopped serving the port (drained) hands a new incarnation of a
+        // 4-tuple it holds in TIME_WAIT to the global listener too, or clients that reuse
+        // ports would keep landing on it.
+        if direction == FlowDirection::Passive
+            && segment.opens_connection()
+            && !serving.contains(self.core)
+            && !serving.is_empty()
+        {
+            let tuple = segment.tuple();
+            let mut layer = self.tcp.borrow_mut();
+            if layer.tuple_use(tuple.local, tuple.remote) == TupleUse::TimeWait
+                && let Some(tcp) = super::frame_summary::tcp_segment_of(frame)
+            {
+                layer.release_time_wait_for_syn(tuple.local, tuple.remote, tcp);
+            }
+        }
         if direction == FlowDirection::Passive && may_go_elsewhere && !self.knows(&segment) {
             let tuple = segment.tuple();
             if let Some(target) = self.routes.lookup(&tuple, now) {

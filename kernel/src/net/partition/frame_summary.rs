@@ -65,6 +65,22 @@ impl FrameSummary {
     }
 }
 
+/// The TCP header and payload of an unfragmented IPv4 TCP frame.
+pub fn tcp_segment_of(frame: &[u8]) -> Option<&[u8]> {
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let bytes = ethernet.payload();
+    let packet = Ipv4Packet::new_checked(bytes).ok()?;
+    if packet.more_frags() || packet.frag_offset() != 0 || packet.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let header = usize::from(packet.header_len());
+    let total = usize::from(packet.total_len()).min(bytes.len());
+    bytes.get(header..total)
+}
+
 fn summarize_ipv4(bytes: &[u8]) -> FrameSummary {
     let Ok(packet) = Ipv4Packet::new_checked(bytes) else {
         return FrameSummary::Other;

@@ -708,6 +708,38 @@ impl TcpLayer {
         }
     }
 
+    /// A SYN (`tcp`: its TCP header and payload) for a 4-tuple in TIME_WAIT here, on a core
+    /// that no longer serves the port (drained): when the SYN may start a new incarnation by
+    /// RFC 6191's rule (newer timestamp, or a sequence number past the old one's), the record
+    /// goes, so that the SYN can follow the global listener to a serving core instead of being
+    /// accepted here. `false` leaves the record, which then answers an old duplicate as usual.
+    pub fn release_time_wait_for_syn(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        tcp: &[u8],
+    ) -> bool {
+        let Ok(segment) = segment::parse(tcp) else {
+            return false;
+        };
+        let tuple = FourTuple { local, remote };
+        let key = self.tuples.hashed(tuple);
+        let Some(record) = self.time_wait.get(&key) else {
+            return false;
+        };
+        let timestamp = segment.options.timestamp.map(|(value, _)| value);
+        if !record.accepts_new_syn(segment.sequence, timestamp) {
+            return false;
+        }
+        if let Some(record) = self.time_wait.remove(&key) {
+            self.context
+                .wheel
+                .cancel(record.expires, TimerKey::TimeWait(tuple));
+        }
+        self.context.counters.time_wait_reuses += 1;
+        true
+    }
+
     pub fn counters(&self) -> &TcpCounters {
         &self.context.counters
     }
