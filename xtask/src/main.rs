@@ -54,6 +54,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench responder          the image's responder under QEMU, loaded by ab (root)
   bench proxy              the image's proxy under QEMU in front of nginx, against the same
                            load straight to nginx (root)
+  bench operations         the proxy's rate with the access log off, on for every request,
+                           rate-limited, and while /metrics is scraped (root)
   bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
                            same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
                            rewrites the bench-compare section of BENCHMARKS.md and docs/compare/
@@ -78,7 +80,9 @@ fn main() -> ExitCode {
         "test" => test(),
         "install-deps" => install_dependencies(),
         "bench" => match rest {
-            [name] if name == "responder" || name == "proxy" => bench_in_qemu(name),
+            [name] if matches!(name.as_str(), "responder" | "proxy" | "operations") => {
+                bench_in_qemu(name)
+            }
             [name] if name == "compare" => bench_compare(),
             [name] if name == "stack" => bench_stack(),
             [name] => cargo(&["bench", "-p", "unisock-kernel", "--bench", name]),
