@@ -33,6 +33,7 @@ use unisock_drivers::probe::{
     self, NicOptions, PciCandidate, ProbedNic, ProbedQueue, SteeringPreference,
 };
 use unisock_kernel::config::{Config, IxgbeSteering};
+use unisock_kernel::metrics::MetricSource;
 use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::GlobalListenTable;
@@ -50,7 +51,7 @@ use unisock_kernel::time::Instant;
 use crate::entropy::{self, EntropySource};
 use crate::pci::{PciAddress, PciDevice};
 use crate::smp::MAX_CORES;
-use crate::{clock, idle};
+use crate::{clock, idle, memory};
 
 /// Where BARs firmware left unassigned go: inside q35's 32-bit PCI hole, above the MMCONFIG
 /// window (0xb000_0000-0xc000_0000) and below the I/O APIC, where nothing else lives when
@@ -556,6 +557,7 @@ pub fn run_core(index: u32) -> ! {
         if let Some(proxy) = &proxy_statistics {
             let _ = proxy.write_report(out);
         }
+        let _ = memory::heap_usage().write_stats(out);
     });
     let handle = runtime.handle();
     let proxy = proxy.map(|shared| ProxyWorkerStart {
