@@ -43,7 +43,7 @@ use unisock_kernel::net::rfd::{
 use unisock_kernel::net::rss::IndirectionTable;
 use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::runtime::{
-    CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, Platform, QueuePair,
+    CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, NicQueueCounters, Platform, QueuePair,
 };
 use unisock_kernel::sync::RingMesh;
 use unisock_kernel::time::Instant;
@@ -622,6 +622,20 @@ impl QueuePair for BootQueue {
 
     fn disable_interrupts(&mut self) {
         self.0.disable_interrupts();
+    }
+
+    fn counters(&self) -> NicQueueCounters {
+        let statistics = self.0.statistics();
+        NicQueueCounters {
+            rx_frames: statistics.rx_frames,
+            rx_bytes: statistics.rx_bytes,
+            tx_frames: statistics.tx_frames,
+            tx_bytes: statistics.tx_bytes,
+            notifications: statistics.notifications,
+            tx_full: statistics.tx_full,
+            rx_bad_length: statistics.rx_bad_length,
+            device_errors: statistics.device_bad_id + statistics.device_index_jump,
+        }
     }
 }
 

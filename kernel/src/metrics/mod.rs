@@ -9,9 +9,13 @@
 
 mod definition;
 mod exposition;
+#[cfg(any(test, feature = "test-support"))]
+pub mod exposition_check;
 mod heap;
 mod histogram;
 mod single_writer;
+#[cfg(test)]
+mod tests;
 
 pub use definition::{Metric, MetricKind};
 pub use exposition::{Exposition, Labels, MetricSource, write_prometheus, write_stats};
