@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
+use unisock_app::metrics;
 use unisock_app::proxy::{ProxySettings, ProxyShared, WorkerPlace};
 use unisock_app::{ProxyWorkerStart, Services, StatisticsReport, start_services};
 use unisock_drivers::hal::Timer;
@@ -551,13 +552,15 @@ pub fn run_core(index: u32) -> ! {
             crate::exit::halt_forever()
         }
     };
-    let proxy_statistics = proxy.as_ref().map(|shared| shared.statistics.clone());
-    let report: StatisticsReport = Rc::new(move |out: &mut String| {
-        let _ = statistics.write_report(out);
-        if let Some(proxy) = &proxy_statistics {
-            let _ = proxy.write_report(out);
+    let proxy_metrics = proxy.clone();
+    let report: StatisticsReport = Rc::new(move |format, out: &mut String| {
+        let heap = memory::heap_usage();
+        let mut sources: Vec<&dyn MetricSource> = Vec::from([&*statistics as &dyn MetricSource]);
+        if let Some(proxy) = &proxy_metrics {
+            sources.push(proxy);
         }
-        let _ = memory::heap_usage().write_stats(out);
+        sources.push(&heap);
+        let _ = metrics::write_report(format, &sources, out);
     });
     let handle = runtime.handle();
     let proxy = proxy.map(|shared| ProxyWorkerStart {
