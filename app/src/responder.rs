@@ -202,6 +202,16 @@ mod tests {
         length: usize,
         impairments: Impairments,
     ) -> (Vec<u8>, WireStatistics) {
+        fetch_target_over_the_simulated_wire("/", None, length, impairments)
+    }
+
+    /// [`fetch_over_the_simulated_wire`] for `GET <target>`, the responder given `report`.
+    fn fetch_target_over_the_simulated_wire(
+        target: &'static str,
+        report: Option<StatisticsReport>,
+        length: usize,
+        impairments: Impairments,
+    ) -> (Vec<u8>, WireStatistics) {
         let mut network = Network::new(0x5eed_0012, impairments, 2);
         let server = SocketAddrV4::new(network.hosts[1].address, 80);
         let listener = TcpListener::bind(
@@ -213,7 +223,7 @@ mod tests {
         let handle = network.hosts[1].executor.handle();
         network.hosts[1].executor.spawn(async move {
             let stream = listener.accept().await.unwrap();
-            answer(stream, handle, &body_of_length(length), None)
+            answer(stream, handle, &body_of_length(length), report)
                 .await
                 .unwrap();
         });
@@ -223,7 +233,7 @@ mod tests {
         network.hosts[0].executor.spawn(async move {
             let stream = TcpStream::connect(&client, server).await.unwrap();
             stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: unisock\r\n\r\n")
+                .write_all(format!("GET {target} HTTP/1.1\r\nHost: unisock\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
             let mut bytes = Vec::new();
@@ -279,5 +289,48 @@ mod tests {
             "{wire:?}"
         );
         check_response(&bytes, 100_000);
+    }
+
+    #[test]
+    fn metrics_and_stats_render_the_same_report_with_their_content_types() {
+        use unisock_kernel::metrics::HeapUsage;
+        use unisock_kernel::metrics::exposition_check::read_exposition;
+
+        let report: StatisticsReport = Rc::new(|format, out: &mut String| {
+            let heap = HeapUsage {
+                used_bytes: 4096,
+                capacity_bytes: 65536,
+            };
+            crate::metrics::write_report(format, &[&heap], out).unwrap();
+        });
+        let (bytes, _) = fetch_target_over_the_simulated_wire(
+            "/metrics",
+            Some(report.clone()),
+            1,
+            Impairments::clean(),
+        );
+        let head_end = head_length(&bytes).expect("a complete head");
+        let head = core::str::from_utf8(&bytes[..head_end]).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{head}"
+        );
+        let body = core::str::from_utf8(&bytes[head_end..]).unwrap();
+        let read = read_exposition(body).unwrap();
+        assert_eq!(read.value("unisock_heap_used_bytes", &[]), Some(4096.0));
+
+        let (bytes, _) =
+            fetch_target_over_the_simulated_wire("/stats", Some(report), 1, Impairments::clean());
+        let head_end = head_length(&bytes).expect("a complete head");
+        assert!(
+            core::str::from_utf8(&bytes[..head_end])
+                .unwrap()
+                .contains("\r\nContent-Type: text/plain\r\n")
+        );
+        assert_eq!(
+            &bytes[head_end..],
+            b"memory heap_used_bytes=4096 heap_capacity_bytes=65536\n"
+        );
     }
 }

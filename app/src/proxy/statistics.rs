@@ -16,6 +16,9 @@ use super::worker::ProxyShared;
 /// The name of the one pool there is today (the `pool` label).
 pub const DEFAULT_POOL: &str = "default";
 
+/// One series' labels, owned (the label values borrowed).
+type SeriesLabels<'a> = Vec<(&'static str, &'a dyn Display)>;
+
 /// Status classes, by `status / 100 - 1` (the `class` label).
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -114,7 +117,7 @@ macro_rules! proxy_counters {
 
             /// Every family of the block, each with one series per entry of `series`.
             pub fn write_families(
-                series: &[(Vec<(&'static str, &dyn Display)>, $snapshot)],
+                series: &[(SeriesLabels<'_>, $snapshot)],
                 out: &mut Exposition<'_>,
             ) -> fmt::Result {
                 let mut definitions = $definitions.iter();
@@ -439,8 +442,8 @@ fn per_core_series<'a, S: Copy>(
     total: S,
     cores: &'a [usize],
     extra: &[(&'static str, &'a dyn Display)],
-) -> Vec<(Vec<(&'static str, &'a dyn Display)>, S)> {
-    let mut series: Vec<(Vec<(&'static str, &'a dyn Display)>, S)> = snapshots
+) -> Vec<(SeriesLabels<'a>, S)> {
+    let mut series: Vec<(SeriesLabels<'a>, S)> = snapshots
         .iter()
         .zip(cores)
         .map(|(snapshot, core)| {
