@@ -55,9 +55,13 @@ fn every_core_counter_says_its_value_per_core_and_in_total() {
             metric.name
         );
         assert_eq!(family.help, metric.help);
-        let label_values: Vec<Option<(&str, &str)>> = match metric.labels {
-            [] => alloc::vec![None],
-            ["reason"] => crate::net::tcp::DropReason::ALL
+        let label_values: Vec<Option<(&str, &str)>> = match (metric.stats_name, metric.labels) {
+            (_, []) => alloc::vec![None],
+            ("tcp_drops", ["reason"]) => crate::net::tcp::DropReason::ALL
+                .iter()
+                .map(|reason| Some(("reason", reason.name())))
+                .collect(),
+            ("interface_drops", ["reason"]) => crate::net::counters::DropReason::ALL
                 .iter()
                 .map(|reason| Some(("reason", reason.name())))
                 .collect(),

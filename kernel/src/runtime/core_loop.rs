@@ -12,6 +12,7 @@ use super::statistics::{CoreSnapshot, NetworkStatistics};
 use super::{Platform, QueuePair};
 use crate::executor::{Executor, Handle};
 use crate::net::arp::{self, ArpMessage};
+use crate::net::counters::DropReason;
 use crate::net::ethernet;
 use crate::net::interface::{FrameSink, Interface, InterfaceConfig, SinkFull};
 use crate::net::partition::{
@@ -241,6 +242,9 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
+        for (published, reason) in counters.interface_drops.iter_mut().zip(DropReason::ALL) {
+            *published = interface.drops(reason);
+        }
         {
             let tcp = self.dispatcher.tcp().borrow();
             let tcp_counters = tcp.counters();

@@ -7,6 +7,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::metrics::{Exposition, Metric, MetricKind, MetricSource};
+use crate::net::counters::DropReason as InterfaceDropReason;
 use crate::net::tcp::DropReason;
 use crate::sync::CachePadded;
 
@@ -162,9 +163,16 @@ macro_rules! counters {
     };
 }
 
-/// The name of drop reason `index` (the `reason` label).
+/// The name of TCP drop reason `index` (the `reason` label).
 fn drop_reason(index: usize) -> &'static str {
     DropReason::ALL
+        .get(index)
+        .map_or("unknown", |reason| reason.name())
+}
+
+/// The name of interface drop reason `index` (the `reason` label).
+fn interface_drop_reason(index: usize) -> &'static str {
+    InterfaceDropReason::ALL
         .get(index)
         .map_or("unknown", |reason| reason.name())
 }
@@ -190,9 +198,9 @@ counters! {
         ring_full_drops: Counter unisock_ring_full_drops_total
             "Frames dropped because the ring to their owner core was full.",
         frames_accepted: Counter unisock_interface_frames_accepted_total
-            "Frames the interface accepted (for this host, well formed).",
+            "Received frames the interface used: delivered, answered or learnt from.",
         frames_dropped: Counter unisock_interface_frames_dropped_total
-            "Frames the interface dropped (all causes).",
+            "Received frames the interface dropped (each also counted by reason).",
         tcp_segments_in: Counter unisock_tcp_segments_received_total
             "TCP segments received.",
         tcp_segments_out: Counter unisock_tcp_segments_sent_total
@@ -222,11 +230,11 @@ counters! {
         icmp_errors_routed: Counter unisock_icmp_errors_routed_total
             "ICMP errors sent along the fallback route of the flow they quote.",
         tcp_connections: Gauge unisock_tcp_connections
-            "TCP connections this core holds now (every state but LISTEN and the TIME_WAIT records).",
+            "TCP connections this core holds now, counted against its limit (half-open included, TIME_WAIT not).",
         tcp_time_wait: Gauge unisock_tcp_time_wait_connections
             "TIME_WAIT records this core holds now.",
         tcp_resets_received: Counter unisock_tcp_resets_received_total
-            "TCP RSTs received and accepted.",
+            "TCP RSTs received that ended a connection or handshake.",
         tcp_challenge_acks: Counter unisock_tcp_challenge_acks_total
             "Challenge ACKs sent (RFC 5961).",
         tcp_syn_cookies_sent: Counter unisock_tcp_syn_cookies_sent_total
@@ -273,6 +281,9 @@ counters! {
     labelled {
         tcp_drops[DropReason::COUNT] by "reason" drop_reason:
             Counter unisock_tcp_drops_total "TCP segments (or requests) dropped, by reason.",
+        interface_drops[InterfaceDropReason::ALL.len()] by "reason" interface_drop_reason:
+            Counter unisock_interface_drops_total
+            "Frames the interface dropped (received or to be sent), by reason.",
     }
 }
 
