@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use unisock_app::proxy::{BACKEND_HEALTH_METRICS, BACKEND_METRICS, PROXY_CORE_METRICS};
-use unisock_kernel::metrics::{HEAP_METRICS, Metric, MetricKind};
+use unisock_kernel::metrics::{HEAP_METRICS, Metric, MetricKind, NIC_PORT_METRICS};
 use unisock_kernel::runtime::CORE_METRICS;
 
 const INTRODUCTION: &str = "\
@@ -25,6 +25,9 @@ read. Both are served on the responder's port today.
   `core=\"1\"`, ...) and one more, `core=\"total\"`, the sum of the cores (like `/stats`'s
   `core=total` lines). To aggregate, either read `core=\"total\"` or sum with
   `{core!=\"total\"}`; summing every series of a family counts everything twice.
+- **NIC counters** come two ways: per queue from the driver's own counts (`unisock_nic_*`,
+  per core, every driver), and port-wide from the device's statistics registers
+  (`unisock_nic_port_*`, the 82599 only).
 - **Labels.** `listener=\"<port>\"` on the proxy's client side; `pool=\"default\"` (one pool for
   now) and `backend=\"<ip:port>\"` on the backend side; `reason` on TCP drops; `class` (`1xx` to
   `5xx`) on responses; `le` on histogram buckets.
@@ -33,7 +36,8 @@ read. Both are served on the responder's port today.
   `<field>_sum_us` (microseconds).
 - **`/stats` lines**: `core=<i> ...` (the kernel's counters below), `proxy core=<i> ...` (the
   proxy's client side), `proxy_backend core=<i> pool=default backend=<ip:port> ...`,
-  `proxy_health pool=default backend=<ip:port> up= transitions= ejections=`, and
+  `proxy_health pool=default backend=<ip:port> up= transitions= ejections=`,
+  `nic_port driver=<name> ...` (a NIC with port statistics registers only), and
   `memory heap_used_bytes=<n> heap_capacity_bytes=<n>`. A labelled field is
   `<field>_<label value>` there (`tcp_drops_no_socket`, `responses_2xx`).
 ";
@@ -111,6 +115,13 @@ fn generated() -> String {
     );
     table(
         &mut out,
+        "The NIC port (the device's statistics registers, read by core 0 once a second; the 82599 only, none for virtio-net)",
+        "`driver`",
+        "the `nic_port driver=<name>` line",
+        NIC_PORT_METRICS,
+    );
+    table(
+        &mut out,
         "The heap (boot/src/memory.rs, talc's counters; no `core` label)",
         "none",
         "the `memory` line",
@@ -141,6 +152,7 @@ fn every_family_name_is_unique_and_follows_prometheus_naming() {
         .chain(PROXY_CORE_METRICS)
         .chain(BACKEND_METRICS)
         .chain(&BACKEND_HEALTH_METRICS)
+        .chain(NIC_PORT_METRICS)
         .chain(&HEAP_METRICS);
     for metric in all {
         assert!(names.insert(metric.name), "{} twice", metric.name);

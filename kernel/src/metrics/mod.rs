@@ -13,6 +13,7 @@ mod exposition;
 pub mod exposition_check;
 mod heap;
 mod histogram;
+mod nic_port;
 mod single_writer;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use definition::{Metric, MetricKind};
 pub use exposition::{Exposition, Labels, MetricSource, write_prometheus, write_stats};
 pub use heap::{HEAP_METRICS, HeapUsage};
 pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS, LatencyBucket};
+pub use nic_port::{NIC_PORT_METRICS, NicPortCounters, NicPortStatistics};
 pub use single_writer::Counter;
 
 /// `CONTENT_TYPE` of a `/metrics` response (text format 0.0.4).

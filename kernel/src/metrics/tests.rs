@@ -286,3 +286,39 @@ fn the_strict_reader_refuses_what_prometheus_refuses() {
         assert!(read_exposition(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_nic_port_counters_are_one_series_each_labelled_by_driver() {
+    let port = NicPortStatistics::new("ixgbe");
+    port.publish(NicPortCounters {
+        rx_packets: 10,
+        rx_missed: 3,
+        crc_errors: 1,
+        ..NicPortCounters::default()
+    });
+    let mut text = String::new();
+    write_prometheus(&[&port], &mut text).unwrap();
+    let read = read_exposition(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    assert_eq!(read.families.len(), NIC_PORT_METRICS.len());
+    assert_eq!(read.series.len(), NIC_PORT_METRICS.len());
+    let driver = [("driver", "ixgbe")];
+    assert_eq!(
+        read.value("unisock_nic_port_received_packets_total", &driver),
+        Some(10.0)
+    );
+    assert_eq!(
+        read.value("unisock_nic_port_missed_packets_total", &driver),
+        Some(3.0)
+    );
+    assert_eq!(
+        read.value("unisock_nic_port_crc_errors_total", &driver),
+        Some(1.0)
+    );
+    let mut stats = String::new();
+    write_stats(&[&port], &mut stats).unwrap();
+    assert!(
+        stats.starts_with("nic_port driver=ixgbe rx_packets=10 rx_bytes=0 "),
+        "{stats}"
+    );
+    assert!(stats.contains(" rx_missed=3 "), "{stats}");
+}
