@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod responder;
 pub mod services;

@@ -18,6 +18,7 @@ use crate::config::{AddressRange, Configuration};
 use crate::control::{ControlBoard, CoreProxy};
 use crate::http::fields::BodyFraming;
 use crate::http::request::{self, HeadLimits, RequestHead};
+use crate::metrics::ReportFormat;
 use crate::proxy::stream::BufferedStream;
 use crate::services::StatisticsReport;
 
@@ -33,10 +34,8 @@ pub struct AdminContext {
     pub core: Rc<CoreProxy>,
     /// The appliance's own network: the allow-list when the configuration names none.
     pub own_network: AddressRange,
-    /// `/stats`.
-    pub statistics: StatisticsReport,
-    /// `/metrics` (Prometheus text format).
-    pub metrics: StatisticsReport,
+    /// `/stats` and `/metrics` (Prometheus text format), from the same definitions.
+    pub report: StatisticsReport,
 }
 
 /// Listens on the admin port on this core and serves it.
@@ -227,16 +226,16 @@ async fn answer(
         ),
         ("GET", ["metrics"]) => {
             let mut text = String::new();
-            (context.metrics)(&mut text);
+            (context.report)(ReportFormat::Prometheus, &mut text);
             Answer {
                 status: 200,
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                content_type: ReportFormat::Prometheus.content_type(),
                 body: text,
             }
         }
         ("GET", ["stats"]) => {
             let mut text = String::new();
-            (context.statistics)(&mut text);
+            (context.report)(ReportFormat::Stats, &mut text);
             board.write_report(&mut text);
             Answer::text(200, text)
         }

@@ -209,7 +209,7 @@ impl CoreProxy {
         let shared = ProxyShared {
             settings: Arc::new(settings),
             health: applied.health.get(pool_index)?.clone(),
-            statistics: self.board.statistics.clone(),
+            statistics: applied.statistics.get(index)?.clone(),
         };
         let worker = Rc::new(
             Worker::new(shared, self.place, self.tcp.clone(), self.handle.clone())

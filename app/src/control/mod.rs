@@ -14,7 +14,7 @@ use unisock_kernel::sync::CachePadded;
 pub use core_proxy::{AccessLogSink, CoreProxy, CoreProxyStart};
 
 use crate::config::{Configuration, PoolConfig};
-use crate::proxy::{HealthBoard, ProxyStatistics};
+use crate::proxy::{HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
 
 /// A configuration as the cores run it: the settings plus the state that outlives one core's
 /// view of it (each pool's health board, shared by every core).
@@ -23,20 +23,55 @@ pub struct AppliedConfiguration {
     pub configuration: Configuration,
     /// By pool index in `configuration.pools`.
     pub health: Vec<Arc<HealthBoard>>,
+    /// The proxy's counters, by listener index in `configuration.listeners`.
+    pub statistics: Vec<Arc<ProxyStatistics>>,
+    cores: usize,
 }
 
 impl AppliedConfiguration {
     /// The first generation: every backend up.
-    pub fn first(configuration: Configuration) -> AppliedConfiguration {
+    pub fn first(configuration: Configuration, cores: usize) -> AppliedConfiguration {
         let health = configuration
             .pools
             .iter()
             .map(|pool| Arc::new(HealthBoard::new(pool.settings.backends.len())))
             .collect();
+        let statistics = (0..configuration.listeners.len())
+            .map(|index| {
+                Arc::new(ProxyStatistics::new(
+                    cores,
+                    backend_count(&configuration, index),
+                ))
+            })
+            .collect();
         AppliedConfiguration {
             generation: 1,
             configuration,
             health,
+            statistics,
+            cores,
+        }
+    }
+
+    /// The reports' view of every listener.
+    pub fn metrics(&self) -> ProxyMetrics<'_> {
+        ProxyMetrics {
+            listeners: self
+                .configuration
+                .listeners
+                .iter()
+                .zip(&self.statistics)
+                .filter_map(|(listener, statistics)| {
+                    let index = self.configuration.pool_index(&listener.pool)?;
+                    Some(ListenerMetrics {
+                        port: listener.port,
+                        pool: &listener.pool,
+                        backends: &self.configuration.pools[index].settings.backends,
+                        health: self.health.get(index)?,
+                        statistics,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -73,12 +108,56 @@ impl AppliedConfiguration {
                 None => Arc::new(HealthBoard::new(pool.settings.backends.len())),
             })
             .collect();
+        // A listener keeps its counters across changes unless its pool's backend list changed
+        // (the per-backend counters are kept by position in that list).
+        let statistics = configuration
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                let kept = self
+                    .configuration
+                    .listeners
+                    .iter()
+                    .zip(&self.statistics)
+                    .find(|(old, _)| {
+                        old.port == listener.port
+                            && old.pool == listener.pool
+                            && match (
+                                self.configuration.pool(&old.pool),
+                                configuration.pool(&listener.pool),
+                            ) {
+                                (Some(old_pool), Some(new_pool)) => {
+                                    same_backends(old_pool, new_pool)
+                                }
+                                _ => false,
+                            }
+                    });
+                match kept {
+                    Some((_, statistics)) => statistics.clone(),
+                    None => Arc::new(ProxyStatistics::new(
+                        self.cores,
+                        backend_count(&configuration, index),
+                    )),
+                }
+            })
+            .collect();
         AppliedConfiguration {
             generation: self.generation + 1,
             configuration,
             health,
+            statistics,
+            cores: self.cores,
         }
     }
+}
+
+fn backend_count(configuration: &Configuration, listener: usize) -> usize {
+    configuration
+        .listeners
+        .get(listener)
+        .and_then(|listener| configuration.pool(&listener.pool))
+        .map_or(0, |pool| pool.settings.backends.len())
 }
 
 fn same_backends(old: &PoolConfig, new: &PoolConfig) -> bool {
@@ -110,8 +189,6 @@ pub struct ControlBoard {
     drained: Vec<CachePadded<AtomicBool>>,
     socket_request: AtomicU64,
     sockets: Vec<Mutex<CoreSockets>>,
-    /// The proxy's counters, kept across configurations (reloads never reset them).
-    pub statistics: Arc<ProxyStatistics>,
     /// Admin requests refused (address not allowed, missing or wrong token).
     pub admin_refused: AtomicU64,
     /// Other ports the appliance serves (responder, sink, source): no listener may take them.
@@ -125,7 +202,7 @@ impl ControlBoard {
     pub fn new(configuration: Configuration, cores: usize, reserved_ports: Vec<u16>) -> Arc<Self> {
         let cores = cores.max(1);
         Arc::new(ControlBoard {
-            current: Mutex::new(Arc::new(AppliedConfiguration::first(configuration))),
+            current: Mutex::new(Arc::new(AppliedConfiguration::first(configuration, cores))),
             generation: AtomicU64::new(1),
             applied: (0..cores)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
@@ -137,7 +214,6 @@ impl ControlBoard {
             sockets: (0..cores)
                 .map(|_| Mutex::new(CoreSockets::default()))
                 .collect(),
-            statistics: Arc::new(ProxyStatistics::new(cores)),
             admin_refused: AtomicU64::new(0),
             reserved_ports,
             change: Mutex::new(()),

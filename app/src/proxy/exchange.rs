@@ -14,7 +14,7 @@ use unisock_kernel::socket::{Shutdown, TcpStream};
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
-use super::statistics::ProxyCoreCounters;
+use super::statistics::{MeteredSide, ProxyCoreCounters};
 use super::stream::{BufferedStream, READ_CHUNK, StreamError};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
@@ -45,7 +45,7 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
         .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
     let client_address = *client_peer.ip();
     let client_handle = stream.handle();
-    let mut client = BufferedStream::new(stream);
+    let mut client = BufferedStream::new(stream).metered(worker.meter(MeteredSide::Client));
     loop {
         let worker = current.get();
         let counters = worker.statistics();
@@ -58,20 +58,41 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             }
         };
         counters.requests.increment();
-        let record = RequestRecord::new(worker.handle().now());
+        // A cut-off response has no end, and a tunnel's time is the tunnel's.
+        let started = worker.handle().now();
+        let timed = head.upgrade().is_none();
+        let observe = || {
+            let elapsed = worker.handle().now().saturating_since(started);
+            counters.request_duration.observe(elapsed);
+        };
+        let record = RequestRecord::new(started);
         let outcome = exchange(&worker, &mut client, &head, client_address, &record).await;
         worker.legs().part(client_handle);
-        if let Err(error) = &outcome {
-            record.status.set(error.status());
+        let log = |record: &RequestRecord| {
+            if let Some(log) = worker.access_log() {
+                log.record(worker.handle().now(), client_peer, &head, record);
+            }
+        };
+        let next = match outcome {
+            Ok(next) => next,
+            Err(error) => {
+                record.status.set(error.status());
+                answer_error(&worker, client, error).await;
+                if timed {
+                    observe();
+                }
+                log(&record);
+                return;
+            }
+        };
+        if timed && next != Next::Abort {
+            observe();
         }
-        if let Some(log) = worker.access_log() {
-            log.record(worker.handle().now(), client_peer, &head, &record);
-        }
-        match outcome {
-            Ok(Next::KeepAlive) => {}
-            Ok(Next::Close) => return client.close(),
-            Ok(Next::Abort) => return client.abort(),
-            Err(error) => return answer_error(&worker, client, error).await,
+        log(&record);
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => return client.close(),
+            Next::Abort => return client.abort(),
         }
     }
 }
@@ -90,13 +111,7 @@ async fn answer_error(worker: &Worker, client: BufferedStream, error: ProxyError
 }
 
 fn count_status(counters: &ProxyCoreCounters, status: u16) {
-    match status / 100 {
-        1 => counters.responses_1xx.increment(),
-        2 => counters.responses_2xx.increment(),
-        3 => counters.responses_3xx.increment(),
-        4 => counters.responses_4xx.increment(),
-        _ => counters.responses_5xx.increment(),
-    }
+    counters.count_status(status);
 }
 
 /// The next request head: `Ok(None)` when the client closed or idled out between requests.
@@ -238,6 +253,9 @@ async fn exchange(
         let mut upstream = match pooled {
             Some(stream) => {
                 counters.backend_reuses.increment();
+                if let Some(backend) = counters.backend(backend) {
+                    backend.connections_reused.increment();
+                }
                 stream
             }
             None => match connect(worker, backend).await {
@@ -269,7 +287,7 @@ async fn exchange(
             client,
             &mut upstream,
             head,
-            client_address,
+            (backend, client_address),
             upgrade,
             record,
         )
@@ -281,6 +299,9 @@ async fn exchange(
                 reusable,
                 status,
             } => {
+                if let Some(counters) = counters.backend(backend) {
+                    counters.count_status(status);
+                }
                 if status >= 500 {
                     record_backend_failure(worker, backend);
                 } else {
@@ -362,6 +383,9 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
     let settings = worker.settings();
     let address = settings.pool.backends[backend].address;
     worker.statistics().backend_connects.increment();
+    if let Some(counters) = worker.statistics().backend(backend) {
+        counters.connections_opened.increment();
+    }
     let connect = TcpStream::connect(worker.tcp(), address);
     match worker
         .handle()
@@ -370,7 +394,8 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
     {
         Ok(Ok(stream)) => {
             let _ = stream.set_no_delay(true);
-            Ok(BufferedStream::new(stream))
+            let meter = worker.meter(MeteredSide::Backend(backend));
+            Ok(BufferedStream::new(stream).metered(meter))
         }
         Ok(Err(_)) => Err(ProxyError::BadGateway),
         Err(_elapsed) => Err(ProxyError::GatewayTimeout),
@@ -396,7 +421,7 @@ async fn relay(
     client: &mut BufferedStream,
     upstream: &mut BufferedStream,
     head: &RequestHead,
-    client_address: Ipv4Addr,
+    (backend, client_address): (usize, Ipv4Addr),
     upgrade: bool,
     record: &RequestRecord,
 ) -> Attempt {
@@ -466,6 +491,8 @@ async fn relay(
         Err(CopyError::Malformed) => return Attempt::BodyRefused(ProxyError::BadRequest),
         Err(CopyError::TooLarge) => return Attempt::BodyRefused(ProxyError::PayloadTooLarge),
     }
+    let sent_at = handle.now();
+    let mut first_head = true;
     let response = loop {
         let response = match read_response_head(worker, upstream, head.is_head()).await {
             Ok(response) => response,
@@ -476,6 +503,11 @@ async fn relay(
                 };
             }
         };
+        if let Some(counters) = counters.backend(backend).filter(|_| first_head) {
+            let latency = handle.now().saturating_since(sent_at);
+            counters.response_latency.observe(latency);
+        }
+        first_head = false;
         if response.status >= 200 || response.status == 101 {
             break response;
         }

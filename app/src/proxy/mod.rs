@@ -22,5 +22,8 @@ pub use errors::ProxyError;
 pub use exchange::serve_client;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
-pub use statistics::{ProxyCoreCounters, ProxyStatistics};
+pub use statistics::{
+    BACKEND_HEALTH_METRICS, BACKEND_METRICS, BackendCounters, DEFAULT_POOL, ListenerMetrics,
+    PROXY_CORE_METRICS, ProxyCore, ProxyCoreCounters, ProxyMetrics, ProxyStatistics,
+};
 pub use worker::{CurrentWorker, Listening, ProxyLegs, ProxyShared, Worker, WorkerPlace, start};
