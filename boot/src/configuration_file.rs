@@ -142,12 +142,15 @@ pub fn configuration_file(
                     end: module.end,
                 });
             }
-            // SAFETY: the loader put the module at [start, end), inside the identity map
-            // (checked above); the range has been reserved in the memory map since boot, so
-            // neither the heap nor the frame allocator has written over it.
-            let contents =
-                unsafe { core::slice::from_raw_parts(module.start as *const u8, bytes.len()) };
-            bytes.copy_from_slice(contents);
+            // An empty module may sit at address 0, which no slice may point to.
+            if !bytes.is_empty() {
+                // SAFETY: the loader put the module at [start, end), inside the identity
+                // map (checked above); the range has been reserved in the memory map since
+                // boot, so neither the heap nor the frame allocator has written over it.
+                let contents =
+                    unsafe { core::slice::from_raw_parts(module.start as *const u8, bytes.len()) };
+                bytes.copy_from_slice(contents);
+            }
         }
         (ConfigurationSource::FirmwareConfig, _, Some(mut device), Some(file)) => {
             device.read_file(file, &mut bytes);

@@ -87,7 +87,7 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         summary.frames_free_bytes >> 20
     );
     check_heap(0);
-    // The lead's configuration parser takes it from here (issue 11).
+    // The configuration file's bytes, for the app's configuration parser (issue 11).
     let configuration_file = match configuration_file::configuration_file(&boot_info) {
         Ok(file) => file,
         Err(error) => panic!("config: {error}"),
