@@ -1,6 +1,8 @@
-//! What the loader tells us: memory map, command line and ACPI RSDP, read from either the
-//! PVH `hvm_start_info` or the Multiboot2 information block, and copied out at once so that
-//! the memory they sit in can be reused.
+//! What the loader tells us: memory map, command line, ACPI RSDP and the first boot module,
+//! read from either the PVH `hvm_start_info` or the Multiboot2 information block. All but the
+//! module are copied out at once so that the memory they sit in can be reused; the module's
+//! memory is reserved in the memory map instead, so that nothing is allocated over it before
+//! it is read.
 
 use core::ptr;
 
@@ -14,6 +16,7 @@ const PVH_START_INFO_MAGIC: u32 = 0x336e_c578;
 /// Multiboot2 tag types (Multiboot2 spec 3.6).
 const TAG_END: u32 = 0;
 const TAG_COMMAND_LINE: u32 = 1;
+const TAG_MODULE: u32 = 3;
 const TAG_MEMORY_MAP: u32 = 6;
 const TAG_ACPI_OLD_RSDP: u32 = 14;
 const TAG_ACPI_NEW_RSDP: u32 = 15;
@@ -51,6 +54,25 @@ pub enum BootInfoError {
     /// The loader gave no memory map.
     NoMemoryMap,
     Map(MapError),
+    /// A boot module whose end lies before its start or past the top of memory.
+    BadModule {
+        start: u64,
+        end: u64,
+    },
+}
+
+/// Where the loader put the first boot module (QEMU's `-initrd`, GRUB's `module2`): the
+/// physical range `[start, end)`, reserved in [`BootInfo::memory_map`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootModule {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl BootModule {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
 }
 
 /// The boot information, owned.
@@ -63,6 +85,10 @@ pub struct BootInfo {
     rsdp: Option<[u8; RSDP_CAPACITY]>,
     /// Where the loader placed the RSDP, when it gave an address rather than a copy.
     pub rsdp_address: Option<u64>,
+    /// The first boot module, if the loader gave any.
+    pub boot_module: Option<BootModule>,
+    /// How many boot modules the loader gave (only the first is used).
+    pub boot_module_count: u32,
 }
 
 impl BootInfo {
@@ -90,6 +116,8 @@ impl BootInfo {
             command_line_truncated: false,
             rsdp: None,
             rsdp_address: None,
+            boot_module: None,
+            boot_module_count: 0,
         }
     }
 
@@ -111,12 +139,38 @@ impl BootInfo {
         } else {
             return Err(BootInfoError::UnknownProtocol { eax, ebx });
         }
+        info.reserve_boot_module()?;
         Ok(info)
+    }
+
+    /// Keeps the frame allocator, the heap and the AP trampoline off the boot module until
+    /// it has been copied out. The reservation makes it device memory to `device_memory`
+    /// too, which is only slower, and by then the module has been read.
+    fn reserve_boot_module(&mut self) -> Result<(), BootInfoError> {
+        if let Some(module) = self.boot_module.filter(|module| module.len() > 0) {
+            self.memory_map
+                .reserve(module.start, module.end)
+                .map_err(BootInfoError::Map)?;
+        }
+        Ok(())
+    }
+
+    /// Records a module the loader describes as `[start, end)`; only the first one counts.
+    fn add_boot_module(&mut self, start: u64, end: u64) -> Result<(), BootInfoError> {
+        if end < start {
+            return Err(BootInfoError::BadModule { start, end });
+        }
+        if self.boot_module.is_none() {
+            self.boot_module = Some(BootModule { start, end });
+        }
+        self.boot_module_count += 1;
+        Ok(())
     }
 
     /// `struct hvm_start_info`: magic@0 version@4 flags@8 nr_modules@12 modlist@16
     /// cmdline@24 rsdp@32 memmap@40 memmap_entries@48; memory map entries are
-    /// `{ u64 addr; u64 size; u32 type; u32 reserved }`.
+    /// `{ u64 addr; u64 size; u32 type; u32 reserved }`; module list entries
+    /// (`hvm_modlist_entry`) are `{ u64 paddr; u64 size; u64 cmdline_paddr; u64 reserved }`.
     ///
     /// # Safety
     /// `start_info` must point to a valid `hvm_start_info`.
@@ -125,6 +179,18 @@ impl BootInfo {
         // addresses in it are physical addresses inside the identity map.
         unsafe {
             let version = read::<u32>(start_info + 4);
+            let module_count = read::<u32>(start_info + 12);
+            let module_list = read::<u64>(start_info + 16);
+            if module_count > 0 && module_list != 0 {
+                let start = read::<u64>(module_list);
+                let size = read::<u64>(module_list + 8);
+                let end = start.checked_add(size).ok_or(BootInfoError::BadModule {
+                    start,
+                    end: u64::MAX,
+                })?;
+                self.add_boot_module(start, end)?;
+                self.boot_module_count = module_count;
+            }
             let command_line = read::<u64>(start_info + 24);
             let rsdp = read::<u64>(start_info + 32);
             if command_line != 0 {
@@ -175,6 +241,13 @@ impl BootInfo {
                     TAG_END => break,
                     TAG_COMMAND_LINE => {
                         self.copy_command_line(tag + 8, size.saturating_sub(8) as usize)
+                    }
+                    // `{ u32 mod_start; u32 mod_end; u8 string[] }` (spec 3.6.6); GRUB sets
+                    // mod_end to the first byte after the module.
+                    TAG_MODULE if size >= 16 => {
+                        let start = u64::from(read::<u32>(tag + 8));
+                        let end = u64::from(read::<u32>(tag + 12));
+                        self.add_boot_module(start, end)?;
                     }
                     TAG_MEMORY_MAP if size >= 16 => {
                         let entry_size = u64::from(read::<u32>(tag + 8)).max(24);
@@ -324,5 +397,143 @@ mod tests {
         // SAFETY: every read stays inside `block` (the walk stops at the bad tag).
         let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
         assert!(matches!(result, Err(BootInfoError::NoMemoryMap)));
+    }
+
+    fn module_tag(start: u32, end: u32, string: &[u8]) -> (u32, Vec<u8>) {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&start.to_le_bytes());
+        payload.extend_from_slice(&end.to_le_bytes());
+        payload.extend_from_slice(string);
+        (TAG_MODULE, payload)
+    }
+
+    #[test]
+    fn the_first_multiboot2_module_is_kept_and_reserved() {
+        let block = multiboot2_block(
+            &[
+                // GRUB lists modules in the order of the module2 lines, before or after the
+                // memory map; the reservation must cover the first whichever comes first.
+                module_tag(0x20_0000, 0x20_0123, b"/boot/unisock.toml\0"),
+                memory_map_tag(&[(0x10_0000, 0x100_0000, 1)]),
+                module_tag(0x30_0000, 0x30_1000, b"\0"),
+            ],
+            true,
+        );
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
+        // SAFETY: `block` is a well-formed information block that outlives the call.
+        unsafe { info.read_multiboot2(block.as_ptr() as u64) }.unwrap();
+        info.reserve_boot_module().unwrap();
+        assert_eq!(
+            info.boot_module,
+            Some(BootModule {
+                start: 0x20_0000,
+                end: 0x20_0123
+            })
+        );
+        assert_eq!(info.boot_module.unwrap().len(), 0x123);
+        assert_eq!(info.boot_module_count, 2);
+        assert_eq!(info.memory_map.usable_bytes(), 0x100_0000 - 0x123);
+        let reserved = info
+            .memory_map
+            .regions()
+            .iter()
+            .find(|region| region.kind == RegionKind::Reserved)
+            .copied();
+        assert_eq!(
+            reserved.map(|region| (region.start, region.end)),
+            Some((0x20_0000, 0x20_0123))
+        );
+    }
+
+    #[test]
+    fn a_multiboot2_module_that_ends_before_it_starts_is_an_error() {
+        let block = multiboot2_block(
+            &[
+                memory_map_tag(&[(0x10_0000, 0x100_0000, 1)]),
+                module_tag(0x20_0000, 0x1f_0000, b"\0"),
+            ],
+            true,
+        );
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
+        // SAFETY: `block` is a well-formed information block that outlives the call.
+        let result = unsafe { info.read_multiboot2(block.as_ptr() as u64) };
+        assert!(matches!(
+            result,
+            Err(BootInfoError::BadModule {
+                start: 0x20_0000,
+                end: 0x1f_0000
+            })
+        ));
+    }
+
+    #[test]
+    fn without_modules_nothing_is_reserved() {
+        let block = multiboot2_block(&[memory_map_tag(&[(0x10_0000, 0x100_0000, 1)])], true);
+        let mut info = BootInfo::empty(Protocol::Multiboot2);
+        // SAFETY: `block` is a well-formed information block that outlives the call.
+        unsafe { info.read_multiboot2(block.as_ptr() as u64) }.unwrap();
+        info.reserve_boot_module().unwrap();
+        assert_eq!(info.boot_module, None);
+        assert_eq!(info.boot_module_count, 0);
+        assert_eq!(info.memory_map.usable_bytes(), 0x100_0000);
+    }
+
+    /// An `hvm_start_info` (version 1) with one usable region and `modules` as its module
+    /// list (paddr, size); the returned buffers must outlive every read of the first.
+    fn pvh_start_info(modules: &[(u64, u64)]) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        let memory_map = std::vec![0x10_0000, 0x100_0000, 1];
+        let module_list: Vec<u64> = modules
+            .iter()
+            .flat_map(|&(address, size)| [address, size, 0, 0])
+            .collect();
+        let mut start_info = std::vec![0u64; 7];
+        start_info[0] = u64::from(PVH_START_INFO_MAGIC) | (1 << 32);
+        start_info[1] = (modules.len() as u64) << 32;
+        start_info[2] = if modules.is_empty() {
+            0
+        } else {
+            module_list.as_ptr() as u64
+        };
+        start_info[5] = memory_map.as_ptr() as u64;
+        start_info[6] = 1;
+        (start_info, memory_map, module_list)
+    }
+
+    #[test]
+    fn the_pvh_module_list_gives_the_first_module() {
+        let (start_info, _memory_map, _modules) =
+            pvh_start_info(&[(0x80_0000, 4096 + 17), (0x90_0000, 64)]);
+        let mut info = BootInfo::empty(Protocol::Pvh);
+        // SAFETY: `start_info` and the buffers it points to live until the end of the test.
+        unsafe { info.read_pvh(start_info.as_ptr() as u64) }.unwrap();
+        info.reserve_boot_module().unwrap();
+        assert_eq!(
+            info.boot_module,
+            Some(BootModule {
+                start: 0x80_0000,
+                end: 0x80_1011
+            })
+        );
+        assert_eq!(info.boot_module_count, 2);
+        assert_eq!(info.memory_map.usable_bytes(), 0x100_0000 - 4096 - 17);
+    }
+
+    #[test]
+    fn a_pvh_start_info_without_modules_has_none() {
+        let (start_info, _memory_map, _modules) = pvh_start_info(&[]);
+        let mut info = BootInfo::empty(Protocol::Pvh);
+        // SAFETY: `start_info` and the buffers it points to live until the end of the test.
+        unsafe { info.read_pvh(start_info.as_ptr() as u64) }.unwrap();
+        assert_eq!(info.boot_module, None);
+        assert_eq!(info.memory_map.usable_bytes(), 0x100_0000);
+    }
+
+    #[test]
+    fn a_pvh_module_that_wraps_around_memory_is_an_error() {
+        let (start_info, _memory_map, _modules) = pvh_start_info(&[(u64::MAX - 10, 100)]);
+        let mut info = BootInfo::empty(Protocol::Pvh);
+        // SAFETY: `start_info` and the buffers it points to live until the end of the test.
+        let result = unsafe { info.read_pvh(start_info.as_ptr() as u64) };
+        assert!(matches!(result, Err(BootInfoError::BadModule { .. })));
     }
 }

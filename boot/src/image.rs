@@ -16,7 +16,8 @@ use crate::exit::{ExitCode, exit, halt_forever};
 use crate::paging::UncachedSummary;
 use crate::start::IDENTITY_MAPPED_GIB;
 use crate::{
-    acpi, clock, console, cpu, device_memory, memory, network, paging, pci, self_test, smp,
+    acpi, clock, configuration_file, console, cpu, device_memory, memory, network, paging, pci,
+    self_test, smp,
 };
 
 unsafe extern "C" {
@@ -86,7 +87,24 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         summary.frames_free_bytes >> 20
     );
     check_heap(0);
-    let application = application_configuration(config, boot_info.command_line(), None);
+    // The configuration file's bytes, if the loader or the VM gave one.
+    let configuration_file = match configuration_file::configuration_file(&boot_info) {
+        Ok(file) => file,
+        Err(error) => panic!("config: {error}"),
+    };
+    match &configuration_file {
+        Some(file) => info!(
+            "config: {} bytes from {}",
+            file.bytes.len(),
+            file.source.name()
+        ),
+        None => info!("config: none"),
+    }
+    let application = application_configuration(
+        config,
+        boot_info.command_line(),
+        configuration_file.as_ref().map(|file| file.bytes.as_slice()),
+    );
     let guard_page = (&raw const boot_stack_guard) as u64;
     if let Err(error) = paging::unmap_guard_page(guard_page) {
         panic!("boot stack guard page: {error:?}");

@@ -7,7 +7,6 @@ fn main() {
     eprintln!("unisock-boot builds the bootable image: run `cargo xtask build`");
 }
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
@@ -24,6 +23,10 @@ mod apic;
 mod boot_info;
 #[cfg(target_os = "none")]
 mod clock;
+// Also built for host tests: which source wins, and the size limit.
+#[cfg(any(target_os = "none", test))]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod configuration_file;
 #[cfg(target_os = "none")]
 mod cpu;
 // Also built for host tests: which ranges of a memory map are device memory.
@@ -36,6 +39,10 @@ mod device_memory;
 mod entropy;
 #[cfg(target_os = "none")]
 mod exit;
+// Also built for host tests: the directory walk, against a fake device.
+#[cfg(any(target_os = "none", test))]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod fw_cfg;
 #[cfg(target_os = "none")]
 mod idle;
 #[cfg(target_os = "none")]

@@ -114,7 +114,11 @@ impl Boot {
 
     /// The GRUB ISO under `firmware` (`seabios` or `ovmf`).
     pub fn iso(firmware: &str) -> Boot {
-        let iso = artifact("unisock.iso");
+        Boot::iso_at(&artifact("unisock.iso"), firmware)
+    }
+
+    /// The GRUB ISO at `iso` under `firmware` (`seabios` or `ovmf`).
+    pub fn iso_at(iso: &Path, firmware: &str) -> Boot {
         Boot::with_arguments(vec![
             "--iso".into(),
             iso.display().to_string(),
@@ -150,6 +154,20 @@ impl Boot {
     /// The kernel command line (only for [`Boot::kernel`]; disk images carry their own).
     pub fn cmdline(mut self, words: &str) -> Boot {
         self.arguments.extend(["--cmdline".into(), words.into()]);
+        self
+    }
+
+    /// Hand the image `file` as its configuration file: the boot module (`-initrd`).
+    pub fn config(mut self, file: &Path) -> Boot {
+        self.arguments
+            .extend(["--config".into(), file.display().to_string()]);
+        self
+    }
+
+    /// Hand the image `file` as its configuration file by QEMU's fw_cfg.
+    pub fn config_fw_cfg(mut self, file: &Path) -> Boot {
+        self.arguments
+            .extend(["--config-fw-cfg".into(), file.display().to_string()]);
         self
     }
 

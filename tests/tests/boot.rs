@@ -1,10 +1,14 @@
-//! Boot tests: the image comes up on every core it is given, reports faults and panics, and
-//! boots from its disk images under BIOS and UEFI.
+//! Boot tests: the image comes up on every core it is given, reports faults and panics,
+//! boots from its disk images under BIOS and UEFI, and receives its configuration file.
+
+mod guest;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use unisock_e2e::{Boot, Outcome, Run, process_group_alive};
+use guest::{Guest, ScratchFile};
+
+use unisock_e2e::{Boot, Outcome, Run, artifacts_directory, process_group_alive, repository_root};
 
 /// The key=value fields of a line such as `unisock: ready cpus=4`.
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -267,4 +271,167 @@ fn qcow2_disk_boots_under_seabios() {
     assert_eq!(run.outcome, Outcome::LineSeen, "{}", run.output);
     run.expect_line("boot: protocol=multiboot2");
     eprintln!("qcow2 under SeaBIOS: ready after {:?}", run.elapsed);
+}
+
+/// The largest configuration file the image takes (boot/src/configuration_file.rs).
+const MAX_CONFIGURATION_BYTES: usize = 1 << 20;
+
+/// `contents` in a scratch file of the temporary directory, removed however the test ends.
+fn scratch_file(name: &str, contents: &[u8]) -> ScratchFile {
+    let path = std::env::temp_dir().join(format!("unisock-e2e-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).expect("cannot write a scratch file");
+    ScratchFile(path)
+}
+
+/// A configuration file of TOML comments only (valid, and empty, whatever settings the
+/// parser knows), `bytes` long.
+fn comment_file(bytes: usize) -> Vec<u8> {
+    let line = b"# a configuration file that says nothing, to count its bytes\n";
+    line.iter().copied().cycle().take(bytes).collect()
+}
+
+/// The 32-bit FNV-1a hash the image prints at debug level (`config: fnv1a32 0x...`).
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Checks that the image took exactly `contents` from `source`.
+fn expect_configuration(run: &Run, contents: &[u8], source: &str) {
+    run.expect_line(&format!("config: {} bytes from {source}", contents.len()));
+    assert_eq!(
+        run.expect_line("config: fnv1a32 "),
+        format!("config: fnv1a32 0x{:08x}", fnv1a32(contents)),
+        "the image's bytes differ from the file's"
+    );
+}
+
+#[test]
+fn a_configuration_file_as_initrd_arrives_as_the_boot_module() {
+    let contents = comment_file(1234);
+    let file = scratch_file("initrd.toml", &contents);
+    let run = Boot::kernel()
+        .config(&file.0)
+        .cmdline("exit-after-boot log=debug")
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+    expect_configuration(&run, &contents, "boot module");
+    run.expect_line("unisock: ready");
+}
+
+#[test]
+fn a_configuration_file_by_fw_cfg_arrives_from_fw_cfg() {
+    let contents = comment_file(4097);
+    let file = scratch_file("fw-cfg.toml", &contents);
+    let run = Boot::kernel()
+        .config_fw_cfg(&file.0)
+        .cmdline("exit-after-boot log=debug")
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+    expect_configuration(&run, &contents, "fw_cfg opt/unisock/config");
+}
+
+#[test]
+fn without_a_configuration_file_the_console_says_none() {
+    let run = Boot::kernel().cmdline("exit-after-boot").run();
+    assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+    let lines: Vec<&str> = run.lines_starting_with("config: ").collect();
+    assert_eq!(lines, ["config: none"], "{}", run.output);
+}
+
+#[test]
+fn with_both_the_boot_module_wins_and_fw_cfg_is_named_ignored() {
+    let module = comment_file(100);
+    let firmware_config = comment_file(200);
+    let module_file = scratch_file("both-module.toml", &module);
+    let firmware_config_file = scratch_file("both-fw-cfg.toml", &firmware_config);
+    let run = Boot::kernel()
+        .config(&module_file.0)
+        .config_fw_cfg(&firmware_config_file.0)
+        .cmdline("exit-after-boot log=debug")
+        .run();
+    assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+    expect_configuration(&run, &module, "boot module");
+    run.expect_line("config: fw_cfg opt/unisock/config ignored");
+}
+
+#[test]
+fn a_configuration_file_over_one_mib_stops_the_boot_naming_size_and_limit() {
+    let largest = scratch_file("largest.toml", &comment_file(MAX_CONFIGURATION_BYTES));
+    let too_large = scratch_file("too-large.toml", &comment_file(MAX_CONFIGURATION_BYTES + 1));
+    for (source, boot) in [
+        ("boot module", Boot::kernel().config(&largest.0)),
+        (
+            "fw_cfg opt/unisock/config",
+            Boot::kernel().config_fw_cfg(&largest.0),
+        ),
+    ] {
+        let run = boot.cmdline("exit-after-boot").run();
+        assert_eq!(run.outcome, Outcome::Exited(0), "{}", run.output);
+        run.expect_line(&format!(
+            "config: {MAX_CONFIGURATION_BYTES} bytes from {source}"
+        ));
+    }
+    for (source, boot) in [
+        ("boot module", Boot::kernel().config(&too_large.0)),
+        (
+            "fw_cfg opt/unisock/config",
+            Boot::kernel().config_fw_cfg(&too_large.0),
+        ),
+    ] {
+        let run = boot.cmdline("exit-after-boot").run();
+        assert_eq!(run.outcome, Outcome::Exited(3), "{}", run.output);
+        let panic = run.expect_line("unisock: panic");
+        assert!(
+            panic.contains(&format!(
+                "config: the file from the {source} is 1048577 bytes, more than the limit of \
+                 1048576 bytes"
+            )),
+            "{panic}"
+        );
+        assert!(run.lines_starting_with("unisock: ready").next().is_none());
+    }
+}
+
+#[test]
+fn an_iso_built_with_a_configuration_file_hands_it_over_as_a_grub_module() {
+    // `cargo xtask test` builds this ISO with `--config` (and `exit-after-boot log=debug`).
+    let iso = artifacts_directory().join("config-module/unisock.iso");
+    assert!(
+        iso.is_file(),
+        "{} is missing: run `cargo xtask image --config tests/data/config-module.toml \
+         --cmdline \"exit-after-boot log=debug\" --output {}`",
+        iso.display(),
+        artifacts_directory().join("config-module").display()
+    );
+    let contents = std::fs::read(repository_root().join("tests/data/config-module.toml"))
+        .expect("the test's configuration file");
+    for firmware in ["seabios", "ovmf"] {
+        let run = Boot::iso_at(&iso, firmware)
+            .timeout(Duration::from_secs(180))
+            .run();
+        assert_eq!(
+            run.outcome,
+            Outcome::Exited(0),
+            "{firmware}:\n{}",
+            run.output
+        );
+        run.expect_line("boot: protocol=multiboot2");
+        expect_configuration(&run, &contents, "boot module");
+        eprintln!("ISO with a module under {firmware}: {:?}", run.elapsed);
+    }
+}
+
+#[test]
+fn net_run_hands_its_configuration_file_to_the_image() {
+    let contents = comment_file(321);
+    let file = scratch_file("net-run.toml", &contents);
+    let path = file.0.display().to_string();
+    let guest = Guest::boot_with(1, None, &["--config", &path]);
+    let output = guest.output();
+    assert!(
+        output.contains("config: 321 bytes from boot module"),
+        "{output}"
+    );
 }

@@ -41,12 +41,17 @@ const PACKAGES: &[&str] = &[
 
 const USAGE: &str = "usage: cargo xtask <command>
   build                    build the image: target/unisock/unisock.elf
-  image [--cmdline WORDS]  build the image, the GRUB ISO and the qcow2 disk image
+  image [--cmdline WORDS] [--config FILE] [--output DIRECTORY]
+                           build the image, the GRUB ISO and the qcow2 disk image (in
+                           DIRECTORY, default target/unisock); --config FILE goes in the ISO
+                           as /boot/unisock.toml, loaded by GRUB as a boot module (module2)
   run [RUN ARGS]           build, start a demo backend on this host, then boot with the reverse
                            proxy in front of it at http://127.0.0.1:8080/ and the responder
                            at http://127.0.0.1:8081/ (qemu/net-user: user-mode network, no
-                           root; e.g. --smp 4 --cmdline log=debug); --iso or --disk
-                           [--firmware seabios|ovmf] boot the disk images with qemu/run instead
+                           root; e.g. --smp 4 --cmdline log=debug); --config FILE boots
+                           with that configuration file (-initrd; --config-fw-cfg FILE: by
+                           QEMU's fw_cfg); --iso or --disk [--firmware seabios|ovmf] boot
+                           the disk images with qemu/run instead (--config then goes by fw_cfg)
   test                     install-deps, host tests, image, end-to-end tests in QEMU
   install-deps             apt-get install whatever of QEMU, OVMF, GRUB, xorriso and the
                            network test tools (iproute2, curl, ping, nc, ab) is missing
@@ -159,27 +164,93 @@ fn build() -> Result<PathBuf, Failure> {
     Ok(destination)
 }
 
-/// Builds the ELF, wraps it in a hybrid BIOS+UEFI GRUB ISO and converts that to qcow2.
-fn image(arguments: &[String]) -> Step {
-    let cmdline = match arguments {
-        [] => String::new(),
-        [flag, words] if flag == "--cmdline" => words.clone(),
-        _ => return Err(Failure("usage: cargo xtask image [--cmdline WORDS]".into())),
-    };
-    let elf = build()?;
-    let artifacts = artifacts_directory();
-    let staging = artifacts.join("iso-root");
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(staging.join("boot/grub")).map_err(io_failure("create the ISO tree"))?;
-    fs::copy(&elf, staging.join("boot/unisock.elf")).map_err(io_failure("copy the image"))?;
-    let grub_configuration = format!(
+/// What `cargo xtask image` puts in the disk images.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ImageOptions {
+    /// The kernel command line GRUB passes.
+    cmdline: String,
+    /// A configuration file, loaded by GRUB as the first boot module.
+    config: Option<PathBuf>,
+    /// Where the ISO and qcow2 go (default `target/unisock`).
+    output: Option<PathBuf>,
+}
+
+const IMAGE_USAGE: &str =
+    "usage: cargo xtask image [--cmdline WORDS] [--config FILE] [--output DIRECTORY]";
+
+impl ImageOptions {
+    fn parse(arguments: &[String]) -> Result<ImageOptions, Failure> {
+        let mut options = ImageOptions::default();
+        let mut arguments = arguments.iter();
+        while let Some(flag) = arguments.next() {
+            let value = arguments.next();
+            match (flag.as_str(), value) {
+                ("--cmdline", Some(words)) => options.cmdline = words.clone(),
+                ("--config", Some(file)) => options.config = Some(PathBuf::from(file)),
+                ("--output", Some(directory)) => options.output = Some(PathBuf::from(directory)),
+                _ => return Err(Failure(IMAGE_USAGE.into())),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Where the ISO holds the configuration file, and the name GRUB loads it by.
+const ISO_CONFIGURATION_PATH: &str = "/boot/unisock.toml";
+
+/// GRUB's configuration: boot the image at once with `cmdline`, and with the configuration
+/// file at `config_module` (a path inside the ISO) as its first boot module.
+fn grub_configuration(cmdline: &str, config_module: Option<&str>) -> String {
+    let module = config_module.map_or(String::new(), |path| format!("    module2 {path}\n"));
+    format!(
         "# Unisock: boot the image at once, with its console on COM1.\n\
          set timeout=0\n\
          set default=0\n\
          menuentry \"unisock\" {{\n\
          \x20   multiboot2 /boot/unisock.elf {cmdline}\n\
+         {module}\
          \x20   boot\n\
          }}\n"
+    )
+}
+
+/// Fails, naming the file, unless `path` is a regular file this user can read: the image
+/// would otherwise be built or booted without the configuration the user asked for.
+fn check_configuration_file(path: &Path) -> Step {
+    let readable = fs::File::open(path).and_then(|file| file.metadata());
+    match readable {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(Failure(format!(
+            "the configuration file {} is not a regular file",
+            path.display()
+        ))),
+        Err(error) => Err(Failure(format!(
+            "cannot read the configuration file {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// Builds the ELF, wraps it in a hybrid BIOS+UEFI GRUB ISO and converts that to qcow2.
+fn image(arguments: &[String]) -> Step {
+    let options = ImageOptions::parse(arguments)?;
+    if let Some(config) = &options.config {
+        check_configuration_file(config)?;
+    }
+    let elf = build()?;
+    let artifacts = options.output.clone().unwrap_or_else(artifacts_directory);
+    let staging = artifacts.join("iso-root");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(staging.join("boot/grub")).map_err(io_failure("create the ISO tree"))?;
+    fs::copy(&elf, staging.join("boot/unisock.elf")).map_err(io_failure("copy the image"))?;
+    if let Some(config) = &options.config {
+        let inside = ISO_CONFIGURATION_PATH.trim_start_matches('/');
+        fs::copy(config, staging.join(inside))
+            .map_err(io_failure("copy the configuration file"))?;
+    }
+    let grub_configuration = grub_configuration(
+        &options.cmdline,
+        options.config.as_ref().map(|_| ISO_CONFIGURATION_PATH),
     );
     fs::write(staging.join("boot/grub/grub.cfg"), grub_configuration)
         .map_err(io_failure("write grub.cfg"))?;
@@ -217,6 +288,12 @@ fn run(arguments: &[String]) -> Step {
     let mut disk_image = false;
     for (index, argument) in arguments.iter().enumerate() {
         forwarded.push(argument.clone());
+        if argument == "--config" || argument == "--config-fw-cfg" {
+            let Some(file) = arguments.get(index + 1) else {
+                return Err(Failure(format!("{argument} needs a FILE")));
+            };
+            check_configuration_file(Path::new(file))?;
+        }
         let default = match argument.as_str() {
             "--iso" => "unisock.iso",
             "--disk" => "unisock.qcow2",
@@ -332,11 +409,32 @@ fn bench_compare() -> Step {
     compare::run(&repository_root(), &image)
 }
 
+/// The configuration file of the boot tests' ISO, and the directory (under the artifacts)
+/// that ISO goes to (tests/tests/boot.rs reads both).
+const CONFIG_MODULE_TEST_FILE: &str = "tests/data/config-module.toml";
+const CONFIG_MODULE_TEST_DIRECTORY: &str = "config-module";
+
 /// The whole test suite, as CI and the README run it.
 fn test() -> Step {
     install_dependencies()?;
     cargo(&["test", "--workspace", "--exclude", "unisock-e2e"])?;
     image(&[])?;
+    // The boot tests also boot an ISO whose GRUB loads a configuration file as a module;
+    // at debug level the image prints the file's hash, and it exits once it is up.
+    image(&[
+        "--cmdline".into(),
+        "exit-after-boot log=debug".into(),
+        "--config".into(),
+        repository_root()
+            .join(CONFIG_MODULE_TEST_FILE)
+            .display()
+            .to_string(),
+        "--output".into(),
+        artifacts_directory()
+            .join(CONFIG_MODULE_TEST_DIRECTORY)
+            .display()
+            .to_string(),
+    ])?;
     let status = Command::new(cargo_program())
         .current_dir(repository_root())
         .args(["test", "--package", "unisock-e2e"])
@@ -496,6 +594,63 @@ fn io_failure(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| word.to_string()).collect()
+    }
+
+    #[test]
+    fn grub_loads_the_configuration_as_the_first_module_after_the_kernel() {
+        let text = grub_configuration("log=debug", Some("/boot/unisock.toml"));
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let kernel = lines
+            .iter()
+            .position(|line| *line == "multiboot2 /boot/unisock.elf log=debug")
+            .expect(&text);
+        assert_eq!(lines[kernel + 1], "module2 /boot/unisock.toml", "{text}");
+        assert_eq!(lines[kernel + 2], "boot", "{text}");
+    }
+
+    #[test]
+    fn without_a_configuration_grub_loads_no_module() {
+        let text = grub_configuration("", None);
+        assert!(!text.contains("module2"), "{text}");
+        assert!(text.contains("multiboot2 /boot/unisock.elf"), "{text}");
+        assert!(text.contains("    boot\n"), "{text}");
+    }
+
+    #[test]
+    fn image_options_take_cmdline_config_and_output_in_any_order() {
+        assert_eq!(
+            ImageOptions::parse(&strings(&[
+                "--output",
+                "/tmp/out",
+                "--config",
+                "a.toml",
+                "--cmdline",
+                "log=debug"
+            ]))
+            .unwrap(),
+            ImageOptions {
+                cmdline: "log=debug".into(),
+                config: Some("a.toml".into()),
+                output: Some("/tmp/out".into()),
+            }
+        );
+        assert_eq!(ImageOptions::parse(&[]).unwrap(), ImageOptions::default());
+        assert!(ImageOptions::parse(&strings(&["--config"])).is_err());
+        assert!(ImageOptions::parse(&strings(&["--frobnicate", "x"])).is_err());
+    }
+
+    #[test]
+    fn a_configuration_file_that_cannot_be_read_is_named() {
+        let missing = Path::new("/nonexistent/unisock.toml");
+        let Failure(message) = check_configuration_file(missing).unwrap_err();
+        assert!(message.contains("/nonexistent/unisock.toml"), "{message}");
+        let Failure(message) = check_configuration_file(Path::new("/tmp")).unwrap_err();
+        assert!(message.contains("not a regular file"), "{message}");
+        check_configuration_file(&repository_root().join(CONFIG_MODULE_TEST_FILE)).unwrap();
+    }
 
     #[test]
     fn the_target_is_added_only_when_missing() {
