@@ -103,7 +103,9 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
     let application = application_configuration(
         config,
         boot_info.command_line(),
-        configuration_file.as_ref().map(|file| file.bytes.as_slice()),
+        configuration_file
+            .as_ref()
+            .map(|file| file.bytes.as_slice()),
     );
     let guard_page = (&raw const boot_stack_guard) as u64;
     if let Err(error) = paging::unmap_guard_page(guard_page) {

@@ -736,3 +736,93 @@ fn metrics_pass_promtool_and_move_with_the_requests_proxied() {
     );
     let _ = std::fs::remove_dir_all(&files);
 }
+
+fn config_file_of(text: &str) -> guest::ScratchFile {
+    let file = guest::ScratchFile(std::env::temp_dir().join(format!(
+        "unisock-e2e-boot-config-{}-{}.toml",
+        std::process::id(),
+        NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
+    )));
+    std::fs::write(&file.0, text).unwrap();
+    file
+}
+
+fn ready_line(guest: &Guest) -> String {
+    guest
+        .output()
+        .lines()
+        .find(|line| line.contains("unisock: ready"))
+        .map(str::to_string)
+        .expect("the ready line")
+}
+
+/// The configuration file as a boot module (`-initrd`) and through fw_cfg: two listeners with
+/// their own pools both proxy. And `GET /config` of a guest configured by words alone, given
+/// back to a guest as its only configuration, gives the same configuration.
+#[test]
+fn a_configuration_file_runs_two_listeners_and_get_config_boots_the_same() {
+    let file = format!(
+        "[admin]\nport = {ADMIN_PORT}\ntoken = \"{TOKEN}\"\n\n\
+         [[listener]]\nport = {PROXY_PORT}\npool = \"a\"\n\n\
+         [[listener]]\nport = 8090\npool = \"b\"\ntimeout.client = 5\n\n\
+         [pool.a]\nbackends = [\"{PEER}:8081\"]\n\n\
+         [pool.b]\nbackends = [\"{PEER}:8082\"]\nbalance = \"leastconn\"\n"
+    );
+    let file = config_file_of(&file);
+    let files = Backend::scratch_directory("files");
+    for option in ["--config", "--config-fw-cfg"] {
+        let guest = Guest::boot_custom(2, None, SERVICES, &[option, file.0.to_str().unwrap()]);
+        let ready = ready_line(&guest);
+        assert!(
+            ready.ends_with(&format!(
+                "proxy={PROXY_PORT} backends=1 listeners=2 admin={ADMIN_PORT}"
+            )),
+            "{option}: {ready}"
+        );
+        let _a = Backend::nginx(&guest, 8081, &files);
+        let _b = Backend::nginx(&guest, 8082, &files);
+        assert_eq!(curl_through_proxy(&guest, "/"), "nginx-8081\n", "{option}");
+        let second = guest.expect_shell(
+            &format!("curl -sS --max-time 20 http://{GUEST}:8090/"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(second, "nginx-8082\n", "{option}");
+        let written = admin(
+            &guest,
+            &format!("-H 'Authorization: Bearer {TOKEN}'"),
+            "/config",
+        );
+        assert!(written.contains("[pool.b]"), "{written}");
+    }
+
+    let words = format!(
+        "{SERVICES} proxy={PROXY_PORT} backends={PEER}:8081*3,{PEER}:8082 balance=wrr \
+         timeout.connect=1.25 health=tcp admin={ADMIN_PORT} admin.token={TOKEN} accesslog=console \
+         accesslog.sample=7"
+    );
+    let by_words = Guest::boot_custom(2, None, &words, &[]);
+    let written = admin(
+        &by_words,
+        &format!("-H 'Authorization: Bearer {TOKEN}'"),
+        "/config",
+    );
+    drop(by_words);
+    assert!(written.contains("timeout.connect = 1.25"), "{written}");
+    let written_file = config_file_of(&written);
+    let by_file = Guest::boot_custom(
+        2,
+        None,
+        SERVICES,
+        &["--config", written_file.0.to_str().unwrap()],
+    );
+    let again = admin(
+        &by_file,
+        &format!("-H 'Authorization: Bearer {TOKEN}'"),
+        "/config",
+    );
+    assert_eq!(
+        again, written,
+        "the file from GET /config boots the same configuration"
+    );
+    let _ = std::fs::remove_dir_all(&files);
+}
