@@ -179,6 +179,7 @@ fn requests_across_reconfigurations_are_all_answered() {
             handle: host.executor.handle(),
             access_log: None,
         })
+        .1
         .unwrap();
     }
     for index in 0..3 {

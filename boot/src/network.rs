@@ -626,20 +626,19 @@ pub fn run_core(index: u32) -> ! {
             handle: handle.clone(),
             access_log: Some(Rc::new(|line: &str| println!("{line}"))),
         };
-        match CoreProxy::start(start) {
-            Ok(core) => {
-                if let Some((port, own_network)) = admin {
-                    let context = AdminContext {
-                        core,
-                        own_network,
-                        report,
-                    };
-                    if let Err(error) = admin::start(context, port) {
-                        warn!("net: cpu {index}: admin listener: {error:?}");
-                    }
-                }
+        let (core, opened) = CoreProxy::start(start);
+        if let Err(error) = opened {
+            warn!("net: cpu {index}: a proxy listener: {error:?} (tried again every second)");
+        }
+        if let Some((port, own_network)) = admin {
+            let context = AdminContext {
+                core,
+                own_network,
+                report,
+            };
+            if let Err(error) = admin::start(context, port) {
+                warn!("net: cpu {index}: admin listener: {error:?}");
             }
-            Err(error) => warn!("net: cpu {index}: proxy listeners: {error:?}"),
         }
     }
     if let Some(gateway) = gateway {

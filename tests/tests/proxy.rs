@@ -474,6 +474,10 @@ fn the_admin_api_reconfigures_and_drains_cores_without_an_error() {
     let json = admin(&guest, "", "/sockets?format=json");
     assert!(json.starts_with("{\"sockets\":["), "{json}");
     assert_eq!(admin_status(&guest, "", "/config"), "403");
+    // No other spelling reaches what the token guards.
+    assert_eq!(admin_status(&guest, "", "/config/"), "404");
+    assert_eq!(admin_status(&guest, "", "//config"), "404");
+    assert_eq!(admin_status(&guest, "", "/config?format=toml"), "403");
     assert_eq!(
         admin_status(
             &guest,
@@ -565,15 +569,30 @@ fn the_admin_api_reconfigures_and_drains_cores_without_an_error() {
         "/cores/1/enable",
     );
 
-    // An allow-list without the namespace's address: refused with 403.
-    let closed = two_backends.replace(
+    // A file that would refuse the address sending it is itself refused.
+    let lock_out = two_backends.replace(
         &format!("port = {ADMIN_PORT}\n"),
         &format!("port = {ADMIN_PORT}\nallow = [\"10.99.0.0/16\"]\n"),
     );
-    assert_ne!(closed, two_backends);
-    let answer = put_config(&guest, &closed);
+    assert_ne!(lock_out, two_backends);
+    let answer = put_config(&guest, &lock_out);
+    assert!(answer.contains("`admin.allow`"), "{answer}");
+    // An allow-list of the peer's address alone: another address of the namespace gets 403.
+    let narrow = two_backends.replace(
+        &format!("port = {ADMIN_PORT}\n"),
+        &format!("port = {ADMIN_PORT}\nallow = [\"{PEER}\"]\n"),
+    );
+    let answer = put_config(&guest, &narrow);
     assert!(answer.contains("admin changed"), "{answer}");
-    assert_eq!(admin_status(&guest, "", "/metrics"), "403");
+    guest.expect_shell(
+        "ip addr add 10.77.0.3/24 dev unisock0",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        admin_status(&guest, "--interface 10.77.0.3", "/metrics"),
+        "403"
+    );
+    assert_eq!(admin_status(&guest, "", "/metrics"), "200");
     drop(nginx_a);
     let _ = std::fs::remove_dir_all(&files);
 }

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -27,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `PUT /config` and `GET /sockets` wait for every core.
 const CORES_TIMEOUT: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(5);
+/// Admin connections served at once on one core; more are reset.
+const MAX_CONNECTIONS_PER_CORE: usize = 16;
 
 /// What each core's admin listener needs.
 #[derive(Clone)]
@@ -43,10 +46,23 @@ pub fn start(context: AdminContext, port: u16) -> Result<(), SocketError> {
     let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
     let served = context.core.opener().listen(local, 64)?;
     let handle = context.core.handle().clone();
+    let open = Rc::new(Cell::new(0usize));
     handle.clone().spawn(async move {
         loop {
             match served.listener().accept().await {
-                Ok(stream) => handle.spawn(serve(context.clone(), stream)),
+                Ok(stream) if open.get() >= MAX_CONNECTIONS_PER_CORE => {
+                    // Over the cap: reset at once, holding nothing.
+                    let _ = stream.abort();
+                }
+                Ok(stream) => {
+                    open.set(open.get() + 1);
+                    let open = open.clone();
+                    let context = context.clone();
+                    handle.spawn(async move {
+                        serve(context, stream).await;
+                        open.set(open.get() - 1);
+                    });
+                }
                 Err(_) => return,
             }
         }
@@ -92,10 +108,7 @@ async fn serve(context: AdminContext, stream: TcpStream) {
         .map_or(Ipv4Addr::UNSPECIFIED, |address| *address.ip());
     let mut client = BufferedStream::new(stream);
     let handle = context.core.handle().clone();
-    let answer = match read_request(&context, &mut client).await {
-        Ok((head, body)) => answer(&context, remote, &head, &body).await,
-        Err(answer) => answer,
-    };
+    let answer = respond(&context, remote, &mut client).await;
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         answer.status,
@@ -111,22 +124,82 @@ async fn serve(context: AdminContext, stream: TcpStream) {
     }
 }
 
-async fn read_request(
+/// The allow-list is checked before a byte is read, the token after the head and before the
+/// body: a refused peer makes the appliance hold nothing for it.
+async fn respond(context: &AdminContext, remote: Ipv4Addr, client: &mut BufferedStream) -> Answer {
+    let board = context.core.board();
+    let admin = board.current().configuration.admin.clone();
+    let allowed = match admin.as_ref().and_then(|admin| admin.allow.as_ref()) {
+        Some(ranges) => ranges.iter().any(|range| range.contains(remote)),
+        None => context.own_network.contains(remote),
+    };
+    if !allowed {
+        board.admin_refused.fetch_add(1, Ordering::Relaxed);
+        return Answer::text(403, format!("{remote} may not use the admin listener\n"));
+    }
+    let deadline = context.core.handle().now() + REQUEST_TIMEOUT;
+    let head = match read_head(context, client, deadline).await {
+        Ok(head) => head,
+        Err(answer) => return answer,
+    };
+    let (path, query) = head
+        .target
+        .split_once('?')
+        .unwrap_or((head.target.as_str(), ""));
+    let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+    // One spelling per endpoint (`/config/` or `//config` are not `/config`), so that what
+    // the token guards cannot be reached by another path.
+    let mut canonical = String::new();
+    for segment in &segments {
+        canonical.push('/');
+        canonical.push_str(segment);
+    }
+    if canonical.is_empty() {
+        canonical.push('/');
+    }
+    if canonical != path {
+        return Answer::text(404, "no such endpoint (GET / lists them)\n");
+    }
+    let needs_token = head.method != "GET" || segments == ["config"];
+    if needs_token {
+        let token = admin.as_ref().and_then(|admin| admin.token.as_deref());
+        let authorised = match (token, bearer_token(&head)) {
+            (Some(expected), Some(given)) => same_secret(expected.as_bytes(), given),
+            _ => false,
+        };
+        if !authorised {
+            board.admin_refused.fetch_add(1, Ordering::Relaxed);
+            let why = if token.is_none() {
+                "changes are refused: no admin token is configured\n"
+            } else {
+                "needs Authorization: Bearer <token>\n"
+            };
+            return Answer::text(403, why);
+        }
+    }
+    let body = match read_body(context, client, &head, deadline).await {
+        Ok(body) => body,
+        Err(answer) => return answer,
+    };
+    answer(context, remote, &head, &segments, query, &body).await
+}
+
+async fn read_head(
     context: &AdminContext,
     client: &mut BufferedStream,
-) -> Result<(RequestHead, Vec<u8>), Answer> {
+    deadline: unisock_kernel::time::Instant,
+) -> Result<RequestHead, Answer> {
     let handle = context.core.handle();
     let limits = HeadLimits {
         request_line: 8 * 1024,
         header_bytes: 32 * 1024,
         header_count: 100,
     };
-    let deadline = handle.now() + REQUEST_TIMEOUT;
-    let head = loop {
+    loop {
         match request::parse(client.buffered(), &limits) {
             Ok(Some((head, length))) => {
                 client.consume(length);
-                break head;
+                return Ok(head);
             }
             Ok(None) => {}
             Err(error) => return Err(Answer::text(error.status(), "bad request\n")),
@@ -136,7 +209,16 @@ async fn read_request(
             Ok(0) | Err(_) => return Err(Answer::text(408, "request timed out\n")),
             Ok(_) => {}
         }
-    };
+    }
+}
+
+async fn read_body(
+    context: &AdminContext,
+    client: &mut BufferedStream,
+    head: &RequestHead,
+    deadline: unisock_kernel::time::Instant,
+) -> Result<Vec<u8>, Answer> {
+    let handle = context.core.handle();
     let length = match head.framing {
         BodyFraming::Empty => 0,
         BodyFraming::Length(length) if length <= crate::config::MAX_FILE_BYTES as u64 => {
@@ -154,7 +236,7 @@ async fn read_request(
     }
     let body = client.buffered()[..length].to_vec();
     client.consume(length);
-    Ok((head, body))
+    Ok(body)
 }
 
 /// `a == b` in time that depends only on the lengths.
@@ -183,42 +265,13 @@ async fn answer(
     context: &AdminContext,
     remote: Ipv4Addr,
     head: &RequestHead,
+    segments: &[&str],
+    query: &str,
     body: &[u8],
 ) -> Answer {
     let board = context.core.board();
     let current = board.current();
-    let admin = current.configuration.admin.clone();
-    let allowed = match admin.as_ref().and_then(|admin| admin.allow.as_ref()) {
-        Some(ranges) => ranges.iter().any(|range| range.contains(remote)),
-        None => context.own_network.contains(remote),
-    };
-    if !allowed {
-        board.admin_refused.fetch_add(1, Ordering::Relaxed);
-        return Answer::text(403, format!("{remote} may not use the admin listener\n"));
-    }
-    let (path, query) = head
-        .target
-        .split_once('?')
-        .unwrap_or((head.target.as_str(), ""));
-    let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
-    let needs_token = head.method != "GET" || path == "/config";
-    if needs_token {
-        let token = admin.as_ref().and_then(|admin| admin.token.as_deref());
-        let authorised = match (token, bearer_token(head)) {
-            (Some(expected), Some(given)) => same_secret(expected.as_bytes(), given),
-            _ => false,
-        };
-        if !authorised {
-            board.admin_refused.fetch_add(1, Ordering::Relaxed);
-            let why = if token.is_none() {
-                "changes are refused: no admin token is configured\n"
-            } else {
-                "needs Authorization: Bearer <token>\n"
-            };
-            return Answer::text(403, why);
-        }
-    }
-    match (head.method.as_str(), segments.as_slice()) {
+    match (head.method.as_str(), segments) {
         ("GET", []) => Answer::text(
             200,
             "GET /metrics /stats /sockets[?format=json] /config\nPUT /config\n\
@@ -245,7 +298,7 @@ async fn answer(
             content_type: "application/toml",
             body: current.configuration.to_file(),
         },
-        ("PUT", ["config"]) => put_config(context, body).await,
+        ("PUT", ["config"]) => put_config(context, remote, body).await,
         ("POST", ["backends", pool, address, action]) => {
             drain_backend(board, pool, address, action)
         }
@@ -298,7 +351,7 @@ async fn sockets(context: &AdminContext, json: bool) -> Answer {
     }
 }
 
-async fn put_config(context: &AdminContext, body: &[u8]) -> Answer {
+async fn put_config(context: &AdminContext, remote: Ipv4Addr, body: &[u8]) -> Answer {
     let board = context.core.board();
     let Ok(text) = core::str::from_utf8(body) else {
         return Answer::text(400, "the configuration is not UTF-8\n");
@@ -324,6 +377,32 @@ async fn put_config(context: &AdminContext, body: &[u8]) -> Answer {
                  running (boot with the new file)\n",
             );
         }
+        // A file that would shut the operator out is refused: it would take a reboot to undo.
+        match &new.admin {
+            Some(admin) if admin.token.is_none() => {
+                return Answer::text(
+                    400,
+                    "configuration: `admin.token`: a file without the token would refuse every \
+                     later change\n",
+                );
+            }
+            Some(admin) => {
+                let still_allowed = match &admin.allow {
+                    Some(ranges) => ranges.iter().any(|range| range.contains(remote)),
+                    None => context.own_network.contains(remote),
+                };
+                if !still_allowed {
+                    return Answer::text(
+                        400,
+                        format!(
+                            "configuration: `admin.allow`: it would refuse {remote}, which sends \
+                             this change\n"
+                        ),
+                    );
+                }
+            }
+            None => {}
+        }
         let summary = describe_changes(old, &new);
         (board.publish(new), summary)
     };
@@ -332,11 +411,20 @@ async fn put_config(context: &AdminContext, body: &[u8]) -> Answer {
         (board.cores_applied(generation) == cores).then_some(())
     })
     .await;
-    let status = if applied.is_some() { 200 } else { 503 };
+    // Published either way: a core that has not switched yet (or could not open a new
+    // listener's port, and retries) is reported, and 202 says the change stands.
+    let (status, note) = if applied.is_some() {
+        (200, "")
+    } else {
+        (
+            202,
+            "in force; not every core has switched yet (or a core could not open a port and retries)\n",
+        )
+    };
     Answer::text(
         status,
         format!(
-            "generation={generation} applied_cores={}/{cores}\n{summary}",
+            "generation={generation} applied_cores={}/{cores}\n{note}{summary}",
             board.cores_applied(generation)
         ),
     )
@@ -402,6 +490,10 @@ fn drain_backend(board: &ControlBoard, pool: &str, address: &str, action: &str) 
         "enable" => false,
         _ => return Answer::text(404, "drain or enable\n"),
     };
+    // Under the change lock: a PUT publishing meanwhile would copy the state before it.
+    let Some(_change) = board.change.try_lock() else {
+        return Answer::text(503, "a change is being applied; try again\n");
+    };
     let current = board.current();
     let Some(index) = current.configuration.pool_index(pool) else {
         return Answer::text(404, format!("no pool `{pool}`\n"));
@@ -439,6 +531,10 @@ fn drain_core(board: &ControlBoard, core: &str, action: &str) -> Answer {
     };
     let Ok(core) = core.parse::<usize>() else {
         return Answer::text(400, format!("`{core}` is not a core number\n"));
+    };
+    // Under the change lock, so that two drains at once cannot both pass the last-core check.
+    let Some(_change) = board.change.try_lock() else {
+        return Answer::text(503, "a change is being applied; try again\n");
     };
     if drained
         && (0..board.core_count())

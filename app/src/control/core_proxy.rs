@@ -23,6 +23,8 @@ pub use crate::proxy::access_log::AccessLogSink;
 const CONTROL_PERIOD: Duration = Duration::from_millis(20);
 /// How often an accept loop with nothing to accept looks at its listener's state.
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// How often a core tries again a generation it could not fully apply.
+const RETRY_PERIOD: Duration = Duration::from_secs(1);
 /// Accept queue length of every proxy listener.
 const BACKLOG: usize = 1024;
 
@@ -66,7 +68,9 @@ pub struct CoreProxy {
 
 impl CoreProxy {
     /// Opens this core's listeners for the configuration in force and starts the control task.
-    pub fn start(start: CoreProxyStart) -> Result<Rc<CoreProxy>, SocketError> {
+    /// The proxy runs even when a port could not be opened (the error says which); the control
+    /// task tries that generation again every second.
+    pub fn start(start: CoreProxyStart) -> (Rc<CoreProxy>, Result<(), SocketError>) {
         let proxy = Rc::new(CoreProxy {
             board: start.board,
             place: start.place,
@@ -82,9 +86,9 @@ impl CoreProxy {
             access_log: RefCell::new(None),
         });
         let current = proxy.board.current();
-        proxy.apply(&current)?;
+        let applied = proxy.apply(&current);
         proxy.handle.spawn(control_loop(proxy.clone()));
-        Ok(proxy)
+        (proxy, applied)
     }
 
     pub fn board(&self) -> &Arc<ControlBoard> {
@@ -186,12 +190,16 @@ impl CoreProxy {
                 .any(|listener| listener.port == slot.port)
                 && !slot.removed.replace(true)
             {
+                slot.current.close_connections();
                 slot.current.get().retire();
             }
         }
+        // A generation counts as applied only when every listener of it is open here.
         self.applied.set(applied.generation);
-        self.board
-            .record_applied(self.place.index, applied.generation);
+        if result.is_ok() {
+            self.board
+                .record_applied(self.place.index, applied.generation);
+        }
         result
     }
 
@@ -236,13 +244,16 @@ impl CoreProxy {
 }
 
 async fn control_loop(proxy: Rc<CoreProxy>) {
+    let mut retry_at = None;
     loop {
         proxy.handle.sleep(CONTROL_PERIOD).await;
-        if proxy.board.generation() != proxy.applied.get() {
+        let now = proxy.handle.now();
+        let due = retry_at.is_some_and(|at| now >= at);
+        if proxy.board.generation() != proxy.applied.get() || due {
             let current = proxy.board.current();
-            // A port another program took meanwhile is the only failure; the core runs the
-            // rest, and the admin answer counts the cores that applied the generation.
-            let _ = proxy.apply(&current);
+            // A port that cannot be opened (another listener holds it while it drains) is the
+            // only failure: the core runs the rest, is not counted as applied, and tries again.
+            retry_at = proxy.apply(&current).is_err().then(|| now + RETRY_PERIOD);
         }
         let request = proxy.board.socket_request();
         if request > proxy.answered_sockets.get() {

@@ -47,6 +47,9 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     let client_handle = stream.handle();
     let mut client = BufferedStream::new(stream).metered(worker.meter(MeteredSide::Client));
     loop {
+        if current.is_closing() {
+            return client.close();
+        }
         let worker = current.get();
         let counters = worker.statistics();
         let head = match read_request(&worker, &mut client).await {

@@ -90,13 +90,25 @@ impl ProxyLegs {
 /// it between two requests, while requests in progress keep the one they started with.
 pub struct CurrentWorker {
     worker: RefCell<Rc<Worker>>,
+    /// The listener was removed: its keep-alive connections close after their request.
+    closing: Cell<bool>,
 }
 
 impl CurrentWorker {
     pub fn new(worker: Rc<Worker>) -> CurrentWorker {
         CurrentWorker {
             worker: RefCell::new(worker),
+            closing: Cell::new(false),
         }
+    }
+
+    /// Its client connections close after the request they are serving.
+    pub fn close_connections(&self) {
+        self.closing.set(true);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
     }
 
     pub fn get(&self) -> Rc<Worker> {
@@ -105,6 +117,7 @@ impl CurrentWorker {
 
     /// Puts `worker` in force and retires the one it replaces.
     pub fn replace(&self, worker: Rc<Worker>) {
+        self.closing.set(false);
         let old = core::mem::replace(&mut *self.worker.borrow_mut(), worker);
         old.retire();
     }
