@@ -360,10 +360,7 @@ async fn put_config(context: &AdminContext, remote: Ipv4Addr, body: &[u8]) -> An
         let Some(_change) = board.change.try_lock() else {
             return Answer::text(503, "another change is being applied\n");
         };
-        let new = match Configuration::from_file(text).and_then(|new| {
-            new.validate(&board.reserved_ports, Some(text))
-                .map(|()| new)
-        }) {
+        let new = match Configuration::from_file_reserving(text, &board.reserved_ports) {
             Ok(new) => new,
             Err(error) => return Answer::text(400, format!("configuration: {error}\n")),
         };

@@ -208,11 +208,25 @@ pub(super) fn line_at(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The first line of `text` holding `needle` (for whole-configuration errors).
-pub(super) fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|line| line.contains(needle))
-        .map(|index| index + 1)
+/// Where the file set what the whole-configuration checks look at, so that their errors name
+/// the line.
+#[derive(Clone, Debug, Default)]
+pub struct SourceLines {
+    /// By listener index: the line of its `port`, and of its `pool` if written.
+    pub listener_port: Vec<usize>,
+    pub listener_pool: Vec<Option<usize>>,
+    /// By pool name: the line of its table.
+    pub pools: Vec<(String, usize)>,
+    pub admin_port: Option<usize>,
+}
+
+impl SourceLines {
+    pub fn pool(&self, name: &str) -> Option<usize> {
+        self.pools
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, line)| *line)
+    }
 }
 
 /// Applies the file's values to a [`ProxySettings`] through the command-line words' own rules.
@@ -245,24 +259,41 @@ impl Applier<'_> {
     }
 }
 
-pub(super) fn parse(text: &str) -> Result<Configuration, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<(Configuration, SourceLines), ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(|error| toml_error(text, &error))?;
     let mut configuration = Configuration::default();
+    let mut lines = SourceLines::default();
     for (name, pool) in &raw.pool {
         configuration.pools.push(pool_config(text, name, pool)?);
+        lines
+            .pools
+            .push((name.clone(), line_at(text, pool.span().start)));
     }
     for (index, listener) in raw.listener.iter().enumerate() {
         configuration
             .listeners
             .push(listener_config(text, index, listener)?);
+        let raw = listener.get_ref();
+        lines
+            .listener_port
+            .push(line_at(text, raw.port.span().start));
+        lines.listener_pool.push(
+            raw.pool
+                .as_ref()
+                .map(|pool| line_at(text, pool.span().start)),
+        );
     }
+    lines.admin_port = raw
+        .admin
+        .as_ref()
+        .map(|admin| line_at(text, admin.get_ref().port.span().start));
     if let Some(admin) = &raw.admin {
         configuration.admin = Some(admin_settings(text, admin)?);
     }
     if let Some(log) = &raw.access_log {
         configuration.access_log = access_log_settings(text, log)?;
     }
-    Ok(configuration)
+    Ok((configuration, lines))
 }
 
 fn pool_config(text: &str, name: &str, pool: &Spanned<RawPool>) -> Result<PoolConfig, ConfigError> {

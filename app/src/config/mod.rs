@@ -148,17 +148,36 @@ impl Configuration {
         command_line: &str,
         reserved_ports: &[u16],
     ) -> Result<Configuration, ConfigError> {
-        let mut configuration = match file {
-            Some(text) => Configuration::from_file(text)?,
-            None => Configuration::default(),
+        let (mut configuration, lines) = match file {
+            Some(text) => {
+                let (configuration, lines) = Configuration::parse_file(text)?;
+                configuration.validate(&[], Some(&lines))?;
+                (configuration, Some(lines))
+            }
+            None => (Configuration::default(), None),
         };
         words::apply_command_line(&mut configuration, command_line)?;
-        configuration.validate(reserved_ports, None)?;
+        configuration.validate(reserved_ports, lines.as_ref())?;
         Ok(configuration)
     }
 
     /// The configuration of a TOML file alone, checked whole.
     pub fn from_file(text: &str) -> Result<Configuration, ConfigError> {
+        Configuration::from_file_reserving(text, &[])
+    }
+
+    /// The configuration of a TOML file alone, checked whole, with `reserved_ports` held by
+    /// other services (what `PUT /config` checks).
+    pub fn from_file_reserving(
+        text: &str,
+        reserved_ports: &[u16],
+    ) -> Result<Configuration, ConfigError> {
+        let (configuration, lines) = Configuration::parse_file(text)?;
+        configuration.validate(reserved_ports, Some(&lines))?;
+        Ok(configuration)
+    }
+
+    fn parse_file(text: &str) -> Result<(Configuration, file::SourceLines), ConfigError> {
         if text.len() > MAX_FILE_BYTES {
             return Err(ConfigError::new(
                 "file",
@@ -166,9 +185,7 @@ impl Configuration {
                 alloc::format!("is {} bytes; at most {MAX_FILE_BYTES}", text.len()),
             ));
         }
-        let configuration = file::parse(text)?;
-        configuration.validate(&[], Some(text))?;
-        Ok(configuration)
+        file::parse(text)
     }
 
     /// The configuration in force as a complete TOML file: booting with exactly this file
@@ -193,10 +210,15 @@ impl Configuration {
         Some(assemble(listener, pool))
     }
 
-    /// The whole-configuration rules that no single key can check; `text` (the file) gives
-    /// the errors their line.
-    pub fn validate(&self, reserved_ports: &[u16], text: Option<&str>) -> Result<(), ConfigError> {
-        let line_of = |needle: &str| text.and_then(|text| file::line_of(text, needle));
+    /// The whole-configuration rules that no single key can check; `lines` (where the file
+    /// set things) gives the errors their line.
+    fn validate(
+        &self,
+        reserved_ports: &[u16],
+        lines: Option<&file::SourceLines>,
+    ) -> Result<(), ConfigError> {
+        let port_line =
+            |index: usize| lines.and_then(|lines| lines.listener_port.get(index).copied());
         if self.listeners.len() > MAX_LISTENERS {
             return Err(ConfigError::new(
                 "listener",
@@ -219,14 +241,14 @@ impl Configuration {
             {
                 return Err(ConfigError::new(
                     key,
-                    line_of(&alloc::format!("port = {}", listener.port)),
+                    port_line(index),
                     alloc::format!("port {} has two listeners", listener.port),
                 ));
             }
             if reserved_ports.contains(&listener.port) {
                 return Err(ConfigError::new(
                     key,
-                    line_of(&alloc::format!("port = {}", listener.port)),
+                    port_line(index),
                     alloc::format!("port {} is taken by another service", listener.port),
                 ));
             }
@@ -235,7 +257,7 @@ impl Configuration {
             {
                 return Err(ConfigError::new(
                     key,
-                    line_of(&alloc::format!("port = {}", listener.port)),
+                    port_line(index),
                     alloc::format!(
                         "port {} is the admin listener's; proxied traffic never shares it",
                         listener.port
@@ -245,7 +267,9 @@ impl Configuration {
             if self.pool(&listener.pool).is_none() {
                 return Err(ConfigError::new(
                     alloc::format!("listener[{index}].pool"),
-                    line_of(&alloc::format!("pool = \"{}\"", listener.pool)),
+                    lines
+                        .and_then(|lines| lines.listener_pool.get(index).copied().flatten())
+                        .or(port_line(index)),
                     alloc::format!("no pool is named `{}`", listener.pool),
                 ));
             }
@@ -254,7 +278,7 @@ impl Configuration {
             if pool.settings.backends.is_empty() {
                 return Err(ConfigError::new(
                     alloc::format!("pool.{}.backends", pool.name),
-                    line_of(&alloc::format!("[pool.{}]", pool.name)),
+                    lines.and_then(|lines| lines.pool(&pool.name)),
                     "a pool needs at least one backend",
                 ));
             }
@@ -264,7 +288,7 @@ impl Configuration {
         {
             return Err(ConfigError::new(
                 "admin.port",
-                line_of("[admin]"),
+                lines.and_then(|lines| lines.admin_port),
                 alloc::format!("port {} is taken by another service", admin.port),
             ));
         }

@@ -289,12 +289,26 @@ fn every_error_names_its_key_and_line() {
         (
             alloc::format!("{listener}{listener}{base_pool}"),
             "listener[1].port",
-            Some(2),
+            Some(5),
+        ),
+        // Lines come from where the file set the value, however it is spelt.
+        (
+            alloc::format!(
+                "[[listener]]\nport = 8080\npool = 'web'\n[[listener]]\nport=80 # x\n\
+                 pool = 'web'\n[[listener]]\n  port =   80\npool = 'web'\n{base_pool}"
+            ),
+            "listener[2].port",
+            Some(8),
+        ),
+        (
+            alloc::format!("[[listener]]\nport = 80\n\npool = 'nope'\n{base_pool}"),
+            "listener[0].pool",
+            Some(4),
         ),
         (
             alloc::format!("[admin]\nport = 80\n{listener}{base_pool}"),
             "listener[0].port",
-            Some(2),
+            Some(4),
         ),
         (
             "[admin]\nport = 9000\nallow = [\"10.0.0.1/8\"]\n".to_string(),
