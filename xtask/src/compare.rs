@@ -19,7 +19,9 @@ use std::process::Command;
 
 use crate::{Failure, Step};
 use backend::Backend;
-use guest::{BootFailure, GUEST_ADDRESS, Machine, QemuCpu, System, children_cpu};
+use guest::{
+    BackendConnections, BootFailure, GUEST_ADDRESS, Machine, QemuCpu, System, children_cpu,
+};
 use load::{AbResult, Connections, LoadSettings, WrkResult};
 use statistics::Summary;
 
@@ -425,6 +427,96 @@ struct Snapshot {
     backend: f64,
 }
 
+/// A guest that is up, with its backend, ready for load runs that each record their CPU.
+/// Dropping it stops QEMU first, then the backend.
+struct Booted<'a> {
+    guest: guest::Guest,
+    backend: Backend,
+    load_settings: &'a LoadSettings<'a>,
+}
+
+impl Booted<'_> {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            qemu: self.guest.cpu(),
+            children: children_cpu(),
+            backend: self.backend.cpu(),
+        }
+    }
+
+    fn cost(before: Snapshot, after: Snapshot) -> CpuUse {
+        CpuUse {
+            qemu: after.qemu - before.qemu,
+            load_generator: after.children - before.children,
+            backend: after.backend - before.backend,
+        }
+    }
+
+    fn wrk(&self, path: &str, connections: Connections) -> Result<Run<WrkResult>, BootFailure> {
+        let url = format!("http://{GUEST_ADDRESS}{path}");
+        let before = self.snapshot();
+        let result =
+            load::wrk(self.load_settings, &url, connections).map_err(BootFailure::Failed)?;
+        Ok(Run {
+            result,
+            cpu: Self::cost(before, self.snapshot()),
+        })
+    }
+
+    fn ab(&self, path: &str) -> Result<Run<AbResult>, BootFailure> {
+        let url = format!("http://{GUEST_ADDRESS}{path}");
+        let before = self.snapshot();
+        let result = load::ab(self.load_settings, &url).map_err(BootFailure::Failed)?;
+        Ok(Run {
+            result,
+            cpu: Self::cost(before, self.snapshot()),
+        })
+    }
+}
+
+/// Boots `system` with its backend and warms it up.
+#[allow(clippy::too_many_arguments)]
+fn boot<'a>(
+    machine: &Machine,
+    load_settings: &'a LoadSettings<'a>,
+    rootfs: &Path,
+    work: &Path,
+    system: System,
+    backend_connections: BackendConnections,
+    vcpus: u32,
+    name: &str,
+    warm_up_seconds: u32,
+) -> Result<Booted<'a>, BootFailure> {
+    let mut backend: Option<Backend> = None;
+    let backend_directory = work.join("backend");
+    let guest = machine.boot(system, backend_connections, vcpus, name, &mut || {
+        backend = Some(Backend::start(
+            machine.namespace,
+            rootfs,
+            &backend_directory,
+        )?);
+        Ok(())
+    })?;
+    let backend = backend.expect("the backend starts before the guest is up");
+    // TCG translates code on first use: a short warm-up so that the first run measured does
+    // not pay for it.
+    let warm_up = LoadSettings {
+        seconds: warm_up_seconds,
+        ..*load_settings
+    };
+    let url = format!("http://{GUEST_ADDRESS}/");
+    load::wrk(&warm_up, &url, Connections::Close).map_err(BootFailure::Failed)?;
+    Ok(Booted {
+        guest,
+        backend,
+        load_settings,
+    })
+}
+
+/// One round of one system. A proxy is booted twice, once per backend connection policy:
+/// a new backend connection per request for the `Connection: close`, ab and 16 KiB runs,
+/// pooled backend connections for the keep-alive run (keep-alive on both legs). The other
+/// systems have no backend and are booted once.
 #[allow(clippy::too_many_arguments)]
 fn measure(
     machine: &Machine,
@@ -436,59 +528,46 @@ fn measure(
     name: &str,
     warm_up_seconds: u32,
 ) -> Result<Round, BootFailure> {
-    let mut backend: Option<Backend> = None;
-    let backend_directory = work.join("backend");
-    let guest = machine.boot(system, vcpus, name, &mut || {
-        backend = Some(Backend::start(
-            machine.namespace,
-            rootfs,
-            &backend_directory,
-        )?);
-        Ok(())
-    })?;
-    let backend = backend.expect("the backend starts before the guest is up");
-    let snapshot = || Snapshot {
-        qemu: guest.cpu(),
-        children: children_cpu(),
-        backend: backend.cpu(),
-    };
-    let cost = |before: Snapshot, after: Snapshot| CpuUse {
-        qemu: after.qemu - before.qemu,
-        load_generator: after.children - before.children,
-        backend: after.backend - before.backend,
-    };
-    let url = format!("http://{GUEST_ADDRESS}/");
-    let large_url = format!("http://{GUEST_ADDRESS}/large");
-    let failed = BootFailure::Failed;
-    // TCG translates code on first use: a short warm-up so that the first run measured does
-    // not pay for it.
-    let warm_up = LoadSettings {
-        seconds: warm_up_seconds,
-        ..*load_settings
-    };
-    load::wrk(&warm_up, &url, Connections::Close).map_err(failed)?;
-    let wrk_run = |url: &str, connections: Connections| -> Result<Run<WrkResult>, BootFailure> {
-        let before = snapshot();
-        let result = load::wrk(load_settings, url, connections).map_err(BootFailure::Failed)?;
-        Ok(Run {
-            result,
-            cpu: cost(before, snapshot()),
-        })
-    };
-    let close = wrk_run(&url, Connections::Close)?;
-    let keepalive = wrk_run(&url, Connections::KeepAlive)?;
-    let before = snapshot();
-    let ab = Run {
-        result: load::ab(load_settings, &url).map_err(BootFailure::Failed)?,
-        cpu: cost(before, snapshot()),
-    };
+    let booted = boot(
+        machine,
+        load_settings,
+        rootfs,
+        work,
+        system,
+        BackendConnections::PerRequest,
+        vcpus,
+        name,
+        warm_up_seconds,
+    )?;
+    let close = booted.wrk("/", Connections::Close)?;
+    let mut keepalive = None;
+    if !system.is_proxy() {
+        keepalive = Some(booted.wrk("/", Connections::KeepAlive)?);
+    }
+    let ab = booted.ab("/")?;
     let large = if system.serves_large_body() {
-        Some(wrk_run(&large_url, Connections::Close)?)
+        Some(booted.wrk("/large", Connections::Close)?)
     } else {
         None
     };
-    drop(guest);
-    drop(backend);
+    drop(booted);
+    let keepalive = match keepalive {
+        Some(run) => run,
+        None => {
+            let pooled = boot(
+                machine,
+                load_settings,
+                rootfs,
+                work,
+                system,
+                BackendConnections::KeepAlive,
+                vcpus,
+                &format!("{name}-keepalive"),
+                warm_up_seconds,
+            )?;
+            pooled.wrk("/", Connections::KeepAlive)?
+        }
+    };
     Ok(Round {
         close,
         keepalive,
