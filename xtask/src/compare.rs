@@ -5,9 +5,11 @@
 //! BENCHMARKS.md section written from the measurements.
 
 mod backend;
+mod gdb_remote;
 mod guest;
 mod load;
 mod plots;
+pub mod profile;
 mod report;
 mod statistics;
 
@@ -317,6 +319,7 @@ pub fn run(root: &Path, image: &Path) -> Step {
         linux_kernel: &linux.kernel,
         linux_initrd: &linux.initrd,
         log_directory: &work,
+        qemu_arguments: &[],
     };
     let load_settings = LoadSettings {
         namespace,

@@ -139,6 +139,8 @@ pub struct Machine<'a> {
     pub linux_kernel: &'a Path,
     pub linux_initrd: &'a Path,
     pub log_directory: &'a Path,
+    /// More QEMU options for every boot (the profiler's gdbstub socket).
+    pub qemu_arguments: &'a [String],
 }
 
 /// A booted guest; dropping it stops QEMU and net-run removes the namespace.
@@ -178,6 +180,7 @@ impl Machine<'_> {
         }
         command
             .args(["--", "-name", &format!("{qemu_name},debug-threads=on")])
+            .args(self.qemu_arguments)
             .stdin(Stdio::null())
             .stdout(
                 log_file
