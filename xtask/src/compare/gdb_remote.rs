@@ -2,7 +2,7 @@
 //! just enough to sample where every vCPU is: interrupt, read each thread's `rip`, continue.
 //!
 //! Protocol: GDB manual, "Remote Protocol" (packets `$data#checksum`, `+` acknowledgements,
-//! the 0x03 interrupt byte, `qfThreadInfo`/`qsThreadInfo`, `Hg`, `p`, `c`).
+//! the 0x03 interrupt byte, `qfThreadInfo`/`qsThreadInfo`, `Hg`, `g`, `c`).
 
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::Failure;
 
-/// x86_64's `rip` in GDB's register numbering (rax..r15 are 0..15).
-const RIP_REGISTER: u32 = 16;
+/// Where `rip` is in a `g` reply: after rax..r15, 8 bytes each, in GDB's x86_64 order (QEMU
+/// answers `p` only to a debugger that has read its target description, so `g` it is).
+const RIP_OFFSET_BYTES: usize = 16 * 8;
 
 pub struct GdbRemote {
     reader: BufReader<UnixStream>,
@@ -151,7 +152,15 @@ impl GdbRemote {
         if selected != "OK" {
             return Err(Failure(format!("gdbstub: Hg{thread}: {selected:?}")));
         }
-        little_endian_hex(&self.request(&format!("p{RIP_REGISTER:x}"))?)
+        let registers = self.request("g")?;
+        let start = 2 * RIP_OFFSET_BYTES;
+        let rip = registers.get(start..start + 16).ok_or_else(|| {
+            Failure(format!(
+                "gdbstub: a register reply of {} digits",
+                registers.len()
+            ))
+        })?;
+        little_endian_hex(rip)
     }
 
     /// Lets every vCPU run again (no reply until the next stop).

@@ -99,6 +99,67 @@ pub fn histogram(symbols: &[Symbol], samples: &[u64]) -> Vec<(String, u64)> {
     rows
 }
 
+/// The innermost function of each address in `addr2line -a -f -C -i` output: a record starts
+/// with the `0x...` address line, then (function, file:line) pairs from the innermost inlined
+/// function out to the one that was compiled.
+pub fn parse_innermost(text: &str) -> std::collections::BTreeMap<u64, String> {
+    let mut names = std::collections::BTreeMap::new();
+    let mut current: Option<u64> = None;
+    for line in text.lines() {
+        if let Some(hex) = line.strip_prefix("0x") {
+            current = u64::from_str_radix(hex.trim(), 16).ok();
+        } else if let Some(address) = current.take() {
+            names.insert(address, strip_hash(line.trim()).to_string());
+        }
+    }
+    names
+}
+
+/// Asks `addr2line` (DWARF, inlining included) for the innermost function of each address.
+fn innermost_functions(
+    image: &Path,
+    samples: &[u64],
+) -> Result<std::collections::BTreeMap<u64, String>, Failure> {
+    let unique: std::collections::BTreeSet<u64> = samples.iter().copied().collect();
+    let input: String = unique
+        .iter()
+        .map(|address| format!("{address:#x}\n"))
+        .collect();
+    let mut child = Command::new("addr2line")
+        .args(["-a", "-f", "-C", "-i", "-e"])
+        .arg(image)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| Failure(format!("cannot run addr2line (binutils): {error}")))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // Written from a thread: addr2line answers as it reads, and a full pipe would block both.
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|error| Failure(format!("addr2line: {error}")))?;
+    let _ = writer.join();
+    Ok(parse_innermost(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Samples per innermost (inlined) function, most first.
+pub fn inlined_histogram(
+    names: &std::collections::BTreeMap<u64, String>,
+    samples: &[u64],
+) -> Vec<(String, u64)> {
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for address in samples {
+        let name = names.get(address).cloned().unwrap_or_else(|| "??".into());
+        *counts.entry(name).or_default() += 1;
+    }
+    let mut rows: Vec<(String, u64)> = counts.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows
+}
+
 /// A sampled function that is the halt of an idle core, not work.
 fn is_idle(name: &str) -> bool {
     name.contains("idle::halt_until") || name.contains("idle::wait_for_wake")
@@ -113,9 +174,14 @@ pub struct Profile {
     pub load: WrkResult,
 }
 
-/// The Markdown table of a profile: rank, function, share of all samples, share of the busy
-/// ones (idle halts left out).
-pub fn table(symbols: &[Symbol], profile: &Profile) -> String {
+/// The Markdown tables of a profile: by function as compiled (`nm`), then by innermost
+/// inlined function (`addr2line`, if given); rank, function, share of all samples, share of
+/// the busy ones (idle halts left out).
+pub fn table(
+    symbols: &[Symbol],
+    inlined: Option<&std::collections::BTreeMap<u64, String>>,
+    profile: &Profile,
+) -> String {
     let rows = histogram(symbols, &profile.samples);
     let total = profile.samples.len() as f64;
     let idle: u64 = rows
@@ -127,7 +193,7 @@ pub fn table(symbols: &[Symbol], profile: &Profile) -> String {
     let mut text = format!(
         "`{}`, {} vCPU(s): {} samples in {:.1} s ({:.0} per second), {:.1}% of them in the idle halt; \
          load during sampling: wrk `Connection: close`, {:.0} conn/s, {} errors.\n\n\
-         | # | function | samples | % of all | % of busy |\n|---:|---|---:|---:|---:|\n",
+         By function as compiled (`nm`):\n\n",
         profile.system.name(),
         profile.vcpus,
         profile.samples.len(),
@@ -140,6 +206,22 @@ pub fn table(symbols: &[Symbol], profile: &Profile) -> String {
         },
         profile.load.rate(),
         profile.load.errors,
+    );
+    text.push_str(&rows_table(&rows, total, busy));
+    if let Some(names) = inlined {
+        text.push_str("\nBy innermost function, inlining undone (`addr2line -i`):\n\n");
+        text.push_str(&rows_table(
+            &inlined_histogram(names, &profile.samples),
+            total,
+            busy,
+        ));
+    }
+    text
+}
+
+fn rows_table(rows: &[(String, u64)], total: f64, busy: f64) -> String {
+    let mut text = String::from(
+        "| # | function | samples | % of all | % of busy |\n|---:|---|---:|---:|---:|\n",
     );
     for (rank, (name, count)) in rows.iter().take(TOP).enumerate() {
         let busy_share = if is_idle(name) || busy == 0.0 {
@@ -348,7 +430,8 @@ pub fn run(root: &Path, image: &Path, arguments: &[String]) -> Step {
             vcpus,
             hz,
         )?;
-        let text = table(&symbols, &profile);
+        let inlined = innermost_functions(image, &profile.samples)?;
+        let text = table(&symbols, Some(&inlined), &profile);
         println!("{text}");
         sections.push(text);
     }
@@ -363,8 +446,10 @@ Run on {date} at commit {commit}, by
 Each vCPU's `rip`, sampled {hz} times a second from outside through QEMU's gdbstub (stop all
 vCPUs, read, continue) while wrk (`-t2 -c64`, `Connection: close`) loads the image from the
 namespace, after a 2 s warm-up; TCG, `-cpu max`, `-m 512M`, the same tap and backend nginx as
-`bench compare`. Functions are the image's symbols (`nm`), after inlining: a row is a function
-as compiled, with whatever was inlined into it. A stop takes effect at the next translated
+`bench compare`. The first table of each system counts samples by the image's symbols (`nm`):
+a row is a function as compiled, with whatever was inlined into it (the run loop holds most of
+the receive path). The second looks each address up in the DWARF line tables (`addr2line -i`)
+and counts its innermost inlined function. A stop takes effect at the next translated
 block, so samples are at block starts; each stop also costs the guest time, so the load's rate
 here is lower than in `bench compare`. The idle halt (`idle::halt_until`) is time a vCPU had
 nothing to do; \"% of busy\" leaves it out.
@@ -457,6 +542,34 @@ mod tests {
     }
 
     #[test]
+    fn addr2line_records_give_their_innermost_function() {
+        let output = "0x0000000000100012
+unisock_kernel::net::tcp::segment::write::h0123456789abcdef
+/src/kernel/src/net/tcp/segment.rs:40
+unisock_kernel::net::tcp::TcpLayer::receive
+/src/kernel/src/net/tcp/mod.rs:10
+0x0000000000100031
+??
+??:0
+";
+        let names = parse_innermost(output);
+        assert_eq!(names.len(), 2);
+        assert_eq!(
+            names[&0x10_0012],
+            "unisock_kernel::net::tcp::segment::write"
+        );
+        assert_eq!(names[&0x10_0031], "??");
+        let rows = inlined_histogram(&names, &[0x10_0012, 0x10_0012, 0x10_0031, 0x5]);
+        assert_eq!(
+            rows,
+            [
+                ("??".to_string(), 2),
+                ("unisock_kernel::net::tcp::segment::write".to_string(), 2)
+            ]
+        );
+    }
+
+    #[test]
     fn the_table_ranks_functions_and_leaves_the_idle_halt_out_of_busy() {
         let symbols = parse_symbols(NM);
         let mut samples = vec![0x10_0012; 6];
@@ -474,7 +587,7 @@ mod tests {
                 latency: Vec::new(),
             },
         };
-        let text = table(&symbols, &profile);
+        let text = table(&symbols, None, &profile);
         let rows: Vec<&str> = text
             .lines()
             .filter(|line| {
