@@ -224,6 +224,22 @@ fn machine_description(host_cores: u32) -> String {
     format!("{host_cores} cores of {model}{memory}")
 }
 
+/// The guest's main packages from qemu/linux-guest's `packages.txt` (one
+/// `Package: NAME Version: VERSION` line per package), as `NAME VERSION, ...`.
+fn guest_packages(list: &str) -> String {
+    list.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Package: ")?;
+            let (name, version) = rest.split_once(" Version: ")?;
+            let wanted = ["linux-image", "nginx", "haproxy", "busybox"]
+                .iter()
+                .any(|prefix| name == *prefix || name.starts_with(&format!("{prefix}-")));
+            wanted.then(|| format!("{name} {version}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Paths of the Linux guest qemu/linux-guest built (or found cached).
 struct LinuxGuest {
     kernel: PathBuf,
@@ -298,16 +314,9 @@ pub fn run(root: &Path, image: &Path) -> Step {
             .to_string(),
         load_before: load_average(),
         load_after: String::new(),
-        linux_packages: fs::read_to_string(linux.rootfs.with_file_name("packages.txt"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| {
-                ["linux-image", "nginx ", "haproxy", "busybox"]
-                    .iter()
-                    .any(|name| line.starts_with(name))
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        linux_packages: guest_packages(
+            &fs::read_to_string(linux.rootfs.with_file_name("packages.txt")).unwrap_or_default(),
+        ),
     };
     let namespace = "unisock-compare";
     let machine = Machine {
@@ -589,6 +598,23 @@ mod tests {
         assert_eq!(default_vcpus(1), [1, 2]);
         assert_eq!(default_vcpus(8), [1, 2, 4, 8]);
         assert_eq!(default_vcpus(6), [1, 2, 4]);
+    }
+
+    #[test]
+    fn the_guest_packages_are_read_from_packages_txt() {
+        let list = "Package: busybox-static Version: 1:1.35.0-4+deb12u1+b1
+Package: haproxy Version: 2.6.12-1+deb12u4
+Package: libc6 Version: 2.36-9+deb12u14
+Package: linux-image-6.1.0-57-cloud-amd64 Version: 6.1.192-3
+Package: nginx Version: 1.22.1-9+deb12u11
+Package: nginx-common Version: 1.22.1-9+deb12u11
+";
+        assert_eq!(
+            guest_packages(list),
+            "busybox-static 1:1.35.0-4+deb12u1+b1, haproxy 2.6.12-1+deb12u4, \
+             linux-image-6.1.0-57-cloud-amd64 6.1.192-3, nginx 1.22.1-9+deb12u11, \
+             nginx-common 1.22.1-9+deb12u11"
+        );
     }
 
     #[test]
