@@ -84,10 +84,25 @@ pub fn function_at(symbols: &[Symbol], address: u64) -> Option<&Symbol> {
     (symbol.size == 0 || address < symbol.address + symbol.size).then_some(symbol)
 }
 
-/// Samples per function, most first: (name, samples).
-pub fn histogram(symbols: &[Symbol], samples: &[u64]) -> Vec<(String, u64)> {
+/// The row of samples in the idle halt when it is inlined into the run loop.
+const IDLE_ROW: &str = "(idle: idle::halt_until, inlined)";
+
+/// Samples per function, most first: (name, samples). With the inlined names, a sample in
+/// the idle halt gets its own row even where the halt was inlined into the run loop.
+pub fn histogram(
+    symbols: &[Symbol],
+    inlined: Option<&std::collections::BTreeMap<u64, String>>,
+    samples: &[u64],
+) -> Vec<(String, u64)> {
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
     for &address in samples {
+        if inlined
+            .and_then(|names| names.get(&address))
+            .is_some_and(|name| is_idle(name))
+        {
+            *counts.entry(IDLE_ROW.to_string()).or_default() += 1;
+            continue;
+        }
         let name = function_at(symbols, address).map_or_else(
             || format!("(outside the image) {address:#x}"),
             |symbol| symbol.name.clone(),
@@ -103,16 +118,52 @@ pub fn histogram(symbols: &[Symbol], samples: &[u64]) -> Vec<(String, u64)> {
 /// with the `0x...` address line, then (function, file:line) pairs from the innermost inlined
 /// function out to the one that was compiled.
 pub fn parse_innermost(text: &str) -> std::collections::BTreeMap<u64, String> {
-    let mut names = std::collections::BTreeMap::new();
+    let mut chains: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
     let mut current: Option<u64> = None;
+    let mut function_line = false;
     for line in text.lines() {
         if let Some(hex) = line.strip_prefix("0x") {
             current = u64::from_str_radix(hex.trim(), 16).ok();
-        } else if let Some(address) = current.take() {
-            names.insert(address, strip_hash(line.trim()).to_string());
+            function_line = true;
+        } else if let Some(address) = current {
+            // Function and location lines alternate after the address.
+            if function_line {
+                chains
+                    .entry(address)
+                    .or_default()
+                    .push(strip_hash(line.trim()).to_string());
+            }
+            function_line = !function_line;
         }
     }
-    names
+    chains
+        .into_iter()
+        .map(|(address, chain)| (address, label(&chain)))
+        .collect()
+}
+
+/// A library helper (`core::ptr::write_volatile`) says little alone: name the first of our
+/// functions it was inlined into as well.
+fn label(chain: &[String]) -> String {
+    let helper = |name: &String| {
+        [
+            "core::",
+            "alloc::",
+            "compiler_builtins::",
+            "<core::",
+            "<alloc::",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+    };
+    match chain.first() {
+        None => "??".into(),
+        Some(innermost) if helper(innermost) => match chain.iter().find(|name| !helper(name)) {
+            Some(caller) => format!("{innermost} in {caller}"),
+            None => innermost.clone(),
+        },
+        Some(innermost) => innermost.clone(),
+    }
 }
 
 /// Asks `addr2line` (DWARF, inlining included) for the innermost function of each address.
@@ -182,7 +233,7 @@ pub fn table(
     inlined: Option<&std::collections::BTreeMap<u64, String>>,
     profile: &Profile,
 ) -> String {
-    let rows = histogram(symbols, &profile.samples);
+    let rows = histogram(symbols, inlined, &profile.samples);
     let total = profile.samples.len() as f64;
     let idle: u64 = rows
         .iter()
@@ -565,6 +616,43 @@ unisock_kernel::net::tcp::TcpLayer::receive
             [
                 ("??".to_string(), 2),
                 ("unisock_kernel::net::tcp::segment::write".to_string(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_library_helper_is_named_with_the_function_it_was_inlined_into() {
+        let output = "0x0000000000100020
+core::ptr::write_volatile
+/rustc/library/core/src/ptr/mod.rs:1
+unisock_drivers::virtio::virtqueue::SplitVirtqueue<R>::notify
+/src/drivers/src/virtio/virtqueue.rs:5
+unisock_kernel::runtime::core_loop::CoreRuntime<Q,P>::run
+/src/kernel/src/runtime/core_loop.rs:162
+0x0000000000100050
+unisock::idle::halt_until
+/src/boot/src/idle.rs:110
+unisock_kernel::runtime::core_loop::CoreRuntime<Q,P>::run
+/src/kernel/src/runtime/core_loop.rs:170
+";
+        let names = parse_innermost(output);
+        assert_eq!(
+            names[&0x10_0020],
+            "core::ptr::write_volatile in unisock_drivers::virtio::virtqueue::SplitVirtqueue<R>::notify"
+        );
+        // The idle halt inlined into the run loop gets its own row in the nm table.
+        let symbols = parse_symbols(
+            "0000000000100000 0000000000000100 t unisock_kernel::runtime::core_loop::CoreRuntime<Q,P>::run\n",
+        );
+        let rows = histogram(&symbols, Some(&names), &[0x10_0050, 0x10_0050, 0x10_0020]);
+        assert_eq!(
+            rows,
+            [
+                (IDLE_ROW.to_string(), 2),
+                (
+                    "unisock_kernel::runtime::core_loop::CoreRuntime<Q,P>::run".to_string(),
+                    1
+                )
             ]
         );
     }
