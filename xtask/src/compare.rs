@@ -5,9 +5,11 @@
 //! BENCHMARKS.md section written from the measurements.
 
 mod backend;
+mod gdb_remote;
 mod guest;
 mod load;
 mod plots;
+pub mod profile;
 mod report;
 mod statistics;
 
@@ -19,7 +21,9 @@ use std::process::Command;
 
 use crate::{Failure, Step};
 use backend::Backend;
-use guest::{BootFailure, GUEST_ADDRESS, Machine, QemuCpu, System, children_cpu};
+use guest::{
+    BackendConnections, BootFailure, GUEST_ADDRESS, Machine, QemuCpu, System, children_cpu,
+};
 use load::{AbResult, Connections, LoadSettings, WrkResult};
 use statistics::Summary;
 
@@ -220,6 +224,22 @@ fn machine_description(host_cores: u32) -> String {
     format!("{host_cores} cores of {model}{memory}")
 }
 
+/// The guest's main packages from qemu/linux-guest's `packages.txt` (one
+/// `Package: NAME Version: VERSION` line per package), as `NAME VERSION, ...`.
+fn guest_packages(list: &str) -> String {
+    list.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("Package: ")?;
+            let (name, version) = rest.split_once(" Version: ")?;
+            let wanted = ["linux-image", "nginx", "haproxy", "busybox"]
+                .iter()
+                .any(|prefix| name == *prefix || name.starts_with(&format!("{prefix}-")));
+            wanted.then(|| format!("{name} {version}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Paths of the Linux guest qemu/linux-guest built (or found cached).
 struct LinuxGuest {
     kernel: PathBuf,
@@ -294,16 +314,9 @@ pub fn run(root: &Path, image: &Path) -> Step {
             .to_string(),
         load_before: load_average(),
         load_after: String::new(),
-        linux_packages: fs::read_to_string(linux.rootfs.with_file_name("packages.txt"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| {
-                ["linux-image", "nginx ", "haproxy", "busybox"]
-                    .iter()
-                    .any(|name| line.starts_with(name))
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        linux_packages: guest_packages(
+            &fs::read_to_string(linux.rootfs.with_file_name("packages.txt")).unwrap_or_default(),
+        ),
     };
     let namespace = "unisock-compare";
     let machine = Machine {
@@ -315,6 +328,7 @@ pub fn run(root: &Path, image: &Path) -> Step {
         linux_kernel: &linux.kernel,
         linux_initrd: &linux.initrd,
         log_directory: &work,
+        qemu_arguments: &[],
     };
     let load_settings = LoadSettings {
         namespace,
@@ -425,6 +439,96 @@ struct Snapshot {
     backend: f64,
 }
 
+/// A guest that is up, with its backend, ready for load runs that each record their CPU.
+/// Dropping it stops QEMU first, then the backend.
+struct Booted<'a> {
+    guest: guest::Guest,
+    backend: Backend,
+    load_settings: &'a LoadSettings<'a>,
+}
+
+impl Booted<'_> {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            qemu: self.guest.cpu(),
+            children: children_cpu(),
+            backend: self.backend.cpu(),
+        }
+    }
+
+    fn cost(before: Snapshot, after: Snapshot) -> CpuUse {
+        CpuUse {
+            qemu: after.qemu - before.qemu,
+            load_generator: after.children - before.children,
+            backend: after.backend - before.backend,
+        }
+    }
+
+    fn wrk(&self, path: &str, connections: Connections) -> Result<Run<WrkResult>, BootFailure> {
+        let url = format!("http://{GUEST_ADDRESS}{path}");
+        let before = self.snapshot();
+        let result =
+            load::wrk(self.load_settings, &url, connections).map_err(BootFailure::Failed)?;
+        Ok(Run {
+            result,
+            cpu: Self::cost(before, self.snapshot()),
+        })
+    }
+
+    fn ab(&self, path: &str) -> Result<Run<AbResult>, BootFailure> {
+        let url = format!("http://{GUEST_ADDRESS}{path}");
+        let before = self.snapshot();
+        let result = load::ab(self.load_settings, &url).map_err(BootFailure::Failed)?;
+        Ok(Run {
+            result,
+            cpu: Self::cost(before, self.snapshot()),
+        })
+    }
+}
+
+/// Boots `system` with its backend and warms it up.
+#[allow(clippy::too_many_arguments)]
+fn boot<'a>(
+    machine: &Machine,
+    load_settings: &'a LoadSettings<'a>,
+    rootfs: &Path,
+    work: &Path,
+    system: System,
+    backend_connections: BackendConnections,
+    vcpus: u32,
+    name: &str,
+    warm_up_seconds: u32,
+) -> Result<Booted<'a>, BootFailure> {
+    let mut backend: Option<Backend> = None;
+    let backend_directory = work.join("backend");
+    let guest = machine.boot(system, backend_connections, vcpus, name, &mut || {
+        backend = Some(Backend::start(
+            machine.namespace,
+            rootfs,
+            &backend_directory,
+        )?);
+        Ok(())
+    })?;
+    let backend = backend.expect("the backend starts before the guest is up");
+    // TCG translates code on first use: a short warm-up so that the first run measured does
+    // not pay for it.
+    let warm_up = LoadSettings {
+        seconds: warm_up_seconds,
+        ..*load_settings
+    };
+    let url = format!("http://{GUEST_ADDRESS}/");
+    load::wrk(&warm_up, &url, Connections::Close).map_err(BootFailure::Failed)?;
+    Ok(Booted {
+        guest,
+        backend,
+        load_settings,
+    })
+}
+
+/// One round of one system. A proxy is booted twice, once per backend connection policy:
+/// a new backend connection per request for the `Connection: close`, ab and 16 KiB runs,
+/// pooled backend connections for the keep-alive run (keep-alive on both legs). The other
+/// systems have no backend and are booted once.
 #[allow(clippy::too_many_arguments)]
 fn measure(
     machine: &Machine,
@@ -436,59 +540,46 @@ fn measure(
     name: &str,
     warm_up_seconds: u32,
 ) -> Result<Round, BootFailure> {
-    let mut backend: Option<Backend> = None;
-    let backend_directory = work.join("backend");
-    let guest = machine.boot(system, vcpus, name, &mut || {
-        backend = Some(Backend::start(
-            machine.namespace,
-            rootfs,
-            &backend_directory,
-        )?);
-        Ok(())
-    })?;
-    let backend = backend.expect("the backend starts before the guest is up");
-    let snapshot = || Snapshot {
-        qemu: guest.cpu(),
-        children: children_cpu(),
-        backend: backend.cpu(),
-    };
-    let cost = |before: Snapshot, after: Snapshot| CpuUse {
-        qemu: after.qemu - before.qemu,
-        load_generator: after.children - before.children,
-        backend: after.backend - before.backend,
-    };
-    let url = format!("http://{GUEST_ADDRESS}/");
-    let large_url = format!("http://{GUEST_ADDRESS}/large");
-    let failed = BootFailure::Failed;
-    // TCG translates code on first use: a short warm-up so that the first run measured does
-    // not pay for it.
-    let warm_up = LoadSettings {
-        seconds: warm_up_seconds,
-        ..*load_settings
-    };
-    load::wrk(&warm_up, &url, Connections::Close).map_err(failed)?;
-    let wrk_run = |url: &str, connections: Connections| -> Result<Run<WrkResult>, BootFailure> {
-        let before = snapshot();
-        let result = load::wrk(load_settings, url, connections).map_err(BootFailure::Failed)?;
-        Ok(Run {
-            result,
-            cpu: cost(before, snapshot()),
-        })
-    };
-    let close = wrk_run(&url, Connections::Close)?;
-    let keepalive = wrk_run(&url, Connections::KeepAlive)?;
-    let before = snapshot();
-    let ab = Run {
-        result: load::ab(load_settings, &url).map_err(BootFailure::Failed)?,
-        cpu: cost(before, snapshot()),
-    };
+    let booted = boot(
+        machine,
+        load_settings,
+        rootfs,
+        work,
+        system,
+        BackendConnections::PerRequest,
+        vcpus,
+        name,
+        warm_up_seconds,
+    )?;
+    let close = booted.wrk("/", Connections::Close)?;
+    let mut keepalive = None;
+    if !system.is_proxy() {
+        keepalive = Some(booted.wrk("/", Connections::KeepAlive)?);
+    }
+    let ab = booted.ab("/")?;
     let large = if system.serves_large_body() {
-        Some(wrk_run(&large_url, Connections::Close)?)
+        Some(booted.wrk("/large", Connections::Close)?)
     } else {
         None
     };
-    drop(guest);
-    drop(backend);
+    drop(booted);
+    let keepalive = match keepalive {
+        Some(run) => run,
+        None => {
+            let pooled = boot(
+                machine,
+                load_settings,
+                rootfs,
+                work,
+                system,
+                BackendConnections::KeepAlive,
+                vcpus,
+                &format!("{name}-keepalive"),
+                warm_up_seconds,
+            )?;
+            pooled.wrk("/", Connections::KeepAlive)?
+        }
+    };
     Ok(Round {
         close,
         keepalive,
@@ -507,6 +598,23 @@ mod tests {
         assert_eq!(default_vcpus(1), [1, 2]);
         assert_eq!(default_vcpus(8), [1, 2, 4, 8]);
         assert_eq!(default_vcpus(6), [1, 2, 4]);
+    }
+
+    #[test]
+    fn the_guest_packages_are_read_from_packages_txt() {
+        let list = "Package: busybox-static Version: 1:1.35.0-4+deb12u1+b1
+Package: haproxy Version: 2.6.12-1+deb12u4
+Package: libc6 Version: 2.36-9+deb12u14
+Package: linux-image-6.1.0-57-cloud-amd64 Version: 6.1.192-3
+Package: nginx Version: 1.22.1-9+deb12u11
+Package: nginx-common Version: 1.22.1-9+deb12u11
+";
+        assert_eq!(
+            guest_packages(list),
+            "busybox-static 1:1.35.0-4+deb12u1+b1, haproxy 2.6.12-1+deb12u4, \
+             linux-image-6.1.0-57-cloud-amd64 6.1.192-3, nginx 1.22.1-9+deb12u11, \
+             nginx-common 1.22.1-9+deb12u11"
+        );
     }
 
     #[test]

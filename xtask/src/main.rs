@@ -37,6 +37,8 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "cpio",
     "valgrind",
+    // cargo xtask profile: nm symbolises the sampled instruction pointers.
+    "binutils",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -66,7 +68,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
                            same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
                            rewrites the bench-compare section of BENCHMARKS.md and docs/compare/
-  bench NAME               cargo bench -p unisock-kernel --bench NAME";
+  bench NAME               cargo bench -p unisock-kernel --bench NAME
+  profile [responder|proxy] where the image's time goes under wrk: every vCPU's rip sampled
+                           through QEMU's gdbstub, symbolised with nm (root); HZ=, DURATION=,
+                           VCPUS= change it; rewrites the bench-profile section of BENCHMARKS.md";
 
 /// A failed step, with what to tell the user.
 #[derive(Debug)]
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => test(),
         "install-deps" => install_dependencies(),
+        "profile" => profile(rest),
         "bench" => match rest {
             [name] if matches!(name.as_str(), "responder" | "proxy" | "operations") => {
                 bench_in_qemu(name)
@@ -413,6 +419,13 @@ fn bench_compare() -> Step {
 /// that ISO goes to (tests/tests/boot.rs reads both).
 const CONFIG_MODULE_TEST_FILE: &str = "tests/data/config-module.toml";
 const CONFIG_MODULE_TEST_DIRECTORY: &str = "config-module";
+
+/// `cargo xtask profile`: see `compare::profile`.
+fn profile(arguments: &[String]) -> Step {
+    install_dependencies()?;
+    let image = build()?;
+    compare::profile::run(&repository_root(), &image, arguments)
+}
 
 /// The whole test suite, as CI and the README run it.
 fn test() -> Step {

@@ -17,6 +17,8 @@ pub mod statistics;
 #[cfg(test)]
 pub mod model;
 #[cfg(test)]
+mod partition_tests;
+#[cfg(test)]
 mod tests;
 
 pub use device::{Ixgbe, IxgbeError, IxgbeOptions, SteeringMode, WaitStep};

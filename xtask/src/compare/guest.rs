@@ -64,15 +64,39 @@ impl System {
         }
     }
 
+    /// Whether it forwards to the backend (then it is booted once per backend connection
+    /// policy: see [`BackendConnections`]).
+    pub fn is_proxy(self) -> bool {
+        matches!(
+            self,
+            System::UnisockProxy | System::NginxProxy | System::HaproxyProxy
+        )
+    }
+
     /// The guest's command line after net-run's `ip=` and `gw=`.
-    fn command_line(self) -> String {
+    fn command_line(self, backend: BackendConnections) -> String {
         let backends = format!("backends={PEER_ADDRESS}:{BACKEND_PORT}");
+        // qemu/linux-guest's word for pooled backend connections (nginx `keepalive`,
+        // HAProxy `http-reuse always`); without it, a connection per request.
+        let linux_keepalive = match backend {
+            BackendConnections::PerRequest => "",
+            BackendConnections::KeepAlive => " backend-keepalive",
+        };
         match self {
             System::UnisockResponder => "responder=80".into(),
-            System::UnisockProxy => format!("proxy=80 {backends}"),
+            // docs/proxy.md: pool.idle=0 is a new backend connection per request; with
+            // keep-alive, room for every connection wrk keeps open (64) on one core.
+            System::UnisockProxy => match backend {
+                BackendConnections::PerRequest => format!("proxy=80 {backends} pool.idle=0"),
+                BackendConnections::KeepAlive => format!("proxy=80 {backends} pool.idle=128"),
+            },
             System::NginxStatic => "console=ttyS0 quiet guest=nginx-static".into(),
-            System::NginxProxy => format!("console=ttyS0 quiet guest=nginx-proxy {backends}"),
-            System::HaproxyProxy => format!("console=ttyS0 quiet guest=haproxy-proxy {backends}"),
+            System::NginxProxy => {
+                format!("console=ttyS0 quiet guest=nginx-proxy {backends}{linux_keepalive}")
+            }
+            System::HaproxyProxy => {
+                format!("console=ttyS0 quiet guest=haproxy-proxy {backends}{linux_keepalive}")
+            }
         }
     }
 
@@ -85,6 +109,15 @@ impl System {
             _ => line.contains("linux-guest: ready"),
         }
     }
+}
+
+/// How a proxy connects to its backend: the same for all three proxies in a boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendConnections {
+    /// A new backend connection per request (the `Connection: close` and ab figures).
+    PerRequest,
+    /// Idle backend connections kept and reused (the keep-alive figure: both legs pooled).
+    KeepAlive,
 }
 
 /// Why a boot gave no running system.
@@ -106,6 +139,8 @@ pub struct Machine<'a> {
     pub linux_kernel: &'a Path,
     pub linux_initrd: &'a Path,
     pub log_directory: &'a Path,
+    /// More QEMU options for every boot (the profiler's gdbstub socket).
+    pub qemu_arguments: &'a [String],
 }
 
 /// A booted guest; dropping it stops QEMU and net-run removes the namespace.
@@ -121,6 +156,7 @@ impl Machine<'_> {
     pub fn boot(
         &self,
         system: System,
+        backend: BackendConnections,
         vcpus: u32,
         qemu_name: &str,
         on_namespace: &mut dyn FnMut() -> Result<(), Failure>,
@@ -135,7 +171,7 @@ impl Machine<'_> {
             .args(["--smp", &vcpus.to_string()])
             .args(["--memory", self.memory])
             .args(["--cpu", self.cpu_model])
-            .args(["--cmdline", &system.command_line()]);
+            .args(["--cmdline", &system.command_line(backend)]);
         if system.is_unisock() {
             command.arg("--kernel").arg(self.unisock_image);
         } else {
@@ -144,6 +180,7 @@ impl Machine<'_> {
         }
         command
             .args(["--", "-name", &format!("{qemu_name},debug-threads=on")])
+            .args(self.qemu_arguments)
             .stdin(Stdio::null())
             .stdout(
                 log_file
@@ -390,6 +427,36 @@ mod tests {
         );
         assert!(System::NginxStatic.ready("linux-guest: ready guest=nginx-static cpus=2"));
         assert!(!System::NginxStatic.ready("linux-guest: error no eth0"));
+    }
+
+    #[test]
+    fn every_proxy_gets_the_same_backend_connection_policy() {
+        use BackendConnections::*;
+        assert!(
+            System::UnisockProxy
+                .command_line(PerRequest)
+                .ends_with(" pool.idle=0")
+        );
+        assert!(
+            System::UnisockProxy
+                .command_line(KeepAlive)
+                .ends_with(" pool.idle=128")
+        );
+        for linux in [System::NginxProxy, System::HaproxyProxy] {
+            assert!(!linux.command_line(PerRequest).contains("backend-keepalive"));
+            assert!(
+                linux
+                    .command_line(KeepAlive)
+                    .ends_with(" backend-keepalive")
+            );
+        }
+        assert_eq!(
+            System::ALL
+                .iter()
+                .filter(|system| system.is_proxy())
+                .count(),
+            3
+        );
     }
 
     #[test]

@@ -204,8 +204,12 @@ keep-alive), all from the namespace after a {warm_up} s warm-up, on a freshly bo
 system, vCPU count and round; rounds interleaved, the system order rotated each round.
 Bodies: Unisock's responder answers its fixed 19-byte body; nginx-static serves a 64-byte page
 (`/`) and 16 KiB (`/large`); the proxies forward to nginx in the namespace (10.77.0.1:8080, the
-same Debian nginx, a worker per host core) serving 64 bytes and 16 KiB, a new backend
-connection per request. Cells: median over {rounds} round(s), (min-max) when there are more.
+same Debian nginx, a worker per host core) serving 64 bytes and 16 KiB. Each proxy is booted
+twice per round: with a new backend connection per request (Unisock `pool.idle=0`, nginx
+HTTP/1.0 upstream, HAProxy `http-server-close`) for the `Connection: close`, ab and 16 KiB
+runs, and with pooled backend connections (Unisock `pool.idle=128`, nginx `keepalive 1024`,
+HAProxy `http-reuse always`) for the keep-alive run, so that keep-alive is on both legs there.
+Cells: median over {rounds} round(s), (min-max) when there are more.
 Latency is wrk's, for the `Connection: close` run. Errors: every wrk socket error and non-2xx
 response plus ab's failed requests, summed over all runs. Host CPU per connection is for the
 `Connection: close` run: the vCPU threads (`CPU n/TCG`), QEMU's main loop (all virtio-net
