@@ -35,6 +35,10 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "cpio",
     "valgrind",
+    // The hostile tests (tests/tests/hostile.rs): the SYN flood, and the crafted segments
+    // and frames of tests/scripts/*.py (run with Debian's /usr/bin/python3).
+    "hping3",
+    "python3-scapy",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -57,7 +61,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench compare            Unisock against nginx and HAProxy in a Linux guest, same QEMU,
                            same load (root); ROUNDS=, DURATION=, VCPUS= (e.g. 1,2) change it;
                            rewrites the bench-compare section of BENCHMARKS.md and docs/compare/
-  bench NAME               cargo bench -p unisock-kernel --bench NAME";
+  bench NAME               cargo bench -p unisock-kernel --bench NAME
+  fuzz [--seconds N] [TARGET...]
+                           a time-boxed AFL++ campaign (fuzz/run; needs cargo-afl) on the
+                           frame path and the HTTP parsers; crashes land in fuzz/regressions/";
 
 /// A failed step, with what to tell the user.
 #[derive(Debug)]
@@ -77,6 +84,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => test(),
         "install-deps" => install_dependencies(),
+        "fuzz" => fuzz(rest),
         "bench" => match rest {
             [name] if name == "responder" || name == "proxy" => bench_in_qemu(name),
             [name] if name == "compare" => bench_compare(),
@@ -338,6 +346,20 @@ fn test() -> Step {
         .status()
         .map_err(|error| Failure(format!("cannot run cargo: {error}")))?;
     check(status.success(), "end-to-end tests failed")
+}
+
+/// Runs `fuzz/run` with `arguments` (a campaign per target; see its header).
+fn fuzz(arguments: &[String]) -> Step {
+    let status = Command::new(repository_root().join("fuzz/run"))
+        .current_dir(repository_root())
+        .args(arguments)
+        .env("CARGO_TARGET_DIR", cargo_target_directory())
+        .status()
+        .map_err(|error| Failure(format!("cannot run fuzz/run: {error}")))?;
+    check(
+        status.success(),
+        "the fuzz campaign failed or found crashes (see fuzz/regressions/)",
+    )
 }
 
 /// What to do about the image's rustup target, given `rustup target list --installed`'s
