@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod responder;
 pub mod services;

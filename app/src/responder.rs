@@ -1,5 +1,5 @@
-//! The HTTP responder: answers every request with one fixed response (and `GET /stats` with
-//! the appliance's counters), then closes. One request per connection, like the short-lived
+//! The HTTP responder: answers every request with one fixed response (and `GET /stats` and
+//! `GET /metrics` with the appliance's counters), then closes. One request per connection, like the short-lived
 //! connections the appliance is built for. The body's size comes from `responder.body=`.
 
 use alloc::rc::Rc;
@@ -13,6 +13,7 @@ use unisock_kernel::net::partition::ServedPort;
 use unisock_kernel::socket::{SocketError, TcpStream};
 
 use crate::http::{head_length, request_line};
+use crate::metrics::ReportFormat;
 use crate::services::StatisticsReport;
 
 /// The body of the fixed response by default; a body of another size repeats it.
@@ -98,15 +99,18 @@ async fn answer(
         }
     };
     let statistics;
+    let mut content_type = "text/plain";
     let (status, reason, body): (u16, &str, &[u8]) = match request_line(&head[..head_end]) {
         None => (400, "Bad Request", b""),
-        Some(line) if line.method == "GET" && line.target == "/stats" => {
+        Some(line) if line.method == "GET" && report_format(line.target).is_some() => {
+            let format = report_format(line.target).unwrap_or(ReportFormat::Stats);
             let mut text = String::new();
             match &report {
-                Some(report) => report(&mut text),
+                Some(report) => report(format, &mut text),
                 None => text.push_str("no statistics\n"),
             }
             statistics = text;
+            content_type = format.content_type();
             (200, "OK", statistics.as_bytes())
         }
         Some(_) => (200, "OK", body),
@@ -114,19 +118,43 @@ async fn answer(
     // Both writes land in the send buffer before the stack next runs, so a small response
     // still leaves in one segment.
     stream
-        .write_all(&response_head(status, reason, body.len()))
+        .write_all(&response_head_of_type(
+            status,
+            reason,
+            content_type,
+            body.len(),
+        ))
         .await?;
     stream.write_all(body).await?;
     stream.close()
 }
 
-/// The head of an HTTP/1.1 response with a body of `body_length` bytes that closes the
-/// connection.
+/// Which report a target asks for: `/stats` or `/metrics` (Prometheus).
+fn report_format(target: &str) -> Option<ReportFormat> {
+    match target {
+        "/stats" => Some(ReportFormat::Stats),
+        "/metrics" => Some(ReportFormat::Prometheus),
+        _ => None,
+    }
+}
+
+/// The head of an HTTP/1.1 response with a plain-text body of `body_length` bytes that
+/// closes the connection.
 pub fn response_head(status: u16, reason: &str, body_length: usize) -> Vec<u8> {
+    response_head_of_type(status, reason, "text/plain", body_length)
+}
+
+/// [`response_head`] with another `Content-Type`.
+pub fn response_head_of_type(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body_length: usize,
+) -> Vec<u8> {
     let mut text = String::with_capacity(128);
     let _ = write!(
         text,
-        "HTTP/1.1 {status} {reason}\r\nServer: unisock\r\nContent-Type: text/plain\r\n\
+        "HTTP/1.1 {status} {reason}\r\nServer: unisock\r\nContent-Type: {content_type}\r\n\
          Content-Length: {body_length}\r\nConnection: close\r\n\r\n"
     );
     text.into_bytes()
@@ -178,6 +206,16 @@ mod tests {
         length: usize,
         impairments: Impairments,
     ) -> (Vec<u8>, WireStatistics) {
+        fetch_target_over_the_simulated_wire("/", None, length, impairments)
+    }
+
+    /// [`fetch_over_the_simulated_wire`] for `GET <target>`, the responder given `report`.
+    fn fetch_target_over_the_simulated_wire(
+        target: &'static str,
+        report: Option<StatisticsReport>,
+        length: usize,
+        impairments: Impairments,
+    ) -> (Vec<u8>, WireStatistics) {
         let mut network = Network::new(0x5eed_0012, impairments, 2);
         let server = SocketAddrV4::new(network.hosts[1].address, 80);
         let listener = TcpListener::bind(
@@ -189,7 +227,7 @@ mod tests {
         let handle = network.hosts[1].executor.handle();
         network.hosts[1].executor.spawn(async move {
             let stream = listener.accept().await.unwrap();
-            answer(stream, handle, &body_of_length(length), None)
+            answer(stream, handle, &body_of_length(length), report)
                 .await
                 .unwrap();
         });
@@ -199,7 +237,7 @@ mod tests {
         network.hosts[0].executor.spawn(async move {
             let stream = TcpStream::connect(&client, server).await.unwrap();
             stream
-                .write_all(b"GET / HTTP/1.1\r\nHost: unisock\r\n\r\n")
+                .write_all(format!("GET {target} HTTP/1.1\r\nHost: unisock\r\n\r\n").as_bytes())
                 .await
                 .unwrap();
             let mut bytes = Vec::new();
@@ -302,5 +340,48 @@ mod tests {
             "{wire:?}"
         );
         check_response(&bytes, 100_000);
+    }
+
+    #[test]
+    fn metrics_and_stats_render_the_same_report_with_their_content_types() {
+        use unisock_kernel::metrics::HeapUsage;
+        use unisock_kernel::metrics::exposition_check::read_exposition;
+
+        let report: StatisticsReport = Rc::new(|format, out: &mut String| {
+            let heap = HeapUsage {
+                used_bytes: 4096,
+                capacity_bytes: 65536,
+            };
+            crate::metrics::write_report(format, &[&heap], out).unwrap();
+        });
+        let (bytes, _) = fetch_target_over_the_simulated_wire(
+            "/metrics",
+            Some(report.clone()),
+            1,
+            Impairments::clean(),
+        );
+        let head_end = head_length(&bytes).expect("a complete head");
+        let head = core::str::from_utf8(&bytes[..head_end]).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{head}"
+        );
+        let body = core::str::from_utf8(&bytes[head_end..]).unwrap();
+        let read = read_exposition(body).unwrap();
+        assert_eq!(read.value("unisock_heap_used_bytes", &[]), Some(4096.0));
+
+        let (bytes, _) =
+            fetch_target_over_the_simulated_wire("/stats", Some(report), 1, Impairments::clean());
+        let head_end = head_length(&bytes).expect("a complete head");
+        assert!(
+            core::str::from_utf8(&bytes[..head_end])
+                .unwrap()
+                .contains("\r\nContent-Type: text/plain\r\n")
+        );
+        assert_eq!(
+            &bytes[head_end..],
+            b"memory heap_used_bytes=4096 heap_capacity_bytes=65536\n"
+        );
     }
 }

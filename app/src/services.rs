@@ -9,12 +9,14 @@ use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::ServedPort;
 use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 
+use crate::metrics::ReportFormat;
 use crate::proxy::{self, ProxyShared, Worker, WorkerPlace};
 use crate::responder;
 use crate::transfer::{self, TransferService};
 
-/// Appends the appliance's counters, as text, to a string; served at `GET /stats`.
-pub type StatisticsReport = Rc<dyn Fn(&mut String)>;
+/// Appends the appliance's counters, rendered as asked, to a string; served at `GET /stats`
+/// and `GET /metrics`.
+pub type StatisticsReport = Rc<dyn Fn(ReportFormat, &mut String)>;
 
 /// Accept queue length of every listener.
 pub const BACKLOG: usize = 1024;

@@ -5,6 +5,7 @@ use spin::Mutex;
 use talc::{ErrOnOom, Span, Talc, Talck};
 use unisock_kernel::mem::frame::FrameRun;
 use unisock_kernel::mem::{FRAME_SIZE, FrameAllocator, MapError, MemoryMap};
+use unisock_kernel::metrics::HeapUsage;
 
 use crate::start::IDENTITY_MAPPED_GIB;
 
@@ -68,6 +69,17 @@ pub fn init(map: &mut MemoryMap) -> Result<MemorySummary, MemoryError> {
     };
     *FRAMES.lock() = Some(frames);
     Ok(summary)
+}
+
+/// The heap's use now, from talc's counters (kept by the allocator on every allocation: a
+/// few additions under the lock it already takes).
+pub fn heap_usage() -> HeapUsage {
+    let heap = HEAP.lock();
+    let counters = heap.get_counters();
+    HeapUsage {
+        used_bytes: counters.allocated_bytes as u64,
+        capacity_bytes: counters.claimed_bytes as u64,
+    }
 }
 
 /// Allocates `count` contiguous, zeroed frames aligned to `alignment` bytes.

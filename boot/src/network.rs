@@ -12,15 +12,18 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
 
 use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
+use unisock_app::metrics;
 use unisock_app::proxy::{ProxySettings, ProxyShared, WorkerPlace};
 use unisock_app::{ProxyWorkerStart, Services, StatisticsReport, start_services};
 use unisock_drivers::hal::Timer;
 use unisock_drivers::hal::identity::{
     IdentityMappedDma, IdentityMmioMapper, IdentityRegion, RawMmio,
 };
+use unisock_drivers::ixgbe::StatisticsReader;
 use unisock_drivers::nic::{
     ExactFilter, HashTypes, MacAddress, Nic, NicQueue, QueueId, RssConfiguration,
 };
@@ -33,6 +36,8 @@ use unisock_drivers::probe::{
     self, NicOptions, PciCandidate, ProbedNic, ProbedQueue, SteeringPreference,
 };
 use unisock_kernel::config::{Config, IxgbeSteering};
+use unisock_kernel::executor::Handle;
+use unisock_kernel::metrics::{MetricSource, NicPortCounters, NicPortStatistics};
 use unisock_kernel::net::interface::{InterfaceConfig, SinkFull};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::partition::GlobalListenTable;
@@ -42,7 +47,7 @@ use unisock_kernel::net::rfd::{
 use unisock_kernel::net::rss::IndirectionTable;
 use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::runtime::{
-    CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, Platform, QueuePair,
+    CoreRuntime, CoreSetup, Doorbells, NetworkStatistics, NicQueueCounters, Platform, QueuePair,
 };
 use unisock_kernel::sync::RingMesh;
 use unisock_kernel::time::Instant;
@@ -50,7 +55,7 @@ use unisock_kernel::time::Instant;
 use crate::entropy::{self, EntropySource};
 use crate::pci::{PciAddress, PciDevice};
 use crate::smp::MAX_CORES;
-use crate::{clock, idle};
+use crate::{clock, idle, memory};
 
 /// Where BARs firmware left unassigned go: inside q35's 32-bit PCI hole, above the MMCONFIG
 /// window (0xb000_0000-0xc000_0000) and below the I/O APIC, where nothing else lives when
@@ -60,6 +65,9 @@ const UNASSIGNED_BAR_WINDOW: u64 = 0xe000_0000;
 const RING_CAPACITY: usize = 1024;
 /// Descriptors per receive and transmit queue.
 const QUEUE_SIZE: u16 = 256;
+/// How often core 0 reads the NIC's port-wide counters (the 82599's 32-bit packet counters
+/// clear on read and cannot wrap in a second even at line rate).
+const NIC_PORT_READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Local APIC id of each core, by core index (registered as each core comes up).
 static APIC_IDS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(u32::MAX) }; MAX_CORES];
@@ -88,6 +96,10 @@ struct CoreStart {
     statistics: Arc<NetworkStatistics>,
     /// Core 0 asks for the gateway's MAC at start.
     gateway: Option<Ipv4Addr>,
+    /// The NIC's port-wide counters, if it has them (every core reports them)...
+    nic_port: Option<Arc<NicPortStatistics>>,
+    /// ... and their reader, which core 0 runs once a second.
+    nic_port_reader: Option<StatisticsReader<RawMmio>>,
 }
 
 /// What the ready line and the log report.
@@ -288,6 +300,13 @@ fn bring_up(
     } else {
         info!("net: TCP secret from {}", entropy.name());
     }
+    let (nic_port, mut nic_port_reader) = match &mut nic {
+        ProbedNic::Ixgbe(device) => (
+            Some(Arc::new(NicPortStatistics::new("ixgbe"))),
+            Some(device.take_statistics_reader()),
+        ),
+        ProbedNic::VirtioNet(_) => (None, None),
+    };
     let mut rings = RingMesh::new(queues, RING_CAPACITY)
         .into_cores()
         .into_iter();
@@ -318,6 +337,8 @@ fn bring_up(
             workers: queues,
             statistics: statistics.clone(),
             gateway: if index == 0 { config.gateway } else { None },
+            nic_port: nic_port.clone(),
+            nic_port_reader: nic_port_reader.take(),
         }));
     }
     drop(handoffs);
@@ -542,6 +563,8 @@ pub fn run_core(index: u32) -> ! {
         workers,
         statistics,
         gateway,
+        nic_port,
+        nic_port_reader,
     } = *start;
     let mut runtime = match CoreRuntime::new(setup, BootPlatform) {
         Ok(runtime) => runtime,
@@ -550,14 +573,24 @@ pub fn run_core(index: u32) -> ! {
             crate::exit::halt_forever()
         }
     };
-    let proxy_statistics = proxy.as_ref().map(|shared| shared.statistics.clone());
-    let report: StatisticsReport = Rc::new(move |out: &mut String| {
-        let _ = statistics.write_report(out);
-        if let Some(proxy) = &proxy_statistics {
-            let _ = proxy.write_report(out);
+    let proxy_metrics = proxy.clone();
+    let nic_port_metrics = nic_port.clone();
+    let report: StatisticsReport = Rc::new(move |format, out: &mut String| {
+        let heap = memory::heap_usage();
+        let mut sources: Vec<&dyn MetricSource> = Vec::from([&*statistics as &dyn MetricSource]);
+        if let Some(proxy) = &proxy_metrics {
+            sources.push(proxy);
         }
+        if let Some(port) = &nic_port_metrics {
+            sources.push(&**port);
+        }
+        sources.push(&heap);
+        let _ = metrics::write_report(format, &sources, out);
     });
     let handle = runtime.handle();
+    if let (Some(reader), Some(published)) = (nic_port_reader, nic_port.clone()) {
+        runtime.spawn(publish_nic_port_counters(reader, published, handle.clone()));
+    }
     let proxy = proxy.map(|shared| ProxyWorkerStart {
         shared,
         place: WorkerPlace {
@@ -575,6 +608,32 @@ pub fn run_core(index: u32) -> ! {
     }
     debug!("net: cpu {index} runs queue {index}");
     runtime.run()
+}
+
+/// Reads the NIC's port-wide counters once a second and publishes them for the reports: a
+/// task on core 0, a few dozen register reads between two turns of its loop (statistics
+/// registers only, which no queue touches).
+async fn publish_nic_port_counters(
+    mut reader: StatisticsReader<RawMmio>,
+    published: Arc<NicPortStatistics>,
+    handle: Handle,
+) {
+    loop {
+        let totals = reader.read();
+        published.publish(NicPortCounters {
+            rx_packets: totals.rx_packets,
+            rx_bytes: totals.rx_bytes,
+            tx_packets: totals.tx_packets,
+            tx_bytes: totals.tx_bytes,
+            rx_missed: totals.rx_missed,
+            rx_no_buffer: totals.rx_no_buffer,
+            rx_queue_drops: totals.rx_queue_drops,
+            crc_errors: totals.crc_errors,
+            flow_director_matches: totals.flow_director_matches,
+            flow_director_misses: totals.flow_director_misses,
+        });
+        handle.sleep(NIC_PORT_READ_INTERVAL).await;
+    }
 }
 
 /// Configuration space through the boot crate's locked port access.
@@ -620,6 +679,20 @@ impl QueuePair for BootQueue {
 
     fn disable_interrupts(&mut self) {
         self.0.disable_interrupts();
+    }
+
+    fn counters(&self) -> NicQueueCounters {
+        let statistics = self.0.statistics();
+        NicQueueCounters {
+            rx_frames: statistics.rx_frames,
+            rx_bytes: statistics.rx_bytes,
+            tx_frames: statistics.tx_frames,
+            tx_bytes: statistics.tx_bytes,
+            notifications: statistics.notifications,
+            tx_full: statistics.tx_full,
+            rx_bad_length: statistics.rx_bad_length,
+            device_errors: statistics.device_bad_id + statistics.device_index_jump,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ extern crate alloc;
 pub mod config;
 pub mod executor;
 pub mod mem;
+pub mod metrics;
 pub mod net;
 pub mod runtime;
 pub mod socket;

@@ -388,3 +388,160 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
     assert_eq!(status, "503");
     let _ = std::fs::remove_dir_all(&upload_directory);
 }
+
+/// `GET /metrics` (the responder's port): its head and body, the body a text exposition.
+fn scrape_metrics(guest: &Guest) -> (String, String) {
+    let text = guest.expect_shell(
+        &format!("curl -sS -D - --max-time 10 http://{GUEST}/metrics"),
+        Duration::from_secs(20),
+    );
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (head.to_string(), body.to_string())
+}
+
+/// The value of the series written exactly as `series` (name and labels as rendered).
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in\n{exposition}"))
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) on `exposition`.
+fn check_with_promtool(exposition: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool (cargo xtask install-deps installs Debian's prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_move_with_the_requests_proxied() {
+    let guest = boot_proxy(2, &format!("backends={PEER}:8081"));
+    let files = Backend::scratch_directory("files");
+    let _nginx = Backend::nginx(&guest, 8081, &files);
+    assert_eq!(curl_through_proxy(&guest, "/"), "nginx-8081\n");
+
+    let (head, before) = scrape_metrics(&guest);
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    check_with_promtool(&before);
+    let requests = 200;
+    check_ab(
+        &guest,
+        &format!("http://{GUEST}:{PROXY_PORT}/"),
+        requests,
+        8,
+        Duration::from_secs(300),
+    );
+    let (_, after) = scrape_metrics(&guest);
+    check_with_promtool(&after);
+
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    let client = |name: &str, extra: &str| {
+        format!("{name}{{core=\"total\",listener=\"{PROXY_PORT}\"{extra}}}")
+    };
+    let backend = |name: &str, extra: &str| {
+        format!("{name}{{core=\"total\",pool=\"default\",backend=\"{PEER}:8081\"{extra}}}")
+    };
+    let requests = f64::from(requests);
+    assert_eq!(moved(&client("unisock_proxy_requests_total", "")), requests);
+    assert_eq!(
+        moved(&client("unisock_proxy_responses_total", ",class=\"2xx\"")),
+        requests
+    );
+    assert_eq!(
+        moved(&client("unisock_proxy_request_duration_seconds_count", "")),
+        requests
+    );
+    assert_eq!(
+        moved(&backend(
+            "unisock_proxy_backend_responses_total",
+            ",class=\"2xx\""
+        )),
+        requests
+    );
+    assert_eq!(
+        moved(&backend(
+            "unisock_proxy_backend_response_latency_seconds_count",
+            ""
+        )),
+        requests
+    );
+    assert!(moved(&backend("unisock_proxy_backend_received_bytes_total", "")) > 0.0);
+    assert!(moved("unisock_tcp_passive_opens_total{core=\"total\"}") >= requests);
+    assert!(moved("unisock_nic_received_frames_total{core=\"total\"}") > 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            "unisock_proxy_backend_up{pool=\"default\",backend=\"10.77.0.1:8081\"}"
+        ),
+        1.0
+    );
+    let used = sample(&after, "unisock_heap_used_bytes");
+    assert!(used > 0.0 && used < sample(&after, "unisock_heap_capacity_bytes"));
+    // Every core's series and the total agree.
+    let per_core: f64 = (0..2)
+        .map(|core| {
+            sample(
+                &after,
+                &format!(
+                    "unisock_proxy_requests_total{{core=\"{core}\",listener=\"{PROXY_PORT}\"}}"
+                ),
+            )
+        })
+        .sum();
+    assert_eq!(
+        per_core,
+        sample(&after, &client("unisock_proxy_requests_total", ""))
+    );
+
+    // /stats's memory line, for the soak test that reads it.
+    let stats = guest.expect_shell(
+        &format!("curl -sS --max-time 10 http://{GUEST}/stats"),
+        Duration::from_secs(20),
+    );
+    let memory = stats
+        .lines()
+        .find(|line| line.starts_with("memory "))
+        .expect("a memory line");
+    let words: Vec<&str> = memory.split(' ').collect();
+    assert_eq!(words.len(), 3, "{memory}");
+    assert!(
+        words[1]
+            .strip_prefix("heap_used_bytes=")
+            .is_some_and(|value| value.parse::<u64>().is_ok()),
+        "{memory}"
+    );
+    assert!(
+        words[2]
+            .strip_prefix("heap_capacity_bytes=")
+            .is_some_and(|value| value.parse::<u64>().is_ok()),
+        "{memory}"
+    );
+    let _ = std::fs::remove_dir_all(&files);
+}

@@ -30,6 +30,8 @@ const PACKAGES: &[&str] = &[
     // The proxy tests' backends (tests/tests/proxy.rs): nginx, and Python for a misbehaving one.
     "nginx",
     "python3",
+    // promtool, which checks the image's /metrics (tests/tests/proxy.rs).
+    "prometheus",
     // bench compare: its load generator, and the tools qemu/linux-guest builds the Linux
     // guest with (the guest's own packages are downloaded, never installed here).
     "wrk",

@@ -13,7 +13,7 @@ use unisock_kernel::socket::{Shutdown, TcpStream};
 
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
-use super::statistics::ProxyCoreCounters;
+use super::statistics::{MeteredSide, ProxyCoreCounters};
 use super::stream::{BufferedStream, READ_CHUNK, StreamError};
 use super::worker::Worker;
 use crate::http::chunked::{self, ChunkedDecoder};
@@ -41,7 +41,7 @@ pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream) {
     let client_address = stream
         .peer_address()
         .map_or(Ipv4Addr::UNSPECIFIED, |address| *address.ip());
-    let mut client = BufferedStream::new(stream);
+    let mut client = BufferedStream::new(stream).metered(worker.meter(MeteredSide::Client));
     loop {
         let head = match read_request(&worker, &mut client).await {
             Ok(Some(head)) => head,
@@ -52,11 +52,30 @@ pub async fn serve_client(worker: Rc<Worker>, stream: TcpStream) {
             }
         };
         counters.requests.increment();
-        match exchange(&worker, &mut client, &head, client_address).await {
-            Ok(Next::KeepAlive) => {}
-            Ok(Next::Close) => return client.close(),
-            Ok(Next::Abort) => return client.abort(),
-            Err(error) => return answer_error(&worker, client, error).await,
+        // A cut-off response has no end, and a tunnel's time is the tunnel's.
+        let started = worker.handle().now();
+        let timed = head.upgrade().is_none();
+        let observe = || {
+            let elapsed = worker.handle().now().saturating_since(started);
+            counters.request_duration.observe(elapsed);
+        };
+        let next = match exchange(&worker, &mut client, &head, client_address).await {
+            Ok(next) => next,
+            Err(error) => {
+                answer_error(&worker, client, error).await;
+                if timed {
+                    observe();
+                }
+                return;
+            }
+        };
+        if timed && next != Next::Abort {
+            observe();
+        }
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => return client.close(),
+            Next::Abort => return client.abort(),
         }
     }
 }
@@ -75,13 +94,7 @@ async fn answer_error(worker: &Worker, client: BufferedStream, error: ProxyError
 }
 
 fn count_status(counters: &ProxyCoreCounters, status: u16) {
-    match status / 100 {
-        1 => counters.responses_1xx.increment(),
-        2 => counters.responses_2xx.increment(),
-        3 => counters.responses_3xx.increment(),
-        4 => counters.responses_4xx.increment(),
-        _ => counters.responses_5xx.increment(),
-    }
+    counters.count_status(status);
 }
 
 /// The next request head: `Ok(None)` when the client closed or idled out between requests.
@@ -212,6 +225,9 @@ async fn exchange(
         let mut upstream = match pooled {
             Some(stream) => {
                 counters.backend_reuses.increment();
+                if let Some(backend) = counters.backend(backend) {
+                    backend.connections_reused.increment();
+                }
                 stream
             }
             None => match connect(worker, backend).await {
@@ -235,7 +251,15 @@ async fn exchange(
             },
         };
         worker.balancer().borrow_mut().started(backend);
-        let attempt = relay(worker, client, &mut upstream, head, client_address, upgrade).await;
+        let attempt = relay(
+            worker,
+            client,
+            &mut upstream,
+            head,
+            (backend, client_address),
+            upgrade,
+        )
+        .await;
         worker.balancer().borrow_mut().finished(backend);
         match attempt {
             Attempt::Relayed {
@@ -243,6 +267,9 @@ async fn exchange(
                 reusable,
                 status,
             } => {
+                if let Some(counters) = counters.backend(backend) {
+                    counters.count_status(status);
+                }
                 if status >= 500 {
                     record_backend_failure(worker, backend);
                 } else {
@@ -324,6 +351,9 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
     let settings = worker.settings();
     let address = settings.pool.backends[backend].address;
     worker.statistics().backend_connects.increment();
+    if let Some(counters) = worker.statistics().backend(backend) {
+        counters.connections_opened.increment();
+    }
     let connect = TcpStream::connect(worker.tcp(), address);
     match worker
         .handle()
@@ -332,7 +362,8 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
     {
         Ok(Ok(stream)) => {
             let _ = stream.set_no_delay(true);
-            Ok(BufferedStream::new(stream))
+            let meter = worker.meter(MeteredSide::Backend(backend));
+            Ok(BufferedStream::new(stream).metered(meter))
         }
         Ok(Err(_)) => Err(ProxyError::BadGateway),
         Err(_elapsed) => Err(ProxyError::GatewayTimeout),
@@ -358,7 +389,7 @@ async fn relay(
     client: &mut BufferedStream,
     upstream: &mut BufferedStream,
     head: &RequestHead,
-    client_address: Ipv4Addr,
+    (backend, client_address): (usize, Ipv4Addr),
     upgrade: bool,
 ) -> Attempt {
     let settings = worker.settings();
@@ -427,6 +458,8 @@ async fn relay(
         Err(CopyError::Malformed) => return Attempt::BodyRefused(ProxyError::BadRequest),
         Err(CopyError::TooLarge) => return Attempt::BodyRefused(ProxyError::PayloadTooLarge),
     }
+    let sent_at = handle.now();
+    let mut first_head = true;
     let response = loop {
         let response = match read_response_head(worker, upstream, head.is_head()).await {
             Ok(response) => response,
@@ -437,6 +470,11 @@ async fn relay(
                 };
             }
         };
+        if let Some(counters) = counters.backend(backend).filter(|_| first_head) {
+            let latency = handle.now().saturating_since(sent_at);
+            counters.response_latency.observe(latency);
+        }
+        first_head = false;
         if response.status >= 200 || response.status == 101 {
             break response;
         }

@@ -20,5 +20,8 @@ mod worker;
 pub use errors::ProxyError;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
-pub use statistics::{ProxyCoreCounters, ProxyStatistics};
+pub use statistics::{
+    BACKEND_HEALTH_METRICS, BACKEND_METRICS, BackendCounters, DEFAULT_POOL, PROXY_CORE_METRICS,
+    ProxyCore, ProxyCoreCounters, ProxyStatistics,
+};
 pub use worker::{Listening, ProxyShared, Worker, WorkerPlace, start};

@@ -1,130 +1,543 @@
-//! The proxy's counters: one set per core, written only by that core (a plain load and store, no locked instruction), read by whoever reports them.
+//! The proxy's counters: one set per core (and, within it, one per backend of the pool, by
+//! the backend's index), written only by that core (a plain load and store, no locked
+//! instruction), read by whoever reports them at `/stats` and `/metrics`.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::fmt::{self, Display, Write};
 
+use unisock_kernel::metrics::{
+    Counter, Exposition, Histogram, HistogramSnapshot, Metric, MetricKind, MetricSource,
+};
 use unisock_kernel::sync::CachePadded;
 
-/// A counter with one writer.
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+use super::worker::ProxyShared;
 
-impl Counter {
-    pub fn increment(&self) {
-        self.add(1);
-    }
+/// The name of the one pool there is today (the `pool` label).
+pub const DEFAULT_POOL: &str = "default";
 
-    pub fn add(&self, amount: u64) {
-        let value = self.0.load(Ordering::Relaxed);
-        self.0.store(value.wrapping_add(amount), Ordering::Relaxed);
-    }
+/// One series' labels, owned (the label values borrowed).
+type SeriesLabels<'a> = Vec<(&'static str, &'a dyn Display)>;
 
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Status classes, by `status / 100 - 1` (the `class` label).
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn status_class(index: usize) -> &'static str {
+    STATUS_CLASSES.get(index).copied().unwrap_or("5xx")
 }
 
+/// The index into [`STATUS_CLASSES`] of `status` (anything out of range counts as 5xx).
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Generates, from one list, a block of single-writer counters, its plain snapshot (with a
+/// sum for the totals), the metric definitions, the `/stats` fields and the Prometheus
+/// families. `labelled` entries are an array, one series per element (named by the label's
+/// value, and `<field>_<value>` on `/stats`); `histograms` are latency histograms
+/// (`<field>_count` and `<field>_sum_us` on `/stats`).
 macro_rules! proxy_counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// One core's proxy counters.
+    (
+        $(#[$block_doc:meta])* $block:ident, $snapshot:ident, $definitions:ident;
+        scalars { $( $field:ident: $kind:ident $name:ident $help:literal, )* }
+        labelled { $( $array:ident[$length:expr] by $label:literal $label_value:path:
+                      $array_kind:ident $array_name:ident $array_help:literal, )* }
+        histograms { $( $histogram:ident: $histogram_name:ident $histogram_help:literal, )* }
+    ) => {
+        $(#[$block_doc])*
         #[derive(Default)]
-        pub struct ProxyCoreCounters {
-            $($(#[$doc])* pub $name: Counter,)*
+        pub struct $block {
+            $( #[doc = $help] pub $field: Counter, )*
+            $( #[doc = $array_help] pub $array: [Counter; $length], )*
+            $( #[doc = $histogram_help] pub $histogram: Histogram, )*
         }
 
-        impl ProxyCoreCounters {
-            /// `name=value` pairs, separated by spaces.
-            fn write_fields(&self, out: &mut impl Write) -> fmt::Result {
-                let mut first = true;
+        /// A plain copy of the counters.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $snapshot {
+            $( pub $field: u64, )*
+            $( pub $array: [u64; $length], )*
+            $( pub $histogram: HistogramSnapshot, )*
+        }
+
+        /// The definition of every metric of the block, in `/stats` order.
+        pub const $definitions: &[Metric] = &[
+            $( Metric::new(stringify!($name), stringify!($field), MetricKind::$kind, $help), )*
+            $( Metric::new(stringify!($array_name), stringify!($array),
+                           MetricKind::$array_kind, $array_help).with_labels(&[$label]), )*
+            $( Metric::new(stringify!($histogram_name), stringify!($histogram),
+                           MetricKind::Histogram, $histogram_help), )*
+        ];
+
+        impl $block {
+            pub fn snapshot(&self) -> $snapshot {
+                $snapshot {
+                    $( $field: self.$field.get(), )*
+                    $( $array: core::array::from_fn(|index| self.$array[index].get()), )*
+                    $( $histogram: self.$histogram.snapshot(), )*
+                }
+            }
+        }
+
+        impl $snapshot {
+            /// Adds `other` field by field (for the totals).
+            pub fn add(&mut self, other: &$snapshot) {
+                $( self.$field = self.$field.wrapping_add(other.$field); )*
                 $(
-                    if !first {
-                        out.write_char(' ')?;
+                    for (sum, value) in self.$array.iter_mut().zip(other.$array) {
+                        *sum = sum.wrapping_add(value);
                     }
-                    first = false;
-                    write!(out, "{}={}", stringify!($name), self.$name.get())?;
                 )*
-                let _ = first;
+                $( self.$histogram.add(&other.$histogram); )*
+            }
+
+            /// `name=value` pairs, separated by spaces.
+            pub fn write_fields(&self, out: &mut dyn Write) -> fmt::Result {
+                let mut separator = "";
+                $(
+                    write!(out, "{separator}{}={}", stringify!($field), self.$field)?;
+                    separator = " ";
+                )*
+                $(
+                    for (index, value) in self.$array.iter().enumerate() {
+                        write!(out, "{separator}{}_{}={}", stringify!($array),
+                               $label_value(index), value)?;
+                        separator = " ";
+                    }
+                )*
+                $(
+                    write!(out, "{separator}{}_count={} {}_sum_us={}",
+                           stringify!($histogram), self.$histogram.count,
+                           stringify!($histogram), self.$histogram.sum_nanoseconds / 1_000)?;
+                    separator = " ";
+                )*
+                let _ = separator;
                 Ok(())
             }
 
-            fn counters(&self) -> [&Counter; { [$(stringify!($name)),*].len() }] {
-                [$(&self.$name),*]
+            /// Every family of the block, each with one series per entry of `series`.
+            pub fn write_families(
+                series: &[(SeriesLabels<'_>, $snapshot)],
+                out: &mut Exposition<'_>,
+            ) -> fmt::Result {
+                let mut definitions = $definitions.iter();
+                $(
+                    let metric = definitions.next().ok_or(fmt::Error)?;
+                    out.family(metric)?;
+                    for (labels, snapshot) in series {
+                        out.sample(metric, labels, snapshot.$field)?;
+                    }
+                )*
+                $(
+                    let metric = definitions.next().ok_or(fmt::Error)?;
+                    out.family(metric)?;
+                    for index in 0..$length {
+                        let value = $label_value(index);
+                        for (labels, snapshot) in series {
+                            let mut labels = labels.clone();
+                            labels.push(($label, &value));
+                            out.sample(metric, &labels, snapshot.$array[index])?;
+                        }
+                    }
+                )*
+                $(
+                    let metric = definitions.next().ok_or(fmt::Error)?;
+                    out.family(metric)?;
+                    for (labels, snapshot) in series {
+                        out.histogram(metric, labels, &snapshot.$histogram)?;
+                    }
+                )*
+                let _ = definitions;
+                Ok(())
             }
         }
     };
 }
 
 proxy_counters! {
-    /// Client connections accepted.
-    client_connections,
-    /// Requests whose head was read and accepted.
-    requests,
-    responses_1xx,
-    responses_2xx,
-    responses_3xx,
-    responses_4xx,
-    responses_5xx,
-    /// Requests refused before any backend saw them (400, 405, 413, 414, 431, 501).
-    rejected_requests,
-    /// 502: a backend refused, reset, or answered something that is not HTTP.
-    backend_failures,
-    /// 503: no backend available.
-    no_backend,
-    /// 504: a backend did not connect or answer in time.
-    backend_timeouts,
-    /// New backend connections opened.
-    backend_connects,
-    /// Requests sent on a pooled keep-alive connection.
-    backend_reuses,
-    /// Attempts on another backend (or a new connection) after a failure.
-    retries,
-    /// Responses cut off because the backend closed, reset or stalled mid-body: the client
-    /// connection is closed without completing the message.
-    truncated_responses,
-    /// Client connections that ended mid-request (closed, reset, timed out).
-    client_aborts,
-    /// Upgrade (101) tunnels.
-    tunnels,
-    /// Active health check transitions published by this core.
-    health_transitions,
-    /// Body bytes relayed client to backend, and backend to client.
-    request_body_bytes,
-    response_body_bytes,
+    /// One core's proxy counters, client side (labelled by listener).
+    ProxyCoreCounters, ProxyCoreSnapshot, PROXY_CORE_METRICS;
+    scalars {
+        client_connections: Counter unisock_proxy_client_connections_total
+            "Client connections accepted.",
+        client_connections_active: Gauge unisock_proxy_client_connections_active
+            "Client connections open now.",
+        requests: Counter unisock_proxy_requests_total
+            "Requests whose head was read and accepted.",
+        rejected_requests: Counter unisock_proxy_rejected_requests_total
+            "Requests refused before any backend saw them (400, 405, 413, 414, 431, 501).",
+        backend_failures: Counter unisock_proxy_backend_failures_total
+            "502s: a backend refused, reset, or answered something that is not HTTP.",
+        no_backend: Counter unisock_proxy_no_backend_total
+            "503s: no backend was available.",
+        backend_timeouts: Counter unisock_proxy_backend_timeouts_total
+            "504s: a backend did not connect or answer in time.",
+        backend_connects: Counter unisock_proxy_backend_connects_total
+            "New backend connections opened (all backends).",
+        backend_reuses: Counter unisock_proxy_backend_reuses_total
+            "Requests sent on a pooled keep-alive backend connection (all backends).",
+        retries: Counter unisock_proxy_retries_total
+            "Attempts on another backend (or a new connection) after a failure.",
+        truncated_responses: Counter unisock_proxy_truncated_responses_total
+            "Responses cut off because the backend closed, reset or stalled mid-body.",
+        client_aborts: Counter unisock_proxy_client_aborts_total
+            "Client connections that ended mid-request (closed, reset, timed out).",
+        tunnels: Counter unisock_proxy_tunnels_total
+            "Upgrade (101) tunnels opened.",
+        health_transitions: Counter unisock_proxy_health_transitions_published_total
+            "Backend up/down transitions published by this core's active checks.",
+        request_body_bytes: Counter unisock_proxy_request_body_bytes_total
+            "Request body bytes relayed from clients to backends.",
+        response_body_bytes: Counter unisock_proxy_response_body_bytes_total
+            "Response body bytes relayed from backends to clients.",
+        client_received_bytes: Counter unisock_proxy_client_received_bytes_total
+            "Bytes read from client connections (heads and bodies).",
+        client_sent_bytes: Counter unisock_proxy_client_sent_bytes_total
+            "Bytes written to client connections (heads and bodies, the proxy's own responses too).",
+    }
+    labelled {
+        responses[5] by "class" status_class: Counter unisock_proxy_responses_total
+            "Responses sent to clients (the backends' and the proxy's own), by status class.",
+    }
+    histograms {
+        request_duration: unisock_proxy_request_duration_seconds
+            "Client-observed request time: from the request head read to the response's last byte written.",
+    }
 }
 
-/// Every core's counters.
+proxy_counters! {
+    /// One core's counters of one backend of the pool.
+    BackendCounters, BackendSnapshot, BACKEND_METRICS;
+    scalars {
+        connections_opened: Counter unisock_proxy_backend_connections_opened_total
+            "New connections opened to the backend.",
+        connections_reused: Counter unisock_proxy_backend_connections_reused_total
+            "Requests sent to the backend on a pooled keep-alive connection.",
+        connections_active: Gauge unisock_proxy_backend_connections_active
+            "Connections to the backend open now (busy or idle in the pool).",
+        received_bytes: Counter unisock_proxy_backend_received_bytes_total
+            "Bytes read from the backend's connections.",
+        sent_bytes: Counter unisock_proxy_backend_sent_bytes_total
+            "Bytes written to the backend's connections.",
+    }
+    labelled {
+        responses[5] by "class" status_class: Counter unisock_proxy_backend_responses_total
+            "Final responses the backend sent (relayed to a client), by status class.",
+    }
+    histograms {
+        response_latency: unisock_proxy_backend_response_latency_seconds
+            "Backend time: from the request (head and body) sent to the response head read.",
+    }
+}
+
+/// The backend health families (shared state, no `core` label).
+pub const BACKEND_UP: Metric = Metric::new(
+    "unisock_proxy_backend_up",
+    "up",
+    MetricKind::Gauge,
+    "1 while the backend is up (active checks, or ejection when checks are on), 0 while down.",
+)
+.with_labels(&["pool", "backend"]);
+pub const BACKEND_TRANSITIONS: Metric = Metric::new(
+    "unisock_proxy_backend_health_transitions_total",
+    "transitions",
+    MetricKind::Counter,
+    "Times the backend went up or down.",
+)
+.with_labels(&["pool", "backend"]);
+pub const BACKEND_EJECTIONS: Metric = Metric::new(
+    "unisock_proxy_backend_ejections_total",
+    "ejections",
+    MetricKind::Counter,
+    "Passive ejections of the backend after consecutive failures.",
+)
+.with_labels(&["pool", "backend"]);
+/// The health families, for the documentation.
+pub const BACKEND_HEALTH_METRICS: [Metric; 3] =
+    [BACKEND_UP, BACKEND_TRANSITIONS, BACKEND_EJECTIONS];
+
+impl ProxyCoreCounters {
+    /// Counts a response of `status` to a client.
+    pub fn count_status(&self, status: u16) {
+        self.responses[class_index(status)].increment();
+    }
+}
+
+impl BackendCounters {
+    /// Counts a final response of `status` from this backend.
+    pub fn count_status(&self, status: u16) {
+        self.responses[class_index(status)].increment();
+    }
+}
+
+/// One core's counters: the client side and one block per backend (by index in the pool).
+pub struct ProxyCore {
+    pub client: ProxyCoreCounters,
+    pub backends: Vec<BackendCounters>,
+}
+
+impl core::ops::Deref for ProxyCore {
+    type Target = ProxyCoreCounters;
+
+    fn deref(&self) -> &ProxyCoreCounters {
+        &self.client
+    }
+}
+
+impl ProxyCore {
+    /// Backend `index`'s counters (`None` for an index outside the pool).
+    pub fn backend(&self, index: usize) -> Option<&BackendCounters> {
+        self.backends.get(index)
+    }
+}
+
+/// Which counters a connection's bytes go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeteredSide {
+    Client,
+    Backend(usize),
+}
+
+/// Counts a connection's bytes as they are read and written, and holds the connection in
+/// the active gauge of its side until it is dropped. Only the core that owns the counters
+/// holds one.
+pub struct ByteMeter {
+    core: Arc<CachePadded<ProxyCore>>,
+    side: MeteredSide,
+}
+
+impl ByteMeter {
+    pub fn new(core: Arc<CachePadded<ProxyCore>>, side: MeteredSide) -> ByteMeter {
+        match side {
+            MeteredSide::Client => core.client.client_connections_active.add(1),
+            MeteredSide::Backend(index) => {
+                if let Some(backend) = core.backend(index) {
+                    backend.connections_active.add(1);
+                }
+            }
+        }
+        ByteMeter { core, side }
+    }
+
+    pub fn received(&self, bytes: usize) {
+        match self.side {
+            MeteredSide::Client => self.core.client.client_received_bytes.add(bytes as u64),
+            MeteredSide::Backend(index) => {
+                if let Some(backend) = self.core.backend(index) {
+                    backend.received_bytes.add(bytes as u64);
+                }
+            }
+        }
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        match self.side {
+            MeteredSide::Client => self.core.client.client_sent_bytes.add(bytes as u64),
+            MeteredSide::Backend(index) => {
+                if let Some(backend) = self.core.backend(index) {
+                    backend.sent_bytes.add(bytes as u64);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ByteMeter {
+    fn drop(&mut self) {
+        match self.side {
+            MeteredSide::Client => self.core.client.client_connections_active.subtract(1),
+            MeteredSide::Backend(index) => {
+                if let Some(backend) = self.core.backend(index) {
+                    backend.connections_active.subtract(1);
+                }
+            }
+        }
+    }
+}
+
+/// Every core's counters. Each core's block sits behind its own `Arc` so that the core's
+/// connections can hold it (in their [`ByteMeter`]) without touching a count shared by
+/// the other cores.
 pub struct ProxyStatistics {
-    cores: Vec<CachePadded<ProxyCoreCounters>>,
+    cores: Vec<Arc<CachePadded<ProxyCore>>>,
 }
 
 impl ProxyStatistics {
-    pub fn new(cores: usize) -> ProxyStatistics {
+    pub fn new(cores: usize, backends: usize) -> ProxyStatistics {
         ProxyStatistics {
             cores: (0..cores.max(1))
-                .map(|_| CachePadded::new(ProxyCoreCounters::default()))
+                .map(|_| {
+                    Arc::new(CachePadded::new(ProxyCore {
+                        client: ProxyCoreCounters::default(),
+                        backends: (0..backends).map(|_| BackendCounters::default()).collect(),
+                    }))
+                })
                 .collect(),
         }
     }
 
     /// Core `index`'s counters (the last core's for an index out of range).
-    pub fn core(&self, index: usize) -> &ProxyCoreCounters {
+    pub fn core(&self, index: usize) -> &ProxyCore {
+        self.core_shared(index)
+    }
+
+    /// Core `index`'s block itself, for a [`ByteMeter`].
+    pub fn core_shared(&self, index: usize) -> &Arc<CachePadded<ProxyCore>> {
         &self.cores[index.min(self.cores.len() - 1)]
     }
 
-    /// One line per core, `proxy core=<i> name=value ...`, then a total line.
-    pub fn write_report(&self, out: &mut impl Write) -> fmt::Result {
-        let total = ProxyCoreCounters::default();
-        for (index, core) in self.cores.iter().enumerate() {
+    pub fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Every core's client-side snapshot and their total.
+    fn client_snapshots(&self) -> (Vec<ProxyCoreSnapshot>, ProxyCoreSnapshot) {
+        let snapshots: Vec<ProxyCoreSnapshot> = self
+            .cores
+            .iter()
+            .map(|core| core.client.snapshot())
+            .collect();
+        let mut total = ProxyCoreSnapshot::default();
+        for snapshot in &snapshots {
+            total.add(snapshot);
+        }
+        (snapshots, total)
+    }
+
+    /// Backend `index`'s snapshot on every core, and their total.
+    fn backend_snapshots(&self, index: usize) -> (Vec<BackendSnapshot>, BackendSnapshot) {
+        let snapshots: Vec<BackendSnapshot> = self
+            .cores
+            .iter()
+            .map(|core| {
+                core.backend(index)
+                    .map(BackendCounters::snapshot)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut total = BackendSnapshot::default();
+        for snapshot in &snapshots {
+            total.add(snapshot);
+        }
+        (snapshots, total)
+    }
+
+    /// The client-side lines, `proxy core=<i> name=value ...`, then a total line.
+    pub fn write_report(&self, out: &mut dyn Write) -> fmt::Result {
+        let (snapshots, total) = self.client_snapshots();
+        for (index, snapshot) in snapshots.iter().enumerate() {
             write!(out, "proxy core={index} ")?;
-            core.write_fields(out)?;
+            snapshot.write_fields(out)?;
             writeln!(out)?;
-            for (sum, counter) in total.counters().iter().zip(core.counters()) {
-                sum.add(counter.get());
-            }
         }
         write!(out, "proxy core=total ")?;
         total.write_fields(out)?;
         writeln!(out)
+    }
+}
+
+/// Per core `core="<i>"` then `core="total"`, each with `extra` labels.
+fn per_core_series<'a, S: Copy>(
+    snapshots: &[S],
+    total: S,
+    cores: &'a [usize],
+    extra: &[(&'static str, &'a dyn Display)],
+) -> Vec<(SeriesLabels<'a>, S)> {
+    let mut series: Vec<(SeriesLabels<'a>, S)> = snapshots
+        .iter()
+        .zip(cores)
+        .map(|(snapshot, core)| {
+            let mut labels: Vec<(&'static str, &'a dyn Display)> =
+                Vec::from([("core", core as &dyn Display)]);
+            labels.extend_from_slice(extra);
+            (labels, *snapshot)
+        })
+        .collect();
+    let mut labels: Vec<(&'static str, &'a dyn Display)> =
+        Vec::from([("core", &"total" as &dyn Display)]);
+    labels.extend_from_slice(extra);
+    series.push((labels, total));
+    series
+}
+
+impl MetricSource for ProxyShared {
+    fn write_prometheus(&self, out: &mut Exposition<'_>) -> fmt::Result {
+        let statistics = &self.statistics;
+        let cores: Vec<usize> = (0..statistics.core_count()).collect();
+        let listener = self.settings.port;
+        let (snapshots, total) = statistics.client_snapshots();
+        let series = per_core_series(&snapshots, total, &cores, &[("listener", &listener)]);
+        ProxyCoreSnapshot::write_families(&series, out)?;
+
+        let backends = &self.settings.pool.backends;
+        let addresses: Vec<_> = backends.iter().map(|backend| backend.address).collect();
+        let mut series = Vec::new();
+        let backend_snapshots: Vec<_> = (0..backends.len())
+            .map(|index| statistics.backend_snapshots(index))
+            .collect();
+        for (address, (snapshots, total)) in addresses.iter().zip(&backend_snapshots) {
+            series.extend(per_core_series(
+                snapshots,
+                *total,
+                &cores,
+                &[("pool", &DEFAULT_POOL), ("backend", address)],
+            ));
+        }
+        BackendSnapshot::write_families(&series, out)?;
+
+        for metric in &BACKEND_HEALTH_METRICS {
+            out.family(metric)?;
+            for (index, address) in addresses.iter().enumerate() {
+                let (transitions, ejections) = self.health.history(index);
+                let value = match metric.stats_name {
+                    "up" => u64::from(self.health.is_up(index)),
+                    "transitions" => transitions,
+                    _ => ejections,
+                };
+                out.sample(
+                    metric,
+                    &[("pool", &DEFAULT_POOL), ("backend", address)],
+                    value,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `proxy core=` lines, then per backend `proxy_backend core=<i|total> pool=default
+    /// backend=<ip:port> ...` lines and one `proxy_health` line per backend.
+    fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
+        let statistics = &self.statistics;
+        statistics.write_report(out)?;
+        for (index, backend) in self.settings.pool.backends.iter().enumerate() {
+            let (snapshots, total) = statistics.backend_snapshots(index);
+            for (core, snapshot) in snapshots.iter().enumerate() {
+                write!(
+                    out,
+                    "proxy_backend core={core} pool={DEFAULT_POOL} backend={} ",
+                    backend.address
+                )?;
+                snapshot.write_fields(out)?;
+                writeln!(out)?;
+            }
+            write!(
+                out,
+                "proxy_backend core=total pool={DEFAULT_POOL} backend={} ",
+                backend.address
+            )?;
+            total.write_fields(out)?;
+            writeln!(out)?;
+            let (transitions, ejections) = self.health.history(index);
+            writeln!(
+                out,
+                "proxy_health pool={DEFAULT_POOL} backend={} {}={} {}={transitions} {}={ejections}",
+                backend.address,
+                BACKEND_UP.stats_name,
+                u64::from(self.health.is_up(index)),
+                BACKEND_TRANSITIONS.stats_name,
+                BACKEND_EJECTIONS.stats_name,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -6,6 +6,8 @@ use core::time::Duration;
 use unisock_kernel::executor::Handle;
 use unisock_kernel::socket::{SocketError, TcpStream};
 
+use super::statistics::ByteMeter;
+
 /// Bytes read from the socket at a time (and the most a body relay holds per direction).
 pub const READ_CHUNK: usize = 16 * 1024;
 
@@ -28,6 +30,8 @@ pub struct BufferedStream {
     buffer: Vec<u8>,
     /// Bytes before `start` have been consumed.
     start: usize,
+    /// Where the bytes read and written are counted (none for health probes).
+    meter: Option<ByteMeter>,
 }
 
 impl BufferedStream {
@@ -36,7 +40,14 @@ impl BufferedStream {
             stream,
             buffer: Vec::new(),
             start: 0,
+            meter: None,
         }
+    }
+
+    /// The same stream, its bytes counted by `meter`.
+    pub fn metered(mut self, meter: ByteMeter) -> BufferedStream {
+        self.meter = Some(meter);
+        self
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -79,6 +90,9 @@ impl BufferedStream {
             }
         };
         self.buffer.truncate(old_length + count);
+        if let Some(meter) = &self.meter {
+            meter.received(count);
+        }
         Ok(count)
     }
 
@@ -89,10 +103,14 @@ impl BufferedStream {
         timeout: Duration,
         data: &[u8],
     ) -> Result<(), StreamError> {
-        match handle.timeout(timeout, self.stream.write_all(data)).await {
+        let written = match handle.timeout(timeout, self.stream.write_all(data)).await {
             Ok(result) => result.map_err(StreamError::Socket),
             Err(_elapsed) => Err(StreamError::TimedOut),
+        };
+        if let (Ok(()), Some(meter)) = (&written, &self.meter) {
+            meter.sent(data.len());
         }
+        written
     }
 
     /// Whether the peer has sent something (or closed, or failed) while nobody was reading:

@@ -14,7 +14,7 @@ use super::exchange::serve_client;
 use super::health::{self, HealthBoard};
 use super::pool::IdlePool;
 use super::settings::ProxySettings;
-use super::statistics::{ProxyCoreCounters, ProxyStatistics};
+use super::statistics::{ByteMeter, MeteredSide, ProxyCore, ProxyStatistics};
 
 /// What every core's worker shares: made once at boot, read by all.
 #[derive(Clone)]
@@ -30,7 +30,7 @@ impl ProxyShared {
         ProxyShared {
             settings: Arc::new(settings),
             health: Arc::new(HealthBoard::new(backends)),
-            statistics: Arc::new(ProxyStatistics::new(workers)),
+            statistics: Arc::new(ProxyStatistics::new(workers, backends)),
         }
     }
 }
@@ -85,8 +85,17 @@ impl Worker {
         &self.shared.health
     }
 
-    pub fn statistics(&self) -> &ProxyCoreCounters {
+    pub fn statistics(&self) -> &ProxyCore {
         self.shared.statistics.core(self.place.index)
+    }
+
+    /// A meter for a connection of this core on `side` (counts its bytes, holds it in the
+    /// active gauge while it lives).
+    pub fn meter(&self, side: MeteredSide) -> ByteMeter {
+        ByteMeter::new(
+            self.shared.statistics.core_shared(self.place.index).clone(),
+            side,
+        )
     }
 
     pub fn tcp(&self) -> &SharedTcpLayer {

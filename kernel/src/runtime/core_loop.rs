@@ -12,6 +12,7 @@ use super::statistics::{CoreSnapshot, NetworkStatistics};
 use super::{Platform, QueuePair};
 use crate::executor::{Executor, Handle};
 use crate::net::arp::{self, ArpMessage};
+use crate::net::counters::DropReason;
 use crate::net::ethernet;
 use crate::net::interface::{FrameSink, Interface, InterfaceConfig, SinkFull};
 use crate::net::partition::{
@@ -241,6 +242,9 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
+        for (published, reason) in counters.interface_drops.iter_mut().zip(DropReason::ALL) {
+            *published = interface.drops(reason);
+        }
         {
             let tcp = self.dispatcher.tcp().borrow();
             let tcp_counters = tcp.counters();
@@ -259,7 +263,21 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_persist_timeouts = tcp_counters.persist_timeouts;
             counters.tcp_connections = tcp.connection_count() as u64;
             counters.tcp_time_wait = tcp.time_wait_count() as u64;
+            counters.tcp_resets_received = tcp_counters.resets_received;
+            counters.tcp_challenge_acks = tcp_counters.challenge_acks;
+            counters.tcp_syn_cookies_sent = tcp_counters.syn_cookies_sent;
+            counters.tcp_syn_cookies_validated = tcp_counters.syn_cookies_validated;
+            counters.tcp_time_wait_reuses = tcp_counters.time_wait_reuses;
+            counters.tcp_time_wait_overflows = tcp_counters.time_wait_overflows;
+            counters.tcp_connections_timed_out = tcp_counters.connections_timed_out;
+            counters.tcp_keepalive_probes = tcp_counters.keepalive_probes;
+            counters.tcp_zero_window_probes = tcp_counters.zero_window_probes;
+            counters.tcp_icmp_errors = tcp_counters.icmp_errors;
+            counters.tcp_write_memory_refusals = tcp_counters.write_memory_refusals;
+            counters.tcp_connection_limit_refusals = tcp_counters.connection_limit_refusals;
+            counters.tcp_drops = tcp_counters.drops;
         }
+        counters.set_nic(&self.queue.counters());
         if let Some(published) = self.statistics.core(usize::from(self.core.0)) {
             published.publish(counters);
         }

@@ -24,7 +24,9 @@ mod tests;
 
 pub use core_loop::{CoreRuntime, CoreSetup, RECEIVE_BURST, SPIN_BEFORE_HALT};
 pub use doorbells::Doorbells;
-pub use statistics::{CoreSnapshot, CoreStatistics, NetworkStatistics};
+pub use statistics::{
+    CORE_METRICS, CoreSnapshot, CoreStatistics, NetworkStatistics, NicQueueCounters,
+};
 
 use crate::net::interface::SinkFull;
 use crate::net::rfd::CoreId;
@@ -49,6 +51,12 @@ pub trait QueuePair {
 
     /// Stops asking for interrupts (busy polling).
     fn disable_interrupts(&mut self);
+
+    /// What the queue's driver has counted so far (read on every turn of the loop: it must be
+    /// a copy of plain fields, never a device access).
+    fn counters(&self) -> NicQueueCounters {
+        NicQueueCounters::default()
+    }
 }
 
 /// What a core needs from the machine besides its queue.

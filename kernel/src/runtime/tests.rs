@@ -39,6 +39,8 @@ struct Wire {
     to_receive: VecDeque<Vec<u8>>,
     sent: Vec<Vec<u8>>,
     interrupts_enabled: bool,
+    /// Frames handed to the loop, as a driver would count them.
+    received: u64,
 }
 
 #[derive(Clone, Default)]
@@ -52,6 +54,7 @@ impl QueuePair for FakeQueue {
                 break;
             };
             handler(&frame);
+            self.0.borrow_mut().received += 1;
             count += 1;
         }
         count
@@ -74,6 +77,15 @@ impl QueuePair for FakeQueue {
 
     fn disable_interrupts(&mut self) {
         self.0.borrow_mut().interrupts_enabled = false;
+    }
+
+    fn counters(&self) -> NicQueueCounters {
+        let wire = self.0.borrow();
+        NicQueueCounters {
+            rx_frames: wire.received,
+            tx_frames: wire.sent.len() as u64,
+            ..NicQueueCounters::default()
+        }
     }
 }
 
@@ -196,9 +208,13 @@ impl Host {
 }
 
 fn syn_frame(source_port: u16) -> Vec<u8> {
+    syn_frame_to(source_port, 80)
+}
+
+fn syn_frame_to(source_port: u16, destination_port: u16) -> Vec<u8> {
     let mut tcp = vec![0u8; 20];
     tcp[0..2].copy_from_slice(&source_port.to_be_bytes());
-    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&destination_port.to_be_bytes());
     tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
     tcp[12] = 5 << 4;
     tcp[13] = 0x02; // SYN
@@ -345,4 +361,30 @@ fn the_report_has_a_line_per_core_and_a_total() {
     assert!(lines[1].starts_with("core=1 rx_frames=1 "), "{report}");
     assert!(lines[2].starts_with("core=total rx_frames=2 "), "{report}");
     assert!(lines[2].contains(" rfd_local=2 "), "{report}");
+}
+
+#[test]
+fn the_published_counters_carry_the_queue_s_and_the_tcp_layer_s_own() {
+    let mut host = host(1);
+    let port = host.client_port_owned_by(0);
+    {
+        let mut wire = host.queues[0].0.borrow_mut();
+        wire.to_receive.push_back(syn_frame(port));
+        // Nobody listens on 81: a drop for want of a socket (answered with a RST).
+        wire.to_receive.push_back(syn_frame_to(port, 81));
+    }
+    host.cores[0].poll_once();
+    let published = host.statistics.core(0).unwrap().snapshot();
+    let wire = host.queues[0].0.borrow();
+    assert_eq!(published.nic_rx_frames, 2);
+    assert_eq!(published.nic_tx_frames, wire.sent.len() as u64);
+    // The answers wait for the peer's address; the ARP request went out.
+    assert!(published.nic_tx_frames > 0);
+    let tcp = host.cores[0].tcp();
+    assert_eq!(published.tcp_drops, tcp.borrow().counters().drops);
+    assert_eq!(
+        published.tcp_drops[crate::net::tcp::DropReason::NoSocket as usize],
+        1
+    );
+    assert_eq!(published.tcp_resets_sent, 1);
 }

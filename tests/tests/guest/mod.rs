@@ -165,13 +165,17 @@ impl Guest {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// The guest's per-core counters (`GET /stats`): one map per core, then the total.
+    /// The guest's per-core counters (`GET /stats`'s `core=` lines): one map per core, then
+    /// the total. The other lines (`proxy ...`, `memory ...`, `nic ...`) are left out.
     pub fn statistics(&self) -> Vec<CoreCounters> {
         let text = self.expect_shell(
             &format!("curl -sS --max-time 10 http://{GUEST}/stats"),
             Duration::from_secs(20),
         );
-        text.lines().map(CoreCounters::parse).collect()
+        text.lines()
+            .filter(|line| line.starts_with("core="))
+            .map(CoreCounters::parse)
+            .collect()
     }
 }
 
