@@ -43,6 +43,19 @@ fn total_of(text: &str) -> CoreCounters {
     CoreCounters::parse(line)
 }
 
+/// The drop counters (by reason) of a total line that are not zero, as `name=value` words.
+fn drops_by_reason(counters: &CoreCounters) -> String {
+    counters
+        .values
+        .iter()
+        .filter(|(name, value)| {
+            *value > 0 && (name.starts_with("tcp_drops_") || name.starts_with("interface_drops_"))
+        })
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The `memory heap_used_bytes=<n> heap_capacity_bytes=<n>` line, if the image prints it.
 fn heap_used(text: &str) -> Option<u64> {
     let line = text.lines().find(|line| line.starts_with("memory "))?;
@@ -285,6 +298,9 @@ fn a_spoofed_syn_flood_engages_syn_cookies_and_legitimate_clients_are_still_serv
         "recovery: tcp_connections {connections_left} after {:.0} s",
         recovery_started.elapsed().as_secs_f64()
     );
+    println!("drops after the flood: {}", drops_by_reason(&after_flood));
+    let recovered = total_of(&statistics_text(&guest));
+    println!("drops after recovery: {}", drops_by_reason(&recovered));
     assert!(
         connections_left <= 2,
         "half-open connections left: {connections_left}"
