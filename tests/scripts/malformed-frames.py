@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Sends malformed frames of every kind to the image and reports how its counters moved.
 
-  malformed-frames.py GUEST [--interface unisock0] [--count 200] [--storm 20000]
+  malformed-frames.py GUEST [--interface unisock0] [--count 200] [--storm 20000]  (0: no storm)
 
 Run inside the test's network namespace (root, Debian's python3 with python3-scapy). Frames
 go out of the tap straight to the guest's MAC (or broadcast) through a packet socket; every
@@ -72,7 +72,8 @@ def interface_mac(interface):
 
 def cases(guest, peer, guest_ether, our_ether, rng):
     """Yields (name, frame bytes) pairs; each call of a case's generator is a fresh frame."""
-    to_guest = Ether(dst=guest_ether, src=our_ether)
+    # IPv4 frames built from raw bytes need the type given: scapy picks it only from a layer.
+    to_guest = Ether(dst=guest_ether, src=our_ether, type=0x0800)
 
     def syn(**tcp):
         return IP(src=peer, dst=guest) / TCP(
@@ -212,6 +213,8 @@ def main():
 
     # A broadcast storm: ARP requests for someone else and broadcast frames of an unknown
     # type, as fast as the socket takes them.
+    if arguments.storm == 0:
+        return
     storm = [
         bytes(Ether(dst=BROADCAST, src=our_ether) / ARP(op=1, psrc=arguments.peer, pdst=f"10.77.0.{200 + index % 50}"))
         if index % 2 == 0

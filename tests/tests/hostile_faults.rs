@@ -121,8 +121,10 @@ fn fetch(guest: &Guest, path: &str) -> Fetch {
 
 #[test]
 fn a_backend_that_fails_mid_response_never_yields_a_truncated_body_presented_as_complete() {
-    let words =
-        format!("responder=80 proxy={PROXY_PORT} backends={PEER}:{BACKEND_PORT} timeout.backend=5");
+    let words = format!(
+        "responder=80 proxy={PROXY_PORT} backends={PEER}:{BACKEND_PORT} timeout.backend=5 \
+         eject.failures=0"
+    );
     let guest = Guest::boot_custom(2, Some(IMPAIRMENT), &words, &[]);
     let _backend = Backend::start(&guest);
     let pattern: Vec<u8> = (0..BODY_LENGTH).map(|index| (index % 251) as u8).collect();
