@@ -182,11 +182,12 @@ fn tap_transmitted(guest: &Guest) -> (u64, u64) {
 }
 
 /// Ignored: it fails today (see the report of issue 10). hping3 at full rate overflows the
-/// namespace's tap queue (about half of all frames, the legitimate ones as much as the flood's,
-/// are dropped before the guest sees them), and a share of new connections then go unanswered
-/// for good (a receive queue stalls). Run it with `-- --ignored`.
+/// namespace's tap queue: about half of all frames, the legitimate clients' as much as the
+/// flood's, are dropped before the guest sees them, so only about 60 % of legitimate requests
+/// finish within 30 s (the guest itself keeps up with what reaches it: cookies engage, the
+/// tables stay at the SYN queues' size). Run it with `-- --ignored`.
 #[test]
-#[ignore = "fails: under a full-rate flood the tap drops half the frames and a receive queue stalls"]
+#[ignore = "fails: a full-rate flood overflows the tap, legitimate success is about 60 %"]
 fn a_spoofed_syn_flood_engages_syn_cookies_and_legitimate_clients_are_still_served() {
     const CPUS: u32 = 2;
     const FLOOD_SECONDS: u64 = 25;
