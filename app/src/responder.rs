@@ -75,8 +75,12 @@ async fn answer(
     stream.set_no_delay(true)?;
     let mut head = Vec::with_capacity(512);
     let mut buffer = [0u8; 1024];
+    // One deadline for the whole head, not one per read: a client trickling a byte every few
+    // seconds (slowloris) must not hold the connection for hours.
+    let deadline = handle.now() + HEAD_TIMEOUT;
     let head_end = loop {
-        let read = match handle.timeout(HEAD_TIMEOUT, stream.read(&mut buffer)).await {
+        let left = deadline.saturating_since(handle.now());
+        let read = match handle.timeout(left, stream.read(&mut buffer)).await {
             Ok(result) => result?,
             Err(_elapsed) => return stream.abort(),
         };
@@ -257,6 +261,53 @@ mod tests {
             assert!(steps < 1_000_000, "no end of stream after {steps} steps");
         }
         (received.take().unwrap(), network.statistics)
+    }
+
+    /// A client that sends its head one byte every 6 s (each read well inside the timeout)
+    /// must still lose the connection once the whole head has taken longer than
+    /// [`HEAD_TIMEOUT`].
+    #[test]
+    fn a_head_trickled_slower_than_the_timeout_loses_the_connection() {
+        let mut network = Network::new(0x5eed_0013, Impairments::clean(), 2);
+        let server = SocketAddrV4::new(network.hosts[1].address, 80);
+        let listener = TcpListener::bind(
+            &network.hosts[1].tcp,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+            4,
+        )
+        .unwrap();
+        let handle = network.hosts[1].executor.handle();
+        network.hosts[1].executor.spawn(async move {
+            let stream = listener.accept().await.unwrap();
+            let _ = answer(stream, handle, &body_of_length(BODY.len()), None).await;
+        });
+        // When the client saw the connection fail, counted from its first byte.
+        let ended = Rc::new(RefCell::new(None));
+        let client_ended = ended.clone();
+        let client = network.hosts[0].tcp.clone();
+        let client_handle = network.hosts[0].executor.handle();
+        network.hosts[0].executor.spawn(async move {
+            let stream = TcpStream::connect(&client, server).await.unwrap();
+            let started = client_handle.now();
+            for byte in b"GET / HTTP/1.1\r\nHost: unisock\r\n\r\n" {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                client_handle.sleep(Duration::from_secs(6)).await;
+            }
+            *client_ended.borrow_mut() = Some(client_handle.now().saturating_since(started));
+        });
+        let mut steps = 0;
+        while ended.borrow().is_none() {
+            assert!(network.step(), "the simulation ran dry");
+            steps += 1;
+            assert!(steps < 1_000_000, "the client never finished");
+        }
+        let ended = ended.take().unwrap();
+        assert!(
+            ended <= HEAD_TIMEOUT + Duration::from_secs(12),
+            "the trickling client kept its connection for {ended:?}"
+        );
     }
 
     fn check_response(bytes: &[u8], length: usize) {

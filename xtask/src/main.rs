@@ -39,6 +39,10 @@ const PACKAGES: &[&str] = &[
     "valgrind",
     // cargo xtask profile: nm symbolises the sampled instruction pointers.
     "binutils",
+    // The hostile tests (tests/tests/hostile.rs): the SYN flood, and the crafted segments
+    // and frames of tests/scripts/*.py (run with Debian's /usr/bin/python3).
+    "hping3",
+    "python3-scapy",
 ];
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -71,7 +75,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench NAME               cargo bench -p unisock-kernel --bench NAME
   profile [responder|proxy] where the image's time goes under wrk: every vCPU's rip sampled
                            through QEMU's gdbstub, symbolised with nm (root); HZ=, DURATION=,
-                           VCPUS= change it; rewrites the bench-profile section of BENCHMARKS.md";
+                           VCPUS= change it; rewrites the bench-profile section of BENCHMARKS.md
+  fuzz [--seconds N] [TARGET...]
+                           a time-boxed AFL++ campaign (fuzz/run; needs cargo-afl) on the
+                           frame path and the HTTP parsers; crashes land in fuzz/regressions/";
 
 /// A failed step, with what to tell the user.
 #[derive(Debug)]
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
         "test" => test(),
         "install-deps" => install_dependencies(),
         "profile" => profile(rest),
+        "fuzz" => fuzz(rest),
         "bench" => match rest {
             [name] if matches!(name.as_str(), "responder" | "proxy" | "operations") => {
                 bench_in_qemu(name)
@@ -455,6 +463,20 @@ fn test() -> Step {
         .status()
         .map_err(|error| Failure(format!("cannot run cargo: {error}")))?;
     check(status.success(), "end-to-end tests failed")
+}
+
+/// Runs `fuzz/run` with `arguments` (a campaign per target; see its header).
+fn fuzz(arguments: &[String]) -> Step {
+    let status = Command::new(repository_root().join("fuzz/run"))
+        .current_dir(repository_root())
+        .args(arguments)
+        .env("CARGO_TARGET_DIR", cargo_target_directory())
+        .status()
+        .map_err(|error| Failure(format!("cannot run fuzz/run: {error}")))?;
+    check(
+        status.success(),
+        "the fuzz campaign failed or found crashes (see fuzz/regressions/)",
+    )
 }
 
 /// What to do about the image's rustup target, given `rustup target list --installed`'s

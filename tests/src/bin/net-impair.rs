@@ -3,7 +3,7 @@
 //! duplicates, delays and reorders them as told.
 //!
 //!   net-impair GUEST_TAP PEER_NAMESPACE PEER_TAP [loss=P%] [duplicate=P%] [delay=MSms]
-//!              [reorder=P%] [seed=N]
+//!              [jitter=MSms] [reorder=P%] [corrupt=P%] [seed=N]
 //!
 //! Run it inside the namespace that holds GUEST_TAP (where QEMU runs): it reads and writes
 //! that tap with a packet socket. PEER_TAP is a persistent tap in PEER_NAMESPACE that holds
@@ -12,7 +12,11 @@
 //! applies to each direction on its own: a frame is dropped with probability `loss`, sent
 //! twice with probability `duplicate`, and held for `delay`, except that with probability
 //! `reorder` it skips the delay and so overtakes the frames held before it (netem's
-//! semantics). On SIGTERM or SIGINT it prints its counters to stderr and exits.
+//! semantics). `jitter` adds a uniformly random extra delay of up to its value to each frame
+//! (frames then also overtake one another); `corrupt` flips one bit past the Ethernet header
+//! of a frame with that probability, which the IPv4 or TCP checksum always detects (a
+//! one-bit error never leaves the Internet checksum unchanged). On SIGTERM or SIGINT it prints
+//! its counters to stderr and exits.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -43,7 +47,9 @@ struct Rules {
     loss: f64,
     duplicate: f64,
     delay: Duration,
+    jitter: Duration,
     reorder: f64,
+    corrupt: f64,
     seed: u64,
 }
 
@@ -54,6 +60,7 @@ struct Counters {
     dropped: u64,
     duplicated: u64,
     reordered: u64,
+    corrupted: u64,
 }
 
 /// A frame waiting for its time.
@@ -75,12 +82,22 @@ struct Direction {
 struct Random(u64);
 
 impl Random {
-    fn chance(&mut self, probability: f64) -> bool {
+    /// A number in [0, 1).
+    fn fraction(&mut self) -> f64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         let value = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((value >> 11) as f64 / (1u64 << 53) as f64) < probability
+        (value >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&mut self, probability: f64) -> bool {
+        self.fraction() < probability
+    }
+
+    /// A number in [0, bound).
+    fn below(&mut self, bound: usize) -> usize {
+        ((self.fraction() * bound as f64) as usize).min(bound.saturating_sub(1))
     }
 }
 
@@ -88,7 +105,7 @@ fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     if arguments.len() < 3 {
         eprintln!(
-            "usage: net-impair GUEST_TAP PEER_NAMESPACE PEER_TAP [loss=P%] [duplicate=P%] [delay=MSms] [reorder=P%] [seed=N]"
+            "usage: net-impair GUEST_TAP PEER_NAMESPACE PEER_TAP [loss=P%] [duplicate=P%] [delay=MSms] [jitter=MSms] [reorder=P%] [corrupt=P%] [seed=N]"
         );
         std::process::exit(2);
     }
@@ -110,7 +127,9 @@ fn parse_rules(words: &[String]) -> Result<Rules, String> {
         loss: 0.0,
         duplicate: 0.0,
         delay: Duration::ZERO,
+        jitter: Duration::ZERO,
         reorder: 0.0,
+        corrupt: 0.0,
         seed: 1,
     };
     for word in words {
@@ -124,17 +143,20 @@ fn parse_rules(words: &[String]) -> Result<Rules, String> {
                 .map_err(|_| format!("`{word}`: not a percentage"))?;
             Ok(number / 100.0)
         };
+        let milliseconds = || -> Result<Duration, String> {
+            let millis: u64 = value
+                .trim_end_matches("ms")
+                .parse()
+                .map_err(|_| format!("`{word}`: not milliseconds"))?;
+            Ok(Duration::from_millis(millis))
+        };
         match key {
             "loss" => rules.loss = percent()?,
             "duplicate" => rules.duplicate = percent()?,
             "reorder" => rules.reorder = percent()?,
-            "delay" => {
-                let millis: u64 = value
-                    .trim_end_matches("ms")
-                    .parse()
-                    .map_err(|_| format!("`{word}`: not milliseconds"))?;
-                rules.delay = Duration::from_millis(millis);
-            }
+            "corrupt" => rules.corrupt = percent()?,
+            "delay" => rules.delay = milliseconds()?,
+            "jitter" => rules.jitter = milliseconds()?,
             "seed" => {
                 rules.seed = value
                     .parse()
@@ -171,11 +193,13 @@ fn run(guest_tap: &str, peer_namespace: &str, peer_tap: &str, rules: Rules) -> i
         );
     }
     eprintln!(
-        "net-impair: {guest_tap} <-> {peer_namespace}/{peer_tap}: loss {:.1}% duplicate {:.1}% delay {} ms reorder {:.1}% seed {}",
+        "net-impair: {guest_tap} <-> {peer_namespace}/{peer_tap}: loss {:.1}% duplicate {:.1}% delay {} ms jitter {} ms reorder {:.1}% corrupt {:.1}% seed {}",
         rules.loss * 100.0,
         rules.duplicate * 100.0,
         rules.delay.as_millis(),
+        rules.jitter.as_millis(),
         rules.reorder * 100.0,
+        rules.corrupt * 100.0,
         rules.seed
     );
     let mut random = Random(rules.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -258,7 +282,7 @@ fn run(guest_tap: &str, peer_namespace: &str, peer_tap: &str, rules: Rules) -> i
                     break;
                 }
                 direction.counters.received += 1;
-                let frame = &buffer[..length as usize];
+                let frame = &mut buffer[..length as usize];
                 if random.chance(rules.loss) {
                     direction.counters.dropped += 1;
                     continue;
@@ -269,12 +293,17 @@ fn run(guest_tap: &str, peer_namespace: &str, peer_tap: &str, rules: Rules) -> i
                 } else {
                     1
                 };
+                if frame.len() > 14 && random.chance(rules.corrupt) {
+                    direction.counters.corrupted += 1;
+                    let offset = 14 + random.below(frame.len() - 14);
+                    frame[offset] ^= 1 << random.below(8);
+                }
                 let delay = if rules.delay > Duration::ZERO && random.chance(rules.reorder) {
                     direction.counters.reordered += 1;
                     Duration::ZERO
                 } else {
                     rules.delay
-                };
+                } + rules.jitter.mul_f64(random.fraction());
                 for _ in 0..copies {
                     sequence += 1;
                     direction.held.push(Reverse(Held {
@@ -289,13 +318,14 @@ fn run(guest_tap: &str, peer_namespace: &str, peer_tap: &str, rules: Rules) -> i
     for direction in [&to_guest, &to_peer] {
         let counters = &direction.counters;
         eprintln!(
-            "net-impair: {} received={} sent={} dropped={} duplicated={} reordered={} held={}",
+            "net-impair: {} received={} sent={} dropped={} duplicated={} reordered={} corrupted={} held={}",
             direction.name,
             counters.received,
             counters.sent,
             counters.dropped,
             counters.duplicated,
             counters.reordered,
+            counters.corrupted,
             direction.held.len()
         );
     }

@@ -290,6 +290,11 @@ impl<M: Mmio, R: DmaRegion> NicQueue for VirtioNetQueue<M, R> {
 
     fn enable_interrupts(&mut self) -> bool {
         self.receive.queue.set_interrupts_suppressed(false);
+        // Kick the receive queue before sleeping, whether or not the device asked: QEMU's
+        // software RSS can park a frame on this queue's input while the queue it steers
+        // to is full, and flushes it only when this queue is kicked; an idle queue would
+        // never kick, and every later frame on its tap queue would wait behind it.
+        self.kick_receive();
         self.receive.queue.has_used()
     }
 
