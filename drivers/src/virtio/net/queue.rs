@@ -288,8 +288,16 @@ impl<M: Mmio, R: DmaRegion> NicQueue for VirtioNetQueue<M, R> {
         self.receive.queue.set_interrupts_suppressed(true);
     }
 
+    /// Re-enables the receive interrupt and kicks the receive queue whatever NO_NOTIFY says.
+    /// The kick is for QEMU's software RSS: a frame the host puts on this queue's tap but
+    /// steers to a queue with no free buffer is parked on *this* queue, the tap stops being
+    /// read, and only a notification of this queue retries it (the other queue's refill kick
+    /// does not). This queue's ring is full, so it would never kick again by itself, and every
+    /// later frame of the tap would wait for ever. One kick per halt bounds that wait.
     fn enable_interrupts(&mut self) -> bool {
         self.receive.queue.set_interrupts_suppressed(false);
+        self.receive.notifier.notify();
+        self.statistics.notifications += 1;
         self.receive.queue.has_used()
     }
 
