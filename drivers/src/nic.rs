@@ -237,7 +237,9 @@ pub trait NicQueue {
 
     /// Asks the device for an interrupt when frames arrive. Returns `true` if frames are
     /// already waiting, in which case the caller must poll again instead of sleeping (the
-    /// interrupt for them may already have been skipped).
+    /// interrupt for them may already have been skipped). Called before every halt, so a
+    /// driver may also tell the device here that the queue is being served (virtio-net kicks
+    /// its receive queue: see `VirtioNetQueue`).
     fn enable_interrupts(&mut self) -> bool;
 
     fn statistics(&self) -> QueueStatistics;

@@ -125,6 +125,9 @@ struct State {
     msix_table: Vec<u8>,
     control_log: Vec<(u8, u8, Vec<u8>)>,
     active_queue_pairs: u16,
+    /// Frames that arrived on a pair's tap but found no buffer on the pair RSS steered them
+    /// to: (arrival pair, target pair, frame), in arrival order (see `deliver_steered`).
+    parked: Vec<(u16, u16, Vec<u8>)>,
 }
 
 impl State {
@@ -313,6 +316,7 @@ impl FakeVirtioNet {
             msix_table: std::vec![0; MSIX_PBA_OFFSET - MSIX_TABLE_OFFSET],
             control_log: Vec::new(),
             active_queue_pairs: 1,
+            parked: Vec::new(),
         };
         state.reset();
         FakeVirtioNet {
@@ -477,6 +481,63 @@ impl FakeVirtioNet {
         true
     }
 
+    /// Receives `frame` the way QEMU 7.2's software RSS does: it arrives on pair `arrival`'s
+    /// tap queue and goes to pair `target`'s receive queue. A delivery sets NO_NOTIFY on the
+    /// target (QEMU wants no kicks while it finds buffers). With no buffer on the target, the
+    /// frame is parked on the *arrival* queue, which then takes nothing more (the tap is no
+    /// longer read), and the target's NO_NOTIFY is cleared; parked frames are retried only
+    /// when the arrival pair's receive queue is notified. Returns whether it was delivered.
+    pub fn deliver_steered(&self, arrival: u16, target: u16, frame: &[u8]) -> bool {
+        let blocked = self
+            .state
+            .borrow()
+            .parked
+            .iter()
+            .any(|(parked_arrival, _, _)| *parked_arrival == arrival);
+        if !blocked && self.deliver(target, frame) {
+            self.set_no_notify(2 * target, true);
+            return true;
+        }
+        if !blocked {
+            self.set_no_notify(2 * target, false);
+        }
+        self.state
+            .borrow_mut()
+            .parked
+            .push((arrival, target, frame.to_vec()));
+        false
+    }
+
+    /// Frames parked by [`deliver_steered`](Self::deliver_steered) and not yet delivered.
+    pub fn parked_frames(&self) -> usize {
+        self.state.borrow().parked.len()
+    }
+
+    /// QEMU's `virtio_net_handle_rx`: a notification of pair `arrival`'s receive queue retries
+    /// the frames parked on it, in order, until one still finds no buffer.
+    fn retry_parked(&self, arrival: u16) {
+        loop {
+            let next = {
+                let state = self.state.borrow();
+                state
+                    .parked
+                    .iter()
+                    .position(|(parked_arrival, _, _)| *parked_arrival == arrival)
+                    .map(|position| (position, state.parked[position].1))
+            };
+            let Some((position, target)) = next else {
+                return;
+            };
+            let frame = self.state.borrow().parked[position].2.clone();
+            if !self.deliver(target, &frame) {
+                self.set_no_notify(2 * target, false);
+                return;
+            }
+            self.set_no_notify(2 * target, true);
+            self.state.borrow_mut().parked.remove(position);
+        }
+    }
+
     /// Sends every frame queued on pair `pair`'s transmit queue; returns each frame with its
     /// 12-byte header.
     pub fn transmit_all(&self, pair: u16) -> Vec<Vec<u8>> {
@@ -513,6 +574,8 @@ impl FakeVirtioNet {
         };
         if control_queue && self.state.borrow().settings.control_answers {
             self.handle_control(queue);
+        } else if !control_queue && queue.is_multiple_of(2) {
+            self.retry_parked(queue / 2);
         }
     }
 

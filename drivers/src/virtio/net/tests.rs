@@ -627,6 +627,60 @@ fn interrupts_start_suppressed_and_reenabling_reports_pending_work() {
     assert!(queue.enable_interrupts());
 }
 
+/// QEMU's software RSS parks a frame on the queue it arrived on when the queue it steers to
+/// has no buffer, and retries it only when the arrival queue is kicked. The arrival queue's
+/// core, whose ring is full, must still kick it when it goes idle, or its tap stays unread.
+#[test]
+fn a_frame_parked_on_an_idle_queue_by_software_rss_is_retried_when_that_core_goes_idle() {
+    let machine = FakeMachine::new(Settings::default());
+    let mut nic = machine.bring_up(options(2, 8)).unwrap();
+    let mut idle_queue = nic.take_queue(QueueId(0)).unwrap();
+    let mut busy_queue = nic.take_queue(QueueId(1)).unwrap();
+    // The device has seen buffers on both queues and asked for no kicks.
+    machine.device.set_no_notify(0, true);
+    machine.device.set_no_notify(2, true);
+    // A burst on pair 0's tap that RSS steers to pair 1 overruns pair 1's ring...
+    let burst: Vec<_> = (0..8).map(|seed| frame(seed, 60)).collect();
+    for frame in &burst {
+        assert!(machine.device.deliver_steered(0, 1, frame));
+    }
+    let overrun = frame(100, 60);
+    assert!(!machine.device.deliver_steered(0, 1, &overrun));
+    // ... and a frame for pair 0 itself now waits behind it on the same tap.
+    let own = frame(101, 60);
+    assert!(!machine.device.deliver_steered(0, 0, &own));
+    // Pair 1 drains and refills its ring and kicks its own queue: that retries nothing.
+    let mut busy_received = Vec::new();
+    assert_eq!(
+        busy_queue.rx_burst(32, &mut |bytes| busy_received.push(bytes.to_vec())),
+        8
+    );
+    assert_eq!(busy_received, burst);
+    assert_eq!(busy_queue.rx_burst(32, &mut |_| {}), 0);
+    assert_eq!(machine.device.parked_frames(), 2);
+    // Pair 0 has nothing and goes idle: arming its interrupt kicks its queue, the parked
+    // frames go out, and it is told to poll instead of halting.
+    assert_eq!(idle_queue.rx_burst(32, &mut |_| {}), 0);
+    assert!(
+        idle_queue.enable_interrupts(),
+        "the core would halt with its own frame pending"
+    );
+    assert_eq!(machine.device.parked_frames(), 0);
+    idle_queue.disable_interrupts();
+    let mut idle_received = Vec::new();
+    assert_eq!(
+        idle_queue.rx_burst(32, &mut |bytes| idle_received.push(bytes.to_vec())),
+        1
+    );
+    assert_eq!(idle_received, [own]);
+    busy_received.clear();
+    assert_eq!(
+        busy_queue.rx_burst(32, &mut |bytes| busy_received.push(bytes.to_vec())),
+        1
+    );
+    assert_eq!(busy_received, [overrun]);
+}
+
 #[test]
 fn msix_routing_gives_each_queue_its_own_vector() {
     let machine = FakeMachine::new(Settings::default());
