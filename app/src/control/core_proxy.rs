@@ -42,9 +42,9 @@ pub struct CoreProxyStart {
 /// A listener on this core.
 struct ListenerSlot {
     port: u16,
+    /// Its worker; closing (`is_closing`) once the configuration no longer has the listener:
+    /// stop accepting once what is queued is taken.
     current: Rc<CurrentWorker>,
-    /// The configuration no longer has it: stop accepting once what is queued is taken.
-    removed: Cell<bool>,
     /// Its accept loop ended and the port is closed.
     closed: Cell<bool>,
 }
@@ -152,10 +152,8 @@ impl CoreProxy {
                 .find(|slot| slot.port == listener.port)
                 .cloned();
             match existing {
-                Some(slot) => {
-                    slot.removed.set(false);
-                    slot.current.replace(worker);
-                }
+                // Replacing the worker also takes back a removal still draining.
+                Some(slot) => slot.current.replace(worker),
                 None => {
                     let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listener.port);
                     match self.opener.listen(local, BACKLOG) {
@@ -163,7 +161,6 @@ impl CoreProxy {
                             let slot = Rc::new(ListenerSlot {
                                 port: listener.port,
                                 current: Rc::new(CurrentWorker::new(worker)),
-                                removed: Cell::new(false),
                                 closed: Cell::new(false),
                             });
                             self.listeners.borrow_mut().push(slot.clone());
@@ -188,7 +185,7 @@ impl CoreProxy {
                 .listeners
                 .iter()
                 .any(|listener| listener.port == slot.port)
-                && !slot.removed.replace(true)
+                && !slot.current.is_closing()
             {
                 slot.current.close_connections();
                 slot.current.get().retire();
@@ -273,13 +270,14 @@ async fn accept_loop(
     handle: Handle,
 ) {
     loop {
-        let serve = !slot.removed.get() && !board.is_drained(core);
+        let removed = slot.current.is_closing();
+        let serve = !removed && !board.is_drained(core);
         if serve && !port.is_serving() {
             port.serve_again();
         } else if !serve && port.is_serving() {
             port.stop_serving();
         }
-        if slot.removed.get() && port.is_drained() {
+        if removed && port.is_drained() {
             break;
         }
         match handle.timeout(ACCEPT_POLL, port.listener().accept()).await {

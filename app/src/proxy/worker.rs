@@ -115,7 +115,8 @@ impl CurrentWorker {
         self.worker.borrow().clone()
     }
 
-    /// Puts `worker` in force and retires the one it replaces.
+    /// Puts `worker` in force (taking back a removal still draining) and retires the one it
+    /// replaces.
     pub fn replace(&self, worker: Rc<Worker>) {
         self.closing.set(false);
         let old = core::mem::replace(&mut *self.worker.borrow_mut(), worker);
