@@ -5,11 +5,13 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::net::SocketAddrV4;
 
+use hashbrown::HashMap;
 use unisock_kernel::net::tcp::{SocketHandle, SocketInfo};
 
 use crate::control::CoreSockets;
 
 /// What a socket is to the proxy.
+#[derive(Clone, Copy)]
 enum Leg {
     None,
     /// A client connection; the backend connection serving its request now.
@@ -22,30 +24,43 @@ enum Leg {
     },
 }
 
-fn leg_of(socket: &SocketInfo, answer: &CoreSockets) -> Leg {
-    let Some(handle) = socket.handle else {
-        return Leg::None;
-    };
-    let ends = |wanted: SocketHandle| {
-        answer
+/// One core's legs, joined once per listing (a listing under load has tens of thousands of
+/// sockets: looking each one's leg up by a scan would be quadratic).
+struct Legs(HashMap<SocketHandle, Leg>);
+
+impl Legs {
+    fn of(answer: &CoreSockets) -> Legs {
+        let ends: HashMap<SocketHandle, (SocketAddrV4, SocketAddrV4)> = answer
             .sockets
             .iter()
-            .find(|other| other.handle == Some(wanted))
-            .map(|other| (other.local, other.remote))
-    };
-    for (client, backend) in &answer.legs {
-        if *client == handle
-            && let Some(ends) = ends(*backend)
-        {
-            return Leg::Client { backend: ends };
+            .filter_map(|socket| Some((socket.handle?, (socket.local, socket.remote))))
+            .collect();
+        let mut legs = HashMap::new();
+        for (client, backend) in &answer.legs {
+            if let (Some(client_ends), Some(backend_ends)) = (ends.get(client), ends.get(backend)) {
+                legs.insert(
+                    *client,
+                    Leg::Client {
+                        backend: *backend_ends,
+                    },
+                );
+                legs.insert(
+                    *backend,
+                    Leg::Backend {
+                        client: *client_ends,
+                    },
+                );
+            }
         }
-        if *backend == handle
-            && let Some(ends) = ends(*client)
-        {
-            return Leg::Backend { client: ends };
-        }
+        Legs(legs)
     }
-    Leg::None
+
+    fn of_socket(&self, socket: &SocketInfo) -> Leg {
+        socket
+            .handle
+            .and_then(|handle| self.0.get(&handle).copied())
+            .unwrap_or(Leg::None)
+    }
 }
 
 fn milliseconds(duration: core::time::Duration) -> String {
@@ -63,6 +78,7 @@ pub fn write_text(answers: &[CoreSockets], out: &mut String) {
         "core state local remote send_q recv_q srtt_ms rto_ms cwnd retrans leg"
     );
     for answer in answers {
+        let legs = Legs::of(answer);
         for socket in &answer.sockets {
             let srtt = socket.smoothed_rtt.map_or(String::from("-"), milliseconds);
             let _ = write!(
@@ -79,7 +95,7 @@ pub fn write_text(answers: &[CoreSockets], out: &mut String) {
                 socket.congestion_window,
                 socket.retransmissions,
             );
-            let _ = match leg_of(socket, answer) {
+            let _ = match legs.of_socket(socket) {
                 Leg::None => writeln!(out, " -"),
                 Leg::Client { backend } => {
                     writeln!(out, " client->backend={}->{}", backend.0, backend.1)
@@ -98,6 +114,7 @@ pub fn write_json(answers: &[CoreSockets], out: &mut String) {
     out.push_str("{\"sockets\":[");
     let mut first = true;
     for answer in answers {
+        let legs = Legs::of(answer);
         for socket in &answer.sockets {
             if !first {
                 out.push(',');
@@ -124,7 +141,7 @@ pub fn write_json(answers: &[CoreSockets], out: &mut String) {
                 socket.congestion_window,
                 socket.retransmissions,
             );
-            let _ = match leg_of(socket, answer) {
+            let _ = match legs.of_socket(socket) {
                 Leg::None => write!(out, "}}"),
                 Leg::Client { backend } => write!(
                     out,
@@ -146,8 +163,9 @@ pub fn write_json(answers: &[CoreSockets], out: &mut String) {
 pub fn joined_pairs(answers: &[CoreSockets]) -> Vec<(SocketAddrV4, SocketAddrV4)> {
     let mut pairs = Vec::new();
     for answer in answers {
+        let legs = Legs::of(answer);
         for socket in &answer.sockets {
-            if let Leg::Client { backend } = leg_of(socket, answer) {
+            if let Leg::Client { backend } = legs.of_socket(socket) {
                 pairs.push((socket.remote, backend.1));
             }
         }
