@@ -8,62 +8,18 @@
 mod guest;
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use guest::{CoreCounters, GUEST, Guest};
-use unisock_e2e::repository_root;
+use guest::{CoreCounters, GUEST, Guest, PEER};
 
 const PROXY_PORT: u16 = 8080;
 const BACKEND_PORT: u16 = 8000;
-const PEER: &str = "10.77.0.1";
 /// Every impairment the relay has, at once, on each direction.
 const IMPAIRMENT: &str =
     "loss=10% duplicate=2% reorder=20% delay=10ms jitter=10ms corrupt=1% seed=10";
 /// The backend's body (`tests/scripts/http-backend.py`): the pattern `index mod 251`.
 const BODY_LENGTH: usize = 1_000_000;
-
-struct Backend {
-    child: Child,
-}
-
-impl Backend {
-    fn start(guest: &Guest) -> Backend {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &guest.namespace, "python3"])
-            .arg(repository_root().join("tests/scripts/http-backend.py"))
-            .args([PEER, &BACKEND_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start python3");
-        let backend = Backend { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let output = guest.shell(
-                &format!("curl -s -o /dev/null --max-time 2 http://{PEER}:{BACKEND_PORT}/health"),
-                Duration::from_secs(5),
-            );
-            if output.status.success() {
-                return backend;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        panic!("the backend never listened");
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
 
 fn sha256_of(bytes: &[u8]) -> String {
     let mut child = Command::new("sha256sum")
@@ -126,7 +82,7 @@ fn a_backend_that_fails_mid_response_never_yields_a_truncated_body_presented_as_
          eject.failures=0"
     );
     let guest = Guest::boot_custom(2, Some(IMPAIRMENT), &words, &[]);
-    let _backend = Backend::start(&guest);
+    let _backend = guest::python_backend(&guest, BACKEND_PORT, Stdio::null());
     let pattern: Vec<u8> = (0..BODY_LENGTH).map(|index| (index % 251) as u8).collect();
     let whole = sha256_of(&pattern);
 

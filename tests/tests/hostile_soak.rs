@@ -8,57 +8,15 @@
 
 mod guest;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use guest::{CoreCounters, GUEST, Guest, run_ab};
-use unisock_e2e::repository_root;
+use guest::{CoreCounters, GUEST, Guest, PEER, run_ab};
 
 const PROXY_PORT: u16 = 8080;
 const BACKEND_PORT: u16 = 8000;
-const PEER: &str = "10.77.0.1";
 /// `TcpConfig::time_wait`: the table of closed connections grows for this long, then holds.
 const TIME_WAIT: Duration = Duration::from_secs(60);
-
-struct Backend {
-    child: Child,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_backend(guest: &Guest) -> Backend {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &guest.namespace, "python3"])
-        .arg(repository_root().join("tests/scripts/http-backend.py"))
-        .args([PEER, &BACKEND_PORT.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("cannot start python3");
-    let backend = Backend { child };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let output = guest.shell(
-            &format!("curl -s -o /dev/null --max-time 2 http://{PEER}:{BACKEND_PORT}/health"),
-            Duration::from_secs(5),
-        );
-        if output.status.success() {
-            return backend;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the backend never listened");
-}
 
 /// One sample of what must stay flat.
 #[derive(Clone, Copy, Debug)]
@@ -116,7 +74,7 @@ fn short_connections_through_the_proxy_for_a_while_leave_memory_and_tables_flat(
         .unwrap_or(120);
     let words = format!("responder=80 proxy={PROXY_PORT} backends={PEER}:{BACKEND_PORT}");
     let guest = Guest::boot_custom(2, None, &words, &[]);
-    let _backend = start_backend(&guest);
+    let _backend = guest::python_backend(&guest, BACKEND_PORT, Stdio::null());
     let started = Instant::now();
     let url = format!("http://{GUEST}:{PROXY_PORT}/");
     let mut samples = Vec::new();

@@ -2,23 +2,22 @@
 
 mod guest;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use guest::{CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, SERVICES, check_ab, sha256_of_file};
-use unisock_e2e::repository_root;
+use guest::{
+    CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, PEER, SERVICES, check_ab, sha256_of_file,
+};
 
 const PROXY_PORT: u16 = 8080;
-const PEER: &str = "10.77.0.1";
 
 /// A backend server process inside the guest's namespace; dropping it stops it and removes
 /// its directory.
 struct Backend {
-    child: Child,
+    process: guest::NamespaceProcess,
     directory: PathBuf,
     port: u16,
 }
@@ -59,19 +58,17 @@ impl Backend {
         );
         std::fs::write(directory.join("nginx.conf"), configuration)
             .expect("cannot write nginx.conf");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &guest.namespace, "nginx", "-p"])
-            .arg(&directory)
-            .arg("-c")
-            .arg(directory.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start nginx");
+        let process = guest::NamespaceProcess::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", &guest.namespace, "nginx", "-p"])
+                .arg(&directory)
+                .arg("-c")
+                .arg(directory.join("nginx.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
         let backend = Backend {
-            child,
+            process,
             directory,
             port,
         };
@@ -84,47 +81,19 @@ impl Backend {
         let directory = Self::scratch_directory("python");
         let log =
             std::fs::File::create(directory.join("requests.log")).expect("cannot create the log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &guest.namespace, "python3"])
-            .arg(repository_root().join("tests/scripts/http-backend.py"))
-            .args([PEER, &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start python3");
-        let backend = Backend {
-            child,
+        Backend {
+            process: guest::python_backend(guest, port, Stdio::from(log)),
             directory,
             port,
-        };
-        backend.wait_until_listening(guest);
-        backend
+        }
     }
 
     fn wait_until_listening(&self, guest: &Guest) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let output = guest.shell(
-                &format!(
-                    "curl -s -o /dev/null --max-time 2 http://{PEER}:{}/health",
-                    self.port
-                ),
-                Duration::from_secs(5),
-            );
-            if output.status.success() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the backend on port {} never listened", self.port);
+        guest::wait_for_health(guest, self.port);
     }
 
     fn stop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        self.process.stop();
     }
 
     /// Lines nginx logged (requests that reached it), or the Python server printed.

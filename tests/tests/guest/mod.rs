@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use unisock_e2e::{artifact, repository_root};
 
-/// The guest's address; the peer (the namespace's side of the tap) is 10.77.0.1.
+/// The guest's address.
 pub const GUEST: &str = "10.77.0.2";
+/// The namespace's own address (its side of the tap), where the tests' backends listen.
+pub const PEER: &str = "10.77.0.1";
 /// The services every guest runs unless a test says otherwise.
 pub const SERVICES: &str = "responder=80 sink=9001 source=9002";
 
@@ -191,7 +193,10 @@ impl Drop for Guest {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
         for namespace in [format!("{}-wire", self.namespace), self.namespace.clone()] {
             let _ = Command::new("ip")
@@ -338,4 +343,67 @@ pub fn sha256_of_file(path: &std::path::Path) -> String {
         .next()
         .expect("sha256sum printed nothing")
         .to_string()
+}
+
+/// A program run in the guest's namespace, in a process group of its own; dropping it kills
+/// the group (the program and anything it started), however the test ends.
+pub struct NamespaceProcess {
+    child: Child,
+}
+
+impl NamespaceProcess {
+    pub fn spawn(command: &mut Command) -> NamespaceProcess {
+        let child = command
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("cannot start a program in the namespace");
+        NamespaceProcess { child }
+    }
+
+    pub fn stop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NamespaceProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `GET http://<PEER>:<port>/health` answers from the namespace.
+pub fn wait_for_health(guest: &Guest, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let output = guest.shell(
+            &format!("curl -s -o /dev/null --max-time 2 http://{PEER}:{port}/health"),
+            Duration::from_secs(5),
+        );
+        if output.status.success() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the backend on port {port} never listened");
+}
+
+/// tests/scripts/http-backend.py on `PEER:port` in the guest's namespace, once it answers
+/// `/health`; its request log (one line per request) goes to `log`.
+pub fn python_backend(guest: &Guest, port: u16, log: Stdio) -> NamespaceProcess {
+    let backend = NamespaceProcess::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &guest.namespace, "python3"])
+            .arg(repository_root().join("tests/scripts/http-backend.py"))
+            .args([PEER, &port.to_string()])
+            .stdout(log)
+            .stderr(Stdio::null()),
+    );
+    wait_for_health(guest, port);
+    backend
 }
