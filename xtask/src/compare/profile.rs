@@ -20,6 +20,7 @@ use super::backend::Backend;
 use super::gdb_remote::GdbRemote;
 use super::guest::{BackendConnections, GUEST_ADDRESS, Machine, System};
 use super::load::{self, Connections, LoadSettings, WrkResult};
+use super::report;
 use super::{build_linux_guest, command_output};
 use crate::{Failure, Step};
 
@@ -509,33 +510,20 @@ nothing to do; \"% of busy\" leaves it out.
 ",
         sections.join("\n")
     );
-    let benchmarks = root.join("BENCHMARKS.md");
-    let document = fs::read_to_string(&benchmarks)
-        .map_err(|error| Failure(format!("read {}: {error}", benchmarks.display())))?;
-    fs::write(&benchmarks, replace_section(&document, &section))
-        .map_err(|error| Failure(format!("write {}: {error}", benchmarks.display())))?;
+    report::rewrite_file(&root.join("BENCHMARKS.md"), |document| {
+        replace_section(document, &section)
+    })?;
     println!("profile: written to BENCHMARKS.md (section bench-profile)");
     Ok(())
 }
 
-/// `document` with the section between the markers replaced, or appended under a heading.
+/// The bench-profile section of `document` replaced by `section`.
 fn replace_section(document: &str, section: &str) -> String {
-    if let (Some(begin), Some(end)) = (document.find(BEGIN_MARKER), document.find(END_MARKER))
-        && begin < end
-    {
-        let after = end + END_MARKER.len();
-        let rest = document[after..]
-            .strip_prefix('\n')
-            .unwrap_or(&document[after..]);
-        return format!("{}{section}{rest}", &document[..begin]);
-    }
-    let separator = if document.ends_with('\n') {
-        "\n"
-    } else {
-        "\n\n"
-    };
-    format!(
-        "{document}{separator}## Where the image's time goes (cargo xtask profile)\n\n{section}"
+    report::replace_marked_section(
+        document,
+        (BEGIN_MARKER, END_MARKER),
+        "Where the image's time goes (cargo xtask profile)",
+        section,
     )
 }
 

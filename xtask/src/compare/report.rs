@@ -291,13 +291,19 @@ What limits these numbers on this machine, and which to quote:
     )
 }
 
-/// `document` with the text between the markers (markers included) replaced by `section`, or
-/// with `section` appended under a heading when the markers are not there yet.
-pub fn replace_section(document: &str, section: &str) -> String {
-    if let (Some(begin), Some(end)) = (document.find(BEGIN_MARKER), document.find(END_MARKER))
+/// `document` with the text between `begin` and `end` (markers included) replaced by
+/// `section`, or with `section` appended under `heading` when the markers are not there yet.
+/// Each bench that writes BENCHMARKS.md owns one such marked section.
+pub fn replace_marked_section(
+    document: &str,
+    (begin_marker, end_marker): (&str, &str),
+    heading: &str,
+    section: &str,
+) -> String {
+    if let (Some(begin), Some(end)) = (document.find(begin_marker), document.find(end_marker))
         && begin < end
     {
-        let after = end + END_MARKER.len();
+        let after = end + end_marker.len();
         let rest = document[after..]
             .strip_prefix('\n')
             .unwrap_or(&document[after..]);
@@ -308,16 +314,29 @@ pub fn replace_section(document: &str, section: &str) -> String {
     } else {
         "\n\n"
     };
-    format!(
-        "{document}{separator}## Unisock against nginx and HAProxy in a Linux guest (cargo xtask bench compare)\n\n{section}"
+    format!("{document}{separator}## {heading}\n\n{section}")
+}
+
+/// The bench-compare section of `document` replaced by `section`.
+pub fn replace_section(document: &str, section: &str) -> String {
+    replace_marked_section(
+        document,
+        (BEGIN_MARKER, END_MARKER),
+        "Unisock against nginx and HAProxy in a Linux guest (cargo xtask bench compare)",
+        section,
     )
 }
 
-pub fn update_benchmarks(path: &Path, section: &str) -> Result<(), Failure> {
+/// Rewrites the file at `path` with `replace(its text)`.
+pub fn rewrite_file(path: &Path, replace: impl FnOnce(&str) -> String) -> Result<(), Failure> {
     let document = fs::read_to_string(path)
         .map_err(|error| Failure(format!("read {}: {error}", path.display())))?;
-    fs::write(path, replace_section(&document, section))
+    fs::write(path, replace(&document))
         .map_err(|error| Failure(format!("write {}: {error}", path.display())))
+}
+
+pub fn update_benchmarks(path: &Path, section: &str) -> Result<(), Failure> {
+    rewrite_file(path, |document| replace_section(document, section))
 }
 
 #[cfg(test)]
