@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
 
+use hashbrown::HashMap;
 use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::ServedPort;
 use unisock_kernel::net::tcp::SocketHandle;
@@ -66,23 +67,27 @@ pub struct Worker {
 /// socket listing joins the two legs with it.
 #[derive(Default)]
 pub struct ProxyLegs {
-    legs: RefCell<Vec<(SocketHandle, SocketHandle)>>,
+    /// Client connection -> backend connection; touched twice per request, so a map (the
+    /// core may have thousands of requests in progress).
+    legs: RefCell<HashMap<SocketHandle, SocketHandle>>,
 }
 
 impl ProxyLegs {
     pub fn join(&self, client: SocketHandle, backend: SocketHandle) {
-        let mut legs = self.legs.borrow_mut();
-        legs.retain(|(known, _)| *known != client);
-        legs.push((client, backend));
+        self.legs.borrow_mut().insert(client, backend);
     }
 
     pub fn part(&self, client: SocketHandle) {
-        self.legs.borrow_mut().retain(|(known, _)| *known != client);
+        self.legs.borrow_mut().remove(&client);
     }
 
     /// (client, backend) pairs.
     pub fn pairs(&self) -> Vec<(SocketHandle, SocketHandle)> {
-        self.legs.borrow().clone()
+        self.legs
+            .borrow()
+            .iter()
+            .map(|(client, backend)| (*client, *backend))
+            .collect()
     }
 }
 
