@@ -375,6 +375,18 @@ impl Connection {
         self.send_buffer.len() + self.receive_buffer.len() + self.reassembly.bytes()
     }
 
+    /// Bytes beyond those queued that the peer's window would take now. A write draws on the
+    /// budget's reserve only for these: bytes a peer will not take (it never reads) would sit
+    /// in the reserve for good.
+    fn peer_window_room(&self) -> usize {
+        (self.send_window as usize).saturating_sub(self.send_buffer.len())
+    }
+
+    /// Received bytes held for the application: in order, and out of order.
+    fn received_bytes_held(&self) -> usize {
+        self.receive_buffer.len() + self.reassembly.bytes()
+    }
+
     pub(crate) fn smoothed_rtt(&self) -> Option<Duration> {
         self.rtt.smoothed()
     }
@@ -470,7 +482,9 @@ impl Connection {
             .receive_capacity
             .saturating_sub(self.receive_buffer.len()) as u32;
         let free = free.min(
-            context.memory_available().min(u32::MAX as usize) as u32
+            context
+                .memory_room(self.received_bytes_held(), usize::MAX)
+                .min(u32::MAX as usize) as u32
                 + self.current_receive_window(),
         );
         let current = self.current_receive_window();
@@ -1232,7 +1246,7 @@ impl Connection {
         if sequence.after(self.receive_next) {
             // Out of order: hold it and send a duplicate ACK at once (RFC 5681 section 4.2).
             let window = self.current_receive_window();
-            if payload.len() > context.memory_available() {
+            if payload.len() > context.memory_room(self.received_bytes_held(), usize::MAX) {
                 context.counters.drop_segment(DropReason::MemoryLimit);
             } else {
                 match self
@@ -1250,7 +1264,7 @@ impl Connection {
         let fresh = &payload[skip.min(payload.len())..];
         let room = self.current_receive_window() as usize;
         let take = fresh.len().min(room);
-        if take > context.memory_available() {
+        if take > context.memory_room(self.received_bytes_held(), usize::MAX) {
             context.counters.drop_segment(DropReason::MemoryLimit);
             self.ack_now = true;
             return;
@@ -1564,7 +1578,10 @@ impl Connection {
             return Ok(0);
         }
         let room = self.send_capacity.saturating_sub(self.send_buffer.len());
-        let count = data.len().min(room).min(context.memory_available());
+        let count = data
+            .len()
+            .min(room)
+            .min(context.memory_room(self.send_buffer.len(), self.peer_window_room()));
         if count == 0 {
             if room > 0 {
                 context.counters.write_memory_refusals += 1;

@@ -85,11 +85,23 @@ impl Context {
         self.output.push_header_only(header);
     }
 
-    /// Room left in the per-core buffer budget.
-    pub(crate) fn memory_available(&self) -> usize {
-        self.config
-            .max_buffer_memory
-            .saturating_sub(self.memory_used)
+    /// Bytes of the per-core buffer budget that a connection already holding `held` bytes
+    /// in one direction may add, of which at most `guarantee_limit` from the reserve. The
+    /// budget's last quarter is kept for connections holding less than `guaranteed_buffer`
+    /// (as Linux guarantees `tcp_wmem[0]`/`tcp_rmem[0]` under memory pressure): clients that
+    /// never read fill three quarters with their send buffers, and a new client's request
+    /// and response still fit in what is left.
+    pub(crate) fn memory_room(&self, held: usize, guarantee_limit: usize) -> usize {
+        let limit = self.config.max_buffer_memory;
+        let hard = limit.saturating_sub(self.memory_used);
+        let shared = (limit - limit / 4).saturating_sub(self.memory_used);
+        let guaranteed = self
+            .config
+            .guaranteed_buffer
+            .saturating_sub(held)
+            .min(guarantee_limit)
+            .min(hard);
+        shared.max(guaranteed)
     }
 
     /// The per-tuple timestamp offset (RFC 7323 section 5.4 allows any offset; one per

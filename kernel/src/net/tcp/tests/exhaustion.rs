@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use super::*;
-use crate::net::tcp::{DropReason, TcpState};
+use crate::net::tcp::{DropReason, SocketError, TcpState};
 
 /// Completes a handshake from `port` with a client that offers timestamps (so a cookie can
 /// carry its options) and returns (our ISN, our TSval).
@@ -161,4 +161,85 @@ fn idle_connections_stay_within_the_connection_limit_and_are_counted() {
     harness.expect().assert(ACK | PSH, iss + 1, 5001);
     harness.advance(Duration::from_secs(1));
     assert!(harness.layer.timer_entries() <= 1);
+}
+
+/// Clients that ask for a large response and never read (their window stays closed): their
+/// send buffers fill the shared three quarters of the per-core budget and no more, and a new
+/// client's request still arrives and its response still goes out from the reserved quarter.
+/// Before the reserve, the budget's last byte went to whichever connection wrote first and a
+/// new client's request was dropped (`MemoryLimit`) and its response refused.
+#[test]
+fn clients_that_never_read_cannot_take_the_budget_a_new_client_needs() {
+    let config = TcpConfig {
+        timestamps: true,
+        max_buffer_memory: 400_000,
+        send_buffer_size: 64 * 1024,
+        ..plain_config()
+    };
+    let shared = 300_000;
+    let mut harness = Harness::new(config);
+    let listener = harness
+        .layer
+        .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT), 4096)
+        .unwrap();
+    let mut hoarders = Vec::new();
+    for index in 0..10u16 {
+        // A client that never reads: its window is closed by the time the response comes
+        // (here from the handshake's last ACK on).
+        let port = 20_000 + index;
+        harness.inject(
+            Inbound::new(SYN, 1000, 0)
+                .ports(port, SERVER_PORT)
+                .mss(1460)
+                .timestamp(1, 0),
+        );
+        let syn_ack = harness.sent.pop_back().expect("a SYN-ACK");
+        let ours = syn_ack.options.timestamp.map_or(0, |(value, _)| value);
+        harness.inject(
+            Inbound::new(ACK, 1001, syn_ack.sequence + 1)
+                .ports(port, SERVER_PORT)
+                .timestamp(2, ours)
+                .window(0),
+        );
+        let connection = harness.layer.accept(listener).unwrap();
+        // The application writes as much as the stack takes (a streaming response).
+        let mut taken = 0;
+        while let Ok(count) = harness.layer.write(connection, &[7; 16 * 1024]) {
+            taken += count;
+        }
+        assert!(taken > 0 || index > 4, "hoarder {index} got nothing");
+        hoarders.push(connection);
+    }
+    harness.collect();
+    harness.sent.clear();
+    assert_eq!(harness.layer.buffer_memory_used(), shared);
+    assert!(harness.layer.counters().write_memory_refusals > 0);
+
+    // A new client: its 200-byte request is buffered, its 1 000-byte response accepted.
+    let (iss, ours) = handshake_from(&mut harness, 30_000, 5000);
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.inject(
+        Inbound::new(ACK | PSH, 5001, iss + 1)
+            .ports(30_000, SERVER_PORT)
+            .timestamp(3, ours)
+            .payload(&[b'r'; 200]),
+    );
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 0);
+    let mut request = [0u8; 512];
+    assert_eq!(harness.layer.read(connection, &mut request), Ok(200));
+    assert_eq!(harness.layer.write(connection, &[b'a'; 1000]), Ok(1000));
+    harness.collect();
+    let response = harness
+        .sent
+        .iter()
+        .find(|segment| segment.destination.port() == 30_000 && !segment.payload.is_empty())
+        .expect("the response");
+    assert_eq!(response.payload.len(), 1000);
+    // A hoarder gains nothing from the reserve: it already holds more than the guarantee.
+    assert_eq!(
+        harness.layer.write(hoarders[0], &[7; 1024]),
+        Err(SocketError::WouldBlock)
+    );
+    // The reserve itself is bounded: the budget is never exceeded.
+    assert!(harness.layer.buffer_memory_used() <= 400_000);
 }
