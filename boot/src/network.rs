@@ -341,7 +341,13 @@ fn bring_up(
             doorbells: doorbells.clone(),
             statistics: statistics.clone(),
             interface,
-            tcp: TcpConfig::default(),
+            tcp: TcpConfig {
+                max_buffer_memory: TcpConfig::buffer_memory_for_heap(
+                    crate::memory::heap_usage().capacity_bytes as usize,
+                    queues,
+                ),
+                ..TcpConfig::default()
+            },
             secret,
             port_start: (clock::read_tsc() as u16) ^ (index as u16).wrapping_mul(7919),
         };

@@ -18,6 +18,10 @@ pub struct TcpConfig {
     /// together; data beyond it is refused (`write` returns `WouldBlock`, arriving data is
     /// dropped and counted) rather than the heap growing without bound.
     pub max_buffer_memory: usize,
+    /// Bytes one connection may buffer in each direction even when the shared part of
+    /// `max_buffer_memory` is used up (its last quarter is kept for these), so that clients
+    /// holding full buffers cannot starve a short request and its response.
+    pub guaranteed_buffer: usize,
     /// Default send buffer of a new connection, in bytes.
     pub send_buffer_size: usize,
     /// Default receive buffer of a new connection, in bytes; it bounds the window we offer.
@@ -83,6 +87,17 @@ pub struct TcpConfig {
     pub max_queued_segments: usize,
 }
 
+impl TcpConfig {
+    /// `max_buffer_memory` for each of `cores` cores sharing a heap of `heap_bytes`: a
+    /// quarter of the heap, split evenly. Buffers are ring buffers whose capacity can be
+    /// twice what they hold, and the rest of the heap keeps the connection records, the
+    /// tables and the applications' own buffers; a budget beyond the heap would let clients
+    /// that never read exhaust it, and an allocation that fails stops the image.
+    pub fn buffer_memory_for_heap(heap_bytes: usize, cores: usize) -> usize {
+        heap_bytes / 4 / cores.max(1)
+    }
+}
+
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {
@@ -90,6 +105,7 @@ impl Default for TcpConfig {
             max_connections: 65_536,
             max_time_wait: 65_536,
             max_buffer_memory: 256 * 1024 * 1024,
+            guaranteed_buffer: 4 * 1024,
             send_buffer_size: 64 * 1024,
             receive_buffer_size: 64 * 1024,
             max_backlog: 4096,
@@ -116,5 +132,22 @@ impl Default for TcpConfig {
             stranger_reset_limit: 1000,
             max_queued_segments: 16_384,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TcpConfig;
+
+    #[test]
+    fn the_buffer_budget_is_a_quarter_of_the_heap_shared_by_the_cores() {
+        let heap = 126 * 1024 * 1024;
+        assert_eq!(TcpConfig::buffer_memory_for_heap(heap, 2), heap / 8);
+        assert_eq!(TcpConfig::buffer_memory_for_heap(heap, 1), heap / 4);
+        // Every core's budget together stays within a quarter, whatever the core count.
+        for cores in 1..=64 {
+            assert!(TcpConfig::buffer_memory_for_heap(heap, cores) * cores <= heap / 4);
+        }
+        assert_eq!(TcpConfig::buffer_memory_for_heap(heap, 0), heap / 4);
     }
 }
