@@ -125,7 +125,19 @@ async fn source(stream: TcpStream, handle: Handle) -> Result<(), SocketError> {
         for (offset, byte) in chunk[..size].iter_mut().enumerate() {
             *byte = pattern_byte(sent + offset as u64);
         }
-        stream.write_all(&chunk[..size]).await?;
+        // A client that stops reading is given IDLE_TIMEOUT to take the next chunk (as
+        // nginx's send_timeout): otherwise it holds the connection for ever once its window
+        // and our buffer budget are full.
+        match handle
+            .timeout(IDLE_TIMEOUT, stream.write_all(&chunk[..size]))
+            .await
+        {
+            Ok(result) => result?,
+            Err(_elapsed) => {
+                let _ = stream.abort();
+                return Err(SocketError::TimedOut);
+            }
+        }
         sent += size as u64;
     }
     stream.close()
