@@ -181,13 +181,12 @@ fn tap_transmitted(guest: &Guest) -> (u64, u64) {
     )
 }
 
-/// Ignored: it fails today (see the report of issue 10). hping3 at full rate overflows the
-/// namespace's tap queue: about half of all frames, the legitimate clients' as much as the
-/// flood's, are dropped before the guest sees them, so only about 60 % of legitimate requests
-/// finish within 30 s (the guest itself keeps up with what reaches it: cookies engage, the
-/// tables stay at the SYN queues' size). Run it with `-- --ignored`.
+/// hping3 at full rate sends more than the TCG guest can take: the namespace's tap queue
+/// drops about half of all frames, the legitimate clients' SYNs among them, so their latency
+/// tail is the clients' own SYN retransmissions (1, 3, 7 s...); what reaches the guest is
+/// answered (cookies once the SYN queues are full, the tables held at their size), and every
+/// legitimate request must finish within curl's 30 s.
 #[test]
-#[ignore = "fails: a full-rate flood overflows the tap, legitimate success is about 60 %"]
 fn a_spoofed_syn_flood_engages_syn_cookies_and_legitimate_clients_are_still_served() {
     const CPUS: u32 = 2;
     const FLOOD_SECONDS: u64 = 25;
@@ -279,7 +278,7 @@ fn a_spoofed_syn_flood_engages_syn_cookies_and_legitimate_clients_are_still_serv
         "half-open connections beyond the SYN queues: {peak_connections}"
     );
     assert!(
-        load.succeeded * 100 >= load.requests * 95,
+        load.succeeded * 100 >= load.requests * 99,
         "only {rate:.2} % of legitimate requests served under the flood"
     );
 
@@ -506,12 +505,13 @@ fn idle_clients_are_dropped_after_the_head_timeout_and_legitimate_clients_still_
     );
 }
 
-/// Ignored: it fails today (see the report of issue 10): beside 1 500 clients that never
-/// read, legitimate requests took 3 to 7 s or timed out, and right after a burst of 10 000
-/// connections new ones can go unanswered (the receive-queue stall). Run it with
-/// `-- --ignored`.
+/// 2 500 clients that never read, more than the guest's heap could buffer at 64 KiB each:
+/// the per-core buffer budget (a quarter of the heap, `TcpConfig::buffer_memory_for_heap`)
+/// bounds them, its reserved quarter keeps room for the legitimate clients' requests and
+/// responses, and the connections go once their clients are gone (persist probes draw RSTs
+/// from the namespace; the source's send timeout ends those with nothing queued). Before, the budget (256 MiB a core) exceeded the 126 MiB heap:
+/// the guest ran out of memory and stopped, and with 500 it was the first writers' alone.
 #[test]
-#[ignore = "fails: legitimate clients starve beside never-reading ones"]
 fn never_reading_clients_are_bounded_and_legitimate_clients_still_served() {
     let guest = Guest::boot(2, None);
     // Clients that ask the source for a gigabyte and never read: their windows close, the
@@ -520,7 +520,7 @@ fn never_reading_clients_are_bounded_and_legitimate_clients_still_served() {
     let never_read = run_script(
         &guest,
         "exhaustion.py",
-        &format!("{GUEST} never-read 500 --port 9002 --hold 20 --request '1000000000\\n'"),
+        &format!("{GUEST} never-read 2500 --port 9002 --hold 20 --request '1000000000\\n'"),
         Duration::from_secs(300),
     );
     println!("never-reading clients: {never_read}");
@@ -536,11 +536,32 @@ fn never_reading_clients_are_bounded_and_legitimate_clients_still_served() {
         8,
         Duration::from_secs(120),
     );
-    let final_total = total_of(&statistics_text(&guest));
+    // The script aborted its sockets, but the tap drops most of 2 500 RSTs sent at once.
+    // Connections with data queued learn it from their persist probes (the namespace answers
+    // with a RST); those the budget kept empty have nothing to probe with, and the source's
+    // send timeout (60 s without taking a chunk) ends them.
+    let recovery_started = Instant::now();
+    let final_text = loop {
+        let text = statistics_text(&guest);
+        if total_of(&text).get("tcp_connections") <= 2
+            || recovery_started.elapsed() > Duration::from_secs(120)
+        {
+            break text;
+        }
+        thread::sleep(Duration::from_secs(2));
+    };
+    let final_total = total_of(&final_text);
     println!(
-        "after: tcp_connections {} persist timeouts {}",
+        "after {:.0} s: tcp_connections {} persist timeouts {} heap used {:?} bytes",
+        recovery_started.elapsed().as_secs_f64(),
         final_total.get("tcp_connections"),
-        final_total.get("tcp_persist_timeouts")
+        final_total.get("tcp_persist_timeouts"),
+        heap_used(&final_text)
+    );
+    assert!(
+        final_total.get("tcp_connections") <= 2,
+        "connections left after the never-reading clients went: {}",
+        final_total.get("tcp_connections")
     );
     assert!(
         !guest.output().contains("panic"),
