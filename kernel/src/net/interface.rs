@@ -8,9 +8,10 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpAddress, IpProtocol, TcpPacket};
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpProtocol};
 
 use super::arp::{self, ArpCache, ArpMessage, Enqueued, WaitingPacket};
+use super::checksum;
 use super::counters::{Counters, DropReason};
 use super::ethernet;
 use super::icmp::{self, IcmpErrorKind, IcmpMessage, TcpIcmpError};
@@ -254,10 +255,7 @@ impl Interface {
                 if packet.destination != self.config.ipv4.address {
                     return Err(DropReason::TcpNotUnicast);
                 }
-                let source = IpAddress::Ipv4(packet.source);
-                let destination = IpAddress::Ipv4(packet.destination);
-                if !TcpPacket::new_unchecked(packet.payload).verify_checksum(&source, &destination)
-                {
+                if !checksum::tcp_is_valid(packet.source, packet.destination, packet.payload) {
                     return Err(DropReason::TcpBadChecksum);
                 }
                 self.counters.tcp_segments_delivered += 1;
@@ -603,7 +601,9 @@ mod tests {
     use super::*;
     use crate::net::tcp::{CoreId, TcpConfig, TcpLayer};
     use core::time::Duration;
-    use smoltcp::wire::{ArpOperation, EthernetFrame, Icmpv4Packet, Ipv4Packet};
+    use smoltcp::wire::{
+        ArpOperation, EthernetFrame, Icmpv4Packet, IpAddress, Ipv4Packet, TcpPacket,
+    };
 
     const US: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
     const PEER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);

@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use super::seq::SeqNum;
+use crate::net::checksum;
 
 pub(crate) const FIN: u8 = 0x01;
 pub(crate) const SYN: u8 = 0x02;
@@ -183,7 +184,7 @@ pub(crate) fn write(out: &mut Vec<u8>, header: &SegmentHeader, payload: (&[u8], 
     out[start + 12] = (((HEADER_LENGTH + options_length) / 4) as u8) << 4;
     out.extend_from_slice(payload.0);
     out.extend_from_slice(payload.1);
-    let checksum = checksum(header.source, header.destination, &out[start..]);
+    let checksum = checksum::tcp(header.source, header.destination, &out[start..]);
     out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
 }
 
@@ -223,89 +224,10 @@ fn write_options(out: &mut Vec<u8>, options: &SegmentOptions) {
     }
 }
 
-/// The Internet checksum of a TCP segment with its IPv4 pseudo-header (RFC 9293 section 3.1).
-pub(crate) fn checksum(source: Ipv4Addr, destination: Ipv4Addr, tcp: &[u8]) -> u16 {
-    // The pseudo-header: both addresses, the protocol and the TCP length (less than 2^32,
-    // so this cannot overflow).
-    let mut sum =
-        u64::from(source.to_bits()) + u64::from(destination.to_bits()) + 6 + tcp.len() as u64;
-    // Eight bytes at a time with the carry added back: one's complement addition of 64-bit
-    // words folds to the same 16-bit sum as adding the 16-bit words (RFC 1071 section 2),
-    // in a quarter of the steps.
-    let mut chunks = tcp.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_be_bytes(chunk.try_into().unwrap_or_default());
-        let (added, carry) = sum.overflowing_add(word);
-        sum = added + u64::from(carry);
-    }
-    // The rest, padded with zeros at the end (it starts at an even offset, so the 16-bit
-    // words keep their alignment; RFC 9293 pads an odd last byte the same way).
-    let rest = chunks.remainder();
-    let mut last = [0u8; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    let (added, carry) = sum.overflowing_add(u64::from_be_bytes(last));
-    sum = added + u64::from(carry);
-    // Fold 64 bits to 16, adding each carry back.
-    let mut folded = (sum & 0xffff_ffff) + (sum >> 32);
-    while folded > 0xffff {
-        folded = (folded & 0xffff) + (folded >> 16);
-    }
-    !(folded as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// RFC 1071's definition: 16-bit big-endian words, an odd last byte padded with zero.
-    fn checksum_by_16_bit_words(source: Ipv4Addr, destination: Ipv4Addr, tcp: &[u8]) -> u16 {
-        let mut sum: u64 = 0;
-        for address in [source, destination] {
-            let octets = address.octets();
-            sum += u64::from(u16::from_be_bytes([octets[0], octets[1]]));
-            sum += u64::from(u16::from_be_bytes([octets[2], octets[3]]));
-        }
-        sum += 6 + tcp.len() as u64;
-        for pair in tcp.chunks(2) {
-            sum += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    #[test]
-    fn checksum_by_64_bit_words_matches_the_16_bit_definition() {
-        // Every length from 0 to 1600 bytes, with bytes that make carries likely (runs of
-        // 0xff) and bytes that do not.
-        let high = [
-            Ipv4Addr::new(255, 255, 255, 254),
-            Ipv4Addr::new(255, 255, 255, 255),
-        ];
-        let low = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mixed: Vec<u8> = (0..1600)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        let ones = [0xffu8; 1600];
-        for length in 0..=1600 {
-            for bytes in [&mixed[..length], &ones[..length]] {
-                for [source, destination] in [high, low] {
-                    assert_eq!(
-                        checksum(source, destination, bytes),
-                        checksum_by_16_bit_words(source, destination, bytes),
-                        "length {length}"
-                    );
-                }
-            }
-        }
-    }
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{IpAddress, TcpPacket, TcpRepr};
 
