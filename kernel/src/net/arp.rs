@@ -298,6 +298,12 @@ impl ArpCache {
         );
     }
 
+    /// Whether [`on_timers`](Self::on_timers) has anything to do at `now`: a check the
+    /// interface makes at every poll, before it sets up the calls back.
+    pub fn timers_due(&self, now: Instant) -> bool {
+        self.next_check.is_some_and(|check| now >= check)
+    }
+
     /// Run the timers: call `send_request` for every address whose request is due again, and
     /// `drop_packet` for every waiting packet whose next hop did not answer [`MAX_REQUESTS`]
     /// requests (RFC 1122 2.3.2.1: give up after a few tries). Expired entries are forgotten.
@@ -307,7 +313,7 @@ impl ArpCache {
         mut send_request: impl FnMut(Ipv4Addr),
         mut drop_packet: impl FnMut(WaitingPacket),
     ) {
-        if self.next_check.is_none_or(|check| now < check) {
+        if !self.timers_due(now) {
             return;
         }
         self.entries.retain(|_, entry| entry.expires_at > now);

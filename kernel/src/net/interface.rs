@@ -318,11 +318,15 @@ impl Interface {
     pub fn poll(&mut self, now: Instant, sink: &mut impl FrameSink) {
         self.now = self.now.max(now);
         self.run_timers(now);
-        if sink.room() > 0 {
+        // Most polls find nothing to send: each step below first asks whether it has work,
+        // so that such a poll costs a few comparisons.
+        if self.announcements_left > 0 && sink.room() > 0 {
             self.send_announcement(now, sink);
         }
-        self.send_control_frames(sink);
-        while sink.room() > 0 {
+        if !self.control.is_empty() {
+            self.send_control_frames(sink);
+        }
+        while !self.resolved.is_empty() && sink.room() > 0 {
             let Some((destination, packet)) = self.resolved.pop_front() else {
                 break;
             };
@@ -333,6 +337,9 @@ impl Interface {
                 EthernetProtocol::Ipv4,
                 |payload| payload.copy_from_slice(&packet),
             );
+        }
+        if !self.tcp.borrow().has_output() {
+            return;
         }
         let tcp = self.tcp.clone();
         tcp.borrow_mut()
@@ -351,8 +358,18 @@ impl Interface {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        if self.arp.timers_due(now) {
+            self.run_arp_timers(now);
+        }
+        let mut tcp = self.tcp.borrow_mut();
         // Socket calls between polls read the layer's clock: keep it current.
-        self.tcp.borrow_mut().advance_time(now);
+        tcp.advance_time(now);
+        if tcp.next_deadline().is_some_and(|deadline| deadline <= now) {
+            tcp.on_timers(now);
+        }
+    }
+
+    fn run_arp_timers(&mut self, now: Instant) {
         let mut requests: Vec<Ipv4Addr> = Vec::new();
         let mut failed = 0;
         self.arp
@@ -362,14 +379,6 @@ impl Interface {
         }
         for address in requests {
             self.queue_arp_request(address);
-        }
-        let tcp_due = self
-            .tcp
-            .borrow()
-            .next_deadline()
-            .is_some_and(|deadline| deadline <= now);
-        if tcp_due {
-            self.tcp.borrow_mut().on_timers(now);
         }
     }
 
