@@ -1255,6 +1255,9 @@ impl Connection {
             self.ack_now = true;
             return;
         }
+        if take > 0 && self.receive_buffer.capacity() == 0 {
+            self.receive_buffer = context.take_buffer();
+        }
         self.receive_buffer.extend(&fresh[..take]);
         context.memory_used += take;
         self.receive_next = self.receive_next + take as u32;
@@ -1571,6 +1574,9 @@ impl Connection {
             }
             return Err(SocketError::WouldBlock);
         }
+        if self.send_buffer.capacity() == 0 {
+            self.send_buffer = context.take_buffer();
+        }
         self.send_buffer.extend(&data[..count]);
         context.memory_used += count;
         self.output(context);
@@ -1630,8 +1636,8 @@ impl Connection {
     /// Gives the connection's buffered bytes back to the per-core budget.
     pub(crate) fn release_buffers(&mut self, context: &mut Context) {
         let bytes = self.buffered_bytes();
-        self.send_buffer = VecDeque::new();
-        self.receive_buffer = VecDeque::new();
+        context.give_back_buffer(core::mem::take(&mut self.send_buffer));
+        context.give_back_buffer(core::mem::take(&mut self.receive_buffer));
         self.reassembly.clear();
         context.memory_used = context.memory_used.saturating_sub(bytes);
     }
@@ -1639,7 +1645,7 @@ impl Connection {
     /// Frees the sending-side and reassembly buffers only (TIME_WAIT keeps unread data).
     pub(crate) fn release_send_buffers(&mut self, context: &mut Context) {
         let bytes = self.send_buffer.len() + self.reassembly.clear();
-        self.send_buffer = VecDeque::new();
+        context.give_back_buffer(core::mem::take(&mut self.send_buffer));
         context.memory_used = context.memory_used.saturating_sub(bytes);
     }
 
