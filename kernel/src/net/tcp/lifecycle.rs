@@ -66,7 +66,28 @@ impl TcpLayer {
 
     /// Applies what a connection reported after an event: re-arms its timers, or moves it to
     /// TIME_WAIT, or removes it.
+    ///
+    /// It runs after every segment and socket call; most of the time the connection
+    /// continues and its wheel entry already stands, so that case is inlined and checked
+    /// first, and the rest is out of line.
+    #[inline]
     pub(super) fn settle(&mut self, slot: u32, outcome: Outcome) {
+        if outcome == Outcome::Continue
+            && let Some(connection) = self.slots.connection_mut(slot)
+            && connection.timers.earliest().is_none_or(|earliest| {
+                connection
+                    .timers
+                    .scheduled
+                    .is_some_and(|scheduled| scheduled <= earliest)
+            })
+        {
+            return;
+        }
+        self.settle_changed(slot, outcome);
+    }
+
+    #[inline(never)]
+    fn settle_changed(&mut self, slot: u32, outcome: Outcome) {
         let generation = self.slots.generation(slot);
         let Some(connection) = self.slots.connection_mut(slot) else {
             return;
