@@ -320,7 +320,8 @@ impl Interface {
         self.run_timers(now);
         // Most polls find nothing to send: they return here, and only the others pay for
         // the call to the sending steps (and the registers it saves).
-        if self.announcements_left == 0
+        let announcement_due = self.announcements_left > 0 && now >= self.next_announcement;
+        if !announcement_due
             && self.control.is_empty()
             && self.resolved.is_empty()
             && !self.tcp.borrow().has_output()
