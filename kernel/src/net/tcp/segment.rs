@@ -197,60 +197,83 @@ pub(crate) struct SegmentHeader {
     pub(crate) options: SegmentOptions,
 }
 
+/// Room for the fixed header and the largest options a segment can carry (40 bytes).
+const MAX_HEADER_LENGTH: usize = HEADER_LENGTH + 40;
+
 /// Appends the header, options and payload (given as up to two slices, as a ring buffer
 /// holds it) to `out`, with the checksum over the IPv4 pseudo-header (RFC 9293 section 3.1).
+///
+/// The header is built in a fixed array and appended whole, then cut to its length: one
+/// fixed-size copy instead of a capacity check and a copy per field.
 pub(crate) fn write(out: &mut Vec<u8>, header: &SegmentHeader, payload: (&[u8], &[u8])) {
     let start = out.len();
-    out.extend_from_slice(&header.source_port.to_be_bytes());
-    out.extend_from_slice(&header.destination_port.to_be_bytes());
-    out.extend_from_slice(&header.sequence.0.to_be_bytes());
-    out.extend_from_slice(&header.acknowledgment.0.to_be_bytes());
-    out.extend_from_slice(&[0, header.flags]);
-    out.extend_from_slice(&header.window.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]); // checksum and urgent pointer
-    write_options(out, &header.options);
-    let options_length = out.len() - start - HEADER_LENGTH;
-    out[start + 12] = (((HEADER_LENGTH + options_length) / 4) as u8) << 4;
+    let mut bytes = [0u8; MAX_HEADER_LENGTH];
+    bytes[0..2].copy_from_slice(&header.source_port.to_be_bytes());
+    bytes[2..4].copy_from_slice(&header.destination_port.to_be_bytes());
+    bytes[4..8].copy_from_slice(&header.sequence.0.to_be_bytes());
+    bytes[8..12].copy_from_slice(&header.acknowledgment.0.to_be_bytes());
+    bytes[13] = header.flags;
+    bytes[14..16].copy_from_slice(&header.window.to_be_bytes());
+    // The checksum and the urgent pointer stay zero for now.
+    let options_length = write_options(&mut bytes[HEADER_LENGTH..], &header.options);
+    let header_length = HEADER_LENGTH + options_length;
+    bytes[12] = ((header_length / 4) as u8) << 4;
+    out.reserve(MAX_HEADER_LENGTH + payload.0.len() + payload.1.len());
+    out.extend_from_slice(&bytes);
+    out.truncate(start + header_length);
     out.extend_from_slice(payload.0);
-    out.extend_from_slice(payload.1);
+    if !payload.1.is_empty() {
+        out.extend_from_slice(payload.1);
+    }
     let checksum = checksum::tcp(header.source, header.destination, &out[start..]);
     out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
 }
 
-/// Options in the layout Linux uses, so every option stays 4-byte aligned.
-fn write_options(out: &mut Vec<u8>, options: &SegmentOptions) {
+/// Options in the layout Linux uses, so every option stays 4-byte aligned; returns their
+/// length. Options that would not fit in `buffer` (40 bytes, all a header can hold) are left
+/// out; the layer never asks for that many.
+fn write_options(buffer: &mut [u8], options: &SegmentOptions) -> usize {
+    let mut length = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(place) = buffer.get_mut(length..length + bytes.len()) {
+            place.copy_from_slice(bytes);
+            length += bytes.len();
+        }
+    };
     if let Some(mss) = options.mss {
-        out.extend_from_slice(&[OPTION_MSS, 4]);
-        out.extend_from_slice(&mss.to_be_bytes());
+        let [high, low] = mss.to_be_bytes();
+        put(&[OPTION_MSS, 4, high, low]);
     }
     match (options.sack_permitted, options.timestamp) {
-        (true, Some(_)) => out.extend_from_slice(&[OPTION_SACK_PERMITTED, 2]),
-        (true, None) => out.extend_from_slice(&[OPTION_NOP, OPTION_NOP, OPTION_SACK_PERMITTED, 2]),
-        (false, Some(_)) => out.extend_from_slice(&[OPTION_NOP, OPTION_NOP]),
+        (true, Some(_)) => put(&[OPTION_SACK_PERMITTED, 2]),
+        (true, None) => put(&[OPTION_NOP, OPTION_NOP, OPTION_SACK_PERMITTED, 2]),
+        (false, Some(_)) => put(&[OPTION_NOP, OPTION_NOP]),
         (false, None) => {}
     }
     if let Some((value, echo)) = options.timestamp {
-        out.extend_from_slice(&[OPTION_TIMESTAMP, 10]);
-        out.extend_from_slice(&value.to_be_bytes());
-        out.extend_from_slice(&echo.to_be_bytes());
+        let [v0, v1, v2, v3] = value.to_be_bytes();
+        let [e0, e1, e2, e3] = echo.to_be_bytes();
+        put(&[OPTION_TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3]);
     }
     if let Some(shift) = options.window_scale {
-        out.extend_from_slice(&[OPTION_NOP, OPTION_WINDOW_SCALE, 3, shift]);
+        put(&[OPTION_NOP, OPTION_WINDOW_SCALE, 3, shift]);
     }
     let blocks = &options.sack_blocks
         [..usize::from(options.sack_block_count).min(options.sack_blocks.len())];
     if !blocks.is_empty() {
-        out.extend_from_slice(&[
+        put(&[
             OPTION_NOP,
             OPTION_NOP,
             OPTION_SACK,
             2 + 8 * blocks.len() as u8,
         ]);
         for (left, right) in blocks {
-            out.extend_from_slice(&left.to_be_bytes());
-            out.extend_from_slice(&right.to_be_bytes());
+            let [l0, l1, l2, l3] = left.to_be_bytes();
+            let [r0, r1, r2, r3] = right.to_be_bytes();
+            put(&[l0, l1, l2, l3, r0, r1, r2, r3]);
         }
     }
+    length
 }
 
 #[cfg(test)]
