@@ -83,6 +83,18 @@ impl Timers {
     }
 }
 
+impl Timers {
+    /// Whether the wheel entry armed for the connection already covers its timers: nothing
+    /// to arm, or an entry no later than the earliest deadline (a stale early entry only
+    /// re-arms when it fires).
+    pub(crate) fn entry_stands(&self) -> bool {
+        self.earliest().is_none_or(|earliest| {
+            self.scheduled
+                .is_some_and(|scheduled| scheduled <= earliest)
+        })
+    }
+}
+
 /// The earlier of two optional deadlines; `None` means not armed.
 fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {

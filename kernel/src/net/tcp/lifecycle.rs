@@ -74,12 +74,7 @@ impl TcpLayer {
     pub(super) fn settle(&mut self, slot: u32, outcome: Outcome) {
         if outcome == Outcome::Continue
             && let Some(connection) = self.slots.connection_mut(slot)
-            && connection.timers.earliest().is_none_or(|earliest| {
-                connection
-                    .timers
-                    .scheduled
-                    .is_some_and(|scheduled| scheduled <= earliest)
-            })
+            && connection.timers.entry_stands()
         {
             return;
         }
@@ -87,7 +82,7 @@ impl TcpLayer {
     }
 
     #[inline(never)]
-    fn settle_changed(&mut self, slot: u32, outcome: Outcome) {
+    pub(super) fn settle_changed(&mut self, slot: u32, outcome: Outcome) {
         let generation = self.slots.generation(slot);
         let Some(connection) = self.slots.connection_mut(slot) else {
             return;

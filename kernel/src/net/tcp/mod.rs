@@ -489,12 +489,14 @@ impl TcpLayer {
     /// Copies received bytes into `buffer`; `Ok(0)` means the peer closed (end of stream)
     /// or `buffer` is empty.
     pub fn read(&mut self, socket: SocketHandle, buffer: &mut [u8]) -> Result<usize, SocketError> {
-        let slot = self.connection_slot(socket)?;
-        let result = match self.slots.connection_mut(slot) {
-            Some(connection) => connection.read(&mut self.context, buffer),
-            None => Err(SocketError::InvalidHandle),
-        };
-        self.settle(slot, Outcome::Continue);
+        let connection = self
+            .slots
+            .application_connection_mut(self.context.core, socket)?;
+        let result = connection.read(&mut self.context, buffer);
+        // `settle` without looking the connection up again.
+        if !connection.timers.entry_stands() {
+            self.settle_changed(socket.slot, Outcome::Continue);
+        }
         result
     }
 
@@ -521,12 +523,14 @@ impl TcpLayer {
     /// Queues bytes for sending; returns how many fit in the send buffer (at least one, or
     /// `WouldBlock`).
     pub fn write(&mut self, socket: SocketHandle, data: &[u8]) -> Result<usize, SocketError> {
-        let slot = self.connection_slot(socket)?;
-        let result = match self.slots.connection_mut(slot) {
-            Some(connection) => connection.write(&mut self.context, data),
-            None => Err(SocketError::InvalidHandle),
-        };
-        self.settle(slot, Outcome::Continue);
+        let connection = self
+            .slots
+            .application_connection_mut(self.context.core, socket)?;
+        let result = connection.write(&mut self.context, data);
+        // `settle` without looking the connection up again.
+        if !connection.timers.entry_stands() {
+            self.settle_changed(socket.slot, Outcome::Continue);
+        }
         result
     }
 
