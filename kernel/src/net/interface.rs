@@ -317,14 +317,14 @@ impl Interface {
     /// neighbour was just resolved, and TCP's output.
     pub fn poll(&mut self, now: Instant, sink: &mut impl FrameSink) {
         self.now = self.now.max(now);
-        self.run_timers(now);
+        let tcp_has_output = self.run_timers(now);
         // Most polls find nothing to send: they return here, and only the others pay for
         // the call to the sending steps (and the registers it saves).
         let announcement_due = self.announcements_left > 0 && now >= self.next_announcement;
         if !announcement_due
+            && !tcp_has_output
             && self.control.is_empty()
             && self.resolved.is_empty()
-            && !self.tcp.borrow().has_output()
         {
             return;
         }
@@ -373,8 +373,9 @@ impl Interface {
     }
 
     /// Inlined into `poll`: at most polls nothing is due and this is two comparisons.
+    /// Returns whether TCP has segments to send, asked while the layer is borrowed anyway.
     #[inline]
-    fn run_timers(&mut self, now: Instant) {
+    fn run_timers(&mut self, now: Instant) -> bool {
         if self.arp.timers_due(now) {
             self.run_arp_timers(now);
         }
@@ -384,6 +385,7 @@ impl Interface {
         if tcp.next_deadline().is_some_and(|deadline| deadline <= now) {
             tcp.on_timers(now);
         }
+        tcp.has_output()
     }
 
     #[inline(never)]
