@@ -137,7 +137,7 @@ impl TcpLayer {
                     self.context.counters.time_wait_overflows += 1;
                 }
                 if owner == Owner::Orphan {
-                    self.free_connection(slot);
+                    self.free_forgotten_connection(slot);
                 }
             }
             Outcome::Closed => {
@@ -156,7 +156,7 @@ impl TcpLayer {
                 }
                 self.forget_tuple(&self.tuples.hashed(tuple), slot);
                 if owner == Owner::Orphan {
-                    self.free_connection(slot);
+                    self.free_forgotten_connection(slot);
                 }
             }
         }
@@ -176,9 +176,17 @@ impl TcpLayer {
                     .wheel
                     .cancel(scheduled, TimerKey::Connection { slot, generation });
             }
-            connection.release_buffers(&mut self.context);
             let key = self.tuples.hashed(connection.tuple);
             self.forget_tuple(&key, slot);
+        }
+        self.free_forgotten_connection(slot);
+    }
+
+    /// The last step of `free_connection`, for an orphan that `settle` has just taken out of
+    /// the wheel and the established table (hashing and probing again would find nothing).
+    fn free_forgotten_connection(&mut self, slot: u32) {
+        if let Some(connection) = self.slots.connection_mut(slot) {
+            connection.release_buffers(&mut self.context);
         }
         self.slots.remove(slot);
     }
