@@ -54,6 +54,12 @@ impl TcpLayer {
         if !self.tuple_usable_for_connect(local, remote) {
             return false;
         }
+        self.take_checked_tuple(local, remote);
+        true
+    }
+
+    /// The second half of `claim_tuple`, for a tuple `tuple_usable_for_connect` just accepted.
+    pub(super) fn take_checked_tuple(&mut self, local: SocketAddrV4, remote: SocketAddrV4) {
         let key = self.tuples.hashed(FourTuple { local, remote });
         if let Some(record) = self.time_wait.remove(&key) {
             self.context
@@ -61,7 +67,6 @@ impl TcpLayer {
                 .cancel(record.expires, TimerKey::TimeWait(key.tuple));
             self.context.counters.time_wait_reuses += 1;
         }
-        true
     }
 
     /// Applies what a connection reported after an event: re-arms its timers, or moves it to

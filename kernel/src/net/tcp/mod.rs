@@ -431,12 +431,23 @@ impl TcpLayer {
                 .port_allocator
                 .take()
                 .ok_or(SocketError::AddressNotAvailable)?;
+            // The last port the allocator was told is usable: nothing changes the tables
+            // between that answer and the claim, so that port needs no second check.
+            let mut checked = None;
             let chosen = allocator.choose_port(address, remote, &mut |port| {
-                self.tuple_usable_for_connect(SocketAddrV4::new(address, port), remote)
+                let usable =
+                    self.tuple_usable_for_connect(SocketAddrV4::new(address, port), remote);
+                if usable {
+                    checked = Some(port);
+                }
+                usable
             });
             self.port_allocator = Some(allocator);
             let port = chosen.ok_or(SocketError::AddressNotAvailable)?;
-            if !self.claim_tuple(SocketAddrV4::new(address, port), remote) {
+            let local = SocketAddrV4::new(address, port);
+            if checked == Some(port) {
+                self.take_checked_tuple(local, remote);
+            } else if !self.claim_tuple(local, remote) {
                 return Err(SocketError::AddressNotAvailable);
             }
             port
