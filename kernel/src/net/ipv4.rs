@@ -25,6 +25,7 @@ pub struct Ipv4Config {
 }
 
 impl Ipv4Config {
+    #[inline]
     fn netmask(&self) -> u32 {
         match self.prefix_len {
             0 => 0,
@@ -33,12 +34,14 @@ impl Ipv4Config {
     }
 
     /// Whether `address` is on our link.
+    #[inline]
     pub fn is_on_link(&self, address: Ipv4Addr) -> bool {
         let mask = self.netmask();
         u32::from(address) & mask == u32::from(self.address) & mask
     }
 
     /// The directed broadcast address of our subnet (none for /31 and /32, RFC 3021).
+    #[inline]
     pub fn subnet_broadcast(&self) -> Option<Ipv4Addr> {
         if self.prefix_len >= 31 {
             return None;
@@ -59,6 +62,7 @@ impl Ipv4Config {
     /// Whether a received packet is addressed to this host. Broadcasts are accepted so that an
     /// echo request to the subnet is seen; TCP drops them itself (RFC 9293 3.10.7.2 knows no
     /// broadcast connection).
+    #[inline]
     pub fn accepts_destination(&self, destination: Ipv4Addr) -> bool {
         destination == self.address
             || destination.is_broadcast()
@@ -67,6 +71,7 @@ impl Ipv4Config {
 
     /// Whether `source` could be a host that talks to us: not a broadcast, multicast, zero or our
     /// own address (RFC 1122 3.2.1.3 and RFC 1812 5.3.7 forbid these as sources).
+    #[inline]
     pub fn accepts_source(&self, source: Ipv4Addr) -> bool {
         !(source.is_broadcast()
             || source.is_multicast()
