@@ -3,6 +3,7 @@
 //! A connection never touches the layer's tables: it reports an [`Outcome`] and the layer
 //! moves it (to TIME_WAIT, or out). Everything it sends goes through the context's output queue.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::task::Waker;
 use core::time::Duration;
@@ -296,9 +297,17 @@ impl Connection {
     }
 
     /// An active open (RFC 9293 section 3.10.1): the SYN is sent at once, state SYN-SENT.
-    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Connection {
-        let mut connection =
-            Connection::blank(context, tuple, iss, TcpState::SynSent, Owner::Application);
+    ///
+    /// Boxed from the start, as the slot table keeps it: the block is large, and building it
+    /// on the stack cost a copy per move on the way into the box.
+    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Box<Connection> {
+        let mut connection = Box::new(Connection::blank(
+            context,
+            tuple,
+            iss,
+            TcpState::SynSent,
+            Owner::Application,
+        ));
         connection.receive_window_shift = if context.config.window_scaling {
             window_shift_for(connection.receive_capacity)
         } else {
@@ -313,19 +322,20 @@ impl Connection {
 
     /// A passive open whose handshake just completed (from a SYN queue entry or a SYN cookie):
     /// state ESTABLISHED, SYN acknowledged. The caller then feeds it the completing ACK.
+    /// Boxed from the start, like [`connect`](Self::connect)'s.
     pub(crate) fn accept(
         context: &Context,
         tuple: FourTuple,
         handshake: &Handshake,
         listener: u32,
-    ) -> Connection {
-        let mut connection = Connection::blank(
+    ) -> Box<Connection> {
+        let mut connection = Box::new(Connection::blank(
             context,
             tuple,
             handshake.initial_send,
             TcpState::Established,
             Owner::AcceptQueue { listener },
-        );
+        ));
         connection.send_unacknowledged = handshake.initial_send + 1;
         connection.send_next = connection.send_unacknowledged;
         connection.send_max = connection.send_unacknowledged;

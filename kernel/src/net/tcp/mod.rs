@@ -463,9 +463,7 @@ impl TcpLayer {
             tuple.remote,
         );
         let connection = Connection::connect(&mut self.context, tuple, iss);
-        let (slot, generation) = self
-            .slots
-            .insert(SocketEntry::Connection(Box::new(connection)));
+        let (slot, generation) = self.slots.insert(SocketEntry::Connection(connection));
         self.established.insert(&self.tuples.hashed(tuple), slot);
         self.settle(slot, Outcome::Continue);
         Ok(self.handle(slot, generation))
