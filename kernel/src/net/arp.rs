@@ -176,6 +176,10 @@ pub struct ArpCache {
     /// No timer is due before this (it may be early, never late): lets the per-poll call of
     /// `on_timers` return at once instead of scanning the tables.
     next_check: Option<Instant>,
+    /// The entry the last transmit lookup found: its address, MAC, and the time until which
+    /// it needs no refresh. Nearly every frame goes to the same next hop as the one before,
+    /// and this answers it without hashing; any change to `entries` clears it.
+    last_used: Option<(Ipv4Addr, EthernetAddress, Instant)>,
 }
 
 impl ArpCache {
@@ -194,12 +198,27 @@ impl ArpCache {
     /// Like [`lookup`](Self::lookup) for a packet about to be sent: also says, once per entry,
     /// when the entry is close enough to expiry to be refreshed.
     pub fn lookup_for_transmit(&mut self, now: Instant, address: Ipv4Addr) -> Option<Neighbour> {
+        if let Some((last, hardware, quiet_until)) = self.last_used
+            && last == address
+            && now < quiet_until
+        {
+            // What the table would answer: valid, and too far from expiry to refresh.
+            return Some(Neighbour {
+                hardware,
+                refresh: false,
+            });
+        }
         let entry = self
             .entries
             .get_mut(&address)
             .filter(|entry| entry.expires_at > now)?;
         let refresh = !entry.refresh_requested && entry.expires_at <= now + REFRESH_BEFORE_EXPIRY;
         entry.refresh_requested |= refresh;
+        self.last_used = Some((
+            address,
+            entry.hardware,
+            entry.expires_at - REFRESH_BEFORE_EXPIRY,
+        ));
         Some(Neighbour {
             hardware: entry.hardware,
             refresh,
@@ -224,6 +243,7 @@ impl ArpCache {
             self.evict_one(now);
         }
         let expires_at = now + ENTRY_LIFETIME;
+        self.last_used = None;
         self.entries.insert(
             address,
             Entry {
@@ -251,6 +271,7 @@ impl ArpCache {
 
     /// Make room for one entry: drop the expired ones, or else the one closest to expiry.
     fn evict_one(&mut self, now: Instant) {
+        self.last_used = None;
         self.entries.retain(|_, entry| entry.expires_at > now);
         if self.entries.len() < CACHE_CAPACITY {
             return;
@@ -298,6 +319,12 @@ impl ArpCache {
         );
     }
 
+    /// Whether [`on_timers`](Self::on_timers) has anything to do at `now`: a check the
+    /// interface makes at every poll, before it sets up the calls back.
+    pub fn timers_due(&self, now: Instant) -> bool {
+        self.next_check.is_some_and(|check| now >= check)
+    }
+
     /// Run the timers: call `send_request` for every address whose request is due again, and
     /// `drop_packet` for every waiting packet whose next hop did not answer [`MAX_REQUESTS`]
     /// requests (RFC 1122 2.3.2.1: give up after a few tries). Expired entries are forgotten.
@@ -307,9 +334,10 @@ impl ArpCache {
         mut send_request: impl FnMut(Ipv4Addr),
         mut drop_packet: impl FnMut(WaitingPacket),
     ) {
-        if self.next_check.is_none_or(|check| now < check) {
+        if !self.timers_due(now) {
             return;
         }
+        self.last_used = None;
         self.entries.retain(|_, entry| entry.expires_at > now);
         // The due addresses in address order, not the table's: the hash seed differs from one
         // table to the next, and the order of the requests (and of the dropped packets) must
@@ -522,6 +550,27 @@ mod tests {
             cache.lookup_for_transmit(next + Duration::from_secs(1), PEER_IP),
             None
         );
+    }
+
+    #[test]
+    fn a_new_mac_is_used_by_the_next_transmit_lookup() {
+        let mut cache = ArpCache::new();
+        let now = Instant::ZERO;
+        cache.learn(now, PEER_IP, PEER);
+        assert_eq!(
+            cache.lookup_for_transmit(now, PEER_IP).unwrap().hardware,
+            PEER
+        );
+        let moved = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
+        cache.learn(now, PEER_IP, moved);
+        assert_eq!(
+            cache.lookup_for_transmit(now, PEER_IP).unwrap().hardware,
+            moved
+        );
+        // Expired entries forgotten by the timers are not answered either.
+        let expired = now + ENTRY_LIFETIME;
+        cache.on_timers(expired, |_| {}, |_| {});
+        assert_eq!(cache.lookup_for_transmit(expired, PEER_IP), None);
     }
 
     #[test]

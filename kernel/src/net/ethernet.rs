@@ -1,6 +1,6 @@
 //! Ethernet II framing: which frames are ours to read, and the 14-byte header we write in front of ours.
 
-use smoltcp::wire::{ETHERNET_HEADER_LEN, EthernetAddress, EthernetFrame, EthernetProtocol};
+use smoltcp::wire::{ETHERNET_HEADER_LEN, EthernetAddress, EthernetProtocol};
 
 use super::counters::DropReason;
 
@@ -25,9 +25,16 @@ pub struct ReceivedFrame<'a> {
 /// The payload may still carry the padding that brings short frames to 60 bytes: the layer
 /// above trims it with its own length field.
 pub fn parse(frame: &[u8], our_address: EthernetAddress) -> Result<ReceivedFrame<'_>, DropReason> {
-    let view = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthernetTooShort)?;
-    let destination = view.dst_addr();
-    let source = view.src_addr();
+    // Read by hand: smoltcp's accessors check the bounds again for every field.
+    let Some((header, payload)) = frame.split_first_chunk::<HEADER_LEN>() else {
+        return Err(DropReason::EthernetTooShort);
+    };
+    let destination = EthernetAddress([
+        header[0], header[1], header[2], header[3], header[4], header[5],
+    ]);
+    let source = EthernetAddress([
+        header[6], header[7], header[8], header[9], header[10], header[11],
+    ]);
     if destination != our_address && !destination.is_broadcast() {
         return Err(DropReason::EthernetNotForUs);
     }
@@ -38,8 +45,8 @@ pub fn parse(frame: &[u8], our_address: EthernetAddress) -> Result<ReceivedFrame
     Ok(ReceivedFrame {
         source,
         destination,
-        ethertype: view.ethertype(),
-        payload: view.payload(),
+        ethertype: EthernetProtocol::from(u16::from_be_bytes([header[12], header[13]])),
+        payload,
     })
 }
 
@@ -52,11 +59,11 @@ pub fn write_header(
     destination: EthernetAddress,
     ethertype: EthernetProtocol,
 ) -> &mut [u8] {
-    let mut view = EthernetFrame::new_unchecked(buffer);
-    view.set_src_addr(source);
-    view.set_dst_addr(destination);
-    view.set_ethertype(ethertype);
-    &mut view.into_inner()[HEADER_LEN..]
+    let (header, payload) = buffer.split_at_mut(HEADER_LEN);
+    header[0..6].copy_from_slice(&destination.0);
+    header[6..12].copy_from_slice(&source.0);
+    header[12..14].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+    payload
 }
 
 #[cfg(test)]
@@ -81,6 +88,16 @@ mod tests {
         assert_eq!(parsed.ethertype, EthernetProtocol::Ipv4);
         assert_eq!(parsed.payload, &[1, 2, 3, 4, 5, 6]);
         assert!(parse(&frame(EthernetAddress::BROADCAST, PEER), US).is_ok());
+    }
+
+    #[test]
+    fn smoltcp_reads_our_header_as_we_meant_it() {
+        let bytes = frame(US, PEER);
+        let view = smoltcp::wire::EthernetFrame::new_checked(&bytes[..]).unwrap();
+        assert_eq!(view.dst_addr(), US);
+        assert_eq!(view.src_addr(), PEER);
+        assert_eq!(view.ethertype(), EthernetProtocol::Ipv4);
+        assert_eq!(view.payload(), &[1, 2, 3, 4, 5, 6]);
     }
 
     #[test]

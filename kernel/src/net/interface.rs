@@ -8,9 +8,10 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpAddress, IpProtocol, TcpPacket};
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpProtocol};
 
 use super::arp::{self, ArpCache, ArpMessage, Enqueued, WaitingPacket};
+use super::checksum;
 use super::counters::{Counters, DropReason};
 use super::ethernet;
 use super::icmp::{self, IcmpErrorKind, IcmpMessage, TcpIcmpError};
@@ -254,10 +255,7 @@ impl Interface {
                 if packet.destination != self.config.ipv4.address {
                     return Err(DropReason::TcpNotUnicast);
                 }
-                let source = IpAddress::Ipv4(packet.source);
-                let destination = IpAddress::Ipv4(packet.destination);
-                if !TcpPacket::new_unchecked(packet.payload).verify_checksum(&source, &destination)
-                {
+                if !checksum::tcp_is_valid(packet.source, packet.destination, packet.payload) {
                     return Err(DropReason::TcpBadChecksum);
                 }
                 self.counters.tcp_segments_delivered += 1;
@@ -319,12 +317,31 @@ impl Interface {
     /// neighbour was just resolved, and TCP's output.
     pub fn poll(&mut self, now: Instant, sink: &mut impl FrameSink) {
         self.now = self.now.max(now);
-        self.run_timers(now);
-        if sink.room() > 0 {
+        let tcp_has_output = self.run_timers(now);
+        // Most polls find nothing to send: they return here, and only the others pay for
+        // the call to the sending steps (and the registers it saves).
+        let announcement_due = self.announcements_left > 0 && now >= self.next_announcement;
+        if !announcement_due
+            && !tcp_has_output
+            && self.control.is_empty()
+            && self.resolved.is_empty()
+        {
+            return;
+        }
+        self.send_ready(now, sink);
+    }
+
+    /// The sending half of [`poll`](Self::poll): every frame that is ready, as far as the
+    /// sink has room.
+    #[inline(never)]
+    fn send_ready(&mut self, now: Instant, sink: &mut impl FrameSink) {
+        if self.announcements_left > 0 && sink.room() > 0 {
             self.send_announcement(now, sink);
         }
-        self.send_control_frames(sink);
-        while sink.room() > 0 {
+        if !self.control.is_empty() {
+            self.send_control_frames(sink);
+        }
+        while !self.resolved.is_empty() && sink.room() > 0 {
             let Some((destination, packet)) = self.resolved.pop_front() else {
                 break;
             };
@@ -335,6 +352,9 @@ impl Interface {
                 EthernetProtocol::Ipv4,
                 |payload| payload.copy_from_slice(&packet),
             );
+        }
+        if !self.tcp.borrow().has_output() {
+            return;
         }
         let tcp = self.tcp.clone();
         tcp.borrow_mut()
@@ -352,9 +372,24 @@ impl Interface {
         }
     }
 
-    fn run_timers(&mut self, now: Instant) {
+    /// Inlined into `poll`: at most polls nothing is due and this is two comparisons.
+    /// Returns whether TCP has segments to send, asked while the layer is borrowed anyway.
+    #[inline]
+    fn run_timers(&mut self, now: Instant) -> bool {
+        if self.arp.timers_due(now) {
+            self.run_arp_timers(now);
+        }
+        let mut tcp = self.tcp.borrow_mut();
         // Socket calls between polls read the layer's clock: keep it current.
-        self.tcp.borrow_mut().advance_time(now);
+        tcp.advance_time(now);
+        if tcp.next_deadline().is_some_and(|deadline| deadline <= now) {
+            tcp.on_timers(now);
+        }
+        tcp.has_output()
+    }
+
+    #[inline(never)]
+    fn run_arp_timers(&mut self, now: Instant) {
         let mut requests: Vec<Ipv4Addr> = Vec::new();
         let mut failed = 0;
         self.arp
@@ -364,14 +399,6 @@ impl Interface {
         }
         for address in requests {
             self.queue_arp_request(address);
-        }
-        let tcp_due = self
-            .tcp
-            .borrow()
-            .next_deadline()
-            .is_some_and(|deadline| deadline <= now);
-        if tcp_due {
-            self.tcp.borrow_mut().on_timers(now);
         }
     }
 
@@ -603,7 +630,9 @@ mod tests {
     use super::*;
     use crate::net::tcp::{CoreId, TcpConfig, TcpLayer};
     use core::time::Duration;
-    use smoltcp::wire::{ArpOperation, EthernetFrame, Icmpv4Packet, Ipv4Packet};
+    use smoltcp::wire::{
+        ArpOperation, EthernetFrame, Icmpv4Packet, IpAddress, Ipv4Packet, TcpPacket,
+    };
 
     const US: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 1]);
     const PEER: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 2]);

@@ -3,9 +3,9 @@
 
 use core::net::Ipv4Addr;
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IPV4_HEADER_LEN, IpProtocol, Ipv4Packet, Ipv4Repr};
+use smoltcp::wire::{IPV4_HEADER_LEN, IpProtocol};
 
+use super::checksum;
 use super::counters::DropReason;
 
 /// Length of the header we write (we send no options).
@@ -25,6 +25,7 @@ pub struct Ipv4Config {
 }
 
 impl Ipv4Config {
+    #[inline]
     fn netmask(&self) -> u32 {
         match self.prefix_len {
             0 => 0,
@@ -33,12 +34,14 @@ impl Ipv4Config {
     }
 
     /// Whether `address` is on our link.
+    #[inline]
     pub fn is_on_link(&self, address: Ipv4Addr) -> bool {
         let mask = self.netmask();
         u32::from(address) & mask == u32::from(self.address) & mask
     }
 
     /// The directed broadcast address of our subnet (none for /31 and /32, RFC 3021).
+    #[inline]
     pub fn subnet_broadcast(&self) -> Option<Ipv4Addr> {
         if self.prefix_len >= 31 {
             return None;
@@ -59,6 +62,7 @@ impl Ipv4Config {
     /// Whether a received packet is addressed to this host. Broadcasts are accepted so that an
     /// echo request to the subnet is seen; TCP drops them itself (RFC 9293 3.10.7.2 knows no
     /// broadcast connection).
+    #[inline]
     pub fn accepts_destination(&self, destination: Ipv4Addr) -> bool {
         destination == self.address
             || destination.is_broadcast()
@@ -67,6 +71,7 @@ impl Ipv4Config {
 
     /// Whether `source` could be a host that talks to us: not a broadcast, multicast, zero or our
     /// own address (RFC 1122 3.2.1.3 and RFC 1812 5.3.7 forbid these as sources).
+    #[inline]
     pub fn accepts_source(&self, source: Ipv4Addr) -> bool {
         !(source.is_broadcast()
             || source.is_multicast()
@@ -93,30 +98,39 @@ pub struct ReceivedPacket<'a> {
 /// The TTL is not checked: a host must not drop a packet because its TTL is low (RFC 1122
 /// 3.2.1.7); only routers decrement it. Options are accepted and skipped.
 pub fn parse<'a>(bytes: &'a [u8], config: &Ipv4Config) -> Result<ReceivedPacket<'a>, DropReason> {
-    let packet = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::Ipv4BadHeader)?;
-    if packet.version() != 4 || usize::from(packet.header_len()) < HEADER_LEN {
+    // Read by hand rather than through smoltcp's field accessors: this runs for every packet,
+    // and each accessor checks its own bounds again.
+    let Some(header) = bytes.first_chunk::<HEADER_LEN>() else {
+        return Err(DropReason::Ipv4BadHeader);
+    };
+    let header_len = usize::from(header[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if header[0] >> 4 != 4
+        || header_len < HEADER_LEN
+        || header_len > total_len
+        || total_len > bytes.len()
+    {
         return Err(DropReason::Ipv4BadHeader);
     }
-    if !packet.verify_checksum() {
+    if checksum::sum(&bytes[..header_len]) != 0xffff {
         return Err(DropReason::Ipv4BadChecksum);
     }
-    if packet.more_frags() || packet.frag_offset() != 0 {
+    // The MF flag and the fragment offset (the DF flag is the one bit left out).
+    if u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0 {
         return Err(DropReason::Ipv4Fragment);
     }
-    let destination = packet.dst_addr();
+    let destination = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
     if !config.accepts_destination(destination) {
         return Err(DropReason::Ipv4NotForUs);
     }
-    let source = packet.src_addr();
+    let source = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
     if !config.accepts_source(source) {
         return Err(DropReason::Ipv4BadSource);
     }
-    let total_len = usize::from(packet.total_len());
-    let header_len = usize::from(packet.header_len());
     Ok(ReceivedPacket {
         source,
         destination,
-        protocol: packet.next_header(),
+        protocol: IpProtocol::from(header[9]),
         packet: &bytes[..total_len],
         payload: &bytes[header_len..total_len],
     })
@@ -134,21 +148,45 @@ pub fn write_header(
     protocol: IpProtocol,
     payload_len: usize,
 ) -> &mut [u8] {
-    let repr = Ipv4Repr {
-        src_addr: source,
-        dst_addr: destination,
-        next_header: protocol,
-        payload_len,
-        hop_limit: DEFAULT_TTL,
-    };
-    let mut packet = Ipv4Packet::new_unchecked(buffer);
-    repr.emit(&mut packet, &ChecksumCapabilities::default());
-    &mut packet.into_inner()[HEADER_LEN..]
+    let (header, payload) = buffer.split_at_mut(HEADER_LEN);
+    let total_len = (HEADER_LEN + payload_len) as u16;
+    let [total_high, total_low] = total_len.to_be_bytes();
+    let [s0, s1, s2, s3] = source.octets();
+    let [d0, d1, d2, d3] = destination.octets();
+    // Version 4, 5 words of header, no DSCP or ECN; identification 0; DF set, offset 0;
+    // the checksum field is 0 while the sum is taken.
+    header.copy_from_slice(&[
+        0x45,
+        0,
+        total_high,
+        total_low,
+        0,
+        0,
+        0x40,
+        0,
+        DEFAULT_TTL,
+        u8::from(protocol),
+        0,
+        0,
+        s0,
+        s1,
+        s2,
+        s3,
+        d0,
+        d1,
+        d2,
+        d3,
+    ]);
+    let field = !checksum::sum(header);
+    header[10..12].copy_from_slice(&field.to_be_bytes());
+    payload
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Ipv4Packet, Ipv4Repr};
 
     const CONFIG: Ipv4Config = Ipv4Config {
         address: Ipv4Addr::new(10, 0, 0, 1),
@@ -200,6 +238,26 @@ mod tests {
         assert_eq!(received.protocol, IpProtocol::Tcp);
         assert_eq!(received.payload, b"hello");
         assert_eq!(received.packet.len(), HEADER_LEN + 5);
+    }
+
+    #[test]
+    fn smoltcp_reads_our_header_as_we_meant_it() {
+        let bytes = packet_from(PEER, b"hello");
+        let packet = Ipv4Packet::new_checked(&bytes[..]).unwrap();
+        assert!(packet.verify_checksum());
+        assert!(packet.dont_frag() && !packet.more_frags() && packet.frag_offset() == 0);
+        assert_eq!((packet.dscp(), packet.ecn(), packet.ident()), (0, 0, 0));
+        let repr = Ipv4Repr::parse(&packet, &ChecksumCapabilities::default()).unwrap();
+        assert_eq!(
+            repr,
+            Ipv4Repr {
+                src_addr: PEER,
+                dst_addr: CONFIG.address,
+                next_header: IpProtocol::Tcp,
+                payload_len: 5,
+                hop_limit: DEFAULT_TTL,
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The per-core TCP/IP stack: Ethernet, ARP, IPv4, ICMP and TCP, plus Receive Flow Deliver steering.
 
 pub mod arp;
+pub mod checksum;
 pub mod counters;
 pub mod ethernet;
 pub mod icmp;

@@ -3,6 +3,7 @@
 //! A connection never touches the layer's tables: it reports an [`Outcome`] and the layer
 //! moves it (to TIME_WAIT, or out). Everything it sends goes through the context's output queue.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::task::Waker;
 use core::time::Duration;
@@ -80,6 +81,18 @@ impl Timers {
         let first = earlier(self.retransmit, self.delayed_ack);
         let second = earlier(self.persist, self.keepalive);
         earlier(earlier(first, second), self.close)
+    }
+}
+
+impl Timers {
+    /// Whether the wheel entry armed for the connection already covers its timers: nothing
+    /// to arm, or an entry no later than the earliest deadline (a stale early entry only
+    /// re-arms when it fires).
+    pub(crate) fn entry_stands(&self) -> bool {
+        self.earliest().is_none_or(|earliest| {
+            self.scheduled
+                .is_some_and(|scheduled| scheduled <= earliest)
+        })
     }
 }
 
@@ -284,9 +297,17 @@ impl Connection {
     }
 
     /// An active open (RFC 9293 section 3.10.1): the SYN is sent at once, state SYN-SENT.
-    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Connection {
-        let mut connection =
-            Connection::blank(context, tuple, iss, TcpState::SynSent, Owner::Application);
+    ///
+    /// Boxed from the start, as the slot table keeps it: the block is large, and building it
+    /// on the stack cost a copy per move on the way into the box.
+    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Box<Connection> {
+        let mut connection = Box::new(Connection::blank(
+            context,
+            tuple,
+            iss,
+            TcpState::SynSent,
+            Owner::Application,
+        ));
         connection.receive_window_shift = if context.config.window_scaling {
             window_shift_for(connection.receive_capacity)
         } else {
@@ -301,19 +322,20 @@ impl Connection {
 
     /// A passive open whose handshake just completed (from a SYN queue entry or a SYN cookie):
     /// state ESTABLISHED, SYN acknowledged. The caller then feeds it the completing ACK.
+    /// Boxed from the start, like [`connect`](Self::connect)'s.
     pub(crate) fn accept(
         context: &Context,
         tuple: FourTuple,
         handshake: &Handshake,
         listener: u32,
-    ) -> Connection {
-        let mut connection = Connection::blank(
+    ) -> Box<Connection> {
+        let mut connection = Box::new(Connection::blank(
             context,
             tuple,
             handshake.initial_send,
             TcpState::Established,
             Owner::AcceptQueue { listener },
-        );
+        ));
         connection.send_unacknowledged = handshake.initial_send + 1;
         connection.send_next = connection.send_unacknowledged;
         connection.send_max = connection.send_unacknowledged;
@@ -1269,6 +1291,9 @@ impl Connection {
             self.ack_now = true;
             return;
         }
+        if take > 0 && self.receive_buffer.capacity() == 0 {
+            self.receive_buffer = context.take_buffer();
+        }
         self.receive_buffer.extend(&fresh[..take]);
         context.memory_used += take;
         self.receive_next = self.receive_next + take as u32;
@@ -1588,6 +1613,9 @@ impl Connection {
             }
             return Err(SocketError::WouldBlock);
         }
+        if self.send_buffer.capacity() == 0 {
+            self.send_buffer = context.take_buffer();
+        }
         self.send_buffer.extend(&data[..count]);
         context.memory_used += count;
         self.output(context);
@@ -1647,8 +1675,8 @@ impl Connection {
     /// Gives the connection's buffered bytes back to the per-core budget.
     pub(crate) fn release_buffers(&mut self, context: &mut Context) {
         let bytes = self.buffered_bytes();
-        self.send_buffer = VecDeque::new();
-        self.receive_buffer = VecDeque::new();
+        context.give_back_buffer(core::mem::take(&mut self.send_buffer));
+        context.give_back_buffer(core::mem::take(&mut self.receive_buffer));
         self.reassembly.clear();
         context.memory_used = context.memory_used.saturating_sub(bytes);
     }
@@ -1656,7 +1684,7 @@ impl Connection {
     /// Frees the sending-side and reassembly buffers only (TIME_WAIT keeps unread data).
     pub(crate) fn release_send_buffers(&mut self, context: &mut Context) {
         let bytes = self.send_buffer.len() + self.reassembly.clear();
-        self.send_buffer = VecDeque::new();
+        context.give_back_buffer(core::mem::take(&mut self.send_buffer));
         context.memory_used = context.memory_used.saturating_sub(bytes);
     }
 

@@ -1,5 +1,8 @@
 //! What a connection needs from its layer while it runs: configuration, clock, counters, output queue, timer wheel and memory budget.
 
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
 use super::isn::SipKey;
 use super::output::OutputQueue;
 use super::timer_wheel::TimerWheel;
@@ -38,7 +41,15 @@ pub(crate) struct Context {
     /// The same for RSTs to segments that reached no socket (`TcpConfig::stranger_reset_limit`).
     pub(crate) reset_second: Option<u64>,
     pub(crate) stranger_resets_left: u32,
+    /// Emptied send and receive buffers of closed connections, kept with their allocation for
+    /// the next ones: a short connection otherwise allocates and frees four buffers.
+    spare_buffers: Vec<VecDeque<u8>>,
 }
+
+/// Spare buffers kept at most, and the largest capacity one may keep: at most 128 KiB per
+/// core that the memory budget (which counts queued bytes) does not see.
+const SPARE_BUFFERS: usize = 32;
+const SPARE_BUFFER_CAPACITY: usize = 4096;
 
 impl Context {
     pub(crate) fn new(config: TcpConfig, core: CoreId, key: SipKey) -> Self {
@@ -56,6 +67,7 @@ impl Context {
             challenge_acks_left: 0,
             reset_second: None,
             stranger_resets_left: 0,
+            spare_buffers: Vec::new(),
         }
     }
 
@@ -83,6 +95,25 @@ impl Context {
             return;
         }
         self.output.push_header_only(header);
+    }
+
+    /// An empty buffer for a connection's first bytes, with an allocation if a spare one is
+    /// left.
+    pub(crate) fn take_buffer(&mut self) -> VecDeque<u8> {
+        self.spare_buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps the allocation of a buffer a connection no longer needs, if it is small and
+    /// there is room among the spares; else it is freed.
+    pub(crate) fn give_back_buffer(&mut self, mut buffer: VecDeque<u8>) {
+        if buffer.capacity() == 0
+            || buffer.capacity() > SPARE_BUFFER_CAPACITY
+            || self.spare_buffers.len() >= SPARE_BUFFERS
+        {
+            return;
+        }
+        buffer.clear();
+        self.spare_buffers.push(buffer);
     }
 
     /// Bytes of the per-core buffer budget that a connection already holding `held` bytes
@@ -114,5 +145,30 @@ impl Context {
     /// Our TSval for a connection: a millisecond clock plus its offset.
     pub(crate) fn timestamp_value(&self, offset: u32) -> u32 {
         (self.now.as_millis() as u32).wrapping_add(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_buffers_are_small_bounded_and_empty() {
+        let mut context = Context::new(TcpConfig::default(), CoreId(0), SipKey::new([7; 16]));
+        let mut used = VecDeque::new();
+        used.extend(&[1u8; 100]);
+        let capacity = used.capacity();
+        context.give_back_buffer(used);
+        let reused = context.take_buffer();
+        assert!(reused.is_empty());
+        assert_eq!(reused.capacity(), capacity);
+        // A large buffer and one without allocation are not kept.
+        context.give_back_buffer(VecDeque::with_capacity(2 * SPARE_BUFFER_CAPACITY));
+        context.give_back_buffer(VecDeque::new());
+        assert_eq!(context.take_buffer().capacity(), 0);
+        for _ in 0..2 * SPARE_BUFFERS {
+            context.give_back_buffer(VecDeque::with_capacity(100));
+        }
+        assert_eq!(context.spare_buffers.len(), SPARE_BUFFERS);
     }
 }

@@ -1,6 +1,5 @@
 //! Segment arrival at the layer: demultiplexing to a connection, a TIME_WAIT record, a half-open connection or a listener (passive open, SYN cookies), and ICMP errors.
 
-use alloc::boxed::Box;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::connection::{Connection, Handshake, Outcome, window_shift_for};
@@ -249,9 +248,7 @@ impl TcpLayer {
         let mut connection = Connection::accept(&self.context, key.tuple, handshake, listener);
         self.context.counters.passive_opens += 1;
         let outcome = connection.on_segment(&mut self.context, segment);
-        let (slot, _) = self
-            .slots
-            .insert(SocketEntry::Connection(Box::new(connection)));
+        let (slot, _) = self.slots.insert(SocketEntry::Connection(connection));
         self.established.insert(&key, slot);
         if let Some(listener) = self.slots.listener_mut(listener) {
             listener.accept_queue.push_back(slot);

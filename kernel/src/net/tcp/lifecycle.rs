@@ -54,6 +54,12 @@ impl TcpLayer {
         if !self.tuple_usable_for_connect(local, remote) {
             return false;
         }
+        self.take_checked_tuple(local, remote);
+        true
+    }
+
+    /// The second half of `claim_tuple`, for a tuple `tuple_usable_for_connect` just accepted.
+    pub(super) fn take_checked_tuple(&mut self, local: SocketAddrV4, remote: SocketAddrV4) {
         let key = self.tuples.hashed(FourTuple { local, remote });
         if let Some(record) = self.time_wait.remove(&key) {
             self.context
@@ -61,12 +67,27 @@ impl TcpLayer {
                 .cancel(record.expires, TimerKey::TimeWait(key.tuple));
             self.context.counters.time_wait_reuses += 1;
         }
-        true
     }
 
     /// Applies what a connection reported after an event: re-arms its timers, or moves it to
     /// TIME_WAIT, or removes it.
+    ///
+    /// It runs after every segment and socket call; most of the time the connection
+    /// continues and its wheel entry already stands, so that case is inlined and checked
+    /// first, and the rest is out of line.
+    #[inline]
     pub(super) fn settle(&mut self, slot: u32, outcome: Outcome) {
+        if outcome == Outcome::Continue
+            && let Some(connection) = self.slots.connection_mut(slot)
+            && connection.timers.entry_stands()
+        {
+            return;
+        }
+        self.settle_changed(slot, outcome);
+    }
+
+    #[inline(never)]
+    pub(super) fn settle_changed(&mut self, slot: u32, outcome: Outcome) {
         let generation = self.slots.generation(slot);
         let Some(connection) = self.slots.connection_mut(slot) else {
             return;
@@ -121,7 +142,7 @@ impl TcpLayer {
                     self.context.counters.time_wait_overflows += 1;
                 }
                 if owner == Owner::Orphan {
-                    self.free_connection(slot);
+                    self.free_forgotten_connection(slot);
                 }
             }
             Outcome::Closed => {
@@ -140,7 +161,7 @@ impl TcpLayer {
                 }
                 self.forget_tuple(&self.tuples.hashed(tuple), slot);
                 if owner == Owner::Orphan {
-                    self.free_connection(slot);
+                    self.free_forgotten_connection(slot);
                 }
             }
         }
@@ -160,9 +181,17 @@ impl TcpLayer {
                     .wheel
                     .cancel(scheduled, TimerKey::Connection { slot, generation });
             }
-            connection.release_buffers(&mut self.context);
             let key = self.tuples.hashed(connection.tuple);
             self.forget_tuple(&key, slot);
+        }
+        self.free_forgotten_connection(slot);
+    }
+
+    /// The last step of `free_connection`, for an orphan that `settle` has just taken out of
+    /// the wheel and the established table (hashing and probing again would find nothing).
+    fn free_forgotten_connection(&mut self, slot: u32) {
+        if let Some(connection) = self.slots.connection_mut(slot) {
+            connection.release_buffers(&mut self.context);
         }
         self.slots.remove(slot);
     }

@@ -431,12 +431,23 @@ impl TcpLayer {
                 .port_allocator
                 .take()
                 .ok_or(SocketError::AddressNotAvailable)?;
+            // The last port the allocator was told is usable: nothing changes the tables
+            // between that answer and the claim, so that port needs no second check.
+            let mut checked = None;
             let chosen = allocator.choose_port(address, remote, &mut |port| {
-                self.tuple_usable_for_connect(SocketAddrV4::new(address, port), remote)
+                let usable =
+                    self.tuple_usable_for_connect(SocketAddrV4::new(address, port), remote);
+                if usable {
+                    checked = Some(port);
+                }
+                usable
             });
             self.port_allocator = Some(allocator);
             let port = chosen.ok_or(SocketError::AddressNotAvailable)?;
-            if !self.claim_tuple(SocketAddrV4::new(address, port), remote) {
+            let local = SocketAddrV4::new(address, port);
+            if checked == Some(port) {
+                self.take_checked_tuple(local, remote);
+            } else if !self.claim_tuple(local, remote) {
                 return Err(SocketError::AddressNotAvailable);
             }
             port
@@ -452,9 +463,7 @@ impl TcpLayer {
             tuple.remote,
         );
         let connection = Connection::connect(&mut self.context, tuple, iss);
-        let (slot, generation) = self
-            .slots
-            .insert(SocketEntry::Connection(Box::new(connection)));
+        let (slot, generation) = self.slots.insert(SocketEntry::Connection(connection));
         self.established.insert(&self.tuples.hashed(tuple), slot);
         self.settle(slot, Outcome::Continue);
         Ok(self.handle(slot, generation))
@@ -489,12 +498,14 @@ impl TcpLayer {
     /// Copies received bytes into `buffer`; `Ok(0)` means the peer closed (end of stream)
     /// or `buffer` is empty.
     pub fn read(&mut self, socket: SocketHandle, buffer: &mut [u8]) -> Result<usize, SocketError> {
-        let slot = self.connection_slot(socket)?;
-        let result = match self.slots.connection_mut(slot) {
-            Some(connection) => connection.read(&mut self.context, buffer),
-            None => Err(SocketError::InvalidHandle),
-        };
-        self.settle(slot, Outcome::Continue);
+        let connection = self
+            .slots
+            .application_connection_mut(self.context.core, socket)?;
+        let result = connection.read(&mut self.context, buffer);
+        // `settle` without looking the connection up again.
+        if !connection.timers.entry_stands() {
+            self.settle_changed(socket.slot, Outcome::Continue);
+        }
         result
     }
 
@@ -521,12 +532,14 @@ impl TcpLayer {
     /// Queues bytes for sending; returns how many fit in the send buffer (at least one, or
     /// `WouldBlock`).
     pub fn write(&mut self, socket: SocketHandle, data: &[u8]) -> Result<usize, SocketError> {
-        let slot = self.connection_slot(socket)?;
-        let result = match self.slots.connection_mut(slot) {
-            Some(connection) => connection.write(&mut self.context, data),
-            None => Err(SocketError::InvalidHandle),
-        };
-        self.settle(slot, Outcome::Continue);
+        let connection = self
+            .slots
+            .application_connection_mut(self.context.core, socket)?;
+        let result = connection.write(&mut self.context, data);
+        // `settle` without looking the connection up again.
+        if !connection.timers.entry_stands() {
+            self.settle_changed(socket.slot, Outcome::Continue);
+        }
         result
     }
 

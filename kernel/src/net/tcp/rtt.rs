@@ -7,8 +7,11 @@ use super::TcpConfig;
 /// SRTT, RTTVAR and RTO of one connection (RFC 6298 section 2).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RttEstimator {
-    smoothed: Option<Duration>,
-    variation: Duration,
+    /// SRTT and RTTVAR in nanoseconds: `Duration`'s division and saturating arithmetic cost
+    /// several times the plain integer steps, on every acknowledgment that is timed. (They
+    /// would saturate at 584 years instead of `Duration::MAX`; an RTT is far shorter.)
+    smoothed_nanos: Option<u64>,
+    variation_nanos: u64,
     /// RTO before back-off.
     base_rto: Duration,
     /// Number of back-offs since the last new acknowledgment (RFC 6298 section 5.5).
@@ -17,14 +20,14 @@ pub(crate) struct RttEstimator {
     max_rto: Duration,
 }
 
-/// Clock granularity G of RFC 6298 section 2 (our timer wheel ticks in milliseconds).
-const GRANULARITY: Duration = Duration::from_millis(1);
+/// Clock granularity G of RFC 6298 section 2, in nanoseconds (our timer wheel ticks in milliseconds).
+const GRANULARITY_NANOS: u64 = 1_000_000;
 
 impl RttEstimator {
     pub(crate) fn new(config: &TcpConfig) -> Self {
         RttEstimator {
-            smoothed: None,
-            variation: Duration::ZERO,
+            smoothed_nanos: None,
+            variation_nanos: 0,
             base_rto: config.initial_rto,
             backoff: 0,
             min_rto: config.min_rto,
@@ -33,32 +36,40 @@ impl RttEstimator {
     }
 
     pub(crate) fn smoothed(&self) -> Option<Duration> {
-        self.smoothed
+        self.smoothed_nanos.map(Duration::from_nanos)
     }
 
     /// The current RTO, with back-off, within [min_rto, max_rto].
     pub(crate) fn rto(&self) -> Duration {
+        if self.backoff == 0 {
+            // The common case, without the multiplication.
+            return self.base_rto.min(self.max_rto);
+        }
         let factor = 1u32.checked_shl(self.backoff.min(16)).unwrap_or(u32::MAX);
         self.base_rto.saturating_mul(factor).min(self.max_rto)
     }
 
     /// Takes one RTT measurement (RFC 6298 sections 2.2 and 2.3).
     pub(crate) fn sample(&mut self, rtt: Duration) {
-        match self.smoothed {
-            None => {
-                self.smoothed = Some(rtt);
-                self.variation = rtt / 2;
-            }
+        let rtt = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
+        let (smoothed, variation) = match self.smoothed_nanos {
+            None => (rtt, rtt / 2),
             Some(smoothed) => {
                 let difference = smoothed.abs_diff(rtt);
                 // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT <- 7/8 SRTT + 1/8 R'
-                self.variation = (self.variation.saturating_mul(3).saturating_add(difference)) / 4;
-                self.smoothed = Some((smoothed.saturating_mul(7).saturating_add(rtt)) / 8);
+                (
+                    smoothed.saturating_mul(7).saturating_add(rtt) / 8,
+                    self.variation_nanos
+                        .saturating_mul(3)
+                        .saturating_add(difference)
+                        / 4,
+                )
             }
-        }
-        let smoothed = self.smoothed.unwrap_or(rtt);
-        let rto = smoothed.saturating_add(self.variation.saturating_mul(4).max(GRANULARITY));
-        self.base_rto = rto.clamp(self.min_rto, self.max_rto);
+        };
+        self.smoothed_nanos = Some(smoothed);
+        self.variation_nanos = variation;
+        let rto = smoothed.saturating_add(variation.saturating_mul(4).max(GRANULARITY_NANOS));
+        self.base_rto = Duration::from_nanos(rto).clamp(self.min_rto, self.max_rto);
         // A new sample ends the back-off (RFC 6298 section 5.7 spirit, as Linux does).
         self.backoff = 0;
     }
@@ -73,7 +84,7 @@ impl RttEstimator {
     /// RFC 6298 section 5.7: a SYN that had to be retransmitted, with no RTT measured,
     /// leaves an RTO of at least 3 seconds for the data.
     pub(crate) fn after_syn_retransmission(&mut self) {
-        if self.smoothed.is_none() {
+        if self.smoothed_nanos.is_none() {
             self.base_rto = self.base_rto.max(Duration::from_secs(3)).min(self.max_rto);
         }
     }

@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use super::seq::SeqNum;
+use crate::net::checksum;
 
 pub(crate) const FIN: u8 = 0x01;
 pub(crate) const SYN: u8 = 0x02;
@@ -102,6 +103,35 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Segment<'_>, ParseError> {
 }
 
 fn parse_options(mut bytes: &[u8]) -> Result<SegmentOptions, ParseError> {
+    // After the handshake nearly every segment carries no option or only the timestamp, in
+    // the layout we, Linux and most stacks send: read those straight away. The loop below
+    // gives the same result for them, more slowly.
+    match bytes {
+        [] => return Ok(SegmentOptions::default()),
+        [
+            OPTION_NOP,
+            OPTION_NOP,
+            OPTION_TIMESTAMP,
+            10,
+            v0,
+            v1,
+            v2,
+            v3,
+            e0,
+            e1,
+            e2,
+            e3,
+        ] => {
+            return Ok(SegmentOptions {
+                timestamp: Some((
+                    u32::from_be_bytes([*v0, *v1, *v2, *v3]),
+                    u32::from_be_bytes([*e0, *e1, *e2, *e3]),
+                )),
+                ..SegmentOptions::default()
+            });
+        }
+        _ => {}
+    }
     let mut options = SegmentOptions::default();
     while let Some(&kind) = bytes.first() {
         match kind {
@@ -167,145 +197,89 @@ pub(crate) struct SegmentHeader {
     pub(crate) options: SegmentOptions,
 }
 
+/// Room for the fixed header and the largest options a segment can carry (40 bytes).
+const MAX_HEADER_LENGTH: usize = HEADER_LENGTH + 40;
+
 /// Appends the header, options and payload (given as up to two slices, as a ring buffer
 /// holds it) to `out`, with the checksum over the IPv4 pseudo-header (RFC 9293 section 3.1).
+///
+/// The header is built in a fixed array and appended whole, then cut to its length: one
+/// fixed-size copy instead of a capacity check and a copy per field.
 pub(crate) fn write(out: &mut Vec<u8>, header: &SegmentHeader, payload: (&[u8], &[u8])) {
     let start = out.len();
-    out.extend_from_slice(&header.source_port.to_be_bytes());
-    out.extend_from_slice(&header.destination_port.to_be_bytes());
-    out.extend_from_slice(&header.sequence.0.to_be_bytes());
-    out.extend_from_slice(&header.acknowledgment.0.to_be_bytes());
-    out.extend_from_slice(&[0, header.flags]);
-    out.extend_from_slice(&header.window.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]); // checksum and urgent pointer
-    write_options(out, &header.options);
-    let options_length = out.len() - start - HEADER_LENGTH;
-    out[start + 12] = (((HEADER_LENGTH + options_length) / 4) as u8) << 4;
+    let mut bytes = [0u8; MAX_HEADER_LENGTH];
+    bytes[0..2].copy_from_slice(&header.source_port.to_be_bytes());
+    bytes[2..4].copy_from_slice(&header.destination_port.to_be_bytes());
+    bytes[4..8].copy_from_slice(&header.sequence.0.to_be_bytes());
+    bytes[8..12].copy_from_slice(&header.acknowledgment.0.to_be_bytes());
+    bytes[13] = header.flags;
+    bytes[14..16].copy_from_slice(&header.window.to_be_bytes());
+    // The checksum and the urgent pointer stay zero for now.
+    let options_length = write_options(&mut bytes[HEADER_LENGTH..], &header.options);
+    let header_length = HEADER_LENGTH + options_length;
+    bytes[12] = ((header_length / 4) as u8) << 4;
+    out.reserve(MAX_HEADER_LENGTH + payload.0.len() + payload.1.len());
+    out.extend_from_slice(&bytes);
+    out.truncate(start + header_length);
     out.extend_from_slice(payload.0);
-    out.extend_from_slice(payload.1);
-    let checksum = checksum(header.source, header.destination, &out[start..]);
+    if !payload.1.is_empty() {
+        out.extend_from_slice(payload.1);
+    }
+    let checksum = checksum::tcp(header.source, header.destination, &out[start..]);
     out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
 }
 
-/// Options in the layout Linux uses, so every option stays 4-byte aligned.
-fn write_options(out: &mut Vec<u8>, options: &SegmentOptions) {
+/// Options in the layout Linux uses, so every option stays 4-byte aligned; returns their
+/// length. Options that would not fit in `buffer` (40 bytes, all a header can hold) are left
+/// out; the layer never asks for that many.
+fn write_options(buffer: &mut [u8], options: &SegmentOptions) -> usize {
+    let mut length = 0;
+    let mut put = |bytes: &[u8]| {
+        if let Some(place) = buffer.get_mut(length..length + bytes.len()) {
+            place.copy_from_slice(bytes);
+            length += bytes.len();
+        }
+    };
     if let Some(mss) = options.mss {
-        out.extend_from_slice(&[OPTION_MSS, 4]);
-        out.extend_from_slice(&mss.to_be_bytes());
+        let [high, low] = mss.to_be_bytes();
+        put(&[OPTION_MSS, 4, high, low]);
     }
     match (options.sack_permitted, options.timestamp) {
-        (true, Some(_)) => out.extend_from_slice(&[OPTION_SACK_PERMITTED, 2]),
-        (true, None) => out.extend_from_slice(&[OPTION_NOP, OPTION_NOP, OPTION_SACK_PERMITTED, 2]),
-        (false, Some(_)) => out.extend_from_slice(&[OPTION_NOP, OPTION_NOP]),
+        (true, Some(_)) => put(&[OPTION_SACK_PERMITTED, 2]),
+        (true, None) => put(&[OPTION_NOP, OPTION_NOP, OPTION_SACK_PERMITTED, 2]),
+        (false, Some(_)) => put(&[OPTION_NOP, OPTION_NOP]),
         (false, None) => {}
     }
     if let Some((value, echo)) = options.timestamp {
-        out.extend_from_slice(&[OPTION_TIMESTAMP, 10]);
-        out.extend_from_slice(&value.to_be_bytes());
-        out.extend_from_slice(&echo.to_be_bytes());
+        let [v0, v1, v2, v3] = value.to_be_bytes();
+        let [e0, e1, e2, e3] = echo.to_be_bytes();
+        put(&[OPTION_TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3]);
     }
     if let Some(shift) = options.window_scale {
-        out.extend_from_slice(&[OPTION_NOP, OPTION_WINDOW_SCALE, 3, shift]);
+        put(&[OPTION_NOP, OPTION_WINDOW_SCALE, 3, shift]);
     }
     let blocks = &options.sack_blocks
         [..usize::from(options.sack_block_count).min(options.sack_blocks.len())];
     if !blocks.is_empty() {
-        out.extend_from_slice(&[
+        put(&[
             OPTION_NOP,
             OPTION_NOP,
             OPTION_SACK,
             2 + 8 * blocks.len() as u8,
         ]);
         for (left, right) in blocks {
-            out.extend_from_slice(&left.to_be_bytes());
-            out.extend_from_slice(&right.to_be_bytes());
+            let [l0, l1, l2, l3] = left.to_be_bytes();
+            let [r0, r1, r2, r3] = right.to_be_bytes();
+            put(&[l0, l1, l2, l3, r0, r1, r2, r3]);
         }
     }
-}
-
-/// The Internet checksum of a TCP segment with its IPv4 pseudo-header (RFC 9293 section 3.1).
-pub(crate) fn checksum(source: Ipv4Addr, destination: Ipv4Addr, tcp: &[u8]) -> u16 {
-    // The pseudo-header: both addresses, the protocol and the TCP length (less than 2^32,
-    // so this cannot overflow).
-    let mut sum =
-        u64::from(source.to_bits()) + u64::from(destination.to_bits()) + 6 + tcp.len() as u64;
-    // Eight bytes at a time with the carry added back: one's complement addition of 64-bit
-    // words folds to the same 16-bit sum as adding the 16-bit words (RFC 1071 section 2),
-    // in a quarter of the steps.
-    let mut chunks = tcp.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_be_bytes(chunk.try_into().unwrap_or_default());
-        let (added, carry) = sum.overflowing_add(word);
-        sum = added + u64::from(carry);
-    }
-    // The rest, padded with zeros at the end (it starts at an even offset, so the 16-bit
-    // words keep their alignment; RFC 9293 pads an odd last byte the same way).
-    let rest = chunks.remainder();
-    let mut last = [0u8; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    let (added, carry) = sum.overflowing_add(u64::from_be_bytes(last));
-    sum = added + u64::from(carry);
-    // Fold 64 bits to 16, adding each carry back.
-    let mut folded = (sum & 0xffff_ffff) + (sum >> 32);
-    while folded > 0xffff {
-        folded = (folded & 0xffff) + (folded >> 16);
-    }
-    !(folded as u16)
+    length
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// RFC 1071's definition: 16-bit big-endian words, an odd last byte padded with zero.
-    fn checksum_by_16_bit_words(source: Ipv4Addr, destination: Ipv4Addr, tcp: &[u8]) -> u16 {
-        let mut sum: u64 = 0;
-        for address in [source, destination] {
-            let octets = address.octets();
-            sum += u64::from(u16::from_be_bytes([octets[0], octets[1]]));
-            sum += u64::from(u16::from_be_bytes([octets[2], octets[3]]));
-        }
-        sum += 6 + tcp.len() as u64;
-        for pair in tcp.chunks(2) {
-            sum += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    #[test]
-    fn checksum_by_64_bit_words_matches_the_16_bit_definition() {
-        // Every length from 0 to 1600 bytes, with bytes that make carries likely (runs of
-        // 0xff) and bytes that do not.
-        let high = [
-            Ipv4Addr::new(255, 255, 255, 254),
-            Ipv4Addr::new(255, 255, 255, 255),
-        ];
-        let low = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mixed: Vec<u8> = (0..1600)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        let ones = [0xffu8; 1600];
-        for length in 0..=1600 {
-            for bytes in [&mixed[..length], &ones[..length]] {
-                for [source, destination] in [high, low] {
-                    assert_eq!(
-                        checksum(source, destination, bytes),
-                        checksum_by_16_bit_words(source, destination, bytes),
-                        "length {length}"
-                    );
-                }
-            }
-        }
-    }
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{IpAddress, TcpPacket, TcpRepr};
 
@@ -401,6 +375,33 @@ mod tests {
             &IpAddress::Ipv4(header.source),
             &IpAddress::Ipv4(header.destination)
         ));
+    }
+
+    #[test]
+    fn the_timestamp_only_layout_parses_as_the_general_loop_does() {
+        let mut options = SegmentOptions {
+            timestamp: Some((0x0102_0304, 0xfffe_fdfc)),
+            ..SegmentOptions::default()
+        };
+        let mut out = Vec::new();
+        write(&mut out, &sample_header(options, ACK), (b"x", &[]));
+        assert_eq!(
+            &out[20..24],
+            &[OPTION_NOP, OPTION_NOP, OPTION_TIMESTAMP, 10]
+        );
+        assert_eq!(parse(&out).unwrap().options, options);
+        // The same option with its two NOPs after it takes the general path.
+        let mut moved = out[..20].to_vec();
+        moved.extend_from_slice(&out[22..32]);
+        moved.extend_from_slice(&[OPTION_NOP, OPTION_NOP]);
+        assert_eq!(parse(&moved).unwrap().options, options);
+        // A wrong length in the fast layout is still an error.
+        out[23] = 9;
+        assert_eq!(parse(&out).unwrap_err(), ParseError::BadOption);
+        options.timestamp = None;
+        let mut bare = Vec::new();
+        write(&mut bare, &sample_header(options, ACK), (&[], &[]));
+        assert_eq!(parse(&bare).unwrap().options, SegmentOptions::default());
     }
 
     #[test]

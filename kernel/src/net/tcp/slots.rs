@@ -121,6 +121,35 @@ impl Slots {
         }
     }
 
+    /// The connection `handle` names, if it is live and held by the application: in one
+    /// look-up the answer of `resolve` followed by `connection_mut` (a listener's handle is
+    /// `InvalidOperation`). For the socket calls that run per request.
+    pub(crate) fn application_connection_mut(
+        &mut self,
+        core: CoreId,
+        handle: SocketHandle,
+    ) -> Result<&mut Connection, SocketError> {
+        if handle.core != core {
+            return Err(SocketError::InvalidHandle);
+        }
+        let slot = self
+            .slots
+            .get_mut(handle.slot as usize)
+            .ok_or(SocketError::InvalidHandle)?;
+        if slot.generation != handle.generation {
+            return Err(SocketError::InvalidHandle);
+        }
+        match &mut slot.entry {
+            Some(SocketEntry::Listener(_)) => Err(SocketError::InvalidOperation),
+            Some(SocketEntry::Connection(connection))
+                if connection.owner == super::connection::Owner::Application =>
+            {
+                Ok(connection)
+            }
+            _ => Err(SocketError::InvalidHandle),
+        }
+    }
+
     /// Every occupied slot with its generation.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, u32, &SocketEntry)> + '_ {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {

@@ -194,7 +194,7 @@ impl Harness {
         let sent = &mut self.sent;
         self.layer.drain_output(|out| {
             assert_eq!(
-                segment::checksum(out.source, out.destination, out.tcp),
+                crate::net::checksum::tcp(out.source, out.destination, out.tcp),
                 0,
                 "bad checksum"
             );
