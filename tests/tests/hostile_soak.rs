@@ -24,6 +24,7 @@ struct Sample {
     seconds: f64,
     connections: u64,
     time_wait: u64,
+    timer_entries: u64,
     heap_used: Option<u64>,
 }
 
@@ -49,6 +50,7 @@ fn sample(guest: &Guest, started: Instant) -> Sample {
         seconds: started.elapsed().as_secs_f64(),
         connections: total.get("tcp_connections"),
         time_wait: total.get("tcp_time_wait"),
+        timer_entries: total.get("tcp_timer_entries"),
         heap_used,
     }
 }
@@ -87,11 +89,12 @@ fn short_connections_through_the_proxy_for_a_while_leave_memory_and_tables_flat(
         let now = sample(&guest, started);
         println!(
             "soak {:>6.0} s: {requests} requests ({:.0}/s this round), tcp_connections {} \
-             time_wait {} heap_used {}",
+             time_wait {} timer_entries {} heap_used {}",
             now.seconds,
             round.per_second,
             now.connections,
             now.time_wait,
+            now.timer_entries,
             now.heap_used
                 .map_or_else(|| "not published".to_string(), |bytes| bytes.to_string())
         );
@@ -118,6 +121,12 @@ fn short_connections_through_the_proxy_for_a_while_leave_memory_and_tables_flat(
     }
     if let Some((first, last)) = grew(&time_wait, 0.5, 500.0) {
         panic!("tcp_time_wait grew from {first:.0} to {last:.0}: {samples:?}");
+    }
+    // The wheel holds about one entry per connection and TIME_WAIT record, plus stale ones
+    // that expire within a turn: it follows TIME_WAIT.
+    let timer_entries: Vec<u64> = warm.iter().map(|sample| sample.timer_entries).collect();
+    if let Some((first, last)) = grew(&timer_entries, 0.5, 500.0) {
+        panic!("tcp_timer_entries grew from {first:.0} to {last:.0}: {samples:?}");
     }
     let heap: Vec<u64> = warm.iter().filter_map(|sample| sample.heap_used).collect();
     if heap.len() == warm.len() && !heap.is_empty() {

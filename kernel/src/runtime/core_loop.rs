@@ -268,6 +268,9 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_persist_timeouts = tcp_counters.persist_timeouts;
             counters.tcp_connections = tcp.connection_count() as u64;
             counters.tcp_time_wait = tcp.time_wait_count() as u64;
+            counters.tcp_timer_entries = tcp.timer_entries() as u64;
+            counters.tcp_buffer_bytes = tcp.buffer_memory_used() as u64;
+            counters.tcp_buffer_budget_bytes = tcp.config().max_buffer_memory as u64;
             counters.tcp_resets_received = tcp_counters.resets_received;
             counters.tcp_challenge_acks = tcp_counters.challenge_acks;
             counters.tcp_syn_cookies_sent = tcp_counters.syn_cookies_sent;

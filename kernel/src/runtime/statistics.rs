@@ -233,6 +233,12 @@ counters! {
             "TCP connections this core holds now, counted against its limit (half-open included, TIME_WAIT not).",
         tcp_time_wait: Gauge unisock_tcp_time_wait_connections
             "TIME_WAIT records this core holds now.",
+        tcp_timer_entries: Gauge unisock_tcp_timer_entries
+            "Entries in this core's TCP timer wheel now (live and stale; about one per connection and TIME_WAIT record).",
+        tcp_buffer_bytes: Gauge unisock_tcp_buffer_bytes
+            "Payload bytes this core's send, receive and reassembly queues hold now.",
+        tcp_buffer_budget_bytes: Gauge unisock_tcp_buffer_budget_bytes
+            "Most payload bytes this core buffers (a quarter of the heap shared by the cores; its last quarter kept for connections holding under 4 KiB).",
         tcp_resets_received: Counter unisock_tcp_resets_received_total
             "TCP RSTs received that ended a connection or handshake.",
         tcp_challenge_acks: Counter unisock_tcp_challenge_acks_total

@@ -267,6 +267,9 @@ impl TcpLayer {
     ) {
         let tuple = key.tuple;
         if segment.has(RST) {
+            self.context
+                .counters
+                .drop_segment(DropReason::IgnoredByListener);
             return;
         }
         if segment.has(ACK) {
@@ -294,6 +297,9 @@ impl TcpLayer {
             return;
         }
         if !segment.has(SYN) {
+            self.context
+                .counters
+                .drop_segment(DropReason::IgnoredByListener);
             return;
         }
         self.on_syn(listener, key, segment, reuse_sequence);

@@ -63,11 +63,14 @@ pub enum DropReason {
     ReassemblyFull,
     /// A segment for no socket (answered with a RST unless it was a RST).
     NoSocket,
+    /// A segment for a listener that was neither a SYN nor an ACK: a RST, or no flag at all
+    /// (RFC 9293 section 3.10.7.2: dropped without an answer).
+    IgnoredByListener,
 }
 
 impl DropReason {
     /// Number of reasons (length of [`TcpCounters::drops`]).
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -83,6 +86,7 @@ impl DropReason {
         DropReason::InvalidSynCookie,
         DropReason::ReassemblyFull,
         DropReason::NoSocket,
+        DropReason::IgnoredByListener,
     ];
 
     /// A short snake_case name for metrics output.
@@ -100,6 +104,7 @@ impl DropReason {
             DropReason::InvalidSynCookie => "invalid_syn_cookie",
             DropReason::ReassemblyFull => "reassembly_full",
             DropReason::NoSocket => "no_socket",
+            DropReason::IgnoredByListener => "ignored_by_listener",
         }
     }
 }

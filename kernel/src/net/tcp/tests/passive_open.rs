@@ -94,6 +94,26 @@ fn bare_ack_to_listener_gets_reset() {
     harness.expect().assert(RST, 7777, 0);
 }
 
+/// RFC 9293 section 3.10.7.2: a listener drops a RST, and a segment with neither SYN nor
+/// ACK, without an answer; each is counted, so that such probes show in /stats.
+#[test]
+fn a_reset_or_a_flagless_segment_to_a_listener_is_dropped_and_counted() {
+    let mut harness = Harness::plain();
+    harness.listen();
+    harness.inject(Inbound::new(RST, 1, 0));
+    harness.inject(Inbound::new(0, 1, 0).payload(b"data"));
+    harness.inject(Inbound::new(FIN | PSH, 1, 0));
+    harness.expect_nothing();
+    assert_eq!(
+        harness
+            .layer
+            .counters()
+            .dropped(DropReason::IgnoredByListener),
+        3
+    );
+    assert_eq!(harness.layer.connection_count(), 0);
+}
+
 #[test]
 fn retransmitted_syn_gets_the_same_syn_ack() {
     let mut harness = Harness::plain();
