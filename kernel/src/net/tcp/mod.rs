@@ -725,13 +725,19 @@ impl TcpLayer {
     /// that no longer serves the port (drained): when the SYN may start a new incarnation by
     /// RFC 6191's rule (newer timestamp, or a sequence number past the old one's), the record
     /// goes, so that the SYN can follow the global listener to a serving core instead of being
-    /// accepted here. `false` leaves the record, which then answers an old duplicate as usual.
+    /// accepted here. `false` leaves the record, which then answers an old duplicate as usual
+    /// (and a SYN whose checksum fails is no SYN at all).
     pub fn release_time_wait_for_syn(
         &mut self,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         tcp: &[u8],
     ) -> bool {
+        // The frame has not been through the interface's checks yet: a SYN that fails its
+        // checksum must not free the record.
+        if !crate::net::checksum::tcp_is_valid(*remote.ip(), *local.ip(), tcp) {
+            return false;
+        }
         let Ok(segment) = segment::parse(tcp) else {
             return false;
         };

@@ -435,3 +435,29 @@ fn fins_retransmitted_into_time_wait_neither_grow_the_wheel_nor_storm_acks() {
     assert_eq!(harness.layer.time_wait_count(), 0);
     assert_eq!(harness.layer.timer_entries(), 0);
 }
+
+/// A drained core frees a TIME_WAIT record for a new incarnation's SYN before any other
+/// check sees the frame: the SYN's checksum must hold first, or one corrupted (or forged with
+/// any checksum) SYN removes the old connection's protection (issue 11's review).
+#[test]
+fn a_drained_core_frees_time_wait_only_for_a_syn_whose_checksum_holds() {
+    let mut harness = Harness::plain();
+    into_time_wait(&mut harness, 1000);
+    let local = SocketAddrV4::new(LOCAL, SERVER_PORT);
+    let remote = SocketAddrV4::new(REMOTE, REMOTE_PORT);
+    let syn = Inbound::new(SYN, 50_000, 0).bytes();
+    assert!(
+        crate::net::checksum::tcp_is_valid(REMOTE, LOCAL, &syn),
+        "the harness writes correct checksums"
+    );
+    let mut corrupted = syn.clone();
+    corrupted[4] ^= 0x01;
+    assert!(
+        !harness
+            .layer
+            .release_time_wait_for_syn(local, remote, &corrupted)
+    );
+    assert_eq!(harness.layer.time_wait_count(), 1);
+    assert!(harness.layer.release_time_wait_for_syn(local, remote, &syn));
+    assert_eq!(harness.layer.time_wait_count(), 0);
+}
