@@ -12,6 +12,7 @@ mod plots;
 pub mod profile;
 mod report;
 mod statistics;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::env;
@@ -411,7 +412,7 @@ pub fn run(root: &Path, image: &Path) -> Step {
             println!("bench compare: no plots: {message}");
             Vec::new()
         });
-    let section = report::section(&results, &context, &plot_paths, root);
+    let section = report::section(&results, &context, &plot_paths, root, host_cores as usize);
     fs::write(work.join("report.md"), &section)
         .map_err(|error| Failure(format!("report.md: {error}")))?;
     report::update_benchmarks(&root.join("BENCHMARKS.md"), &section)?;
@@ -422,6 +423,13 @@ pub fn run(root: &Path, image: &Path) -> Step {
     }
     println!("bench compare: table and plots written to BENCHMARKS.md (section bench-compare)");
     for line in report::ratio_lines(&results) {
+        println!("{line}");
+    }
+    // Before the `bench-compare:` lines, which must stay the last.
+    for line in targets::ceiling_lines(&results, host_cores as usize)
+        .into_iter()
+        .chain(targets::target_lines(&results, host_cores as usize))
+    {
         println!("{line}");
     }
     for &vcpus in &settings.vcpus {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::guest::System;
 use super::statistics::Summary;
+use super::targets;
 use super::{Context, Results, Round};
 use crate::Failure;
 
@@ -158,8 +159,15 @@ pub fn ratio_lines(results: &Results) -> Vec<String> {
     lines
 }
 
-/// The whole BENCHMARKS.md section, markers included.
-pub fn section(results: &Results, context: &Context, plots: &[PathBuf], root: &Path) -> String {
+/// The whole BENCHMARKS.md section, markers included; `host_cores` are the cores the host
+/// shares among QEMU, the load generator and the backend.
+pub fn section(
+    results: &Results,
+    context: &Context,
+    plots: &[PathBuf],
+    root: &Path,
+    host_cores: usize,
+) -> String {
     let settings = &results.settings;
     let plot_links: Vec<String> = plots
         .iter()
@@ -226,6 +234,8 @@ The last lines of the output:
 
 {final_block}
 
+{targets}
+
 What limits these numbers on this machine, and which to quote:
 - Software emulation: every guest runs under TCG, which slows each instruction, and not
   uniformly: privileged instructions, MMIO and port I/O, interrupts and page-table changes
@@ -287,7 +297,7 @@ What limits these numbers on this machine, and which to quote:
             .map(|line| format!("    {line}"))
             .collect::<Vec<_>>()
             .join("\n"),
-        host_cores = std::thread::available_parallelism().map_or(1, |count| count.get()),
+        targets = targets::block(results, host_cores),
     )
 }
 
@@ -341,7 +351,51 @@ pub fn update_benchmarks(path: &Path, section: &str) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::Settings;
     use super::*;
+
+    #[test]
+    fn the_targets_come_after_the_last_lines_and_before_what_limits_them() {
+        let results = Results {
+            settings: Settings {
+                rounds: 1,
+                seconds: 10,
+                vcpus: vec![1],
+                concurrency: 64,
+                load_threads: 2,
+                memory: "512M".into(),
+                cpu_model: "max".into(),
+                warm_up_seconds: 2,
+            },
+            rounds: BTreeMap::new(),
+            skipped: BTreeMap::from([(System::UnisockProxy, "no proxy= in the image".into())]),
+        };
+        let context = Context {
+            date: "today".into(),
+            commit: "abc1234".into(),
+            machine: "3 cores".into(),
+            qemu: "QEMU".into(),
+            load_before: "0".into(),
+            load_after: "0".into(),
+            linux_packages: String::new(),
+        };
+        let text = section(&results, &context, &[], Path::new("/"), 3);
+        let position = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+        };
+        assert!(text.starts_with(BEGIN_MARKER));
+        assert!(text.ends_with(&format!("{END_MARKER}\n")));
+        assert!(position("The last lines of the output:") < position("Against the targets"));
+        assert!(position("bench-compare: system=haproxy-proxy") < position("Against the targets"));
+        assert!(position("Against the targets") < position("What limits these numbers"));
+        let prose = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(prose.contains("with the host's 3 cores"));
+        assert!(text.contains("compete for the host's\n  3 cores"));
+        assert!(prose.contains("no figure, unisock-proxy was skipped: no proxy= in the image."));
+    }
 
     #[test]
     fn the_section_is_appended_once_then_replaced() {
