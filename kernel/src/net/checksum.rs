@@ -78,6 +78,13 @@ pub fn tcp_from_sums(source: Ipv4Addr, destination: Ipv4Addr, length: usize, sum
     !fold(total)
 }
 
+/// The checksum field after one 16-bit word it covers changes from `old` to `new`, without
+/// summing the rest again (RFC 1624 equation 3: HC' = ~(~HC + ~m + m')).
+pub fn updated(field: u16, old: u16, new: u16) -> u16 {
+    let total = u64::from(!field) + u64::from(!old) + u64::from(new);
+    !fold(total)
+}
+
 /// Whether a received TCP segment's checksum is right.
 pub fn tcp_is_valid(source: Ipv4Addr, destination: Ipv4Addr, tcp: &[u8]) -> bool {
     self::tcp(source, destination, tcp) == 0
@@ -141,6 +148,33 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_updated_field_equals_the_sum_taken_again() {
+        let source = Ipv4Addr::new(10, 0, 0, 1);
+        let destination = Ipv4Addr::new(10, 0, 0, 2);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let length = 20 + (state % 60) as usize;
+            let mut segment: Vec<u8> = (0..length)
+                .map(|index| (state >> (index % 56)) as u8)
+                .collect();
+            if round % 3 == 0 {
+                segment.fill(0xff);
+            }
+            segment[16..18].fill(0);
+            let field = tcp(source, destination, &segment);
+            segment[16..18].copy_from_slice(&field.to_be_bytes());
+            let old = u16::from_be_bytes([segment[12], segment[13]]);
+            segment[13] ^= (state >> 60) as u8 | 1;
+            let new = u16::from_be_bytes([segment[12], segment[13]]);
+            segment[16..18].copy_from_slice(&updated(field, old, new).to_be_bytes());
+            assert!(tcp_is_valid(source, destination, &segment), "round {round}");
         }
     }
 

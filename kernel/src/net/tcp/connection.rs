@@ -10,6 +10,7 @@ use core::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::context::Context;
+use super::output::NewestSegment;
 use super::reassembly::Reassembly;
 use super::reply::{challenge_ack_allowed, send_reset};
 use super::rtt::RttEstimator;
@@ -539,6 +540,13 @@ impl Connection {
     /// Writes one segment of the connection into the output queue: `length` bytes of the send
     /// buffer from `sequence`, with `flags`. Every segment but a SYN carries ACK.
     fn transmit(&mut self, context: &mut Context, sequence: SeqNum, length: usize, flags: u8) {
+        if self.fold_into_newest_segment(context, sequence, length, flags) {
+            self.ack_now = false;
+            self.unacknowledged_segments = 0;
+            self.timers.delayed_ack = None;
+            self.last_send_time = context.now;
+            return;
+        }
         let syn = flags & SYN != 0;
         let window = if syn {
             self.syn_window()
@@ -594,15 +602,58 @@ impl Connection {
         let offset = sequence.distance_from(self.send_buffer_sequence) as usize;
         let (front, back) = self.send_buffer.as_slices();
         let payload = slice_pair(front, back, offset, length);
-        context.push_segment(header.source, header.destination, |out| {
-            segment::write(out, &header, payload)
-        });
+        let newest = NewestSegment {
+            tuple: self.tuple,
+            end: sequence + length as u32,
+            acknowledgment: header.acknowledgment,
+            flags,
+            payload_len: length,
+        };
+        context.push_connection_segment(newest, |out| segment::write(out, &header, payload));
         if flags & ACK != 0 {
             self.ack_now = false;
             self.unacknowledged_segments = 0;
             self.timers.delayed_ack = None;
         }
         self.last_send_time = context.now;
+    }
+
+    /// Segments of one connection made between two drains of the output queue (a request
+    /// read, its response written and the socket closed, all before the loop transmits) go
+    /// out as few as they can, as Linux's would: a FIN joins the data segment still queued
+    /// just before it (true: nothing more to send), and an ACK still queued is withdrawn
+    /// when a segment that carries the same acknowledgment follows it. An ACK is kept while
+    /// data is out of order, as the peer counts those duplicate ACKs for fast retransmit.
+    fn fold_into_newest_segment(
+        &mut self,
+        context: &mut Context,
+        sequence: SeqNum,
+        length: usize,
+        flags: u8,
+    ) -> bool {
+        let Some(newest) = context.output.newest().copied() else {
+            return false;
+        };
+        if newest.tuple != self.tuple {
+            return false;
+        }
+        if flags == ACK | FIN
+            && length == 0
+            && newest.is_plain_data()
+            && newest.end == sequence
+            && newest.acknowledgment == self.receive_next
+        {
+            context.output.add_fin_to_newest();
+            return true;
+        }
+        if newest.is_pure_ack()
+            && flags & ACK != 0
+            && flags & (SYN | RST) == 0
+            && self.reassembly.is_empty()
+        {
+            context.output.withdraw_newest();
+        }
+        false
     }
 
     fn send_ack(&mut self, context: &mut Context) {

@@ -71,24 +71,30 @@ impl Context {
         }
     }
 
-    /// Queues a segment that `build` writes (see `OutputQueue::push`), unless the queue
-    /// already holds `max_queued_segments`: then it is dropped and counted, like a loss on
-    /// the wire, instead of the queue growing while the interface drains more slowly than
-    /// segments are made (issue 10, defect 10).
-    pub(crate) fn push_segment(
+    /// Queues a segment of a connection that `build` writes (see `OutputQueue::push`) and
+    /// `newest` describes (see `OutputQueue::newest`), unless the queue already holds
+    /// `max_queued_segments`: then it is dropped and counted, like a loss on the wire,
+    /// instead of the queue growing while the interface drains more slowly than segments
+    /// are made (issue 10, defect 10).
+    pub(crate) fn push_connection_segment(
         &mut self,
-        source: core::net::Ipv4Addr,
-        destination: core::net::Ipv4Addr,
+        newest: super::output::NewestSegment,
         build: impl FnOnce(&mut alloc::vec::Vec<u8>),
     ) {
         if self.output.len() >= self.config.max_queued_segments {
             self.counters.output_queue_drops += 1;
             return;
         }
-        self.output.push(source, destination, build);
+        self.output.push_from_connection(
+            newest,
+            *newest.tuple.local.ip(),
+            *newest.tuple.remote.ip(),
+            build,
+        );
     }
 
-    /// Like `push_segment`, for a segment without payload.
+    /// Like `push_connection_segment`, for a segment without payload that no connection's
+    /// next segment may fold into.
     pub(crate) fn push_header_only(&mut self, header: &super::segment::SegmentHeader) {
         if self.output.len() >= self.config.max_queued_segments {
             self.counters.output_queue_drops += 1;

@@ -4,7 +4,10 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
-use super::segment::{self, SegmentHeader};
+use super::segment::{self, ACK, FIN, PSH, SegmentHeader};
+use super::seq::SeqNum;
+use super::tuple::FourTuple;
+use crate::net::checksum;
 
 /// One outgoing TCP segment, lent to the interface by [`TcpLayer::drain_output`](super::TcpLayer::drain_output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +27,39 @@ struct QueuedSegment {
     bytes: Range<usize>,
 }
 
+/// What the queue knows of its newest segment when a connection made it, while it waits to
+/// be drained: enough for that connection's next segment to be folded into it (a FIN into
+/// the response before it, an ACK into the data after it) instead of going out on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NewestSegment {
+    pub(crate) tuple: FourTuple,
+    /// The sequence number after its payload (its own sequence number if it has none).
+    pub(crate) end: SeqNum,
+    pub(crate) acknowledgment: SeqNum,
+    pub(crate) flags: u8,
+    pub(crate) payload_len: usize,
+}
+
+impl NewestSegment {
+    /// Carries only an acknowledgment (and a window): a later segment of the same
+    /// connection says all of it.
+    pub(crate) fn is_pure_ack(&self) -> bool {
+        self.flags == ACK && self.payload_len == 0
+    }
+
+    /// Carries data and nothing that a FIN may not join.
+    pub(crate) fn is_plain_data(&self) -> bool {
+        self.flags & !PSH == ACK && self.payload_len > 0
+    }
+}
+
 /// Segments built by the layer, kept until the interface drains them. The arena keeps its
 /// capacity between drains, so a steady state allocates nothing.
 #[derive(Default)]
 pub(crate) struct OutputQueue {
     arena: Vec<u8>,
     segments: Vec<QueuedSegment>,
+    newest: Option<NewestSegment>,
 }
 
 impl OutputQueue {
@@ -59,6 +89,55 @@ impl OutputQueue {
             destination,
             bytes: start..end,
         });
+        self.newest = None;
+    }
+
+    /// Like `push`, for a segment of a connection, which `newest` describes.
+    pub(crate) fn push_from_connection(
+        &mut self,
+        newest: NewestSegment,
+        source: Ipv4Addr,
+        destination: Ipv4Addr,
+        build: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.push(source, destination, build);
+        self.newest = Some(newest);
+    }
+
+    /// The newest segment, if a connection made it and it is still queued.
+    pub(crate) fn newest(&self) -> Option<&NewestSegment> {
+        self.newest.as_ref()
+    }
+
+    /// Takes the newest segment back out of the queue, unsent.
+    pub(crate) fn withdraw_newest(&mut self) {
+        if self.newest.take().is_some()
+            && let Some(segment) = self.segments.pop()
+        {
+            self.arena.truncate(segment.bytes.start);
+        }
+    }
+
+    /// Sets FIN on the newest segment (its checksum updated to match); it then takes
+    /// nothing more.
+    pub(crate) fn add_fin_to_newest(&mut self) {
+        if self.newest.take().is_none() {
+            return;
+        }
+        let Some(segment) = self.segments.last() else {
+            return;
+        };
+        let Some(tcp) = self.arena.get_mut(segment.bytes.clone()) else {
+            return;
+        };
+        if tcp.len() < segment::HEADER_LENGTH {
+            return;
+        }
+        let old = u16::from_be_bytes([tcp[12], tcp[13]]);
+        tcp[13] |= FIN;
+        let new = u16::from_be_bytes([tcp[12], tcp[13]]);
+        let field = u16::from_be_bytes([tcp[16], tcp[17]]);
+        tcp[16..18].copy_from_slice(&checksum::updated(field, old, new).to_be_bytes());
     }
 
     /// Appends a segment that is only `header`: no payload (SYN-ACKs, bare ACKs, RSTs).
@@ -75,6 +154,9 @@ impl OutputQueue {
         mut emit: impl FnMut(OutSegment<'_>),
     ) -> usize {
         let count = limit.min(self.segments.len());
+        if count > 0 {
+            self.newest = None;
+        }
         for segment in &self.segments[..count] {
             emit(OutSegment {
                 source: segment.source,

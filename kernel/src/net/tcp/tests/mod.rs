@@ -2,6 +2,7 @@
 
 mod active_open;
 mod close;
+mod coalescing;
 mod congestion;
 mod data;
 mod exhaustion;
