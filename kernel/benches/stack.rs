@@ -236,6 +236,21 @@ impl Pair {
         }
     }
 
+    /// The receiving step of a turn of each host's core loop (`runtime/core_loop.rs`): the
+    /// frames on the wire reach their host. The loop reads its clock once per turn: `now`.
+    fn receive(&mut self, now: Instant) {
+        self.client_queue.deliver_to(&mut self.server, now);
+        self.server_queue.deliver_to(&mut self.client, now);
+    }
+
+    /// The transmitting step of a turn, after the applications acted: each host's timers
+    /// and output; true if a frame is now on the wire.
+    fn transmit(&mut self, now: Instant) -> bool {
+        self.client.poll(now, &mut self.client_queue);
+        self.server.poll(now, &mut self.server_queue);
+        !(self.client_queue.frames.is_empty() && self.server_queue.frames.is_empty())
+    }
+
     /// Nothing moves: jump the clock to the next timer of either host.
     fn skip_to_next_deadline(&mut self) {
         let now = self.now();
@@ -305,7 +320,12 @@ fn one_connection(pair: &mut Pair, listener: SocketHandle, server_address: Socke
     let mut server_done = false;
     let mut idle_rounds = 0;
     while !(client_done && server_done) {
-        pair.pump();
+        // One turn of both hosts' core loops, in the image's order: receive, then the
+        // applications, then transmit. What an application does in answer to a frame
+        // leaves in the same turn as the stack's own answer (the ACK of a SYN-ACK with the
+        // request, a FIN with the response).
+        let now = pair.now();
+        pair.receive(now);
         let mut progress = false;
         {
             let mut tcp = pair.client_tcp.borrow_mut();
@@ -360,7 +380,8 @@ fn one_connection(pair: &mut Pair, listener: SocketHandle, server_address: Socke
                 }
             }
         }
-        if progress {
+        let on_the_wire = pair.transmit(now);
+        if progress || on_the_wire {
             idle_rounds = 0;
         } else {
             idle_rounds += 1;
