@@ -188,6 +188,9 @@ pub(crate) struct Connection {
 
     // Acknowledgment policy.
     ack_now: bool,
+    /// The acknowledgment number of the last segment made: an ACK that repeats it is a
+    /// duplicate ACK, which the peer counts.
+    acknowledgment_sent: SeqNum,
     unacknowledged_segments: u32,
 
     keepalive_probes_sent: u32,
@@ -275,6 +278,7 @@ impl Connection {
             fast_retransmit_timestamp: None,
             last_send_time: context.now,
             ack_now: false,
+            acknowledgment_sent: SeqNum(0),
             unacknowledged_segments: 0,
             keepalive_probes_sent: 0,
             last_invalid_ack: None,
@@ -346,6 +350,8 @@ impl Connection {
         connection.apply_handshake(context, handshake);
         // The window of the SYN-ACK we sent: unscaled, at most 64 KiB.
         connection.receive_advertised = connection.receive_next + connection.syn_window() as u32;
+        // The SYN-ACK, sent from the SYN queue or as a cookie, acknowledged the SYN.
+        connection.acknowledgment_sent = connection.receive_next;
         connection
     }
 
@@ -608,9 +614,14 @@ impl Connection {
             acknowledgment: header.acknowledgment,
             flags,
             payload_len: length,
+            replaceable_ack: flags == ACK
+                && length == 0
+                && self.at_send_front(sequence)
+                && header.acknowledgment != self.acknowledgment_sent,
         };
         context.push_connection_segment(newest, |out| segment::write(out, &header, payload));
         if flags & ACK != 0 {
+            self.acknowledgment_sent = header.acknowledgment;
             self.ack_now = false;
             self.unacknowledged_segments = 0;
             self.timers.delayed_ack = None;
@@ -622,8 +633,11 @@ impl Connection {
     /// read, its response written and the socket closed, all before the loop transmits) go
     /// out as few as they can, as Linux's would: a FIN joins the data segment still queued
     /// just before it (true: nothing more to send), and an ACK still queued is withdrawn
-    /// when a segment that carries the same acknowledgment follows it. An ACK is kept while
-    /// data is out of order, as the peer counts those duplicate ACKs for fast retransmit.
+    /// when the connection's next segment, which carries at least the same acknowledgment
+    /// (RCV.NXT never moves back), is one the peer will accept: new data, a FIN or another
+    /// ACK at SND.NXT = SND.MAX, not a probe or a retransmission, which the peer may
+    /// discard as a duplicate without reading its acknowledgment. Duplicate ACKs and ACKs
+    /// made while data is out of order are kept: the peer counts them for fast retransmit.
     fn fold_into_newest_segment(
         &mut self,
         context: &mut Context,
@@ -646,14 +660,21 @@ impl Connection {
             context.output.add_fin_to_newest();
             return true;
         }
-        if newest.is_pure_ack()
+        if newest.replaceable_ack
             && flags & ACK != 0
             && flags & (SYN | RST) == 0
+            && self.at_send_front(sequence)
             && self.reassembly.is_empty()
         {
             context.output.withdraw_newest();
         }
         false
+    }
+
+    /// A segment from `sequence` is the connection's newest: not a probe below SND.UNA, not a
+    /// retransmission below SND.MAX.
+    fn at_send_front(&self, sequence: SeqNum) -> bool {
+        sequence == self.send_next && sequence == self.send_max
     }
 
     fn send_ack(&mut self, context: &mut Context) {

@@ -38,15 +38,14 @@ pub(crate) struct NewestSegment {
     pub(crate) acknowledgment: SeqNum,
     pub(crate) flags: u8,
     pub(crate) payload_len: usize,
+    /// A bare ACK that a later segment of the same connection may stand for: it moved the
+    /// acknowledgment forward (a duplicate ACK counts for the peer's fast retransmit) and
+    /// sat at SND.NXT = SND.MAX (a probe or an ACK during go-back-N says more than its
+    /// acknowledgment).
+    pub(crate) replaceable_ack: bool,
 }
 
 impl NewestSegment {
-    /// Carries only an acknowledgment (and a window): a later segment of the same
-    /// connection says all of it.
-    pub(crate) fn is_pure_ack(&self) -> bool {
-        self.flags == ACK && self.payload_len == 0
-    }
-
     /// Carries data and nothing that a FIN may not join.
     pub(crate) fn is_plain_data(&self) -> bool {
         self.flags & !PSH == ACK && self.payload_len > 0

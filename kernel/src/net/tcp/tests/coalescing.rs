@@ -1,6 +1,7 @@
 //! Segments one connection makes between two drains of the output queue: a FIN joins the data before it, a queued ACK gives way to the segment after it, duplicate ACKs stay.
 
 use super::*;
+use crate::net::tcp::DropReason;
 
 impl Harness {
     /// Hands a segment to the layer without draining what it queues, as the core loop does
@@ -118,6 +119,64 @@ fn duplicate_acks_for_out_of_order_data_are_all_sent() {
     harness.collect();
     harness.expect().assert(ACK, iss + 1, 1001);
     harness.expect().assert(ACK, iss + 1, 1001);
+    let data = harness.expect();
+    data.assert(ACK | PSH, iss + 1, 1001);
+    assert_eq!(data.payload, b"data");
+    harness.expect_nothing();
+}
+
+/// A probe (SEQ = SND.UNA - 1) is a duplicate to the peer, which answers it without
+/// reading its acknowledgment: the ACK of data queued before it must still go.
+#[test]
+fn an_ack_queued_before_a_zero_window_probe_is_still_sent() {
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, b"waiting").unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    // Two segments (an ACK at once), then the persist timer fires before the drain.
+    harness.now = harness.now + Duration::from_secs(1);
+    harness.inject_and_hold(
+        Inbound::new(ACK, 1001, iss + 1)
+            .window(0)
+            .payload(&[1; 100]),
+    );
+    harness.inject_and_hold(
+        Inbound::new(ACK, 1101, iss + 1)
+            .window(0)
+            .payload(&[2; 100]),
+    );
+    harness.layer.on_timers(harness.now);
+    harness.collect();
+    harness.expect().assert(ACK, iss + 1, 1201);
+    harness.expect().assert(ACK, iss, 1201);
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().zero_window_probes, 1);
+}
+
+/// Out-of-order data dropped for want of memory leaves the reassembly queue empty; each
+/// segment still draws its own duplicate ACK.
+#[test]
+fn duplicate_acks_for_dropped_out_of_order_data_are_all_sent() {
+    let config = TcpConfig {
+        max_buffer_memory: 40,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, connection) = harness.passive_open(1000);
+    for sequence in [1101, 1201, 1301] {
+        harness.inject_and_hold(Inbound::new(ACK, sequence, iss + 1).payload(&[1; 100]));
+    }
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 3);
+    assert_eq!(harness.layer.write(connection, b"data"), Ok(4));
+    harness.collect();
+    for _ in 0..3 {
+        harness.expect().assert(ACK, iss + 1, 1001);
+    }
     let data = harness.expect();
     data.assert(ACK | PSH, iss + 1, 1001);
     assert_eq!(data.payload, b"data");
