@@ -10,6 +10,7 @@ use core::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::context::Context;
+use super::isn::TupleSecrets;
 use super::output::NewestSegment;
 use super::reassembly::Reassembly;
 use super::reply::{challenge_ack_allowed, send_reset};
@@ -119,7 +120,7 @@ pub(crate) struct Handshake {
     pub(crate) sack_permitted: bool,
     /// Window the peer offered in its SYN (never scaled, RFC 7323 section 2.2).
     pub(crate) peer_window: u16,
-    /// Our TSval offset for the 4-tuple (`Context::timestamp_offset`, a SipHash), computed
+    /// Our TSval offset for the 4-tuple (`Context::tuple_secrets`, a SipHash), computed
     /// once for the SYN or SYN-ACK and kept; 0 when timestamps are off.
     pub(crate) timestamp_offset: u32,
 }
@@ -305,7 +306,12 @@ impl Connection {
     ///
     /// Boxed from the start, as the slot table keeps it: the block is large, and building it
     /// on the stack cost a copy per move on the way into the box.
-    pub(crate) fn connect(context: &mut Context, tuple: FourTuple, iss: SeqNum) -> Box<Connection> {
+    pub(crate) fn connect(
+        context: &mut Context,
+        tuple: FourTuple,
+        secrets: TupleSecrets,
+    ) -> Box<Connection> {
+        let iss = secrets.initial_sequence_number(context.now);
         let mut connection = Box::new(Connection::blank(
             context,
             tuple,
@@ -319,7 +325,7 @@ impl Connection {
             0
         };
         if connection.offer_timestamps {
-            connection.timestamp_offset = context.timestamp_offset(&tuple);
+            connection.timestamp_offset = secrets.timestamp_offset;
         }
         connection.send_syn(context);
         connection

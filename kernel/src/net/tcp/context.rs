@@ -3,7 +3,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::isn::SipKey;
+use super::isn::{SipKey, TupleSecrets};
 use super::output::OutputQueue;
 use super::timer_wheel::TimerWheel;
 use super::tuple::FourTuple;
@@ -141,11 +141,9 @@ impl Context {
         shared.max(guaranteed)
     }
 
-    /// The per-tuple timestamp offset (RFC 7323 section 5.4 allows any offset; one per
-    /// 4-tuple keeps TSval monotonic across incarnations of a tuple, as RFC 6191 needs).
-    pub(crate) fn timestamp_offset(&self, tuple: &FourTuple) -> u32 {
-        let [addresses, ports] = SipKey::tuple_words(tuple.local, tuple.remote);
-        self.key.hash(&[addresses, ports, 0x7473]) as u32
+    /// The tuple's ISN offset and TSval offset (see `TupleSecrets`).
+    pub(crate) fn tuple_secrets(&self, tuple: &FourTuple) -> TupleSecrets {
+        TupleSecrets::new(&self.key, tuple.local, tuple.remote)
     }
 
     /// Our TSval for a connection: a millisecond clock plus its offset.

@@ -4,7 +4,6 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::connection::{Connection, Handshake, Outcome, window_shift_for};
 use super::context::{Context, TimerKey};
-use super::isn::initial_sequence_number;
 use super::listen::HalfOpen;
 use super::reply::{challenge_ack_allowed, reset_for, send_reset, stranger_reset_allowed};
 use super::segment::{self, ACK, FIN, RST, SYN, Segment, SegmentHeader, SegmentOptions};
@@ -342,6 +341,9 @@ impl TcpLayer {
             None
         };
         let our_shift = window_shift_for(config.receive_buffer_size);
+        // One hash keys the TSval offset and the ISN; a cookie's answer needs only the former.
+        let secrets = (peer_timestamp.is_some() || !syn_queue_full)
+            .then(|| self.context.tuple_secrets(&tuple));
         let mut handshake = Handshake {
             initial_send: SeqNum(0),
             initial_receive: segment.sequence,
@@ -353,10 +355,9 @@ impl TcpLayer {
             peer_timestamp,
             sack_permitted: config.sack_permitted && options.sack_permitted,
             peer_window: segment.window,
-            timestamp_offset: if peer_timestamp.is_some() {
-                self.context.timestamp_offset(&tuple)
-            } else {
-                0
+            timestamp_offset: match (peer_timestamp, secrets) {
+                (Some(_), Some(secrets)) => secrets.timestamp_offset,
+                _ => 0,
             },
         };
         if syn_queue_full {
@@ -402,12 +403,9 @@ impl TcpLayer {
             self.context.counters.time_wait_reuses += 1;
         }
         handshake.initial_send = reuse_sequence.unwrap_or_else(|| {
-            initial_sequence_number(
-                &self.context.key,
-                self.context.now,
-                tuple.local,
-                tuple.remote,
-            )
+            secrets
+                .unwrap_or_else(|| self.context.tuple_secrets(&tuple))
+                .initial_sequence_number(self.context.now)
         });
         let deadline = self.context.now + self.context.config.initial_rto;
         self.half_open.insert(
@@ -474,7 +472,7 @@ impl TcpLayer {
             sack_permitted: contents.sack_permitted,
             peer_window: 0,
             timestamp_offset: if peer_timestamp.is_some() {
-                self.context.timestamp_offset(&tuple)
+                self.context.tuple_secrets(&tuple).timestamp_offset
             } else {
                 0
             },

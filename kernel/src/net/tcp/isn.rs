@@ -1,4 +1,4 @@
-//! Initial sequence numbers (RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock) and the SipHash-2-4 they rest on.
+//! Initial sequence numbers (RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock), the TSval offset keyed by the same hash, and the SipHash-2-4 they rest on.
 
 use core::net::SocketAddrV4;
 
@@ -76,17 +76,31 @@ fn sip_round(v: &mut [u64; 4]) {
     v[2] = v[2].rotate_left(32);
 }
 
-/// ISN = M + F(localip, localport, remoteip, remoteport, secretkey), RFC 6528 section 3,
-/// where M ticks every 4 microseconds.
-pub(crate) fn initial_sequence_number(
-    key: &SipKey,
-    now: Instant,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
-) -> SeqNum {
-    let clock = (now.as_nanos() / 4_000) as u32;
-    let hashed = key.hash(&SipKey::tuple_words(local, remote)) as u32;
-    SeqNum(clock.wrapping_add(hashed))
+/// What the secret key makes of a 4-tuple: the F of its ISN (RFC 6528 section 3) and its
+/// TSval offset (RFC 7323 section 5.4: one per tuple keeps TSval monotonic across a tuple's
+/// incarnations, as RFC 6191 needs). They are the two halves of one SipHash of the tuple:
+/// a connection needs both, and one hash costs half of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TupleSecrets {
+    sequence_offset: u32,
+    pub(crate) timestamp_offset: u32,
+}
+
+impl TupleSecrets {
+    pub(crate) fn new(key: &SipKey, local: SocketAddrV4, remote: SocketAddrV4) -> TupleSecrets {
+        let hashed = key.hash(&SipKey::tuple_words(local, remote));
+        TupleSecrets {
+            sequence_offset: hashed as u32,
+            timestamp_offset: (hashed >> 32) as u32,
+        }
+    }
+
+    /// ISN = M + F(localip, localport, remoteip, remoteport, secretkey), RFC 6528 section 3,
+    /// where M ticks every 4 microseconds.
+    pub(crate) fn initial_sequence_number(&self, now: Instant) -> SeqNum {
+        let clock = (now.as_nanos() / 4_000) as u32;
+        SeqNum(clock.wrapping_add(self.sequence_offset))
+    }
 }
 
 #[cfg(test)]
@@ -112,19 +126,32 @@ mod tests {
         let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
         let remote = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000);
         let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5001);
-        let at_zero = initial_sequence_number(&key, Instant::ZERO, local, remote);
-        assert_ne!(
-            at_zero,
-            initial_sequence_number(&key, Instant::ZERO, local, other)
-        );
-        assert_ne!(
-            at_zero,
-            initial_sequence_number(&SipKey::new([2; 16]), Instant::ZERO, local, remote)
-        );
+        let isn = |key: &SipKey, now, remote| {
+            TupleSecrets::new(key, local, remote).initial_sequence_number(now)
+        };
+        let at_zero = isn(&key, Instant::ZERO, remote);
+        assert_ne!(at_zero, isn(&key, Instant::ZERO, other));
+        assert_ne!(at_zero, isn(&SipKey::new([2; 16]), Instant::ZERO, remote));
         // One millisecond later the clock has advanced by 250 ticks of 4 us.
+        assert_eq!(isn(&key, Instant::from_millis(1), remote), at_zero + 250);
+    }
+
+    #[test]
+    fn the_timestamp_offset_is_the_other_half_of_the_isn_hash() {
+        let key = SipKey::new([1; 16]);
+        let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000);
+        let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5001);
+        let secrets = TupleSecrets::new(&key, local, remote);
+        let hashed = key.hash(&SipKey::tuple_words(local, remote));
         assert_eq!(
-            initial_sequence_number(&key, Instant::from_millis(1), local, remote),
-            at_zero + 250
+            secrets.initial_sequence_number(Instant::ZERO),
+            SeqNum(hashed as u32)
+        );
+        assert_eq!(secrets.timestamp_offset, (hashed >> 32) as u32);
+        assert_ne!(
+            secrets.timestamp_offset,
+            TupleSecrets::new(&key, local, other).timestamp_offset
         );
     }
 }

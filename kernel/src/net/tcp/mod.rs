@@ -456,13 +456,8 @@ impl TcpLayer {
             local: SocketAddrV4::new(address, port),
             remote,
         };
-        let iss = isn::initial_sequence_number(
-            &self.context.key,
-            self.context.now,
-            tuple.local,
-            tuple.remote,
-        );
-        let connection = Connection::connect(&mut self.context, tuple, iss);
+        let secrets = self.context.tuple_secrets(&tuple);
+        let connection = Connection::connect(&mut self.context, tuple, secrets);
         let (slot, generation) = self.slots.insert(SocketEntry::Connection(connection));
         self.established.insert(&self.tuples.hashed(tuple), slot);
         self.settle(slot, Outcome::Continue);
