@@ -77,12 +77,18 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Runs after every event of the connection: written out, because the iterator form
-    /// (`[..].into_iter().flatten().min()`) cost about 200 instructions a call.
+    /// Runs after every event of the connection: a minimum over plain integers, with an
+    /// unarmed timer as the latest instant, because matching the options pairwise cost
+    /// about 25 instructions a call and the iterator form about 200. A timer armed at the
+    /// very last nanosecond of the clock reads as unarmed, 584 years after boot.
     pub(crate) fn earliest(&self) -> Option<Instant> {
-        let first = earlier(self.retransmit, self.delayed_ack);
-        let second = earlier(self.persist, self.keepalive);
-        earlier(earlier(first, second), self.close)
+        let nanos = |deadline: Option<Instant>| deadline.map_or(u64::MAX, Instant::as_nanos);
+        let earliest = nanos(self.retransmit)
+            .min(nanos(self.delayed_ack))
+            .min(nanos(self.persist))
+            .min(nanos(self.keepalive))
+            .min(nanos(self.close));
+        (earliest != u64::MAX).then_some(Instant::from_nanos(earliest))
     }
 }
 
@@ -95,15 +101,6 @@ impl Timers {
             self.scheduled
                 .is_some_and(|scheduled| scheduled <= earliest)
         })
-    }
-}
-
-/// The earlier of two optional deadlines; `None` means not armed.
-fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (Some(a), None) => Some(a),
-        (None, b) => b,
     }
 }
 
