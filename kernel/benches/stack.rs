@@ -7,7 +7,10 @@
 //! `stack-bench: ours=<conn/s> linux=<conn/s> ratio=<ours/linux>`.
 //!
 //! `UNISOCK_BENCH_SECONDS` sets the length of each measurement (default 3);
-//! `UNISOCK_BENCH_ONLY=ours` or `=linux` runs one side only (for profiling).
+//! `UNISOCK_BENCH_ONLY=ours` or `=linux` runs one side only (for profiling);
+//! `UNISOCK_BENCH_CONNECTIONS=N` makes our side run exactly N connections after exactly
+//! `WARM_UP_CONNECTIONS`, whatever the time, so that two runs under callgrind differ only in
+//! their counts (`kernel/benches/stack-instructions`).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown as NetShutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -25,6 +28,24 @@ use unisock_kernel::time::Instant;
 const MESSAGE_LEN: usize = 100;
 const SERVER_PORT: u16 = 80;
 const PINNED_VARIABLE: &str = "UNISOCK_BENCH_PINNED";
+/// The warm-up of a run with `UNISOCK_BENCH_CONNECTIONS`.
+const WARM_UP_CONNECTIONS: u64 = 1_000;
+
+/// How long one side's measurement lasts: a time, or (ours only) a number of connections.
+#[derive(Clone, Copy)]
+enum Length {
+    Time(Duration),
+    Connections(u64),
+}
+
+impl Length {
+    fn done(self, start: std::time::Instant, connections: u64) -> bool {
+        match self {
+            Length::Time(length) => start.elapsed() >= length,
+            Length::Connections(count) => connections >= count,
+        }
+    }
+}
 
 fn main() {
     if std::env::var_os(PINNED_VARIABLE).is_none() && pin_to_one_core() {
@@ -36,16 +57,30 @@ fn main() {
         .unwrap_or(3.0);
     let length = Duration::from_secs_f64(seconds);
     let only = std::env::var("UNISOCK_BENCH_ONLY").unwrap_or_default();
+    let counted: Option<u64> = std::env::var("UNISOCK_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|value| value.parse().ok());
+    let each = match counted {
+        Some(count) => format!("{count} connections after {WARM_UP_CONNECTIONS}"),
+        None => format!("{seconds} s each"),
+    };
     println!(
         "stack bench: sequential short connections ({MESSAGE_LEN}-byte request and response), \
-         {seconds} s each, cpu affinity {}",
+         {each}, cpu affinity {}",
         std::env::var(PINNED_VARIABLE).unwrap_or_else(|_| "not pinned".into())
     );
     let warm_up = Duration::from_millis(300);
+    let (ours_warm_up, ours_length) = match counted {
+        Some(count) => (
+            Length::Connections(WARM_UP_CONNECTIONS),
+            Length::Connections(count),
+        ),
+        None => (Length::Time(warm_up), Length::Time(length)),
+    };
     let ours = (only != "linux").then(|| {
-        let warm = measure_ours(warm_up, false);
+        let warm = measure_ours(ours_warm_up, false);
         println!("ours:  warm-up {} connections", warm.connections);
-        let ours = measure_ours(length, true);
+        let ours = measure_ours(ours_length, true);
         println!(
             "ours:  {} connections in {:.3} s = {:.0} conn/s (in-memory wire, both ends in process)",
             ours.connections,
@@ -264,7 +299,7 @@ impl Pair {
     }
 }
 
-fn measure_ours(length: Duration, report: bool) -> Measurement {
+fn measure_ours(length: Length, report: bool) -> Measurement {
     let mut pair = Pair::new();
     let server_address = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), SERVER_PORT);
     let listener = pair
@@ -276,7 +311,7 @@ fn measure_ours(length: Duration, report: bool) -> Measurement {
     pair.pump();
     let start = std::time::Instant::now();
     let mut connections = 0;
-    while start.elapsed() < length {
+    while !length.done(start, connections) {
         one_connection(&mut pair, listener, server_address);
         connections += 1;
     }
