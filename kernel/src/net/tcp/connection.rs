@@ -186,8 +186,8 @@ pub(crate) struct Connection {
 
     // Acknowledgment policy.
     ack_now: bool,
-    /// The acknowledgment number of the last segment made: an ACK that repeats it is a
-    /// duplicate ACK, which the peer counts.
+    /// The acknowledgment number of the last segment made (sent, or withdrawn for the one
+    /// after it): a bare ACK that repeats it is a duplicate ACK, which the peer counts.
     acknowledgment_sent: SeqNum,
     unacknowledged_segments: u32,
 
@@ -637,10 +637,11 @@ impl Connection {
     /// out as few as they can, as Linux's would: a FIN joins the data segment still queued
     /// just before it (true: nothing more to send), and an ACK still queued is withdrawn
     /// when the connection's next segment, which carries at least the same acknowledgment
-    /// (RCV.NXT never moves back), is one the peer will accept: new data, a FIN or another
-    /// ACK at SND.NXT = SND.MAX, not a probe or a retransmission, which the peer may
+    /// (RCV.NXT never moves back), is one the peer will accept: new data, a FIN or an ACK
+    /// of more, at SND.NXT = SND.MAX; not a probe or a retransmission, which the peer may
     /// discard as a duplicate without reading its acknowledgment. Duplicate ACKs and ACKs
-    /// made while data is out of order are kept: the peer counts them for fast retransmit.
+    /// made while data is out of order are kept, and so is an ACK that a duplicate ACK
+    /// follows: the peer counts them for fast retransmit.
     fn fold_into_newest_segment(
         &mut self,
         context: &mut Context,
@@ -663,7 +664,11 @@ impl Connection {
             context.output.add_fin_to_newest();
             return true;
         }
+        // A bare ACK that repeats the queued one's acknowledgment is a duplicate ACK to the
+        // peer: both go, or the peer counts one fewer.
+        let duplicate = flags == ACK && length == 0 && self.receive_next == newest.acknowledgment;
         if newest.replaceable_ack
+            && !duplicate
             && flags & ACK != 0
             && flags & (SYN | RST) == 0
             && self.at_send_front(sequence)

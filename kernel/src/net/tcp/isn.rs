@@ -80,7 +80,8 @@ fn sip_round(v: &mut [u64; 4]) {
 /// TSval offset (RFC 7323 section 5.4: one per tuple keeps TSval monotonic across a tuple's
 /// incarnations, as RFC 6191 needs). They are the two halves of one SipHash of the tuple:
 /// a connection needs both, and one hash costs half of two.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// No `Debug`: nothing should print them.
+#[derive(Clone, Copy)]
 pub(crate) struct TupleSecrets {
     sequence_offset: u32,
     pub(crate) timestamp_offset: u32,

@@ -183,6 +183,62 @@ fn duplicate_acks_for_dropped_out_of_order_data_are_all_sent() {
     harness.expect_nothing();
 }
 
+/// The first ACK of a burst moves the acknowledgment forward; the duplicate ACKs after it
+/// (for segments dropped for want of memory) must not replace it, or the peer counts one
+/// fewer and waits for its retransmission timeout instead of retransmitting at once.
+#[test]
+fn duplicate_acks_after_an_ack_that_moved_forward_are_all_sent() {
+    let config = TcpConfig {
+        max_buffer_memory: 150,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (iss, _connection) = harness.passive_open(1000);
+    // In order and accepted: its ACK is delayed.
+    harness.inject_and_hold(Inbound::new(ACK, 1001, iss + 1).payload(&[1; 100]));
+    for sequence in [1201, 1301, 1401] {
+        harness.inject_and_hold(Inbound::new(ACK, sequence, iss + 1).payload(&[1; 100]));
+    }
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 3);
+    harness.collect();
+    for _ in 0..3 {
+        harness.expect().assert(ACK, iss + 1, 1101);
+    }
+    harness.expect_nothing();
+}
+
+/// A probe queued before an ACK of new data: the probe is not an ACK that the later one
+/// stands for (it asks the peer for an answer), so both go.
+#[test]
+fn a_zero_window_probe_is_not_withdrawn_for_the_ack_after_it() {
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, b"waiting").unwrap();
+    harness.collect();
+    harness.expect_nothing();
+    // Data whose ACK is delayed, then the probe, which acknowledges it (so it is no
+    // duplicate), then two segments more, whose ACK follows the probe.
+    harness.now = harness.now + Duration::from_secs(1);
+    let data = |sequence: u32| {
+        Inbound::new(ACK, sequence, iss + 1)
+            .window(0)
+            .payload(&[1; 100])
+    };
+    harness.inject_and_hold(data(1001));
+    harness.layer.on_timers(harness.now);
+    harness.inject_and_hold(data(1101));
+    harness.inject_and_hold(data(1201));
+    harness.collect();
+    harness.expect().assert(ACK, iss, 1101);
+    harness.expect().assert(ACK, iss + 1, 1301);
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().zero_window_probes, 1);
+}
+
 #[test]
 fn segments_of_two_connections_are_not_folded_together() {
     let mut harness = Harness::plain();
