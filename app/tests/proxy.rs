@@ -419,6 +419,29 @@ fn limits_give_414_431_and_413() {
     );
 }
 
+/// A refusal that comes before the client has sent its whole request still reaches the
+/// client: closing with the rest unread would reset the connection, and the reset makes the
+/// client's stack drop the response. Before the lingering close, a 50 KB head (past the
+/// 32 KiB limit by more than one read) and a 200 KB body over `limit.body` got no response.
+#[test]
+fn a_refusal_reaches_a_client_still_sending_its_request() {
+    let big = format!("X-Big: {}\r\n", "b".repeat(50_000));
+    let bench = one_exchange("", fixed("x"), get("/", &big));
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses.len(), 1, "no response to the 50 KB head");
+    assert_eq!(responses[0].status, 431);
+    assert_eq!(bench.result(0).ending, Ending::Closed);
+
+    let mut request = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n".to_vec();
+    request.extend(core::iter::repeat_n(b'z', 200_000));
+    let bench = one_exchange("limit.body=10", fixed("x"), request);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses.len(), 1, "no response to the 200 KB body");
+    assert_eq!(responses[0].status, 413);
+    assert_eq!(bench.result(0).ending, Ending::Closed);
+    assert!(bench.backends[0].borrow().requests.is_empty());
+}
+
 #[test]
 fn backend_failures_give_502_503_and_504() {
     // Nobody listens on the backend port of host 3: refused.

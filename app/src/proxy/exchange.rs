@@ -100,17 +100,42 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     }
 }
 
-/// Writes the proxy's own error response and closes.
-async fn answer_error(worker: &Worker, client: BufferedStream, error: ProxyError) {
+/// How long the close after a refusal goes on reading, and discarding, the rest of the
+/// client's request (nginx's lingering close; its `lingering_time` is 30 s).
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Writes the proxy's own error response and closes. After a refusal the client may still
+/// be sending its request: closing with its bytes unread would reset the connection, and a
+/// reset makes the client's stack drop the response it has not read yet. So the response
+/// is followed by a FIN, and the rest of the request is read and discarded until the
+/// client closes too, for at most `LINGER`.
+async fn answer_error(worker: &Worker, mut client: BufferedStream, error: ProxyError) {
     count_status(worker.statistics(), error.status());
+    let handle = worker.handle();
     let timeout = worker.settings().timeouts.client;
-    match client
-        .write_all(worker.handle(), timeout, &error.response())
+    if client
+        .write_all(handle, timeout, &error.response())
         .await
+        .is_err()
     {
-        Ok(()) => client.close(),
-        Err(_) => client.abort(),
+        return client.abort();
     }
+    if error.refuses_unread_request() && client.stream().shutdown(Shutdown::Write).is_ok() {
+        let deadline = handle.now() + LINGER;
+        loop {
+            let left = deadline.saturating_since(handle.now());
+            if left.is_zero() {
+                break;
+            }
+            let unread = client.buffered().len();
+            client.consume(unread);
+            match client.fill(handle, left).await {
+                Ok(count) if count > 0 => {}
+                _ => break,
+            }
+        }
+    }
+    client.close()
 }
 
 fn count_status(counters: &ProxyCoreCounters, status: u16) {
