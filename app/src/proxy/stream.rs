@@ -8,8 +8,14 @@ use unisock_kernel::socket::{SocketError, TcpStream};
 
 use super::statistics::ByteMeter;
 
-/// Bytes read from the socket at a time (and the most a body relay holds per direction).
+/// The most read from the socket at a time (and the most a body relay holds per direction).
 pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The first read of a stream. A short exchange's head and body fit in it, and a stream
+/// that needs more doubles its buffer at each read up to `READ_CHUNK`: every read zeroes
+/// the room it reads into, and a 16 KiB first read cost each side of every proxied
+/// connection a 16 KiB allocation and 16 KiB of zeroes.
+const FIRST_READ: usize = 2 * 1024;
 
 /// Why a read or write did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +80,16 @@ impl BufferedStream {
             self.start = 0;
         }
         let old_length = self.buffer.len();
-        self.buffer.resize(old_length + READ_CHUNK, 0);
+        let room = self.buffer.capacity() - old_length;
+        let chunk = if room >= FIRST_READ {
+            room.min(READ_CHUNK)
+        } else {
+            self.buffer
+                .capacity()
+                .saturating_mul(2)
+                .clamp(FIRST_READ, READ_CHUNK)
+        };
+        self.buffer.resize(old_length + chunk, 0);
         let read = handle
             .timeout(timeout, self.stream.read(&mut self.buffer[old_length..]))
             .await;
