@@ -422,7 +422,8 @@ fn limits_give_414_431_and_413() {
 /// A refusal that comes before the client has sent its whole request still reaches the
 /// client: closing with the rest unread would reset the connection, and the reset makes the
 /// client's stack drop the response. Before the lingering close, a 50 KB head (past the
-/// 32 KiB limit by more than one read) and a 200 KB body over `limit.body` got no response.
+/// 32 KiB limit by more than one read), a 200 KB body over `limit.body` and a 200 KB body
+/// for a backend that refused the connection got no response.
 #[test]
 fn a_refusal_reaches_a_client_still_sending_its_request() {
     let big = format!("X-Big: {}\r\n", "b".repeat(50_000));
@@ -440,6 +441,23 @@ fn a_refusal_reaches_a_client_still_sending_its_request() {
     assert_eq!(responses[0].status, 413);
     assert_eq!(bench.result(0).ending, Ending::Closed);
     assert!(bench.backends[0].borrow().requests.is_empty());
+
+    // A backend that refuses the connection: the 502 comes before the body was read.
+    let mut words = settings("retry.connect=0", 1);
+    words.pool.backends[0].address.set_port(9);
+    let mut bench = Bench::new(1, clean(), words, vec![fixed("x")]);
+    let mut request = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n".to_vec();
+    request.extend(core::iter::repeat_n(b'z', 200_000));
+    bench.client(request, Duration::ZERO, 30 * SECOND);
+    bench.run(60 * SECOND);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(
+        responses.len(),
+        1,
+        "no response to the body a dead backend could not take"
+    );
+    assert_eq!(responses[0].status, 502);
+    assert_eq!(bench.result(0).ending, Ending::Closed);
 }
 
 #[test]

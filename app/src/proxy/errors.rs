@@ -52,19 +52,6 @@ impl ProxyError {
         }
     }
 
-    /// Answered before the request was read to its end: the client may still be sending it.
-    pub fn refuses_unread_request(self) -> bool {
-        matches!(
-            self,
-            ProxyError::BadRequest
-                | ProxyError::MethodNotAllowed
-                | ProxyError::PayloadTooLarge
-                | ProxyError::UriTooLong
-                | ProxyError::HeadersTooLarge
-                | ProxyError::NotImplemented
-        )
-    }
-
     pub fn reason(self) -> &'static str {
         match self {
             ProxyError::BadRequest => "Bad Request",

@@ -57,7 +57,12 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Ok(None) => return client.close(),
             Err(error) => {
                 counters.rejected_requests.increment();
-                return answer_error(&worker, client, error).await;
+                if answer_error(&worker, &client, error).await {
+                    linger_and_close(&worker, client, error).await;
+                } else {
+                    client.abort();
+                }
+                return;
             }
         };
         counters.requests.increment();
@@ -80,11 +85,16 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Ok(next) => next,
             Err(error) => {
                 record.status.set(error.status());
-                answer_error(&worker, client, error).await;
+                let answered = answer_error(&worker, &client, error).await;
                 if timed {
                     observe();
                 }
                 log(&record);
+                if answered {
+                    linger_and_close(&worker, client, error).await;
+                } else {
+                    client.abort();
+                }
                 return;
             }
         };
@@ -100,37 +110,44 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     }
 }
 
-/// How long the close after a refusal goes on reading, and discarding, the rest of the
-/// client's request (nginx's lingering close; its `lingering_time` is 30 s).
+/// How long the close after an error response goes on reading, and discarding, the rest
+/// of the client's request. nginx's lingering close waits up to 30 s (`lingering_time`);
+/// 5 s is shorter than the header timeout, so a connection held this way costs no more
+/// than one that trickles its head.
 const LINGER: Duration = Duration::from_secs(5);
 
-/// Writes the proxy's own error response and closes. After a refusal the client may still
-/// be sending its request: closing with its bytes unread would reset the connection, and a
-/// reset makes the client's stack drop the response it has not read yet. So the response
-/// is followed by a FIN, and the rest of the request is read and discarded until the
-/// client closes too, for at most `LINGER`.
-async fn answer_error(worker: &Worker, mut client: BufferedStream, error: ProxyError) {
+/// Writes the proxy's own error response; false if the client did not take it.
+async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyError) -> bool {
     count_status(worker.statistics(), error.status());
-    let handle = worker.handle();
     let timeout = worker.settings().timeouts.client;
-    if client
-        .write_all(handle, timeout, &error.response())
+    client
+        .write_all(worker.handle(), timeout, &error.response())
         .await
-        .is_err()
-    {
-        return client.abort();
-    }
-    if error.refuses_unread_request() && client.stream().shutdown(Shutdown::Write).is_ok() {
+        .is_ok()
+}
+
+/// Closes after an error response. The client may still be sending its request (a head
+/// or body refused before its end, a body a backend failed to take, a body invited by
+/// `100 Continue`): closing with its bytes unread would reset the connection, and a reset
+/// makes the client's stack drop the response it has not read yet. So the response is
+/// followed by a FIN and the rest of the request is read and discarded until the client
+/// closes too, for at most `LINGER`. A request timeout closes at once: that client is not
+/// sending.
+async fn linger_and_close(worker: &Worker, mut client: BufferedStream, error: ProxyError) {
+    let handle = worker.handle();
+    if error != ProxyError::RequestTimeout && client.stream().shutdown(Shutdown::Write).is_ok() {
+        client.discard_buffered();
         let deadline = handle.now() + LINGER;
         loop {
             let left = deadline.saturating_since(handle.now());
             if left.is_zero() {
                 break;
             }
-            let unread = client.buffered().len();
-            client.consume(unread);
             match client.fill(handle, left).await {
-                Ok(count) if count > 0 => {}
+                Ok(count) if count > 0 => {
+                    let unread = client.buffered().len();
+                    client.consume(unread);
+                }
                 _ => break,
             }
         }

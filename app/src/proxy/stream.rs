@@ -11,10 +11,10 @@ use super::statistics::ByteMeter;
 /// The most read from the socket at a time (and the most a body relay holds per direction).
 pub const READ_CHUNK: usize = 16 * 1024;
 
-/// The first read of a stream. A short exchange's head and body fit in it, and a stream
-/// that needs more doubles its buffer at each read up to `READ_CHUNK`: every read zeroes
-/// the room it reads into, and a 16 KiB first read cost each side of every proxied
-/// connection a 16 KiB allocation and 16 KiB of zeroes.
+/// The first read of a stream. A short exchange's head and body fit in it; each read that
+/// fills its room doubles the next, up to `READ_CHUNK`. Every read zeroes the room it reads
+/// into, and a 16 KiB first read cost each side of every proxied connection a 16 KiB
+/// allocation and 16 KiB of zeroes.
 const FIRST_READ: usize = 2 * 1024;
 
 /// Why a read or write did not complete.
@@ -36,6 +36,9 @@ pub struct BufferedStream {
     buffer: Vec<u8>,
     /// Bytes before `start` have been consumed.
     start: usize,
+    /// How much the next read asks for (`FIRST_READ` doubled per full read, at most
+    /// `READ_CHUNK`).
+    next_read: usize,
     /// Where the bytes read and written are counted (none for health probes).
     meter: Option<ByteMeter>,
 }
@@ -46,6 +49,7 @@ impl BufferedStream {
             stream,
             buffer: Vec::new(),
             start: 0,
+            next_read: FIRST_READ,
             meter: None,
         }
     }
@@ -73,6 +77,14 @@ impl BufferedStream {
         }
     }
 
+    /// Forgets every received byte and gives the buffer's memory back (a stream that only
+    /// discards from now on).
+    pub fn discard_buffered(&mut self) {
+        self.buffer = Vec::new();
+        self.start = 0;
+        self.next_read = FIRST_READ;
+    }
+
     /// Reads more bytes into the buffer, waiting at most `timeout`; 0 means end of stream.
     pub async fn fill(&mut self, handle: &Handle, timeout: Duration) -> Result<usize, StreamError> {
         if self.start > 0 {
@@ -80,15 +92,7 @@ impl BufferedStream {
             self.start = 0;
         }
         let old_length = self.buffer.len();
-        let room = self.buffer.capacity() - old_length;
-        let chunk = if room >= FIRST_READ {
-            room.min(READ_CHUNK)
-        } else {
-            self.buffer
-                .capacity()
-                .saturating_mul(2)
-                .clamp(FIRST_READ, READ_CHUNK)
-        };
+        let chunk = self.next_read;
         self.buffer.resize(old_length + chunk, 0);
         let read = handle
             .timeout(timeout, self.stream.read(&mut self.buffer[old_length..]))
@@ -105,6 +109,9 @@ impl BufferedStream {
             }
         };
         self.buffer.truncate(old_length + count);
+        if count == chunk {
+            self.next_read = (chunk * 2).min(READ_CHUNK);
+        }
         if let Some(meter) = &self.meter {
             meter.received(count);
         }
