@@ -112,8 +112,7 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
 
 /// How long the close after an error response goes on reading, and discarding, the rest
 /// of the client's request. nginx's lingering close waits up to 30 s (`lingering_time`);
-/// 5 s is shorter than the header timeout, so a connection held this way costs no more
-/// than one that trickles its head.
+/// 5 s, half the default header timeout, bounds what a client that never closes can hold.
 const LINGER: Duration = Duration::from_secs(5);
 
 /// Writes the proxy's own error response; false if the client did not take it.
@@ -131,8 +130,9 @@ async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyErro
 /// `100 Continue`): closing with its bytes unread would reset the connection, and a reset
 /// makes the client's stack drop the response it has not read yet. So the response is
 /// followed by a FIN and the rest of the request is read and discarded until the client
-/// closes too, for at most `LINGER`. A request timeout closes at once: that client is not
-/// sending.
+/// closes too, for at most `LINGER`. A request timeout closes at once: its client already
+/// had the header timeout to send, the read that timed out left nothing unread, and our
+/// stack's orphan discards whatever still comes instead of resetting.
 async fn linger_and_close(worker: &Worker, mut client: BufferedStream, error: ProxyError) {
     let handle = worker.handle();
     if error != ProxyError::RequestTimeout && client.stream().shutdown(Shutdown::Write).is_ok() {
