@@ -130,14 +130,7 @@ fn duplicate_acks_for_out_of_order_data_are_all_sent() {
 #[test]
 fn an_ack_queued_before_a_zero_window_probe_is_still_sent() {
     let mut harness = Harness::plain();
-    let listener = harness.listen();
-    harness.inject(Inbound::new(SYN, 1000, 0));
-    let iss = harness.expect().sequence;
-    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
-    let connection = harness.layer.accept(listener).unwrap();
-    harness.layer.write(connection, b"waiting").unwrap();
-    harness.collect();
-    harness.expect_nothing();
+    let (iss, _connection) = harness.accept_behind_closed_window();
     // Two segments (an ACK at once), then the persist timer fires before the drain.
     harness.now = harness.now + Duration::from_secs(1);
     harness.inject_and_hold(
@@ -212,14 +205,7 @@ fn duplicate_acks_after_an_ack_that_moved_forward_are_all_sent() {
 #[test]
 fn a_zero_window_probe_is_not_withdrawn_for_the_ack_after_it() {
     let mut harness = Harness::plain();
-    let listener = harness.listen();
-    harness.inject(Inbound::new(SYN, 1000, 0));
-    let iss = harness.expect().sequence;
-    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
-    let connection = harness.layer.accept(listener).unwrap();
-    harness.layer.write(connection, b"waiting").unwrap();
-    harness.collect();
-    harness.expect_nothing();
+    let (iss, _connection) = harness.accept_behind_closed_window();
     // Data whose ACK is delayed, then the probe, which acknowledges it (so it is no
     // duplicate), then two segments more, whose ACK follows the probe.
     harness.now = harness.now + Duration::from_secs(1);

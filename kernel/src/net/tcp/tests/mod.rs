@@ -259,6 +259,20 @@ impl Harness {
         );
     }
 
+    /// A passive open (the remote's ISN 1000) whose handshake ACK closes the peer's window,
+    /// with "waiting" written and held behind it; returns (our ISN, accepted handle).
+    pub(crate) fn accept_behind_closed_window(&mut self) -> (u32, SocketHandle) {
+        let listener = self.listen();
+        self.inject(Inbound::new(SYN, 1000, 0));
+        let iss = self.expect().sequence;
+        self.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
+        let connection = self.layer.accept(listener).unwrap();
+        self.layer.write(connection, b"waiting").unwrap();
+        self.collect();
+        self.expect_nothing();
+        (iss, connection)
+    }
+
     /// Runs a passive handshake with the remote's ISN `peer_isn`; returns (our ISN, accepted handle).
     pub(crate) fn passive_open(&mut self, peer_isn: u32) -> (u32, SocketHandle) {
         let listener = self.listen();

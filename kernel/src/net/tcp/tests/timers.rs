@@ -84,14 +84,7 @@ fn retry_limit_aborts_with_a_reset() {
 #[test]
 fn zero_window_is_probed_until_it_opens() {
     let mut harness = Harness::plain();
-    let listener = harness.listen();
-    harness.inject(Inbound::new(SYN, 1000, 0));
-    let iss = harness.expect().sequence;
-    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
-    let connection = harness.layer.accept(listener).unwrap();
-    harness.layer.write(connection, b"waiting").unwrap();
-    harness.collect();
-    harness.expect_nothing();
+    let (iss, _connection) = harness.accept_behind_closed_window();
     harness.advance(Duration::from_secs(1));
     harness.expect().assert(ACK, iss, 1001);
     harness.advance(Duration::from_secs(2));
@@ -195,14 +188,7 @@ fn zero_window_connection() -> (Harness, u32, crate::net::tcp::SocketHandle) {
         ..plain_config()
     };
     let mut harness = Harness::new(config);
-    let listener = harness.listen();
-    harness.inject(Inbound::new(SYN, 1000, 0));
-    let iss = harness.expect().sequence;
-    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(0));
-    let connection = harness.layer.accept(listener).unwrap();
-    harness.layer.write(connection, b"waiting").unwrap();
-    harness.collect();
-    harness.expect_nothing();
+    let (iss, connection) = harness.accept_behind_closed_window();
     (harness, iss, connection)
 }
 
