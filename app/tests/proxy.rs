@@ -433,9 +433,9 @@ fn a_refusal_reaches_a_client_still_sending_its_request() {
     assert_eq!(responses[0].status, 431);
     assert_eq!(bench.result(0).ending, Ending::Closed);
 
-    let mut request = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n".to_vec();
-    request.extend(core::iter::repeat_n(b'z', 200_000));
-    let bench = one_exchange("limit.body=10", fixed("x"), request);
+    let mut big_post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n".to_vec();
+    big_post.extend(core::iter::repeat_n(b'z', 200_000));
+    let bench = one_exchange("limit.body=10", fixed("x"), big_post.clone());
     let responses = bench.responses(0, &[false]);
     assert_eq!(responses.len(), 1, "no response to the 200 KB body");
     assert_eq!(responses[0].status, 413);
@@ -446,9 +446,7 @@ fn a_refusal_reaches_a_client_still_sending_its_request() {
     let mut words = settings("retry.connect=0", 1);
     words.pool.backends[0].address.set_port(9);
     let mut bench = Bench::new(1, clean(), words, vec![fixed("x")]);
-    let mut request = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n".to_vec();
-    request.extend(core::iter::repeat_n(b'z', 200_000));
-    bench.client(request, Duration::ZERO, 30 * SECOND);
+    bench.client(big_post, Duration::ZERO, 30 * SECOND);
     bench.run(60 * SECOND);
     let responses = bench.responses(0, &[false]);
     assert_eq!(

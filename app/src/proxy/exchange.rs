@@ -57,12 +57,8 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Ok(None) => return client.close(),
             Err(error) => {
                 counters.rejected_requests.increment();
-                if answer_error(&worker, &client, error).await {
-                    linger_and_close(&worker, client, error).await;
-                } else {
-                    client.abort();
-                }
-                return;
+                let answered = answer_error(&worker, &client, error).await;
+                return close_after_error(&worker, client, error, answered).await;
             }
         };
         counters.requests.increment();
@@ -90,12 +86,7 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
                     observe();
                 }
                 log(&record);
-                if answered {
-                    linger_and_close(&worker, client, error).await;
-                } else {
-                    client.abort();
-                }
-                return;
+                return close_after_error(&worker, client, error, answered).await;
             }
         };
         if timed && next != Next::Abort {
@@ -125,15 +116,24 @@ async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyErro
         .is_ok()
 }
 
-/// Closes after an error response. The client may still be sending its request (a head
-/// or body refused before its end, a body a backend failed to take, a body invited by
-/// `100 Continue`): closing with its bytes unread would reset the connection, and a reset
+/// Closes after an error response, or aborts if the client did not take it (`answered`
+/// false: the connection is dead or the client stopped reading). The client may still be
+/// sending its request (a head or body refused before its end, a body a backend failed to
+/// take, a body invited by `100 Continue`): closing with its bytes unread would reset the connection, and a reset
 /// makes the client's stack drop the response it has not read yet. So the response is
 /// followed by a FIN and the rest of the request is read and discarded until the client
 /// closes too, for at most `LINGER`. A request timeout closes at once: its client already
 /// had the header timeout to send, the read that timed out left nothing unread, and our
 /// stack's orphan discards whatever still comes instead of resetting.
-async fn linger_and_close(worker: &Worker, mut client: BufferedStream, error: ProxyError) {
+async fn close_after_error(
+    worker: &Worker,
+    mut client: BufferedStream,
+    error: ProxyError,
+    answered: bool,
+) {
+    if !answered {
+        return client.abort();
+    }
     let handle = worker.handle();
     if error != ProxyError::RequestTimeout && client.stream().shutdown(Shutdown::Write).is_ok() {
         client.discard_buffered();
