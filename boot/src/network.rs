@@ -346,6 +346,9 @@ fn bring_up(
                     crate::memory::heap_usage().capacity_bytes as usize,
                     queues,
                 ),
+                max_connections: config
+                    .tcp_max_connections
+                    .unwrap_or(TcpConfig::default().max_connections),
                 ..TcpConfig::default()
             },
             secret,

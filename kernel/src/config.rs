@@ -15,6 +15,10 @@ use core::net::Ipv4Addr;
 /// segments, small enough that every core can keep its own copy.
 pub const MAX_RESPONDER_BODY: usize = 1 << 20;
 
+/// The largest per-core connection limit `tcp.max-connections=` accepts: the stack's slot
+/// handles and tables are sized for at most this many connections a core.
+pub const MAX_CONNECTIONS_PER_CORE: usize = 1 << 20;
+
 /// How much the console logger prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -86,6 +90,10 @@ pub struct Config {
     pub self_test: Option<SelfTestKind>,
     /// The NIC words (`nic=`, `mac=`, `ixgbe.steering=`).
     pub nic: NicConfig,
+    /// `tcp.max-connections=<n>`: each core's limit on connections (half-open and
+    /// established; TIME_WAIT apart), 1 to [`MAX_CONNECTIONS_PER_CORE`]; `None` keeps the
+    /// stack's default.
+    pub tcp_max_connections: Option<usize>,
 }
 
 impl Default for Config {
@@ -103,6 +111,7 @@ impl Default for Config {
             source_port: None,
             self_test: None,
             nic: NicConfig::default(),
+            tcp_max_connections: None,
         }
     }
 }
@@ -210,6 +219,10 @@ impl Config {
             "responder.body" => {
                 let value = required(key, value)?;
                 self.responder_body = Some(in_range(key, value, 1, MAX_RESPONDER_BODY)?);
+            }
+            "tcp.max-connections" => {
+                let value = required(key, value)?;
+                self.tcp_max_connections = Some(in_range(key, value, 1, MAX_CONNECTIONS_PER_CORE)?);
             }
             "sink" => self.sink_port = Some(port(key, required(key, value)?)?),
             "source" => self.source_port = Some(port(key, required(key, value)?)?),
@@ -572,6 +585,33 @@ mod tests {
         assert_eq!(
             Config::parse("responder.body"),
             Err(ConfigError::MissingValue("responder.body"))
+        );
+    }
+
+    #[test]
+    fn the_per_core_connection_limit_is_a_bounded_number() {
+        assert_eq!(Config::parse("").unwrap().tcp_max_connections, None);
+        assert_eq!(
+            Config::parse("tcp.max-connections=64")
+                .unwrap()
+                .tcp_max_connections,
+            Some(64)
+        );
+        assert_eq!(
+            Config::parse("tcp.max-connections=0"),
+            Err(ConfigError::OutOfRange {
+                key: "tcp.max-connections",
+                value: "0",
+                min: 1,
+                max: MAX_CONNECTIONS_PER_CORE
+            })
+        );
+        assert_eq!(
+            Config::parse("tcp.max-connections=many"),
+            Err(ConfigError::InvalidValue {
+                key: "tcp.max-connections",
+                value: "many"
+            })
         );
     }
 
