@@ -8,109 +8,12 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use guest::backend::Backend;
 use guest::{
     CoreCounters, GUEST, Guest, NAMESPACE_COUNTER, PEER, SERVICES, check_ab, sha256_of_file,
 };
 
 const PROXY_PORT: u16 = 8080;
-
-/// A backend server process inside the guest's namespace; dropping it stops it and removes
-/// its directory.
-struct Backend {
-    process: guest::NamespaceProcess,
-    directory: PathBuf,
-    port: u16,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.directory);
-    }
-}
-
-impl Backend {
-    fn scratch_directory(kind: &str) -> PathBuf {
-        let directory = std::env::temp_dir().join(format!(
-            "unisock-e2e-{kind}-{}-{}",
-            std::process::id(),
-            NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&directory).expect("cannot create the backend's directory");
-        directory
-    }
-
-    /// nginx on `port`: `/health`, `/` answering `nginx-<port>`, and `files/` from `files`.
-    fn nginx(guest: &Guest, port: u16, files: &Path) -> Backend {
-        let directory = Self::scratch_directory("nginx");
-        let dir = directory.display();
-        let configuration = format!(
-            "user root;\ndaemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
-               fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-               keepalive_requests 100000;\n\
-               server {{\n    listen {PEER}:{port} reuseport backlog=4096;\n\
-                 location = /health {{ return 200 \"ok\\n\"; }}\n\
-                 location /files/ {{ alias {files}/; }}\n\
-                 location / {{ return 200 \"nginx-{port}\\n\"; }}\n  }}\n}}\n",
-            files = files.display()
-        );
-        std::fs::write(directory.join("nginx.conf"), configuration)
-            .expect("cannot write nginx.conf");
-        let process = guest::NamespaceProcess::spawn(
-            Command::new("ip")
-                .args(["netns", "exec", &guest.namespace, "nginx", "-p"])
-                .arg(&directory)
-                .arg("-c")
-                .arg(directory.join("nginx.conf"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        let backend = Backend {
-            process,
-            directory,
-            port,
-        };
-        backend.wait_until_listening(guest);
-        backend
-    }
-
-    /// tests/scripts/http-backend.py on `port` (prints each request to `requests.log`).
-    fn python(guest: &Guest, port: u16) -> Backend {
-        let directory = Self::scratch_directory("python");
-        let log =
-            std::fs::File::create(directory.join("requests.log")).expect("cannot create the log");
-        Backend {
-            process: guest::python_backend(guest, port, Stdio::from(log)),
-            directory,
-            port,
-        }
-    }
-
-    fn wait_until_listening(&self, guest: &Guest) {
-        guest::wait_for_health(guest, self.port);
-    }
-
-    fn stop(&mut self) {
-        self.process.stop();
-    }
-
-    /// Lines nginx logged (requests that reached it), or the Python server printed.
-    /// Requests other than the proxy's health checks (which arrive on their own schedule and
-    /// would make counts taken around a client's request race with them).
-    fn requests_seen(&self) -> usize {
-        ["access.log", "requests.log"]
-            .iter()
-            .filter_map(|name| std::fs::read_to_string(self.directory.join(name)).ok())
-            .map(|text| {
-                text.lines()
-                    .filter(|line| !line.contains("/health"))
-                    .count()
-            })
-            .sum()
-    }
-}
 
 /// The proxy's counters from `GET /stats` (`proxy core=<i> name=value ...`), one per core
 /// and the total last.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use unisock_e2e::{artifact, repository_root};
 
+pub mod backend;
+
 /// The guest's address.
 pub const GUEST: &str = "10.77.0.2";
 /// The namespace's own address (its side of the tap), where the tests' backends listen.
