@@ -164,7 +164,7 @@ fn a_client_reading_the_response_too_slowly_is_cut_off_and_counted() {
 
 /// A client as fast as the response is never cut, however long it takes.
 #[test]
-fn a_client_keeping_up_with_a_slow_response_is_never_cut() {
+fn a_client_keeping_up_with_a_large_response_is_never_cut() {
     let mut bench = Bench::new(
         1,
         clean(),
@@ -182,6 +182,33 @@ fn a_client_keeping_up_with_a_slow_response_is_never_cut() {
     bench.run(120 * SECOND);
     let responses = bench.responses(0, &[false]);
     assert_eq!(responses[0].body.len(), 300_000);
+    assert!(bench.report().contains("send_timeouts=0"));
+}
+
+/// Only the waits on the client count: a response the backend produces slowly (a chunk every
+/// 5 s for 50 s) reaches a client that takes each chunk at once, with a send budget of 1 s.
+#[test]
+fn a_slow_backend_is_never_charged_to_the_client() {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings(
+            "timeout.send=1 timeout.send-rate=1000000 timeout.backend=10",
+            1,
+        ),
+        vec![Behaviour::SlowChunks {
+            pieces: 10,
+            every: 5 * SECOND,
+        }],
+    );
+    bench.client(
+        b"GET /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_vec(),
+        Duration::ZERO,
+        120 * SECOND,
+    );
+    bench.run(200 * SECOND);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses[0].body, b"hello".repeat(10));
     assert!(bench.report().contains("send_timeouts=0"));
 }
 

@@ -39,6 +39,8 @@ pub enum Behaviour {
     CloseAtOnce,
     /// Answers 101 to an Upgrade request, then echoes bytes in upper case.
     UpgradeEcho,
+    /// Answers 200 chunked, one `hello` chunk every `every`, `pieces` of them (a slow stream).
+    SlowChunks { pieces: usize, every: Duration },
     /// Answers 101, then sends `tick\n` every `every`, `ticks` times, and then nothing; like
     /// a WebSocket server, closes as soon as the client's direction ends.
     UpgradeTicks { every: Duration, ticks: usize },
@@ -647,6 +649,21 @@ async fn backend_connection(
                         }
                         Ok(count) => data.extend_from_slice(&chunk[..count]),
                     }
+                }
+            }
+            Behaviour::SlowChunks { pieces, every } => {
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                for _ in 0..*pieces {
+                    handle.sleep(*every).await;
+                    if stream.write_all(b"5\r\nhello\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                if stream.write_all(b"0\r\n\r\n").await.is_err() {
+                    return;
                 }
             }
             Behaviour::UpgradeTicks { every, ticks } => {
