@@ -41,16 +41,22 @@ struct RawListener {
 }
 
 #[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawListenerTimeouts {
     header: Option<Spanned<Seconds>>,
     client: Option<Spanned<Seconds>>,
+    body: Option<Spanned<Seconds>>,
+    body_rate: Option<Spanned<u64>>,
+    send: Option<Spanned<Seconds>>,
+    send_rate: Option<Spanned<u64>>,
+    tunnel: Option<Spanned<Seconds>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawListenerLimits {
     body: Option<Spanned<u64>>,
+    body_buffer: Option<Spanned<u64>>,
     request_line: Option<Spanned<u64>>,
     header_bytes: Option<Spanned<u64>>,
     header_count: Option<Spanned<u64>>,
@@ -399,7 +405,29 @@ fn listener_config(
         "timeout.client",
         &raw.timeout.client,
     )?;
+    applier.set(&key("timeout.body"), "timeout.body", &raw.timeout.body)?;
+    applier.set(
+        &key("timeout.body-rate"),
+        "timeout.body-rate",
+        &raw.timeout.body_rate,
+    )?;
+    applier.set(&key("timeout.send"), "timeout.send", &raw.timeout.send)?;
+    applier.set(
+        &key("timeout.send-rate"),
+        "timeout.send-rate",
+        &raw.timeout.send_rate,
+    )?;
+    applier.set(
+        &key("timeout.tunnel"),
+        "timeout.tunnel",
+        &raw.timeout.tunnel,
+    )?;
     applier.set(&key("limit.body"), "limit.body", &raw.limit.body)?;
+    applier.set(
+        &key("limit.body-buffer"),
+        "limit.body-buffer",
+        &raw.limit.body_buffer,
+    )?;
     applier.set(
         &key("limit.request-line"),
         "limit.request-line",

@@ -48,12 +48,24 @@ pub struct ListenerConfig {
     pub pool: String,
     /// A client's whole request head, from its first byte (slowloris).
     pub header_timeout: Duration,
-    /// A client connection with no request in progress, and between two reads of a body.
+    /// A client connection with no request in progress, and the longest single wait on a
+    /// client.
     pub client_timeout: Duration,
+    /// A request body's waiting allowance and the minimum rate that earns it back.
+    pub body_timeout: Duration,
+    pub body_rate: u64,
+    /// A response's waiting allowance on the client and the minimum rate that earns it back.
+    pub send_timeout: Duration,
+    pub send_rate: u64,
+    /// A tunnel with no byte either way.
+    pub tunnel_timeout: Duration,
     pub request_line_limit: usize,
     pub header_bytes_limit: usize,
     pub header_count_limit: usize,
     pub body_limit: u64,
+    /// Request bodies up to this (with a `Content-Length`) are read whole before a backend
+    /// is picked.
+    pub body_buffer_limit: u64,
     pub forwarding: ForwardingHeaders,
 }
 
@@ -314,12 +326,18 @@ pub fn assemble(listener: &ListenerConfig, pool: &PoolConfig) -> ProxySettings {
             backend: pool.backend_timeout,
             header: listener.header_timeout,
             client: listener.client_timeout,
+            body: listener.body_timeout,
+            body_rate: listener.body_rate,
+            send: listener.send_timeout,
+            send_rate: listener.send_rate,
+            tunnel: listener.tunnel_timeout,
         },
         limits: Limits {
             request_line: listener.request_line_limit,
             header_bytes: listener.header_bytes_limit,
             header_count: listener.header_count_limit,
             body: listener.body_limit,
+            body_buffer: listener.body_buffer_limit,
             response_header_bytes: pool.response_header_bytes_limit,
         },
         forwarding: listener.forwarding,
@@ -335,10 +353,16 @@ pub fn split(settings: &ProxySettings, pool_name: &str) -> (ListenerConfig, Pool
             pool: pool_name.to_string(),
             header_timeout: settings.timeouts.header,
             client_timeout: settings.timeouts.client,
+            body_timeout: settings.timeouts.body,
+            body_rate: settings.timeouts.body_rate,
+            send_timeout: settings.timeouts.send,
+            send_rate: settings.timeouts.send_rate,
+            tunnel_timeout: settings.timeouts.tunnel,
             request_line_limit: settings.limits.request_line,
             header_bytes_limit: settings.limits.header_bytes,
             header_count_limit: settings.limits.header_count,
             body_limit: settings.limits.body,
+            body_buffer_limit: settings.limits.body_buffer,
             forwarding: settings.forwarding,
         },
         PoolConfig {

@@ -48,14 +48,23 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
         writeln!(
             out,
             "\n[[listener]]\nport = {}\npool = {}\ntimeout.header = {}\ntimeout.client = {}\n\
-             limit.body = {}\nlimit.request-line = {}\nlimit.header-bytes = {}\n\
+             timeout.body = {}\ntimeout.body-rate = {}\ntimeout.send = {}\n\
+             timeout.send-rate = {}\ntimeout.tunnel = {}\n\
+             limit.body = {}\nlimit.body-buffer = {}\nlimit.request-line = {}\n\
+             limit.header-bytes = {}\n\
              limit.header-count = {}\nforward.xff = {}\nforward.proto = {}\n\
              forward.forwarded = {}\nforward.via = {}",
             listener.port,
             quoted(&listener.pool),
             seconds(listener.header_timeout),
             seconds(listener.client_timeout),
+            seconds(listener.body_timeout),
+            listener.body_rate,
+            seconds(listener.send_timeout),
+            listener.send_rate,
+            seconds(listener.tunnel_timeout),
             listener.body_limit,
+            listener.body_buffer_limit,
             listener.request_line_limit,
             listener.header_bytes_limit,
             listener.header_count_limit,

@@ -91,7 +91,13 @@ port = 81
 pool = "p"
 timeout.header = 3.5
 timeout.client = 7
+timeout.body = 20
+timeout.body-rate = 0
+timeout.send = 30.5
+timeout.send-rate = 4096
+timeout.tunnel = 3600
 limit.body = 99
+limit.body-buffer = 65536
 limit.request-line = 1000
 limit.header-bytes = 2000
 limit.header-count = 20
@@ -123,7 +129,16 @@ limit.response-header-bytes = 4096
     let (listener, default_listener) = (&configuration.listeners[0], &defaults.listeners[0]);
     assert_ne!(listener.header_timeout, default_listener.header_timeout);
     assert_ne!(listener.client_timeout, default_listener.client_timeout);
+    assert_ne!(listener.body_timeout, default_listener.body_timeout);
+    assert_ne!(listener.body_rate, default_listener.body_rate);
+    assert_ne!(listener.send_timeout, default_listener.send_timeout);
+    assert_ne!(listener.send_rate, default_listener.send_rate);
+    assert_ne!(listener.tunnel_timeout, default_listener.tunnel_timeout);
     assert_ne!(listener.body_limit, default_listener.body_limit);
+    assert_ne!(
+        listener.body_buffer_limit,
+        default_listener.body_buffer_limit
+    );
     assert_ne!(
         listener.request_line_limit,
         default_listener.request_line_limit
@@ -239,6 +254,21 @@ fn every_error_names_its_key_and_line() {
         (
             alloc::format!("{listener}limit.header-count = 5000\n{base_pool}"),
             "listener[0].limit.header-count",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}limit.body-buffer = 2000000\n{base_pool}"),
+            "listener[0].limit.body-buffer",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}timeout.body-rate = -1\n{base_pool}"),
+            "timeout.body-rate",
+            Some(4),
+        ),
+        (
+            alloc::format!("{listener}timeout.tunnel = 0\n{base_pool}"),
+            "listener[0].timeout.tunnel",
             Some(4),
         ),
         (

@@ -2,20 +2,19 @@
 
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::future::{Future, poll_fn};
 use core::net::{Ipv4Addr, SocketAddrV4};
-use core::pin::pin;
-use core::task::Poll;
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{Shutdown, TcpStream};
+use unisock_kernel::socket::{Shutdown, SocketError, TcpStream};
 
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
+use super::pace::Pace;
 use super::statistics::{MeteredSide, ProxyCoreCounters};
 use super::stream::{BufferedStream, READ_CHUNK, StreamError};
+use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::fields::BodyFraming;
@@ -220,8 +219,13 @@ enum Attempt {
         error: ProxyError,
         response_started: bool,
     },
-    /// The client went away or stopped reading.
+    /// The client went away (or stalled outside a body).
     ClientFailed,
+    /// The client's request body stalled or fell behind its minimum rate; nothing of the
+    /// response has been sent (408).
+    BodyTimedOut,
+    /// The client stalled taking the response, or fell behind its minimum rate.
+    SendTimedOut,
     /// The response was cut off mid-body by the backend.
     Truncated,
     /// The request body is refused (too large, bad chunked framing) before any response.
@@ -258,6 +262,22 @@ async fn exchange(
             )
             .await
             .map_err(|_| ProxyError::BadRequest)?;
+    }
+    if let BodyFraming::Length(length) = head.framing
+        && length > 0
+        && length <= settings.limits.body_buffer
+    {
+        match buffer_body(worker, client, length).await {
+            Ok(()) => {}
+            Err(CopyError::SourceTimedOut) => {
+                counters.body_timeouts.increment();
+                return Err(ProxyError::RequestTimeout);
+            }
+            Err(_) => {
+                counters.client_aborts.increment();
+                return Ok(Next::Abort);
+            }
+        }
     }
     // Only a request that can be sent again without its client may be retried after it was
     // sent, or sent on a pooled connection the backend may be closing at that moment.
@@ -396,6 +416,18 @@ async fn exchange(
                 counters.client_aborts.increment();
                 return Ok(Next::Abort);
             }
+            Attempt::BodyTimedOut => {
+                // The backend has an incomplete request: reset, so that it stops waiting
+                // for the rest. The backend did nothing wrong.
+                upstream.abort();
+                counters.body_timeouts.increment();
+                return Err(ProxyError::RequestTimeout);
+            }
+            Attempt::SendTimedOut => {
+                upstream.abort();
+                counters.send_timeouts.increment();
+                return Ok(Next::Abort);
+            }
             Attempt::Truncated => {
                 upstream.abort();
                 record_backend_failure(worker, backend);
@@ -447,13 +479,34 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
     }
 }
 
+/// Reads a small request body whole into the client's buffer before any backend is picked,
+/// paced like any body (`timeout.body`, `timeout.body-rate`), so that a slow upload holds no
+/// backend connection: HAProxy's `option http-buffer-request` and Envoy's buffer filter do
+/// this. The relay then finds the body buffered and never waits on the client.
+async fn buffer_body(
+    worker: &Worker,
+    client: &mut BufferedStream,
+    length: u64,
+) -> Result<(), CopyError> {
+    let timeouts = worker.settings().timeouts;
+    let mut pace = Pace::new(timeouts.client, timeouts.body, timeouts.body_rate);
+    while (client.buffered().len() as u64) < length {
+        read_more(worker.handle(), client, &mut pace).await?;
+    }
+    Ok(())
+}
+
 /// Which side of a copy failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CopyError {
-    /// Reading: closed early, reset, or timed out.
+    /// Reading: closed early or reset.
     Source,
-    /// Writing.
+    /// Reading: nothing came within the wait its pace allowed.
+    SourceTimedOut,
+    /// Writing: closed or reset.
     Destination,
+    /// Writing: not taken within the wait its pace allowed.
+    DestinationTimedOut,
     /// A chunked body with bad framing.
     Malformed,
     /// A body over the limit.
@@ -499,35 +552,26 @@ async fn relay(
             response_started: false,
         };
     }
+    // The client's time over its body is paced (`timeout.body`, `timeout.body-rate`); the
+    // time the backend takes to accept it is not the client's.
+    let mut client_pace = Pace::new(timeouts.client, timeouts.body, timeouts.body_rate);
+    let mut backend_pace = Pace::per_wait(timeouts.backend);
+    let paces = (&mut client_pace, &mut backend_pace);
     let body = match head.framing {
-        BodyFraming::Length(length) => copy_exact(
-            handle,
-            client,
-            upstream,
-            length,
-            timeouts.client,
-            timeouts.backend,
-        )
-        .await
-        .map(|()| length),
-        BodyFraming::Chunked => {
-            copy_chunked(
-                handle,
-                client,
-                upstream,
-                true,
-                Some(settings.limits.body),
-                timeouts.client,
-                timeouts.backend,
-            )
+        BodyFraming::Length(length) => copy_exact(handle, client, upstream, length, paces)
             .await
+            .map(|()| length),
+        BodyFraming::Chunked => {
+            let limit = Some(settings.limits.body);
+            copy_chunked(handle, client, upstream, true, limit, paces).await
         }
         BodyFraming::Empty | BodyFraming::UntilClose => Ok(0),
     };
     match body {
         Ok(bytes) => counters.request_body_bytes.add(bytes),
         Err(CopyError::Source) => return Attempt::ClientFailed,
-        Err(CopyError::Destination) => {
+        Err(CopyError::SourceTimedOut) => return Attempt::BodyTimedOut,
+        Err(CopyError::Destination | CopyError::DestinationTimedOut) => {
             return Attempt::BackendFailed {
                 error: ProxyError::BadGateway,
                 response_started: !upstream.buffered().is_empty(),
@@ -652,51 +696,26 @@ async fn relay_response(
     };
     let head_bytes =
         forward::response_for_client(response, &settings.forwarding, client_framing, option, None);
-    if client
-        .write_all(handle, timeouts.client, &head_bytes)
-        .await
-        .is_err()
-    {
-        return Attempt::ClientFailed;
+    // The client's time taking the response is paced (`timeout.send`, `timeout.send-rate`),
+    // head included; the time the backend takes to produce it is not the client's.
+    let mut client_pace = Pace::new(timeouts.client, timeouts.send, timeouts.send_rate);
+    let mut backend_pace = Pace::per_wait(timeouts.backend);
+    match send(handle, client, &head_bytes, &mut client_pace).await {
+        Ok(()) => {}
+        Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
+        Err(_) => return Attempt::ClientFailed,
     }
     count_status(worker.statistics(), response.status);
     record.status.set(response.status);
     let encode = client_framing == BodyFraming::Chunked;
+    let paces = (&mut backend_pace, &mut client_pace);
     let copied = match response.framing {
         BodyFraming::Empty => Ok(0),
-        BodyFraming::Length(length) => copy_exact(
-            handle,
-            upstream,
-            client,
-            length,
-            timeouts.backend,
-            timeouts.client,
-        )
-        .await
-        .map(|()| length),
-        BodyFraming::Chunked => {
-            copy_chunked(
-                handle,
-                upstream,
-                client,
-                encode,
-                None,
-                timeouts.backend,
-                timeouts.client,
-            )
+        BodyFraming::Length(length) => copy_exact(handle, upstream, client, length, paces)
             .await
-        }
-        BodyFraming::UntilClose => {
-            copy_until_close(
-                handle,
-                upstream,
-                client,
-                encode,
-                timeouts.backend,
-                timeouts.client,
-            )
-            .await
-        }
+            .map(|()| length),
+        BodyFraming::Chunked => copy_chunked(handle, upstream, client, encode, None, paces).await,
+        BodyFraming::UntilClose => copy_until_close(handle, upstream, client, encode, paces).await,
     };
     match copied {
         Ok(bytes) => {
@@ -704,7 +723,13 @@ async fn relay_response(
             record.bytes.set(bytes);
         }
         Err(CopyError::Destination) => return Attempt::ClientFailed,
-        Err(CopyError::Source | CopyError::Malformed | CopyError::TooLarge) => {
+        Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
+        Err(
+            CopyError::Source
+            | CopyError::SourceTimedOut
+            | CopyError::Malformed
+            | CopyError::TooLarge,
+        ) => {
             return Attempt::Truncated;
         }
     }
@@ -721,17 +746,73 @@ async fn relay_response(
     }
 }
 
-/// Reads more into `from` when its buffer is empty; end of stream and errors are `Source`.
+/// The pace of each side of a copy: (the side read from, the side written to).
+type Paces<'a> = (&'a mut Pace, &'a mut Pace);
+
+/// Reads more into `from`, waiting as long as `pace` allows; end of stream and errors are
+/// `Source`, a wait that ran out `SourceTimedOut`.
+async fn read_more(
+    handle: &Handle,
+    from: &mut BufferedStream,
+    pace: &mut Pace,
+) -> Result<usize, CopyError> {
+    let started = handle.now();
+    // A spent pace still takes what has already arrived: the read is polled before the
+    // timer.
+    match from.fill(handle, pace.next_wait()).await {
+        Ok(count) if count > 0 => {
+            pace.record(handle.now().saturating_since(started), count);
+            Ok(count)
+        }
+        Err(StreamError::TimedOut) => Err(CopyError::SourceTimedOut),
+        _ => Err(CopyError::Source),
+    }
+}
+
+/// Reads more into `from` when its buffer is empty.
 async fn refill(
     handle: &Handle,
     from: &mut BufferedStream,
-    timeout: Duration,
+    pace: &mut Pace,
 ) -> Result<(), CopyError> {
     if from.buffered().is_empty() {
-        match from.fill(handle, timeout).await {
-            Ok(count) if count > 0 => {}
-            _ => return Err(CopyError::Source),
+        read_more(handle, from, pace).await?;
+    }
+    Ok(())
+}
+
+/// What a copy writes per wait once the peer's send buffer is full: each piece the peer
+/// takes is credited to its pace, so that a reader that is slow but steady earns its time
+/// back as it goes, not only once a whole 16 KiB read has gone out.
+const WAITED_PIECE: usize = 2048;
+
+/// Writes all of `data` to `to`: what fits at once without a timer, the rest piece by piece,
+/// each wait as long as `pace` allows.
+async fn send(
+    handle: &Handle,
+    to: &BufferedStream,
+    data: &[u8],
+    pace: &mut Pace,
+) -> Result<(), CopyError> {
+    let mut written = 0;
+    while written < data.len() {
+        match to.try_write(&data[written..]) {
+            Ok(count) if count > 0 => {
+                pace.record(Duration::ZERO, count);
+                written += count;
+                continue;
+            }
+            Ok(_) | Err(SocketError::WouldBlock) => {}
+            Err(_) => return Err(CopyError::Destination),
         }
+        let piece = &data[written..data.len().min(written + WAITED_PIECE)];
+        let started = handle.now();
+        match to.write_all(handle, pace.next_wait(), piece).await {
+            Ok(()) => pace.record(handle.now().saturating_since(started), piece.len()),
+            Err(StreamError::TimedOut) => return Err(CopyError::DestinationTimedOut),
+            Err(StreamError::Socket(_)) => return Err(CopyError::Destination),
+        }
+        written += piece.len();
     }
     Ok(())
 }
@@ -742,16 +823,13 @@ async fn copy_exact(
     from: &mut BufferedStream,
     to: &BufferedStream,
     length: u64,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    (read_pace, write_pace): Paces<'_>,
 ) -> Result<(), CopyError> {
     let mut left = length;
     while left > 0 {
-        refill(handle, from, read_timeout).await?;
+        refill(handle, from, read_pace).await?;
         let take = (from.buffered().len() as u64).min(left) as usize;
-        to.write_all(handle, write_timeout, &from.buffered()[..take])
-            .await
-            .map_err(|_| CopyError::Destination)?;
+        send(handle, to, &from.buffered()[..take], write_pace).await?;
         from.consume(take);
         left -= take as u64;
     }
@@ -766,14 +844,13 @@ async fn copy_chunked(
     to: &BufferedStream,
     encode: bool,
     limit: Option<u64>,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    (read_pace, write_pace): Paces<'_>,
 ) -> Result<u64, CopyError> {
     let mut decoder = ChunkedDecoder::new();
     let mut out = Vec::with_capacity(READ_CHUNK + 64);
     let mut total = 0u64;
     while !decoder.is_done() {
-        refill(handle, from, read_timeout).await?;
+        refill(handle, from, read_pace).await?;
         out.clear();
         let mut used = 0;
         let input = from.buffered();
@@ -798,9 +875,7 @@ async fn copy_chunked(
             out.extend_from_slice(chunked::LAST_CHUNK);
         }
         if !out.is_empty() {
-            to.write_all(handle, write_timeout, &out)
-                .await
-                .map_err(|_| CopyError::Destination)?;
+            send(handle, to, &out, write_pace).await?;
         }
     }
     Ok(total)
@@ -824,17 +899,18 @@ async fn copy_until_close(
     from: &mut BufferedStream,
     to: &BufferedStream,
     encode: bool,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    (read_pace, write_pace): Paces<'_>,
 ) -> Result<u64, CopyError> {
     let mut total = 0u64;
     let mut out = Vec::with_capacity(READ_CHUNK + 16);
     loop {
         if from.buffered().is_empty() {
-            match from.fill(handle, read_timeout).await {
+            let started = handle.now();
+            match from.fill(handle, read_pace.next_wait()).await {
                 Ok(0) => break,
-                Ok(_) => {}
-                Err(_) => return Err(CopyError::Source),
+                Ok(count) => read_pace.record(handle.now().saturating_since(started), count),
+                Err(StreamError::TimedOut) => return Err(CopyError::SourceTimedOut),
+                Err(StreamError::Socket(_)) => return Err(CopyError::Source),
             }
         }
         let data = from.buffered();
@@ -843,20 +919,16 @@ async fn copy_until_close(
         total += data.len() as u64;
         let length = data.len();
         from.consume(length);
-        to.write_all(handle, write_timeout, &out)
-            .await
-            .map_err(|_| CopyError::Destination)?;
+        send(handle, to, &out, write_pace).await?;
     }
     if encode {
-        to.write_all(handle, write_timeout, chunked::LAST_CHUNK)
-            .await
-            .map_err(|_| CopyError::Destination)?;
+        send(handle, to, chunked::LAST_CHUNK, write_pace).await?;
     }
     Ok(total)
 }
 
 /// After a `101`: the switch is announced to the client, then bytes flow both ways until
-/// each side has closed (or a side stays silent for the client timeout).
+/// each side has closed, or nothing moves either way for `timeout.tunnel`.
 async fn tunnel(
     worker: &Worker,
     client: &mut BufferedStream,
@@ -865,7 +937,6 @@ async fn tunnel(
 ) -> Attempt {
     let settings = worker.settings();
     let handle = worker.handle();
-    let timeout = settings.timeouts.client;
     let protocol = response
         .headers
         .iter()
@@ -878,7 +949,11 @@ async fn tunnel(
         ConnectionOption::Upgrade,
         protocol.as_deref(),
     );
-    if client.write_all(handle, timeout, &head).await.is_err() {
+    if client
+        .write_all(handle, settings.timeouts.client, &head)
+        .await
+        .is_err()
+    {
         return Attempt::ClientFailed;
     }
     count_status(worker.statistics(), 101);
@@ -888,23 +963,18 @@ async fn tunnel(
     client.consume(early_from_client.len());
     let early_from_backend = upstream.buffered().to_vec();
     upstream.consume(early_from_backend.len());
-    let upward = pin!(pump(
+    let end = tunnel::relay_both_ways(
         handle,
-        client.stream(),
-        upstream.stream(),
-        early_from_client,
-        timeout
-    ));
-    let downward = pin!(pump(
-        handle,
-        upstream.stream(),
-        client.stream(),
-        early_from_backend,
-        timeout
-    ));
-    let (up_ok, down_ok) = join(upward, downward).await;
+        (client.stream(), early_from_client),
+        (upstream.stream(), early_from_backend),
+        settings.timeouts.tunnel,
+    )
+    .await;
+    if end == TunnelEnd::Idle {
+        worker.statistics().tunnel_timeouts.increment();
+    }
     Attempt::Relayed {
-        next: if up_ok && down_ok {
+        next: if end == TunnelEnd::Closed {
             Next::Close
         } else {
             Next::Abort
@@ -912,64 +982,4 @@ async fn tunnel(
         reusable: false,
         status: 101,
     }
-}
-
-/// Copies `from` to `to` until `from` ends, then half-closes `to`; false on an error.
-async fn pump(
-    handle: &Handle,
-    from: &TcpStream,
-    to: &TcpStream,
-    early: Vec<u8>,
-    timeout: Duration,
-) -> bool {
-    if !early.is_empty() && to.write_all(&early).await.is_err() {
-        return false;
-    }
-    let mut buffer = alloc::vec![0u8; READ_CHUNK];
-    loop {
-        let read = match handle.timeout(timeout, from.read(&mut buffer)).await {
-            Ok(Ok(count)) => count,
-            Ok(Err(_)) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return false;
-            }
-        };
-        if read == 0 {
-            return to.shutdown(Shutdown::Write).is_ok();
-        }
-        match handle.timeout(timeout, to.write_all(&buffer[..read])).await {
-            Ok(Ok(())) => {}
-            _ => return false,
-        }
-    }
-}
-
-/// Runs two futures to completion, polling both on every wake.
-async fn join<A: Future + Unpin, B: Future + Unpin>(
-    mut first: A,
-    mut second: B,
-) -> (A::Output, B::Output) {
-    let mut first_output = None;
-    let mut second_output = None;
-    poll_fn(move |context| {
-        if first_output.is_none()
-            && let Poll::Ready(output) = core::pin::Pin::new(&mut first).poll(context)
-        {
-            first_output = Some(output);
-        }
-        if second_output.is_none()
-            && let Poll::Ready(output) = core::pin::Pin::new(&mut second).poll(context)
-        {
-            second_output = Some(output);
-        }
-        match (first_output.take(), second_output.take()) {
-            (Some(first), Some(second)) => Poll::Ready((first, second)),
-            (first, second) => {
-                first_output = first;
-                second_output = second;
-                Poll::Pending
-            }
-        }
-    })
-    .await
 }

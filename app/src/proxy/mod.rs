@@ -2,9 +2,10 @@
 //!
 //! Modules, one concept each: `settings` (the typed configuration and its words), `worker`
 //! (a core's worker and its tasks), `exchange` (one client connection: requests, relaying,
-//! retries, tunnels), `forward` (the heads sent on), `balance`, `health`, `pool` (idle
-//! backend connections), `errors` (the proxy's own responses), `statistics`, `stream` (a
-//! buffered connection). HTTP parsing and framing live in `crate::http`.
+//! retries), `tunnel` (the byte tunnel after a `101`), `pace` (how long a client may keep a
+//! body waiting), `forward` (the heads sent on), `balance`, `health`, `pool` (idle backend
+//! connections), `errors` (the proxy's own responses), `statistics`, `stream` (a buffered
+//! connection). HTTP parsing and framing live in `crate::http`.
 
 pub mod access_log;
 mod balance;
@@ -12,10 +13,12 @@ mod errors;
 pub(crate) mod exchange;
 mod forward;
 mod health;
+mod pace;
 mod pool;
 pub mod settings;
 mod statistics;
 pub(crate) mod stream;
+mod tunnel;
 pub mod worker;
 
 pub use errors::ProxyError;

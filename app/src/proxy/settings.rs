@@ -30,6 +30,11 @@ pub struct Backend {
 pub const MAX_WEIGHT: u32 = 1000;
 /// Most backends in one pool.
 pub const MAX_BACKENDS: usize = 256;
+/// Highest minimum rate (`timeout.body-rate`, `timeout.send-rate`), bytes per second.
+pub const MAX_RATE: u64 = 1 << 30;
+/// Largest request body read whole before a backend is picked (`limit.body-buffer`): each
+/// client connection may hold this much.
+pub const MAX_BODY_BUFFER: u64 = 1 << 20;
 
 /// How a request's backend is chosen among the healthy ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +109,22 @@ pub struct Timeouts {
     pub backend: Duration,
     /// A client's whole request head, from its first byte (slowloris).
     pub header: Duration,
-    /// A client connection with no request in progress (keep-alive idle), and between two
-    /// reads of a request body.
+    /// A client connection with no request in progress (keep-alive idle), and the longest
+    /// single wait on a client for a read or a write.
     pub client: Duration,
+    /// All the waiting on a client for its request body (408 when spent), less what its bytes
+    /// earn back at `body_rate`: how far it may fall behind that rate.
+    pub body: Duration,
+    /// Request body bytes per second that earn back a second of `body` (0: `body` is a
+    /// deadline for the whole body).
+    pub body_rate: u64,
+    /// All the waiting on a client to take a response (cut off when spent), less what the
+    /// bytes it takes earn back at `send_rate`.
+    pub send: Duration,
+    /// Response bytes per second that earn back a second of `send` (0: none).
+    pub send_rate: u64,
+    /// A tunnel (after `101`) with no byte in either direction for this long is closed.
+    pub tunnel: Duration,
 }
 
 /// Sizes past which a request or response is refused, with the status nginx uses.
@@ -120,6 +138,9 @@ pub struct Limits {
     pub header_count: usize,
     /// Request body (413).
     pub body: u64,
+    /// Request bodies with a `Content-Length` up to this are read whole before a backend is
+    /// picked, so that a slow upload never holds a backend connection (0: never).
+    pub body_buffer: u64,
     /// Whole response head from a backend (502).
     pub response_header_bytes: usize,
 }
@@ -149,6 +170,11 @@ impl Default for Timeouts {
             backend: Duration::from_secs(60),
             header: Duration::from_secs(10),
             client: Duration::from_secs(60),
+            body: Duration::from_secs(60),
+            body_rate: 1024,
+            send: Duration::from_secs(60),
+            send_rate: 1024,
+            tunnel: Duration::from_secs(60),
         }
     }
 }
@@ -160,6 +186,7 @@ impl Default for Limits {
             header_bytes: 32 * 1024,
             header_count: 100,
             body: 10 * 1024 * 1024,
+            body_buffer: 16 * 1024,
             response_header_bytes: 32 * 1024,
         }
     }
@@ -336,7 +363,15 @@ impl ProxySettings {
             "timeout.backend" => self.timeouts.backend = parse_seconds(key, value)?,
             "timeout.header" => self.timeouts.header = parse_seconds(key, value)?,
             "timeout.client" => self.timeouts.client = parse_seconds(key, value)?,
+            "timeout.body" => self.timeouts.body = parse_seconds(key, value)?,
+            "timeout.body-rate" => self.timeouts.body_rate = parse_number(key, value, 0, MAX_RATE)?,
+            "timeout.send" => self.timeouts.send = parse_seconds(key, value)?,
+            "timeout.send-rate" => self.timeouts.send_rate = parse_number(key, value, 0, MAX_RATE)?,
+            "timeout.tunnel" => self.timeouts.tunnel = parse_seconds(key, value)?,
             "limit.body" => self.limits.body = parse_number(key, value, 0, u64::MAX)?,
+            "limit.body-buffer" => {
+                self.limits.body_buffer = parse_number(key, value, 0, MAX_BODY_BUFFER)?
+            }
             "limit.request-line" => {
                 self.limits.request_line = parse_number(key, value, 64, 1 << 20)? as usize
             }
@@ -521,7 +556,8 @@ mod tests {
         let settings = parse(
             "proxy=80 backends=10.0.0.2:8080*3,10.0.0.3:8081 balance=leastconn \
              timeout.connect=1.5 timeout.backend=2 timeout.client=0.25 limit.body=1000 \
-             health=http:/healthz health.interval=0.5",
+             health=http:/healthz health.interval=0.5 timeout.body=30 timeout.body-rate=0 \
+             timeout.send=45 timeout.send-rate=2048 timeout.tunnel=3600 limit.body-buffer=0",
         )
         .unwrap()
         .unwrap();
@@ -544,6 +580,12 @@ mod tests {
         assert_eq!(settings.timeouts.backend, Duration::from_secs(2));
         assert_eq!(settings.timeouts.client, Duration::from_millis(250));
         assert_eq!(settings.limits.body, 1000);
+        assert_eq!(settings.timeouts.body, Duration::from_secs(30));
+        assert_eq!(settings.timeouts.body_rate, 0);
+        assert_eq!(settings.timeouts.send, Duration::from_secs(45));
+        assert_eq!(settings.timeouts.send_rate, 2048);
+        assert_eq!(settings.timeouts.tunnel, Duration::from_secs(3600));
+        assert_eq!(settings.limits.body_buffer, 0);
         assert_eq!(
             settings.pool.health.probe,
             HealthProbe::Http {
@@ -583,6 +625,18 @@ mod tests {
                 "timeout.backend",
             ),
             ("proxy=80 backends=10.0.0.2:80 limit.body=1k", "limit.body"),
+            (
+                "proxy=80 backends=10.0.0.2:80 limit.body-buffer=1048577",
+                "limit.body-buffer",
+            ),
+            (
+                "proxy=80 backends=10.0.0.2:80 timeout.send-rate=fast",
+                "timeout.send-rate",
+            ),
+            (
+                "proxy=80 backends=10.0.0.2:80 timeout.body=0",
+                "timeout.body",
+            ),
             ("proxy=80 backends=10.0.0.2:80 health=udp", "health"),
             (
                 "proxy=80 backends=10.0.0.2:80 health=http:healthz",

@@ -184,9 +184,15 @@ proxy_counters! {
         truncated_responses: Counter unisock_proxy_truncated_responses_total
             "Responses cut off because the backend closed, reset or stalled mid-body.",
         client_aborts: Counter unisock_proxy_client_aborts_total
-            "Client connections that ended mid-request (closed, reset, timed out).",
+            "Client connections that ended mid-request: closed, reset, or timed out other than over a body (those are counted as body and send timeouts).",
+        body_timeouts: Counter unisock_proxy_body_timeouts_total
+            "408s: a client's request body stalled for timeout.client, or fell behind timeout.body-rate by more than timeout.body.",
+        send_timeouts: Counter unisock_proxy_send_timeouts_total
+            "Responses cut off because the client did not take them: stalled for timeout.client, or fell behind timeout.send-rate by more than timeout.send.",
         tunnels: Counter unisock_proxy_tunnels_total
             "Upgrade (101) tunnels opened.",
+        tunnel_timeouts: Counter unisock_proxy_tunnel_timeouts_total
+            "Tunnels closed after timeout.tunnel without a byte in either direction.",
         health_transitions: Counter unisock_proxy_health_transitions_published_total
             "Backend up/down transitions published by this core's active checks.",
         request_body_bytes: Counter unisock_proxy_request_body_bytes_total

@@ -135,6 +135,16 @@ impl BufferedStream {
         written
     }
 
+    /// Writes what fits in the send buffer now, without waiting: at least one byte, or
+    /// `WouldBlock`.
+    pub fn try_write(&self, data: &[u8]) -> Result<usize, SocketError> {
+        let written = self.stream.try_write(data)?;
+        if let Some(meter) = &self.meter {
+            meter.sent(written);
+        }
+        Ok(written)
+    }
+
     /// Whether the peer has sent something (or closed, or failed) while nobody was reading:
     /// an idle pooled connection in that state cannot carry a new request.
     pub fn has_input_or_error(&self) -> bool {

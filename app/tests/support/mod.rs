@@ -39,6 +39,11 @@ pub enum Behaviour {
     CloseAtOnce,
     /// Answers 101 to an Upgrade request, then echoes bytes in upper case.
     UpgradeEcho,
+    /// Answers 200 chunked, one `hello` chunk every `every`, `pieces` of them (a slow stream).
+    SlowChunks { pieces: usize, every: Duration },
+    /// Answers 101, then sends `tick\n` every `every`, `ticks` times, and then nothing; like
+    /// a WebSocket server, closes as soon as the client's direction ends.
+    UpgradeTicks { every: Duration, ticks: usize },
     /// Sends a response that is not HTTP.
     Garbage,
     /// Sends `100 Continue`-style interim `103` first, then the fixed answer.
@@ -172,6 +177,34 @@ impl Bench {
         give_up: Duration,
         shutdown_after: bool,
     ) -> usize {
+        self.spawn_client(parts, start_after, give_up, shutdown_after, None)
+    }
+
+    /// A client that writes `request` and then reads at most `bytes_per_read` bytes at a
+    /// time, pausing `pause` after each read (a reader slower than the response).
+    pub fn slow_reader(
+        &mut self,
+        request: Vec<u8>,
+        (bytes_per_read, pause): (usize, Duration),
+        give_up: Duration,
+    ) -> usize {
+        self.spawn_client(
+            vec![(Duration::ZERO, request)],
+            Duration::ZERO,
+            give_up,
+            false,
+            Some((bytes_per_read, pause)),
+        )
+    }
+
+    fn spawn_client(
+        &mut self,
+        parts: Vec<(Duration, Vec<u8>)>,
+        start_after: Duration,
+        give_up: Duration,
+        shutdown_after: bool,
+        slow_reading: Option<(usize, Duration)>,
+    ) -> usize {
         let slot = Rc::new(RefCell::new(None));
         self.results.push(slot.clone());
         let host = &mut self.network.hosts[CLIENT_HOST];
@@ -209,7 +242,8 @@ impl Bench {
             };
             let reader = async {
                 let mut received = Vec::new();
-                let mut buffer = vec![0u8; 65536];
+                let (read_size, pause) = slow_reading.unwrap_or((65536, Duration::ZERO));
+                let mut buffer = vec![0u8; read_size];
                 loop {
                     let left = deadline.saturating_since(handle.now());
                     match handle.timeout(left, stream.read(&mut buffer)).await {
@@ -217,6 +251,13 @@ impl Bench {
                         Ok(Ok(count)) => received.extend_from_slice(&buffer[..count]),
                         Ok(Err(_)) => return (received, Ending::Reset, handle.now()),
                         Err(_) => return (received, Ending::Open, handle.now()),
+                    }
+                    if !pause.is_zero() {
+                        handle.sleep(pause).await;
+                        // A slow reader always has more waiting: it stops at its deadline.
+                        if handle.now() >= deadline {
+                            return (received, Ending::Open, handle.now());
+                        }
                     }
                 }
             };
@@ -610,6 +651,46 @@ async fn backend_connection(
                     }
                 }
             }
+            Behaviour::SlowChunks { pieces, every } => {
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                for _ in 0..*pieces {
+                    handle.sleep(*every).await;
+                    if stream.write_all(b"5\r\nhello\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                if stream.write_all(b"0\r\n\r\n").await.is_err() {
+                    return;
+                }
+            }
+            Behaviour::UpgradeTicks { every, ticks } => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ticks\r\n\r\n")
+                    .await;
+                let ticker = async {
+                    for _ in 0..*ticks {
+                        handle.sleep(*every).await;
+                        if stream.write_all(b"tick\n").await.is_err() {
+                            return;
+                        }
+                    }
+                    handle.sleep(Duration::from_secs(86_400)).await;
+                };
+                let watcher = async {
+                    let mut chunk = vec![0u8; 4096];
+                    while let Ok(count) = stream.read(&mut chunk).await {
+                        if count == 0 {
+                            return;
+                        }
+                    }
+                };
+                first_of(ticker, watcher).await;
+                let _ = stream.close();
+                return;
+            }
             Behaviour::CloseAtOnce => unreachable!("handled before reading"),
         }
         if !keep {
@@ -617,6 +698,23 @@ async fn backend_connection(
             return;
         }
     }
+}
+
+/// Runs two futures until either completes.
+pub async fn first_of<A: std::future::Future<Output = ()>, B: std::future::Future<Output = ()>>(
+    first: A,
+    second: B,
+) {
+    let mut first = Box::pin(first);
+    let mut second = Box::pin(second);
+    std::future::poll_fn(move |context| {
+        if first.as_mut().poll(context).is_ready() || second.as_mut().poll(context).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Runs two futures to completion.
