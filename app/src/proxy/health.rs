@@ -143,7 +143,7 @@ impl HealthBoard {
         self.backends.len()
     }
 
-    /// Carries `from`'s up/down and drain state of the backends both boards have (by
+    /// Carries `from`'s up/down (and whether an ejection put it down) and drain state of the backends both boards have (by
     /// `(index here, index there)`) into this fresh board, for a pool that reconfiguration
     /// changed.
     pub fn carry_over(&self, from: &HealthBoard, same: impl Iterator<Item = (usize, usize)>) {
@@ -153,6 +153,10 @@ impl HealthBoard {
                     .store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
                 new.drained
                     .store(old.drained.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.down_by_ejection.store(
+                    old.down_by_ejection.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
             }
         }
     }
