@@ -5,6 +5,7 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use spin::Mutex;
 use unisock_kernel::socket::{SocketError, TcpStream};
 use unisock_kernel::time::Instant;
 
@@ -62,6 +63,10 @@ pub enum FailureOutcome {
 
 pub struct HealthBoard {
     backends: Vec<BackendHealth>,
+    /// Held while an ejection is decided, so that cores failing at the same instant cannot
+    /// together take out more than the pool's share. Taken only when a backend reaches its
+    /// failure threshold, never on the request path.
+    ejecting: Mutex<()>,
 }
 
 impl HealthBoard {
@@ -75,6 +80,7 @@ impl HealthBoard {
                     health
                 })
                 .collect(),
+            ejecting: Mutex::new(()),
         }
     }
 
@@ -212,7 +218,7 @@ impl HealthBoard {
         }
         // Envoy's rule: `max_ejection_percent` of the pool, rounded down, but always at least
         // one backend. A backend already out (tried as a last resort) takes no more room.
-        // Cores decide this apart, so two failing at the same instant may each eject one.
+        let _deciding = self.ejecting.lock();
         let allowed = (self.backends.len() * ejection.max_percent as usize / 100).max(1);
         if !health.is_ejected(now, checks_on) && self.ejected_count(now, checks_on) >= allowed {
             // The count stays at the threshold: the next failure asks again.
