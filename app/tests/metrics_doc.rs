@@ -30,7 +30,7 @@ read. Both are served on the responder's port today.
   (`unisock_nic_port_*`, the 82599 only).
 - **Labels.** `listener=\"<port>\"` on the proxy's client side; `listener`, `pool=\"<name>\"`
   (the configuration's pool; `default` for the command line's) and `backend=\"<ip:port>\"` on the
-  backend side; `pool` and `backend` on health; `reason` on TCP drops; `class` (`1xx` to
+  backend side; `pool` and `backend` on health; `reason` on TCP drops and on the proxy's local connect failures; `class` (`1xx` to
   `5xx`) on responses; `le` on histogram buckets.
 - **Histograms** have the buckets 0.5 ms, 1, 2.5, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5,
   10, 30 s and `+Inf`; `_sum` is in seconds. On `/stats` a histogram is `<field>_count` and

@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::{Behaviour, Bench, Ending, clean, settings};
+use unisock_kernel::net::tcp::TcpConfig;
 use unisock_sim::Impairments;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -480,18 +481,193 @@ fn backend_failures_give_502_503_and_504() {
     let elapsed = result.finished_at.as_nanos() as f64 / 1e9;
     assert!((2.5..3.5).contains(&elapsed), "504 after {elapsed} s");
 
-    // Every backend ejected: 503.
+    // No backend to try (the only one drained): 503.
+    let mut bench = Bench::new(1, clean(), settings("", 1), vec![fixed("x")]);
+    bench.shared.health.set_drained(0, true);
+    bench.client(get("/", ""), Duration::ZERO, 30 * SECOND);
+    bench.run(60 * SECOND);
+    assert_eq!(bench.responses(0, &[false])[0].status, 503);
+    assert!(bench.report().contains(" no_backend=1 "));
+}
+
+/// Requests a client chooses, answered 501 (a stock `python3 -m http.server` to `DELETE`),
+/// say nothing of the backend's health: no backend is ejected however many there are.
+#[test]
+fn a_client_cannot_eject_backends_with_requests_they_answer_5xx_to() {
     let mut bench = Bench::new(
         1,
         clean(),
-        settings("eject.failures=1 eject.cooloff=100 retry.connect=0", 1),
-        vec![Behaviour::CloseAtOnce],
+        settings("eject.failures=2 eject.cooloff=100", 2),
+        vec![
+            Behaviour::GetOnly {
+                body: b"a".to_vec(),
+            },
+            Behaviour::GetOnly {
+                body: b"b".to_vec(),
+            },
+        ],
     );
-    bench.client(get("/", ""), Duration::ZERO, 30 * SECOND);
-    bench.client(get("/", ""), SECOND, 30 * SECOND);
+    for index in 0..10 {
+        bench.client(
+            b"DELETE / HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n".to_vec(),
+            Duration::from_millis(10 * index),
+            30 * SECOND,
+        );
+    }
+    for index in 0..4 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            SECOND + Duration::from_millis(10 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..10 {
+        assert_eq!(bench.responses(client, &[false])[0].status, 501);
+    }
+    for client in 10..14 {
+        assert_eq!(
+            bench.responses(client, &[false])[0].status,
+            200,
+            "client {client}"
+        );
+    }
+    assert_eq!(bench.shared.health.history(0).1, 0, "backend 0 was ejected");
+    assert_eq!(bench.shared.health.history(1).1, 0, "backend 1 was ejected");
+}
+
+/// Statuses listed in `eject.statuses` do count; even so no more than the pool's share is
+/// ejected (one of two at the default 50 %), and the capped ejection is counted.
+#[test]
+fn chosen_statuses_eject_but_never_more_than_the_share_of_the_pool() {
+    let answer_503 = Behaviour::Fixed {
+        status: 503,
+        body: b"busy".to_vec(),
+    };
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings(
+            "eject.failures=1 eject.cooloff=100 eject.statuses=502,503,504 balance=rr",
+            2,
+        ),
+        vec![answer_503.clone(), answer_503],
+    );
+    for index in 0..4 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(100 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..4 {
+        assert_eq!(bench.responses(client, &[false])[0].status, 503);
+    }
+    let ejections = bench.shared.health.history(0).1 + bench.shared.health.history(1).1;
+    assert_eq!(ejections, 1, "both backends of two were ejected");
+    let report = bench.report();
+    assert!(!report.contains(" ejections_capped=0 "), "{report}");
+}
+
+/// Failures that always count (closed before an answer) on both backends of two: only one
+/// is ejected, the other keeps its place.
+#[test]
+fn never_more_than_the_share_of_a_pool_is_ejected() {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings(
+            "eject.failures=1 eject.cooloff=100 balance=rr retry.connect=0 retry.sent=0",
+            2,
+        ),
+        vec![Behaviour::CloseAtOnce, Behaviour::CloseAtOnce],
+    );
+    for index in 0..4 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(100 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    let ejections = bench.shared.health.history(0).1 + bench.shared.health.history(1).1;
+    assert_eq!(ejections, 1, "both backends of two were ejected");
+}
+
+/// A pool whose every backend is ejected still sends requests to the least recently
+/// failed one instead of answering 503 until the cool-off ends.
+#[test]
+fn an_ejected_pool_still_serves() {
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("eject.failures=1 eject.cooloff=100", 1),
+        vec![Behaviour::FixedExceptClose {
+            body: b"back".to_vec(),
+        }],
+    );
+    bench.client(
+        get("/close", "Connection: close\r\n"),
+        Duration::ZERO,
+        30 * SECOND,
+    );
+    bench.client(get("/", "Connection: close\r\n"), SECOND, 30 * SECOND);
     bench.run(60 * SECOND);
     assert_eq!(bench.responses(0, &[false])[0].status, 502);
-    assert_eq!(bench.responses(1, &[false])[0].status, 503);
+    assert_eq!(
+        bench.shared.health.history(0).1,
+        1,
+        "the backend was ejected"
+    );
+    let second = &bench.responses(1, &[false])[0];
+    assert_eq!((second.status, second.body.as_slice()), (200, &b"back"[..]));
+    assert!(
+        bench.report().contains(" last_resort_attempts=1 "),
+        "{}",
+        bench.report()
+    );
+}
+
+/// A request that makes backends close without answering (nginx's `return 444`) is sent at
+/// most `retry.sent + 2` times (one free resend for the keep-alive race), not on every idle
+/// pooled connection of every backend; the failures count against the backends.
+#[test]
+fn a_request_backends_close_on_is_not_resent_on_every_pooled_connection() {
+    let behaviour = Behaviour::FixedExceptClose {
+        body: b"ok".to_vec(),
+    };
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("balance=rr pool.idle=16", 2),
+        vec![behaviour.clone(), behaviour],
+    );
+    // Eight concurrent keep-alive clients leave several idle connections to each backend.
+    for _ in 0..8 {
+        bench.client(get("/", ""), Duration::ZERO, 2 * SECOND);
+    }
+    bench.client(get("/close", ""), 3 * SECOND, 30 * SECOND);
+    bench.run(60 * SECOND);
+    let pooled: usize = bench
+        .backends
+        .iter()
+        .map(|log| log.borrow().connections)
+        .sum();
+    assert!(pooled >= 6, "only {pooled} backend connections were pooled");
+    assert_eq!(bench.responses(8, &[false])[0].status, 502);
+    let sent: usize = bench
+        .backends
+        .iter()
+        .map(|log| {
+            log.borrow()
+                .requests
+                .iter()
+                .filter(|request| request.head.starts_with("GET /close "))
+                .count()
+        })
+        .sum();
+    assert!(sent <= 3, "the request was sent {sent} times");
 }
 
 #[test]
@@ -718,4 +894,72 @@ fn many_short_connections_all_complete_through_an_impaired_wire() {
         assert_eq!(responses[0].status, 200, "client {client}");
         assert!(responses[0].body == b"one" || responses[0].body == b"two");
     }
+}
+
+/// A stack whose connection table holds `connections` (every host of the bench).
+fn small_table(connections: usize) -> TcpConfig {
+    TcpConfig {
+        max_connections: connections,
+        ..TcpConfig::default()
+    }
+}
+
+/// Idle clients that fill the proxy's connection table make its backend connects fail with
+/// `LimitReached`: that is the proxy's own exhaustion, answered 503 under its own reason, and
+/// never charged to the backend, which serves again as soon as the flood is gone.
+#[test]
+fn the_proxy_s_own_exhaustion_is_not_blamed_on_the_backends() {
+    let mut bench = Bench::with_tcp_config(
+        1,
+        clean(),
+        small_table(3),
+        settings("eject.failures=1 eject.cooloff=100", 1),
+        vec![fixed("alive")],
+    );
+    // Two idle clients hold two of the proxy's three connections for 5 s.
+    for _ in 0..2 {
+        bench.client_with(Vec::new(), Duration::ZERO, 5 * SECOND, false);
+    }
+    // The third's request leaves no room for a backend connection.
+    bench.client(get("/", "Connection: close\r\n"), SECOND, 30 * SECOND);
+    bench.client(get("/", "Connection: close\r\n"), 10 * SECOND, 30 * SECOND);
+    bench.run(60 * SECOND);
+    assert_eq!(bench.responses(2, &[false])[0].status, 503);
+    assert_eq!(
+        bench.shared.health.history(0),
+        (0, 0),
+        "the backend was charged"
+    );
+    let after = &bench.responses(3, &[false])[0];
+    assert_eq!((after.status, after.body.as_slice()), (200, &b"alive"[..]));
+    let report = bench.report();
+    assert!(
+        report.contains(" local_connect_failures_connection_limit=1 "),
+        "{report}"
+    );
+    assert!(report.contains(" no_backend=0 "), "{report}");
+}
+
+/// A health probe that cannot be made because the proxy's own table is full says nothing of
+/// the backend: its health stays as it was.
+#[test]
+fn a_probe_failing_for_a_local_reason_leaves_health_alone() {
+    let mut bench = Bench::with_tcp_config(
+        1,
+        clean(),
+        small_table(2),
+        settings(
+            "health=tcp health.interval=0.5 health.fall=1 health.timeout=0.2",
+            1,
+        ),
+        vec![fixed("alive")],
+    );
+    for _ in 0..2 {
+        bench.client_with(Vec::new(), Duration::ZERO, 5 * SECOND, false);
+    }
+    bench.run_for(4 * SECOND);
+    assert!(bench.shared.health.is_up(0));
+    assert_eq!(bench.shared.health.history(0), (0, 0));
+    let report = bench.report();
+    assert!(!report.contains(" local_probe_failures=0 "), "{report}");
 }

@@ -278,3 +278,68 @@ fn requests_across_reconfigurations_are_all_answered() {
     // After the third configuration, 81 is closed: a new connection is refused.
     assert_eq!(*late_81.borrow(), Some(Outcome::Refused));
 }
+
+/// One pool `a` of backend 0 on port 80, with `extra` keys in the pool's table.
+fn health_file(extra: &str) -> String {
+    format!(
+        "[[listener]]\nport = 80\npool = \"a\"\n\n[pool.a]\nbackends = [\"{}\"]\n{extra}",
+        backend(0)
+    )
+}
+
+/// A backend that active checks took down is up again once a `PUT /config` turns the checks
+/// off (with the same backends, so the pool keeps its health board): without checks a backend
+/// is up unless passive ejection has it out.
+#[test]
+fn turning_health_checks_off_brings_a_backend_they_took_down_back() {
+    let mut network = Network::new(7, Impairments::clean(), 3);
+    let start = network.now;
+    // The backend answers after 300 ms, the probe gives up after 100 ms: it goes down.
+    let checked = health_file(
+        "health.probe = \"http:/health\"\nhealth.interval = 0.2\nhealth.timeout = 0.1\n\
+         health.fall = 1\n",
+    );
+    let board = ControlBoard::new(Configuration::from_file(&checked).unwrap(), 1, Vec::new());
+    {
+        let host = &network.hosts[PROXY];
+        CoreProxy::start(CoreProxyStart {
+            board: board.clone(),
+            place: WorkerPlace { index: 0, count: 1 },
+            tcp: host.tcp.clone(),
+            opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
+            handle: host.executor.handle(),
+            access_log: None,
+        })
+        .1
+        .unwrap();
+    }
+    {
+        let host = &mut network.hosts[2];
+        let listener = TcpListener::bind(
+            &host.tcp,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT),
+            1024,
+        )
+        .unwrap();
+        let handle = host.executor.handle();
+        host.executor.spawn(serve_backend(
+            listener,
+            handle,
+            "backend-0".into(),
+            Duration::from_millis(300),
+        ));
+    }
+    let while_down = Rc::new(RefCell::new(None));
+    client(&mut network, 80, Duration::from_secs(2), while_down.clone());
+    let after = Rc::new(RefCell::new(None));
+    client(&mut network, 80, Duration::from_secs(4), after.clone());
+    run_until(&mut network, Duration::from_secs(3), start);
+    assert!(
+        matches!(*while_down.borrow(), Some(Outcome::Broken(ref text)) if text.starts_with("HTTP/1.1 503")),
+        "{:?}",
+        while_down.borrow()
+    );
+    board.publish(Configuration::from_file(&health_file("")).unwrap());
+    run_until(&mut network, Duration::from_secs(10), start);
+    assert_eq!(*after.borrow(), Some(Outcome::Answered("backend-0".into())));
+}

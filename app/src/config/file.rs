@@ -101,10 +101,12 @@ struct RawHealth {
 }
 
 #[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawEject {
     failures: Option<Spanned<u64>>,
     cooloff: Option<Spanned<Seconds>>,
+    statuses: Option<Spanned<Vec<u64>>>,
+    max_percent: Option<Spanned<u64>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -190,6 +192,19 @@ impl WordText for Seconds {
 impl WordText for u64 {
     fn word_text(&self) -> String {
         self.to_string()
+    }
+}
+
+/// A list of statuses: `502,503,504`, or `none` for an empty one.
+impl WordText for Vec<u64> {
+    fn word_text(&self) -> String {
+        if self.is_empty() {
+            return String::from("none");
+        }
+        self.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -348,6 +363,16 @@ fn pool_config(text: &str, name: &str, pool: &Spanned<RawPool>) -> Result<PoolCo
         &raw.eject.failures,
     )?;
     applier.set(&key("eject.cooloff"), "eject.cooloff", &raw.eject.cooloff)?;
+    applier.set(
+        &key("eject.statuses"),
+        "eject.statuses",
+        &raw.eject.statuses,
+    )?;
+    applier.set(
+        &key("eject.max-percent"),
+        "eject.max-percent",
+        &raw.eject.max_percent,
+    )?;
     applier.set(&key("keepalive.idle"), "pool.idle", &raw.keepalive.idle)?;
     applier.set(
         &key("keepalive.timeout"),

@@ -104,7 +104,7 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
             out,
             "balance = \"{balance}\"\nhealth.probe = {}\nhealth.interval = {}\n\
              health.timeout = {}\nhealth.rise = {}\nhealth.fall = {}\neject.failures = {}\n\
-             eject.cooloff = {}\nkeepalive.idle = {}\nkeepalive.timeout = {}\n\
+             eject.cooloff = {}\neject.statuses = [{}]\neject.max-percent = {}\nkeepalive.idle = {}\nkeepalive.timeout = {}\n\
              timeout.connect = {}\ntimeout.backend = {}\nretry.connect = {}\nretry.sent = {}\n\
              limit.response-header-bytes = {}",
             quoted(&probe),
@@ -114,6 +114,14 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
             settings.health.fall,
             settings.ejection.consecutive_failures,
             seconds(settings.ejection.cool_off),
+            settings
+                .ejection
+                .statuses
+                .iter()
+                .map(|status| alloc::format!("{status}"))
+                .collect::<alloc::vec::Vec<_>>()
+                .join(", "),
+            settings.ejection.max_percent,
             settings.keep_alive.idle_per_backend,
             seconds(settings.keep_alive.idle_timeout),
             seconds(pool.connect_timeout),

@@ -11,8 +11,10 @@ use unisock_kernel::socket::{Shutdown, SocketError, TcpStream};
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
+use super::health::{self, FailureOutcome};
 use super::pace::Pace;
-use super::statistics::{MeteredSide, ProxyCoreCounters};
+use super::settings::HealthProbe;
+use super::statistics::{MeteredSide, ProxyCoreCounters, local_failure_index};
 use super::stream::{BufferedStream, READ_CHUNK, StreamError};
 use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
@@ -283,16 +285,34 @@ async fn exchange(
     // sent, or sent on a pooled connection the backend may be closing at that moment.
     let replayable = head.is_idempotent() && head.framing == BodyFraming::Empty;
     let upgrade = head.upgrade().is_some();
+    let checks_on = settings.pool.health.probe != HealthProbe::Off;
     let mut tried: Vec<usize> = Vec::new();
     let mut connect_retries = settings.retries.connect;
     let mut sent_retries = settings.retries.sent;
+    // One free resend for the keep-alive race (a pooled connection the backend closed as it
+    // was taken, which says nothing of the backend); nginx likewise gives a cached
+    // connection's error one more try. After it, the request goes on new connections only
+    // and every failure counts against the backend and the retry budget, so a request that
+    // makes backends close without answering cannot empty every pool.
+    let mut race_retry_left = true;
     let mut last_error = ProxyError::ServiceUnavailable;
+    let mut local_failure = false;
     loop {
         let now = handle.now();
-        let picked = worker.balancer().borrow_mut().pick(
-            |backend| worker.health().is_available(backend, now) && !tried.contains(&backend),
+        let mut picked = worker.balancer().borrow_mut().pick(
+            |backend| {
+                worker.health().is_available(backend, now, checks_on) && !tried.contains(&backend)
+            },
             client_address,
         );
+        if picked.is_none() {
+            picked = worker
+                .health()
+                .last_resort(now, checks_on, |backend| tried.contains(&backend));
+            if picked.is_some() {
+                counters.last_resort_attempts.increment();
+            }
+        }
         if let Some(backend) = picked {
             record.backend.set(
                 worker
@@ -304,12 +324,12 @@ async fn exchange(
             );
         }
         let Some(backend) = picked else {
-            if last_error == ProxyError::ServiceUnavailable {
+            if last_error == ProxyError::ServiceUnavailable && !local_failure {
                 counters.no_backend.increment();
             }
             return Err(last_error);
         };
-        let pooled = if replayable && !upgrade {
+        let pooled = if replayable && !upgrade && race_retry_left {
             worker.pool().borrow_mut().take(backend, now)
         } else {
             None
@@ -325,17 +345,27 @@ async fn exchange(
             }
             None => match connect(worker, backend).await {
                 Ok(stream) => stream,
-                Err(error) => {
-                    record_backend_failure(worker, backend);
+                Err(failure) => {
                     tried.push(backend);
-                    last_error = error;
-                    if error == ProxyError::GatewayTimeout {
-                        counters.backend_timeouts.increment();
-                    } else {
-                        counters.backend_failures.increment();
+                    match failure {
+                        // The proxy's own exhaustion: 503, and the backend is not blamed.
+                        ConnectFailure::Local(error) => {
+                            counters.local_connect_failures[local_failure_index(error)].increment();
+                            local_failure = true;
+                            last_error = ProxyError::ServiceUnavailable;
+                        }
+                        ConnectFailure::Backend(error) => {
+                            record_backend_failure(worker, backend);
+                            if error == ProxyError::GatewayTimeout {
+                                counters.backend_timeouts.increment();
+                            } else {
+                                counters.backend_failures.increment();
+                            }
+                            last_error = error;
+                        }
                     }
                     if connect_retries == 0 {
-                        return Err(error);
+                        return Err(last_error);
                     }
                     connect_retries -= 1;
                     counters.retries.increment();
@@ -367,7 +397,9 @@ async fn exchange(
                 if let Some(counters) = counters.backend(backend) {
                     counters.count_status(status);
                 }
-                if status >= 500 {
+                // Only the chosen statuses say the backend is broken: most 5xx answer what
+                // the client asked for (501 to an unknown method, a slow URL's own 504).
+                if settings.pool.ejection.statuses.contains(status) {
                     record_backend_failure(worker, backend);
                 } else {
                     worker.health().record_success(backend);
@@ -387,19 +419,25 @@ async fn exchange(
                 response_started,
             } => {
                 upstream.abort();
-                // A pooled connection that the backend closed while idle says nothing
-                // about the backend's health.
-                if !reused {
-                    record_backend_failure(worker, backend);
-                    tried.push(backend);
+                let retryable = replayable && !response_started && error == ProxyError::BadGateway;
+                if retryable && reused && race_retry_left {
+                    race_retry_left = false;
+                    counters.retries.increment();
+                    last_error = error;
+                    continue;
                 }
+                // Closed, reset or not HTTP: the backend is broken. No answer in time is
+                // counted only as a 504 would be (the URL may just be slow).
+                if error != ProxyError::GatewayTimeout
+                    || settings.pool.ejection.statuses.contains(504)
+                {
+                    record_backend_failure(worker, backend);
+                }
+                tried.push(backend);
                 // A timeout is not retried: the backend may still be working on the
                 // request, and a second wait would double the client's.
-                let retryable = replayable && !response_started && error == ProxyError::BadGateway;
-                if retryable && (reused || sent_retries > 0) {
-                    if !reused {
-                        sent_retries -= 1;
-                    }
+                if retryable && sent_retries > 0 {
+                    sent_retries -= 1;
                     counters.retries.increment();
                     last_error = error;
                     continue;
@@ -443,20 +481,35 @@ async fn exchange(
     }
 }
 
+/// Counts a failure that says the backend itself is broken (the callers choose which), and
+/// an ejection that the pool's ejection share held back.
 fn record_backend_failure(worker: &Worker, backend: usize) {
     let settings = worker.settings();
-    let checks_on = settings.pool.health.probe != super::settings::HealthProbe::Off;
-    worker.health().record_failure(
+    let checks_on = settings.pool.health.probe != HealthProbe::Off;
+    let outcome = worker.health().record_failure(
         backend,
         worker.handle().now(),
         &settings.pool.ejection,
         checks_on,
     );
+    if outcome == FailureOutcome::EjectionCapped {
+        worker.statistics().ejections_capped.increment();
+    }
+}
+
+/// Why a backend connection could not be opened.
+enum ConnectFailure {
+    /// The backend or its network refused, reset, was unreachable (502) or did not answer
+    /// the handshake in time (504): charged to the backend.
+    Backend(ProxyError),
+    /// The proxy's own (its core's connection table full, no free local port): answered
+    /// 503 and never charged to a backend.
+    Local(SocketError),
 }
 
 /// A new connection to `backend`, from this core's stack: its local port comes from the
 /// core's Receive Flow Deliver allocator, so the replies land on this core.
-async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, ProxyError> {
+async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, ConnectFailure> {
     let settings = worker.settings();
     let address = settings.pool.backends[backend].address;
     worker.statistics().backend_connects.increment();
@@ -474,8 +527,9 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Prox
             let meter = worker.meter(MeteredSide::Backend(backend));
             Ok(BufferedStream::new(stream).metered(meter))
         }
-        Ok(Err(_)) => Err(ProxyError::BadGateway),
-        Err(_elapsed) => Err(ProxyError::GatewayTimeout),
+        Ok(Err(error)) if health::is_local(error) => Err(ConnectFailure::Local(error)),
+        Ok(Err(_)) => Err(ConnectFailure::Backend(ProxyError::BadGateway)),
+        Err(_elapsed) => Err(ConnectFailure::Backend(ProxyError::GatewayTimeout)),
     }
 }
 

@@ -5,7 +5,8 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use unisock_kernel::socket::TcpStream;
+use spin::Mutex;
+use unisock_kernel::socket::{SocketError, TcpStream};
 use unisock_kernel::time::Instant;
 
 use super::settings::{Ejection, HealthProbe};
@@ -20,6 +21,13 @@ struct BackendHealth {
     up: AtomicBool,
     /// Passive ejection: unavailable until this time (nanoseconds of the kernel clock).
     ejected_until: AtomicU64,
+    /// Set when an ejection took the backend down with active checks on, until a check
+    /// brings it up or finds it down itself: the backend is still out only by ejection (it
+    /// counts against the pool's ejection share and may serve as a last resort).
+    down_by_ejection: AtomicBool,
+    /// When the last counted failure happened (nanoseconds of the kernel clock; 0: never),
+    /// to try the least recently failed first when every backend is out.
+    last_failure: AtomicU64,
     /// Failed requests in a row, from any core; written only on failure and on the first
     /// success after one, so the success path only reads it.
     consecutive_failures: AtomicU32,
@@ -30,8 +38,35 @@ struct BackendHealth {
     drained: AtomicBool,
 }
 
+impl BackendHealth {
+    /// Out because of passive ejection: inside its cool-off, or held down by it until an
+    /// active check decides.
+    fn is_ejected(&self, now: Instant, checks_on: bool) -> bool {
+        now.as_nanos() < self.ejected_until.load(Ordering::Relaxed)
+            || (checks_on
+                && self.down_by_ejection.load(Ordering::Relaxed)
+                && !self.up.load(Ordering::Relaxed))
+    }
+}
+
+/// What a counted failure did to its backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// Counted; not (yet) enough in a row to eject, or ejection is off.
+    Counted,
+    /// The backend is out for the cool-off.
+    Ejected,
+    /// Enough failures to eject, but the pool's share of ejected backends is reached: the
+    /// backend stays in (Envoy's `max_ejection_percent`).
+    EjectionCapped,
+}
+
 pub struct HealthBoard {
     backends: Vec<BackendHealth>,
+    /// Held while an ejection is decided, so that cores failing at the same instant cannot
+    /// together take out more than the pool's share. Taken only when a backend reaches its
+    /// failure threshold, never on the request path.
+    ejecting: Mutex<()>,
 }
 
 impl HealthBoard {
@@ -45,16 +80,53 @@ impl HealthBoard {
                     health
                 })
                 .collect(),
+            ejecting: Mutex::new(()),
         }
     }
 
-    /// Requests may go to the backend now.
-    pub fn is_available(&self, backend: usize, now: Instant) -> bool {
+    /// Requests may go to the backend now. Without active checks (`checks_on` false) a
+    /// backend is up unless passive ejection took it out, whatever an earlier configuration's
+    /// checks said of it.
+    pub fn is_available(&self, backend: usize, now: Instant, checks_on: bool) -> bool {
         self.backends.get(backend).is_some_and(|health| {
-            health.up.load(Ordering::Relaxed)
+            (health.up.load(Ordering::Relaxed) || !checks_on)
                 && !health.drained.load(Ordering::Relaxed)
                 && now.as_nanos() >= health.ejected_until.load(Ordering::Relaxed)
         })
+    }
+
+    /// The backend to try when none is available: among those out only by passive
+    /// ejection (not drained, not found down by an active check) and not `excluded`, the one
+    /// whose last failure is the oldest. So an ejected pool still serves, as Envoy's panic
+    /// threshold and nginx (which forgets the failures when every server has failed) do,
+    /// instead of answering 503 until the cool-offs end.
+    pub fn last_resort(
+        &self,
+        now: Instant,
+        checks_on: bool,
+        excluded: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        self.backends
+            .iter()
+            .enumerate()
+            .filter(|(index, health)| {
+                !excluded(*index)
+                    && !health.drained.load(Ordering::Relaxed)
+                    && health.is_ejected(now, checks_on)
+                    && (!checks_on
+                        || health.up.load(Ordering::Relaxed)
+                        || health.down_by_ejection.load(Ordering::Relaxed))
+            })
+            .min_by_key(|(_, health)| health.last_failure.load(Ordering::Relaxed))
+            .map(|(index, _)| index)
+    }
+
+    /// How many backends passive ejection holds out now.
+    pub fn ejected_count(&self, now: Instant, checks_on: bool) -> usize {
+        self.backends
+            .iter()
+            .filter(|health| health.is_ejected(now, checks_on))
+            .count()
     }
 
     pub fn set_drained(&self, backend: usize, drained: bool) -> bool {
@@ -77,7 +149,7 @@ impl HealthBoard {
         self.backends.len()
     }
 
-    /// Carries `from`'s up/down and drain state of the backends both boards have (by
+    /// Carries `from`'s up/down (and whether an ejection put it down) and drain state of the backends both boards have (by
     /// `(index here, index there)`) into this fresh board, for a pool that reconfiguration
     /// changed.
     pub fn carry_over(&self, from: &HealthBoard, same: impl Iterator<Item = (usize, usize)>) {
@@ -87,6 +159,10 @@ impl HealthBoard {
                     .store(old.up.load(Ordering::Relaxed), Ordering::Relaxed);
                 new.drained
                     .store(old.drained.load(Ordering::Relaxed), Ordering::Relaxed);
+                new.down_by_ejection.store(
+                    old.down_by_ejection.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
             }
         }
     }
@@ -98,43 +174,67 @@ impl HealthBoard {
     }
 
     /// An active check's verdict: the state moves only after `rise` / `fall` agreeing probes,
-    /// which the checker counts; here the transition is published.
+    /// which the checker counts; here the transition is published. Either way the verdict is
+    /// now the check's, no longer the ejection's.
     pub fn set_up(&self, backend: usize, up: bool) {
-        if let Some(health) = self.backends.get(backend)
-            && health.up.swap(up, Ordering::Relaxed) != up
-        {
-            health.transitions.fetch_add(1, Ordering::Relaxed);
-            if up {
-                health.consecutive_failures.store(0, Ordering::Relaxed);
+        if let Some(health) = self.backends.get(backend) {
+            health.down_by_ejection.store(false, Ordering::Relaxed);
+            if health.up.swap(up, Ordering::Relaxed) != up {
+                health.transitions.fetch_add(1, Ordering::Relaxed);
+                if up {
+                    health.consecutive_failures.store(0, Ordering::Relaxed);
+                }
             }
         }
     }
 
-    /// A request to the backend failed (connect refused or timed out, reset, 5xx). After
-    /// `ejection.consecutive_failures` in a row the backend is out for the cool-off; with
-    /// active checks it also goes down, so that only a check brings it back.
+    /// An active check found a down backend still down: it stays down by the check's verdict.
+    pub fn confirm_down(&self, backend: usize) {
+        if let Some(health) = self.backends.get(backend)
+            && health.down_by_ejection.load(Ordering::Relaxed)
+        {
+            health.down_by_ejection.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to the backend failed in a way that says the backend is broken (the caller
+    /// decides which failures those are). After `ejection.consecutive_failures` in a row the
+    /// backend is out for the cool-off, unless that would take more than the pool's share
+    /// out; with active checks it also goes down, so that only a check brings it back.
     pub fn record_failure(
         &self,
         backend: usize,
         now: Instant,
         ejection: &Ejection,
         checks_on: bool,
-    ) {
+    ) -> FailureOutcome {
         let Some(health) = self.backends.get(backend) else {
-            return;
+            return FailureOutcome::Counted;
         };
+        health.last_failure.store(now.as_nanos(), Ordering::Relaxed);
         let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if ejection.consecutive_failures > 0 && failures >= ejection.consecutive_failures {
-            health.consecutive_failures.store(0, Ordering::Relaxed);
-            let until = now
-                .as_nanos()
-                .saturating_add(ejection.cool_off.as_nanos() as u64);
-            health.ejected_until.store(until, Ordering::Relaxed);
-            health.ejections.fetch_add(1, Ordering::Relaxed);
-            if checks_on {
-                self.set_up(backend, false);
-            }
+        if ejection.consecutive_failures == 0 || failures < ejection.consecutive_failures {
+            return FailureOutcome::Counted;
         }
+        // Envoy's rule: `max_ejection_percent` of the pool, rounded down, but always at least
+        // one backend. A backend already out (tried as a last resort) takes no more room.
+        let _deciding = self.ejecting.lock();
+        let allowed = (self.backends.len() * ejection.max_percent as usize / 100).max(1);
+        if !health.is_ejected(now, checks_on) && self.ejected_count(now, checks_on) >= allowed {
+            // The count stays at the threshold: the next failure asks again.
+            return FailureOutcome::EjectionCapped;
+        }
+        health.consecutive_failures.store(0, Ordering::Relaxed);
+        let until = now
+            .as_nanos()
+            .saturating_add(ejection.cool_off.as_nanos() as u64);
+        health.ejected_until.store(until, Ordering::Relaxed);
+        health.ejections.fetch_add(1, Ordering::Relaxed);
+        if checks_on {
+            self.set_up(backend, false);
+            health.down_by_ejection.store(true, Ordering::Relaxed);
+        }
+        FailureOutcome::Ejected
     }
 
     pub fn record_success(&self, backend: usize) {
@@ -163,11 +263,26 @@ impl HealthBoard {
     }
 }
 
+/// What one probe found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbeResult {
+    Healthy,
+    Unhealthy,
+    /// The probe could not be made for a reason of the proxy's own (its core's connection
+    /// table full, no free local port): it says nothing of the backend.
+    Local,
+}
+
 /// Probes `backend` every interval for ever, publishing up/down after `rise`/`fall` agreeing
-/// results. Runs on the one core the worker assigned this backend to.
+/// results. Runs on the one core the worker assigned this backend to. Without checks, the
+/// backend is up: a configuration that turned the checks off must not leave it down for
+/// ever by an earlier check's verdict (requests already ignore that verdict).
 pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
     let health = &worker.settings().pool.health;
     if health.probe == HealthProbe::Off {
+        if !worker.health().is_up(backend) {
+            worker.health().set_up(backend, true);
+        }
         return;
     }
     let mut agreeing = 0u32;
@@ -176,11 +291,21 @@ pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
         if worker.is_retired() {
             return;
         }
-        let healthy = probe(&worker, backend).await;
+        let healthy = match probe(&worker, backend).await {
+            ProbeResult::Healthy => true,
+            ProbeResult::Unhealthy => false,
+            ProbeResult::Local => {
+                worker.statistics().local_probe_failures.increment();
+                continue;
+            }
+        };
         let board = worker.health();
         let now = worker.handle().now();
         let currently_up = board.is_up(backend);
         if healthy == currently_up {
+            if !healthy {
+                board.confirm_down(backend);
+            }
             agreeing = 0;
             continue;
         }
@@ -194,18 +319,19 @@ pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
     }
 }
 
-/// One probe: true if the backend answered as the check expects within the timeout.
-async fn probe(worker: &Worker, backend: usize) -> bool {
+/// One probe: healthy if the backend answered as the check expects within the timeout.
+async fn probe(worker: &Worker, backend: usize) -> ProbeResult {
     let settings = worker.settings();
     let Some(target) = settings.pool.backends.get(backend) else {
-        return false;
+        return ProbeResult::Unhealthy;
     };
     let health = &settings.pool.health;
     let handle = worker.handle();
     let connect = TcpStream::connect(worker.tcp(), target.address);
     let stream = match handle.timeout(health.timeout, connect).await {
         Ok(Ok(stream)) => stream,
-        _ => return false,
+        Ok(Err(error)) if is_local(error) => return ProbeResult::Local,
+        _ => return ProbeResult::Unhealthy,
     };
     let HealthProbe::Http {
         path,
@@ -213,7 +339,7 @@ async fn probe(worker: &Worker, backend: usize) -> bool {
     } = &health.probe
     else {
         let _ = stream.close();
-        return true;
+        return ProbeResult::Healthy;
     };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: unisock-health-check\r\nConnection: close\r\n\r\n",
@@ -227,8 +353,15 @@ async fn probe(worker: &Worker, backend: usize) -> bool {
         .is_err()
     {
         stream.abort();
-        return false;
+        return ProbeResult::Unhealthy;
     }
+    let verdict = |healthy: bool| {
+        if healthy {
+            ProbeResult::Healthy
+        } else {
+            ProbeResult::Unhealthy
+        }
+    };
     loop {
         match response::parse(
             stream.buffered(),
@@ -236,18 +369,17 @@ async fn probe(worker: &Worker, backend: usize) -> bool {
             false,
         ) {
             Ok(Some((head, _))) => {
-                // 1xx interim answers are not a verdict; anything else is.
-                if (100..200).contains(&head.status) {
-                    stream.abort();
-                    return false;
-                }
                 stream.abort();
-                return head.status / 100 == u16::from(*expected_class);
+                // 1xx interim answers are not a verdict; anything else is.
+                return verdict(
+                    !(100..200).contains(&head.status)
+                        && head.status / 100 == u16::from(*expected_class),
+                );
             }
             Ok(None) => {}
             Err(_) => {
                 stream.abort();
-                return false;
+                return ProbeResult::Unhealthy;
             }
         }
         let left = deadline.saturating_since(handle.now());
@@ -255,9 +387,32 @@ async fn probe(worker: &Worker, backend: usize) -> bool {
             Ok(count) if count > 0 => {}
             _ => {
                 stream.abort();
-                return false;
+                return ProbeResult::Unhealthy;
             }
         }
+    }
+}
+
+/// Whether a socket error is the proxy's own: its core's connection table is full, no local
+/// port or address is free, or the stack refused the operation. Such an error says nothing
+/// about the backend, so it never counts against one (the others, refused, reset, timed out,
+/// unreachable, are the backend's or its network's).
+pub fn is_local(error: SocketError) -> bool {
+    match error {
+        SocketError::LimitReached
+        | SocketError::AddressNotAvailable
+        | SocketError::AddressInUse
+        | SocketError::ConnectionAborted
+        | SocketError::WouldBlock
+        | SocketError::InvalidHandle
+        | SocketError::InvalidOperation
+        | SocketError::InvalidArgument
+        | SocketError::Closed => true,
+        SocketError::ConnectionReset
+        | SocketError::ConnectionRefused
+        | SocketError::TimedOut
+        | SocketError::Unreachable
+        | SocketError::NotConnected => false,
     }
 }
 
@@ -272,6 +427,7 @@ mod tests {
         let ejection = Ejection {
             consecutive_failures: 3,
             cool_off: Duration::from_secs(10),
+            ..Ejection::default()
         };
         let now = Instant::from_millis(1000);
         board.record_failure(0, now, &ejection, false);
@@ -280,14 +436,14 @@ mod tests {
         board.record_failure(0, now, &ejection, false);
         board.record_failure(0, now, &ejection, false);
         assert!(
-            board.is_available(0, now),
+            board.is_available(0, now, false),
             "a success in between resets the count"
         );
         board.record_failure(0, now, &ejection, false);
-        assert!(!board.is_available(0, now));
-        assert!(board.is_available(1, now));
-        assert!(!board.is_available(0, Instant::from_millis(10_999)));
-        assert!(board.is_available(0, Instant::from_millis(11_000)));
+        assert!(!board.is_available(0, now, false));
+        assert!(board.is_available(1, now, false));
+        assert!(!board.is_available(0, Instant::from_millis(10_999), false));
+        assert!(board.is_available(0, Instant::from_millis(11_000), false));
         assert_eq!(board.history(0), (0, 1));
     }
 
@@ -297,12 +453,112 @@ mod tests {
         let ejection = Ejection {
             consecutive_failures: 1,
             cool_off: Duration::from_secs(1),
+            ..Ejection::default()
         };
         board.record_failure(0, Instant::ZERO, &ejection, true);
-        assert!(!board.is_available(0, Instant::from_millis(5000)));
+        assert!(!board.is_available(0, Instant::from_millis(5000), true));
         assert!(!board.is_up(0));
         board.set_up(0, true);
-        assert!(board.is_available(0, Instant::from_millis(5000)));
+        assert!(board.is_available(0, Instant::from_millis(5000), true));
         assert_eq!(board.history(0), (2, 1));
+    }
+
+    fn eject_at_once() -> Ejection {
+        Ejection {
+            consecutive_failures: 1,
+            cool_off: Duration::from_secs(10),
+            ..Ejection::default()
+        }
+    }
+
+    #[test]
+    fn no_more_than_the_share_of_a_pool_is_ejected_and_at_least_one_is() {
+        let at = Instant::from_millis(1000);
+        // 2 or 3 backends at 50 %: one may be out (the share rounds down, but never to 0).
+        for backends in [2, 3] {
+            let board = HealthBoard::new(backends);
+            let ejection = eject_at_once();
+            assert_eq!(
+                board.record_failure(0, at, &ejection, false),
+                FailureOutcome::Ejected
+            );
+            assert_eq!(
+                board.record_failure(1, at, &ejection, false),
+                FailureOutcome::EjectionCapped
+            );
+            assert!(board.is_available(1, at, false), "{backends} backends");
+            // The capped backend's next failure asks again, and is ejected once room frees.
+            let later = Instant::from_millis(11_000);
+            assert_eq!(
+                board.record_failure(1, later, &ejection, false),
+                FailureOutcome::Ejected
+            );
+        }
+        // A lone backend may be ejected (and is then tried as a last resort).
+        let board = HealthBoard::new(1);
+        assert_eq!(
+            board.record_failure(0, at, &eject_at_once(), true),
+            FailureOutcome::Ejected
+        );
+        // 10 backends at 30 %: three.
+        let board = HealthBoard::new(10);
+        let ejection = Ejection {
+            max_percent: 30,
+            ..eject_at_once()
+        };
+        let outcomes: Vec<FailureOutcome> = (0..10)
+            .map(|backend| board.record_failure(backend, at, &ejection, true))
+            .collect();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|outcome| **outcome == FailureOutcome::Ejected)
+                .count(),
+            3
+        );
+        assert_eq!(board.ejected_count(at, true), 3);
+    }
+
+    #[test]
+    fn with_every_backend_out_the_least_recently_failed_is_tried() {
+        let board = HealthBoard::new(3);
+        let ejection = Ejection {
+            max_percent: 100,
+            ..eject_at_once()
+        };
+        for (backend, at) in [(1, 100), (0, 200), (2, 300)] {
+            board.record_failure(backend, Instant::from_millis(at), &ejection, false);
+        }
+        let now = Instant::from_millis(400);
+        assert!((0..3).all(|backend| !board.is_available(backend, now, false)));
+        assert_eq!(board.last_resort(now, false, |_| false), Some(1));
+        assert_eq!(
+            board.last_resort(now, false, |backend| backend == 1),
+            Some(0)
+        );
+        // Drained backends are the operator's choice: never a last resort.
+        board.set_drained(1, true);
+        assert_eq!(board.last_resort(now, false, |_| false), Some(0));
+        // A backend an active check found down is not one either; one only ejected is.
+        let board = HealthBoard::new(2);
+        board.set_up(0, false);
+        board.record_failure(1, now, &ejection, true);
+        assert_eq!(board.last_resort(now, true, |_| false), Some(1));
+        board.confirm_down(1);
+        assert_eq!(board.last_resort(now, true, |_| false), None);
+    }
+
+    #[test]
+    fn without_checks_a_backend_an_earlier_check_took_down_is_available() {
+        let board = HealthBoard::new(1);
+        board.set_up(0, false);
+        let now = Instant::from_millis(1000);
+        assert!(!board.is_available(0, now, true));
+        assert!(board.is_available(0, now, false));
+        // An ejection made while checks were on ends at its cool-off once they are off.
+        board.set_up(0, true);
+        board.record_failure(0, now, &eject_at_once(), true);
+        assert!(!board.is_available(0, Instant::from_millis(10_999), false));
+        assert!(board.is_available(0, Instant::from_millis(11_000), false));
     }
 }

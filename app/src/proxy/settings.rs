@@ -74,14 +74,57 @@ pub struct HealthCheck {
     pub fall: u32,
 }
 
-/// Passive ejection: a backend that fails this many requests in a row (connect failures,
-/// resets, 5xx) is taken out for the cool-off, after which an active check (or, without
-/// checks, the next request) may bring it back.
+/// Passive ejection: a backend that fails this many requests in a row in a way that says the
+/// backend itself is broken (connect refused or timed out, reset or closed before a response,
+/// a response that is not HTTP, and the chosen 5xx statuses) is taken out for the cool-off,
+/// after which an active check (or, without checks, the cool-off's end) brings it back. At
+/// most `max_percent` of the pool is out at once (at least one backend), as Envoy's outlier
+/// detection caps ejections with `max_ejection_percent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ejection {
     /// 0 turns passive ejection off.
     pub consecutive_failures: u32,
     pub cool_off: Duration,
+    /// The backend statuses that count as failures (none by default).
+    pub statuses: FailureStatuses,
+    /// The largest share of the pool, in percent, that may be ejected at once; at least one
+    /// backend may always be.
+    pub max_percent: u32,
+}
+
+/// A set of 5xx statuses (500 to 599, never 501 or 505) that passive ejection counts as a
+/// backend failure, one bit per status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureStatuses(u128);
+
+impl FailureStatuses {
+    /// No status counts.
+    pub const NONE: FailureStatuses = FailureStatuses(0);
+
+    /// Whether `status` may be in the set: a 5xx other than 501 (Not Implemented) and 505
+    /// (HTTP Version Not Supported), which answer what the client asked for, not a broken
+    /// backend (HAProxy's `observe layer7` leaves out the same two).
+    pub fn allows(status: u16) -> bool {
+        (500..=599).contains(&status) && status != 501 && status != 505
+    }
+
+    /// The set with `status` added (`None` if [`FailureStatuses::allows`] refuses it).
+    pub fn with(self, status: u16) -> Option<FailureStatuses> {
+        Self::allows(status).then(|| FailureStatuses(self.0 | 1u128 << (status - 500)))
+    }
+
+    pub fn contains(self, status: u16) -> bool {
+        (500..=599).contains(&status) && self.0 & (1u128 << (status - 500)) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The statuses, smallest first.
+    pub fn iter(self) -> impl Iterator<Item = u16> {
+        (500..=599).filter(move |&status| self.contains(status))
+    }
 }
 
 /// Idle keep-alive connections to backends, kept per core and per backend.
@@ -229,6 +272,11 @@ impl Default for Ejection {
         Ejection {
             consecutive_failures: 5,
             cool_off: Duration::from_secs(10),
+            // A client chooses many 5xx (a slow URL gets a backend's own 504, a rate limit
+            // a 503): counting none by default keeps any client from ejecting backends, as
+            // nginx's `max_fails` counts only errors and timeouts unless told otherwise.
+            statuses: FailureStatuses::NONE,
+            max_percent: 50,
         }
     }
 }
@@ -268,7 +316,14 @@ fn invalid(key: &str, problem: impl Into<String>) -> SettingsError {
 pub fn is_proxy_key(key: &str) -> bool {
     matches!(
         key,
-        "proxy" | "backends" | "balance" | "health" | "eject.failures" | "eject.cooloff"
+        "proxy"
+            | "backends"
+            | "balance"
+            | "health"
+            | "eject.failures"
+            | "eject.cooloff"
+            | "eject.statuses"
+            | "eject.max-percent"
     ) || [
         "timeout.", "limit.", "health.", "pool.", "forward.", "retry.",
     ]
@@ -393,6 +448,10 @@ impl ProxySettings {
                 self.pool.ejection.consecutive_failures = parse_number(key, value, 0, 1000)? as u32
             }
             "eject.cooloff" => self.pool.ejection.cool_off = parse_seconds(key, value)?,
+            "eject.statuses" => self.pool.ejection.statuses = parse_statuses(key, value)?,
+            "eject.max-percent" => {
+                self.pool.ejection.max_percent = parse_number(key, value, 1, 100)? as u32
+            }
             "pool.idle" => {
                 self.pool.keep_alive.idle_per_backend = parse_number(key, value, 0, 4096)? as usize
             }
@@ -477,6 +536,29 @@ pub(crate) fn parse_probe(key: &str, value: &str) -> Result<HealthProbe, Setting
             _ => Err(invalid(key, "is off, tcp or http:<path starting with />")),
         },
     }
+}
+
+/// `none`, or 5xx statuses separated by commas (`502,503,504`); 501 and 505 are refused.
+pub(crate) fn parse_statuses(key: &str, value: &str) -> Result<FailureStatuses, SettingsError> {
+    if value == "none" {
+        return Ok(FailureStatuses::NONE);
+    }
+    let mut statuses = FailureStatuses::NONE;
+    for item in value.split(',') {
+        let status = parse_number(key, item, 500, 599)
+            .ok()
+            .and_then(|status| statuses.with(status as u16))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    alloc::format!(
+                        "`{item}`: is none or 5xx statuses separated by commas (never 501 or 505)"
+                    ),
+                )
+            })?;
+        statuses = status;
+    }
+    Ok(statuses)
 }
 
 pub(crate) fn parse_switch(key: &str, value: &str) -> Result<bool, SettingsError> {
@@ -651,6 +733,22 @@ mod tests {
                 "timeout.frob",
             ),
             ("proxy=80 backends=10.0.0.2:80 retry.sent=", "retry.sent"),
+            (
+                "proxy=80 backends=10.0.0.2:80 eject.statuses=502,501",
+                "eject.statuses",
+            ),
+            (
+                "proxy=80 backends=10.0.0.2:80 eject.statuses=505",
+                "eject.statuses",
+            ),
+            (
+                "proxy=80 backends=10.0.0.2:80 eject.statuses=404",
+                "eject.statuses",
+            ),
+            (
+                "proxy=80 backends=10.0.0.2:80 eject.max-percent=0",
+                "eject.max-percent",
+            ),
         ] {
             let error = parse(line).expect_err(line);
             assert_eq!(error.key, key, "{line}: {error}");
@@ -672,6 +770,26 @@ mod tests {
         for key in ["responder", "ip", "log", "proxyx"] {
             assert!(!is_proxy_key(key), "{key}");
         }
+    }
+
+    #[test]
+    fn ejection_statuses_and_share_are_parsed() {
+        let settings = parse("proxy=80 backends=10.0.0.2:80").unwrap().unwrap();
+        assert!(settings.pool.ejection.statuses.is_empty());
+        assert_eq!(settings.pool.ejection.max_percent, 50);
+        let settings =
+            parse("proxy=80 backends=10.0.0.2:80 eject.statuses=504,502,503 eject.max-percent=10")
+                .unwrap()
+                .unwrap();
+        let statuses = settings.pool.ejection.statuses;
+        assert_eq!(statuses.iter().collect::<Vec<_>>(), [502, 503, 504]);
+        assert!(!statuses.contains(500) && !statuses.contains(501));
+        assert_eq!(settings.pool.ejection.max_percent, 10);
+        let settings =
+            parse("proxy=80 backends=10.0.0.2:80 eject.statuses=500 eject.statuses=none")
+                .unwrap()
+                .unwrap();
+        assert!(settings.pool.ejection.statuses.is_empty());
     }
 
     #[test]

@@ -29,6 +29,23 @@ fn status_class(index: usize) -> &'static str {
     STATUS_CLASSES.get(index).copied().unwrap_or("5xx")
 }
 
+/// Why the proxy could not open a backend connection itself, by index (the `reason` label).
+const LOCAL_FAILURE_REASONS: [&str; 3] = ["connection_limit", "local_port", "other"];
+
+fn local_failure_reason(index: usize) -> &'static str {
+    LOCAL_FAILURE_REASONS.get(index).copied().unwrap_or("other")
+}
+
+/// The index into [`LOCAL_FAILURE_REASONS`] of a local socket error.
+pub fn local_failure_index(error: unisock_kernel::socket::SocketError) -> usize {
+    use unisock_kernel::socket::SocketError;
+    match error {
+        SocketError::LimitReached => 0,
+        SocketError::AddressNotAvailable | SocketError::AddressInUse => 1,
+        _ => 2,
+    }
+}
+
 /// The index into [`STATUS_CLASSES`] of `status` (anything out of range counts as 5xx).
 fn class_index(status: u16) -> usize {
     usize::from(status / 100).clamp(1, 5) - 1
@@ -195,6 +212,12 @@ proxy_counters! {
             "Tunnels closed after timeout.tunnel without a byte in either direction.",
         health_transitions: Counter unisock_proxy_health_transitions_published_total
             "Backend up/down transitions published by this core's active checks.",
+        local_probe_failures: Counter unisock_proxy_local_probe_failures_total
+            "Health probes this core could not make for a reason of its own (connection table full, no free local port); they left the backend's health as it was.",
+        ejections_capped: Counter unisock_proxy_ejections_capped_total
+            "Ejections not made because the pool's share of ejected backends (eject.max-percent) was reached.",
+        last_resort_attempts: Counter unisock_proxy_last_resort_attempts_total
+            "Attempts on a passively ejected backend because no backend was available.",
         request_body_bytes: Counter unisock_proxy_request_body_bytes_total
             "Request body bytes relayed from clients to backends.",
         response_body_bytes: Counter unisock_proxy_response_body_bytes_total
@@ -207,6 +230,9 @@ proxy_counters! {
     labelled {
         responses[5] by "class" status_class: Counter unisock_proxy_responses_total
             "Responses sent to clients (the backends' and the proxy's own), by status class.",
+        local_connect_failures[3] by "reason" local_failure_reason: Counter
+            unisock_proxy_local_connect_failures_total
+            "Backend connections this core could not open for a reason of its own (503 when no other backend could be tried); never charged to a backend.",
     }
     histograms {
         request_duration: unisock_proxy_request_duration_seconds

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use unisock_app::proxy::{self, ProxySettings, ProxyShared, Worker, WorkerPlace};
 use unisock_kernel::executor::Handle;
+use unisock_kernel::net::tcp::TcpConfig;
 use unisock_kernel::socket::{Shutdown, TcpListener, TcpStream};
 use unisock_kernel::time::Instant;
 use unisock_sim::{Impairments, Network, host_address};
@@ -48,6 +49,12 @@ pub enum Behaviour {
     Garbage,
     /// Sends `100 Continue`-style interim `103` first, then the fixed answer.
     InterimThenFixed { body: Vec<u8> },
+    /// Answers like `Fixed` with 200, except that a request for `/close` is closed without
+    /// an answer (nginx's `return 444`, a worker that crashes on it).
+    FixedExceptClose { body: Vec<u8> },
+    /// Answers GET and HEAD like `Fixed` with 200 and every other method 501, as a stock
+    /// `python3 -m http.server` does.
+    GetOnly { body: Vec<u8> },
 }
 
 /// One request as a backend saw it.
@@ -122,7 +129,24 @@ impl Bench {
         proxy_settings: ProxySettings,
         behaviours: Vec<Behaviour>,
     ) -> Bench {
-        let mut network = Network::new(seed, impairments, 2 + behaviours.len());
+        Self::with_tcp_config(
+            seed,
+            impairments,
+            TcpConfig::default(),
+            proxy_settings,
+            behaviours,
+        )
+    }
+
+    /// Like `new`, with every host's stack (the proxy's too) under `tcp_config`.
+    pub fn with_tcp_config(
+        seed: u64,
+        impairments: Impairments,
+        tcp_config: TcpConfig,
+        proxy_settings: ProxySettings,
+        behaviours: Vec<Behaviour>,
+    ) -> Bench {
+        let mut network = Network::with_config(seed, impairments, 2 + behaviours.len(), tcp_config);
         let shared = ProxyShared::new(proxy_settings, 1);
         {
             let host = &network.hosts[PROXY_HOST];
@@ -558,6 +582,33 @@ async fn backend_connection(
                 }
                 response.extend_from_slice(b"\r\n");
                 if !is_head && *status != 204 && *status != 304 {
+                    response.extend_from_slice(body);
+                }
+                if stream.write_all(&response).await.is_err() {
+                    return;
+                }
+            }
+            Behaviour::FixedExceptClose { body } | Behaviour::GetOnly { body } => {
+                if matches!(behaviour, Behaviour::FixedExceptClose { .. })
+                    && head.starts_with("GET /close ")
+                {
+                    let _ = stream.close();
+                    return;
+                }
+                let status = match &behaviour {
+                    Behaviour::GetOnly { .. }
+                        if !head.starts_with("GET ") && !head.starts_with("HEAD ") =>
+                    {
+                        "501 Unsupported method"
+                    }
+                    _ => "200 OK",
+                };
+                let mut response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                if !is_head {
                     response.extend_from_slice(body);
                 }
                 if stream.write_all(&response).await.is_err() {
