@@ -177,3 +177,60 @@ fn requests_reach_nginx_with_a_valid_host() {
         "Connection must not remove Host: {answer}"
     );
 }
+
+/// A client that sends `Content-Length: length` and then a byte a second, until the proxy
+/// answers (or 40 s pass); returns the status line and the seconds it took.
+fn trickle_upload(guest: &Guest, length: usize) -> (String, u64) {
+    let output = guest.expect_shell(
+        &format!(
+            "python3 -c \"\nimport socket, time\n\
+             s = socket.create_connection(('{GUEST}', {PROXY_PORT}))\n\
+             s.sendall(b'POST /upload HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: {length}\\r\\n\\r\\n')\n\
+             start = time.time()\n\
+             s.settimeout(1)\n\
+             data = b''\n\
+             while time.time() - start < 40 and b'\\r\\n' not in data:\n\
+             \x20   try:\n\
+             \x20       s.sendall(b'x')\n\
+             \x20       chunk = s.recv(4096)\n\
+             \x20       if not chunk:\n\
+             \x20           break\n\
+             \x20       data += chunk\n\
+             \x20   except socket.timeout:\n\
+             \x20       pass\n\
+             \x20   except OSError:\n\
+             \x20       break\n\
+             print(data.split(b'\\r\\n')[0].decode() or 'none', int(time.time() - start))\n\""
+        ),
+        Duration::from_secs(60),
+    );
+    let (status, seconds) = output.trim().rsplit_once(' ').expect("status and seconds");
+    (status.to_string(), seconds.parse().expect("seconds"))
+}
+
+/// Item 5: a request body trickled a byte a second meets the whole-body deadline (408) and
+/// does not hold the backend for longer; a small one never reaches the backend at all.
+#[test]
+fn trickled_request_bodies_meet_their_deadline() {
+    let guest = boot_proxy(
+        1,
+        &format!("backends={PEER}:9501 timeout.body=5 timeout.body-rate=0"),
+    );
+    let backend = Backend::python(&guest, 9501);
+    // Streamed (larger than `limit.body-buffer`): the head reaches the backend first.
+    let (status, seconds) = trickle_upload(&guest, 100_000);
+    println!("streamed body: {status} after {seconds} s");
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(seconds <= 15, "the 5 s body deadline took {seconds} s");
+    assert_eq!(backend.requests_containing("POST /upload"), 1);
+    // Small enough to buffer: read whole before any backend is chosen, so it never gets one.
+    let (status, seconds) = trickle_upload(&guest, 1_000);
+    println!("buffered body: {status} after {seconds} s");
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(seconds <= 15, "the 5 s body deadline took {seconds} s");
+    assert_eq!(
+        backend.requests_containing("POST /upload"),
+        1,
+        "a buffered body that never completed reached the backend"
+    );
+}
