@@ -530,6 +530,47 @@ fn a_backend_that_times_out_on_a_pooled_connection_is_not_asked_twice() {
     );
 }
 
+/// `Transfer-Encoding: gzip, chunked` ends with chunked, so the body is chunked (RFC 9112 6.3
+/// item 4 reads until close only when chunked is not final): the response ends at its last
+/// chunk and the backend connection carries the next request. The gzip coding goes on to an
+/// HTTP/1.1 client; an HTTP/1.0 client cannot be sent a transfer coding (RFC 9112 6.1) and
+/// gets a 502. Before, the proxy waited for the backend to close (it never did).
+#[test]
+fn a_coding_before_chunked_is_framed_as_chunked_and_passed_on() {
+    let coded = b"\x1f\x8b coded".to_vec();
+    let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec();
+    response.extend_from_slice(format!("{:x}\r\n", coded.len()).as_bytes());
+    response.extend_from_slice(&coded);
+    response.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("", 1),
+        vec![Behaviour::Raw { response }],
+    );
+    let mut requests = get("/1", "");
+    requests.extend(get("/2", "Connection: close\r\n"));
+    bench.client(requests, Duration::ZERO, 30 * SECOND);
+    bench.client(
+        b"GET /old HTTP/1.0\r\n\r\n".to_vec(),
+        2 * SECOND,
+        30 * SECOND,
+    );
+    bench.run(60 * SECOND);
+    assert_eq!(bench.result(0).ending, Ending::Closed);
+    let responses = bench.responses(0, &[false, false]);
+    assert_eq!(responses.len(), 2);
+    for response in &responses {
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("transfer-encoding"), Some("gzip, chunked"));
+        assert_eq!(response.body, coded);
+    }
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.requests[0].connection, log.requests[1].connection);
+    let old = bench.responses(1, &[false]);
+    assert_eq!(old[0].status, 502);
+}
+
 #[test]
 fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     for behaviour in [

@@ -176,11 +176,24 @@ pub fn response_for_client(
             &via_value(head.minor_version),
         );
     }
+    let codings = head.transfer_codings();
     match framing {
         BodyFraming::Empty if head.status >= 200 && head.status != 204 => {
             if let Ok(Some(length)) = fields::content_length(&head.headers) {
                 push_framing(&mut out, BodyFraming::Length(length));
             }
+        }
+        // The backend's other codings stay on the body, and chunked stays final (RFC 9112
+        // 6.1): `gzip, chunked` goes on as it came. The caller never re-chunks a body that
+        // is already chunked under another coding (`chunked, gzip`).
+        BodyFraming::Chunked if !codings.is_empty() => {
+            let mut value = Vec::new();
+            for coding in codings {
+                value.extend_from_slice(coding);
+                value.extend_from_slice(b", ");
+            }
+            value.extend_from_slice(b"chunked");
+            push_field(&mut out, "Transfer-Encoding", &value);
         }
         other => push_framing(&mut out, other),
     }
