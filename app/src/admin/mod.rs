@@ -18,7 +18,7 @@ pub use sockets::{joined_pairs, write_json, write_text};
 use crate::config::{AddressRange, Configuration};
 use crate::control::{ControlBoard, CoreProxy};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{self, HeadLimits, RequestHead};
+use crate::http::request::{HeadLimits, HeadScan, RequestHead};
 use crate::metrics::ReportFormat;
 use crate::proxy::stream::BufferedStream;
 use crate::services::StatisticsReport;
@@ -195,8 +195,9 @@ async fn read_head(
         header_bytes: 32 * 1024,
         header_count: 100,
     };
+    let mut scan = HeadScan::new();
     loop {
-        match request::parse(client.buffered(), &limits) {
+        match scan.advance(client.buffered(), &limits) {
             Ok(Some((head, length))) => {
                 client.consume(length);
                 return Ok(head);

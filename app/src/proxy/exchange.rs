@@ -19,7 +19,7 @@ use super::stream::{BufferedStream, READ_CHUNK, StreamError};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{self, HeadLimits, RequestHead};
+use crate::http::request::{HeadLimits, HeadScan, RequestHead};
 use crate::http::response::{self, ResponseHead};
 
 /// What becomes of the client connection after an exchange.
@@ -174,9 +174,20 @@ async fn read_request(
         header_count: settings.limits.header_count,
     };
     let mut deadline = None;
+    // Each read's bytes are scanned once for the end of the head, which is parsed once.
+    let mut scan = HeadScan::new();
     loop {
         if !client.buffered().is_empty() {
-            match request::parse(client.buffered(), &limits) {
+            let parses_before = scan.parses();
+            let parsed = scan.advance(client.buffered(), &limits);
+            let parses = scan.parses() - parses_before;
+            if parses > 0 {
+                worker
+                    .statistics()
+                    .request_head_parses
+                    .add(u64::from(parses));
+            }
+            match parsed {
                 Ok(Some((head, length))) => {
                     client.consume(length);
                     return Ok(Some(head));
