@@ -384,6 +384,83 @@ fn smuggling_attempts_get_400_and_never_reach_a_backend() {
     }
 }
 
+/// The head the backend received for `request`, lower-cased.
+fn backend_head(request: &[u8]) -> String {
+    let bench = one_exchange("", fixed("x"), request.to_vec());
+    let log = bench.backends[0].borrow();
+    assert_eq!(
+        log.requests.len(),
+        1,
+        "{}",
+        String::from_utf8_lossy(request)
+    );
+    log.requests[0].head.to_ascii_lowercase()
+}
+
+/// Every request reaches the backend with one valid `Host` (RFC 9112 3.2): an HTTP/1.0
+/// request without one gets the backend's address (nginx's `$proxy_host`), `Connection: host`
+/// cannot remove it, and an absolute-form target is sent in origin form with its authority
+/// as `Host` (RFC 9112 3.2.2). Before, the backend got an HTTP/1.1 request without `Host` in
+/// the first two cases, and the absolute target beside the client's `Host` in the third.
+#[test]
+fn the_backend_always_gets_the_host_the_request_is_for() {
+    let backend = support::backend_address(0).to_string();
+    let head = backend_head(b"GET /old HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("get /old http/1.1\r\n"), "{head}");
+    assert!(head.contains(&format!("\r\nhost: {backend}\r\n")), "{head}");
+
+    let head = backend_head(&get("/", "Connection: host\r\n"));
+    assert!(head.contains("\r\nhost: example\r\n"), "{head}");
+
+    let head = backend_head(
+        b"GET http://Other.example:8080/p?q=1 HTTP/1.1\r\nHost: example\r\nConnection: Host\r\n\r\n",
+    );
+    assert!(head.starts_with("get /p?q=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: other.example:8080\r\n"), "{head}");
+    assert_eq!(head.matches("host:").count(), 1, "{head}");
+
+    let head = backend_head(b"GET http://a.example?x HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("get /?x http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: a.example\r\n"), "{head}");
+}
+
+/// A `Host` (or an absolute target's authority) that is not `host[:port]` gets 400 (RFC 9110
+/// 7.2, RFC 3986 3.2), and so does a target in no form the proxy forwards; each is counted.
+/// Before, all of these reached the backend.
+#[test]
+fn a_bad_host_or_target_gets_400() {
+    let bad_hosts: [&[u8]; 9] = [
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\\b\r\n\r\n",
+        b"GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    let bad_targets: [&[u8]; 3] = [
+        b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for (requests, counter) in [
+        (&bad_hosts[..], "bad_host_requests"),
+        (&bad_targets[..], "bad_target_requests"),
+    ] {
+        for request in requests {
+            let name = String::from_utf8_lossy(request);
+            let bench = one_exchange("", fixed("x"), request.to_vec());
+            let responses = bench.responses(0, &[false]);
+            assert_eq!(responses[0].status, 400, "{name}");
+            assert!(bench.backends[0].borrow().requests.is_empty(), "{name}");
+            assert_eq!(total(&bench, counter), 1, "{name}");
+            assert_eq!(total(&bench, "rejected_requests"), 1, "{name}");
+        }
+    }
+}
+
 #[test]
 fn limits_give_414_431_and_413() {
     let long_target = format!("/{}", "a".repeat(9000));

@@ -5,6 +5,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::fields::{self, BodyFraming, FramingError, HeaderField};
+use super::target::{TargetError, forwarded_target, is_valid_authority};
 
 /// The size limits a request head is read under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,9 +19,12 @@ pub struct HeadLimits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: String,
+    /// The target to forward: the origin form (an absolute form's path and query), or `*`.
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
+    /// The fields as received, except that the one `Host` field, checked `host[:port]`,
+    /// holds the host the request is for (`host()`).
     pub headers: Vec<HeaderField>,
     /// The request's body framing (`Empty` when it has none).
     pub framing: BodyFraming,
@@ -32,8 +36,11 @@ pub enum RequestError {
     /// Not HTTP/1.x, or bytes the grammar forbids (bare CR, whitespace before a colon,
     /// obs-fold, control characters, a bad token): 400.
     Malformed,
-    /// HTTP/1.1 without exactly one `Host` (RFC 9112 3.2): 400.
+    /// HTTP/1.1 without exactly one `Host`, several `Host` fields, or one (or an absolute
+    /// target's authority) that is not `host[:port]` (RFC 9112 3.2, RFC 9110 7.2): 400.
     BadHost,
+    /// A target in none of the forms the proxy forwards (RFC 9112 3.2): 400.
+    BadTarget,
     /// Ambiguous or forbidden framing: 400 (or 501 for an unsupported coding).
     Framing(FramingError),
     /// The request line is longer than the limit: 414.
@@ -46,7 +53,7 @@ impl RequestError {
     /// The status the client gets.
     pub fn status(self) -> u16 {
         match self {
-            RequestError::Malformed | RequestError::BadHost => 400,
+            RequestError::Malformed | RequestError::BadHost | RequestError::BadTarget => 400,
             RequestError::Framing(FramingError::UnsupportedCoding) => 501,
             RequestError::Framing(_) => 400,
             RequestError::RequestLineTooLong => 414,
@@ -207,12 +214,34 @@ fn parse_complete(
     else {
         return Err(RequestError::Malformed);
     };
-    let headers = fields::owned(request.headers);
+    let mut headers = fields::owned(request.headers);
     check_field_values(&headers)?;
     let hosts = headers.iter().filter(|field| field.is("host")).count();
     if hosts > 1 || (minor_version == 1 && hosts == 0) {
         return Err(RequestError::BadHost);
     }
+    let host_field = headers.iter_mut().find(|field| field.is("host"));
+    if let Some(field) = &host_field
+        && !is_valid_authority(field.value.trim_ascii())
+    {
+        return Err(RequestError::BadHost);
+    }
+    let forwarded = forwarded_target(method, target).map_err(|error| match error {
+        TargetError::Malformed => RequestError::BadTarget,
+        TargetError::BadAuthority => RequestError::BadHost,
+    })?;
+    // A proxy that receives an absolute-form target replaces `Host` with the target's
+    // authority (RFC 9112 3.2.2; RFC 7230 5.4 said so of proxies in as many words).
+    match (host_field, forwarded.authority) {
+        (Some(field), Some(authority)) => field.value = authority.as_bytes().to_vec(),
+        (Some(field), None) => field.value = field.value.trim_ascii().to_vec(),
+        (None, Some(authority)) => headers.push(HeaderField {
+            name: String::from("Host"),
+            value: authority.as_bytes().to_vec(),
+        }),
+        (None, None) => {}
+    }
+    let target = forwarded.target;
     // A request without framing fields has no body (RFC 9112 6.3 item 7).
     let framing = fields::framing(&headers, minor_version)
         .map_err(RequestError::Framing)?
@@ -224,7 +253,7 @@ fn parse_complete(
     Ok(Some((
         RequestHead {
             method: String::from(method),
-            target: String::from(target),
+            target,
             minor_version,
             headers,
             framing,
@@ -261,6 +290,15 @@ fn leading_empty_lines(received: &[u8]) -> usize {
 }
 
 impl RequestHead {
+    /// The host the request is for (RFC 9110 7.2), `host[:port]`: an absolute-form target's
+    /// authority, else the `Host` field's value; `None` only for HTTP/1.0 without `Host`.
+    pub fn host(&self) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|field| field.is("host"))
+            .map(|field| field.value.as_slice())
+    }
+
     /// Methods that a retry cannot repeat the effect of (RFC 9110 9.2.2).
     pub fn is_idempotent(&self) -> bool {
         matches!(
@@ -433,6 +471,36 @@ mod tests {
             error(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
                 .status(),
             501
+        );
+    }
+
+    #[test]
+    fn the_host_follows_an_absolute_target() {
+        let (head, _) = parsed(b"GET http://b.example:81/x?y HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.target, "/x?y");
+        assert_eq!(head.host(), Some(&b"b.example:81"[..]));
+        assert_eq!(head.headers.len(), 1);
+        let (head, _) = parsed(b"GET http://b HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!((head.target.as_str(), head.host()), ("/", Some(&b"b"[..])));
+        let (head, _) = parsed(b"GET / HTTP/1.0\r\nHost: a:80 \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.host(), Some(&b"a:80"[..]));
+        let (head, _) = parsed(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.host(), None);
+        assert_eq!(
+            error(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            RequestError::BadHost
+        );
+        assert_eq!(
+            error(b"GET http://u@b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::BadHost
+        );
+        assert_eq!(
+            error(b"GET b HTTP/1.1\r\nHost: a\r\n\r\n"),
+            RequestError::BadTarget
         );
     }
 

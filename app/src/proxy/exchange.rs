@@ -19,7 +19,7 @@ use super::stream::{BufferedStream, READ_CHUNK, StreamError};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{HeadLimits, HeadScan, RequestHead};
+use crate::http::request::{HeadLimits, HeadScan, RequestError, RequestHead};
 use crate::http::response::{self, ResponseHead};
 
 /// What becomes of the client connection after an exchange.
@@ -173,6 +173,7 @@ async fn read_request(
         header_bytes: settings.limits.header_bytes,
         header_count: settings.limits.header_count,
     };
+    let counters = worker.statistics();
     let mut deadline = None;
     // Each read's bytes are scanned once for the end of the head, which is parsed once.
     let mut scan = HeadScan::new();
@@ -182,10 +183,7 @@ async fn read_request(
             let parsed = scan.advance(client.buffered(), &limits);
             let parses = scan.parses() - parses_before;
             if parses > 0 {
-                worker
-                    .statistics()
-                    .request_head_parses
-                    .add(u64::from(parses));
+                counters.request_head_parses.add(u64::from(parses));
             }
             match parsed {
                 Ok(Some((head, length))) => {
@@ -193,7 +191,14 @@ async fn read_request(
                     return Ok(Some(head));
                 }
                 Ok(None) => {}
-                Err(error) => return Err(ProxyError::from_status(error.status())),
+                Err(error) => {
+                    match error {
+                        RequestError::BadHost => counters.bad_host_requests.increment(),
+                        RequestError::BadTarget => counters.bad_target_requests.increment(),
+                        _ => {}
+                    }
+                    return Err(ProxyError::from_status(error.status()));
+                }
             }
             deadline.get_or_insert(handle.now() + settings.timeouts.header);
         }
@@ -207,7 +212,7 @@ async fn read_request(
         match client.fill(handle, wait).await {
             Ok(0) | Err(StreamError::Socket(_)) => {
                 if deadline.is_some() {
-                    worker.statistics().client_aborts.increment();
+                    counters.client_aborts.increment();
                 }
                 return Ok(None);
             }
@@ -496,6 +501,7 @@ async fn relay(
     let request_head = forward::request_for_backend(
         head,
         client_address,
+        settings.pool.backends[backend].address,
         &settings.forwarding,
         head.framing,
         option,
