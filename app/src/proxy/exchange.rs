@@ -101,11 +101,6 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     }
 }
 
-/// How long the close after an error response goes on reading, and discarding, the rest
-/// of the client's request. nginx's lingering close waits up to 30 s (`lingering_time`);
-/// 5 s, half the default header timeout, bounds what a client that never closes can hold.
-const LINGER: Duration = Duration::from_secs(5);
-
 /// Writes the proxy's own error response; false if the client did not take it.
 async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyError) -> bool {
     count_status(worker.statistics(), error.status());
@@ -119,40 +114,23 @@ async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyErro
 /// Closes after an error response, or aborts if the client did not take it (`answered`
 /// false: the connection is dead or the client stopped reading). The client may still be
 /// sending its request (a head or body refused before its end, a body a backend failed to
-/// take, a body invited by `100 Continue`): closing with its bytes unread would reset the connection, and a reset
-/// makes the client's stack drop the response it has not read yet. So the response is
-/// followed by a FIN and the rest of the request is read and discarded until the client
-/// closes too, for at most `LINGER`. A request timeout closes at once: its client already
-/// had the header timeout to send, the read that timed out left nothing unread, and our
-/// stack's orphan discards whatever still comes instead of resetting.
+/// take, a body invited by `100 Continue`), so the close lingers (`close_lingering`). A
+/// request timeout closes at once: its client already had the header timeout to send, the
+/// read that timed out left nothing unread, and our stack's orphan discards whatever still
+/// comes instead of resetting.
 async fn close_after_error(
     worker: &Worker,
-    mut client: BufferedStream,
+    client: BufferedStream,
     error: ProxyError,
     answered: bool,
 ) {
     if !answered {
         return client.abort();
     }
-    let handle = worker.handle();
-    if error != ProxyError::RequestTimeout && client.stream().shutdown(Shutdown::Write).is_ok() {
-        client.discard_buffered();
-        let deadline = handle.now() + LINGER;
-        loop {
-            let left = deadline.saturating_since(handle.now());
-            if left.is_zero() {
-                break;
-            }
-            match client.fill(handle, left).await {
-                Ok(count) if count > 0 => {
-                    let unread = client.buffered().len();
-                    client.consume(unread);
-                }
-                _ => break,
-            }
-        }
+    if error == ProxyError::RequestTimeout {
+        return client.close();
     }
-    client.close()
+    client.close_lingering(worker.handle()).await
 }
 
 fn count_status(counters: &ProxyCoreCounters, status: u16) {
