@@ -634,8 +634,9 @@ async fn relay_response(
     let client_speaks_1_1 = request.minor_version >= 1;
     // Codings other than chunked stay on the body: an HTTP/1.0 client cannot be told of them
     // (RFC 9112 6.1), and a body chunked under another coding cannot be chunked again.
-    // nginx and Envoy refuse every such response with a 502; we pass `gzip, chunked` on to
-    // HTTP/1.1 clients, as HAProxy does, and refuse only what cannot be passed on.
+    // nginx refuses every such response with a 502 ("upstream sent unknown
+    // Transfer-Encoding"); HAProxy frames a message as chunked whenever chunked is its last
+    // coding. We pass `gzip, chunked` on to HTTP/1.1 clients and refuse only what cannot be.
     let codings = response.transfer_codings();
     if !codings.is_empty()
         && (!client_speaks_1_1 || codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")))
