@@ -385,6 +385,83 @@ fn smuggling_attempts_get_400_and_never_reach_a_backend() {
     }
 }
 
+/// The head the backend received for `request`, lower-cased.
+fn backend_head(request: &[u8]) -> String {
+    let bench = one_exchange("", fixed("x"), request.to_vec());
+    let log = bench.backends[0].borrow();
+    assert_eq!(
+        log.requests.len(),
+        1,
+        "{}",
+        String::from_utf8_lossy(request)
+    );
+    log.requests[0].head.to_ascii_lowercase()
+}
+
+/// Every request reaches the backend with one valid `Host` (RFC 9112 3.2): an HTTP/1.0
+/// request without one gets the backend's address (nginx's `$proxy_host`), `Connection: host`
+/// cannot remove it, and an absolute-form target is sent in origin form with its authority
+/// as `Host` (RFC 9112 3.2.2). Before, the backend got an HTTP/1.1 request without `Host` in
+/// the first two cases, and the absolute target beside the client's `Host` in the third.
+#[test]
+fn the_backend_always_gets_the_host_the_request_is_for() {
+    let backend = support::backend_address(0).to_string();
+    let head = backend_head(b"GET /old HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("get /old http/1.1\r\n"), "{head}");
+    assert!(head.contains(&format!("\r\nhost: {backend}\r\n")), "{head}");
+
+    let head = backend_head(&get("/", "Connection: host\r\n"));
+    assert!(head.contains("\r\nhost: example\r\n"), "{head}");
+
+    let head = backend_head(
+        b"GET http://Other.example:8080/p?q=1 HTTP/1.1\r\nHost: example\r\nConnection: Host\r\n\r\n",
+    );
+    assert!(head.starts_with("get /p?q=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: other.example:8080\r\n"), "{head}");
+    assert_eq!(head.matches("host:").count(), 1, "{head}");
+
+    let head = backend_head(b"GET http://a.example?x HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("get /?x http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: a.example\r\n"), "{head}");
+}
+
+/// A `Host` (or an absolute target's authority) that is not `host[:port]` gets 400 (RFC 9110
+/// 7.2, RFC 3986 3.2), and so does a target in no form the proxy forwards; each is counted.
+/// Before, all of these reached the backend.
+#[test]
+fn a_bad_host_or_target_gets_400() {
+    let bad_hosts: [&[u8]; 9] = [
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\\b\r\n\r\n",
+        b"GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    let bad_targets: [&[u8]; 3] = [
+        b"GET a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for (requests, counter) in [
+        (&bad_hosts[..], "bad_host_requests"),
+        (&bad_targets[..], "bad_target_requests"),
+    ] {
+        for request in requests {
+            let name = String::from_utf8_lossy(request);
+            let bench = one_exchange("", fixed("x"), request.to_vec());
+            let responses = bench.responses(0, &[false]);
+            assert_eq!(responses[0].status, 400, "{name}");
+            assert!(bench.backends[0].borrow().requests.is_empty(), "{name}");
+            assert_eq!(total(&bench, counter), 1, "{name}");
+            assert_eq!(total(&bench, "rejected_requests"), 1, "{name}");
+        }
+    }
+}
+
 #[test]
 fn limits_give_414_431_and_413() {
     let long_target = format!("/{}", "a".repeat(9000));
@@ -706,6 +783,47 @@ fn a_backend_that_times_out_on_a_pooled_connection_is_not_asked_twice() {
     );
 }
 
+/// `Transfer-Encoding: gzip, chunked` ends with chunked, so the body is chunked (RFC 9112 6.3
+/// item 4 reads until close only when chunked is not final): the response ends at its last
+/// chunk and the backend connection carries the next request. The gzip coding goes on to an
+/// HTTP/1.1 client; an HTTP/1.0 client cannot be sent a transfer coding (RFC 9112 6.1) and
+/// gets a 502. Before, the proxy waited for the backend to close (it never did).
+#[test]
+fn a_coding_before_chunked_is_framed_as_chunked_and_passed_on() {
+    let coded = b"\x1f\x8b coded".to_vec();
+    let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec();
+    response.extend_from_slice(format!("{:x}\r\n", coded.len()).as_bytes());
+    response.extend_from_slice(&coded);
+    response.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("", 1),
+        vec![Behaviour::Raw { response }],
+    );
+    let mut requests = get("/1", "");
+    requests.extend(get("/2", "Connection: close\r\n"));
+    bench.client(requests, Duration::ZERO, 30 * SECOND);
+    bench.client(
+        b"GET /old HTTP/1.0\r\n\r\n".to_vec(),
+        2 * SECOND,
+        30 * SECOND,
+    );
+    bench.run(60 * SECOND);
+    assert_eq!(bench.result(0).ending, Ending::Closed);
+    let responses = bench.responses(0, &[false, false]);
+    assert_eq!(responses.len(), 2);
+    for response in &responses {
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("transfer-encoding"), Some("gzip, chunked"));
+        assert_eq!(response.body, coded);
+    }
+    let log = bench.backends[0].borrow();
+    assert_eq!(log.requests[0].connection, log.requests[1].connection);
+    let old = bench.responses(1, &[false]);
+    assert_eq!(old[0].status, 502);
+}
+
 #[test]
 fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     for behaviour in [
@@ -721,6 +839,40 @@ fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
         assert!(result.received.len() < 100_000);
         assert!(bench.report().contains("truncated_responses=1"));
     }
+}
+
+/// The value of `field` in the report's total line.
+fn total(bench: &Bench, field: &str) -> u64 {
+    let report = bench.report();
+    let line = report
+        .lines()
+        .find(|line| line.starts_with("proxy core=total"))
+        .expect("a total line");
+    line.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
+        .parse()
+        .unwrap()
+}
+
+/// A head trickled one byte per segment is parsed once, when its end has arrived: each read
+/// scans only its new bytes for the end. Before, every read parsed the whole head again (a
+/// 3 KB head cost about 3000 parses, quadratic in its length).
+#[test]
+fn a_trickled_head_is_parsed_once() {
+    let filler = format!("X-Filler: {}\r\n", "f".repeat(3000));
+    let head = get("/", &filler);
+    let trickle: Vec<(Duration, Vec<u8>)> = head
+        .iter()
+        .map(|&byte| (Duration::from_millis(1), vec![byte]))
+        .collect();
+    let mut bench = Bench::new(1, clean(), settings("", 1), vec![fixed("x")]);
+    bench.client_with(trickle, Duration::ZERO, 60 * SECOND, true);
+    bench.run(60 * SECOND);
+    let responses = bench.responses(0, &[false]);
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(total(&bench, "requests"), 1);
+    assert_eq!(total(&bench, "request_head_parses"), 1);
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub use sockets::{joined_pairs, write_json, write_text};
 use crate::config::{AddressRange, Configuration};
 use crate::control::{ControlBoard, CoreProxy};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{self, HeadLimits, RequestHead};
+use crate::http::request::{HeadLimits, HeadScan, RequestHead};
 use crate::metrics::ReportFormat;
 use crate::proxy::stream::BufferedStream;
 use crate::services::StatisticsReport;
@@ -75,6 +75,9 @@ struct Answer {
     status: u16,
     content_type: &'static str,
     body: String,
+    /// The answer comes before the request's end: the close lingers
+    /// (`BufferedStream::close_lingering`, as the proxy does after its own refusals).
+    before_request_end: bool,
 }
 
 impl Answer {
@@ -83,7 +86,14 @@ impl Answer {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
+            before_request_end: false,
         }
+    }
+
+    /// The same answer, sent before the request's end.
+    fn before_request_end(mut self) -> Answer {
+        self.before_request_end = true;
+        self
     }
 }
 
@@ -119,13 +129,16 @@ async fn serve(context: AdminContext, stream: TcpStream) {
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(answer.body.as_bytes());
     match client.write_all(&handle, REQUEST_TIMEOUT, &bytes).await {
+        Ok(()) if answer.before_request_end => client.close_lingering(&handle).await,
         Ok(()) => client.close(),
         Err(_) => client.abort(),
     }
 }
 
 /// The allow-list is checked before a byte is read, the token after the head and before the
-/// body: a refused peer makes the appliance hold nothing for it.
+/// body: a refused peer makes the appliance hold nothing for it (its close does not linger;
+/// an allowed one's refusals do, so that they reach it).
+///
 async fn respond(context: &AdminContext, remote: Ipv4Addr, client: &mut BufferedStream) -> Answer {
     let board = context.core.board();
     let admin = board.current().configuration.admin.clone();
@@ -158,7 +171,7 @@ async fn respond(context: &AdminContext, remote: Ipv4Addr, client: &mut Buffered
         canonical.push('/');
     }
     if canonical != path {
-        return Answer::text(404, "no such endpoint (GET / lists them)\n");
+        return Answer::text(404, "no such endpoint (GET / lists them)\n").before_request_end();
     }
     let needs_token = head.method != "GET" || segments == ["config"];
     if needs_token {
@@ -174,7 +187,7 @@ async fn respond(context: &AdminContext, remote: Ipv4Addr, client: &mut Buffered
             } else {
                 "needs Authorization: Bearer <token>\n"
             };
-            return Answer::text(403, why);
+            return Answer::text(403, why).before_request_end();
         }
     }
     let body = match read_body(context, client, &head, deadline).await {
@@ -195,14 +208,17 @@ async fn read_head(
         header_bytes: 32 * 1024,
         header_count: 100,
     };
+    let mut scan = HeadScan::new();
     loop {
-        match request::parse(client.buffered(), &limits) {
+        match scan.advance(client.buffered(), &limits) {
             Ok(Some((head, length))) => {
                 client.consume(length);
                 return Ok(head);
             }
             Ok(None) => {}
-            Err(error) => return Err(Answer::text(error.status(), "bad request\n")),
+            Err(error) => {
+                return Err(Answer::text(error.status(), "bad request\n").before_request_end());
+            }
         }
         let wait = deadline.saturating_since(handle.now());
         match client.fill(handle, wait).await {
@@ -224,8 +240,13 @@ async fn read_body(
         BodyFraming::Length(length) if length <= crate::config::MAX_FILE_BYTES as u64 => {
             length as usize
         }
-        BodyFraming::Length(_) => return Err(Answer::text(413, "at most 1 MiB\n")),
-        _ => return Err(Answer::text(400, "send the body with Content-Length\n")),
+        BodyFraming::Length(_) => {
+            return Err(Answer::text(413, "at most 1 MiB\n").before_request_end());
+        }
+        _ => {
+            let answer = Answer::text(400, "send the body with Content-Length\n");
+            return Err(answer.before_request_end());
+        }
     };
     while client.buffered().len() < length {
         let wait = deadline.saturating_since(handle.now());
@@ -284,6 +305,7 @@ async fn answer(
                 status: 200,
                 content_type: ReportFormat::Prometheus.content_type(),
                 body: text,
+                before_request_end: false,
             }
         }
         ("GET", ["stats"]) => {
@@ -297,6 +319,7 @@ async fn answer(
             status: 200,
             content_type: "application/toml",
             body: current.configuration.to_file(),
+            before_request_end: false,
         },
         ("PUT", ["config"]) => put_config(context, remote, body).await,
         ("POST", ["backends", pool, address, action]) => {
@@ -344,6 +367,7 @@ async fn sockets(context: &AdminContext, json: bool) -> Answer {
             status: 200,
             content_type: "application/json",
             body: text,
+            before_request_end: false,
         }
     } else {
         write_text(&answers, &mut text);

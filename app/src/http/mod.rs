@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod fields;
 pub mod request;
 pub mod response;
+pub mod target;
 
 /// The length of the request head (through the blank line) if `received` holds all of it.
 pub fn head_length(received: &[u8]) -> Option<usize> {

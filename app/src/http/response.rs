@@ -66,11 +66,12 @@ pub fn parse(
         match fields::framing(&headers, minor_version) {
             Ok(Some(framing)) => framing,
             Ok(None) => BodyFraming::UntilClose,
-            // A response whose codings we cannot decode is read until close (RFC 9112 6.3
-            // item 4 for responses); disagreeing lengths are an error.
-            Err(
-                fields::FramingError::ChunkedNotFinal | fields::FramingError::UnsupportedCoding,
-            ) => BodyFraming::UntilClose,
+            // Codings before a final chunked (`gzip, chunked`): the body is chunked, the
+            // other codings are the client's to decode (`transfer_codings`).
+            Err(fields::FramingError::UnsupportedCoding) => BodyFraming::Chunked,
+            // Chunked not final: read until close (RFC 9112 6.3 item 4 for responses);
+            // disagreeing lengths are an error.
+            Err(fields::FramingError::ChunkedNotFinal) => BodyFraming::UntilClose,
             Err(fields::FramingError::TransferEncodingInHttp10) => BodyFraming::UntilClose,
             Err(_) => return Err(ResponseError::BadFraming),
         }
@@ -88,6 +89,23 @@ pub fn parse(
 }
 
 impl ResponseHead {
+    /// The transfer codings applied to the body besides the chunked framing that the proxy
+    /// decodes (`gzip` of `gzip, chunked`; all of them when chunked is not final): they stay
+    /// on the body, so the client must be told of them.
+    /// A bodiless response (HEAD, 204, 304) has none.
+    pub fn transfer_codings(&self) -> Vec<&[u8]> {
+        let mut codings: Vec<&[u8]> = match self.framing {
+            BodyFraming::Empty | BodyFraming::Length(_) => return Vec::new(),
+            BodyFraming::Chunked | BodyFraming::UntilClose => {
+                fields::list_elements(&self.headers, "transfer-encoding").collect()
+            }
+        };
+        if self.framing == BodyFraming::Chunked {
+            codings.pop();
+        }
+        codings
+    }
+
     /// The backend may keep the connection for another request after this response.
     pub fn allows_reuse(&self) -> bool {
         self.framing != BodyFraming::UntilClose
@@ -137,6 +155,35 @@ mod tests {
             ),
             BodyFraming::Chunked
         );
+        let coded = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            1000,
+            false,
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        assert_eq!(coded.framing, BodyFraming::Chunked);
+        assert_eq!(coded.transfer_codings(), [b"gzip"]);
+        let not_final = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            1000,
+            false,
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        assert_eq!(not_final.framing, BodyFraming::UntilClose);
+        assert_eq!(not_final.transfer_codings(), [&b"chunked"[..], b"gzip"]);
+        let head_response = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            1000,
+            true,
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        assert!(head_response.transfer_codings().is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{self, HeadLimits, RequestHead};
+use crate::http::request::{HeadLimits, HeadScan, RequestError, RequestHead};
 use crate::http::response::{self, ResponseHead};
 
 /// What becomes of the client connection after an exchange.
@@ -102,11 +102,6 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     }
 }
 
-/// How long the close after an error response goes on reading, and discarding, the rest
-/// of the client's request. nginx's lingering close waits up to 30 s (`lingering_time`);
-/// 5 s, half the default header timeout, bounds what a client that never closes can hold.
-const LINGER: Duration = Duration::from_secs(5);
-
 /// Writes the proxy's own error response; false if the client did not take it.
 async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyError) -> bool {
     count_status(worker.statistics(), error.status());
@@ -120,40 +115,23 @@ async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyErro
 /// Closes after an error response, or aborts if the client did not take it (`answered`
 /// false: the connection is dead or the client stopped reading). The client may still be
 /// sending its request (a head or body refused before its end, a body a backend failed to
-/// take, a body invited by `100 Continue`): closing with its bytes unread would reset the connection, and a reset
-/// makes the client's stack drop the response it has not read yet. So the response is
-/// followed by a FIN and the rest of the request is read and discarded until the client
-/// closes too, for at most `LINGER`. A request timeout closes at once: its client already
-/// had the header timeout to send, the read that timed out left nothing unread, and our
-/// stack's orphan discards whatever still comes instead of resetting.
+/// take, a body invited by `100 Continue`), so the close lingers (`close_lingering`). A
+/// request timeout closes at once: its client already had the header timeout to send, the
+/// read that timed out left nothing unread, and our stack's orphan discards whatever still
+/// comes instead of resetting.
 async fn close_after_error(
     worker: &Worker,
-    mut client: BufferedStream,
+    client: BufferedStream,
     error: ProxyError,
     answered: bool,
 ) {
     if !answered {
         return client.abort();
     }
-    let handle = worker.handle();
-    if error != ProxyError::RequestTimeout && client.stream().shutdown(Shutdown::Write).is_ok() {
-        client.discard_buffered();
-        let deadline = handle.now() + LINGER;
-        loop {
-            let left = deadline.saturating_since(handle.now());
-            if left.is_zero() {
-                break;
-            }
-            match client.fill(handle, left).await {
-                Ok(count) if count > 0 => {
-                    let unread = client.buffered().len();
-                    client.consume(unread);
-                }
-                _ => break,
-            }
-        }
+    if error == ProxyError::RequestTimeout {
+        return client.close();
     }
-    client.close()
+    client.close_lingering(worker.handle()).await
 }
 
 fn count_status(counters: &ProxyCoreCounters, status: u16) {
@@ -174,16 +152,32 @@ async fn read_request(
         header_bytes: settings.limits.header_bytes,
         header_count: settings.limits.header_count,
     };
+    let counters = worker.statistics();
     let mut deadline = None;
+    // Each read's bytes are scanned once for the end of the head, which is parsed once.
+    let mut scan = HeadScan::new();
     loop {
         if !client.buffered().is_empty() {
-            match request::parse(client.buffered(), &limits) {
+            let parses_before = scan.parses();
+            let parsed = scan.advance(client.buffered(), &limits);
+            let parses = scan.parses() - parses_before;
+            if parses > 0 {
+                counters.request_head_parses.add(u64::from(parses));
+            }
+            match parsed {
                 Ok(Some((head, length))) => {
                     client.consume(length);
                     return Ok(Some(head));
                 }
                 Ok(None) => {}
-                Err(error) => return Err(ProxyError::from_status(error.status())),
+                Err(error) => {
+                    match error {
+                        RequestError::BadHost => counters.bad_host_requests.increment(),
+                        RequestError::BadTarget => counters.bad_target_requests.increment(),
+                        _ => {}
+                    }
+                    return Err(ProxyError::from_status(error.status()));
+                }
             }
             deadline.get_or_insert(handle.now() + settings.timeouts.header);
         }
@@ -197,7 +191,7 @@ async fn read_request(
         match client.fill(handle, wait).await {
             Ok(0) | Err(StreamError::Socket(_)) => {
                 if deadline.is_some() {
-                    worker.statistics().client_aborts.increment();
+                    counters.client_aborts.increment();
                 }
                 return Ok(None);
             }
@@ -592,6 +586,7 @@ async fn relay(
     let request_head = forward::request_for_backend(
         head,
         client_address,
+        settings.pool.backends[backend].address,
         &settings.forwarding,
         head.framing,
         option,
@@ -735,6 +730,20 @@ async fn relay_response(
     let handle = worker.handle();
     let timeouts = settings.timeouts;
     let client_speaks_1_1 = request.minor_version >= 1;
+    // Codings other than chunked stay on the body: an HTTP/1.0 client cannot be told of them
+    // (RFC 9112 6.1), and a body chunked under another coding cannot be chunked again.
+    // nginx refuses every such response with a 502 ("upstream sent unknown
+    // Transfer-Encoding"); HAProxy frames a message as chunked whenever chunked is its last
+    // coding. We pass `gzip, chunked` on to HTTP/1.1 clients and refuse only what cannot be.
+    let codings = response.transfer_codings();
+    if !codings.is_empty()
+        && (!client_speaks_1_1 || codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")))
+    {
+        return Attempt::BackendFailed {
+            error: ProxyError::BadGateway,
+            response_started: true,
+        };
+    }
     // A body of unknown length goes to an HTTP/1.1 client chunked, so its connection can
     // stay open; an HTTP/1.0 client reads it until we close.
     let client_framing = match response.framing {

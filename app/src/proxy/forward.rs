@@ -1,7 +1,7 @@
 //! The heads the proxy sends on: a request for the backend and a response for the client, each with the hop-by-hop fields removed (RFC 9110 7.6.1), the framing made for the next hop, and the forwarding fields (`X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded` per RFC 7239, `Via` per RFC 9110 7.6.3) added.
 
 use alloc::vec::Vec;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use super::settings::ForwardingHeaders;
 use crate::http::fields::{self, BodyFraming, HeaderField};
@@ -92,10 +92,15 @@ fn via_value(minor_version: u8) -> Vec<u8> {
     value
 }
 
-/// The request head for the backend: always HTTP/1.1, with `framing` for its body.
+/// The request head for the backend: always HTTP/1.1, with `framing` for its body, and
+/// always with one valid `Host` (RFC 9112 3.2), which no `Connection` option can remove: the
+/// request's host (an absolute target's authority, or its own `Host`), or for an HTTP/1.0
+/// request without one, the `backend`'s `address:port`, as nginx sends its `$proxy_host`
+/// (Envoy sends its `default_host_for_http_10`; the proxy has no such setting).
 pub fn request_for_backend(
     head: &RequestHead,
     client: Ipv4Addr,
+    backend: SocketAddrV4,
     forwarding: &ForwardingHeaders,
     framing: BodyFraming,
     connection: ConnectionOption,
@@ -105,8 +110,13 @@ pub fn request_for_backend(
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    match head.host() {
+        Some(host) => push_field(&mut out, "Host", host),
+        None => push_field(&mut out, "Host", alloc::format!("{backend}").as_bytes()),
+    }
     let replaced = |field: &HeaderField| {
-        (forwarding.x_forwarded_for && field.is("x-forwarded-for"))
+        field.is("host")
+            || (forwarding.x_forwarded_for && field.is("x-forwarded-for"))
             || (forwarding.x_forwarded_proto && field.is("x-forwarded-proto"))
             || (forwarding.forwarded && field.is("forwarded"))
             || (forwarding.via && field.is("via"))
@@ -176,11 +186,24 @@ pub fn response_for_client(
             &via_value(head.minor_version),
         );
     }
+    let codings = head.transfer_codings();
     match framing {
         BodyFraming::Empty if head.status >= 200 && head.status != 204 => {
             if let Ok(Some(length)) = fields::content_length(&head.headers) {
                 push_framing(&mut out, BodyFraming::Length(length));
             }
+        }
+        // The backend's other codings stay on the body, and chunked stays final (RFC 9112
+        // 6.1): `gzip, chunked` goes on as it came. The caller never re-chunks a body that
+        // is already chunked under another coding (`chunked, gzip`).
+        BodyFraming::Chunked if !codings.is_empty() => {
+            let mut value = Vec::new();
+            for coding in codings {
+                value.extend_from_slice(coding);
+                value.extend_from_slice(b", ");
+            }
+            value.extend_from_slice(b"chunked");
+            push_field(&mut out, "Transfer-Encoding", &value);
         }
         other => push_framing(&mut out, other),
     }
@@ -220,6 +243,8 @@ mod tests {
         request::parse(text, &LIMITS).unwrap().unwrap().0
     }
 
+    const BACKEND: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 8080);
+
     fn text(bytes: &[u8]) -> &str {
         core::str::from_utf8(bytes).unwrap()
     }
@@ -234,6 +259,7 @@ mod tests {
         let out = request_for_backend(
             &head,
             Ipv4Addr::new(10, 0, 0, 9),
+            BACKEND,
             &ForwardingHeaders::default(),
             BodyFraming::Empty,
             ConnectionOption::Persistent,
@@ -259,13 +285,14 @@ mod tests {
         let out = request_for_backend(
             &head,
             Ipv4Addr::new(10, 0, 0, 9),
+            BACKEND,
             &off,
             BodyFraming::Length(3),
             ConnectionOption::Close,
         );
         assert_eq!(
             text(&out),
-            "POST / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: 10.0.0.3:8080\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
         );
     }
 

@@ -186,6 +186,12 @@ proxy_counters! {
             "Requests whose head was read and accepted.",
         rejected_requests: Counter unisock_proxy_rejected_requests_total
             "Requests refused before any backend saw them (400, 405, 413, 414, 431, 501).",
+        bad_host_requests: Counter unisock_proxy_bad_host_requests_total
+            "400s for the host: HTTP/1.1 without Host, several Host fields, or a Host (or absolute target's authority) that is not host[:port] (part of rejected requests).",
+        bad_target_requests: Counter unisock_proxy_bad_target_requests_total
+            "400s for a request target in none of the forms forwarded: origin, absolute (http or https), * for OPTIONS (part of rejected requests).",
+        request_head_parses: Counter unisock_proxy_request_head_parses_total
+            "Request heads parsed: one per head, however it was split into reads (the end of a head is found before it is parsed).",
         backend_failures: Counter unisock_proxy_backend_failures_total
             "502s: a backend refused, reset, or answered something that is not HTTP.",
         no_backend: Counter unisock_proxy_no_backend_total

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{SocketError, TcpStream};
+use unisock_kernel::socket::{Shutdown, SocketError, TcpStream};
 
 use super::statistics::ByteMeter;
 
@@ -16,6 +16,11 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// into, and a 16 KiB first read cost each side of every proxied connection a 16 KiB
 /// allocation and 16 KiB of zeroes.
 const FIRST_READ: usize = 2 * 1024;
+
+/// How long a lingering close goes on reading, and discarding, the rest of the peer's
+/// request. nginx's lingering close waits up to 30 s (`lingering_time`); 5 s, half the
+/// default header timeout, bounds what a client that never closes can hold.
+pub const LINGER: Duration = Duration::from_secs(5);
 
 /// Why a read or write did not complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +157,32 @@ impl BufferedStream {
             || self.stream.readiness().map_or(true, |readiness| {
                 readiness.readable || readiness.error.is_some()
             })
+    }
+
+    /// Closes after an answer that may have come before the end of the peer's request (a
+    /// refusal of its head or body): closing with its bytes unread would reset the
+    /// connection, and a reset makes the peer's stack drop the answer it has not read yet.
+    /// So the answer is followed by a FIN, and the rest of the request is read and
+    /// discarded until the peer closes too, for at most `LINGER` (nginx's lingering close).
+    pub async fn close_lingering(mut self, handle: &Handle) {
+        if self.stream.shutdown(Shutdown::Write).is_ok() {
+            self.discard_buffered();
+            let deadline = handle.now() + LINGER;
+            loop {
+                let left = deadline.saturating_since(handle.now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.fill(handle, left).await {
+                    Ok(count) if count > 0 => {
+                        let unread = self.buffered().len();
+                        self.consume(unread);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.close()
     }
 
     pub fn close(self) {

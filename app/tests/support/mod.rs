@@ -55,6 +55,8 @@ pub enum Behaviour {
     /// Answers GET and HEAD like `Fixed` with 200 and every other method 501, as a stock
     /// `python3 -m http.server` does.
     GetOnly { body: Vec<u8> },
+    /// Sends these bytes as its whole answer to every request, keeping the connection.
+    Raw { response: Vec<u8> },
 }
 
 /// One request as a backend saw it.
@@ -393,9 +395,14 @@ pub fn parse_responses(mut bytes: &[u8], head_requests: &[bool]) -> Vec<Response
         let bodiless = is_head || status < 200 || status == 204 || status == 304;
         let body = if bodiless {
             Vec::new()
-        } else if find("transfer-encoding")
-            .is_some_and(|value| value.eq_ignore_ascii_case("chunked"))
-        {
+        } else if find("transfer-encoding").is_some_and(|value| {
+            // Chunked is the final coding (RFC 9112 6.3 item 4); codings before it stay
+            // in the body.
+            value
+                .rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+        }) {
             let mut body = Vec::new();
             loop {
                 let line_end = bytes
@@ -741,6 +748,11 @@ async fn backend_connection(
                 first_of(ticker, watcher).await;
                 let _ = stream.close();
                 return;
+            }
+            Behaviour::Raw { response } => {
+                if stream.write_all(response).await.is_err() {
+                    return;
+                }
             }
             Behaviour::CloseAtOnce => unreachable!("handled before reading"),
         }
