@@ -6,7 +6,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
-use unisock_kernel::socket::{Shutdown, SocketError, TcpStream};
+use unisock_kernel::socket::{SocketError, TcpStream};
 
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
