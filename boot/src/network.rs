@@ -606,6 +606,9 @@ pub fn run_core(index: u32) -> ! {
         if let Some(proxy) = &proxy_metrics {
             sources.push(proxy);
         }
+        if let Some(board) = &proxy_board {
+            sources.push(&**board);
+        }
         if let Some(port) = &nic_port_metrics {
             sources.push(&**port);
         }

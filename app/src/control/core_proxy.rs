@@ -14,7 +14,7 @@ use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
-use crate::proxy::{ProxyShared, Worker, WorkerPlace, serve_client};
+use crate::proxy::{CoreDrain, ProxyShared, Worker, WorkerPlace, serve_client};
 
 pub use crate::proxy::access_log::AccessLogSink;
 
@@ -56,6 +56,8 @@ pub struct CoreProxy {
     opener: PortOpener,
     handle: Handle,
     legs: Rc<ProxyLegs>,
+    /// The operator's drain of this core, as its client connections follow it.
+    drain: Rc<CoreDrain>,
     listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     applied: Cell<u64>,
     answered_sockets: Cell<u64>,
@@ -78,6 +80,7 @@ impl CoreProxy {
             opener: start.opener,
             handle: start.handle,
             legs: Rc::new(ProxyLegs::default()),
+            drain: Rc::new(CoreDrain::default()),
             listeners: RefCell::new(Vec::new()),
             applied: Cell::new(0),
             answered_sockets: Cell::new(0),
@@ -218,7 +221,7 @@ impl CoreProxy {
         };
         let worker = Rc::new(
             Worker::new(shared, self.place, self.tcp.clone(), self.handle.clone())
-                .on_core(self.legs.clone(), runs_checks)
+                .on_core(self.legs.clone(), self.drain.clone(), runs_checks)
                 .with_access_log(self.access_log.borrow().clone()),
         );
         start_background(&worker);
@@ -244,6 +247,11 @@ async fn control_loop(proxy: Rc<CoreProxy>) {
     let mut retry_at = None;
     loop {
         proxy.handle.sleep(CONTROL_PERIOD).await;
+        // A drain ends the core's keep-alive connections (idle ones at once, busy ones after
+        // their response, which says `Connection: close`), as nginx's graceful shutdown does.
+        proxy
+            .drain
+            .set_draining(proxy.board.is_drained(proxy.place.index));
         let now = proxy.handle.now();
         let due = retry_at.is_some_and(|at| now >= at);
         if proxy.board.generation() != proxy.applied.get() || due {
@@ -281,7 +289,14 @@ async fn accept_loop(
             break;
         }
         match handle.timeout(ACCEPT_POLL, port.listener().accept()).await {
-            Ok(Ok(stream)) => handle.spawn(serve_client(slot.current.clone(), stream)),
+            Ok(Ok(stream)) => {
+                let open = OpenConnection::new(board.clone(), core);
+                let current = slot.current.clone();
+                handle.spawn(async move {
+                    serve_client(current, stream).await;
+                    drop(open);
+                })
+            }
             Ok(Err(_)) => break,
             Err(_elapsed) => {}
         }
@@ -289,4 +304,28 @@ async fn accept_loop(
     slot.closed.set(true);
     // Dropping the port closes the listener and leaves the serving set.
     drop(port);
+}
+
+/// Holds a client connection in its core's `client_connections` gauge while it is served
+/// (every listener and configuration together: the count a drain waits to reach zero).
+struct OpenConnection {
+    board: Arc<ControlBoard>,
+    core: usize,
+}
+
+impl OpenConnection {
+    fn new(board: Arc<ControlBoard>, core: usize) -> OpenConnection {
+        board.core_states.core(core).client_connections.add(1);
+        OpenConnection { board, core }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.board
+            .core_states
+            .core(self.core)
+            .client_connections
+            .subtract(1);
+    }
 }

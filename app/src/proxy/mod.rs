@@ -3,11 +3,12 @@
 //! Modules, one concept each: `settings` (the typed configuration and its words), `worker`
 //! (a core's worker and its tasks), `exchange` (one client connection: requests, relaying,
 //! retries, tunnels), `forward` (the heads sent on), `balance`, `health`, `pool` (idle
-//! backend connections), `errors` (the proxy's own responses), `statistics`, `stream` (a
-//! buffered connection). HTTP parsing and framing live in `crate::http`.
+//! backend connections), `drain` (a core's drain as its connections see it), `errors` (the
+//! proxy's own responses), `statistics`, `stream` (a buffered connection). HTTP parsing and framing live in `crate::http`.
 
 pub mod access_log;
 mod balance;
+pub mod drain;
 mod errors;
 pub(crate) mod exchange;
 mod forward;
@@ -18,12 +19,14 @@ mod statistics;
 pub(crate) mod stream;
 pub mod worker;
 
+pub use drain::CoreDrain;
 pub use errors::ProxyError;
 pub use exchange::serve_client;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
 pub use statistics::{
-    BACKEND_HEALTH_METRICS, BACKEND_METRICS, BackendCounters, DEFAULT_POOL, ListenerMetrics,
-    PROXY_CORE_METRICS, ProxyCore, ProxyCoreCounters, ProxyMetrics, ProxyStatistics,
+    BACKEND_HEALTH_METRICS, BACKEND_METRICS, BackendCounters, CORE_STATE_METRICS,
+    CoreStateCounters, CoreStates, DEFAULT_POOL, ListenerMetrics, PROXY_CORE_METRICS, ProxyCore,
+    ProxyCoreCounters, ProxyMetrics, ProxyStatistics,
 };
 pub use worker::{CurrentWorker, Listening, ProxyLegs, ProxyShared, Worker, WorkerPlace, start};

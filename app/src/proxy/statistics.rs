@@ -233,6 +233,92 @@ proxy_counters! {
     }
 }
 
+proxy_counters! {
+    /// One core's own state across its listeners and configurations (no `listener` label):
+    /// its client connections and its drain.
+    CoreStateCounters, CoreStateSnapshot, CORE_STATE_METRICS;
+    scalars {
+        client_connections: Gauge unisock_proxy_core_client_connections
+            "Client connections open on the core now, every listener and configuration together.",
+        draining: Gauge unisock_proxy_core_draining
+            "1 while the operator drains the core and client connections remain on it.",
+        drained: Gauge unisock_proxy_core_drained
+            "1 once a drained core has no client connection left (it can be taken down).",
+    }
+    labelled {}
+    histograms {}
+}
+
+/// Every core's [`CoreStateCounters`], each written by its own core only.
+pub struct CoreStates {
+    cores: Vec<CachePadded<CoreStateCounters>>,
+}
+
+impl CoreStates {
+    pub fn new(cores: usize) -> CoreStates {
+        CoreStates {
+            cores: (0..cores.max(1))
+                .map(|_| CachePadded::new(CoreStateCounters::default()))
+                .collect(),
+        }
+    }
+
+    /// Core `index`'s block (the last core's for an index out of range).
+    pub fn core(&self, index: usize) -> &CoreStateCounters {
+        &self.cores[index.min(self.cores.len() - 1)]
+    }
+
+    /// Every core's snapshot, with `drained(core)` (the operator's drain) turned into the
+    /// `draining` and `drained` gauges; and their total.
+    fn snapshots(
+        &self,
+        drained: impl Fn(usize) -> bool,
+    ) -> (Vec<CoreStateSnapshot>, CoreStateSnapshot) {
+        let snapshots: Vec<CoreStateSnapshot> = self
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(index, core)| {
+                let mut snapshot = core.snapshot();
+                let drained = drained(index);
+                snapshot.draining = u64::from(drained && snapshot.client_connections > 0);
+                snapshot.drained = u64::from(drained && snapshot.client_connections == 0);
+                snapshot
+            })
+            .collect();
+        let mut total = CoreStateSnapshot::default();
+        for snapshot in &snapshots {
+            total.add(snapshot);
+        }
+        (snapshots, total)
+    }
+
+    /// The Prometheus families, a series per core and `core="total"`.
+    pub fn write_prometheus(
+        &self,
+        drained: impl Fn(usize) -> bool,
+        out: &mut Exposition<'_>,
+    ) -> fmt::Result {
+        let (snapshots, total) = self.snapshots(drained);
+        let cores: Vec<usize> = (0..snapshots.len()).collect();
+        let series = per_core_series(&snapshots, total, &cores, &[]);
+        CoreStateSnapshot::write_families(&series, out)
+    }
+
+    /// `proxy_core core=<i> ...` lines, then `core=total`.
+    pub fn write_stats(&self, drained: impl Fn(usize) -> bool, out: &mut dyn Write) -> fmt::Result {
+        let (snapshots, total) = self.snapshots(drained);
+        for (index, snapshot) in snapshots.iter().enumerate() {
+            write!(out, "proxy_core core={index} ")?;
+            snapshot.write_fields(out)?;
+            writeln!(out)?;
+        }
+        write!(out, "proxy_core core=total ")?;
+        total.write_fields(out)?;
+        writeln!(out)
+    }
+}
+
 /// The backend health families (shared state, no `core` label).
 pub const BACKEND_UP: Metric = Metric::new(
     "unisock_proxy_backend_up",
