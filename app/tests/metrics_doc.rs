@@ -38,8 +38,8 @@ read. Both are served on the responder's port today.
   10, 30 s and `+Inf`; `_sum` is in seconds. On `/stats` a histogram is `<field>_count` and
   `<field>_sum_us` (microseconds).
 - **`/stats` lines**: `core=<i> ...` (the kernel's counters below), `proxy core=<i> ...` (the
-  proxy's client side), `proxy_core core=<i> ...` (each core's connections and
-  drain), `proxy_backend core=<i> pool=default backend=<ip:port> ...`,
+  proxy's client side), `proxy_core core=<i> ...` (each core's connections, drain and access
+  log), `proxy_backend core=<i> pool=default backend=<ip:port> ...`,
   `proxy_health pool=default backend=<ip:port> up= transitions= ejections=`,
   `nic_port driver=<name> ...` (a NIC with port statistics registers only), and
   `memory heap_used_bytes=<n> heap_capacity_bytes=<n>`. A labelled field is
@@ -105,7 +105,7 @@ fn generated() -> String {
     );
     table(
         &mut out,
-        "The proxy, per core across listeners: connections and drain (app/src/proxy/statistics.rs)",
+        "The proxy, per core across listeners: connections, drain, access log (app/src/proxy/statistics.rs)",
         "`core`",
         "the `proxy_core core=<i>` lines",
         CORE_STATE_METRICS,

@@ -12,11 +12,12 @@ use unisock_kernel::net::partition::{PortOpener, ServedPort};
 use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
-use crate::proxy::access_log::AccessLog;
+use crate::proxy::access_log::{AccessLog, AccessLogSink};
+use crate::proxy::console_ring::{LineRing, RING_BYTES, drain_to_console};
 use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
 use crate::proxy::{CoreDrain, ProxyShared, Worker, WorkerPlace, serve_client};
 
-pub use crate::proxy::access_log::AccessLogSink;
+pub use crate::proxy::console_ring::ConsoleWriter;
 
 /// How often the control task looks at the board: the longest a new configuration, a drain
 /// or a socket listing waits for this core.
@@ -35,8 +36,9 @@ pub struct CoreProxyStart {
     pub tcp: SharedTcpLayer,
     pub opener: PortOpener,
     pub handle: Handle,
-    /// Where this core's access-log lines go, when the configuration turns the log on.
-    pub access_log: Option<AccessLogSink>,
+    /// The console this core's access-log lines go to, when the configuration turns the log
+    /// on (through the core's ring: the data path never waits for the console).
+    pub access_log: Option<ConsoleWriter>,
 }
 
 /// A listener on this core.
@@ -61,9 +63,8 @@ pub struct CoreProxy {
     listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     applied: Cell<u64>,
     answered_sockets: Cell<u64>,
+    /// Queues a line in this core's console ring (none without a console).
     access_log_sink: Option<AccessLogSink>,
-    /// This core's access-log lines over the rate limit, across configurations.
-    access_log_dropped: Rc<Cell<u64>>,
     /// This generation's access log on this core, shared by its listeners.
     access_log: RefCell<Option<Rc<AccessLog>>>,
 }
@@ -73,6 +74,17 @@ impl CoreProxy {
     /// The proxy runs even when a port could not be opened (the error says which); the control
     /// task tries that generation again every second.
     pub fn start(start: CoreProxyStart) -> (Rc<CoreProxy>, Result<(), SocketError>) {
+        let access_log_sink = start.access_log.map(|console| {
+            let ring = Rc::new(RefCell::new(LineRing::new(RING_BYTES)));
+            start.handle.spawn(drain_to_console(
+                ring.clone(),
+                console,
+                start.handle.clone(),
+                (start.board.core_states.clone(), start.place.index),
+            ));
+            let sink: AccessLogSink = Rc::new(move |line: &str| ring.borrow_mut().push_line(line));
+            sink
+        });
         let proxy = Rc::new(CoreProxy {
             board: start.board,
             place: start.place,
@@ -84,8 +96,7 @@ impl CoreProxy {
             listeners: RefCell::new(Vec::new()),
             applied: Cell::new(0),
             answered_sockets: Cell::new(0),
-            access_log_sink: start.access_log,
-            access_log_dropped: Rc::new(Cell::new(0)),
+            access_log_sink,
             access_log: RefCell::new(None),
         });
         let current = proxy.board.current();
@@ -104,11 +115,6 @@ impl CoreProxy {
 
     pub fn opener(&self) -> &PortOpener {
         &self.opener
-    }
-
-    /// Access-log lines this core did not write because of the rate limit.
-    pub fn access_log_dropped(&self) -> u64 {
-        self.access_log_dropped.get()
     }
 
     pub fn core_index(&self) -> usize {
@@ -140,7 +146,7 @@ impl CoreProxy {
                 configuration.access_log,
                 sink,
                 self.place.index,
-                self.access_log_dropped.clone(),
+                self.board.core_states.clone(),
             )
             .map(Rc::new)
         });

@@ -13,7 +13,7 @@ use unisock_kernel::metrics::{Exposition, MetricSource};
 use unisock_kernel::net::tcp::{SocketHandle, SocketInfo};
 use unisock_kernel::sync::CachePadded;
 
-pub use core_proxy::{AccessLogSink, CoreProxy, CoreProxyStart};
+pub use core_proxy::{ConsoleWriter, CoreProxy, CoreProxyStart};
 
 use crate::config::{Configuration, PoolConfig};
 use crate::proxy::{CoreStates, HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
@@ -194,7 +194,7 @@ pub struct ControlBoard {
     /// Admin requests refused (address not allowed, missing or wrong token).
     pub admin_refused: AtomicU64,
     /// Each core's client connections, drain and access log (each core writes its own).
-    pub core_states: CoreStates,
+    pub core_states: Arc<CoreStates>,
     /// Other ports the appliance serves (responder, sink, source): no listener may take them.
     pub reserved_ports: Vec<u16>,
     /// Serialises `PUT /config` (two at once from two cores would each build on the same
@@ -219,7 +219,7 @@ impl ControlBoard {
                 .map(|_| Mutex::new(CoreSockets::default()))
                 .collect(),
             admin_refused: AtomicU64::new(0),
-            core_states: CoreStates::new(cores),
+            core_states: Arc::new(CoreStates::new(cores)),
             reserved_ports,
             change: Mutex::new(()),
         })

@@ -233,9 +233,26 @@ proxy_counters! {
     }
 }
 
+/// Why an access-log line was not written (the `reason` label), by index.
+const ACCESS_LOG_DROP_REASONS: [&str; 2] = ["rate", "ring_full"];
+
+fn access_log_drop_reason(index: usize) -> &'static str {
+    ACCESS_LOG_DROP_REASONS
+        .get(index)
+        .copied()
+        .unwrap_or("ring_full")
+}
+
+/// Index of the `rate` reason of [`CoreStateCounters::access_log_dropped`]: over the per-core
+/// lines-per-second budget.
+pub const ACCESS_LOG_DROPPED_RATE: usize = 0;
+/// Index of the `ring_full` reason: the core's console ring had no room (the console is
+/// slower than the lines).
+pub const ACCESS_LOG_DROPPED_RING_FULL: usize = 1;
+
 proxy_counters! {
     /// One core's own state across its listeners and configurations (no `listener` label):
-    /// its client connections and its drain.
+    /// its client connections, its drain, its access log.
     CoreStateCounters, CoreStateSnapshot, CORE_STATE_METRICS;
     scalars {
         client_connections: Gauge unisock_proxy_core_client_connections
@@ -244,8 +261,16 @@ proxy_counters! {
             "1 while the operator drains the core and client connections remain on it.",
         drained: Gauge unisock_proxy_core_drained
             "1 once a drained core has no client connection left (it can be taken down).",
+        access_log_lines: Counter unisock_proxy_access_log_lines_total
+            "Access-log lines queued for the console.",
+        access_log_console_bytes: Counter unisock_proxy_access_log_console_bytes_total
+            "Access-log bytes written to the console.",
     }
-    labelled {}
+    labelled {
+        access_log_dropped[2] by "reason" access_log_drop_reason: Counter
+            unisock_proxy_access_log_dropped_total
+            "Access-log lines not written: over the per-core rate (`rate`), or no room in the core's console ring (`ring_full`: the console is slower than the lines).",
+    }
     histograms {}
 }
 
