@@ -5,7 +5,9 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use unisock_app::proxy::{BACKEND_HEALTH_METRICS, BACKEND_METRICS, PROXY_CORE_METRICS};
+use unisock_app::proxy::{
+    BACKEND_HEALTH_METRICS, BACKEND_METRICS, CORE_STATE_METRICS, PROXY_CORE_METRICS,
+};
 use unisock_kernel::metrics::{HEAP_METRICS, Metric, MetricKind, NIC_PORT_METRICS};
 use unisock_kernel::runtime::CORE_METRICS;
 
@@ -36,7 +38,8 @@ read. Both are served on the responder's port today.
   10, 30 s and `+Inf`; `_sum` is in seconds. On `/stats` a histogram is `<field>_count` and
   `<field>_sum_us` (microseconds).
 - **`/stats` lines**: `core=<i> ...` (the kernel's counters below), `proxy core=<i> ...` (the
-  proxy's client side), `proxy_backend core=<i> pool=default backend=<ip:port> ...`,
+  proxy's client side), `proxy_core core=<i> ...` (each core's connections, drain and access
+  log), `proxy_backend core=<i> pool=default backend=<ip:port> ...`,
   `proxy_health pool=default backend=<ip:port> up= transitions= ejections=`,
   `nic_port driver=<name> ...` (a NIC with port statistics registers only), and
   `memory heap_used_bytes=<n> heap_capacity_bytes=<n>`. A labelled field is
@@ -102,6 +105,13 @@ fn generated() -> String {
     );
     table(
         &mut out,
+        "The proxy, per core across listeners: connections, drain, access log (app/src/proxy/statistics.rs)",
+        "`core`",
+        "the `proxy_core core=<i>` lines",
+        CORE_STATE_METRICS,
+    );
+    table(
+        &mut out,
         "The proxy, per backend (app/src/proxy/statistics.rs)",
         "`core`, `pool`, `backend`",
         "the `proxy_backend` lines",
@@ -151,6 +161,7 @@ fn every_family_name_is_unique_and_follows_prometheus_naming() {
     let all = CORE_METRICS
         .iter()
         .chain(PROXY_CORE_METRICS)
+        .chain(CORE_STATE_METRICS)
         .chain(BACKEND_METRICS)
         .chain(&BACKEND_HEALTH_METRICS)
         .chain(NIC_PORT_METRICS)

@@ -2,10 +2,12 @@
 //!
 //! Every line is written whole under one lock, so lines from different cores never mix.
 //! The fault and panic paths use [`emergency_writer`], which takes the console even if the
-//! faulting code held the lock.
+//! faulting code held the lock. The access log does not wait for the console: each core's
+//! ring is written out by [`write_without_waiting`], a few bytes when the UART's transmitter
+//! is empty, one core's line at a time ([`LINE_OWNER`]).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
@@ -17,6 +19,11 @@ const COM1_PORT: u16 = 0x3f8;
 
 static CONSOLE: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+/// Which core's line is going out on the console: 0 for none, else the core's index + 1.
+/// An access-log line goes out a few bytes at a time over many turns of its core's loop;
+/// until its end no other core writes, so lines never mix.
+static LINE_OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
+const NO_OWNER: u32 = 0;
 
 /// Sets up COM1 at 115200 8-N-1. Before this, output is dropped.
 pub fn init() {
@@ -38,11 +45,58 @@ pub fn enabled(level: LogLevel) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Writes one line (the arguments plus a newline) to the console.
+/// Writes one line (the arguments plus a newline) to the console, waiting for the UART
+/// (the boot, warnings, errors: never the data path, whose access log goes through
+/// [`write_without_waiting`]).
 pub fn write_line(arguments: fmt::Arguments<'_>) {
+    let me = crate::cpu::current_index() + 1;
+    // Wait for another core's access-log line to end (it goes on at that core's next loop
+    // turns); this core's own unfinished line cannot be waited for, so this line cuts it.
+    let claimed = loop {
+        match LINE_OWNER.compare_exchange(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => break true,
+            Err(owner) if owner == me => break false,
+            Err(_) => core::hint::spin_loop(),
+        }
+    };
     if let Some(console) = CONSOLE.lock().as_mut() {
         let _ = console.write_fmt(format_args!("{arguments}\n"));
     }
+    if claimed {
+        LINE_OWNER.store(NO_OWNER, Ordering::Release);
+    }
+}
+
+/// Writes what the UART takes at once of `bytes` (part of one line; a line's last chunk ends
+/// with its `\n`) and returns how many it took: none while its transmitter is still sending,
+/// while another core writes (the console's lock is not waited for), or while another core's
+/// line is unfinished. Never waits: the access log's drain calls it from the data path.
+pub fn write_without_waiting(bytes: &[u8]) -> usize {
+    if bytes.is_empty() {
+        return 0;
+    }
+    let me = crate::cpu::current_index() + 1;
+    match LINE_OWNER.compare_exchange(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed) {
+        Ok(_) => {}
+        Err(owner) if owner == me => {}
+        Err(_) => return 0,
+    }
+    let Some(mut console) = CONSOLE.try_lock() else {
+        // Held by a line being written whole (`write_line`): this line starts or goes on later.
+        return 0;
+    };
+    // No console: the bytes are gone, as `write_line`'s are.
+    let written = match console.as_mut() {
+        // `send_bytes` checks the line status register's "transmitter holding register
+        // empty" bit and, only if it is set, writes at most the 16-byte FIFO's worth.
+        Some(uart) => uart.inner_mut().send_bytes(bytes),
+        None => bytes.len(),
+    };
+    drop(console);
+    if written == bytes.len() && bytes.last() == Some(&b'\n') {
+        LINE_OWNER.store(NO_OWNER, Ordering::Release);
+    }
+    written
 }
 
 /// Writes one log line, `[seconds.micros] level: message`, if the level is enabled.

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
-use unisock_app::config::{Configuration, is_app_key};
+use unisock_app::config::{Configuration, is_app_key, redacted_command_line};
 use unisock_kernel::config::{Config, TestFault};
 use unisock_kernel::mem::{FRAME_SIZE, MemoryMap};
 
@@ -48,10 +48,11 @@ pub extern "C" fn boot_main(loader_magic: u32, boot_information: u32) -> ! {
         Ok(calibration) => calibration,
         Err(error) => panic!("clock: {error:?}"),
     };
+    // Printed with secret words' values (the admin token) redacted: the console is a log.
     info!(
         "boot: protocol={} command line \"{}\"{}",
         boot_info.protocol.name(),
-        boot_info.command_line(),
+        redacted_command_line(boot_info.command_line()),
         if boot_info.command_line_truncated {
             " (truncated)"
         } else {

@@ -58,7 +58,7 @@ use unisock_kernel::time::Instant;
 use crate::entropy::{self, EntropySource};
 use crate::pci::{PciAddress, PciDevice};
 use crate::smp::MAX_CORES;
-use crate::{clock, idle, memory};
+use crate::{clock, console, idle, memory};
 
 /// Where BARs firmware left unassigned go: inside q35's 32-bit PCI hole, above the MMCONFIG
 /// window (0xb000_0000-0xc000_0000) and below the I/O APIC, where nothing else lives when
@@ -609,6 +609,9 @@ pub fn run_core(index: u32) -> ! {
         if let Some(proxy) = &proxy_metrics {
             sources.push(proxy);
         }
+        if let Some(board) = &proxy_board {
+            sources.push(&**board);
+        }
         if let Some(port) = &nic_port_metrics {
             sources.push(&**port);
         }
@@ -633,7 +636,9 @@ pub fn run_core(index: u32) -> ! {
             tcp: runtime.tcp(),
             opener: runtime.port_opener(),
             handle: handle.clone(),
-            access_log: Some(Rc::new(|line: &str| println!("{line}"))),
+            // Through the core's ring and `write_without_waiting`: never `println!`, whose
+            // lock and byte-by-byte wait on the UART would hold up every core's traffic.
+            access_log: Some(Rc::new(console::write_without_waiting)),
         };
         let (core, opened) = CoreProxy::start(start);
         if let Err(error) = opened {

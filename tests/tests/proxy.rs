@@ -714,6 +714,13 @@ fn a_configuration_file_runs_two_listeners_and_get_config_boots_the_same() {
         &format!("-H 'Authorization: Bearer {TOKEN}'"),
         "/config",
     );
+    // The boot log prints the command line, never the token (issue 28, item 8).
+    let console = by_words.output();
+    assert!(
+        !console.contains(TOKEN),
+        "the token is on the console:\n{console}"
+    );
+    assert!(console.contains("admin.token=<redacted>"), "{console}");
     drop(by_words);
     assert!(written.contains("timeout.connect = 1.25"), "{written}");
     let written_file = config_file_of(&written);

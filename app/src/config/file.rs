@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::{
     AccessLogSettings, AddressRange, AdminSettings, ConfigError, Configuration, DEFAULT_POOL,
-    ListenerConfig, PoolConfig, split, words,
+    ListenerConfig, PoolConfig, secrets, split, words,
 };
 use crate::proxy::settings::{ProxySettings, parse_backends, parse_port};
 
@@ -554,6 +554,14 @@ fn toml_error(text: &str, error: &toml::de::Error) -> ConfigError {
     let message = error.message().trim();
     // serde names the key itself for unknown and missing fields; prefer that.
     let key = field_in_message(message).unwrap_or(key);
+    if secrets::is_secret_file_key(&key) {
+        // The parser's message may quote the value; a secret is never echoed.
+        return ConfigError::new(
+            key,
+            line,
+            "is not a valid value (not shown: it is a secret)",
+        );
+    }
     ConfigError::new(key, line, message.to_string())
 }
 

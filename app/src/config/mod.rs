@@ -3,11 +3,13 @@
 //! Modules: `file` (the TOML document, deserialised with serde and checked key by key),
 //! `words` (the command line's proxy, admin and access-log words applied on top), `render`
 //! (the configuration in force as a complete TOML file, for `GET /config`), `address_range`
-//! (the admin allow-list's CIDR ranges).
+//! (the admin allow-list's CIDR ranges), `secrets` (which values are secret, and the command
+//! line with them redacted for the console and errors).
 
 mod address_range;
 mod file;
 mod render;
+mod secrets;
 mod words;
 
 use alloc::string::{String, ToString};
@@ -16,6 +18,7 @@ use core::fmt;
 use core::time::Duration;
 
 pub use address_range::AddressRange;
+pub use secrets::{REDACTED, RedactedCommandLine, is_secret_word, redacted_command_line};
 pub use words::is_app_key;
 
 use crate::proxy::settings::{
@@ -81,7 +84,7 @@ pub struct PoolConfig {
 }
 
 /// The admin listener (`GET /metrics`, `/sockets`, `/config`, `PUT /config`, drains).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub port: u16,
     /// Source ranges allowed to talk to it; `None`: the appliance's own network only.
@@ -89,6 +92,18 @@ pub struct AdminSettings {
     /// Changes (and reading the configuration, which holds it) need `Authorization: Bearer
     /// <token>`; without a token they are refused.
     pub token: Option<String>,
+}
+
+/// Written by hand so that the token never reaches a log or a panic message through `{:?}`.
+impl fmt::Debug for AdminSettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AdminSettings")
+            .field("port", &self.port)
+            .field("allow", &self.allow)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .finish()
+    }
 }
 
 /// Where the access log goes.

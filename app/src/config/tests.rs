@@ -406,3 +406,52 @@ fn an_oversized_file_is_refused() {
     let text = "#".repeat(MAX_FILE_BYTES + 1);
     assert_eq!(file(&text).unwrap_err().key, "file");
 }
+
+const SECRET: &str = "s3cret-t0ken-never-shown";
+
+#[test]
+fn the_command_line_is_echoed_with_secret_values_redacted() {
+    let line = format!("log=info  admin=9000 admin.token={SECRET} proxy=80\tbackends=10.0.0.2:80");
+    assert_eq!(
+        redacted_command_line(&line).to_string(),
+        "log=info  admin=9000 admin.token=<redacted> proxy=80\tbackends=10.0.0.2:80"
+    );
+    // A word cut where the loader truncated the line, and a key without a value.
+    assert_eq!(
+        redacted_command_line("admin.token=abc admin.token= admin.tokens=x").to_string(),
+        "admin.token=<redacted> admin.token= admin.tokens=x"
+    );
+    assert_eq!(redacted_command_line("").to_string(), "");
+}
+
+#[test]
+fn secrets_never_reach_errors_or_debug_output() {
+    // A bad token word: the error names the word, not its value.
+    let error =
+        Configuration::from_sources(None, "admin=9000 admin.token=short\u{7f}x", &[]).unwrap_err();
+    assert_eq!(error.key, "admin.token");
+    assert!(!format!("{error}").contains("short"), "{error}");
+    // A file whose token line the TOML parser refuses, in every way it can.
+    for text in [
+        format!("[admin]\nport = 9000\ntoken = \"{SECRET}\u{1}\"\n"),
+        format!("[admin]\nport = 9000\ntoken = \"{SECRET}\n"),
+        format!("[admin]\nport = 9000\ntoken = {SECRET}\n"),
+        format!("[admin]\nport = 9000\ntoken = \"{SECRET}\" {SECRET}\n"),
+    ] {
+        let error = file(&text).expect_err(&text);
+        assert!(!format!("{error}").contains(SECRET), "{text}: {error}");
+        assert!(!format!("{error:?}").contains(SECRET), "{text}: {error:?}");
+    }
+    // The configuration's own debug form (what a panic or a log line would show).
+    let configuration =
+        Configuration::from_sources(None, &format!("admin=9000 admin.token={SECRET}"), &[])
+            .unwrap();
+    assert_eq!(
+        configuration
+            .admin
+            .as_ref()
+            .and_then(|admin| admin.token.as_deref()),
+        Some(SECRET)
+    );
+    assert!(!format!("{configuration:?}").contains(SECRET));
+}

@@ -12,11 +12,12 @@ use unisock_kernel::net::partition::{PortOpener, ServedPort};
 use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
-use crate::proxy::access_log::AccessLog;
+use crate::proxy::access_log::{AccessLog, AccessLogSink};
+use crate::proxy::console_ring::{LineRing, RING_BYTES, drain_to_console};
 use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
-use crate::proxy::{ProxyShared, Worker, WorkerPlace, serve_client};
+use crate::proxy::{CoreDrain, ProxyShared, Worker, WorkerPlace, serve_client};
 
-pub use crate::proxy::access_log::AccessLogSink;
+pub use crate::proxy::console_ring::ConsoleWriter;
 
 /// How often the control task looks at the board: the longest a new configuration, a drain
 /// or a socket listing waits for this core.
@@ -35,8 +36,9 @@ pub struct CoreProxyStart {
     pub tcp: SharedTcpLayer,
     pub opener: PortOpener,
     pub handle: Handle,
-    /// Where this core's access-log lines go, when the configuration turns the log on.
-    pub access_log: Option<AccessLogSink>,
+    /// The console this core's access-log lines go to, when the configuration turns the log
+    /// on (through the core's ring: the data path never waits for the console).
+    pub access_log: Option<ConsoleWriter>,
 }
 
 /// A listener on this core.
@@ -56,12 +58,13 @@ pub struct CoreProxy {
     opener: PortOpener,
     handle: Handle,
     legs: Rc<ProxyLegs>,
+    /// The operator's drain of this core, as its client connections follow it.
+    drain: Rc<CoreDrain>,
     listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     applied: Cell<u64>,
     answered_sockets: Cell<u64>,
+    /// Queues a line in this core's console ring (none without a console).
     access_log_sink: Option<AccessLogSink>,
-    /// This core's access-log lines over the rate limit, across configurations.
-    access_log_dropped: Rc<Cell<u64>>,
     /// This generation's access log on this core, shared by its listeners.
     access_log: RefCell<Option<Rc<AccessLog>>>,
 }
@@ -71,6 +74,17 @@ impl CoreProxy {
     /// The proxy runs even when a port could not be opened (the error says which); the control
     /// task tries that generation again every second.
     pub fn start(start: CoreProxyStart) -> (Rc<CoreProxy>, Result<(), SocketError>) {
+        let access_log_sink = start.access_log.map(|console| {
+            let ring = Rc::new(RefCell::new(LineRing::new(RING_BYTES)));
+            start.handle.spawn(drain_to_console(
+                ring.clone(),
+                console,
+                start.handle.clone(),
+                (start.board.core_states.clone(), start.place.index),
+            ));
+            let sink: AccessLogSink = Rc::new(move |line: &str| ring.borrow_mut().push_line(line));
+            sink
+        });
         let proxy = Rc::new(CoreProxy {
             board: start.board,
             place: start.place,
@@ -78,11 +92,11 @@ impl CoreProxy {
             opener: start.opener,
             handle: start.handle,
             legs: Rc::new(ProxyLegs::default()),
+            drain: Rc::new(CoreDrain::default()),
             listeners: RefCell::new(Vec::new()),
             applied: Cell::new(0),
             answered_sockets: Cell::new(0),
-            access_log_sink: start.access_log,
-            access_log_dropped: Rc::new(Cell::new(0)),
+            access_log_sink,
             access_log: RefCell::new(None),
         });
         let current = proxy.board.current();
@@ -101,11 +115,6 @@ impl CoreProxy {
 
     pub fn opener(&self) -> &PortOpener {
         &self.opener
-    }
-
-    /// Access-log lines this core did not write because of the rate limit.
-    pub fn access_log_dropped(&self) -> u64 {
-        self.access_log_dropped.get()
     }
 
     pub fn core_index(&self) -> usize {
@@ -137,7 +146,7 @@ impl CoreProxy {
                 configuration.access_log,
                 sink,
                 self.place.index,
-                self.access_log_dropped.clone(),
+                self.board.core_states.clone(),
             )
             .map(Rc::new)
         });
@@ -218,7 +227,7 @@ impl CoreProxy {
         };
         let worker = Rc::new(
             Worker::new(shared, self.place, self.tcp.clone(), self.handle.clone())
-                .on_core(self.legs.clone(), runs_checks)
+                .on_core(self.legs.clone(), self.drain.clone(), runs_checks)
                 .with_access_log(self.access_log.borrow().clone()),
         );
         start_background(&worker);
@@ -244,6 +253,11 @@ async fn control_loop(proxy: Rc<CoreProxy>) {
     let mut retry_at = None;
     loop {
         proxy.handle.sleep(CONTROL_PERIOD).await;
+        // A drain ends the core's keep-alive connections (idle ones at once, busy ones after
+        // their response, which says `Connection: close`), as nginx's graceful shutdown does.
+        proxy
+            .drain
+            .set_draining(proxy.board.is_drained(proxy.place.index));
         let now = proxy.handle.now();
         let due = retry_at.is_some_and(|at| now >= at);
         if proxy.board.generation() != proxy.applied.get() || due {
@@ -281,7 +295,14 @@ async fn accept_loop(
             break;
         }
         match handle.timeout(ACCEPT_POLL, port.listener().accept()).await {
-            Ok(Ok(stream)) => handle.spawn(serve_client(slot.current.clone(), stream)),
+            Ok(Ok(stream)) => {
+                let open = OpenConnection::new(board.clone(), core);
+                let current = slot.current.clone();
+                handle.spawn(async move {
+                    serve_client(current, stream).await;
+                    drop(open);
+                })
+            }
             Ok(Err(_)) => break,
             Err(_elapsed) => {}
         }
@@ -289,4 +310,28 @@ async fn accept_loop(
     slot.closed.set(true);
     // Dropping the port closes the listener and leaves the serving set.
     drop(port);
+}
+
+/// Holds a client connection in its core's `client_connections` gauge while it is served
+/// (every listener and configuration together: the count a drain waits to reach zero).
+struct OpenConnection {
+    board: Arc<ControlBoard>,
+    core: usize,
+}
+
+impl OpenConnection {
+    fn new(board: Arc<ControlBoard>, core: usize) -> OpenConnection {
+        board.core_states.core(core).client_connections.add(1);
+        OpenConnection { board, core }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.board
+            .core_states
+            .core(self.core)
+            .client_connections
+            .subtract(1);
+    }
 }

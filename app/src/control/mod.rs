@@ -5,16 +5,18 @@ mod core_proxy;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
+use unisock_kernel::metrics::{Exposition, MetricSource};
 use unisock_kernel::net::tcp::{SocketHandle, SocketInfo};
 use unisock_kernel::sync::CachePadded;
 
-pub use core_proxy::{AccessLogSink, CoreProxy, CoreProxyStart};
+pub use core_proxy::{ConsoleWriter, CoreProxy, CoreProxyStart};
 
 use crate::config::{Configuration, PoolConfig};
-use crate::proxy::{HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
+use crate::proxy::{CoreStates, HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
 
 /// A configuration as the cores run it: the settings plus the state that outlives one core's
 /// view of it (each pool's health board, shared by every core).
@@ -191,6 +193,8 @@ pub struct ControlBoard {
     sockets: Vec<Mutex<CoreSockets>>,
     /// Admin requests refused (address not allowed, missing or wrong token).
     pub admin_refused: AtomicU64,
+    /// Each core's client connections, drain and access log (each core writes its own).
+    pub core_states: Arc<CoreStates>,
     /// Other ports the appliance serves (responder, sink, source): no listener may take them.
     pub reserved_ports: Vec<u16>,
     /// Serialises `PUT /config` (two at once from two cores would each build on the same
@@ -215,6 +219,7 @@ impl ControlBoard {
                 .map(|_| Mutex::new(CoreSockets::default()))
                 .collect(),
             admin_refused: AtomicU64::new(0),
+            core_states: Arc::new(CoreStates::new(cores)),
             reserved_ports,
             change: Mutex::new(()),
         })
@@ -314,5 +319,19 @@ impl ControlBoard {
             self.admin_refused.load(Ordering::Relaxed),
             drained
         );
+    }
+}
+
+/// Each core's client connections, drain state and access-log counts (`proxy_core` lines on
+/// `/stats`).
+impl MetricSource for ControlBoard {
+    fn write_prometheus(&self, out: &mut Exposition<'_>) -> fmt::Result {
+        self.core_states
+            .write_prometheus(|core| self.is_drained(core), out)
+    }
+
+    fn write_stats(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        self.core_states
+            .write_stats(|core| self.is_drained(core), out)
     }
 }

@@ -2,6 +2,7 @@
 
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::cell::Cell;
 use core::fmt::Write;
 use core::net::SocketAddrV4;
@@ -11,8 +12,11 @@ use unisock_kernel::time::Instant;
 use crate::config::{AccessLogSettings, AccessLogTarget};
 use crate::http::request::RequestHead;
 
-/// Where access-log lines go (the serial console, in the image).
-pub type AccessLogSink = Rc<dyn Fn(&str)>;
+use super::statistics::{ACCESS_LOG_DROPPED_RATE, ACCESS_LOG_DROPPED_RING_FULL, CoreStates};
+
+/// Where access-log lines go (the core's console ring, in the image): true if the line was
+/// queued, false if it did not fit (the line is dropped and counted, never waited for).
+pub type AccessLogSink = Rc<dyn Fn(&str) -> bool>;
 
 /// The longest target written; longer ones are cut (and end in `...`).
 const TARGET_LIMIT: usize = 256;
@@ -45,9 +49,9 @@ pub struct AccessLog {
     seen: Cell<u64>,
     second: Cell<u64>,
     lines_this_second: Cell<u32>,
-    /// Sampled lines not written because the second's budget was spent (shared by the core's
-    /// logs of every configuration).
-    dropped: Rc<Cell<u64>>,
+    /// The lines queued and dropped, in the core's counters (shared by the core's logs of
+    /// every configuration).
+    states: Arc<CoreStates>,
 }
 
 impl AccessLog {
@@ -56,7 +60,7 @@ impl AccessLog {
         settings: AccessLogSettings,
         sink: AccessLogSink,
         core: usize,
-        dropped: Rc<Cell<u64>>,
+        states: Arc<CoreStates>,
     ) -> Option<AccessLog> {
         (settings.target == AccessLogTarget::Console).then(|| AccessLog {
             settings,
@@ -65,7 +69,7 @@ impl AccessLog {
             seen: Cell::new(0),
             second: Cell::new(u64::MAX),
             lines_this_second: Cell::new(0),
-            dropped,
+            states,
         })
     }
 
@@ -87,13 +91,18 @@ impl AccessLog {
             self.second.set(second);
             self.lines_this_second.set(0);
         }
+        let counters = self.states.core(self.core);
         if self.lines_this_second.get() >= self.settings.lines_per_second {
-            self.dropped.set(self.dropped.get() + 1);
+            counters.access_log_dropped[ACCESS_LOG_DROPPED_RATE].increment();
             return;
         }
         self.lines_this_second.set(self.lines_this_second.get() + 1);
         let line = format_line(now, client, head, record, self.core);
-        (self.sink)(&line);
+        if (self.sink)(&line) {
+            counters.access_log_lines.increment();
+        } else {
+            counters.access_log_dropped[ACCESS_LOG_DROPPED_RING_FULL].increment();
+        }
     }
 }
 
@@ -162,15 +171,17 @@ mod tests {
     fn lines_are_sampled_and_rate_limited() {
         let lines = Rc::new(RefCell::new(Vec::<String>::new()));
         let sink_lines = lines.clone();
-        let sink: AccessLogSink =
-            Rc::new(move |line: &str| sink_lines.borrow_mut().push(line.into()));
-        let dropped = Rc::new(Cell::new(0));
+        let sink: AccessLogSink = Rc::new(move |line: &str| {
+            sink_lines.borrow_mut().push(line.into());
+            true
+        });
+        let states = Arc::new(CoreStates::new(2));
         let settings = AccessLogSettings {
             target: AccessLogTarget::Console,
             sample: 2,
             lines_per_second: 3,
         };
-        let log = AccessLog::new(settings, sink, 1, dropped.clone()).unwrap();
+        let log = AccessLog::new(settings, sink, 1, states.clone()).unwrap();
         let start = Instant::from_nanos(5_000_000_000);
         let client: SocketAddrV4 = "10.0.0.9:4000".parse().unwrap();
         let record = RequestRecord::new(start);
@@ -187,7 +198,9 @@ mod tests {
         }
         // 10 sampled, 3 written, 7 over the budget.
         assert_eq!(lines.borrow().len(), 3);
-        assert_eq!(dropped.get(), 7);
+        let counters = states.core(1).snapshot();
+        assert_eq!(counters.access_log_dropped, [7, 0]);
+        assert_eq!(counters.access_log_lines, 3);
         assert_eq!(
             lines.borrow()[0],
             "access: core=1 client=10.0.0.9:4000 \"GET /a??b\" status=200 bytes=64 backend=10.0.0.2:80 latency_us=1500"
@@ -200,9 +213,15 @@ mod tests {
 
     #[test]
     fn off_makes_no_log() {
-        let sink: AccessLogSink = Rc::new(|_: &str| {});
+        let sink: AccessLogSink = Rc::new(|_: &str| true);
         assert!(
-            AccessLog::new(AccessLogSettings::default(), sink, 0, Rc::new(Cell::new(0))).is_none()
+            AccessLog::new(
+                AccessLogSettings::default(),
+                sink,
+                0,
+                Arc::new(CoreStates::new(1))
+            )
+            .is_none()
         );
     }
 }

@@ -80,9 +80,21 @@ impl Balancer {
                     first
                 }
             }
-            Balance::ClientAddressHash => *candidates.iter().max_by_key(|&&index| {
-                rendezvous_score(client, index as u64, self.weights[index])
-            })?,
+            Balance::ClientAddressHash => {
+                let mut best = candidates[0];
+                let mut best_distance = rendezvous_distance(client, best as u64);
+                for &index in &candidates[1..] {
+                    let distance = rendezvous_distance(client, index as u64);
+                    // Lowest `distance / weight` wins; cross-multiplied so no division rounds.
+                    if u128::from(distance) * u128::from(self.weights[best])
+                        < u128::from(best_distance) * u128::from(self.weights[index])
+                    {
+                        best = index;
+                        best_distance = distance;
+                    }
+                }
+                best
+            }
         };
         Some(chosen)
     }
@@ -112,15 +124,46 @@ impl Balancer {
     }
 }
 
-/// Highest-random-weight hashing: each (client, backend) pair gets a score and the client
-/// goes to the best available backend, so removing a backend moves only its own clients.
-fn rendezvous_score(client: Ipv4Addr, backend: u64, weight: u32) -> u64 {
+/// Weighted rendezvous (highest-random-weight) hashing: each (client, backend) pair gets a
+/// uniform `u` in (0, 1) and the client goes to the available backend with the highest
+/// `-weight / ln(u)`, so removing a backend moves only its own clients, and each backend's
+/// share is exactly its weight over the total (Resch, "New Hashing Algorithms for Data
+/// Storage"; the same score as Ceph's straw2 buckets). Maximising `-weight / ln(u)` is
+/// minimising `-ln(u) / weight`, and `-ln(u) = ln 2 * -log2(u)` with `ln 2 > 0`, so this
+/// returns `-log2(u)` in fixed point (32 fractional bits) and the caller compares
+/// `distance / weight` exactly by cross-multiplying: no floating point in the kernel image.
+fn rendezvous_distance(client: Ipv4Addr, backend: u64) -> u64 {
     let mut value = u64::from(u32::from(client)) ^ backend.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     value ^= value >> 31;
-    // Weight by scaling the top bits: a heavier backend wins proportionally more clients.
-    (value >> 16).saturating_mul(u64::from(weight))
+    // u = value / 2^64, kept off 0 (where -ln(u) is infinite) by setting the lowest bit.
+    let numerator = value | 1;
+    // -log2(u) = 64 - log2(numerator) > 0, and the truncated log2 below never exceeds the
+    // true one (< 64), so the distance is at least 1: never zero, never a division by zero.
+    (64u64 << LOG2_FRACTION_BITS) - log2_fixed(numerator)
+}
+
+/// Fractional bits of [`log2_fixed`]: 2^-32 is far below what 100 000 clients can resolve.
+const LOG2_FRACTION_BITS: u32 = 32;
+
+/// `log2(value)` for `value >= 1` with [`LOG2_FRACTION_BITS`] fractional bits, rounded down:
+/// the integer part is the top bit's position, the fraction comes one bit per squaring of the
+/// mantissa in [1, 2) (the classic shift-and-square binary logarithm).
+fn log2_fixed(value: u64) -> u64 {
+    let integer = u64::from(63 - value.leading_zeros());
+    // The mantissa in [1, 2) as a 63-fractional-bit fixed-point number.
+    let mut mantissa = u128::from(value << value.leading_zeros());
+    let mut fraction = 0u64;
+    for _ in 0..LOG2_FRACTION_BITS {
+        mantissa = (mantissa * mantissa) >> 63;
+        fraction <<= 1;
+        if mantissa >= 1 << 64 {
+            mantissa >>= 1;
+            fraction |= 1;
+        }
+    }
+    (integer << LOG2_FRACTION_BITS) | fraction
 }
 
 #[cfg(test)]
@@ -222,6 +265,38 @@ mod tests {
         }
         let counts = shares(&mut balancer, 4000, |_| true);
         assert!(counts.iter().all(|&count| count > 700), "{counts:?}");
+    }
+
+    #[test]
+    fn client_hash_shares_follow_the_weights() {
+        for weights in [&[1, 2][..], &[1, 1, 1, 5], &[3, 7], &[1, 1000]] {
+            let mut balancer = Balancer::new(Balance::ClientAddressHash, &backends(weights), 1);
+            let clients = 100_000;
+            let counts = shares(&mut balancer, clients, |_| true);
+            let total_weight: u32 = weights.iter().sum();
+            for (count, &weight) in counts.iter().zip(weights) {
+                let share = *count as f64 / clients as f64;
+                let expected = f64::from(weight) / f64::from(total_weight);
+                assert!(
+                    (share - expected).abs() < 0.01,
+                    "weights {weights:?}: shares {counts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_point_log2_is_exact_at_powers_of_two_and_close_between() {
+        assert_eq!(log2_fixed(1), 0);
+        assert_eq!(log2_fixed(1 << 40), 40 << LOG2_FRACTION_BITS);
+        for value in [3u64, 10, 1_000_003, u64::MAX] {
+            let expected = (value as f64).log2();
+            let got = log2_fixed(value) as f64 / f64::from(1u32 << 31) / 2.0;
+            assert!(
+                (expected - got).abs() < 1e-8,
+                "{value}: {expected} vs {got}"
+            );
+        }
     }
 
     #[test]

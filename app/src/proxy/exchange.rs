@@ -48,12 +48,22 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     let client_handle = stream.handle();
     let mut client = BufferedStream::new(stream).metered(worker.meter(MeteredSide::Client));
     loop {
-        if current.is_closing() {
+        if current.ends_connections() {
             return client.close();
         }
         let worker = current.get();
         let counters = worker.statistics();
-        let head = match read_request(&worker, &mut client).await {
+        // A drain (or the listener's removal) closes a connection idle between requests at
+        // once; a head already begun is read and served (its response closes).
+        let read = match current
+            .unless_ending(read_request(&worker, &mut client))
+            .await
+        {
+            Some(read) => read,
+            None if client.buffered().is_empty() => return client.close(),
+            None => read_request(&worker, &mut client).await,
+        };
+        let head = match read {
             Ok(Some(head)) => head,
             Ok(None) => return client.close(),
             Err(error) => {
@@ -751,7 +761,11 @@ async fn relay_response(
         BodyFraming::Chunked | BodyFraming::UntilClose => BodyFraming::UntilClose,
         other => other,
     };
-    let keep_client = request.wants_persistence() && client_framing != BodyFraming::UntilClose;
+    // A drained core says `Connection: close` (RFC 9112 9.6) so the client does not send
+    // another request on a connection about to close.
+    let keep_client = request.wants_persistence()
+        && client_framing != BodyFraming::UntilClose
+        && !worker.core_draining();
     let option = match (keep_client, client_speaks_1_1) {
         (false, _) => ConnectionOption::Close,
         (true, true) => ConnectionOption::Persistent,

@@ -271,6 +271,117 @@ proxy_counters! {
     }
 }
 
+/// Why an access-log line was not written (the `reason` label), by index.
+const ACCESS_LOG_DROP_REASONS: [&str; 2] = ["rate", "ring_full"];
+
+fn access_log_drop_reason(index: usize) -> &'static str {
+    ACCESS_LOG_DROP_REASONS
+        .get(index)
+        .copied()
+        .unwrap_or("ring_full")
+}
+
+/// Index of the `rate` reason of [`CoreStateCounters::access_log_dropped`]: over the per-core
+/// lines-per-second budget.
+pub const ACCESS_LOG_DROPPED_RATE: usize = 0;
+/// Index of the `ring_full` reason: the core's console ring had no room (the console is
+/// slower than the lines).
+pub const ACCESS_LOG_DROPPED_RING_FULL: usize = 1;
+
+proxy_counters! {
+    /// One core's own state across its listeners and configurations (no `listener` label):
+    /// its client connections, its drain, its access log.
+    CoreStateCounters, CoreStateSnapshot, CORE_STATE_METRICS;
+    scalars {
+        client_connections: Gauge unisock_proxy_core_client_connections
+            "Client connections open on the core now, every listener and configuration together.",
+        draining: Gauge unisock_proxy_core_draining
+            "1 while the operator drains the core and client connections remain on it.",
+        drained: Gauge unisock_proxy_core_drained
+            "1 once a drained core has no client connection left (it can be taken down).",
+        access_log_lines: Counter unisock_proxy_access_log_lines_total
+            "Access-log lines queued for the console.",
+        access_log_console_bytes: Counter unisock_proxy_access_log_console_bytes_total
+            "Access-log bytes written to the console.",
+    }
+    labelled {
+        access_log_dropped[2] by "reason" access_log_drop_reason: Counter
+            unisock_proxy_access_log_dropped_total
+            "Access-log lines not written: over the per-core rate (`rate`), or no room in the core's console ring (`ring_full`: the console is slower than the lines).",
+    }
+    histograms {}
+}
+
+/// Every core's [`CoreStateCounters`], each written by its own core only.
+pub struct CoreStates {
+    cores: Vec<CachePadded<CoreStateCounters>>,
+}
+
+impl CoreStates {
+    pub fn new(cores: usize) -> CoreStates {
+        CoreStates {
+            cores: (0..cores.max(1))
+                .map(|_| CachePadded::new(CoreStateCounters::default()))
+                .collect(),
+        }
+    }
+
+    /// Core `index`'s block (the last core's for an index out of range).
+    pub fn core(&self, index: usize) -> &CoreStateCounters {
+        &self.cores[index.min(self.cores.len() - 1)]
+    }
+
+    /// Every core's snapshot, with `drained(core)` (the operator's drain) turned into the
+    /// `draining` and `drained` gauges; and their total.
+    fn snapshots(
+        &self,
+        drained: impl Fn(usize) -> bool,
+    ) -> (Vec<CoreStateSnapshot>, CoreStateSnapshot) {
+        let snapshots: Vec<CoreStateSnapshot> = self
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(index, core)| {
+                let mut snapshot = core.snapshot();
+                let drained = drained(index);
+                snapshot.draining = u64::from(drained && snapshot.client_connections > 0);
+                snapshot.drained = u64::from(drained && snapshot.client_connections == 0);
+                snapshot
+            })
+            .collect();
+        let mut total = CoreStateSnapshot::default();
+        for snapshot in &snapshots {
+            total.add(snapshot);
+        }
+        (snapshots, total)
+    }
+
+    /// The Prometheus families, a series per core and `core="total"`.
+    pub fn write_prometheus(
+        &self,
+        drained: impl Fn(usize) -> bool,
+        out: &mut Exposition<'_>,
+    ) -> fmt::Result {
+        let (snapshots, total) = self.snapshots(drained);
+        let cores: Vec<usize> = (0..snapshots.len()).collect();
+        let series = per_core_series(&snapshots, total, &cores, &[]);
+        CoreStateSnapshot::write_families(&series, out)
+    }
+
+    /// `proxy_core core=<i> ...` lines, then `core=total`.
+    pub fn write_stats(&self, drained: impl Fn(usize) -> bool, out: &mut dyn Write) -> fmt::Result {
+        let (snapshots, total) = self.snapshots(drained);
+        for (index, snapshot) in snapshots.iter().enumerate() {
+            write!(out, "proxy_core core={index} ")?;
+            snapshot.write_fields(out)?;
+            writeln!(out)?;
+        }
+        write!(out, "proxy_core core=total ")?;
+        total.write_fields(out)?;
+        writeln!(out)
+    }
+}
+
 /// The backend health families (shared state, no `core` label).
 pub const BACKEND_UP: Metric = Metric::new(
     "unisock_proxy_backend_up",

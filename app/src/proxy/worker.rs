@@ -4,6 +4,7 @@ use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
+use core::future::Future;
 use core::time::Duration;
 
 use hashbrown::HashMap;
@@ -14,6 +15,7 @@ use unisock_kernel::socket::{SharedTcpLayer, TcpListener};
 
 use super::access_log::AccessLog;
 use super::balance::Balancer;
+use super::drain::CoreDrain;
 use super::exchange::serve_client;
 use super::health::{self, HealthBoard};
 use super::pool::IdlePool;
@@ -60,6 +62,8 @@ pub struct Worker {
     /// per pool does, when several share it).
     runs_health_checks: bool,
     legs: Rc<ProxyLegs>,
+    /// The core's drain, shared by its workers.
+    drain: Rc<CoreDrain>,
     access_log: Option<Rc<AccessLog>>,
 }
 
@@ -107,13 +111,29 @@ impl CurrentWorker {
         }
     }
 
-    /// Its client connections close after the request they are serving.
+    /// Its client connections close after the request they are serving (those idle between
+    /// two requests at once).
     pub fn close_connections(&self) {
         self.closing.set(true);
+        self.get().drain.wake_idle();
     }
 
+    /// The listener was removed (its accept loop stops once its queue is empty).
     pub fn is_closing(&self) -> bool {
         self.closing.get()
+    }
+
+    /// Whether a client connection of this listener should end rather than take another
+    /// request: the listener was removed, or the operator drains the core.
+    pub fn ends_connections(&self) -> bool {
+        self.closing.get() || self.worker.borrow().drain.is_draining()
+    }
+
+    /// Runs `future` (a client connection's wait for its next request) unless the connection
+    /// should end first ([`CurrentWorker::ends_connections`]): then `None`, at once.
+    pub async fn unless_ending<F: Future>(&self, future: F) -> Option<F::Output> {
+        let drain = self.get().drain.clone();
+        drain.unless(|| self.ends_connections(), future).await
     }
 
     pub fn get(&self) -> Rc<Worker> {
@@ -155,14 +175,21 @@ impl Worker {
             retired: Cell::new(false),
             runs_health_checks: true,
             legs: Rc::new(ProxyLegs::default()),
+            drain: Rc::new(CoreDrain::default()),
             access_log: None,
         }
     }
 
-    /// The same worker, recording its legs in the core's shared registry and running health
-    /// checks or not.
-    pub fn on_core(mut self, legs: Rc<ProxyLegs>, runs_health_checks: bool) -> Worker {
+    /// The same worker, recording its legs in the core's shared registry, following the
+    /// core's drain, and running health checks or not.
+    pub fn on_core(
+        mut self,
+        legs: Rc<ProxyLegs>,
+        drain: Rc<CoreDrain>,
+        runs_health_checks: bool,
+    ) -> Worker {
         self.legs = legs;
+        self.drain = drain;
         self.runs_health_checks = runs_health_checks;
         self
     }
@@ -189,6 +216,11 @@ impl Worker {
 
     pub fn legs(&self) -> &ProxyLegs {
         &self.legs
+    }
+
+    /// Whether the operator drains this core: responses then say `Connection: close`.
+    pub fn core_draining(&self) -> bool {
+        self.drain.is_draining()
     }
 
     pub fn place(&self) -> WorkerPlace {
