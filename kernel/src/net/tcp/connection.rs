@@ -1023,16 +1023,6 @@ impl Connection {
             return Outcome::Continue;
         }
 
-        // Record the peer's timestamp (RFC 7323 section 4.3).
-        if let (Some(timestamps), Some((value, _))) =
-            (self.timestamps.as_mut(), segment.options.timestamp)
-            && sequence.before_or_equal(self.receive_next)
-            && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
-        {
-            timestamps.recent = value;
-            timestamps.recent_time = context.now;
-        }
-
         // Second: RST (RFC 5961 section 3.2): only an exact match resets; any other in-window
         // RST draws a challenge ACK.
         if segment.has(RST) {
@@ -1089,6 +1079,19 @@ impl Connection {
             context.counters.drop_segment(DropReason::UnacceptableAck);
             self.send_challenge_ack(context);
             return Outcome::Continue;
+        }
+        // Record the peer's timestamp (RFC 7323 section 4.3) only now that the segment passed
+        // every check (sequence, PAWS, RST, SYN, ACK), as Linux does with
+        // `FLAG_UPDATE_TS_RECENT` in `tcp_ack`: a blind segment that fails one must not set
+        // TS.Recent, or a TSval 2^31 - 1 ahead would make the peer's own segments fail PAWS
+        // (issue 29, item 4). RCV.NXT is still Last.ACK.sent's bound here: data is taken below.
+        if let (Some(timestamps), Some((value, _))) =
+            (self.timestamps.as_mut(), segment.options.timestamp)
+            && sequence.before_or_equal(self.receive_next)
+            && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
+        {
+            timestamps.recent = value;
+            timestamps.recent_time = context.now;
         }
         // An acceptable ACK, even one that keeps the window closed, answers our zero-window
         // probes: the receiver is alive (RFC 1122 section 4.2.2.17).

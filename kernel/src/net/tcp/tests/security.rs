@@ -180,6 +180,56 @@ fn paws_drops_old_timestamps() {
     );
 }
 
+/// Issue 29, item 4 (RFC 7323 section 4.3; Linux updates TS.Recent only under
+/// `FLAG_UPDATE_TS_RECENT`, once the ACK is validated): a blind segment inside the window
+/// whose TSval is TS.Recent + 2^31 - 1 must not become TS.Recent when it fails a later check
+/// (no ACK bit, a RST that is not exact, a SYN, an ACK of unsent data). Before, TS.Recent was
+/// updated before those checks, and every later legitimate segment failed PAWS for 24 days.
+#[test]
+fn a_blind_segment_that_fails_its_checks_does_not_move_ts_recent() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    };
+    let blind_value = 1001u32.wrapping_add((1 << 31) - 1);
+    for (flags, acknowledgment_offset) in [(0, 1), (RST, 1), (SYN, 1), (ACK, 5000)] {
+        let mut harness = Harness::new(config.clone());
+        let listener = harness.listen();
+        harness.inject(Inbound::new(SYN, 1000, 0).timestamp(1000, 0));
+        let syn_ack = harness.expect();
+        let iss = syn_ack.sequence;
+        let ours = syn_ack.options.timestamp.unwrap().0;
+        harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(1001, ours));
+        let connection = harness.layer.accept(listener).unwrap();
+        // Overlapping RCV.NXT from just below it (SEG.SEQ <= Last.ACK.sent, and a RST that
+        // is not exact), the ACK number guessed: what a blind attacker can send.
+        harness.inject(
+            Inbound::new(flags, 1000, iss + acknowledgment_offset)
+                .timestamp(blind_value, ours)
+                .payload(b"blind"),
+        );
+        harness.sent.clear();
+        // The peer's next segment, with the TSval that follows its last one.
+        harness.inject(
+            Inbound::new(ACK | PSH, 1001, iss + 1)
+                .timestamp(1002, ours)
+                .payload(b"legitimate"),
+        );
+        harness.advance(Duration::from_millis(100));
+        let ack = harness.expect();
+        ack.assert(ACK, iss + 1, 1011);
+        assert_eq!(
+            ack.options.timestamp.map(|(_, echo)| echo),
+            Some(1002),
+            "flags {}",
+            flag_names(flags)
+        );
+        let mut buffer = [0u8; 16];
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(10));
+        assert_eq!(&buffer[..10], b"legitimate");
+    }
+}
+
 #[test]
 fn segments_to_closed_ports_get_resets() {
     let mut harness = Harness::plain();
