@@ -685,8 +685,19 @@ impl Connection {
         sequence == self.send_next && sequence == self.send_max
     }
 
+    /// SEQ of a segment that occupies no sequence space: a bare ACK, a window update, a RST.
+    /// SND.MAX, not SND.NXT: go-back-N after a timeout rewinds SND.NXT to SND.UNA, below what
+    /// the peer may already hold, and a peer that follows RFC 9293 section 3.10.7.4 drops a
+    /// segment below RCV.NXT without reading its ACK, ignores the window of one below SND.WL1
+    /// and drops such a RST. Two ends that both timed out then discarded each other's ACKs
+    /// until both gave up (issue 29, item 1). Linux's `tcp_acceptable_seq` sends its SND.NXT,
+    /// which never rewinds: our SND.MAX.
+    fn control_sequence(&self) -> SeqNum {
+        self.send_max
+    }
+
     fn send_ack(&mut self, context: &mut Context) {
-        self.transmit(context, self.send_next, 0, ACK);
+        self.transmit(context, self.control_sequence(), 0, ACK);
     }
 
     /// A challenge ACK (RFC 5961 section 7): within this connection's limit first, so that
@@ -751,7 +762,7 @@ impl Connection {
             context,
             tuple.local,
             tuple.remote,
-            self.send_next,
+            self.control_sequence(),
             Some(self.receive_next),
         );
     }
@@ -1006,7 +1017,10 @@ impl Connection {
         let sequence = segment.sequence;
         let acceptable = match (length, window) {
             (0, 0) => sequence == self.receive_next,
-            (0, _) => sequence.in_window(self.receive_next, window),
+            // Up to the right edge itself, as Linux (`tcp_sequence`) and FreeBSD accept: a
+            // peer that filled the window and timed out sends its ACKs at SND.MAX, the edge
+            // (issue 29, item 1). RFC 9293's strict bound would drop them unread.
+            (0, _) => sequence.in_window(self.receive_next, window + 1),
             (_, 0) => false,
             (_, _) => {
                 sequence.in_window(self.receive_next, window)
@@ -1523,7 +1537,7 @@ impl Connection {
                     context,
                     tuple.local,
                     tuple.remote,
-                    self.send_next,
+                    self.control_sequence(),
                     Some(self.receive_next),
                 );
                 return self.close_with_error(SocketError::TimedOut);
@@ -1584,7 +1598,7 @@ impl Connection {
                     context,
                     tuple.local,
                     tuple.remote,
-                    self.send_next,
+                    self.control_sequence(),
                     Some(self.receive_next),
                 );
             }
