@@ -1260,7 +1260,7 @@ impl Connection {
             AckAction::RetransmitFirstUnacknowledged if self.scoreboard.is_empty() => {
                 self.retransmit_first(context);
             }
-            AckAction::RetransmitFirstUnacknowledged => self.retransmit_next_hole(context),
+            AckAction::RetransmitFirstUnacknowledged => self.retransmit_first_hole(context),
             AckAction::FastRetransmit | AckAction::Nothing => {}
         }
         if !self.congestion.in_recovery() {
@@ -1334,16 +1334,40 @@ impl Connection {
     /// several losses in one window are repaired in one round trip (RFC 6675 section 5, the
     /// retransmission rule, with New Reno's window).
     fn retransmit_next_hole(&mut self, context: &mut Context) {
-        let Some((start, length)) = self
+        let hole = self
             .scoreboard
-            .next_hole(self.send_unacknowledged, self.send_mss)
-        else {
+            .next_hole(self.send_unacknowledged, self.send_mss);
+        self.retransmit_hole(context, hole);
+    }
+
+    /// A partial ACK in recovery with SACK information: the hole at SND.UNA is lost, even if
+    /// recovery resent it already and the next hole is searched above it. The partial ACK
+    /// stopped just below it, so that retransmission was lost too; without this it waited for
+    /// the retransmission timeout (issue 29, item 8). New Reno's partial-ACK rule (RFC 6582
+    /// section 3.2 step 5); Linux finds the lost retransmission with RACK. The price is one
+    /// needless segment when the retransmission is only late, as New Reno pays without SACK.
+    fn retransmit_first_hole(&mut self, context: &mut Context) {
+        let hole = self
+            .scoreboard
+            .first_hole(self.send_unacknowledged, self.send_mss);
+        self.retransmit_hole(context, hole);
+        // More than the one segment of the fast retransmit resent: not a reordering that
+        // Eifel detection could undo.
+        self.fast_retransmit_timestamp = None;
+    }
+
+    fn retransmit_hole(&mut self, context: &mut Context, hole: Option<(SeqNum, u32)>) {
+        let Some((start, length)) = hole else {
             return;
         };
         let length = length.min(self.send_end().distance_from(start));
         if length == 0 {
             return;
         }
+        // Karn's rule (RFC 6298 section 3): an ACK of resent data may answer either copy, so
+        // the segment being timed (without timestamps) gives no sample; `retransmit_first`
+        // forgets it too.
+        self.rtt_timing = None;
         self.send_data(context, start, length as usize, ACK);
         self.scoreboard.resent(start + length);
         if start != self.send_unacknowledged {
