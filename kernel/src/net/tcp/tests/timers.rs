@@ -411,3 +411,29 @@ fn a_bare_ack_at_the_right_edge_of_the_window_is_read() {
     harness.advance(Duration::from_secs(2));
     harness.expect_nothing();
 }
+
+/// Issue 29, item 8: the RTO doubles up to a cap of 60 s, not Linux's 120 s (why: see
+/// `TcpConfig::max_rto` and docs/architecture.md), and the 15th retransmission's timeout
+/// resets: from a 1 s RTO, 1 + 2 + ... + 32 + 10 * 60 = 663 s after the first send.
+#[test]
+fn the_retransmission_timeout_backs_off_to_a_sixty_second_cap() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"hello").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    for retransmission in 1..=16u32 {
+        let interval =
+            Duration::from_secs(1 << (retransmission - 1).min(6)).min(Duration::from_secs(60));
+        harness.advance(interval - Duration::from_millis(1));
+        harness.expect_nothing();
+        harness.advance(Duration::from_millis(1));
+        if retransmission <= 15 {
+            harness.expect().assert(ACK | PSH, iss + 1, 1001);
+        } else {
+            harness.expect().assert(RST | ACK, iss + 6, 1001);
+        }
+    }
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    assert_eq!(harness.layer.counters().timeouts, 15);
+}
