@@ -1350,19 +1350,21 @@ impl Connection {
         let hole = self
             .scoreboard
             .first_hole(self.send_unacknowledged, self.send_mss);
-        self.retransmit_hole(context, hole);
-        // More than the one segment of the fast retransmit resent: not a reordering that
-        // Eifel detection could undo.
-        self.fast_retransmit_timestamp = None;
+        if self.retransmit_hole(context, hole) {
+            // More than the one segment of the fast retransmit resent: not a reordering that
+            // Eifel detection could undo.
+            self.fast_retransmit_timestamp = None;
+        }
     }
 
-    fn retransmit_hole(&mut self, context: &mut Context, hole: Option<(SeqNum, u32)>) {
+    /// Resends `hole`, if any; returns whether it sent.
+    fn retransmit_hole(&mut self, context: &mut Context, hole: Option<(SeqNum, u32)>) -> bool {
         let Some((start, length)) = hole else {
-            return;
+            return false;
         };
         let length = length.min(self.send_end().distance_from(start));
         if length == 0 {
-            return;
+            return false;
         }
         // Karn's rule (RFC 6298 section 3): an ACK of resent data may answer either copy, so
         // the segment being timed (without timestamps) gives no sample; `retransmit_first`
@@ -1374,6 +1376,7 @@ impl Connection {
             // Another hole resent: the recovery is no longer a single reordered segment.
             self.fast_retransmit_timestamp = None;
         }
+        true
     }
 
     fn receive_data(&mut self, context: &mut Context, sequence: SeqNum, payload: &[u8]) {
