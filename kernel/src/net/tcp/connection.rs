@@ -1098,10 +1098,14 @@ impl Connection {
         // every check (sequence, PAWS, RST, SYN, ACK), as Linux does with
         // `FLAG_UPDATE_TS_RECENT` in `tcp_ack`: a blind segment that fails one must not set
         // TS.Recent, or a TSval 2^31 - 1 ahead would make the peer's own segments fail PAWS
-        // (issue 29, item 4). RCV.NXT is still Last.ACK.sent's bound here: data is taken below.
+        // (issue 29, item 4). Nor does an old ACK (below SND.UNA), which Linux's `tcp_ack`
+        // returns on before the update: a legitimate one, reordered, only leaves the update
+        // to the peer's next segment.
+        // RCV.NXT is still Last.ACK.sent's bound here: data is taken below.
         if let (Some(timestamps), Some((value, _))) =
             (self.timestamps.as_mut(), segment.options.timestamp)
             && sequence.before_or_equal(self.receive_next)
+            && ack.after_or_equal(self.send_unacknowledged)
             && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
         {
             timestamps.recent = value;
