@@ -45,7 +45,12 @@ pub struct TcpConfig {
     /// Lower bound of the RTO. RFC 6298 section 2.4 says one second; Linux uses 200 ms, which
     /// suits the data-centre links a proxy lives on.
     pub min_rto: Duration,
-    /// Upper bound of the RTO after back-off (RFC 6298 section 2.5 allows at least 60 s).
+    /// Upper bound of the RTO after back-off. 60 s, the least RFC 6298 section 2.5 allows;
+    /// Linux's `TCP_RTO_MAX` is 120 s. Kept at 60 s on purpose (issue 29, item 8): after an
+    /// outage the next retransmission leaves at most a minute after the path returns, and
+    /// with `max_retransmissions` 15 a vanished peer is given up after about 8.7 minutes at
+    /// the 200 ms minimum RTO (Linux: about 15.4), freeing its buffers sooner; the cost is at
+    /// most one segment a minute more during a long outage.
     pub max_rto: Duration,
     /// Retransmissions of one segment before the connection is aborted (RFC 9293 section
     /// 3.8.3, "R2").

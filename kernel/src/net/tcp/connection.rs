@@ -685,8 +685,19 @@ impl Connection {
         sequence == self.send_next && sequence == self.send_max
     }
 
+    /// SEQ of a segment that occupies no sequence space: a bare ACK, a window update, a RST.
+    /// SND.MAX, not SND.NXT: go-back-N after a timeout rewinds SND.NXT to SND.UNA, below what
+    /// the peer may already hold, and a peer that follows RFC 9293 section 3.10.7.4 drops a
+    /// segment below RCV.NXT without reading its ACK, ignores the window of one below SND.WL1
+    /// and drops such a RST. Two ends that both timed out then discarded each other's ACKs
+    /// until both gave up (issue 29, item 1). Linux's `tcp_acceptable_seq` sends its SND.NXT,
+    /// which never rewinds: our SND.MAX.
+    fn control_sequence(&self) -> SeqNum {
+        self.send_max
+    }
+
     fn send_ack(&mut self, context: &mut Context) {
-        self.transmit(context, self.send_next, 0, ACK);
+        self.transmit(context, self.control_sequence(), 0, ACK);
     }
 
     /// A challenge ACK (RFC 5961 section 7): within this connection's limit first, so that
@@ -751,7 +762,7 @@ impl Connection {
             context,
             tuple.local,
             tuple.remote,
-            self.send_next,
+            self.control_sequence(),
             Some(self.receive_next),
         );
     }
@@ -1006,7 +1017,10 @@ impl Connection {
         let sequence = segment.sequence;
         let acceptable = match (length, window) {
             (0, 0) => sequence == self.receive_next,
-            (0, _) => sequence.in_window(self.receive_next, window),
+            // Up to the right edge itself, as Linux (`tcp_sequence`) and FreeBSD accept: a
+            // peer that filled the window and timed out sends its ACKs at SND.MAX, the edge
+            // (issue 29, item 1). RFC 9293's strict bound would drop them unread.
+            (0, _) => sequence.in_window(self.receive_next, window + 1),
             (_, 0) => false,
             (_, _) => {
                 sequence.in_window(self.receive_next, window)
@@ -1021,16 +1035,6 @@ impl Connection {
                 self.ack_now = true;
             }
             return Outcome::Continue;
-        }
-
-        // Record the peer's timestamp (RFC 7323 section 4.3).
-        if let (Some(timestamps), Some((value, _))) =
-            (self.timestamps.as_mut(), segment.options.timestamp)
-            && sequence.before_or_equal(self.receive_next)
-            && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
-        {
-            timestamps.recent = value;
-            timestamps.recent_time = context.now;
         }
 
         // Second: RST (RFC 5961 section 3.2): only an exact match resets; any other in-window
@@ -1089,6 +1093,23 @@ impl Connection {
             context.counters.drop_segment(DropReason::UnacceptableAck);
             self.send_challenge_ack(context);
             return Outcome::Continue;
+        }
+        // Record the peer's timestamp (RFC 7323 section 4.3) only now that the segment passed
+        // every check (sequence, PAWS, RST, SYN, ACK), as Linux does with
+        // `FLAG_UPDATE_TS_RECENT` in `tcp_ack`: a blind segment that fails one must not set
+        // TS.Recent, or a TSval 2^31 - 1 ahead would make the peer's own segments fail PAWS
+        // (issue 29, item 4). Nor does an old ACK (below SND.UNA), which Linux's `tcp_ack`
+        // returns on before the update: a legitimate one, reordered, only leaves the update
+        // to the peer's next segment.
+        // RCV.NXT is still Last.ACK.sent's bound here: data is taken below.
+        if let (Some(timestamps), Some((value, _))) =
+            (self.timestamps.as_mut(), segment.options.timestamp)
+            && sequence.before_or_equal(self.receive_next)
+            && ack.after_or_equal(self.send_unacknowledged)
+            && SeqNum(value).after_or_equal(SeqNum(timestamps.recent))
+        {
+            timestamps.recent = value;
+            timestamps.recent_time = context.now;
         }
         // An acceptable ACK, even one that keeps the window closed, answers our zero-window
         // probes: the receiver is alive (RFC 1122 section 4.2.2.17).
@@ -1243,7 +1264,7 @@ impl Connection {
             AckAction::RetransmitFirstUnacknowledged if self.scoreboard.is_empty() => {
                 self.retransmit_first(context);
             }
-            AckAction::RetransmitFirstUnacknowledged => self.retransmit_next_hole(context),
+            AckAction::RetransmitFirstUnacknowledged => self.retransmit_first_hole(context),
             AckAction::FastRetransmit | AckAction::Nothing => {}
         }
         if !self.congestion.in_recovery() {
@@ -1317,22 +1338,49 @@ impl Connection {
     /// several losses in one window are repaired in one round trip (RFC 6675 section 5, the
     /// retransmission rule, with New Reno's window).
     fn retransmit_next_hole(&mut self, context: &mut Context) {
-        let Some((start, length)) = self
+        let hole = self
             .scoreboard
-            .next_hole(self.send_unacknowledged, self.send_mss)
-        else {
-            return;
+            .next_hole(self.send_unacknowledged, self.send_mss);
+        self.retransmit_hole(context, hole);
+    }
+
+    /// A partial ACK in recovery with SACK information: the hole at SND.UNA is lost, even if
+    /// recovery resent it already and the next hole is searched above it. The partial ACK
+    /// stopped just below it, so that retransmission was lost too; without this it waited for
+    /// the retransmission timeout (issue 29, item 8). New Reno's partial-ACK rule (RFC 6582
+    /// section 3.2 step 5); Linux finds the lost retransmission with RACK. The price is one
+    /// needless segment when the retransmission is only late, as New Reno pays without SACK.
+    fn retransmit_first_hole(&mut self, context: &mut Context) {
+        let hole = self
+            .scoreboard
+            .first_hole(self.send_unacknowledged, self.send_mss);
+        if self.retransmit_hole(context, hole) {
+            // More than the one segment of the fast retransmit resent: not a reordering that
+            // Eifel detection could undo.
+            self.fast_retransmit_timestamp = None;
+        }
+    }
+
+    /// Resends `hole`, if any; returns whether it sent.
+    fn retransmit_hole(&mut self, context: &mut Context, hole: Option<(SeqNum, u32)>) -> bool {
+        let Some((start, length)) = hole else {
+            return false;
         };
         let length = length.min(self.send_end().distance_from(start));
         if length == 0 {
-            return;
+            return false;
         }
+        // Karn's rule (RFC 6298 section 3): an ACK of resent data may answer either copy, so
+        // the segment being timed (without timestamps) gives no sample; `retransmit_first`
+        // forgets it too.
+        self.rtt_timing = None;
         self.send_data(context, start, length as usize, ACK);
         self.scoreboard.resent(start + length);
         if start != self.send_unacknowledged {
             // Another hole resent: the recovery is no longer a single reordered segment.
             self.fast_retransmit_timestamp = None;
         }
+        true
     }
 
     fn receive_data(&mut self, context: &mut Context, sequence: SeqNum, payload: &[u8]) {
@@ -1520,7 +1568,7 @@ impl Connection {
                     context,
                     tuple.local,
                     tuple.remote,
-                    self.send_next,
+                    self.control_sequence(),
                     Some(self.receive_next),
                 );
                 return self.close_with_error(SocketError::TimedOut);
@@ -1581,7 +1629,7 @@ impl Connection {
                     context,
                     tuple.local,
                     tuple.remote,
-                    self.send_next,
+                    self.control_sequence(),
                     Some(self.receive_next),
                 );
             }

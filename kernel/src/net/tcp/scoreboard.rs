@@ -94,9 +94,20 @@ impl Scoreboard {
     /// The next hole below the highest SACKed byte that recovery has not resent yet:
     /// (start, length) with length at most `mss`.
     pub(crate) fn next_hole(&self, unacknowledged: SeqNum, mss: u32) -> Option<(SeqNum, u32)> {
-        let mut start = self
+        let start = self
             .resent_up_to
             .map_or(unacknowledged, |resent| resent.latest(unacknowledged));
+        self.hole_from(start, mss)
+    }
+
+    /// The first hole, at `unacknowledged` (SND.UNA), whether recovery resent it already or
+    /// not: after a partial ACK it is lost (again).
+    pub(crate) fn first_hole(&self, unacknowledged: SeqNum, mss: u32) -> Option<(SeqNum, u32)> {
+        self.hole_from(unacknowledged, mss)
+    }
+
+    /// The first hole from `start` on below the highest SACKed byte.
+    fn hole_from(&self, mut start: SeqNum, mss: u32) -> Option<(SeqNum, u32)> {
         for &(left, right) in &self.ranges {
             if start.before(left) {
                 return Some((start, left.distance_from(start).min(mss)));
@@ -135,6 +146,11 @@ mod tests {
             board.next_hole(base, 600),
             None,
             "nothing SACKed above 4000"
+        );
+        assert_eq!(
+            board.first_hole(base + 700, 600),
+            Some((base + 700, 300)),
+            "resent already, and still the first"
         );
         board.acknowledge(base + 3500);
         assert_eq!(board.ranges, [(base + 3500, base + 4000)]);

@@ -246,3 +246,104 @@ fn duplicate_acks_after_a_timeout_do_not_start_a_false_fast_retransmit() {
     }
     assert_eq!(harness.layer.counters().fast_retransmits, 1);
 }
+
+/// A connection with SACK (no timestamps) and `count` full segments written; returns where
+/// each segment starts, by index.
+fn with_sack_flight(harness: &mut Harness, count: usize) -> impl Fn(u32) -> u32 + use<> {
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460).sack_permitted());
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness
+        .layer
+        .write(connection, &alloc::vec![3u8; 1460 * count])
+        .unwrap();
+    harness.collect();
+    move |index: u32| iss + 1 + index * 1460
+}
+
+/// A duplicate ACK of `acknowledged` reporting `blocks` (at most four).
+fn sack(acknowledged: u32, blocks: &[(u32, u32)]) -> Inbound {
+    let mut ack = Inbound::new(ACK, 1001, acknowledged);
+    ack.options.sack_block_count = blocks.len() as u8;
+    ack.options.sack_blocks[..blocks.len()].copy_from_slice(blocks);
+    ack
+}
+
+/// Issue 29, item 8: in SACK recovery a hole is resent once, and the next hole is searched
+/// above everything resent so far. When that retransmission is lost as well, the partial ACK
+/// that stops just below it is the sign (RFC 6582 section 3.2 step 5: the first unacknowledged
+/// segment is lost; RFC 6675's lost-retransmission handling, Linux's RACK). Before, the hole
+/// lay below `resent_up_to` and waited for the retransmission timeout.
+#[test]
+fn a_partial_ack_in_sack_recovery_resends_a_hole_whose_retransmission_was_lost() {
+    let mut harness = Harness::new(TcpConfig {
+        sack_permitted: true,
+        ..plain_config()
+    });
+    let segment = with_sack_flight(&mut harness, 10);
+    assert_eq!(harness.sent.len(), 10);
+    harness.sent.clear();
+    // Segments 0 and 3 are lost; the fast retransmission resends 0, the next duplicate 3.
+    for right in 5..=8 {
+        harness.inject(sack(
+            segment(0),
+            &[(segment(4), segment(right)), (segment(1), segment(3))],
+        ));
+    }
+    let resent: Vec<u32> = harness.sent.drain(..).map(|sent| sent.sequence).collect();
+    assert_eq!(resent, [segment(0), segment(3)]);
+    // The resent segment 0 arrives, the resent segment 3 is lost: the partial ACK stops at 3.
+    harness.inject(sack(segment(3), &[(segment(4), segment(9))]));
+    let resent = harness.expect();
+    assert_eq!(resent.sequence, segment(3), "the hole at SND.UNA, again");
+    assert_eq!(resent.payload.len(), 1460);
+    assert_eq!(harness.layer.counters().timeouts, 0);
+}
+
+/// Issue 29, item 8 (Karn's rule, RFC 6298 section 3): without timestamps the RTT is timed on
+/// one segment; when recovery resends that segment as a SACK hole, the ACK that covers it
+/// may answer either copy and must not be taken as a sample. `retransmit_first` forgot the
+/// timing; `retransmit_next_hole` did not, and the ACK below gave a 100 ms sample.
+#[test]
+fn a_timed_segment_resent_as_a_sack_hole_gives_no_rtt_sample() {
+    let mut harness = Harness::new(TcpConfig {
+        sack_permitted: true,
+        ..plain_config()
+    });
+    let segment = with_sack_flight(&mut harness, 14);
+    harness.sent.clear();
+    // Segment 0 is lost: limited transmit sends 10 and 11, the third duplicate resends 0 (which
+    // forgets the timing of 0), and the window that inflates with the duplicates sends 12
+    // (timed: the first new segment since) and 13.
+    for right in 2..=9 {
+        harness.inject(sack(segment(0), &[(segment(1), segment(right))]));
+    }
+    let sent: Vec<u32> = harness.sent.drain(..).map(|sent| sent.sequence).collect();
+    assert_eq!(
+        sent,
+        [
+            segment(10),
+            segment(11),
+            segment(0),
+            segment(12),
+            segment(13)
+        ]
+    );
+    // Segment 12 is lost too: recovery resends it as the next hole.
+    harness.inject(sack(
+        segment(0),
+        &[(segment(13), segment(14)), (segment(1), segment(12))],
+    ));
+    harness.expect().assert(ACK, segment(12), 1001);
+    harness.advance(Duration::from_millis(100));
+    harness.inject(Inbound::new(ACK, 1001, segment(14)));
+    let mut sockets = Vec::new();
+    harness.layer.list_sockets(&mut sockets);
+    let line = sockets
+        .iter()
+        .find(|info| info.state == crate::net::tcp::TcpState::Established)
+        .unwrap();
+    assert_eq!(line.smoothed_rtt, None, "every timed segment was resent");
+}

@@ -180,6 +180,73 @@ fn paws_drops_old_timestamps() {
     );
 }
 
+/// Issue 29, item 4 (RFC 7323 section 4.3; Linux updates TS.Recent only under
+/// `FLAG_UPDATE_TS_RECENT`, once the ACK is validated): a blind segment inside the window
+/// whose TSval is TS.Recent + 2^31 - 1 must not become TS.Recent when it fails a later check
+/// (no ACK bit, a RST that is not exact, a SYN, an ACK of unsent data) or acknowledges less
+/// than SND.UNA (within MAX.SND.WND, so not challenged; Linux's `tcp_ack` leaves TS.Recent
+/// alone for such an old ACK). Before, TS.Recent was updated before those checks, and every
+/// later legitimate segment failed PAWS for 24 days.
+#[test]
+fn a_blind_segment_that_fails_its_checks_does_not_move_ts_recent() {
+    let config = TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    };
+    let blind_value = 1001u32.wrapping_add((1 << 31) - 1);
+    // (flags, SEQ, SEG.ACK - ISS, payload). Overlapping RCV.NXT from just below it, so that
+    // SEG.SEQ <= Last.ACK.sent and a RST is not exact; the ACK number guessed.
+    let blind_segments: [(u8, u32, i32, &[u8]); 5] = [
+        (0, 1000, 1, b"blind"),
+        (RST, 1000, 1, b"blind"),
+        (SYN, 1000, 1, b"blind"),
+        (ACK, 1000, 5000, b"blind"),
+        (ACK, 1001, -99, b""),
+    ];
+    for (flags, sequence, acknowledgment_offset, payload) in blind_segments {
+        let mut harness = Harness::new(config.clone());
+        let listener = harness.listen();
+        harness.inject(Inbound::new(SYN, 1000, 0).timestamp(1000, 0));
+        let syn_ack = harness.expect();
+        let iss = syn_ack.sequence;
+        let ours = syn_ack.options.timestamp.unwrap().0;
+        harness.inject(Inbound::new(ACK, 1001, iss + 1).timestamp(1001, ours));
+        let connection = harness.layer.accept(listener).unwrap();
+        harness.inject(
+            Inbound::new(
+                flags,
+                sequence,
+                iss.wrapping_add_signed(acknowledgment_offset),
+            )
+            .timestamp(blind_value, ours)
+            .payload(payload),
+        );
+        harness.sent.clear();
+        // The peer's next segment, with the TSval that follows its last one.
+        harness.inject(
+            Inbound::new(ACK | PSH, 1001, iss + 1)
+                .timestamp(1002, ours)
+                .payload(b"legitimate"),
+        );
+        harness.advance(Duration::from_millis(100));
+        let ack = harness.expect();
+        ack.assert(ACK, iss + 1, 1011);
+        let what = alloc::format!("flags {}, ACK {acknowledgment_offset}", flag_names(flags));
+        assert_eq!(
+            ack.options.timestamp.map(|(_, echo)| echo),
+            Some(1002),
+            "{what}"
+        );
+        let mut buffer = [0u8; 16];
+        assert_eq!(
+            harness.layer.read(connection, &mut buffer),
+            Ok(10),
+            "{what}"
+        );
+        assert_eq!(&buffer[..10], b"legitimate", "{what}");
+    }
+}
+
 #[test]
 fn segments_to_closed_ports_get_resets() {
     let mut harness = Harness::plain();

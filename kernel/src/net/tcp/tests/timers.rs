@@ -351,3 +351,89 @@ fn an_orphan_behind_a_window_that_never_opens_is_reset() {
     assert_eq!(harness.layer.timer_entries(), 0);
     assert_eq!(harness.layer.counters().persist_timeouts, 1);
 }
+
+/// Issue 29, item 1: go-back-N after a timeout rewinds SND.NXT to SND.UNA, but a bare ACK,
+/// a window update or a RST built from the rewound value carries a SEQ below what the peer
+/// has already received, and the peer (RFC 9293 section 3.10.7.4, Linux) drops it without
+/// reading its ACK or window. Control segments carry SND.MAX, the highest sequence sent, as
+/// Linux's do (`tcp_acceptable_seq`: Linux's SND.NXT never rewinds).
+#[test]
+fn control_segments_after_a_timeout_carry_the_highest_sequence_sent() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness
+        .layer
+        .write(connection, &alloc::vec![3u8; 1460 * 20])
+        .unwrap();
+    harness.collect();
+    assert_eq!(harness.sent.len(), 10);
+    let send_max = iss + 1 + 10 * 1460;
+    harness.sent.clear();
+    harness.advance(Duration::from_secs(1));
+    harness.expect().assert(ACK, iss + 1, 1001);
+    harness.expect_nothing();
+    // The peer's data arrives while the retransmission is in flight: our ACK of it (the
+    // delayed ACK, with nothing the window lets us send) carries SND.MAX.
+    harness.inject(Inbound::new(ACK | PSH, 1001, iss + 1).payload(b"hello"));
+    harness.advance(Duration::from_millis(100));
+    harness.expect().assert(ACK, send_max, 1006);
+    harness.expect_nothing();
+    // So does the RST of an abort.
+    harness.layer.abort(connection).unwrap();
+    harness.collect();
+    harness.expect().assert(RST | ACK, send_max, 1006);
+}
+
+/// Issue 29, item 1, the receiving half: a peer that fills our window and then times out
+/// sends its ACKs at SND.MAX, which is then exactly the right edge of the window we offered
+/// when its data was lost. RFC 9293's test for a segment without data (RCV.NXT =< SEG.SEQ <
+/// RCV.NXT + RCV.WND) drops it unread; Linux (`tcp_sequence`: SEG.SEQ not after RCV.NXT +
+/// RCV.WND) and FreeBSD (`tcp_input`: nothing to trim) accept it, and so do we, or two ends
+/// of this stack could again discard each other's ACKs.
+#[test]
+fn a_bare_ack_at_the_right_edge_of_the_window_is_read() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"hello").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    // We offered 65535 bytes from 1001: the peer's SND.MAX may be 1001 + 65535.
+    harness.inject(Inbound::new(ACK, 1001 + 65_535, iss + 6));
+    harness.expect_nothing();
+    assert_eq!(
+        harness
+            .layer
+            .counters()
+            .dropped(crate::net::tcp::DropReason::OutOfWindow),
+        0
+    );
+    // The ACK was read: nothing is left to retransmit.
+    harness.advance(Duration::from_secs(2));
+    harness.expect_nothing();
+}
+
+/// Issue 29, item 8: the RTO doubles up to a cap of 60 s, not Linux's 120 s (why: see
+/// `TcpConfig::max_rto` and docs/architecture.md), and the 15th retransmission's timeout
+/// resets: from a 1 s RTO, 1 + 2 + ... + 32 + 10 * 60 = 663 s after the first send.
+#[test]
+fn the_retransmission_timeout_backs_off_to_a_sixty_second_cap() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.layer.write(connection, b"hello").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    for retransmission in 1..=16u32 {
+        let interval =
+            Duration::from_secs(1 << (retransmission - 1).min(6)).min(Duration::from_secs(60));
+        harness.advance(interval - Duration::from_millis(1));
+        harness.expect_nothing();
+        harness.advance(Duration::from_millis(1));
+        if retransmission <= 15 {
+            harness.expect().assert(ACK | PSH, iss + 1, 1001);
+        } else {
+            harness.expect().assert(RST | ACK, iss + 6, 1001);
+        }
+    }
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Closed));
+    assert_eq!(harness.layer.counters().timeouts, 15);
+}
