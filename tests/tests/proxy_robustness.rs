@@ -4,10 +4,10 @@ mod guest;
 
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guest::backend::Backend;
-use guest::{GUEST, Guest, NamespaceProcess, PEER, SERVICES};
+use guest::{GUEST, Guest, NamespaceProcess, PEER, SERVICES, ScratchFile};
 
 const PROXY_PORT: u16 = 8080;
 
@@ -104,19 +104,33 @@ fn a_full_connection_table_answers_503_and_leaves_the_backend_in_service() {
     let files = Backend::scratch_directory("files");
     let _nginx = Backend::nginx(&guest, 9301, &files);
     assert_eq!(status_of(&guest, "", "/"), "200");
+    let held =
+        ScratchFile(std::env::temp_dir().join(format!("unisock-e2e-held-{}", std::process::id())));
     let mut idle = NamespaceProcess::spawn(
         Command::new("ip")
             .args(["netns", "exec", &guest.namespace, "python3", "-c"])
             .arg(format!(
                 "import socket, time\n\
                  held = [socket.create_connection(('{GUEST}', {PROXY_PORT})) for _ in range(23)]\n\
-                 print('held', flush=True)\n\
-                 time.sleep(120)\n"
+                 open('{}', 'w').write('held')\n\
+                 time.sleep(120)\n",
+                held.0.display()
             ))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    thread::sleep(Duration::from_secs(3));
+    // Every idle connection is established (the handshake is done when create_connection
+    // returns) before the first request that must find the table full.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !held.0.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the idle clients never connected"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // The guest accepts them as their handshakes complete; give its loop a moment.
+    thread::sleep(Duration::from_millis(500));
     let during: Vec<String> = (0..5).map(|_| status_of(&guest, "", "/")).collect();
     println!("while the table is full: {during:?}");
     assert!(
@@ -153,7 +167,8 @@ fn requests_reach_nginx_with_a_valid_host() {
         answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
         "HTTP/1.0 without Host: {answer}"
     );
-    assert!(answer.contains("host="), "{answer}");
+    // nginx's `$proxy_host`: the backend's address and port.
+    assert!(answer.contains(&format!("host={PEER}:9401\n")), "{answer}");
     let answer = guest.expect_shell(
         &format!(
             "printf 'GET http://api.unisock.test/host HTTP/1.1\\r\\nHost: other.test\\r\\nConnection: close\\r\\n\\r\\n' \
