@@ -201,6 +201,8 @@ fn a_drained_core_closes_idle_keep_alive_connections_and_busy_ones_after_their_r
 
     let idle = idle.borrow().clone();
     assert_eq!(idle.error, None, "{idle:?}");
+    // Closed without a word: no error response for a request it never sent.
+    assert_eq!(idle.heads.len(), 1, "{idle:?}");
     let closed = idle
         .closed_at
         .unwrap_or_else(|| panic!("the idle connection was closed: {idle:?}"));

@@ -36,6 +36,44 @@ impl From<SocketError> for StreamError {
     }
 }
 
+/// Zeroed room at the end of a buffer for one read. Whatever the read did not fill goes away
+/// when the room is dropped, also when the read is cancelled: a cancelled read used to leave
+/// the room's zeroes in the buffer, taken then for received bytes.
+struct ReadRoom<'a> {
+    buffer: &'a mut Vec<u8>,
+    /// The buffer's length before the room.
+    start: usize,
+    /// How much of the room the read filled.
+    filled: usize,
+}
+
+impl<'a> ReadRoom<'a> {
+    fn new(buffer: &'a mut Vec<u8>, size: usize) -> ReadRoom<'a> {
+        let start = buffer.len();
+        buffer.resize(start + size, 0);
+        ReadRoom {
+            buffer,
+            start,
+            filled: 0,
+        }
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.buffer[self.start..]
+    }
+
+    /// Keeps the first `count` bytes read into the room.
+    fn keep(mut self, count: usize) {
+        self.filled = count;
+    }
+}
+
+impl Drop for ReadRoom<'_> {
+    fn drop(&mut self) {
+        self.buffer.truncate(self.start + self.filled);
+    }
+}
+
 pub struct BufferedStream {
     stream: TcpStream,
     buffer: Vec<u8>,
@@ -91,29 +129,26 @@ impl BufferedStream {
     }
 
     /// Reads more bytes into the buffer, waiting at most `timeout`; 0 means end of stream.
+    ///
+    /// Cancel-safe: dropped before it completes (a drain's `CoreDrain::unless` drops the wait
+    /// for the next request), it leaves the buffer as it was, without the zeroed room it
+    /// read into.
     pub async fn fill(&mut self, handle: &Handle, timeout: Duration) -> Result<usize, StreamError> {
         if self.start > 0 {
             self.buffer.drain(..self.start);
             self.start = 0;
         }
-        let old_length = self.buffer.len();
         let chunk = self.next_read;
-        self.buffer.resize(old_length + chunk, 0);
+        let mut room = ReadRoom::new(&mut self.buffer, chunk);
         let read = handle
-            .timeout(timeout, self.stream.read(&mut self.buffer[old_length..]))
+            .timeout(timeout, self.stream.read(room.space()))
             .await;
         let count = match read {
             Ok(Ok(count)) => count,
-            Ok(Err(error)) => {
-                self.buffer.truncate(old_length);
-                return Err(StreamError::Socket(error));
-            }
-            Err(_elapsed) => {
-                self.buffer.truncate(old_length);
-                return Err(StreamError::TimedOut);
-            }
+            Ok(Err(error)) => return Err(StreamError::Socket(error)),
+            Err(_elapsed) => return Err(StreamError::TimedOut),
         };
-        self.buffer.truncate(old_length + count);
+        room.keep(count);
         if count == chunk {
             self.next_read = (chunk * 2).min(READ_CHUNK);
         }
@@ -192,5 +227,62 @@ impl BufferedStream {
 
     pub fn abort(self) {
         let _ = self.stream.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::rc::Rc;
+    use core::cell::RefCell;
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    use unisock_kernel::socket::TcpListener;
+    use unisock_sim::{Impairments, Network};
+
+    use super::*;
+
+    /// A fill dropped while it waits (as a drain drops the wait for the next request) leaves
+    /// nothing in the buffer, and the next fill holds exactly the bytes the peer sent.
+    #[test]
+    fn a_cancelled_fill_leaves_no_bytes_behind() {
+        let mut network = Network::new(0x5eed_0031, Impairments::clean(), 2);
+        let server = SocketAddrV4::new(network.hosts[1].address, 80);
+        let listener = TcpListener::bind(
+            &network.hosts[1].tcp,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+            4,
+        )
+        .unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let server_seen = seen.clone();
+        let handle = network.hosts[1].executor.handle();
+        network.hosts[1].executor.spawn(async move {
+            let stream = listener.accept().await.unwrap();
+            let mut stream = BufferedStream::new(stream);
+            let cancelled = handle
+                .timeout(
+                    Duration::from_millis(50),
+                    stream.fill(&handle, Duration::from_secs(60)),
+                )
+                .await;
+            assert!(cancelled.is_err(), "the fill was not cancelled");
+            server_seen.borrow_mut().push(stream.buffered().to_vec());
+            let _ = stream.fill(&handle, Duration::from_secs(60)).await;
+            server_seen.borrow_mut().push(stream.buffered().to_vec());
+            stream.close();
+        });
+        let client = network.hosts[0].tcp.clone();
+        let client_handle = network.hosts[0].executor.handle();
+        network.hosts[0].executor.spawn(async move {
+            let stream = TcpStream::connect(&client, server).await.unwrap();
+            client_handle.sleep(Duration::from_millis(200)).await;
+            stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        });
+        while seen.borrow().len() < 2 {
+            assert!(network.step(), "the simulation ran dry");
+        }
+        let seen = seen.borrow();
+        assert_eq!(seen[0].len(), 0, "bytes left by the cancelled fill");
+        assert_eq!(seen[1], b"GET / HTTP/1.1\r\n\r\n");
     }
 }
