@@ -1385,7 +1385,9 @@ impl Connection {
         while let Some(data) = self.reassembly.take_ready(self.receive_next) {
             // Already counted against the budget while in the reassembly queue.
             self.receive_next = self.receive_next + data.len() as u32;
-            self.receive_buffer.extend(&data);
+            let (front, back) = data.as_slices();
+            self.receive_buffer.extend(front);
+            self.receive_buffer.extend(back);
         }
         if take > 0 {
             self.wake_reader();
