@@ -261,6 +261,8 @@ counters! {
             "ICMP errors delivered to a TCP connection.",
         tcp_write_memory_refusals: Counter unisock_tcp_write_memory_refusals_total
             "Writes refused because the per-core buffer-memory limit was reached.",
+        tcp_out_of_order_bytes_pruned: Counter unisock_tcp_out_of_order_pruned_bytes_total
+            "Bytes held out of order that were dropped, highest sequence first, to make room for in-order data in the buffer budget.",
         tcp_connection_limit_refusals: Counter unisock_tcp_connection_limit_refusals_total
             "Connects refused by the per-core connection limit (refused SYNs are drops).",
         nic_rx_frames: Counter unisock_nic_received_frames_total

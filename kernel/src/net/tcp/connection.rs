@@ -1366,7 +1366,7 @@ impl Connection {
         let fresh = &payload[skip.min(payload.len())..];
         let room = self.current_receive_window() as usize;
         let take = fresh.len().min(room);
-        if take > context.memory_room(self.received_bytes_held(), usize::MAX) {
+        if !self.make_room_for_in_order(context, take) {
             context.counters.drop_segment(DropReason::MemoryLimit);
             self.ack_now = true;
             return;
@@ -1400,6 +1400,28 @@ impl Connection {
         } else if self.timers.delayed_ack.is_none() {
             self.timers.delayed_ack = Some(context.now + context.config.delayed_ack);
         }
+    }
+
+    /// Whether the budget takes `take` bytes at RCV.NXT, dropping data held out of order
+    /// from the highest sequence down when that makes the room (Linux's
+    /// `tcp_prune_ofo_queue`, called from `tcp_try_rmem_schedule` for in-order data). The
+    /// room counts the out-of-order bytes held, so without this, once the shared part of the
+    /// budget was used, the retransmission that fills the hole was refused for good and the
+    /// application could read nothing (issue 29, item 2). The bytes dropped pay for the bytes
+    /// taken: the core holds no more than the room the budget gave.
+    fn make_room_for_in_order(&mut self, context: &mut Context, take: usize) -> bool {
+        let room = context.memory_room(self.received_bytes_held(), usize::MAX);
+        if take <= room {
+            return true;
+        }
+        let missing = take - room;
+        if missing > self.reassembly.bytes() {
+            return false;
+        }
+        let dropped = self.reassembly.drop_from_top(missing);
+        context.memory_used = context.memory_used.saturating_sub(dropped);
+        context.counters.out_of_order_bytes_pruned += dropped as u64;
+        true
     }
 
     /// The peer's FIN is in order (RFC 9293 section 3.10.7.4, eighth).

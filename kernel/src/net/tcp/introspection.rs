@@ -149,6 +149,9 @@ pub struct TcpCounters {
     pub icmp_errors: u64,
     /// `write` calls refused because the per-core buffer-memory limit was reached.
     pub write_memory_refusals: u64,
+    /// Bytes held out of order that were dropped, highest sequence first, to make room in
+    /// the buffer budget for in-order data (Linux's `OfoPruned`).
+    pub out_of_order_bytes_pruned: u64,
     /// `connect` calls refused by the per-core connection limit (refused SYNs count as drops).
     pub connection_limit_refusals: u64,
 }

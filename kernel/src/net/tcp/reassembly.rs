@@ -219,6 +219,27 @@ impl Reassembly {
         dropped
     }
 
+    /// Drops up to `bytes` held bytes from the highest sequence down, as Linux's
+    /// `tcp_prune_ofo_queue` does under memory pressure: the data furthest from being
+    /// readable goes first (the peer resends it; RFC 2018 section 8 lets a receiver discard
+    /// data it has SACKed). Returns the bytes dropped.
+    pub(crate) fn drop_from_top(&mut self, bytes: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < bytes {
+            let Some(last) = self.blocks.last_mut() else {
+                break;
+            };
+            let cut = (bytes - dropped).min(last.data.len());
+            last.data.truncate(last.data.len() - cut);
+            dropped += cut;
+            if last.data.is_empty() {
+                self.blocks.pop();
+            }
+        }
+        self.bytes -= dropped;
+        dropped
+    }
+
     /// Takes the block that continues the stream at `receive_next`, if any. Call
     /// [`discard_delivered`](Self::discard_delivered) first: a block that starts before
     /// `receive_next` is not taken.
@@ -385,6 +406,21 @@ mod tests {
         assert_eq!(queue.bytes(), 0);
         // Data outside the window is clipped.
         assert_eq!(queue.insert(base, 4, base + 2, b"cdefg"), Ok(2));
+    }
+
+    #[test]
+    fn pruning_drops_the_highest_sequences_first() {
+        let mut queue = Reassembly::default();
+        let base = SeqNum(u32::MAX - 10);
+        assert_eq!(queue.insert(base, 1000, base + 10, &[1; 100]), Ok(100));
+        assert_eq!(queue.insert(base, 1000, base + 200, &[2; 50]), Ok(50));
+        assert_eq!(queue.drop_from_top(70), 70);
+        let ranges: Vec<_> = queue.ranges().collect();
+        assert_eq!(ranges, [(base + 10, base + 90)]);
+        assert_eq!(queue.bytes(), 80);
+        assert_eq!(queue.drop_from_top(500), 80);
+        assert!(queue.is_empty());
+        assert_eq!(queue.bytes(), 0);
     }
 
     proptest! {

@@ -243,3 +243,110 @@ fn clients_that_never_read_cannot_take_the_budget_a_new_client_needs() {
     // The reserve itself is bounded: the budget is never exceeded.
     assert!(harness.layer.buffer_memory_used() <= 400_000);
 }
+
+/// A passive open from `port` without options, on `listener`; returns (our ISN, handle).
+fn open_plain(
+    harness: &mut Harness,
+    listener: SocketHandle,
+    port: u16,
+    peer_isn: u32,
+) -> (u32, SocketHandle) {
+    harness.inject(
+        Inbound::new(SYN, peer_isn, 0)
+            .ports(port, SERVER_PORT)
+            .mss(1460),
+    );
+    let syn_ack = harness
+        .sent
+        .drain(..)
+        .find(|segment| segment.destination.port() == port)
+        .expect("a SYN-ACK");
+    harness.inject(Inbound::new(ACK, peer_isn + 1, syn_ack.sequence + 1).ports(port, SERVER_PORT));
+    (syn_ack.sequence, harness.layer.accept(listener).unwrap())
+}
+
+/// Opens clients from `ports` whose applications write until the stack refuses, as many
+/// streaming responses do; returns their handles.
+fn fill_budget_with_writers(
+    harness: &mut Harness,
+    listener: SocketHandle,
+    ports: core::ops::Range<u16>,
+) -> Vec<SocketHandle> {
+    let mut writers = Vec::new();
+    for port in ports {
+        let (_, connection) = open_plain(harness, listener, port, 7000);
+        while harness.layer.write(connection, &[7; 16 * 1024]).is_ok() {}
+        writers.push(connection);
+    }
+    harness.sent.clear();
+    writers
+}
+
+/// Issue 29, item 2: a lost segment followed by two that arrive is held out of order, then
+/// other connections use up the budget. The room for in-order data counted the out-of-order
+/// bytes already held, so every retransmission of the lost segment was dropped
+/// (`MemoryLimit`) and the application could read nothing until the peer gave up. Data at
+/// RCV.NXT is admitted by dropping out-of-order data from the top (Linux's
+/// `tcp_prune_ofo_queue`), and the peer resends what was dropped.
+#[test]
+fn the_segment_that_fills_a_hole_is_admitted_when_the_budget_is_used_up() {
+    let limit = 40_000;
+    let config = TcpConfig {
+        max_buffer_memory: limit,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let port = 20_000;
+    let (iss, lossy) = open_plain(&mut harness, listener, port, 1000);
+    let stream: Vec<u8> = (0..3 * 1460u32).map(|index| (index % 251) as u8).collect();
+    harness.inject(
+        Inbound::new(ACK, 1001 + 1460, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[1460..]),
+    );
+    assert_eq!(harness.layer.buffer_memory_used(), 2 * 1460);
+    let writers = fill_budget_with_writers(&mut harness, listener, 20_001..20_010);
+    // A new client gets nothing more: the budget is used up.
+    assert_eq!(
+        harness.layer.write(writers[writers.len() - 1], b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    let dropped_before = harness.layer.counters().dropped(DropReason::MemoryLimit);
+
+    // The lost segment is resent: admitted, the application reads it and what follows.
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[..1460]),
+    );
+    assert_eq!(
+        harness.layer.counters().dropped(DropReason::MemoryLimit),
+        dropped_before
+    );
+    assert!(harness.layer.counters().out_of_order_bytes_pruned > 0);
+    assert!(harness.layer.buffer_memory_used() <= limit);
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let count = harness.layer.read(lossy, &mut buffer).unwrap();
+    assert!(count >= 1460, "only {count} bytes readable");
+    received.extend_from_slice(&buffer[..count]);
+    let acknowledged = harness
+        .sent
+        .iter()
+        .rev()
+        .find(|segment| segment.destination.port() == port)
+        .expect("an ACK")
+        .acknowledgment;
+    assert_eq!(acknowledged, 1001 + count as u32);
+    // The peer resends what was dropped; it is admitted too.
+    harness.inject(
+        Inbound::new(ACK, acknowledged, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[count..]),
+    );
+    while let Ok(count) = harness.layer.read(lossy, &mut buffer) {
+        received.extend_from_slice(&buffer[..count]);
+    }
+    assert_eq!(received, stream);
+}
