@@ -511,10 +511,14 @@ impl Connection {
     /// After `write` returned `WouldBlock`. A writer that the budget refused while it had
     /// nothing queued also waits for memory given back anywhere on the core: no ACK of its
     /// own will come to wake it (issue 29, item 3). One with bytes queued is woken by their
-    /// ACK, or by the window update that lets them go.
+    /// ACK, and one whose peer's window is closed by the window update that opens it: that
+    /// peer takes nothing before, so nothing is lost by waiting, while waking every such
+    /// writer on each byte freed on the core would be a herd (clients that never read are
+    /// the ones that fill the budget).
     pub(crate) fn wait_for_memory(&mut self, context: &mut Context, waker: &Waker) {
         if self.write_refused_by_budget
             && self.send_buffer.is_empty()
+            && self.send_window > 0
             && self.memory_waiters_round != Some(context.memory_waiters_round)
         {
             self.memory_waiters_round = Some(context.memory_waiters_round);
