@@ -510,3 +510,43 @@ fn the_reserve_serves_a_bounded_number_of_connections() {
     );
     assert!(harness.layer.buffer_memory_used() <= 80_000);
 }
+
+/// The same when the reserve's places are taken too: the bytes dropped from the top pay for
+/// the segment that fills the hole, so it is admitted whatever the rest of the core holds.
+#[test]
+fn the_segment_that_fills_a_hole_is_admitted_when_the_reserve_is_taken_too() {
+    let limit = 40_000;
+    let config = TcpConfig {
+        max_buffer_memory: limit,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let port = 20_000;
+    let (iss, lossy) = open_plain(&mut harness, listener, port, 1000);
+    let stream: Vec<u8> = (0..3 * 1460u32).map(|index| (index % 251) as u8).collect();
+    harness.inject(
+        Inbound::new(ACK, 1001 + 1460, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[1460..]),
+    );
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_010);
+    let (_, newcomer) = open_plain(&mut harness, listener, 20_100, 1000);
+    assert_eq!(
+        harness.layer.write(newcomer, b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    let used = harness.layer.buffer_memory_used();
+
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[..1460]),
+    );
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), used);
+    let mut buffer = [0u8; 8192];
+    let count = harness.layer.read(lossy, &mut buffer).unwrap();
+    assert_eq!(&buffer[..count], &stream[..count]);
+    assert!(count >= 1460);
+}
