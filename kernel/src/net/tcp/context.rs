@@ -159,7 +159,7 @@ impl Context {
         reserve_user: bool,
     ) -> usize {
         let shared = self.shared_room();
-        if !reserve_user && self.reserve_users >= self.reserve_user_limit() {
+        if !reserve_user && self.reserve_full() {
             return shared;
         }
         shared.max(self.guaranteed_room(held, guarantee_limit))
@@ -195,6 +195,12 @@ impl Context {
         (reserve / (2 * self.config.guaranteed_buffer).max(1)).max(1)
     }
 
+    /// The reserve serves `reserve_user_limit` connections (tested first on the count: the
+    /// division is left out of the usual case, a reserve nobody uses).
+    fn reserve_full(&self) -> bool {
+        self.reserve_users != 0 && self.reserve_users >= self.reserve_user_limit()
+    }
+
     /// Whether `memory_room` gave less because the reserve already serves its most
     /// connections: a refusal to count.
     pub(crate) fn refused_by_reserve_limit(
@@ -204,7 +210,7 @@ impl Context {
         reserve_user: bool,
     ) -> bool {
         !reserve_user
-            && self.reserve_users >= self.reserve_user_limit()
+            && self.reserve_full()
             && self.guaranteed_room(held, guarantee_limit) > self.shared_room()
     }
 
