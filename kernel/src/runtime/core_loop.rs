@@ -282,6 +282,8 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_zero_window_probes = tcp_counters.zero_window_probes;
             counters.tcp_icmp_errors = tcp_counters.icmp_errors;
             counters.tcp_write_memory_refusals = tcp_counters.write_memory_refusals;
+            counters.tcp_out_of_order_bytes_pruned = tcp_counters.out_of_order_bytes_pruned;
+            counters.tcp_reserve_limit_refusals = tcp_counters.reserve_limit_refusals;
             counters.tcp_connection_limit_refusals = tcp_counters.connection_limit_refusals;
             counters.tcp_drops = tcp_counters.drops;
         }

@@ -238,7 +238,7 @@ counters! {
         tcp_buffer_bytes: Gauge unisock_tcp_buffer_bytes
             "Payload bytes this core's send, receive and reassembly queues hold now.",
         tcp_buffer_budget_bytes: Gauge unisock_tcp_buffer_budget_bytes
-            "Most payload bytes this core buffers (a quarter of the heap shared by the cores; its last quarter kept for connections holding under 4 KiB).",
+            "Most payload bytes this core buffers (a quarter of the heap shared by the cores; its last quarter kept for connections holding under 4 KiB, at most as many at once as it holds 8 KiB).",
         tcp_resets_received: Counter unisock_tcp_resets_received_total
             "TCP RSTs received that ended a connection or handshake.",
         tcp_challenge_acks: Counter unisock_tcp_challenge_acks_total
@@ -261,6 +261,10 @@ counters! {
             "ICMP errors delivered to a TCP connection.",
         tcp_write_memory_refusals: Counter unisock_tcp_write_memory_refusals_total
             "Writes refused because the per-core buffer-memory limit was reached.",
+        tcp_out_of_order_bytes_pruned: Counter unisock_tcp_out_of_order_pruned_bytes_total
+            "Bytes held out of order that were dropped, highest sequence first, to make room for in-order data in the buffer budget.",
+        tcp_reserve_limit_refusals: Counter unisock_tcp_buffer_reserve_refusals_total
+            "Writes refused and segments dropped because the buffer budget's reserve already served its most connections at once.",
         tcp_connection_limit_refusals: Counter unisock_tcp_connection_limit_refusals_total
             "Connects refused by the per-core connection limit (refused SYNs are drops).",
         nic_rx_frames: Counter unisock_nic_received_frames_total

@@ -20,7 +20,11 @@ pub struct TcpConfig {
     pub max_buffer_memory: usize,
     /// Bytes one connection may buffer in each direction even when the shared part of
     /// `max_buffer_memory` is used up (its last quarter is kept for these), so that clients
-    /// holding full buffers cannot starve a short request and its response.
+    /// holding full buffers cannot starve a short request and its response. The reserve
+    /// serves at most `max_buffer_memory / 4 / (2 * guaranteed_buffer)` connections at once
+    /// (each with its whole guarantee both ways); the next is refused and counted
+    /// (`reserve_limit_refusals`) until one of them holds nothing, or the core's memory falls
+    /// back within the shared part.
     pub guaranteed_buffer: usize,
     /// Default send buffer of a new connection, in bytes.
     pub send_buffer_size: usize,

@@ -212,6 +212,12 @@ pub(crate) struct Connection {
     pub(crate) soft_error: Option<SocketError>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
+    /// The last `write` was refused by the buffer budget (not by the send buffer).
+    write_refused_by_budget: bool,
+    /// The round of the context's memory waiters this connection joined last.
+    memory_waiters_round: Option<u64>,
+    /// The reserve epoch in which the budget's reserve gave it bytes (`Context::memory_room`).
+    reserve_epoch_joined: Option<u64>,
     pub(crate) retransmissions: u64,
 }
 
@@ -295,6 +301,9 @@ impl Connection {
             soft_error: None,
             read_waker: None,
             write_waker: None,
+            write_refused_by_budget: false,
+            memory_waiters_round: None,
+            reserve_epoch_joined: None,
             retransmissions: 0,
         }
     }
@@ -499,6 +508,50 @@ impl Connection {
         self.wake_writer();
     }
 
+    /// After `write` returned `WouldBlock`. A writer that the budget refused while it had
+    /// nothing queued also waits for memory given back anywhere on the core: no ACK of its
+    /// own will come to wake it (issue 29, item 3). One with bytes queued is woken by their
+    /// ACK, and one whose peer's window is closed by the window update that opens it: that
+    /// peer takes nothing before, so nothing is lost by waiting, while waking every such
+    /// writer on each byte freed on the core would be a herd (clients that never read are
+    /// the ones that fill the budget).
+    pub(crate) fn wait_for_memory(&mut self, context: &mut Context, waker: &Waker) {
+        if self.write_refused_by_budget
+            && self.send_buffer.is_empty()
+            && self.send_window > 0
+            && self.memory_waiters_round != Some(context.memory_waiters_round)
+        {
+            self.memory_waiters_round = Some(context.memory_waiters_round);
+            context.wait_for_memory(waker);
+        }
+    }
+
+    // ----- the buffer budget -----
+
+    /// Counts `bytes` this connection adds against the budget. Given more than the shared
+    /// part had left, it draws on the reserve until it holds nothing again.
+    fn charge_memory(&mut self, context: &mut Context, bytes: usize) {
+        if !self.reserve_user(context) && bytes > context.shared_room() {
+            self.reserve_epoch_joined = Some(context.reserve_epoch);
+            context.reserve_users += 1;
+        }
+        context.memory_used += bytes;
+    }
+
+    /// Gives back `bytes` this connection no longer holds.
+    fn release_memory(&mut self, context: &mut Context, bytes: usize) {
+        context.release_memory(bytes);
+        if self.reserve_user(context) && self.buffered_bytes() == 0 {
+            self.reserve_epoch_joined = None;
+            context.reserve_users -= 1;
+        }
+    }
+
+    /// It takes one of the reserve's places (`Context::memory_room`).
+    fn reserve_user(&self, context: &Context) -> bool {
+        self.reserve_epoch_joined == Some(context.reserve_epoch)
+    }
+
     // ----- building segments -----
 
     /// Window field for a SYN or SYN-ACK: never scaled (RFC 7323 section 2.2).
@@ -515,7 +568,11 @@ impl Connection {
             .saturating_sub(self.receive_buffer.len()) as u32;
         let free = free.min(
             context
-                .memory_room(self.received_bytes_held(), usize::MAX)
+                .memory_room(
+                    self.received_bytes_held(),
+                    usize::MAX,
+                    self.reserve_user(context),
+                )
                 .min(u32::MAX as usize) as u32
                 + self.current_receive_window(),
         );
@@ -1142,6 +1199,12 @@ impl Connection {
             if self.send_window > 0 {
                 self.persist_probes_sent = 0;
             }
+            // A writer the budget refused for want of window (the reserve takes only what
+            // the peer's window would) can go on: a pure window update acknowledges
+            // nothing, so `on_new_ack` does not wake it (issue 29, item 3).
+            if self.write_refused_by_budget && self.send_window > window_before {
+                self.wake_writer();
+            }
         }
         // A duplicate ACK (RFC 5681 section 2): nothing new acknowledged, no data, no
         // SYN/FIN, same window, data outstanding. With SACK, an ACK that reports bytes not
@@ -1234,7 +1297,7 @@ impl Connection {
         self.send_buffer.drain(..data_acknowledged);
         release_if_idle(&mut self.send_buffer);
         self.send_buffer_sequence = self.send_buffer_sequence + data_acknowledged as u32;
-        context.memory_used = context.memory_used.saturating_sub(data_acknowledged);
+        self.release_memory(context, data_acknowledged);
         self.take_rtt_sample(context, segment);
         self.send_unacknowledged = ack;
         self.send_next = self.send_next.latest(ack);
@@ -1396,14 +1459,18 @@ impl Connection {
         if sequence.after(self.receive_next) {
             // Out of order: hold it and send a duplicate ACK at once (RFC 5681 section 4.2).
             let window = self.current_receive_window();
-            if payload.len() > context.memory_room(self.received_bytes_held(), usize::MAX) {
+            let held = self.received_bytes_held();
+            if payload.len() > context.memory_room(held, usize::MAX, self.reserve_user(context)) {
                 context.counters.drop_segment(DropReason::MemoryLimit);
+                if context.refused_by_reserve_limit(held, usize::MAX, self.reserve_user(context)) {
+                    context.counters.reserve_limit_refusals += 1;
+                }
             } else {
                 match self
                     .reassembly
                     .insert(self.receive_next, window, sequence, payload)
                 {
-                    Ok(added) => context.memory_used += added,
+                    Ok(added) => self.charge_memory(context, added),
                     Err(_) => context.counters.drop_segment(DropReason::ReassemblyFull),
                 }
             }
@@ -1414,7 +1481,7 @@ impl Connection {
         let fresh = &payload[skip.min(payload.len())..];
         let room = self.current_receive_window() as usize;
         let take = fresh.len().min(room);
-        if take > context.memory_room(self.received_bytes_held(), usize::MAX) {
+        if !self.make_room_for_in_order(context, take) {
             context.counters.drop_segment(DropReason::MemoryLimit);
             self.ack_now = true;
             return;
@@ -1423,17 +1490,19 @@ impl Connection {
             self.receive_buffer = context.take_buffer();
         }
         self.receive_buffer.extend(&fresh[..take]);
-        context.memory_used += take;
+        self.charge_memory(context, take);
         self.receive_next = self.receive_next + take as u32;
         let filled_hole = !self.reassembly.is_empty();
         // Queued bytes that this segment delivered again were counted twice: once in the
         // queue, once just above (issue 10, defect 1: the budget leaked on every overlap).
         let duplicate = self.reassembly.discard_delivered(self.receive_next);
-        context.memory_used = context.memory_used.saturating_sub(duplicate);
+        self.release_memory(context, duplicate);
         while let Some(data) = self.reassembly.take_ready(self.receive_next) {
             // Already counted against the budget while in the reassembly queue.
             self.receive_next = self.receive_next + data.len() as u32;
-            self.receive_buffer.extend(&data);
+            let (front, back) = data.as_slices();
+            self.receive_buffer.extend(front);
+            self.receive_buffer.extend(back);
         }
         if take > 0 {
             self.wake_reader();
@@ -1446,6 +1515,32 @@ impl Connection {
         } else if self.timers.delayed_ack.is_none() {
             self.timers.delayed_ack = Some(context.now + context.config.delayed_ack);
         }
+    }
+
+    /// Whether the budget takes `take` bytes at RCV.NXT, dropping data held out of order
+    /// from the highest sequence down when that makes the room (Linux's
+    /// `tcp_prune_ofo_queue`, called from `tcp_try_rmem_schedule` for in-order data). The
+    /// room counts the out-of-order bytes held, so without this, once the shared part of the
+    /// budget was used, the retransmission that fills the hole was refused for good and the
+    /// application could read nothing (issue 29, item 2). The bytes dropped pay for the bytes
+    /// taken: the core holds no more than the room the budget gave.
+    fn make_room_for_in_order(&mut self, context: &mut Context, take: usize) -> bool {
+        let held = self.received_bytes_held();
+        let room = context.memory_room(held, usize::MAX, self.reserve_user(context));
+        if take <= room {
+            return true;
+        }
+        let missing = take - room;
+        if missing > self.reassembly.bytes() {
+            if context.refused_by_reserve_limit(held, usize::MAX, self.reserve_user(context)) {
+                context.counters.reserve_limit_refusals += 1;
+            }
+            return false;
+        }
+        let dropped = self.reassembly.drop_from_top(missing);
+        context.memory_used = context.memory_used.saturating_sub(dropped);
+        context.counters.out_of_order_bytes_pruned += dropped as u64;
+        true
     }
 
     /// The peer's FIN is in order (RFC 9293 section 3.10.7.4, eighth).
@@ -1687,7 +1782,7 @@ impl Connection {
             buffer[from_front..count].copy_from_slice(&back[..count - from_front]);
             self.receive_buffer.drain(..count);
             release_if_idle(&mut self.receive_buffer);
-            context.memory_used = context.memory_used.saturating_sub(count);
+            self.release_memory(context, count);
             // Tell the peer when the window opened enough (receiver SWS avoidance).
             if self.state.can_receive() {
                 let free = self
@@ -1731,21 +1826,32 @@ impl Connection {
             return Ok(0);
         }
         let room = self.send_capacity.saturating_sub(self.send_buffer.len());
-        let count = data
-            .len()
-            .min(room)
-            .min(context.memory_room(self.send_buffer.len(), self.peer_window_room()));
+        let held = self.send_buffer.len();
+        let count = data.len().min(room).min(context.memory_room(
+            held,
+            self.peer_window_room(),
+            self.reserve_user(context),
+        ));
         if count == 0 {
             if room > 0 {
                 context.counters.write_memory_refusals += 1;
+                self.write_refused_by_budget = true;
+                if context.refused_by_reserve_limit(
+                    held,
+                    self.peer_window_room(),
+                    self.reserve_user(context),
+                ) {
+                    context.counters.reserve_limit_refusals += 1;
+                }
             }
             return Err(SocketError::WouldBlock);
         }
+        self.write_refused_by_budget = false;
         if self.send_buffer.capacity() == 0 {
             self.send_buffer = context.take_buffer();
         }
         self.send_buffer.extend(&data[..count]);
-        context.memory_used += count;
+        self.charge_memory(context, count);
         self.output(context);
         Ok(count)
     }
@@ -1775,7 +1881,7 @@ impl Connection {
         self.read_shutdown = true;
         let discarded = self.receive_buffer.len() + self.reassembly.clear();
         self.receive_buffer.clear();
-        context.memory_used = context.memory_used.saturating_sub(discarded);
+        self.release_memory(context, discarded);
         self.wake_reader();
     }
 
@@ -1806,14 +1912,14 @@ impl Connection {
         context.give_back_buffer(core::mem::take(&mut self.send_buffer));
         context.give_back_buffer(core::mem::take(&mut self.receive_buffer));
         self.reassembly.clear();
-        context.memory_used = context.memory_used.saturating_sub(bytes);
+        self.release_memory(context, bytes);
     }
 
     /// Frees the sending-side and reassembly buffers only (TIME_WAIT keeps unread data).
     pub(crate) fn release_send_buffers(&mut self, context: &mut Context) {
         let bytes = self.send_buffer.len() + self.reassembly.clear();
         context.give_back_buffer(core::mem::take(&mut self.send_buffer));
-        context.memory_used = context.memory_used.saturating_sub(bytes);
+        self.release_memory(context, bytes);
     }
 
     pub(crate) fn has_unread_data(&self) -> bool {

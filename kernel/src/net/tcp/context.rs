@@ -2,6 +2,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::task::Waker;
 
 use super::isn::{SipKey, TupleSecrets};
 use super::output::OutputQueue;
@@ -33,6 +34,18 @@ pub(crate) struct Context {
     pub(crate) wheel: TimerWheel<TimerKey>,
     /// Payload bytes held in all send, receive and reassembly queues of this core.
     pub(crate) memory_used: usize,
+    /// Connections holding bytes the budget's reserve gave them (see `memory_room`).
+    pub(crate) reserve_users: usize,
+    /// Bumped, and `reserve_users` emptied, whenever the core's memory falls back within the
+    /// shared part: what the reserve gave is then shared memory like the rest, and a
+    /// connection that joined in an earlier epoch no longer takes a place.
+    pub(crate) reserve_epoch: u64,
+    /// Writers the budget refused while they had nothing queued: no ACK of theirs will come
+    /// to wake them, so memory given back anywhere on the core does (`release_memory`). At
+    /// most one entry per connection per round (`memory_waiters_round`).
+    memory_waiters: Vec<Waker>,
+    /// Rounds of `memory_waiters` woken so far.
+    pub(crate) memory_waiters_round: u64,
     /// RFC 5961 section 7 rate limit: the current second and the challenge ACKs still
     /// allowed in it (a random budget, see `reply::challenge_ack_allowed`).
     pub(crate) challenge_ack_second: u64,
@@ -62,6 +75,10 @@ impl Context {
             output: OutputQueue::default(),
             wheel: TimerWheel::new(Instant::ZERO),
             memory_used: 0,
+            reserve_users: 0,
+            reserve_epoch: 0,
+            memory_waiters: Vec::new(),
+            memory_waiters_round: 0,
             challenge_ack_second: 0,
             challenge_ack_budget_drawn: false,
             challenge_acks_left: 0,
@@ -128,17 +145,93 @@ impl Context {
     /// (as Linux guarantees `tcp_wmem[0]`/`tcp_rmem[0]` under memory pressure): clients that
     /// never read fill three quarters with their send buffers, and a new client's request
     /// and response still fit in what is left.
-    pub(crate) fn memory_room(&self, held: usize, guarantee_limit: usize) -> usize {
+    ///
+    /// The reserve serves at most `reserve_user_limit` connections at once (`reserve_user`:
+    /// this one is among them already): a connection joins when it is given bytes beyond the
+    /// shared part and leaves when it holds nothing, or when the core's memory falls back
+    /// within the shared part (`reserve_epoch`). Without the bound, a quarter of the budget
+    /// over 4 KiB clients, each holding just under 4 KiB, left nothing for the next one, and
+    /// every connection past that point got a fraction of its guarantee that served no one.
+    pub(crate) fn memory_room(
+        &self,
+        held: usize,
+        guarantee_limit: usize,
+        reserve_user: bool,
+    ) -> usize {
+        let shared = self.shared_room();
+        if !reserve_user && self.reserve_full() {
+            return shared;
+        }
+        shared.max(self.guaranteed_room(held, guarantee_limit))
+    }
+
+    /// What is left of the budget's first three quarters.
+    pub(crate) fn shared_room(&self) -> usize {
+        self.shared_limit().saturating_sub(self.memory_used)
+    }
+
+    fn shared_limit(&self) -> usize {
         let limit = self.config.max_buffer_memory;
-        let hard = limit.saturating_sub(self.memory_used);
-        let shared = (limit - limit / 4).saturating_sub(self.memory_used);
-        let guaranteed = self
+        limit - limit / 4
+    }
+
+    fn guaranteed_room(&self, held: usize, guarantee_limit: usize) -> usize {
+        let hard = self
             .config
+            .max_buffer_memory
+            .saturating_sub(self.memory_used);
+        self.config
             .guaranteed_buffer
             .saturating_sub(held)
             .min(guarantee_limit)
-            .min(hard);
-        shared.max(guaranteed)
+            .min(hard)
+    }
+
+    /// Connections the reserve serves at once: as many as fit with their whole guarantee in
+    /// both directions (a request and its response), so that each one it takes in is served,
+    /// and at least one. The next one is refused (`reserve_limit_refusals`) until one leaves.
+    pub(crate) fn reserve_user_limit(&self) -> usize {
+        let reserve = self.config.max_buffer_memory / 4;
+        (reserve / (2 * self.config.guaranteed_buffer).max(1)).max(1)
+    }
+
+    /// The reserve serves `reserve_user_limit` connections (tested first on the count: the
+    /// division is left out of the usual case, a reserve nobody uses).
+    fn reserve_full(&self) -> bool {
+        self.reserve_users != 0 && self.reserve_users >= self.reserve_user_limit()
+    }
+
+    /// Whether `memory_room` gave less because the reserve already serves its most
+    /// connections: a refusal to count.
+    pub(crate) fn refused_by_reserve_limit(
+        &self,
+        held: usize,
+        guarantee_limit: usize,
+        reserve_user: bool,
+    ) -> bool {
+        !reserve_user
+            && self.reserve_full()
+            && self.guaranteed_room(held, guarantee_limit) > self.shared_room()
+    }
+
+    /// Takes `bytes` off the budget's count and wakes the writers waiting for memory.
+    pub(crate) fn release_memory(&mut self, bytes: usize) {
+        self.memory_used = self.memory_used.saturating_sub(bytes);
+        if self.reserve_users > 0 && self.memory_used <= self.shared_limit() {
+            self.reserve_users = 0;
+            self.reserve_epoch += 1;
+        }
+        if bytes > 0 && !self.memory_waiters.is_empty() {
+            self.memory_waiters_round += 1;
+            for waker in self.memory_waiters.drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes `waker` the next time memory is given back (see `memory_waiters`).
+    pub(crate) fn wait_for_memory(&mut self, waker: &Waker) {
+        self.memory_waiters.push(waker.clone());
     }
 
     /// The tuple's ISN offset and TSval offset (see `TupleSecrets`).

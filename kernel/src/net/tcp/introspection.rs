@@ -149,6 +149,13 @@ pub struct TcpCounters {
     pub icmp_errors: u64,
     /// `write` calls refused because the per-core buffer-memory limit was reached.
     pub write_memory_refusals: u64,
+    /// Bytes held out of order that were dropped, highest sequence first, to make room in
+    /// the buffer budget for in-order data (Linux's `OfoPruned`).
+    pub out_of_order_bytes_pruned: u64,
+    /// Writes refused and segments dropped because the buffer budget's reserve already
+    /// served its most connections at once (`TcpConfig::guaranteed_buffer`); also counted as
+    /// `write_memory_refusals` or `MemoryLimit` drops.
+    pub reserve_limit_refusals: u64,
     /// `connect` calls refused by the per-core connection limit (refused SYNs count as drops).
     pub connection_limit_refusals: u64,
 }

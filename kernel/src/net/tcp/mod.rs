@@ -59,6 +59,10 @@
 //! - a receiver that keeps its window shut while answering probes keeps the connection (RFC
 //!   1122 section 4.2.2.17) unless it is an orphan, which is reset after `max_retransmissions`
 //!   probes (`persist_timeouts`);
+//! - the buffer budget (`max_buffer_memory`): its last quarter is a reserve for connections
+//!   holding under `guaranteed_buffer`, at most `max_buffer_memory / 4 / (2 *
+//!   guaranteed_buffer)` of them at once (`reserve_limit_refusals`); in-order data is admitted
+//!   by dropping out-of-order data from the top (`out_of_order_bytes_pruned`);
 //! - the timer wheel holds about one entry per connection, half-open connection and TIME_WAIT
 //!   record ([`TcpLayer::timer_entries`]): re-arming cancels the entry it replaces.
 //!
@@ -551,6 +555,7 @@ impl TcpLayer {
                     && let Some(connection) = self.slots.connection_mut(slot)
                 {
                     connection.register_write_waker(context.waker());
+                    connection.wait_for_memory(&mut self.context, context.waker());
                 }
                 Poll::Pending
             }

@@ -243,3 +243,310 @@ fn clients_that_never_read_cannot_take_the_budget_a_new_client_needs() {
     // The reserve itself is bounded: the budget is never exceeded.
     assert!(harness.layer.buffer_memory_used() <= 400_000);
 }
+
+/// A passive open from `port` without options, on `listener`; returns (our ISN, handle).
+fn open_plain(
+    harness: &mut Harness,
+    listener: SocketHandle,
+    port: u16,
+    peer_isn: u32,
+) -> (u32, SocketHandle) {
+    harness.inject(
+        Inbound::new(SYN, peer_isn, 0)
+            .ports(port, SERVER_PORT)
+            .mss(1460),
+    );
+    let syn_ack = harness
+        .sent
+        .drain(..)
+        .find(|segment| segment.destination.port() == port)
+        .expect("a SYN-ACK");
+    harness.inject(Inbound::new(ACK, peer_isn + 1, syn_ack.sequence + 1).ports(port, SERVER_PORT));
+    (syn_ack.sequence, harness.layer.accept(listener).unwrap())
+}
+
+/// A client of `fill_budget_with_writers`: its port, our ISN and the handle.
+struct Writer {
+    port: u16,
+    iss: u32,
+    connection: SocketHandle,
+}
+
+/// Opens clients from `ports` (their ISN 7000) whose applications write until the stack
+/// refuses, as many streaming responses do.
+fn fill_budget_with_writers(
+    harness: &mut Harness,
+    listener: SocketHandle,
+    ports: core::ops::Range<u16>,
+) -> Vec<Writer> {
+    let mut writers = Vec::new();
+    for port in ports {
+        let (iss, connection) = open_plain(harness, listener, port, 7000);
+        while harness.layer.write(connection, &[7; 16 * 1024]).is_ok() {}
+        writers.push(Writer {
+            port,
+            iss,
+            connection,
+        });
+    }
+    harness.sent.clear();
+    writers
+}
+
+/// Issue 29, item 2: a lost segment followed by two that arrive is held out of order, then
+/// another connection uses up the shared part of the budget. The room for in-order data counted the out-of-order
+/// bytes already held, so every retransmission of the lost segment was dropped
+/// (`MemoryLimit`) and the application could read nothing until the peer gave up. Data at
+/// RCV.NXT is admitted by dropping out-of-order data from the top (Linux's
+/// `tcp_prune_ofo_queue`), and the peer resends what was dropped.
+#[test]
+fn the_segment_that_fills_a_hole_is_admitted_when_the_budget_is_used_up() {
+    let limit = 40_000;
+    let config = TcpConfig {
+        max_buffer_memory: limit,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let port = 20_000;
+    let (iss, lossy) = open_plain(&mut harness, listener, port, 1000);
+    let stream: Vec<u8> = (0..3 * 1460u32).map(|index| (index % 251) as u8).collect();
+    harness.inject(
+        Inbound::new(ACK, 1001 + 1460, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[1460..]),
+    );
+    assert_eq!(harness.layer.buffer_memory_used(), 2 * 1460);
+    // A streaming response to a client that does not read takes the shared part.
+    let writers = fill_budget_with_writers(&mut harness, listener, 20_001..20_002);
+    assert_eq!(harness.layer.buffer_memory_used(), limit - limit / 4);
+    assert_eq!(
+        harness.layer.write(writers[0].connection, b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    let dropped_before = harness.layer.counters().dropped(DropReason::MemoryLimit);
+
+    // The lost segment is resent: admitted, the application reads it and what follows.
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[..1460]),
+    );
+    assert_eq!(
+        harness.layer.counters().dropped(DropReason::MemoryLimit),
+        dropped_before
+    );
+    assert!(harness.layer.counters().out_of_order_bytes_pruned > 0);
+    assert!(harness.layer.buffer_memory_used() <= limit);
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let count = harness.layer.read(lossy, &mut buffer).unwrap();
+    assert!(count >= 1460, "only {count} bytes readable");
+    received.extend_from_slice(&buffer[..count]);
+    let acknowledged = harness
+        .sent
+        .iter()
+        .rev()
+        .find(|segment| segment.destination.port() == port)
+        .expect("an ACK")
+        .acknowledgment;
+    assert_eq!(acknowledged, 1001 + count as u32);
+    // The peer resends what was dropped; it is admitted too.
+    harness.inject(
+        Inbound::new(ACK, acknowledged, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[count..]),
+    );
+    while let Ok(count) = harness.layer.read(lossy, &mut buffer) {
+        received.extend_from_slice(&buffer[..count]);
+    }
+    assert_eq!(received.len(), stream.len());
+    assert_eq!(received, stream);
+}
+
+/// Issue 29, item 3: a client that closed its window (it was busy) gets its response
+/// refused by the budget: the shared part is used, and the reserve gives a connection only
+/// what the peer's window takes. Its window update acknowledges nothing new, and only newly
+/// acknowledged data woke a writer, so the application waited until its idle timeout.
+#[test]
+fn a_window_update_wakes_a_writer_the_budget_refused() {
+    let config = TcpConfig {
+        max_buffer_memory: 40_000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_002);
+    let port = 20_000;
+    let (iss, client) = open_plain(&mut harness, listener, port, 1000);
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .window(0),
+    );
+    let refusals = harness.layer.counters().write_memory_refusals;
+    let (wakes, waker) = super::sockets::counting_waker();
+    let mut context = core::task::Context::from_waker(&waker);
+    assert_eq!(
+        harness.layer.poll_write(client, &mut context, b"response"),
+        core::task::Poll::Pending
+    );
+    assert_eq!(harness.layer.counters().write_memory_refusals, refusals + 1);
+    // The client opens its window: nothing new acknowledged.
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .window(8192),
+    );
+    assert_eq!(wakes.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(harness.layer.write(client, b"response"), Ok(8));
+}
+
+/// Issue 29, item 3: a new client's response is refused because the budget is used up
+/// (the shared part by a streaming response, the reserve by other clients); when another
+/// connection's data is acknowledged and its memory given back, the refused writer, which
+/// has nothing queued and so no ACK of its own to wait for, must be woken.
+#[test]
+fn memory_given_back_by_another_connection_wakes_a_writer_the_budget_refused() {
+    let config = TcpConfig {
+        max_buffer_memory: 40_000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let writers = fill_budget_with_writers(&mut harness, listener, 20_001..20_006);
+    let port = 20_000;
+    let (_, client) = open_plain(&mut harness, listener, port, 1000);
+    let (wakes, waker) = super::sockets::counting_waker();
+    let mut context = core::task::Context::from_waker(&waker);
+    assert_eq!(
+        harness.layer.poll_write(client, &mut context, b"response"),
+        core::task::Poll::Pending
+    );
+    // The streaming response's client acknowledges 5 000 bytes.
+    let streamer = &writers[0];
+    harness
+        .inject(Inbound::new(ACK, 7001, streamer.iss + 1 + 5000).ports(streamer.port, SERVER_PORT));
+    assert_eq!(wakes.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(harness.layer.write(client, b"response"), Ok(8));
+}
+
+/// Issue 29, item 3: the reserve serves at most `reserve / (2 * guaranteed_buffer)`
+/// connections at once, each with its whole guarantee; the next is refused and counted
+/// until one of them holds nothing again, and is then woken. Before, every client got
+/// whatever was left, a quarter of the budget over 4 KiB clients exhausted it, and the
+/// ones after got a fraction of a response.
+#[test]
+fn the_reserve_serves_a_bounded_number_of_connections() {
+    let config = TcpConfig {
+        max_buffer_memory: 80_000,
+        ..plain_config()
+    };
+    let guarantee = config.guaranteed_buffer;
+    let users = 80_000 / 4 / (2 * guarantee);
+    assert_eq!(users, 2);
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    // A streaming response takes the shared three quarters.
+    let streamer = fill_budget_with_writers(&mut harness, listener, 20_001..20_002).remove(0);
+    assert_eq!(harness.layer.buffer_memory_used(), 60_000);
+    let mut clients = Vec::new();
+    for port in 21_000..21_000 + users as u16 + 1 {
+        let (iss, connection) = open_plain(&mut harness, listener, port, 1000);
+        clients.push((port, iss, connection));
+    }
+    // The first two get their whole guarantee...
+    for &(_, _, connection) in &clients[..users] {
+        assert_eq!(harness.layer.write(connection, &[1; 8192]), Ok(guarantee));
+    }
+    // ... the third nothing, though 20 000 - 2 * 4 096 bytes are left.
+    let (third_port, third_iss, third) = clients[users];
+    let (wakes, waker) = super::sockets::counting_waker();
+    let mut context = core::task::Context::from_waker(&waker);
+    assert_eq!(
+        harness.layer.poll_write(third, &mut context, &[1; 1000]),
+        core::task::Poll::Pending
+    );
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 1);
+    assert!(harness.layer.buffer_memory_used() < 80_000 - guarantee);
+    // Its request is not taken from the reserve either.
+    harness.inject(
+        Inbound::new(ACK | PSH, 1001, third_iss + 1)
+            .ports(third_port, SERVER_PORT)
+            .payload(&[2; 100]),
+    );
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 2);
+    // The first client acknowledges everything (what Nagle held back goes out after the
+    // first ACK): it leaves the reserve, the third may join.
+    let (first_port, first_iss, _) = clients[0];
+    harness
+        .inject(Inbound::new(ACK, 1001, first_iss + 1 + 2 * 1460).ports(first_port, SERVER_PORT));
+    harness.inject(
+        Inbound::new(ACK, 1001, first_iss + 1 + guarantee as u32).ports(first_port, SERVER_PORT),
+    );
+    assert_eq!(wakes.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(harness.layer.write(third, &[1; 1000]), Ok(1000));
+    assert!(harness.layer.buffer_memory_used() <= 80_000);
+
+    // The streaming response's client reads a little: the core's memory falls back within
+    // the shared part, so what the reserve gave is shared memory again and its places are
+    // free, though the second and third clients still hold their bytes.
+    harness.inject(
+        Inbound::new(ACK, 7001, streamer.iss + 1 + 4 * 1460).ports(streamer.port, SERVER_PORT),
+    );
+    assert!(harness.layer.buffer_memory_used() <= 60_000);
+    while harness.layer.write(streamer.connection, &[7; 1024]).is_ok() {}
+    assert_eq!(harness.layer.buffer_memory_used(), 60_000);
+    let mut later = Vec::new();
+    for port in 22_000..22_000 + users as u16 + 1 {
+        later.push(open_plain(&mut harness, listener, port, 1000).1);
+    }
+    for &connection in &later[..users] {
+        assert_eq!(harness.layer.write(connection, &[1; 8192]), Ok(guarantee));
+    }
+    assert_eq!(
+        harness.layer.write(later[users], &[1; 1000]),
+        Err(SocketError::WouldBlock)
+    );
+    assert!(harness.layer.buffer_memory_used() <= 80_000);
+}
+
+/// The same when the reserve's places are taken too: the bytes dropped from the top pay for
+/// the segment that fills the hole, so it is admitted whatever the rest of the core holds.
+#[test]
+fn the_segment_that_fills_a_hole_is_admitted_when_the_reserve_is_taken_too() {
+    let limit = 40_000;
+    let config = TcpConfig {
+        max_buffer_memory: limit,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let port = 20_000;
+    let (iss, lossy) = open_plain(&mut harness, listener, port, 1000);
+    let stream: Vec<u8> = (0..3 * 1460u32).map(|index| (index % 251) as u8).collect();
+    harness.inject(
+        Inbound::new(ACK, 1001 + 1460, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[1460..]),
+    );
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_010);
+    let (_, newcomer) = open_plain(&mut harness, listener, 20_100, 1000);
+    assert_eq!(
+        harness.layer.write(newcomer, b"x"),
+        Err(SocketError::WouldBlock)
+    );
+    let used = harness.layer.buffer_memory_used();
+
+    harness.inject(
+        Inbound::new(ACK, 1001, iss + 1)
+            .ports(port, SERVER_PORT)
+            .payload(&stream[..1460]),
+    );
+    assert_eq!(harness.layer.counters().dropped(DropReason::MemoryLimit), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), used);
+    let mut buffer = [0u8; 8192];
+    let count = harness.layer.read(lossy, &mut buffer).unwrap();
+    assert_eq!(&buffer[..count], &stream[..count]);
+    assert!(count >= 1460);
+}
