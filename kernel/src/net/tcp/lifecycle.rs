@@ -167,6 +167,35 @@ impl TcpLayer {
         }
     }
 
+    /// Under memory pressure, resets the orphans that hold unsent data behind a shut window,
+    /// the one closed longest ago first, until the pressure ends. Linux's
+    /// `tcp_out_of_resources` resets an orphan when memory is short or orphans are too many
+    /// (`tcp_max_orphans`), whichever orphan's timer fires; here the oldest go first, having
+    /// waited longest for a reader that does not read. Like Linux, it runs when an orphan's
+    /// probe timer fires, so a core without such orphans never scans its table.
+    pub(super) fn reap_orphans(&mut self) {
+        while self.context.under_memory_pressure() {
+            let oldest = self
+                .slots
+                .iter()
+                .filter_map(|(slot, _, entry)| match entry {
+                    SocketEntry::Connection(connection) => connection
+                        .orphan_holding_data_since()
+                        .map(|since| (since, slot)),
+                    _ => None,
+                })
+                .min();
+            let Some((_, slot)) = oldest else {
+                break;
+            };
+            let Some(connection) = self.slots.connection_mut(slot) else {
+                break;
+            };
+            let outcome = connection.reap(&mut self.context);
+            self.settle(slot, outcome);
+        }
+    }
+
     /// Removes the tuple from the established table if it still points to `slot`.
     pub(super) fn forget_tuple(&mut self, key: &HashedTuple, slot: u32) {
         self.established.remove_if(key, |&stored| stored == slot);
@@ -238,8 +267,12 @@ impl TcpLayer {
                     return;
                 }
                 connection.timers.scheduled = None;
+                let orphan_holding_data = connection.orphan_holding_data_since().is_some();
                 let outcome = connection.on_timers(&mut self.context);
                 self.settle(slot, outcome);
+                if orphan_holding_data && self.context.under_memory_pressure() {
+                    self.reap_orphans();
+                }
             }
             TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
             TimerKey::TimeWait(tuple) => {
