@@ -1,5 +1,6 @@
 //! What happens to sockets between calls: timers re-armed after every event, connections moved to TIME_WAIT or removed, listeners closed, fired timers dispatched.
 
+use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
 use super::connection::{Outcome, Owner};
@@ -8,6 +9,7 @@ use super::slots::SocketEntry;
 use super::time_wait::TimeWaitRecord;
 use super::tuple::{FourTuple, HashedTuple};
 use super::{SocketError, SocketHandle, TcpLayer};
+use crate::time::Instant;
 
 impl TcpLayer {
     pub(super) fn handle(&self, slot: u32, generation: u32) -> SocketHandle {
@@ -174,25 +176,29 @@ impl TcpLayer {
     /// waited longest for a reader that does not read. Like Linux, it runs when an orphan's
     /// probe timer fires, so a core without such orphans never scans its table.
     pub(super) fn reap_orphans(&mut self) {
-        while self.context.under_memory_pressure() {
-            let oldest = self
-                .slots
-                .iter()
-                .filter_map(|(slot, _, entry)| match entry {
-                    SocketEntry::Connection(connection) => connection
-                        .orphan_holding_data_since()
-                        .map(|since| (since, slot)),
-                    _ => None,
-                })
-                .min();
-            let Some((_, slot)) = oldest else {
+        if !self.context.under_memory_pressure() {
+            return;
+        }
+        // One scan, then the oldest first: the table is not walked again for each one.
+        let mut orphans: Vec<(Instant, u32)> = self
+            .slots
+            .iter()
+            .filter_map(|(slot, _, entry)| match entry {
+                SocketEntry::Connection(connection) => connection
+                    .orphan_holding_data_since()
+                    .map(|since| (since, slot)),
+                _ => None,
+            })
+            .collect();
+        orphans.sort_unstable();
+        for (_, slot) in orphans {
+            if !self.context.under_memory_pressure() {
                 break;
-            };
-            let Some(connection) = self.slots.connection_mut(slot) else {
-                break;
-            };
-            let outcome = connection.reap(&mut self.context);
-            self.settle(slot, outcome);
+            }
+            if let Some(connection) = self.slots.connection_mut(slot) {
+                let outcome = connection.reap(&mut self.context);
+                self.settle(slot, outcome);
+            }
         }
     }
 
