@@ -12,7 +12,7 @@ use simulator::Impairments;
 use simulator::transfer::{self, TransferPlan};
 
 /// Longest time without a byte moving that a transfer may take. A few RTOs of back-off under
-/// 10 % loss each way come to ten seconds or so (the longest in 200 seeds is 11.2 s, an RTO
+/// 10 % loss each way come to ten seconds or so (the longest in 500 seeds is 11.2 s, an RTO
 /// inflated by timestamp samples taken across a stall and doubled three times); a neighbour's
 /// MAC lost to a corrupted ARP frame stalled for the minute an ARP entry lives.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
