@@ -133,6 +133,9 @@ struct Entry {
     expires_at: Instant,
     /// A unicast refresh request went out for this entry.
     refresh_requested: bool,
+    /// A different MAC that one ARP packet claimed for this address, not believed yet (see
+    /// [`ArpCache::holds_back_change`]).
+    claimed: Option<EthernetAddress>,
 }
 
 /// A known neighbour, as [`ArpCache::lookup_for_transmit`] returns it.
@@ -231,6 +234,38 @@ impl ArpCache {
         self.entries.contains_key(&address)
     }
 
+    /// Whether an ARP packet that says `address` is at `hardware` must not change the entry
+    /// yet: the entry is valid and knows another MAC, and no earlier packet claimed this one.
+    /// ARP has no checksum, and a frame with one bit flipped in its sender MAC (the
+    /// impairment relay does this, as can a bad link) would otherwise send every frame to
+    /// that neighbour into the void until the entry expires: a TCP transfer stalled for a
+    /// minute (issue 29, item 9). The change is believed when a second packet claims the same
+    /// MAC: a host that really moved announces twice (RFC 5227 section 2.3, ANNOUNCE_NUM) and
+    /// answers the broadcast request the caller sends to check; the true owner's answer with
+    /// the known MAC renews the entry and forgets the claim. Linux reaches the same end by
+    /// its neighbour states: a changed MAC from a request only makes the entry STALE, and
+    /// one that is not confirmed by the upper layers is probed and replaced within seconds.
+    /// True the first time only, so one claim draws one check.
+    pub fn holds_back_change(
+        &mut self,
+        now: Instant,
+        address: Ipv4Addr,
+        hardware: EthernetAddress,
+    ) -> bool {
+        let Some(entry) = self
+            .entries
+            .get_mut(&address)
+            .filter(|entry| entry.expires_at > now && entry.hardware != hardware)
+        else {
+            return false;
+        };
+        if entry.claimed == Some(hardware) {
+            return false;
+        }
+        entry.claimed = Some(hardware);
+        true
+    }
+
     /// Record that `address` is at `hardware`, and hand back in order the packets that were
     /// waiting for it, ready to be framed and sent.
     pub fn learn(
@@ -250,6 +285,7 @@ impl ArpCache {
                 hardware,
                 expires_at,
                 refresh_requested: false,
+                claimed: None,
             },
         );
         self.schedule(expires_at);

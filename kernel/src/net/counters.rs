@@ -24,6 +24,9 @@ pub enum DropReason {
     ArpBadSender,
     /// An ARP request for an address that is not ours.
     ArpNotForUs,
+    /// An ARP packet that gave a known neighbour a new MAC, not believed until a second
+    /// packet claims the same (a corrupted frame must not redirect the neighbour's traffic).
+    ArpUnconfirmedChange,
     /// An IPv4 header that is shorter than its fields, not version 4, or with inconsistent lengths.
     Ipv4BadHeader,
     /// An IPv4 header whose checksum does not verify (RFC 791 section 3.1).
@@ -71,7 +74,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::EthernetTooShort,
         DropReason::EthernetNotForUs,
         DropReason::EthernetBadSource,
@@ -80,6 +83,7 @@ impl DropReason {
         DropReason::ArpUnknownOperation,
         DropReason::ArpBadSender,
         DropReason::ArpNotForUs,
+        DropReason::ArpUnconfirmedChange,
         DropReason::Ipv4BadHeader,
         DropReason::Ipv4BadChecksum,
         DropReason::Ipv4Fragment,
@@ -114,6 +118,7 @@ impl DropReason {
             DropReason::ArpUnknownOperation => "arp_unknown_operation",
             DropReason::ArpBadSender => "arp_bad_sender",
             DropReason::ArpNotForUs => "arp_not_for_us",
+            DropReason::ArpUnconfirmedChange => "arp_unconfirmed_change",
             DropReason::Ipv4BadHeader => "ipv4_bad_header",
             DropReason::Ipv4BadChecksum => "ipv4_bad_checksum",
             DropReason::Ipv4Fragment => "ipv4_fragment",

@@ -218,6 +218,18 @@ impl Interface {
         }
         // Merge: update an entry we already have; add one only if the packet is for us.
         let merged = for_us || self.arp.contains(message.sender_protocol);
+        if merged
+            && self
+                .arp
+                .holds_back_change(now, message.sender_protocol, message.sender_hardware)
+        {
+            // A new MAC for a neighbour we know: ask who holds the address before believing
+            // it (a corrupted frame is answered by the true owner), unanswered meanwhile.
+            if answer == Answer::Yes {
+                self.queue_arp_request(message.sender_protocol);
+            }
+            return Err(DropReason::ArpUnconfirmedChange);
+        }
         if merged {
             let released = self
                 .arp
@@ -750,6 +762,79 @@ mod tests {
         let thief = ArpMessage::request(EthernetAddress([0x02, 9, 9, 9, 9, 9]), OUR_IP, PEER_IP);
         interface.receive(Instant::ZERO, &arp_frame(thief, EthernetAddress::BROADCAST));
         assert_eq!(interface.counters().drops(DropReason::ArpBadSender), 1);
+        assert_eq!(
+            interface.counters().frames_received,
+            interface.counters().frames_accepted + interface.counters().frames_dropped
+        );
+    }
+
+    /// Issue 29, item 9: one ARP frame with a bit flipped in its sender MAC (ARP has no
+    /// checksum; the impairment relay flips bits past the Ethernet header) made every frame to
+    /// that neighbour go to a MAC nobody has until the entry expired a minute later, and a
+    /// download through the relay stalled. A new MAC is now believed only when claimed twice,
+    /// and the claim draws a broadcast request that the true owner answers.
+    #[test]
+    fn one_arp_frame_with_a_new_mac_does_not_redirect_a_known_neighbour() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let corrupted = EthernetAddress([0x02, 1, 0, 0, 0, 2]);
+        let later = Instant::from_millis(2000);
+        interface.receive(
+            later,
+            &arp_frame(
+                ArpMessage::announcement(corrupted, PEER_IP),
+                EthernetAddress::BROADCAST,
+            ),
+        );
+        assert_eq!(interface.arp_cache().lookup(later, PEER_IP), Some(PEER));
+        assert_eq!(
+            interface.counters().drops(DropReason::ArpUnconfirmedChange),
+            1
+        );
+        let sent = poll(&mut interface, later);
+        // (Beside our own second start-up announcement, due at 2 s.)
+        let asked: Vec<_> = sent
+            .iter()
+            .map(|frame| parse_arp(frame))
+            .filter(|(_, message)| message.target_protocol == PEER_IP)
+            .collect();
+        assert_eq!(
+            asked,
+            [(
+                EthernetAddress::BROADCAST,
+                ArpMessage::request(US, OUR_IP, PEER_IP)
+            )]
+        );
+        // The owner answers with the MAC we know: the entry is renewed, the claim forgotten,
+        // and the same corrupted claim again is still only a claim.
+        interface.receive(
+            later,
+            &arp_frame(ArpMessage::reply_to(&asked[0].1, PEER), US),
+        );
+        interface.receive(
+            later,
+            &arp_frame(
+                ArpMessage::announcement(corrupted, PEER_IP),
+                EthernetAddress::BROADCAST,
+            ),
+        );
+        assert_eq!(interface.arp_cache().lookup(later, PEER_IP), Some(PEER));
+        assert_eq!(
+            interface.counters().drops(DropReason::ArpUnconfirmedChange),
+            2
+        );
+        // A host that really moved says so twice (RFC 5227 announces twice): believed.
+        let moved = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
+        for _ in 0..2 {
+            interface.receive(
+                later,
+                &arp_frame(
+                    ArpMessage::announcement(moved, PEER_IP),
+                    EthernetAddress::BROADCAST,
+                ),
+            );
+        }
+        assert_eq!(interface.arp_cache().lookup(later, PEER_IP), Some(moved));
         assert_eq!(
             interface.counters().frames_received,
             interface.counters().frames_accepted + interface.counters().frames_dropped

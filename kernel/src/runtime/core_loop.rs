@@ -266,6 +266,8 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.tcp_resets_rate_limited = tcp_counters.resets_rate_limited;
             counters.tcp_output_queue_drops = tcp_counters.output_queue_drops;
             counters.tcp_persist_timeouts = tcp_counters.persist_timeouts;
+            counters.tcp_orphan_persist_limits = tcp_counters.orphan_persist_limits;
+            counters.tcp_orphans_reaped = tcp_counters.orphans_reaped;
             counters.tcp_connections = tcp.connection_count() as u64;
             counters.tcp_time_wait = tcp.time_wait_count() as u64;
             counters.tcp_timer_entries = tcp.timer_entries() as u64;

@@ -227,6 +227,10 @@ counters! {
             "TCP segments dropped from a full output queue.",
         tcp_persist_timeouts: Counter unisock_tcp_persist_timeouts_total
             "TCP connections reset after their zero-window probes went unanswered.",
+        tcp_orphan_persist_limits: Counter unisock_tcp_orphan_persist_limits_total
+            "TCP orphans reset after their time limit behind a shut window, however the peer answered.",
+        tcp_orphans_reaped: Counter unisock_tcp_orphans_reaped_total
+            "TCP orphans holding unsent data reset, oldest first, because the buffer budget ran into its reserve.",
         icmp_errors_routed: Counter unisock_icmp_errors_routed_total
             "ICMP errors sent along the fallback route of the flow they quote.",
         tcp_connections: Gauge unisock_tcp_connections

@@ -46,6 +46,9 @@ pub struct TransferReport {
     pub tcp_counters: Vec<TcpCounters>,
     /// [`Network::trace`] at the end: the same for every run of one plan.
     pub trace: u64,
+    /// The longest simulated time, before every client was done, in which no byte moved
+    /// (none written, received or answered, no connection finished).
+    pub longest_stall: Duration,
 }
 
 /// Simulated time after which a run that has not finished fails.
@@ -73,6 +76,16 @@ struct ServerConnection {
 /// Run `plan` to the end: every byte delivered once and in order, every socket closed, every
 /// table empty. `Err` says what went wrong, at which simulated time.
 pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
+    run_watched(plan, None)
+}
+
+/// [`run`], failing as soon as no byte has moved for longer than `stall_limit` (if given)
+/// while a client is not done: a transfer under loss must make progress every few RTOs,
+/// however long it takes in all.
+pub fn run_watched(
+    plan: &TransferPlan,
+    stall_limit: Option<Duration>,
+) -> Result<TransferReport, String> {
     let client_hosts = plan.client_hosts.max(1);
     let mut network = Network::new(plan.seed, plan.impairments, client_hosts + 1);
     let client_host_indices: Vec<usize> = std::iter::once(0).chain(2..client_hosts + 1).collect();
@@ -117,6 +130,8 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
     let mut steps = 0u64;
     let mut last_instant = Instant::ZERO;
     let mut same_instant = 0u32;
+    let mut last_progress = (0u64, Instant::ZERO);
+    let mut longest_stall = Duration::ZERO;
     loop {
         let failure = |network: &Network, what: String| {
             format!(
@@ -139,6 +154,38 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
                 .close(listener)
                 .map_err(|e| failure(&network, format!("close listener: {e:?}")))?;
             listener_open = false;
+        }
+        if !clients.iter().all(|c| c.done) {
+            let progress = progress_mark(&clients, &server, served);
+            if progress != last_progress.0 {
+                last_progress = (progress, network.now);
+            }
+            let stalled = network.now.saturating_since(last_progress.1);
+            longest_stall = longest_stall.max(stalled);
+            if stall_limit.is_some_and(|limit| stalled > limit) {
+                return Err(failure(
+                    &network,
+                    format!(
+                        "stalled for {stalled:?}: clients (stream, sent, reply) {:?}, server \
+                         (stream, received) {:?}, sockets {:?} / {:?}\ninterfaces {:?} / \
+                         {:?}\ntcp {:?} / {:?}",
+                        clients
+                            .iter()
+                            .map(|c| (c.stream, c.sent, c.reply.len()))
+                            .collect::<Vec<_>>(),
+                        server
+                            .iter()
+                            .map(|(_, c)| (c.stream, c.received))
+                            .collect::<Vec<_>>(),
+                        network.hosts[client_host_indices[0]].sockets(),
+                        network.hosts[1].sockets(),
+                        network.hosts[0].interface.counters(),
+                        network.hosts[1].interface.counters(),
+                        network.hosts[0].tcp.borrow().counters(),
+                        network.hosts[1].tcp.borrow().counters(),
+                    ),
+                ));
+            }
         }
         if let Some(hostile) = plan.hostile.filter(|hostile| steps < hostile.for_steps) {
             inject_hostile_frames(&mut network, hostile);
@@ -201,7 +248,24 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
             .map(|host| host.tcp.borrow().counters().clone())
             .collect(),
         trace: network.trace(),
+        longest_stall,
     })
+}
+
+/// A number that changes whenever a byte moves or a connection finishes: the sum of what the
+/// clients wrote and read, what the server read, and the connections done on each side (only
+/// compared, never ordered: a finished server connection leaves `server`).
+fn progress_mark(
+    clients: &[Client],
+    server: &[(SocketHandle, ServerConnection)],
+    served: usize,
+) -> u64 {
+    let clients_part: u64 = clients
+        .iter()
+        .map(|c| c.sent + c.reply.len() as u64 + u64::from(c.done))
+        .sum();
+    let server_part: u64 = server.iter().map(|(_, c)| c.received).sum();
+    clients_part + server_part + served as u64
 }
 
 fn inject_hostile_frames(network: &mut Network, hostile: HostileTraffic) {

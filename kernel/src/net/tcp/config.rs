@@ -68,6 +68,13 @@ pub struct TcpConfig {
     /// How long an orphaned connection (closed by the application) waits in FIN-WAIT-2 for
     /// the peer's FIN before it is dropped (Linux `tcp_fin_timeout`).
     pub fin_wait_2_timeout: Duration,
+    /// Longest an orphan (closed by its application with data still queued) may spend in
+    /// persist behind a shut window, counted over every stretch, before it is reset
+    /// (`orphan_persist_limits`). RFC 6429 allows giving up on a window that stays shut only
+    /// as resource management; Linux holds an orphan whose receiver answers until its probe
+    /// interval reaches the 120 s RTO cap, about 325 s from a 200 ms RTO, so the default is
+    /// longer than that. Under memory pressure orphans go sooner, oldest first.
+    pub orphan_persist_limit: Duration,
     /// Turn keepalive on for every new connection (RFC 9293 section 3.8.4 says off by
     /// default); `SocketOption::KeepAlive` overrides it per socket.
     pub keepalive: bool,
@@ -131,6 +138,7 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             time_wait: Duration::from_secs(60),
             fin_wait_2_timeout: Duration::from_secs(60),
+            orphan_persist_limit: Duration::from_secs(6 * 60),
             keepalive: false,
             keepalive_idle: Duration::from_secs(2 * 60 * 60),
             keepalive_interval: Duration::from_secs(75),

@@ -234,6 +234,13 @@ impl Context {
         self.memory_waiters.push(waker.clone());
     }
 
+    /// Whether the shared part of the buffer budget is used up, so that connections draw on
+    /// the reserve: memory pressure, under which orphans holding data are reaped.
+    pub(crate) fn under_memory_pressure(&self) -> bool {
+        let limit = self.config.max_buffer_memory;
+        self.memory_used >= limit - limit / 4
+    }
+
     /// The tuple's ISN offset and TSval offset (see `TupleSecrets`).
     pub(crate) fn tuple_secrets(&self, tuple: &FourTuple) -> TupleSecrets {
         TupleSecrets::new(&self.key, tuple.local, tuple.remote)

@@ -146,6 +146,13 @@ pub struct TcpCounters {
     /// Connections aborted because the receiver stopped answering zero-window probes
     /// (also counted in `connections_timed_out`).
     pub persist_timeouts: u64,
+    /// Orphans (closed by their application with data unsent) reset after
+    /// `TcpConfig::orphan_persist_limit` behind a shut window, however the peer answered
+    /// (also counted in `connections_timed_out`).
+    pub orphan_persist_limits: u64,
+    /// Orphans holding unsent data reset, oldest first, because the core's buffer budget ran
+    /// into its reserve (Linux `tcp_out_of_resources`).
+    pub orphans_reaped: u64,
     pub icmp_errors: u64,
     /// `write` calls refused because the per-core buffer-memory limit was reached.
     pub write_memory_refusals: u64,

@@ -1,5 +1,6 @@
 //! What happens to sockets between calls: timers re-armed after every event, connections moved to TIME_WAIT or removed, listeners closed, fired timers dispatched.
 
+use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
 use super::connection::{Outcome, Owner};
@@ -8,6 +9,7 @@ use super::slots::SocketEntry;
 use super::time_wait::TimeWaitRecord;
 use super::tuple::{FourTuple, HashedTuple};
 use super::{SocketError, SocketHandle, TcpLayer};
+use crate::time::Instant;
 
 impl TcpLayer {
     pub(super) fn handle(&self, slot: u32, generation: u32) -> SocketHandle {
@@ -167,6 +169,39 @@ impl TcpLayer {
         }
     }
 
+    /// Under memory pressure, resets the orphans that hold unsent data behind a shut window,
+    /// the one closed longest ago first, until the pressure ends. Linux's
+    /// `tcp_out_of_resources` resets an orphan when memory is short or orphans are too many
+    /// (`tcp_max_orphans`), whichever orphan's timer fires; here the oldest go first, having
+    /// waited longest for a reader that does not read. Like Linux, it runs when an orphan's
+    /// probe timer fires, so a core without such orphans never scans its table.
+    pub(super) fn reap_orphans(&mut self) {
+        if !self.context.under_memory_pressure() {
+            return;
+        }
+        // One scan, then the oldest first: the table is not walked again for each one.
+        let mut orphans: Vec<(Instant, u32)> = self
+            .slots
+            .iter()
+            .filter_map(|(slot, _, entry)| match entry {
+                SocketEntry::Connection(connection) => connection
+                    .orphan_holding_data_since()
+                    .map(|since| (since, slot)),
+                _ => None,
+            })
+            .collect();
+        orphans.sort_unstable();
+        for (_, slot) in orphans {
+            if !self.context.under_memory_pressure() {
+                break;
+            }
+            if let Some(connection) = self.slots.connection_mut(slot) {
+                let outcome = connection.reap(&mut self.context);
+                self.settle(slot, outcome);
+            }
+        }
+    }
+
     /// Removes the tuple from the established table if it still points to `slot`.
     pub(super) fn forget_tuple(&mut self, key: &HashedTuple, slot: u32) {
         self.established.remove_if(key, |&stored| stored == slot);
@@ -238,8 +273,12 @@ impl TcpLayer {
                     return;
                 }
                 connection.timers.scheduled = None;
+                let orphan_holding_data = connection.orphan_holding_data_since().is_some();
                 let outcome = connection.on_timers(&mut self.context);
                 self.settle(slot, outcome);
+                if orphan_holding_data && self.context.under_memory_pressure() {
+                    self.reap_orphans();
+                }
             }
             TimerKey::HalfOpen(tuple) => self.on_half_open_timer(tuple),
             TimerKey::TimeWait(tuple) => {

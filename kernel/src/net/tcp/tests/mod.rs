@@ -7,6 +7,7 @@ mod congestion;
 mod data;
 mod exhaustion;
 mod loopback;
+mod orphans;
 mod passive_open;
 mod robustness;
 mod security;

@@ -322,8 +322,9 @@ fn keep_alive_cycles_leave_no_stale_timer_entries() {
 
 /// The other side of defect 2's fix: an orphan (the application closed it with a response
 /// still queued) whose client keeps its window shut and answers every probe is given up on
-/// after `max_retransmissions` probes, with a RST, and leaves nothing behind: otherwise a
-/// client that never reads would pin the connection and its buffers for ever.
+/// after `orphan_persist_limit` (issue 29, items 5 and 6; `max_retransmissions` probes
+/// before), with a RST, and leaves nothing behind: otherwise a client that never reads would
+/// pin the connection and its buffers for ever.
 #[test]
 fn an_orphan_behind_a_window_that_never_opens_is_reset() {
     let (mut harness, iss, connection) = zero_window_connection();
@@ -349,7 +350,7 @@ fn an_orphan_behind_a_window_that_never_opens_is_reset() {
     assert_eq!(harness.layer.connection_count(), 0);
     assert_eq!(harness.layer.buffer_memory_used(), 0);
     assert_eq!(harness.layer.timer_entries(), 0);
-    assert_eq!(harness.layer.counters().persist_timeouts, 1);
+    assert_eq!(harness.layer.counters().orphan_persist_limits, 1);
 }
 
 /// Issue 29, item 1: go-back-N after a timeout rewinds SND.NXT to SND.UNA, but a bare ACK,
