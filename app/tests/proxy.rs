@@ -824,6 +824,70 @@ fn a_coding_before_chunked_is_framed_as_chunked_and_passed_on() {
     assert_eq!(old[0].status, 502);
 }
 
+/// A `gzip, chunked` response cannot go to an HTTP/1.0 client (it cannot be told of a
+/// transfer coding, RFC 9112 6.1), so the proxy answers 502; but the client chose its HTTP
+/// version, and the same response is relayed to an HTTP/1.1 client: the backend is not
+/// charged, however many such requests come. Only `chunked, gzip` (chunked not final, a
+/// framing no client can be sent) says the backend is broken.
+#[test]
+fn an_http_1_0_client_cannot_eject_a_backend_whose_response_it_cannot_be_sent() {
+    let coded = b"\x1f\x8b coded".to_vec();
+    let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec();
+    response.extend_from_slice(format!("{:x}\r\n", coded.len()).as_bytes());
+    response.extend_from_slice(&coded);
+    response.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("eject.failures=2 eject.cooloff=100", 1),
+        vec![Behaviour::Raw { response }],
+    );
+    for index in 0..3 {
+        bench.client(
+            b"GET /old HTTP/1.0\r\n\r\n".to_vec(),
+            Duration::from_millis(100 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..3 {
+        assert_eq!(bench.responses(client, &[false])[0].status, 502);
+    }
+    assert_eq!(
+        bench.shared.health.history(0),
+        (0, 0),
+        "the backend was charged"
+    );
+    assert_eq!(total(&bench, "unframeable_responses"), 3);
+    assert_eq!(total(&bench, "backend_failures"), 0);
+
+    // `chunked, gzip` is broken framing whoever asks: charged to the backend.
+    let broken = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nxyz".to_vec();
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("eject.failures=2 eject.cooloff=100", 1),
+        vec![Behaviour::Raw { response: broken }],
+    );
+    for index in 0..2 {
+        bench.client(
+            get("/", "Connection: close\r\n"),
+            Duration::from_millis(100 * index),
+            30 * SECOND,
+        );
+    }
+    bench.run(60 * SECOND);
+    for client in 0..2 {
+        assert_eq!(bench.responses(client, &[false])[0].status, 502);
+    }
+    assert_eq!(
+        bench.shared.health.history(0).1,
+        1,
+        "the backend was not ejected"
+    );
+    assert_eq!(total(&bench, "backend_failures"), 2);
+}
+
 #[test]
 fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     for behaviour in [

@@ -234,6 +234,10 @@ enum Attempt {
     SendTimedOut,
     /// The response was cut off mid-body by the backend.
     Truncated,
+    /// A well-formed response this client cannot be sent as it is framed (a transfer coding
+    /// before chunked, to an HTTP/1.0 client): 502, not charged to the backend, since the
+    /// client chose its HTTP version and the same response goes to an HTTP/1.1 client.
+    Unframeable,
     /// The request body is refused (too large, bad chunked framing) before any response.
     BodyRefused(ProxyError),
 }
@@ -475,6 +479,12 @@ async fn exchange(
                 record_backend_failure(worker, backend);
                 counters.truncated_responses.increment();
                 return Ok(Next::Abort);
+            }
+            Attempt::Unframeable => {
+                // The body was not read: the connection cannot carry another request.
+                upstream.abort();
+                counters.unframeable_responses.increment();
+                return Err(ProxyError::BadGateway);
             }
             Attempt::BodyRefused(error) => {
                 upstream.abort();
@@ -745,14 +755,19 @@ async fn relay_response(
     // nginx refuses every such response with a 502 ("upstream sent unknown
     // Transfer-Encoding"); HAProxy frames a message as chunked whenever chunked is its last
     // coding. We pass `gzip, chunked` on to HTTP/1.1 clients and refuse only what cannot be.
+    // Chunked before another coding (`chunked, gzip`) is broken framing whoever asks (RFC
+    // 9112 6.1: chunked is applied once and, when the sender does not close, last): the
+    // backend's fault. A coding an HTTP/1.0 client cannot be sent depends on the client's
+    // version, which the client chooses, so it is never charged to the backend.
     let codings = response.transfer_codings();
-    if !codings.is_empty()
-        && (!client_speaks_1_1 || codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")))
-    {
+    if codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")) {
         return Attempt::BackendFailed {
             error: ProxyError::BadGateway,
             response_started: true,
         };
+    }
+    if !codings.is_empty() && !client_speaks_1_1 {
+        return Attempt::Unframeable;
     }
     // A body of unknown length goes to an HTTP/1.1 client chunked, so its connection can
     // stay open; an HTTP/1.0 client reads it until we close.

@@ -193,7 +193,7 @@ proxy_counters! {
         request_head_parses: Counter unisock_proxy_request_head_parses_total
             "Request heads parsed: one per head, however it was split into reads (the end of a head is found before it is parsed).",
         backend_failures: Counter unisock_proxy_backend_failures_total
-            "502s: a backend refused, reset, or answered something that is not HTTP.",
+            "502s charged to a backend: it refused, reset, closed before a complete response head, or answered something that is not HTTP or a body framed so that no client can be sent it (chunked before another coding).",
         no_backend: Counter unisock_proxy_no_backend_total
             "503s: no backend was available.",
         backend_timeouts: Counter unisock_proxy_backend_timeouts_total
@@ -206,6 +206,8 @@ proxy_counters! {
             "Attempts on another backend (or a new connection) after a failure.",
         truncated_responses: Counter unisock_proxy_truncated_responses_total
             "Responses cut off because the backend closed, reset or stalled mid-body.",
+        unframeable_responses: Counter unisock_proxy_unframeable_responses_total
+            "502s for a response this client cannot be sent as framed (a transfer coding before chunked, to an HTTP/1.0 client); not charged to the backend.",
         client_aborts: Counter unisock_proxy_client_aborts_total
             "Client connections that ended mid-request: closed, reset, or timed out other than over a body (those are counted as body and send timeouts).",
         body_timeouts: Counter unisock_proxy_body_timeouts_total
