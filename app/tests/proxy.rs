@@ -888,6 +888,51 @@ fn an_http_1_0_client_cannot_eject_a_backend_whose_response_it_cannot_be_sent() 
     assert_eq!(total(&bench, "backend_failures"), 2);
 }
 
+/// A backend that answers before it has read the request body (a stock `python3 -m
+/// http.server` answers POST 501) and then stops reading: the proxy's write of the body
+/// fails (here it times out), but the answer is there, so the client gets the backend's 501
+/// (with `Connection: close`), not a 502, and the backend is not charged (nginx relays such
+/// an early response too). Before, the failed write was a backend failure: 502, and an
+/// ejection.
+#[test]
+fn an_answer_sent_before_the_body_was_read_reaches_the_client() {
+    let body = vec![b'p'; 1 << 20];
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: example\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let mut bench = Bench::new(
+        1,
+        clean(),
+        settings("eject.failures=1 eject.cooloff=100 timeout.backend=2", 1),
+        vec![Behaviour::AnswerBeforeBodyThenStall { status: 501 }],
+    );
+    bench.client(request, Duration::ZERO, 30 * SECOND);
+    bench.run(60 * SECOND);
+    let result = bench.result(0);
+    let text = String::from_utf8_lossy(&result.received);
+    assert!(
+        text.starts_with("HTTP/1.1 501 "),
+        "the client got {:?}",
+        &text[..text.len().min(200)]
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nnope"), "{text}");
+    // The rest of the body was read and discarded before the close: no reset under the answer.
+    assert_eq!(result.ending, Ending::Closed);
+    assert_eq!(
+        bench.shared.health.history(0),
+        (0, 0),
+        "the backend was charged"
+    );
+    assert_eq!(total(&bench, "backend_failures"), 0);
+}
+
 #[test]
 fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     for behaviour in [

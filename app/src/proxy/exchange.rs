@@ -641,9 +641,19 @@ async fn relay(
         Err(CopyError::Source) => return Attempt::ClientFailed,
         Err(CopyError::SourceTimedOut) => return Attempt::BodyTimedOut,
         Err(CopyError::Destination | CopyError::DestinationTimedOut) => {
-            return Attempt::BackendFailed {
-                error: ProxyError::BadGateway,
-                response_started: !upstream.buffered().is_empty(),
+            // A backend may answer before it has read the body (a stock `python3 -m
+            // http.server` answers POST 501 and closes; Linux turns that close, with the body
+            // unread, into a reset): the answer is the backend's, and the failed write says
+            // nothing more. nginx likewise relays a response that came while it was still
+            // sending the body.
+            return match read_early_response_head(worker, upstream, head.is_head()).await {
+                Some(response) => {
+                    relay_early_response(worker, client, upstream, head, &response, record).await
+                }
+                None => Attempt::BackendFailed {
+                    error: ProxyError::BadGateway,
+                    response_started: !upstream.buffered().is_empty(),
+                },
             };
         }
         Err(CopyError::Malformed) => return Attempt::BodyRefused(ProxyError::BadRequest),
@@ -698,7 +708,9 @@ async fn relay(
         upstream,
         head,
         &response,
-        pooling && !upgrade,
+        Persistence::AsAllowed {
+            pooling: pooling && !upgrade,
+        },
         record,
     )
     .await
@@ -736,6 +748,94 @@ async fn read_response_head(
     }
 }
 
+/// How long a backend whose connection failed while it was being sent the request body is
+/// given to complete the response head it may have begun: what it sent before the failure
+/// is normally already buffered, so this only bounds a head still on its way.
+const EARLY_RESPONSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A complete final response head the backend sent before the request body was all written,
+/// if it is there (or arrives within `EARLY_RESPONSE_WAIT`); `None` otherwise.
+async fn read_early_response_head(
+    worker: &Worker,
+    upstream: &mut BufferedStream,
+    request_was_head: bool,
+) -> Option<ResponseHead> {
+    let settings = worker.settings();
+    let handle = worker.handle();
+    let deadline = handle.now() + EARLY_RESPONSE_WAIT.min(settings.timeouts.backend);
+
+    loop {
+        if !upstream.buffered().is_empty() {
+            match response::parse(
+                upstream.buffered(),
+                settings.limits.response_header_bytes,
+                request_was_head,
+            ) {
+                Ok(Some((response, length))) => {
+                    upstream.consume(length);
+                    // An interim response says the backend wants the body after all.
+                    return (response.status >= 200).then_some(response);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        let wait = deadline.saturating_since(handle.now());
+        if wait.is_zero() {
+            return None;
+        }
+        match upstream.fill(handle, wait).await {
+            Ok(count) if count > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Relays a response that came before the request body was all sent: the client is told
+/// `Connection: close`, the backend connection is not reused, and the rest of the client's
+/// body is read and discarded (a lingering close, as after the proxy's own refusals) so that
+/// closing does not reset the connection under the answer.
+async fn relay_early_response(
+    worker: &Worker,
+    client: &mut BufferedStream,
+    upstream: &mut BufferedStream,
+    request: &RequestHead,
+    response: &ResponseHead,
+    record: &RequestRecord,
+) -> Attempt {
+    worker.statistics().early_responses.increment();
+    match relay_response(
+        worker,
+        client,
+        upstream,
+        request,
+        response,
+        Persistence::Neither,
+        record,
+    )
+    .await
+    {
+        Attempt::Relayed { status, .. } => {
+            client.linger(worker.handle()).await;
+            Attempt::Relayed {
+                next: Next::Close,
+                reusable: false,
+                status,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Which connections may carry another message after a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persistence {
+    /// Each as its fields allow; the backend's goes to the pool only when `pooling`.
+    AsAllowed { pooling: bool },
+    /// Neither: the response came before the request was all sent.
+    Neither,
+}
+
 /// Sends the final response head and body to the client, re-framed for it.
 async fn relay_response(
     worker: &Worker,
@@ -743,9 +843,10 @@ async fn relay_response(
     upstream: &mut BufferedStream,
     request: &RequestHead,
     response: &ResponseHead,
-    pooling: bool,
+    persistence: Persistence,
     record: &RequestRecord,
 ) -> Attempt {
+    let pooling = persistence == Persistence::AsAllowed { pooling: true };
     let settings = worker.settings();
     let handle = worker.handle();
     let timeouts = settings.timeouts;
@@ -779,6 +880,7 @@ async fn relay_response(
     // A drained core says `Connection: close` (RFC 9112 9.6) so the client does not send
     // another request on a connection about to close.
     let keep_client = request.wants_persistence()
+        && persistence != Persistence::Neither
         && client_framing != BodyFraming::UntilClose
         && !worker.core_draining();
     let option = match (keep_client, client_speaks_1_1) {

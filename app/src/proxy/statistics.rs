@@ -208,6 +208,8 @@ proxy_counters! {
             "Responses cut off because the backend closed, reset or stalled mid-body.",
         unframeable_responses: Counter unisock_proxy_unframeable_responses_total
             "502s for a response this client cannot be sent as framed (a transfer coding before chunked, to an HTTP/1.0 client); not charged to the backend.",
+        early_responses: Counter unisock_proxy_early_responses_total
+            "Responses a backend sent before it had taken the whole request body (the write of the body then failed), relayed with Connection: close and not charged to the backend.",
         client_aborts: Counter unisock_proxy_client_aborts_total
             "Client connections that ended mid-request: closed, reset, or timed out other than over a body (those are counted as body and send timeouts).",
         body_timeouts: Counter unisock_proxy_body_timeouts_total
