@@ -343,6 +343,21 @@ impl Bench {
         self.shared.statistics.write_report(&mut out).unwrap();
         out
     }
+
+    /// The value of exactly `field` in the report's `proxy core=total` line; panics when the
+    /// field is missing (so a renamed counter fails the test instead of passing it).
+    pub fn total(&self, field: &str) -> u64 {
+        let report = self.report();
+        let line = report
+            .lines()
+            .find(|line| line.starts_with("proxy core=total"))
+            .expect("a total line");
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
+            .parse()
+            .unwrap()
+    }
 }
 
 /// A response as the client received it.
