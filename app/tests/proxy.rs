@@ -949,6 +949,31 @@ fn a_body_cut_off_by_the_backend_is_never_presented_as_complete() {
     }
 }
 
+/// A response whose body stalls longer than `timeout.backend` (a slow stream, server-sent
+/// events) is cut off, but, like a backend that does not answer in time at all, that
+/// counts against the backend only when 504 is in `eject.statuses`: the URL may just be
+/// slow. Before, every mid-body stall was a failure, so a slow URL ejected backends.
+#[test]
+fn a_body_that_stalls_mid_way_counts_only_as_a_504_would() {
+    for (statuses, ejected) in [("", 0), ("eject.statuses=504", 1)] {
+        let bench = one_exchange(
+            &format!("eject.failures=1 eject.cooloff=100 timeout.backend=10 {statuses}"),
+            Behaviour::SlowChunks {
+                pieces: 3,
+                every: 15 * SECOND,
+            },
+            get("/events", ""),
+        );
+        assert_eq!(bench.result(0).ending, Ending::Reset, "{statuses}");
+        assert_eq!(total(&bench, "truncated_responses"), 1, "{statuses}");
+        assert_eq!(
+            bench.shared.health.history(0).1,
+            ejected,
+            "ejections with {statuses:?}"
+        );
+    }
+}
+
 /// The value of `field` in the report's total line.
 fn total(bench: &Bench, field: &str) -> u64 {
     bench.total(field)

@@ -232,8 +232,9 @@ enum Attempt {
     BodyTimedOut,
     /// The client stalled taking the response, or fell behind its minimum rate.
     SendTimedOut,
-    /// The response was cut off mid-body by the backend.
-    Truncated,
+    /// The response was cut off mid-body by the backend: it closed, reset or sent bad
+    /// framing, or (`stalled`) sent nothing for `timeout.backend`.
+    Truncated { stalled: bool },
     /// A well-formed response this client cannot be sent as it is framed (a transfer coding
     /// before chunked, to an HTTP/1.0 client): 502, not charged to the backend, since the
     /// client chose its HTTP version and the same response goes to an HTTP/1.1 client.
@@ -474,9 +475,13 @@ async fn exchange(
                 counters.send_timeouts.increment();
                 return Ok(Next::Abort);
             }
-            Attempt::Truncated => {
+            Attempt::Truncated { stalled } => {
                 upstream.abort();
-                record_backend_failure(worker, backend);
+                // A stall counts as a 504 before the head would: only when 504 is chosen,
+                // since a slow stream (server-sent events) is not a broken backend.
+                if !stalled || settings.pool.ejection.statuses.contains(504) {
+                    record_backend_failure(worker, backend);
+                }
                 counters.truncated_responses.increment();
                 return Ok(Next::Abort);
             }
@@ -918,13 +923,9 @@ async fn relay_response(
         }
         Err(CopyError::Destination) => return Attempt::ClientFailed,
         Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
-        Err(
-            CopyError::Source
-            | CopyError::SourceTimedOut
-            | CopyError::Malformed
-            | CopyError::TooLarge,
-        ) => {
-            return Attempt::Truncated;
+        Err(CopyError::SourceTimedOut) => return Attempt::Truncated { stalled: true },
+        Err(CopyError::Source | CopyError::Malformed | CopyError::TooLarge) => {
+            return Attempt::Truncated { stalled: false };
         }
     }
     Attempt::Relayed {
