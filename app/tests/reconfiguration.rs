@@ -343,3 +343,58 @@ fn turning_health_checks_off_brings_a_backend_they_took_down_back() {
     run_until(&mut network, Duration::from_secs(10), start);
     assert_eq!(*after.borrow(), Some(Outcome::Answered("backend-0".into())));
 }
+
+/// A health checker whose configuration was replaced while its probe was in flight must not
+/// publish that probe's verdict: here the probe (given 1 s against a backend that answers
+/// after 3 s) fails after `PUT /config` turned the checks off, and the backend stays up.
+/// Before, the retired checker looked at `is_retired` only before probing and took the
+/// backend down half a second after the checks were turned off.
+#[test]
+fn a_retired_health_checker_does_not_publish_its_last_probe() {
+    let mut network = Network::new(7, Impairments::clean(), 3);
+    let start = network.now;
+    let checked = health_file(
+        "health.probe = \"http:/health\"\nhealth.interval = 1\nhealth.timeout = 1\n\
+         health.fall = 1\n",
+    );
+    let board = ControlBoard::new(Configuration::from_file(&checked).unwrap(), 1, Vec::new());
+    {
+        let host = &network.hosts[PROXY];
+        CoreProxy::start(CoreProxyStart {
+            board: board.clone(),
+            place: WorkerPlace { index: 0, count: 1 },
+            tcp: host.tcp.clone(),
+            opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
+            handle: host.executor.handle(),
+            access_log: None,
+        })
+        .1
+        .unwrap();
+    }
+    {
+        let host = &mut network.hosts[2];
+        let listener = TcpListener::bind(
+            &host.tcp,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT),
+            1024,
+        )
+        .unwrap();
+        let handle = host.executor.handle();
+        host.executor.spawn(serve_backend(
+            listener,
+            handle,
+            "backend-0".into(),
+            Duration::from_secs(3),
+        ));
+    }
+    // The first probe runs from 1 s to 2 s; the checks are turned off at 1.5 s.
+    run_until(&mut network, Duration::from_millis(1500), start);
+    assert!(board.current().health[0].is_up(0));
+    board.publish(Configuration::from_file(&health_file("")).unwrap());
+    run_until(&mut network, Duration::from_secs(5), start);
+    assert!(
+        board.current().health[0].is_up(0),
+        "the retired checker took the backend down"
+    );
+    assert_eq!(board.current().health[0].history(0), (0, 0));
+}

@@ -291,7 +291,13 @@ pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
         if worker.is_retired() {
             return;
         }
-        let healthy = match probe(&worker, backend).await {
+        let result = probe(&worker, backend).await;
+        // A configuration published while the probe was in flight has its own checker (or
+        // none): this one's verdict is no longer the pool's to hear.
+        if worker.is_retired() {
+            return;
+        }
+        let healthy = match result {
             ProbeResult::Healthy => true,
             ProbeResult::Unhealthy => false,
             ProbeResult::Local => {
