@@ -225,7 +225,7 @@ proxy_counters! {
         local_probe_failures: Counter unisock_proxy_local_probe_failures_total
             "Health probes this core could not make for a reason of its own (connection table full, no free local port); they left the backend's health as it was.",
         ejections_capped: Counter unisock_proxy_ejections_capped_total
-            "Ejections not made because the pool's share of ejected backends (eject.max-percent) was reached.",
+            "Ejections held back because the pool's share of ejected backends (eject.max-percent) was reached: once per backend, until it is ejected, succeeds or a check brings it up.",
         last_resort_attempts: Counter unisock_proxy_last_resort_attempts_total
             "Attempts on a passively ejected backend because no backend was available.",
         request_body_bytes: Counter unisock_proxy_request_body_bytes_total
