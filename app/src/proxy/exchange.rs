@@ -893,8 +893,14 @@ async fn relay_response(
         (true, true) => ConnectionOption::Persistent,
         (true, false) => ConnectionOption::KeepAlive,
     };
-    let head_bytes =
-        forward::response_for_client(response, &settings.forwarding, client_framing, option, None);
+    let head_bytes = forward::response_for_client(
+        response,
+        &settings.forwarding,
+        client_framing,
+        option,
+        None,
+        &codings,
+    );
     // The client's time taking the response is paced (`timeout.send`, `timeout.send-rate`),
     // head included; the time the backend takes to produce it is not the client's.
     let mut client_pace = Pace::new(timeouts.client, timeouts.send, timeouts.send_rate);
@@ -1143,6 +1149,7 @@ async fn tunnel(
         BodyFraming::Empty,
         ConnectionOption::Upgrade,
         protocol.as_deref(),
+        &[],
     );
     if client
         .write_all(handle, settings.timeouts.client, &head)
