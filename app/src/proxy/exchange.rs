@@ -11,7 +11,7 @@ use unisock_kernel::socket::{SocketError, TcpStream};
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
-use super::health::{self, FailureOutcome};
+use super::health::FailureOutcome;
 use super::pace::Pace;
 use super::settings::HealthProbe;
 use super::statistics::{MeteredSide, ProxyCoreCounters, local_failure_index};
@@ -526,6 +526,30 @@ enum ConnectFailure {
     Local(SocketError),
 }
 
+/// Whether a socket error is the proxy's own: its core's connection table is full, no local
+/// port or address is free, or the stack refused the operation. Such an error says nothing
+/// about the backend, so it never counts against one, whether a connect here or a health
+/// probe (`health`) met it; the others (refused, reset, timed out, unreachable) are the
+/// backend's or its network's.
+pub(super) fn is_local(error: SocketError) -> bool {
+    match error {
+        SocketError::LimitReached
+        | SocketError::AddressNotAvailable
+        | SocketError::AddressInUse
+        | SocketError::ConnectionAborted
+        | SocketError::WouldBlock
+        | SocketError::InvalidHandle
+        | SocketError::InvalidOperation
+        | SocketError::InvalidArgument
+        | SocketError::Closed => true,
+        SocketError::ConnectionReset
+        | SocketError::ConnectionRefused
+        | SocketError::TimedOut
+        | SocketError::Unreachable
+        | SocketError::NotConnected => false,
+    }
+}
+
 /// A new connection to `backend`, from this core's stack: its local port comes from the
 /// core's Receive Flow Deliver allocator, so the replies land on this core.
 async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, ConnectFailure> {
@@ -546,7 +570,7 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Conn
             let meter = worker.meter(MeteredSide::Backend(backend));
             Ok(BufferedStream::new(stream).metered(meter))
         }
-        Ok(Err(error)) if health::is_local(error) => Err(ConnectFailure::Local(error)),
+        Ok(Err(error)) if is_local(error) => Err(ConnectFailure::Local(error)),
         Ok(Err(_)) => Err(ConnectFailure::Backend(ProxyError::BadGateway)),
         Err(_elapsed) => Err(ConnectFailure::Backend(ProxyError::GatewayTimeout)),
     }

@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Mutex;
-use unisock_kernel::socket::{SocketError, TcpStream};
+use unisock_kernel::socket::TcpStream;
 use unisock_kernel::time::Instant;
 
+use super::exchange::is_local;
 use super::settings::{Ejection, HealthProbe};
 use super::stream::BufferedStream;
 use super::worker::Worker;
@@ -479,29 +480,6 @@ async fn probe(worker: &Worker, backend: usize) -> ProbeResult {
                 return ProbeResult::Unhealthy;
             }
         }
-    }
-}
-
-/// Whether a socket error is the proxy's own: its core's connection table is full, no local
-/// port or address is free, or the stack refused the operation. Such an error says nothing
-/// about the backend, so it never counts against one (the others, refused, reset, timed out,
-/// unreachable, are the backend's or its network's).
-pub fn is_local(error: SocketError) -> bool {
-    match error {
-        SocketError::LimitReached
-        | SocketError::AddressNotAvailable
-        | SocketError::AddressInUse
-        | SocketError::ConnectionAborted
-        | SocketError::WouldBlock
-        | SocketError::InvalidHandle
-        | SocketError::InvalidOperation
-        | SocketError::InvalidArgument
-        | SocketError::Closed => true,
-        SocketError::ConnectionReset
-        | SocketError::ConnectionRefused
-        | SocketError::TimedOut
-        | SocketError::Unreachable
-        | SocketError::NotConnected => false,
     }
 }
 
