@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use unisock_app::admin::joined_pairs;
@@ -93,6 +94,39 @@ async fn serve_backend(listener: TcpListener, handle: Handle, name: String, dela
     }
 }
 
+/// The proxy's core 0 on the proxy host, following `board`.
+fn start_proxy(network: &mut Network, board: &Arc<ControlBoard>) {
+    let host = &network.hosts[PROXY];
+    CoreProxy::start(CoreProxyStart {
+        board: board.clone(),
+        place: WorkerPlace { index: 0, count: 1 },
+        tcp: host.tcp.clone(),
+        opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
+        handle: host.executor.handle(),
+        access_log: None,
+    })
+    .1
+    .unwrap();
+}
+
+/// Backend `index` (`backend-<index>`, on host 2 + `index`), answering after `delay`.
+fn start_backend(network: &mut Network, index: usize, delay: Duration) {
+    let host = &mut network.hosts[2 + index];
+    let listener = TcpListener::bind(
+        &host.tcp,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT),
+        1024,
+    )
+    .unwrap();
+    let handle = host.executor.handle();
+    host.executor.spawn(serve_backend(
+        listener,
+        handle,
+        format!("backend-{index}"),
+        delay,
+    ));
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
@@ -168,35 +202,9 @@ fn requests_across_reconfigurations_are_all_answered() {
     let start = network.now;
     let first = Configuration::from_file(&first_file()).unwrap();
     let board = ControlBoard::new(first, 1, Vec::new());
-    {
-        let host = &network.hosts[PROXY];
-        let table = GlobalListenTable::new();
-        CoreProxy::start(CoreProxyStart {
-            board: board.clone(),
-            place: WorkerPlace { index: 0, count: 1 },
-            tcp: host.tcp.clone(),
-            opener: PortOpener::new(host.tcp.clone(), CoreId(0), table),
-            handle: host.executor.handle(),
-            access_log: None,
-        })
-        .1
-        .unwrap();
-    }
+    start_proxy(&mut network, &board);
     for index in 0..3 {
-        let host = &mut network.hosts[2 + index];
-        let listener = TcpListener::bind(
-            &host.tcp,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT),
-            1024,
-        )
-        .unwrap();
-        let handle = host.executor.handle();
-        host.executor.spawn(serve_backend(
-            listener,
-            handle,
-            format!("backend-{index}"),
-            Duration::from_millis(30),
-        ));
+        start_backend(&mut network, index, Duration::from_millis(30));
     }
     // Requests every 3 ms from 0 to 9 s on port 80, and from 3.5 s to 6 s on port 81.
     let mut on_80 = Vec::new();
@@ -300,35 +308,8 @@ fn turning_health_checks_off_brings_a_backend_they_took_down_back() {
          health.fall = 1\n",
     );
     let board = ControlBoard::new(Configuration::from_file(&checked).unwrap(), 1, Vec::new());
-    {
-        let host = &network.hosts[PROXY];
-        CoreProxy::start(CoreProxyStart {
-            board: board.clone(),
-            place: WorkerPlace { index: 0, count: 1 },
-            tcp: host.tcp.clone(),
-            opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
-            handle: host.executor.handle(),
-            access_log: None,
-        })
-        .1
-        .unwrap();
-    }
-    {
-        let host = &mut network.hosts[2];
-        let listener = TcpListener::bind(
-            &host.tcp,
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, BACKEND_PORT),
-            1024,
-        )
-        .unwrap();
-        let handle = host.executor.handle();
-        host.executor.spawn(serve_backend(
-            listener,
-            handle,
-            "backend-0".into(),
-            Duration::from_millis(300),
-        ));
-    }
+    start_proxy(&mut network, &board);
+    start_backend(&mut network, 0, Duration::from_millis(300));
     let while_down = Rc::new(RefCell::new(None));
     client(&mut network, 80, Duration::from_secs(2), while_down.clone());
     let after = Rc::new(RefCell::new(None));
@@ -342,4 +323,32 @@ fn turning_health_checks_off_brings_a_backend_they_took_down_back() {
     board.publish(Configuration::from_file(&health_file("")).unwrap());
     run_until(&mut network, Duration::from_secs(10), start);
     assert_eq!(*after.borrow(), Some(Outcome::Answered("backend-0".into())));
+}
+
+/// A health checker whose configuration was replaced while its probe was in flight must not
+/// publish that probe's verdict: here the probe (given 1 s against a backend that answers
+/// after 3 s) fails after `PUT /config` turned the checks off, and the backend stays up.
+/// Before, the retired checker looked at `is_retired` only before probing and took the
+/// backend down half a second after the checks were turned off.
+#[test]
+fn a_retired_health_checker_does_not_publish_its_last_probe() {
+    let mut network = Network::new(7, Impairments::clean(), 3);
+    let start = network.now;
+    let checked = health_file(
+        "health.probe = \"http:/health\"\nhealth.interval = 1\nhealth.timeout = 1\n\
+         health.fall = 1\n",
+    );
+    let board = ControlBoard::new(Configuration::from_file(&checked).unwrap(), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    start_backend(&mut network, 0, Duration::from_secs(3));
+    // The first probe runs from 1 s to 2 s; the checks are turned off at 1.5 s.
+    run_until(&mut network, Duration::from_millis(1500), start);
+    assert!(board.current().health[0].is_up(0));
+    board.publish(Configuration::from_file(&health_file("")).unwrap());
+    run_until(&mut network, Duration::from_secs(5), start);
+    assert!(
+        board.current().health[0].is_up(0),
+        "the retired checker took the backend down"
+    );
+    assert_eq!(board.current().health[0].history(0), (0, 0));
 }

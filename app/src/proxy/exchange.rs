@@ -11,7 +11,7 @@ use unisock_kernel::socket::{SocketError, TcpStream};
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::forward::{self, ConnectionOption};
-use super::health::{self, FailureOutcome};
+use super::health::FailureOutcome;
 use super::pace::Pace;
 use super::settings::HealthProbe;
 use super::statistics::{MeteredSide, ProxyCoreCounters, local_failure_index};
@@ -232,8 +232,13 @@ enum Attempt {
     BodyTimedOut,
     /// The client stalled taking the response, or fell behind its minimum rate.
     SendTimedOut,
-    /// The response was cut off mid-body by the backend.
-    Truncated,
+    /// The response was cut off mid-body by the backend: it closed, reset or sent bad
+    /// framing, or (`stalled`) sent nothing for `timeout.backend`.
+    Truncated { stalled: bool },
+    /// A well-formed response this client cannot be sent as it is framed (a transfer coding
+    /// before chunked, to an HTTP/1.0 client): 502, not charged to the backend, since the
+    /// client chose its HTTP version and the same response goes to an HTTP/1.1 client.
+    Unframeable,
     /// The request body is refused (too large, bad chunked framing) before any response.
     BodyRefused(ProxyError),
 }
@@ -470,11 +475,21 @@ async fn exchange(
                 counters.send_timeouts.increment();
                 return Ok(Next::Abort);
             }
-            Attempt::Truncated => {
+            Attempt::Truncated { stalled } => {
                 upstream.abort();
-                record_backend_failure(worker, backend);
+                // A stall counts as a 504 before the head would: only when 504 is chosen,
+                // since a slow stream (server-sent events) is not a broken backend.
+                if !stalled || settings.pool.ejection.statuses.contains(504) {
+                    record_backend_failure(worker, backend);
+                }
                 counters.truncated_responses.increment();
                 return Ok(Next::Abort);
+            }
+            Attempt::Unframeable => {
+                // The body was not read: the connection cannot carry another request.
+                upstream.abort();
+                counters.unframeable_responses.increment();
+                return Err(ProxyError::BadGateway);
             }
             Attempt::BodyRefused(error) => {
                 upstream.abort();
@@ -511,6 +526,30 @@ enum ConnectFailure {
     Local(SocketError),
 }
 
+/// Whether a socket error is the proxy's own: its core's connection table is full, no local
+/// port or address is free, or the stack refused the operation. Such an error says nothing
+/// about the backend, so it never counts against one, whether a connect here or a health
+/// probe (`health`) met it; the others (refused, reset, timed out, unreachable) are the
+/// backend's or its network's.
+pub(super) fn is_local(error: SocketError) -> bool {
+    match error {
+        SocketError::LimitReached
+        | SocketError::AddressNotAvailable
+        | SocketError::AddressInUse
+        | SocketError::ConnectionAborted
+        | SocketError::WouldBlock
+        | SocketError::InvalidHandle
+        | SocketError::InvalidOperation
+        | SocketError::InvalidArgument
+        | SocketError::Closed => true,
+        SocketError::ConnectionReset
+        | SocketError::ConnectionRefused
+        | SocketError::TimedOut
+        | SocketError::Unreachable
+        | SocketError::NotConnected => false,
+    }
+}
+
 /// A new connection to `backend`, from this core's stack: its local port comes from the
 /// core's Receive Flow Deliver allocator, so the replies land on this core.
 async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, ConnectFailure> {
@@ -531,7 +570,7 @@ async fn connect(worker: &Worker, backend: usize) -> Result<BufferedStream, Conn
             let meter = worker.meter(MeteredSide::Backend(backend));
             Ok(BufferedStream::new(stream).metered(meter))
         }
-        Ok(Err(error)) if health::is_local(error) => Err(ConnectFailure::Local(error)),
+        Ok(Err(error)) if is_local(error) => Err(ConnectFailure::Local(error)),
         Ok(Err(_)) => Err(ConnectFailure::Backend(ProxyError::BadGateway)),
         Err(_elapsed) => Err(ConnectFailure::Backend(ProxyError::GatewayTimeout)),
     }
@@ -631,9 +670,19 @@ async fn relay(
         Err(CopyError::Source) => return Attempt::ClientFailed,
         Err(CopyError::SourceTimedOut) => return Attempt::BodyTimedOut,
         Err(CopyError::Destination | CopyError::DestinationTimedOut) => {
-            return Attempt::BackendFailed {
-                error: ProxyError::BadGateway,
-                response_started: !upstream.buffered().is_empty(),
+            // A backend may answer before it has read the body (a stock `python3 -m
+            // http.server` answers POST 501 and closes; Linux turns that close, with the body
+            // unread, into a reset): the answer is the backend's, and the failed write says
+            // nothing more. nginx likewise relays a response that came while it was still
+            // sending the body.
+            return match read_early_response_head(worker, upstream, head.is_head()).await {
+                Some(response) => {
+                    relay_early_response(worker, client, upstream, head, &response, record).await
+                }
+                None => Attempt::BackendFailed {
+                    error: ProxyError::BadGateway,
+                    response_started: !upstream.buffered().is_empty(),
+                },
             };
         }
         Err(CopyError::Malformed) => return Attempt::BodyRefused(ProxyError::BadRequest),
@@ -688,7 +737,9 @@ async fn relay(
         upstream,
         head,
         &response,
-        pooling && !upgrade,
+        Persistence::AsAllowed {
+            pooling: pooling && !upgrade,
+        },
         record,
     )
     .await
@@ -726,6 +777,94 @@ async fn read_response_head(
     }
 }
 
+/// How long a backend whose connection failed while it was being sent the request body is
+/// given to complete the response head it may have begun: what it sent before the failure
+/// is normally already buffered, so this only bounds a head still on its way.
+const EARLY_RESPONSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A complete final response head the backend sent before the request body was all written,
+/// if it is there (or arrives within `EARLY_RESPONSE_WAIT`); `None` otherwise.
+async fn read_early_response_head(
+    worker: &Worker,
+    upstream: &mut BufferedStream,
+    request_was_head: bool,
+) -> Option<ResponseHead> {
+    let settings = worker.settings();
+    let handle = worker.handle();
+    let deadline = handle.now() + EARLY_RESPONSE_WAIT.min(settings.timeouts.backend);
+
+    loop {
+        if !upstream.buffered().is_empty() {
+            match response::parse(
+                upstream.buffered(),
+                settings.limits.response_header_bytes,
+                request_was_head,
+            ) {
+                Ok(Some((response, length))) => {
+                    upstream.consume(length);
+                    // An interim response says the backend wants the body after all.
+                    return (response.status >= 200).then_some(response);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        let wait = deadline.saturating_since(handle.now());
+        if wait.is_zero() {
+            return None;
+        }
+        match upstream.fill(handle, wait).await {
+            Ok(count) if count > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Relays a response that came before the request body was all sent: the client is told
+/// `Connection: close`, the backend connection is not reused, and the rest of the client's
+/// body is read and discarded (a lingering close, as after the proxy's own refusals) so that
+/// closing does not reset the connection under the answer.
+async fn relay_early_response(
+    worker: &Worker,
+    client: &mut BufferedStream,
+    upstream: &mut BufferedStream,
+    request: &RequestHead,
+    response: &ResponseHead,
+    record: &RequestRecord,
+) -> Attempt {
+    worker.statistics().early_responses.increment();
+    match relay_response(
+        worker,
+        client,
+        upstream,
+        request,
+        response,
+        Persistence::Neither,
+        record,
+    )
+    .await
+    {
+        Attempt::Relayed { status, .. } => {
+            client.linger(worker.handle()).await;
+            Attempt::Relayed {
+                next: Next::Close,
+                reusable: false,
+                status,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Which connections may carry another message after a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Persistence {
+    /// Each as its fields allow; the backend's goes to the pool only when `pooling`.
+    AsAllowed { pooling: bool },
+    /// Neither: the response came before the request was all sent.
+    Neither,
+}
+
 /// Sends the final response head and body to the client, re-framed for it.
 async fn relay_response(
     worker: &Worker,
@@ -733,9 +872,10 @@ async fn relay_response(
     upstream: &mut BufferedStream,
     request: &RequestHead,
     response: &ResponseHead,
-    pooling: bool,
+    persistence: Persistence,
     record: &RequestRecord,
 ) -> Attempt {
+    let pooling = persistence == Persistence::AsAllowed { pooling: true };
     let settings = worker.settings();
     let handle = worker.handle();
     let timeouts = settings.timeouts;
@@ -745,14 +885,19 @@ async fn relay_response(
     // nginx refuses every such response with a 502 ("upstream sent unknown
     // Transfer-Encoding"); HAProxy frames a message as chunked whenever chunked is its last
     // coding. We pass `gzip, chunked` on to HTTP/1.1 clients and refuse only what cannot be.
+    // Chunked before another coding (`chunked, gzip`) is broken framing whoever asks (RFC
+    // 9112 6.1: chunked is applied once and, when the sender does not close, last): the
+    // backend's fault. A coding an HTTP/1.0 client cannot be sent depends on the client's
+    // version, which the client chooses, so it is never charged to the backend.
     let codings = response.transfer_codings();
-    if !codings.is_empty()
-        && (!client_speaks_1_1 || codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")))
-    {
+    if codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")) {
         return Attempt::BackendFailed {
             error: ProxyError::BadGateway,
             response_started: true,
         };
+    }
+    if !codings.is_empty() && !client_speaks_1_1 {
+        return Attempt::Unframeable;
     }
     // A body of unknown length goes to an HTTP/1.1 client chunked, so its connection can
     // stay open; an HTTP/1.0 client reads it until we close.
@@ -764,6 +909,7 @@ async fn relay_response(
     // A drained core says `Connection: close` (RFC 9112 9.6) so the client does not send
     // another request on a connection about to close.
     let keep_client = request.wants_persistence()
+        && persistence != Persistence::Neither
         && client_framing != BodyFraming::UntilClose
         && !worker.core_draining();
     let option = match (keep_client, client_speaks_1_1) {
@@ -771,8 +917,14 @@ async fn relay_response(
         (true, true) => ConnectionOption::Persistent,
         (true, false) => ConnectionOption::KeepAlive,
     };
-    let head_bytes =
-        forward::response_for_client(response, &settings.forwarding, client_framing, option, None);
+    let head_bytes = forward::response_for_client(
+        response,
+        &settings.forwarding,
+        client_framing,
+        option,
+        None,
+        &codings,
+    );
     // The client's time taking the response is paced (`timeout.send`, `timeout.send-rate`),
     // head included; the time the backend takes to produce it is not the client's.
     let mut client_pace = Pace::new(timeouts.client, timeouts.send, timeouts.send_rate);
@@ -801,13 +953,9 @@ async fn relay_response(
         }
         Err(CopyError::Destination) => return Attempt::ClientFailed,
         Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
-        Err(
-            CopyError::Source
-            | CopyError::SourceTimedOut
-            | CopyError::Malformed
-            | CopyError::TooLarge,
-        ) => {
-            return Attempt::Truncated;
+        Err(CopyError::SourceTimedOut) => return Attempt::Truncated { stalled: true },
+        Err(CopyError::Source | CopyError::Malformed | CopyError::TooLarge) => {
+            return Attempt::Truncated { stalled: false };
         }
     }
     Attempt::Relayed {
@@ -1025,6 +1173,7 @@ async fn tunnel(
         BodyFraming::Empty,
         ConnectionOption::Upgrade,
         protocol.as_deref(),
+        &[],
     );
     if client
         .write_all(handle, settings.timeouts.client, &head)

@@ -159,13 +159,16 @@ pub fn request_for_backend(
 /// The response head for the client: HTTP/1.1 status line (RFC 9110 6.2: we speak 1.1
 /// whatever the backend spoke), end-to-end fields, our framing and connection option.
 /// `length_of_bodiless` carries the backend's `Content-Length` through for HEAD and 304,
-/// whose length describes the body a GET would have had (RFC 9110 8.6).
+/// whose length describes the body a GET would have had (RFC 9110 8.6). `codings` is
+/// `head.transfer_codings()`, which the caller has already computed to decide the framing
+/// (it is built once per response, on the fast path).
 pub fn response_for_client(
     head: &ResponseHead,
     forwarding: &ForwardingHeaders,
     framing: BodyFraming,
     connection: ConnectionOption,
     upgrade: Option<&[u8]>,
+    codings: &[&[u8]],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -186,7 +189,6 @@ pub fn response_for_client(
             &via_value(head.minor_version),
         );
     }
-    let codings = head.transfer_codings();
     match framing {
         BodyFraming::Empty if head.status >= 200 && head.status != 204 => {
             if let Ok(Some(length)) = fields::content_length(&head.headers) {
@@ -312,6 +314,7 @@ mod tests {
             BodyFraming::Chunked,
             ConnectionOption::Persistent,
             None,
+            &head.transfer_codings(),
         );
         assert_eq!(
             text(&out),
@@ -328,6 +331,7 @@ mod tests {
             BodyFraming::Empty,
             ConnectionOption::Close,
             None,
+            &head_response.transfer_codings(),
         );
         assert!(
             text(&out).contains("Content-Length: 42\r\n"),

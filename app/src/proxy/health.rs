@@ -3,12 +3,13 @@
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Mutex;
-use unisock_kernel::socket::{SocketError, TcpStream};
+use unisock_kernel::socket::TcpStream;
 use unisock_kernel::time::Instant;
 
+use super::exchange::is_local;
 use super::settings::{Ejection, HealthProbe};
 use super::stream::BufferedStream;
 use super::worker::Worker;
@@ -33,6 +34,9 @@ struct BackendHealth {
     consecutive_failures: AtomicU32,
     transitions: AtomicU64,
     ejections: AtomicU64,
+    /// An ejection this backend reached was held back by the pool's share, and counted once;
+    /// cleared when it is ejected, succeeds, or a check brings it up.
+    held_back: AtomicBool,
     /// Taken out by the operator (`POST /backends/<pool>/<address>/drain`): no new requests
     /// until enabled again; requests in progress finish.
     drained: AtomicBool,
@@ -57,16 +61,33 @@ pub enum FailureOutcome {
     /// The backend is out for the cool-off.
     Ejected,
     /// Enough failures to eject, but the pool's share of ejected backends is reached: the
-    /// backend stays in (Envoy's `max_ejection_percent`).
+    /// backend stays in (Envoy's `max_ejection_percent`). Returned once per ejection held
+    /// back, so that counting it counts distinct ejections, not failures.
     EjectionCapped,
+    /// Still held back, already reported as `EjectionCapped`.
+    StillCapped,
+    /// Already out (a last resort that failed, or two cores at the threshold at once): its
+    /// cool-off runs again from this failure, and it is not a new ejection.
+    StillEjected,
 }
 
 pub struct HealthBoard {
     backends: Vec<BackendHealth>,
     /// Held while an ejection is decided, so that cores failing at the same instant cannot
-    /// together take out more than the pool's share. Taken only when a backend reaches its
-    /// failure threshold, never on the request path.
+    /// together take out more than the pool's share. Taken when a backend reaches its failure
+    /// threshold (on the request path of the request that failed), except when the last
+    /// count below still says the share is full: a capped backend's further failures, which
+    /// may come with every request, only read that count.
     ejecting: Mutex<()>,
+    /// How many backends were out at the last decision under `ejecting` (written only under
+    /// it), ...
+    ejected_at_last_count: AtomicUsize,
+    /// ... and until when that count holds (nanoseconds: the earliest end of a cool-off it
+    /// counted; 0 once a check changed a backend held down by ejection), ...
+    last_count_holds_until: AtomicU64,
+    /// ... and whether it was made with active checks on (which count backends held down by
+    /// ejection after their cool-off).
+    last_count_with_checks: AtomicBool,
 }
 
 impl HealthBoard {
@@ -81,6 +102,49 @@ impl HealthBoard {
                 })
                 .collect(),
             ejecting: Mutex::new(()),
+            ejected_at_last_count: AtomicUsize::new(0),
+            last_count_holds_until: AtomicU64::new(0),
+            last_count_with_checks: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the last count under `ejecting` still says that `allowed` backends are out.
+    fn share_full_by_last_count(&self, now: Instant, checks_on: bool, allowed: usize) -> bool {
+        self.ejected_at_last_count.load(Ordering::Relaxed) >= allowed
+            && now.as_nanos() < self.last_count_holds_until.load(Ordering::Relaxed)
+            && self.last_count_with_checks.load(Ordering::Relaxed) == checks_on
+    }
+
+    /// Counts the backends out now and remembers the count and how long it holds; called
+    /// with `ejecting` held.
+    fn count_ejected(&self, now: Instant, checks_on: bool) -> usize {
+        let mut count = 0;
+        let mut holds_until = u64::MAX;
+        for health in &self.backends {
+            if health.is_ejected(now, checks_on) {
+                count += 1;
+                let until = health.ejected_until.load(Ordering::Relaxed);
+                // Held down by ejection after its cool-off: it stays counted until a check
+                // decides, and `set_up`/`confirm_down` then void the count.
+                if until > now.as_nanos() {
+                    holds_until = holds_until.min(until);
+                }
+            }
+        }
+        self.ejected_at_last_count.store(count, Ordering::Relaxed);
+        self.last_count_holds_until
+            .store(holds_until, Ordering::Relaxed);
+        self.last_count_with_checks
+            .store(checks_on, Ordering::Relaxed);
+        count
+    }
+
+    /// A backend's ejection is held back by the share: reported once.
+    fn hold_back(health: &BackendHealth) -> FailureOutcome {
+        if health.held_back.swap(true, Ordering::Relaxed) {
+            FailureOutcome::StillCapped
+        } else {
+            FailureOutcome::EjectionCapped
         }
     }
 
@@ -178,11 +242,15 @@ impl HealthBoard {
     /// now the check's, no longer the ejection's.
     pub fn set_up(&self, backend: usize, up: bool) {
         if let Some(health) = self.backends.get(backend) {
-            health.down_by_ejection.store(false, Ordering::Relaxed);
+            if health.down_by_ejection.swap(false, Ordering::Relaxed) {
+                // It may no longer count as ejected: the next decision counts again.
+                self.last_count_holds_until.store(0, Ordering::Relaxed);
+            }
             if health.up.swap(up, Ordering::Relaxed) != up {
                 health.transitions.fetch_add(1, Ordering::Relaxed);
                 if up {
                     health.consecutive_failures.store(0, Ordering::Relaxed);
+                    health.held_back.store(false, Ordering::Relaxed);
                 }
             }
         }
@@ -194,6 +262,7 @@ impl HealthBoard {
             && health.down_by_ejection.load(Ordering::Relaxed)
         {
             health.down_by_ejection.store(false, Ordering::Relaxed);
+            self.last_count_holds_until.store(0, Ordering::Relaxed);
         }
     }
 
@@ -218,22 +287,36 @@ impl HealthBoard {
         }
         // Envoy's rule: `max_ejection_percent` of the pool, rounded down, but always at least
         // one backend. A backend already out (tried as a last resort) takes no more room.
-        let _deciding = self.ejecting.lock();
         let allowed = (self.backends.len() * ejection.max_percent as usize / 100).max(1);
-        if !health.is_ejected(now, checks_on) && self.ejected_count(now, checks_on) >= allowed {
+        if !health.is_ejected(now, checks_on)
+            && self.share_full_by_last_count(now, checks_on, allowed)
+        {
             // The count stays at the threshold: the next failure asks again.
-            return FailureOutcome::EjectionCapped;
+            return Self::hold_back(health);
         }
-        health.consecutive_failures.store(0, Ordering::Relaxed);
+        let _deciding = self.ejecting.lock();
         let until = now
             .as_nanos()
             .saturating_add(ejection.cool_off.as_nanos() as u64);
+        if health.is_ejected(now, checks_on) {
+            // Out already: the failure confirms it, so the cool-off runs from now, but it is
+            // the same ejection.
+            health.consecutive_failures.store(0, Ordering::Relaxed);
+            health.ejected_until.fetch_max(until, Ordering::Relaxed);
+            return FailureOutcome::StillEjected;
+        }
+        if self.count_ejected(now, checks_on) >= allowed {
+            return Self::hold_back(health);
+        }
+        health.consecutive_failures.store(0, Ordering::Relaxed);
+        health.held_back.store(false, Ordering::Relaxed);
         health.ejected_until.store(until, Ordering::Relaxed);
         health.ejections.fetch_add(1, Ordering::Relaxed);
         if checks_on {
             self.set_up(backend, false);
             health.down_by_ejection.store(true, Ordering::Relaxed);
         }
+        self.count_ejected(now, checks_on);
         FailureOutcome::Ejected
     }
 
@@ -242,6 +325,7 @@ impl HealthBoard {
             && health.consecutive_failures.load(Ordering::Relaxed) != 0
         {
             health.consecutive_failures.store(0, Ordering::Relaxed);
+            health.held_back.store(false, Ordering::Relaxed);
         }
     }
 
@@ -291,7 +375,13 @@ pub async fn run_checks(worker: Rc<Worker>, backend: usize) {
         if worker.is_retired() {
             return;
         }
-        let healthy = match probe(&worker, backend).await {
+        let result = probe(&worker, backend).await;
+        // A configuration published while the probe was in flight has its own checker (or
+        // none): this one's verdict is no longer the pool's to hear.
+        if worker.is_retired() {
+            return;
+        }
+        let healthy = match result {
             ProbeResult::Healthy => true,
             ProbeResult::Unhealthy => false,
             ProbeResult::Local => {
@@ -390,29 +480,6 @@ async fn probe(worker: &Worker, backend: usize) -> ProbeResult {
                 return ProbeResult::Unhealthy;
             }
         }
-    }
-}
-
-/// Whether a socket error is the proxy's own: its core's connection table is full, no local
-/// port or address is free, or the stack refused the operation. Such an error says nothing
-/// about the backend, so it never counts against one (the others, refused, reset, timed out,
-/// unreachable, are the backend's or its network's).
-pub fn is_local(error: SocketError) -> bool {
-    match error {
-        SocketError::LimitReached
-        | SocketError::AddressNotAvailable
-        | SocketError::AddressInUse
-        | SocketError::ConnectionAborted
-        | SocketError::WouldBlock
-        | SocketError::InvalidHandle
-        | SocketError::InvalidOperation
-        | SocketError::InvalidArgument
-        | SocketError::Closed => true,
-        SocketError::ConnectionReset
-        | SocketError::ConnectionRefused
-        | SocketError::TimedOut
-        | SocketError::Unreachable
-        | SocketError::NotConnected => false,
     }
 }
 
@@ -546,6 +613,77 @@ mod tests {
         assert_eq!(board.last_resort(now, true, |_| false), Some(1));
         board.confirm_down(1);
         assert_eq!(board.last_resort(now, true, |_| false), None);
+    }
+
+    /// A backend already out that fails again (tried as a last resort, or two cores at the
+    /// threshold at once) is not ejected a second time: the ejection count stays, and its
+    /// cool-off runs from the latest failure. A capped ejection is counted once, not once
+    /// per failure while the share stays full.
+    #[test]
+    fn an_ejected_backend_is_not_ejected_again_and_a_capped_one_is_counted_once() {
+        let board = HealthBoard::new(2);
+        let ejection = eject_at_once();
+        let at = Instant::from_millis(1000);
+        assert_eq!(
+            board.record_failure(0, at, &ejection, false),
+            FailureOutcome::Ejected
+        );
+        let again = Instant::from_millis(5000);
+        assert_ne!(
+            board.record_failure(0, again, &ejection, false),
+            FailureOutcome::Ejected
+        );
+        assert_eq!(board.history(0), (0, 1), "ejected twice");
+        assert!(!board.is_available(0, Instant::from_millis(14_999), false));
+        assert!(board.is_available(0, Instant::from_millis(15_000), false));
+        let capped = (0..5)
+            .map(|_| board.record_failure(1, again, &ejection, false))
+            .filter(|outcome| *outcome == FailureOutcome::EjectionCapped)
+            .count();
+        assert_eq!(capped, 1, "one ejection held back, counted {capped} times");
+        // Once room frees, the held-back backend is ejected, and a later cap counts again.
+        let later = Instant::from_millis(15_000);
+        assert_eq!(
+            board.record_failure(1, later, &ejection, false),
+            FailureOutcome::Ejected
+        );
+        assert_eq!(
+            board.record_failure(0, later, &ejection, false),
+            FailureOutcome::EjectionCapped
+        );
+    }
+
+    /// While the share is full, a capped backend's failures do not take the `ejecting` lock
+    /// (which the request path would otherwise spin on): here the lock is held by the test,
+    /// and the failure still completes.
+    #[test]
+    fn a_capped_failure_does_not_take_the_ejection_lock() {
+        extern crate std;
+        use std::sync::{Arc, mpsc};
+        let board = Arc::new(HealthBoard::new(2));
+        let ejection = eject_at_once();
+        let at = Instant::from_millis(1000);
+        board.record_failure(0, at, &ejection, false);
+        assert_eq!(
+            board.record_failure(1, at, &ejection, false),
+            FailureOutcome::EjectionCapped
+        );
+        let held = board.ejecting.lock();
+        let (done, finished) = mpsc::channel();
+        let failing = board.clone();
+        let worker = std::thread::spawn(move || {
+            let outcome = failing.record_failure(1, at, &ejection, false);
+            let _ = done.send(outcome);
+        });
+        // Generous: the failure is a few atomic operations; only a wait on the lock (for ever,
+        // while it is held) misses this.
+        let outcome = finished.recv_timeout(std::time::Duration::from_secs(30));
+        drop(held);
+        worker.join().unwrap();
+        assert!(
+            outcome.is_ok(),
+            "a capped failure waited for the ejection lock"
+        );
     }
 
     #[test]

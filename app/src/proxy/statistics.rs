@@ -193,7 +193,7 @@ proxy_counters! {
         request_head_parses: Counter unisock_proxy_request_head_parses_total
             "Request heads parsed: one per head, however it was split into reads (the end of a head is found before it is parsed).",
         backend_failures: Counter unisock_proxy_backend_failures_total
-            "502s: a backend refused, reset, or answered something that is not HTTP.",
+            "502s charged to a backend: it refused, reset, closed before a complete response head, or answered something that is not HTTP or a body framed so that no client can be sent it (chunked before another coding).",
         no_backend: Counter unisock_proxy_no_backend_total
             "503s: no backend was available.",
         backend_timeouts: Counter unisock_proxy_backend_timeouts_total
@@ -206,6 +206,10 @@ proxy_counters! {
             "Attempts on another backend (or a new connection) after a failure.",
         truncated_responses: Counter unisock_proxy_truncated_responses_total
             "Responses cut off because the backend closed, reset or stalled mid-body.",
+        unframeable_responses: Counter unisock_proxy_unframeable_responses_total
+            "502s for a response this client cannot be sent as framed (a transfer coding before chunked, to an HTTP/1.0 client); not charged to the backend.",
+        early_responses: Counter unisock_proxy_early_responses_total
+            "Responses a backend sent before it had taken the whole request body (the write of the body then failed), relayed with Connection: close and not charged to the backend.",
         client_aborts: Counter unisock_proxy_client_aborts_total
             "Client connections that ended mid-request: closed, reset, or timed out other than over a body (those are counted as body and send timeouts).",
         body_timeouts: Counter unisock_proxy_body_timeouts_total
@@ -221,7 +225,7 @@ proxy_counters! {
         local_probe_failures: Counter unisock_proxy_local_probe_failures_total
             "Health probes this core could not make for a reason of its own (connection table full, no free local port); they left the backend's health as it was.",
         ejections_capped: Counter unisock_proxy_ejections_capped_total
-            "Ejections not made because the pool's share of ejected backends (eject.max-percent) was reached.",
+            "Ejections held back because the pool's share of ejected backends (eject.max-percent) was reached: once per backend, until it is ejected, succeeds or a check brings it up.",
         last_resort_attempts: Counter unisock_proxy_last_resort_attempts_total
             "Attempts on a passively ejected backend because no backend was available.",
         request_body_bytes: Counter unisock_proxy_request_body_bytes_total

@@ -200,6 +200,14 @@ impl BufferedStream {
     /// So the answer is followed by a FIN, and the rest of the request is read and
     /// discarded until the peer closes too, for at most `LINGER` (nginx's lingering close).
     pub async fn close_lingering(mut self, handle: &Handle) {
+        self.linger(handle).await;
+        self.close()
+    }
+
+    /// The first half of `close_lingering`, for a caller that does not own the stream: sends
+    /// the FIN and reads and discards the rest of the peer's request, for at most `LINGER`,
+    /// so that the `close` that follows finds nothing unread.
+    pub async fn linger(&mut self, handle: &Handle) {
         if self.stream.shutdown(Shutdown::Write).is_ok() {
             self.discard_buffered();
             let deadline = handle.now() + LINGER;
@@ -217,7 +225,6 @@ impl BufferedStream {
                 }
             }
         }
-        self.close()
     }
 
     pub fn close(self) {

@@ -57,6 +57,12 @@ pub enum Behaviour {
     GetOnly { body: Vec<u8> },
     /// Sends these bytes as its whole answer to every request, keeping the connection.
     Raw { response: Vec<u8> },
+    /// Answers `status` (with `Connection: close`) as soon as the request head is in, without
+    /// reading the body, half-closes and never reads again: a stock `python3 -m
+    /// http.server` answers a POST 501 so. (It then closes, which Linux turns into a reset
+    /// when the body is unread; the simulated stack drops received data on a reset, so the
+    /// bench stalls instead of resetting.)
+    AnswerBeforeBodyThenStall { status: u16 },
 }
 
 /// One request as a backend saw it.
@@ -337,6 +343,21 @@ impl Bench {
         self.shared.statistics.write_report(&mut out).unwrap();
         out
     }
+
+    /// The value of exactly `field` in the report's `proxy core=total` line; panics when the
+    /// field is missing (so a renamed counter fails the test instead of passing it).
+    pub fn total(&self, field: &str) -> u64 {
+        let report = self.report();
+        let line = report
+            .lines()
+            .find(|line| line.starts_with("proxy core=total"))
+            .expect("a total line");
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {field} in {line}"))
+            .parse()
+            .unwrap()
+    }
 }
 
 /// A response as the client received it.
@@ -566,6 +587,32 @@ async fn backend_connection(
         return;
     }
     let mut buffer = Vec::new();
+    if let Behaviour::AnswerBeforeBodyThenStall { status } = behaviour {
+        let mut chunk = vec![0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                break end + 4;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(count) if count > 0 => buffer.extend_from_slice(&chunk[..count]),
+                _ => return,
+            }
+        };
+        log.borrow_mut().requests.push(SeenRequest {
+            head: String::from_utf8_lossy(&buffer[..head_end]).into_owned(),
+            body: Vec::new(),
+            connection,
+        });
+        let response = format!(
+            "HTTP/1.1 {status} Unsupported method\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        handle.sleep(Duration::from_secs(3600)).await;
+        return;
+    }
     loop {
         let Some((head, body, keep)) = read_request(&stream, &mut buffer).await else {
             let _ = stream.close();
@@ -754,7 +801,9 @@ async fn backend_connection(
                     return;
                 }
             }
-            Behaviour::CloseAtOnce => unreachable!("handled before reading"),
+            Behaviour::CloseAtOnce | Behaviour::AnswerBeforeBodyThenStall { .. } => {
+                unreachable!("handled before reading")
+            }
         }
         if !keep {
             let _ = stream.close();
