@@ -1,4 +1,4 @@
-//! The per-core TCP/IP stack: Ethernet, ARP, IPv4, ICMP and TCP, plus Receive Flow Deliver steering.
+//! The per-core TCP/IP stack: Ethernet, ARP, IPv4, ICMP, UDP and TCP, plus Receive Flow Deliver steering.
 
 pub mod arp;
 pub mod checksum;
@@ -11,3 +11,4 @@ pub mod partition;
 pub mod rfd;
 pub mod rss;
 pub mod tcp;
+pub mod udp;
