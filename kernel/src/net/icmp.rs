@@ -196,6 +196,35 @@ pub fn write_echo_reply(buffer: &mut [u8], identifier: u16, sequence_number: u16
     repr.emit(&mut packet, &ChecksumCapabilities::default());
 }
 
+/// Most bytes of the offending packet an error quotes: RFC 1812 4.3.2.3 asks for as much as
+/// fits in a 576-byte error (what Linux's `icmp_send` quotes), 576 less our IPv4 and ICMP headers.
+pub const MAX_QUOTE_LEN: usize = 576 - 20 - HEADER_LEN;
+
+/// Length of a destination unreachable message quoting `packet` (cut to [`MAX_QUOTE_LEN`]).
+pub fn port_unreachable_len(packet: &[u8]) -> usize {
+    HEADER_LEN + packet.len().min(MAX_QUOTE_LEN)
+}
+
+/// Write a destination unreachable, port unreachable message (type 3 code 3, RFC 792; RFC 1122
+/// 3.2.2.1 says a host should send it for a datagram to a port nobody listens on) quoting the
+/// start of `packet`, the IPv4 packet that caused it, into `buffer` ([`port_unreachable_len`]
+/// bytes long).
+pub fn write_port_unreachable(buffer: &mut [u8], packet: &[u8]) {
+    let quote = &packet[..packet.len().min(MAX_QUOTE_LEN)];
+    buffer[..HEADER_LEN].copy_from_slice(&[
+        message_type::DESTINATION_UNREACHABLE,
+        3,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    buffer[HEADER_LEN..].copy_from_slice(quote);
+    Icmpv4Packet::new_unchecked(buffer).fill_checksum();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

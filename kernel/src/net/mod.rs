@@ -5,6 +5,7 @@ pub mod checksum;
 pub mod counters;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmp_rate_limit;
 pub mod interface;
 pub mod ipv4;
 pub mod partition;

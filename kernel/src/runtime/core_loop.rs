@@ -247,8 +247,16 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
+        counters.icmp_port_unreachables_sent = interface.port_unreachables_sent;
         for (published, reason) in counters.interface_drops.iter_mut().zip(DropReason::ALL) {
             *published = interface.drops(reason);
+        }
+        {
+            let udp = self.dispatcher.interface().udp().borrow();
+            let udp_counters = udp.counters();
+            counters.udp_datagrams_received = udp_counters.datagrams_received;
+            counters.udp_datagrams_sent = udp_counters.datagrams_sent;
+            counters.udp_send_queue_full = udp_counters.send_queue_full;
         }
         {
             let tcp = self.dispatcher.tcp().borrow();

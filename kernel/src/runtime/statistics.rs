@@ -227,6 +227,14 @@ counters! {
             "TCP segments dropped from a full output queue.",
         tcp_persist_timeouts: Counter unisock_tcp_persist_timeouts_total
             "TCP connections reset after their zero-window probes went unanswered.",
+        udp_datagrams_received: Counter unisock_udp_datagrams_received_total
+            "UDP datagrams queued on a socket (drops are counted by reason in unisock_interface_drops_total).",
+        udp_datagrams_sent: Counter unisock_udp_datagrams_sent_total
+            "UDP datagrams handed to the interface to send.",
+        udp_send_queue_full: Counter unisock_udp_send_queue_full_total
+            "UDP sends refused because the core's output queue was full.",
+        icmp_port_unreachables_sent: Counter unisock_icmp_port_unreachables_sent_total
+            "ICMP port unreachable messages sent for datagrams to closed UDP ports (rate-limited ones are drops, reason icmp_rate_limited).",
         icmp_errors_routed: Counter unisock_icmp_errors_routed_total
             "ICMP errors sent along the fallback route of the flow they quote.",
         tcp_connections: Gauge unisock_tcp_connections

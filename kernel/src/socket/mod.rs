@@ -53,6 +53,7 @@ mod listener;
 mod stream;
 
 pub use crate::net::tcp::{Readiness, Shutdown, SocketError, SocketHandle, SocketOption, TcpLayer};
+pub use crate::net::udp::{UdpError, UdpHandle, UdpLayer, UdpReadiness};
 pub use listener::{Accept, TcpListener};
 pub use stream::{Connect, Read, TcpStream, WriteAll};
 
@@ -61,6 +62,16 @@ use core::cell::RefCell;
 
 /// One core's TCP layer, shared between the core's interface and its tasks.
 pub type SharedTcpLayer = Rc<RefCell<TcpLayer>>;
+
+/// One core's UDP layer, shared between the core's interface and its tasks.
+pub type SharedUdpLayer = Rc<RefCell<UdpLayer>>;
+
+impl UdpLayer {
+    /// Wraps the layer for sharing between the interface and the tasks of its core.
+    pub fn into_shared(self) -> SharedUdpLayer {
+        Rc::new(RefCell::new(self))
+    }
+}
 
 impl TcpLayer {
     /// Wraps the layer for sharing between the interface and the tasks of its core.
