@@ -244,6 +244,7 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         counters.arp_copies_sent = partition.arp_copies_sent;
         counters.ring_full_drops = partition.ring_drops;
         counters.icmp_errors_routed = partition.icmp_errors_routed;
+        counters.udp_forwarded = partition.udp_forwarded;
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;

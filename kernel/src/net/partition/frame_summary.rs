@@ -1,9 +1,9 @@
-//! A first look at a received frame, just deep enough to route it to a core: the ethertype, and for TCP the ports and flags; it validates nothing the owner's stack checks again.
+//! A first look at a received frame, just deep enough to route it to a core: the ethertype, for TCP the ports and flags, for UDP the ports; it validates nothing the owner's stack checks again.
 
 use core::net::SocketAddrV4;
 
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 use crate::net::rfd::{FourTuple, InboundSegment};
@@ -44,6 +44,11 @@ impl TcpSummary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameSummary {
     Tcp(TcpSummary),
+    /// A UDP datagram: its addresses as they appear in the packet (source is the peer).
+    Udp {
+        source: SocketAddrV4,
+        destination: SocketAddrV4,
+    },
     Arp,
     /// An ICMP error quoting a TCP segment we sent: the connection it is about, as a segment
     /// from the peer would name it.
@@ -99,6 +104,15 @@ fn summarize_ipv4(bytes: &[u8]) -> FrameSummary {
                 syn: segment.syn(),
                 ack: segment.ack(),
             })
+        }
+        IpProtocol::Udp => {
+            let Ok(datagram) = UdpPacket::new_checked(packet.payload()) else {
+                return FrameSummary::Other;
+            };
+            FrameSummary::Udp {
+                source: SocketAddrV4::new(packet.src_addr(), datagram.src_port()),
+                destination: SocketAddrV4::new(packet.dst_addr(), datagram.dst_port()),
+            }
         }
         IpProtocol::Icmp => summarize_icmp_error(packet.payload()).unwrap_or(FrameSummary::Other),
         _ => FrameSummary::Other,

@@ -143,7 +143,9 @@ impl SharedCore {
                     }
                 }
             }
-            FrameSummary::IcmpErrorAboutTcp(_) | FrameSummary::Other => {
+            // The baseline shares only TCP's tables: UDP is handled where it lands, by the
+            // receiving core's own UDP layer.
+            FrameSummary::IcmpErrorAboutTcp(_) | FrameSummary::Udp { .. } | FrameSummary::Other => {
                 self.interface.receive(now, frame)
             }
         }

@@ -14,7 +14,7 @@
 pub mod datagram;
 mod ports;
 
-pub use ports::{RandomEphemeralPorts, UdpPortPolicy};
+pub use ports::{RandomEphemeralPorts, UdpPortPolicy, next_random};
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;

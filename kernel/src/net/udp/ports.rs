@@ -26,7 +26,7 @@ pub trait UdpPortPolicy: Send {
 }
 
 /// A step of xorshift64*: cheap and well spread; the seed is what must be secret.
-pub(crate) fn next_random(state: &mut u64) -> u64 {
+pub fn next_random(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x >> 12;
     x ^= x << 25;
