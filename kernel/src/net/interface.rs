@@ -126,15 +126,15 @@ impl Interface {
     /// An interface with `config` that feeds `tcp`. It announces its address with gratuitous
     /// ARP at the first poll, so that neighbours with a stale entry for it learn the new MAC.
     ///
-    /// It makes the core's UDP layer itself ([`udp`](Self::udp)); its ephemeral ports start
-    /// from a seed of the MAC and core until a dispatcher installs its own port policy.
+    /// It makes the core's UDP layer itself ([`udp`](Self::udp)), its ephemeral port choice
+    /// seeded from the TCP layer's boot secret (a dispatcher installs its own port policy).
     pub fn new(config: InterfaceConfig, tcp: SharedTcpLayer, now: Instant) -> Interface {
         tcp.borrow_mut().set_source_address(config.ipv4.address);
-        let core = tcp.borrow().core();
-        let mut mac_and_core = [0u8; 8];
-        mac_and_core[..6].copy_from_slice(&config.hardware_address.0);
-        mac_and_core[6..].copy_from_slice(&core.0.to_be_bytes());
-        let mut udp = UdpLayer::new(UdpConfig::default(), core, u64::from_be_bytes(mac_and_core));
+        let (core, port_seed) = {
+            let tcp = tcp.borrow();
+            (tcp.core(), tcp.derived_secret(udp::PORT_SEED_DOMAIN))
+        };
+        let mut udp = UdpLayer::new(UdpConfig::default(), core, port_seed);
         udp.set_source_address(config.ipv4.address);
         Interface {
             config,

@@ -108,8 +108,11 @@ impl CoreDispatcher {
         let allocator = RfdPortAllocator::new(&rfd, core, port_start, listen.clone())
             .map_err(DispatcherError::Rfd)?;
         tcp.borrow_mut().set_port_allocator(Box::new(allocator));
-        // The UDP ports start elsewhere than TCP's, and differ per core.
-        let udp_seed = (u64::from(port_start) << 16 | u64::from(core.0)) ^ 0x9e37_79b9_7f4a_7c15;
+        // Unpredictable UDP ports (DNS relies on them, RFC 5452 section 9.2): seeded from the
+        // boot secret, not from `port_start`'s 16 bits.
+        let udp_seed = tcp
+            .borrow()
+            .derived_secret(crate::net::udp::PORT_SEED_DOMAIN);
         let udp_ports =
             RfdUdpPorts::new(&rfd, core, udp_seed, listen.clone()).map_err(DispatcherError::Rfd)?;
         interface

@@ -21,6 +21,8 @@ pub struct RfdUdpPorts {
 }
 
 impl RfdUdpPorts {
+    /// `seed` must be unpredictable (the dispatcher draws it from the boot secret): every
+    /// port choice starts from a point it decides.
     pub fn new(
         rfd: &ReceiveFlowDeliver,
         core: CoreId,

@@ -26,6 +26,10 @@ use super::ethernet;
 use super::ipv4;
 use super::tcp::CoreId;
 
+/// The `domain` of [`crate::net::tcp::TcpLayer::derived_secret`] that seeds a core's choice
+/// of ephemeral UDP ports.
+pub const PORT_SEED_DOMAIN: u64 = 0x7564_705f_706f_7274;
+
 /// The largest payload a datagram may carry: we never fragment, so header and payload fit one
 /// Ethernet MTU (1500 - 20 - 8).
 pub const MAX_PAYLOAD: usize = ethernet::MTU - ipv4::HEADER_LEN - datagram::HEADER_LEN;
