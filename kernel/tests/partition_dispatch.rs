@@ -852,3 +852,33 @@ fn a_closed_port_is_answered_by_the_core_that_received_the_datagram() {
         1
     );
 }
+
+#[test]
+fn an_icmp_error_about_a_datagram_goes_to_the_core_of_its_socket() {
+    let mut host = host(4, 64);
+    let resolver = SocketAddrV4::new(PEER_IP, 53);
+    let socket = UdpSocket::connect(host.cores[3].udp(), resolver).unwrap();
+    let local = socket.local_address().unwrap();
+    socket.try_send(b"query").unwrap();
+    let sent = host.sent_datagrams();
+    assert_eq!(sent.len(), 1);
+    // The resolver's port is closed: its port unreachable quotes our datagram's header.
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 17;
+    quoted[12..16].copy_from_slice(&OUR_IP.octets());
+    quoted[16..20].copy_from_slice(&PEER_IP.octets());
+    quoted[20..22].copy_from_slice(&local.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&53u16.to_be_bytes());
+    let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    error.extend_from_slice(&quoted);
+    Icmpv4Packet::new_unchecked(&mut error[..]).fill_checksum();
+    host.cores[0].on_frame_from_nic(NOW, &icmp_frame(&error));
+    assert_eq!(host.udp_forwarded(), [1, 0, 0, 0]);
+    host.drain_all();
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        socket.try_recv(&mut buffer),
+        Err(UdpError::ConnectionRefused)
+    );
+}

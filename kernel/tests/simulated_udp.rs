@@ -146,13 +146,14 @@ fn a_closed_port_is_answered_and_a_flood_of_them_is_rate_limited() {
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
     )
     .unwrap();
-    // Let ARP settle with one datagram (until its answer is back), then a flood in one instant.
+    // Let ARP settle with one datagram (until its answer is back: the socket is not connected,
+    // so the port unreachable is not for it), then a flood in one instant.
     socket.try_send_to(target, b"probe").unwrap();
     let answered = |network: &Network| {
         network.hosts[CLIENT]
             .interface
             .counters()
-            .drops(DropReason::IcmpUnsupported)
+            .drops(DropReason::IcmpErrorNoSocket)
             == 1
     };
     while !answered(&network) {
@@ -189,4 +190,43 @@ fn a_closed_port_is_answered_and_a_flood_of_them_is_rate_limited() {
     let limited = server.drops(DropReason::IcmpRateLimited);
     assert_eq!(sent + limited, flood);
     assert!(limited >= 29, "sent {sent}, limited {limited}");
+}
+
+#[test]
+fn a_connected_socket_learns_that_its_peer_s_port_is_closed() {
+    let mut network = Network::new(4, Impairments::clean(), 2);
+    let target = SocketAddrV4::new(network.hosts[SERVER].address, 53);
+    let socket = UdpSocket::connect(&network.hosts[CLIENT].udp, target).unwrap();
+    let executor = network.hosts[CLIENT].executor.handle();
+    let outcome = Rc::new(RefCell::new(None));
+    let outcome_by_task = outcome.clone();
+    network.hosts[CLIENT].executor.spawn(async move {
+        socket.send(b"query").await.unwrap();
+        let mut buffer = [0u8; 64];
+        let received = executor
+            .timeout(Duration::from_secs(1), socket.recv(&mut buffer))
+            .await;
+        *outcome_by_task.borrow_mut() = Some(received.ok());
+    });
+    while outcome.borrow().is_none() {
+        assert!(network.step());
+    }
+    // Refused well before the timeout, from the ICMP port unreachable (RFC 1122 4.1.3.3).
+    assert_eq!(
+        *outcome.borrow(),
+        Some(Some(Err(UdpError::ConnectionRefused)))
+    );
+    assert!(
+        network
+            .now
+            .saturating_since(unisock_kernel::time::Instant::ZERO)
+            < Duration::from_secs(1)
+    );
+    assert_eq!(
+        network.hosts[CLIENT]
+            .interface
+            .counters()
+            .icmp_errors_delivered,
+        1
+    );
 }

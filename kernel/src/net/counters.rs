@@ -63,6 +63,9 @@ pub enum DropReason {
     UdpNoSocket,
     /// A UDP datagram whose socket's receive queue was full.
     UdpQueueFull,
+    /// An ICMP error about a UDP datagram of ours that no socket connected to its peer takes
+    /// (closed since, or unconnected: Linux reports errors to connected sockets only).
+    IcmpErrorNoSocket,
     /// An ICMP error (port unreachable) not sent because the core's token bucket was empty
     /// (Linux's `icmp_msgs_per_sec`).
     IcmpRateLimited,
@@ -84,7 +87,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 34] = [
+    pub const ALL: [DropReason; 35] = [
         DropReason::EthernetTooShort,
         DropReason::EthernetNotForUs,
         DropReason::EthernetBadSource,
@@ -111,6 +114,7 @@ impl DropReason {
         DropReason::UdpBadChecksum,
         DropReason::UdpNoSocket,
         DropReason::UdpQueueFull,
+        DropReason::IcmpErrorNoSocket,
         DropReason::IcmpRateLimited,
         DropReason::ControlQueueFull,
         DropReason::ArpResolutionFailed,
@@ -150,6 +154,7 @@ impl DropReason {
             DropReason::UdpBadChecksum => "udp_bad_checksum",
             DropReason::UdpNoSocket => "udp_no_socket",
             DropReason::UdpQueueFull => "udp_queue_full",
+            DropReason::IcmpErrorNoSocket => "icmp_error_no_socket",
             DropReason::IcmpRateLimited => "icmp_rate_limited",
             DropReason::ControlQueueFull => "control_queue_full",
             DropReason::ArpResolutionFailed => "arp_resolution_failed",
@@ -187,7 +192,7 @@ pub struct Counters {
     pub frames_transmitted: u64,
     /// IPv4 packets delivered to TCP.
     pub tcp_segments_delivered: u64,
-    /// ICMP errors delivered to TCP.
+    /// ICMP errors delivered to TCP or UDP.
     pub icmp_errors_delivered: u64,
     /// UDP datagrams queued on a socket.
     pub udp_datagrams_delivered: u64,

@@ -340,6 +340,14 @@ impl Interface {
                             data: data.to_vec(),
                         })
                     }
+                    IcmpMessage::UdpError(error) => {
+                        self.udp
+                            .borrow_mut()
+                            .on_icmp_error(error.local, error.remote, error.kind)
+                            .map_err(|_| DropReason::IcmpErrorNoSocket)?;
+                        self.counters.icmp_errors_delivered += 1;
+                        Ok(())
+                    }
                     IcmpMessage::TcpError(error) => {
                         self.counters.icmp_errors_delivered += 1;
                         self.tcp.borrow_mut().on_icmp_error(now, tcp_error(&error));
@@ -1466,6 +1474,40 @@ mod tests {
         interface.receive(later, &frame);
         assert_eq!(icmp_messages(&poll(&mut interface, later)).len(), 1);
         assert_eq!(interface.counters().drops(DropReason::IcmpRateLimited), 21);
+    }
+
+    #[test]
+    fn a_port_unreachable_about_our_datagram_reaches_its_connected_socket() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let udp = interface.udp().clone();
+        let socket = udp
+            .borrow_mut()
+            .connect_new(SocketAddrV4::new(PEER_IP, 53))
+            .unwrap();
+        udp.borrow_mut().send(socket, b"query").unwrap();
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        let mut message = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
+        message.extend_from_slice(&sent[0][ethernet::HEADER_LEN..]);
+        Icmpv4Packet::new_unchecked(&mut message[..]).fill_checksum();
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message),
+        );
+        assert_eq!(interface.counters().icmp_errors_delivered, 1);
+        let mut buffer = [0u8; 8];
+        assert_eq!(
+            udp.borrow_mut().recv(socket, &mut buffer),
+            Err(udp::UdpError::ConnectionRefused)
+        );
+        // Once the socket is gone, the same error is dropped and counted.
+        udp.borrow_mut().close(socket).unwrap();
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message),
+        );
+        assert_eq!(interface.counters().drops(DropReason::IcmpErrorNoSocket), 1);
     }
 
     #[test]

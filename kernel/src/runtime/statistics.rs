@@ -234,7 +234,7 @@ counters! {
         udp_send_queue_full: Counter unisock_udp_send_queue_full_total
             "UDP sends refused because the core's output queue was full.",
         udp_forwarded: Counter unisock_udp_forwarded_datagrams_total
-            "UDP datagrams that arrived here for a port whose socket is on another core, handed over its ring.",
+            "UDP datagrams (and ICMP errors about ours) that arrived here for a port whose socket is on another core, handed over its ring.",
         icmp_port_unreachables_sent: Counter unisock_icmp_port_unreachables_sent_total
             "ICMP port unreachable messages sent for datagrams to closed UDP ports (rate-limited ones are drops, reason icmp_rate_limited).",
         icmp_errors_routed: Counter unisock_icmp_errors_routed_total

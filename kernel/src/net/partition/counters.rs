@@ -29,7 +29,8 @@ pub struct PartitionCounters {
     /// ICMP errors about a connection the global listener placed on another core, sent on
     /// to that core along the flow's route.
     pub icmp_errors_routed: u64,
-    /// UDP datagrams for a port whose socket is on another core, handed to that core.
+    /// UDP datagrams (and ICMP errors about ours) for a port whose socket is on another core,
+    /// handed to that core.
     pub udp_forwarded: u64,
 }
 

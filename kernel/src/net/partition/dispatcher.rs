@@ -239,7 +239,12 @@ impl CoreDispatcher {
                     self.forward(owner, ForwardReason::ReceiveFlowDeliver, frame);
                 }
             }
+            // An ICMP error about a datagram we sent goes where a reply to it would.
             FrameSummary::Udp {
+                source,
+                destination,
+            }
+            | FrameSummary::IcmpErrorAboutUdp {
                 source,
                 destination,
             } => {

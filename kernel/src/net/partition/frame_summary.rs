@@ -53,6 +53,12 @@ pub enum FrameSummary {
     /// An ICMP error quoting a TCP segment we sent: the connection it is about, as a segment
     /// from the peer would name it.
     IcmpErrorAboutTcp(InboundSegment),
+    /// An ICMP error quoting a UDP datagram we sent, as a datagram from the peer would name
+    /// it: `source` is the peer, `destination` our socket's address.
+    IcmpErrorAboutUdp {
+        source: SocketAddrV4,
+        destination: SocketAddrV4,
+    },
     /// Anything else (ICMP echo, malformed frames, other protocols): handled where it arrived.
     Other,
 }
@@ -119,8 +125,8 @@ fn summarize_ipv4(bytes: &[u8]) -> FrameSummary {
     }
 }
 
-/// The quoted header of an ICMP error about TCP: IPv4 header plus the first 8 bytes of the
-/// segment, whose first 4 are the ports (RFC 792).
+/// The quoted header of an ICMP error about TCP or UDP: IPv4 header plus the first 8 bytes of
+/// the segment or datagram, whose first 4 are the ports (RFC 792).
 fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
     let message = Icmpv4Packet::new_checked(bytes).ok()?;
     if !ICMP_QUOTING_TYPES.contains(&u8::from(message.msg_type())) {
@@ -129,15 +135,22 @@ fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
     let quoted = message.data();
     let quoted_header = Ipv4Packet::new_unchecked(quoted);
     let header_len = usize::from(*quoted.first()? & 0x0f) * 4;
+    let protocol = quoted_header.next_header();
     if header_len < 20
         || quoted.len() < header_len + 4
-        || quoted_header.next_header() != IpProtocol::Tcp
+        || !matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp)
     {
         return None;
     }
     let ports = &quoted[header_len..header_len + 4];
     let our_port = u16::from_be_bytes([ports[0], ports[1]]);
     let peer_port = u16::from_be_bytes([ports[2], ports[3]]);
+    if protocol == IpProtocol::Udp {
+        return Some(FrameSummary::IcmpErrorAboutUdp {
+            source: SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
+            destination: SocketAddrV4::new(quoted_header.src_addr(), our_port),
+        });
+    }
     Some(FrameSummary::IcmpErrorAboutTcp(InboundSegment::new(
         SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
         SocketAddrV4::new(quoted_header.src_addr(), our_port),

@@ -145,9 +145,10 @@ impl SharedCore {
             }
             // The baseline shares only TCP's tables: UDP is handled where it lands, by the
             // receiving core's own UDP layer.
-            FrameSummary::IcmpErrorAboutTcp(_) | FrameSummary::Udp { .. } | FrameSummary::Other => {
-                self.interface.receive(now, frame)
-            }
+            FrameSummary::IcmpErrorAboutTcp(_)
+            | FrameSummary::Udp { .. }
+            | FrameSummary::IcmpErrorAboutUdp { .. }
+            | FrameSummary::Other => self.interface.receive(now, frame),
         }
     }
 

@@ -23,6 +23,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::task::{Context, Poll, Waker};
 
 use super::ethernet;
+use super::icmp::IcmpErrorKind;
 use super::ipv4;
 use super::tcp::CoreId;
 
@@ -96,6 +97,12 @@ pub enum UdpError {
     MessageTooLong,
     /// Port 0 or the unspecified address as a destination.
     InvalidDestination,
+    /// The peer of a connected socket answered with ICMP port or protocol unreachable, or an
+    /// administrative prohibition (Linux: `ECONNREFUSED`); reported once, by the next receive.
+    ConnectionRefused,
+    /// A router answered a connected socket's datagram with "communication administratively
+    /// prohibited" by filter (code 13; Linux: `EHOSTUNREACH`); reported once, like the above.
+    HostUnreachable,
 }
 
 /// Why a received datagram found no home.
@@ -114,6 +121,8 @@ pub struct UdpReadiness {
     pub readable: bool,
     /// The core's output queue has room for a datagram.
     pub writable: bool,
+    /// An ICMP error waits to be reported by the next receive.
+    pub error: Option<UdpError>,
 }
 
 /// Counters of one core's UDP layer (the drops of received datagrams are the interface's,
@@ -128,6 +137,8 @@ pub struct UdpCounters {
     pub send_queue_full: u64,
     /// Binds to port 0 that found no free port.
     pub ports_exhausted: u64,
+    /// ICMP errors that reached a connected socket as an error.
+    pub icmp_errors: u64,
 }
 
 /// A datagram waiting to be sent, as the interface takes it.
@@ -150,6 +161,8 @@ struct Socket {
     received_bytes: usize,
     /// Datagrams dropped because `received` was full (Linux's `SO_RXQ_OVFL` count).
     dropped: u64,
+    /// An ICMP error not yet reported (Linux's `sk_err`).
+    error: Option<UdpError>,
     receive_waker: Option<Waker>,
 }
 
@@ -281,6 +294,7 @@ impl UdpLayer {
             received: VecDeque::new(),
             received_bytes: 0,
             dropped: 0,
+            error: None,
             receive_waker: None,
         };
         let slot = match self.free_slots.pop() {
@@ -353,6 +367,9 @@ impl UdpLayer {
         buffer: &mut [u8],
     ) -> Result<(usize, SocketAddrV4), UdpError> {
         let socket = self.socket_mut(handle)?;
+        if let Some(error) = socket.error.take() {
+            return Err(error);
+        }
         let datagram = socket.received.pop_front().ok_or(UdpError::WouldBlock)?;
         socket.received_bytes -= datagram.payload.len();
         let count = datagram.payload.len().min(buffer.len());
@@ -428,8 +445,9 @@ impl UdpLayer {
     pub fn readiness(&self, handle: UdpHandle) -> Result<UdpReadiness, UdpError> {
         let socket = self.socket(handle)?;
         Ok(UdpReadiness {
-            readable: !socket.received.is_empty(),
+            readable: !socket.received.is_empty() || socket.error.is_some(),
             writable: self.output.len() < self.config.output_queue_datagrams,
+            error: socket.error,
         })
     }
 
@@ -509,6 +527,44 @@ impl UdpLayer {
             waker.wake();
         }
         self.counters.datagrams_received += 1;
+        Ok(())
+    }
+
+    /// An ICMP error about a datagram we sent from `local` to `remote`. Like Linux without
+    /// `IP_RECVERR`: only a socket connected to `remote` hears it, and only a hard error
+    /// (RFC 1122 4.1.3.3 lets UDP pass ICMP errors up; Linux's `icmp_err_convert` says which
+    /// are fatal); it fails the next receive once. Soft errors are ignored.
+    pub fn on_icmp_error(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        kind: IcmpErrorKind,
+    ) -> Result<(), UdpInputError> {
+        let slot = *self
+            .ports
+            .get(&local.port())
+            .ok_or(UdpInputError::NoSocket)?;
+        let Some(socket) = self.slots[slot as usize].socket.as_mut() else {
+            return Err(UdpInputError::NoSocket);
+        };
+        if socket.peer != Some(remote) {
+            return Err(UdpInputError::NoSocket);
+        }
+        let error = match kind {
+            IcmpErrorKind::PortUnreachable | IcmpErrorKind::ProtocolUnreachable => {
+                UdpError::ConnectionRefused
+            }
+            IcmpErrorKind::AdministrativelyProhibited { code: 9 | 10 } => {
+                UdpError::ConnectionRefused
+            }
+            IcmpErrorKind::AdministrativelyProhibited { .. } => UdpError::HostUnreachable,
+            _ => return Ok(()),
+        };
+        socket.error = Some(error);
+        if let Some(waker) = socket.receive_waker.take() {
+            waker.wake();
+        }
+        self.counters.icmp_errors += 1;
         Ok(())
     }
 

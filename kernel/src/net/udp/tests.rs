@@ -240,3 +240,40 @@ fn sends_are_checked_and_the_output_queue_is_bounded() {
     assert!(layer.readiness(socket).unwrap().writable);
     assert_eq!(layer.counters().datagrams_sent, 1);
 }
+
+#[test]
+fn a_hard_icmp_error_fails_the_next_receive_of_a_connected_socket_once() {
+    use crate::net::icmp::IcmpErrorKind;
+    let mut layer = layer();
+    let socket = layer.connect_new(PEER).unwrap();
+    let local = to_us(layer.local_address(socket).unwrap().port());
+    // A soft error is ignored; an error about another peer finds no socket.
+    assert_eq!(
+        layer.on_icmp_error(local, PEER, IcmpErrorKind::TimeExceeded),
+        Ok(())
+    );
+    assert_eq!(
+        layer.on_icmp_error(local, OTHER, IcmpErrorKind::PortUnreachable),
+        Err(UdpInputError::NoSocket)
+    );
+    assert_eq!(layer.readiness(socket).unwrap().error, None);
+    assert_eq!(
+        layer.on_icmp_error(local, PEER, IcmpErrorKind::PortUnreachable),
+        Ok(())
+    );
+    assert!(layer.readiness(socket).unwrap().readable);
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        layer.recv(socket, &mut buffer),
+        Err(UdpError::ConnectionRefused)
+    );
+    assert_eq!(layer.recv(socket, &mut buffer), Err(UdpError::WouldBlock));
+    assert_eq!(layer.counters().icmp_errors, 1);
+    // An unconnected socket hears no errors (Linux without IP_RECVERR).
+    let unconnected = layer.bind(any(0)).unwrap();
+    let port = layer.local_address(unconnected).unwrap().port();
+    assert_eq!(
+        layer.on_icmp_error(to_us(port), PEER, IcmpErrorKind::PortUnreachable),
+        Err(UdpInputError::NoSocket)
+    );
+}
