@@ -509,7 +509,11 @@ impl UdpLayer {
         let Some(socket) = self.slots[slot as usize].socket.as_mut() else {
             return Err(UdpInputError::NoSocket);
         };
-        if socket.peer.is_some_and(|peer| peer != source) {
+        // A connected socket hears its peer only; one bound to our address (not the wildcard)
+        // hears no broadcast, as on Linux.
+        if socket.peer.is_some_and(|peer| peer != source)
+            || (!socket.local.ip().is_unspecified() && socket.local.ip() != destination.ip())
+        {
             return Err(UdpInputError::NoSocket);
         }
         if socket.received.len() >= limits.receive_queue_datagrams

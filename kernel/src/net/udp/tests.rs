@@ -277,3 +277,19 @@ fn a_hard_icmp_error_fails_the_next_receive_of_a_connected_socket_once() {
         Err(UdpInputError::NoSocket)
     );
 }
+
+#[test]
+fn only_a_wildcard_socket_hears_broadcasts() {
+    let mut layer = layer();
+    let wildcard = layer.bind(any(67)).unwrap();
+    let specific = layer.bind(to_us(68)).unwrap();
+    let broadcast = |port| SocketAddrV4::new(Ipv4Addr::BROADCAST, port);
+    assert_eq!(layer.on_datagram(PEER, broadcast(67), b"x"), Ok(()));
+    assert_eq!(
+        layer.on_datagram(PEER, broadcast(68), b"x"),
+        Err(UdpInputError::NoSocket)
+    );
+    assert_eq!(layer.on_datagram(PEER, to_us(68), b"x"), Ok(()));
+    assert!(layer.readiness(wildcard).unwrap().readable);
+    assert!(layer.readiness(specific).unwrap().readable);
+}
