@@ -136,6 +136,7 @@ impl Interface {
         };
         let mut udp = UdpLayer::new(UdpConfig::default(), core, port_seed);
         udp.set_source_address(config.ipv4.address);
+        udp.set_subnet_broadcast(config.ipv4.subnet_broadcast());
         Interface {
             config,
             arp: ArpCache::new(),
@@ -1523,6 +1524,16 @@ mod tests {
         udp.borrow_mut()
             .send_to(socket, SocketAddrV4::new(PEER_IP, 53), b"query")
             .unwrap();
+        // Broadcast only once allowed (SO_BROADCAST), the subnet's as well as the limited one.
+        for broadcast in [Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 0, 0, 255)] {
+            assert_eq!(
+                udp.borrow_mut()
+                    .send_to(socket, SocketAddrV4::new(broadcast, 67), b"everyone"),
+                Err(udp::UdpError::BroadcastNotAllowed)
+            );
+        }
+        assert_eq!(udp.borrow().counters().broadcast_refused, 2);
+        udp.borrow_mut().set_broadcast(socket, true).unwrap();
         udp.borrow_mut()
             .send_to(
                 socket,

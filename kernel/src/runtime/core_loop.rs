@@ -258,6 +258,9 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
             counters.udp_datagrams_received = udp_counters.datagrams_received;
             counters.udp_datagrams_sent = udp_counters.datagrams_sent;
             counters.udp_send_queue_full = udp_counters.send_queue_full;
+            counters.udp_broadcast_refused = udp_counters.broadcast_refused;
+            counters.udp_ports_exhausted = udp_counters.ports_exhausted;
+            counters.udp_icmp_errors = udp_counters.icmp_errors;
         }
         {
             let tcp = self.dispatcher.tcp().borrow();

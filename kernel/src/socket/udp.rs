@@ -51,6 +51,11 @@ impl UdpSocket {
         self.stack.borrow_mut().connect(self.handle, remote)
     }
 
+    /// Allows sending to broadcast addresses (`SO_BROADCAST`; a DHCP client needs it).
+    pub fn set_broadcast(&self, allowed: bool) -> Result<(), UdpError> {
+        self.stack.borrow_mut().set_broadcast(self.handle, allowed)
+    }
+
     /// Non-blocking send of one datagram (`WouldBlock` when the core's output queue is full).
     pub fn try_send_to(&self, destination: SocketAddrV4, data: &[u8]) -> Result<usize, UdpError> {
         self.stack

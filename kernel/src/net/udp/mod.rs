@@ -95,8 +95,11 @@ pub enum UdpError {
     NotConnected,
     /// The payload is larger than [`MAX_PAYLOAD`] (Linux: `EMSGSIZE`).
     MessageTooLong,
-    /// Port 0 or the unspecified address as a destination.
+    /// Port 0, the unspecified address or a multicast address (no IGMP here) as a destination.
     InvalidDestination,
+    /// A broadcast destination on a socket without [`UdpLayer::set_broadcast`] (Linux:
+    /// `EACCES` without `SO_BROADCAST`), so that a mistyped address cannot flood the link.
+    BroadcastNotAllowed,
     /// The peer of a connected socket answered with ICMP port or protocol unreachable, or an
     /// administrative prohibition (Linux: `ECONNREFUSED`); reported once, by the next receive.
     ConnectionRefused,
@@ -139,6 +142,8 @@ pub struct UdpCounters {
     pub ports_exhausted: u64,
     /// ICMP errors that reached a connected socket as an error.
     pub icmp_errors: u64,
+    /// Sends to a broadcast address refused because the socket did not allow broadcast.
+    pub broadcast_refused: u64,
 }
 
 /// A datagram waiting to be sent, as the interface takes it.
@@ -163,6 +168,8 @@ struct Socket {
     dropped: u64,
     /// An ICMP error not yet reported (Linux's `sk_err`).
     error: Option<UdpError>,
+    /// May send to broadcast addresses (`SO_BROADCAST`).
+    broadcast: bool,
     receive_waker: Option<Waker>,
 }
 
@@ -182,6 +189,8 @@ pub struct UdpLayer {
     config: UdpConfig,
     core: CoreId,
     source_address: Ipv4Addr,
+    /// Our subnet's directed broadcast address, if the prefix has one.
+    subnet_broadcast: Option<Ipv4Addr>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     open: usize,
@@ -202,6 +211,7 @@ impl UdpLayer {
             config,
             core,
             source_address: Ipv4Addr::UNSPECIFIED,
+            subnet_broadcast: None,
             slots: Vec::new(),
             free_slots: Vec::new(),
             open: 0,
@@ -228,6 +238,12 @@ impl UdpLayer {
     /// Our address, the source of every datagram sent (the interface sets it).
     pub fn set_source_address(&mut self, address: Ipv4Addr) {
         self.source_address = address;
+    }
+
+    /// Our subnet's directed broadcast address (the interface sets it), which a socket may
+    /// send to only with broadcast allowed, like 255.255.255.255.
+    pub fn set_subnet_broadcast(&mut self, address: Option<Ipv4Addr>) {
+        self.subnet_broadcast = address;
     }
 
     /// Replaces how port 0 is resolved (a partitioned core installs one that picks ports
@@ -295,6 +311,7 @@ impl UdpLayer {
             received_bytes: 0,
             dropped: 0,
             error: None,
+            broadcast: false,
             receive_waker: None,
         };
         let slot = match self.free_slots.pop() {
@@ -327,6 +344,13 @@ impl UdpLayer {
         Ok(())
     }
 
+    /// Allows (or forbids again) sending to broadcast addresses: a DHCP client's DISCOVER
+    /// needs it (`SO_BROADCAST`).
+    pub fn set_broadcast(&mut self, handle: UdpHandle, allowed: bool) -> Result<(), UdpError> {
+        self.socket_mut(handle)?.broadcast = allowed;
+        Ok(())
+    }
+
     /// Queues one datagram of `payload` to `destination`; it leaves at the interface's next poll.
     pub fn send_to(
         &mut self,
@@ -339,7 +363,14 @@ impl UdpLayer {
             return Err(UdpError::MessageTooLong);
         }
         let source_address = self.source_address;
-        let local = self.socket(handle)?.local;
+        let socket = self.socket(handle)?;
+        let local = socket.local;
+        let is_broadcast =
+            destination.ip().is_broadcast() || Some(*destination.ip()) == self.subnet_broadcast;
+        if is_broadcast && !socket.broadcast {
+            self.counters.broadcast_refused += 1;
+            return Err(UdpError::BroadcastNotAllowed);
+        }
         if self.output.len() >= self.config.output_queue_datagrams {
             self.counters.send_queue_full += 1;
             return Err(UdpError::WouldBlock);
@@ -602,7 +633,10 @@ impl UdpLayer {
 }
 
 fn check_destination(destination: SocketAddrV4) -> Result<(), UdpError> {
-    if destination.port() == 0 || destination.ip().is_unspecified() {
+    if destination.port() == 0
+        || destination.ip().is_unspecified()
+        || destination.ip().is_multicast()
+    {
         return Err(UdpError::InvalidDestination);
     }
     Ok(())

@@ -223,6 +223,14 @@ fn sends_are_checked_and_the_output_queue_is_bounded() {
         Err(UdpError::InvalidDestination)
     );
     assert_eq!(
+        layer.send_to(
+            socket,
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 251), 5353),
+            b"x"
+        ),
+        Err(UdpError::InvalidDestination)
+    );
+    assert_eq!(
         layer.send_to(socket, PEER, &[0u8; MAX_PAYLOAD + 1]),
         Err(UdpError::MessageTooLong)
     );
