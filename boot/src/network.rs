@@ -441,14 +441,24 @@ fn route_interrupts<C: PciConfig>(
 }
 
 /// Programs the port-only RSS key and Receive Flow Deliver's indirection table, so the queue
-/// of a TCP segment depends only on its ports. Returns whether the device took it; without
-/// RSS the host picks queues and software Receive Flow Deliver hands segments over.
+/// of a TCP segment (and of a UDP datagram, when the device hashes UDP) depends only on its
+/// ports. Returns whether the device took it; without RSS the host picks queues and software
+/// Receive Flow Deliver hands segments over.
 fn program_rss(nic: &mut BootNic, rfd: &ReceiveFlowDeliver) -> bool {
-    if nic.steering().rss.is_none() {
+    let Some(capabilities) = nic.steering().rss else {
         return false;
-    }
+    };
+    // UDP hashed by its ports like TCP puts a reply to one of our ephemeral ports on the core
+    // that chose the port. Asked for only when offered: a device refuses a configuration
+    // with a hash type it lacks, and then every datagram goes to the unclassified queue and
+    // is handed over in software, which is still correct.
+    let hash_types = if capabilities.hash_types.contains(HashTypes::UDP_IPV4) {
+        HashTypes::TCP_IPV4 | HashTypes::UDP_IPV4
+    } else {
+        HashTypes::TCP_IPV4
+    };
     let configuration = RssConfiguration {
-        hash_types: HashTypes::TCP_IPV4,
+        hash_types,
         key: rfd.rss_key().as_bytes().to_vec(),
         indirection_table: rfd
             .indirection_table()

@@ -1,13 +1,14 @@
-//! The dispatcher's decisions, one scripted frame at a time: software RFD, the global listener and its routes, hop limits, ring drops, ICMP errors and the serving set.
+//! The dispatcher's decisions, one scripted frame at a time: software RFD, the global listener and its routes, hop limits, ring drops, ICMP errors, the serving set, and UDP datagrams to the core of their socket.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol,
-    Ipv4Packet, TcpPacket,
+    Ipv4Packet, TcpPacket, UdpPacket,
 };
 use unisock_kernel::net::arp::{self, ArpMessage};
+use unisock_kernel::net::counters::DropReason;
 use unisock_kernel::net::ethernet;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::{self, Ipv4Config};
@@ -16,6 +17,8 @@ use unisock_kernel::net::partition::{
 };
 use unisock_kernel::net::rfd::{CoreId, InboundSegment, ReceiveFlowDeliver, RfdConfig};
 use unisock_kernel::net::tcp::{SocketError, TcpConfig, TcpLayer};
+use unisock_kernel::net::udp;
+use unisock_kernel::socket::{UdpError, UdpSocket};
 use unisock_kernel::sync::mesh::RingMesh;
 use unisock_kernel::time::Instant;
 
@@ -658,4 +661,224 @@ fn a_serving_core_reuses_its_own_time_wait_tuple_and_keeps_an_old_duplicate_ther
     host2.cores[0].on_frame_from_nic(NOW, &tcp_frame(port, 80, SYN, 500, 0));
     assert_eq!(host2.cores[0].counters().global_listener_fallbacks, 0);
     assert_eq!(host2.cores[0].tcp().borrow().time_wait_count(), 1);
+}
+
+// ----- UDP -----
+
+/// A datagram from the peer's `source_port` to our `destination_port`.
+fn udp_frame(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = udp::datagram::HEADER_LEN + payload.len();
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp_len];
+    let packet = ethernet::write_header(&mut frame, PEER, US, EthernetProtocol::Ipv4);
+    let datagram = ipv4::write_header(packet, PEER_IP, OUR_IP, IpProtocol::Udp, udp_len);
+    udp::datagram::write(
+        datagram,
+        (PEER_IP, source_port),
+        (OUR_IP, destination_port),
+        payload,
+    );
+    frame
+}
+
+impl Host {
+    /// The UDP datagrams each core sends now: (core, source port, destination port, payload).
+    fn sent_datagrams(&mut self) -> Vec<(usize, u16, u16, Vec<u8>)> {
+        let mut datagrams = Vec::new();
+        for (index, core) in self.cores.iter_mut().enumerate() {
+            let mut frames: Vec<Vec<u8>> = Vec::new();
+            core.poll(NOW, &mut frames);
+            for frame in frames {
+                let ethernet = EthernetFrame::new_checked(&frame[..]).unwrap();
+                let Ok(packet) = Ipv4Packet::new_checked(ethernet.payload()) else {
+                    continue;
+                };
+                if packet.next_header() != IpProtocol::Udp {
+                    continue;
+                }
+                let datagram = UdpPacket::new_checked(packet.payload()).unwrap();
+                assert!(
+                    datagram.verify_checksum(&IpAddress::Ipv4(OUR_IP), &IpAddress::Ipv4(PEER_IP))
+                );
+                datagrams.push((
+                    index,
+                    datagram.src_port(),
+                    datagram.dst_port(),
+                    datagram.payload().to_vec(),
+                ));
+            }
+        }
+        datagrams
+    }
+
+    fn udp_forwarded(&self) -> Vec<u64> {
+        self.cores
+            .iter()
+            .map(|core| core.counters().udp_forwarded)
+            .collect()
+    }
+}
+
+#[test]
+fn a_reply_to_an_ephemeral_port_query_reaches_the_socket_of_the_core_that_sent_it() {
+    let mut host = host(4, 64);
+    let resolver = SocketAddrV4::new(PEER_IP, 53);
+    for core in 0..4 {
+        let socket = UdpSocket::connect(host.cores[core].udp(), resolver).unwrap();
+        let port = socket.local_address().unwrap().port();
+        // The port was chosen so that the NIC's port-only RSS steers the reply here.
+        assert_eq!(host.rfd.active_owner(port, 53), CoreId(core as u16));
+        assert_eq!(socket.try_send(b"query"), Ok(5));
+        assert_eq!(host.sent_datagrams(), [(core, port, 53, b"query".to_vec())]);
+        // The reply lands on every queue in turn: the owner takes it directly, the others
+        // hand it over their ring, and the socket on `core` gets all four.
+        for arrival in 0..4 {
+            let before = host.udp_forwarded();
+            host.cores[arrival].on_frame_from_nic(NOW, &udp_frame(53, port, &[arrival as u8]));
+            let forwarded: u64 =
+                host.udp_forwarded().iter().sum::<u64>() - before.iter().sum::<u64>();
+            assert_eq!(forwarded, u64::from(arrival != core), "arrival {arrival}");
+            host.drain_all();
+            let mut buffer = [0u8; 8];
+            assert_eq!(socket.try_recv(&mut buffer), Ok(1), "arrival {arrival}");
+            assert_eq!(buffer[0], arrival as u8);
+        }
+        for other in (0..4).filter(|&other| other != core) {
+            let counters = host.cores[other].interface().counters();
+            assert_eq!(counters.drops(DropReason::UdpNoSocket), 0);
+        }
+    }
+}
+
+#[test]
+fn an_unconnected_ephemeral_socket_gets_replies_from_any_peer_port() {
+    let mut host = host(4, 64);
+    let socket = UdpSocket::bind(
+        host.cores[2].udp(),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+    )
+    .unwrap();
+    let port = socket.local_address().unwrap().port();
+    assert_eq!(
+        host.table.udp_bound(port),
+        [CoreId(2)].into_iter().collect()
+    );
+    // Peer ports for which port-XOR steering names each of the four cores: whichever core
+    // the NIC picks, the datagram reaches core 2.
+    for peer_port in [53u16, 5353, 123, 9999, 40000, 41001, 41002, 41003] {
+        let arrival = host.rfd.active_owner(port, peer_port);
+        host.cores[usize::from(arrival.0)]
+            .on_frame_from_nic(NOW, &udp_frame(peer_port, port, b"r"));
+        host.drain_all();
+        let mut buffer = [0u8; 8];
+        assert_eq!(
+            socket.try_recv_from(&mut buffer),
+            Ok((1, SocketAddrV4::new(PEER_IP, peer_port))),
+            "peer port {peer_port} landed on {arrival:?}"
+        );
+    }
+    // Closing it unpublishes the port: a late reply is a closed port where it lands.
+    socket.close().unwrap();
+    assert_eq!(host.table.udp_bound(port), CoreSet::EMPTY);
+    host.cores[0].on_frame_from_nic(NOW, &udp_frame(53, port, b"late"));
+    host.drain_all();
+    assert_eq!(
+        host.cores[0]
+            .interface()
+            .counters()
+            .drops(DropReason::UdpNoSocket),
+        1
+    );
+}
+
+#[test]
+fn a_port_bound_on_every_core_is_served_where_it_lands_and_one_bound_once_is_handed_over() {
+    let mut host = host(3, 64);
+    let servers: Vec<UdpSocket> = (0..3)
+        .map(|core| {
+            UdpSocket::bind(
+                host.cores[core].udp(),
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 514),
+            )
+            .unwrap()
+        })
+        .collect();
+    for arrival in 0..3 {
+        host.cores[arrival].on_frame_from_nic(NOW, &udp_frame(40000 + arrival as u16, 514, b"log"));
+    }
+    host.drain_all();
+    assert_eq!(host.udp_forwarded(), [0, 0, 0]);
+    for server in &servers {
+        let mut buffer = [0u8; 8];
+        assert_eq!(
+            server.try_recv_from(&mut buffer).map(|(count, _)| count),
+            Ok(3)
+        );
+    }
+
+    // A DHCP client's port, bound on core 1 only: what lands on 0 or 2 is handed to 1.
+    let client = UdpSocket::bind(
+        host.cores[1].udp(),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+    )
+    .unwrap();
+    host.cores[0].on_frame_from_nic(NOW, &udp_frame(67, 68, b"offer"));
+    host.cores[2].on_frame_from_nic(NOW, &udp_frame(67, 68, b"ack"));
+    host.drain_all();
+    assert_eq!(host.udp_forwarded(), [1, 0, 1]);
+    let mut buffer = [0u8; 8];
+    assert_eq!(client.try_recv(&mut buffer), Err(UdpError::NotConnected));
+    // The ring drain visits the source cores round robin: either may come first.
+    let mut lengths: Vec<usize> = (0..2)
+        .map(|_| client.try_recv_from(&mut buffer).unwrap().0)
+        .collect();
+    lengths.sort_unstable();
+    assert_eq!(lengths, [3, 5]);
+}
+
+#[test]
+fn a_closed_port_is_answered_by_the_core_that_received_the_datagram() {
+    let mut host = host(2, 64);
+    host.cores[1].on_frame_from_nic(NOW, &udp_frame(40000, 7777, b"?"));
+    host.drain_all();
+    assert_eq!(host.udp_forwarded(), [0, 0]);
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    host.cores[1].poll(NOW, &mut frames);
+    assert_eq!(frames.len(), 1);
+    let packet = Ipv4Packet::new_checked(&frames[0][ethernet::HEADER_LEN..]).unwrap();
+    assert_eq!(packet.next_header(), IpProtocol::Icmp);
+    assert_eq!(&packet.payload()[..2], &[3, 3]);
+    assert_eq!(
+        host.cores[1].interface().counters().port_unreachables_sent,
+        1
+    );
+}
+
+#[test]
+fn an_icmp_error_about_a_datagram_goes_to_the_core_of_its_socket() {
+    let mut host = host(4, 64);
+    let resolver = SocketAddrV4::new(PEER_IP, 53);
+    let socket = UdpSocket::connect(host.cores[3].udp(), resolver).unwrap();
+    let local = socket.local_address().unwrap();
+    socket.try_send(b"query").unwrap();
+    let sent = host.sent_datagrams();
+    assert_eq!(sent.len(), 1);
+    // The resolver's port is closed: its port unreachable quotes our datagram's header.
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 17;
+    quoted[12..16].copy_from_slice(&OUR_IP.octets());
+    quoted[16..20].copy_from_slice(&PEER_IP.octets());
+    quoted[20..22].copy_from_slice(&local.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&53u16.to_be_bytes());
+    let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    error.extend_from_slice(&quoted);
+    Icmpv4Packet::new_unchecked(&mut error[..]).fill_checksum();
+    host.cores[0].on_frame_from_nic(NOW, &icmp_frame(&error));
+    assert_eq!(host.udp_forwarded(), [1, 0, 0, 0]);
+    host.drain_all();
+    let mut buffer = [0u8; 8];
+    assert_eq!(
+        socket.try_recv(&mut buffer),
+        Err(UdpError::ConnectionRefused)
+    );
 }

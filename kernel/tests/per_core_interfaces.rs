@@ -122,7 +122,9 @@ impl World {
                     }
                 }
             }
-            FrameSummary::Other => self.cores[0].receive(self.now, frame),
+            FrameSummary::Udp { .. }
+            | FrameSummary::IcmpErrorAboutUdp { .. }
+            | FrameSummary::Other => self.cores[0].receive(self.now, frame),
         }
     }
 

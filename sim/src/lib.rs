@@ -14,7 +14,8 @@ use unisock_kernel::executor::Executor;
 use unisock_kernel::net::interface::{Interface, InterfaceConfig};
 use unisock_kernel::net::ipv4::Ipv4Config;
 use unisock_kernel::net::tcp::{CoreId, SocketInfo, TcpConfig, TcpLayer};
-use unisock_kernel::socket::SharedTcpLayer;
+use unisock_kernel::net::udp::RandomEphemeralPorts;
+use unisock_kernel::socket::{SharedTcpLayer, SharedUdpLayer};
 use unisock_kernel::time::Instant;
 
 /// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
@@ -112,11 +113,12 @@ impl Impairments {
     }
 }
 
-/// One simulated machine: an interface with its TCP layer, and the executor its tasks (written
-/// against the socket API, like the appliance's applications) run on.
+/// One simulated machine: an interface with its TCP and UDP layers, and the executor its tasks
+/// (written against the socket API, like the appliance's applications) run on.
 pub struct Host {
     pub interface: Interface,
     pub tcp: SharedTcpLayer,
+    pub udp: SharedUdpLayer,
     pub executor: Executor,
     pub address: Ipv4Addr,
     pub hardware_address: EthernetAddress,
@@ -205,9 +207,15 @@ impl Network {
                         gateway: None,
                     },
                 };
+                let interface = Interface::new(config, tcp.clone(), now);
+                let udp = interface.udp().clone();
+                // Ephemeral UDP ports drawn from the run's seed, so a seed replays them.
+                udp.borrow_mut()
+                    .set_port_policy(Box::new(RandomEphemeralPorts::new(rng.next_u64())));
                 Host {
-                    interface: Interface::new(config, tcp.clone(), now),
+                    interface,
                     tcp,
+                    udp,
                     executor: Executor::new(),
                     address,
                     hardware_address,

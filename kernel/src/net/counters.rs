@@ -37,7 +37,7 @@ pub enum DropReason {
     Ipv4NotForUs,
     /// An IPv4 source that no host may use: broadcast, multicast, or our own (RFC 1122 3.2.1.3).
     Ipv4BadSource,
-    /// An IPv4 protocol other than ICMP and TCP.
+    /// An IPv4 protocol other than ICMP, UDP and TCP.
     Ipv4UnknownProtocol,
     /// An ICMP message shorter than its header or whose inner header is cut short.
     IcmpMalformed,
@@ -56,6 +56,22 @@ pub enum DropReason {
     TcpBadChecksum,
     /// A TCP segment sent to a broadcast address (RFC 9293 3.10.7.2: TCP is unicast only).
     TcpNotUnicast,
+    /// A UDP datagram shorter than its header, or whose length field claims more bytes than
+    /// its IPv4 packet holds (RFC 768).
+    UdpTruncated,
+    /// A UDP datagram whose non-zero checksum does not verify over the pseudo-header (RFC 768).
+    UdpBadChecksum,
+    /// A UDP datagram to a port no socket of the core is bound to (answered with ICMP port
+    /// unreachable when unicast and the rate limit allows).
+    UdpNoSocket,
+    /// A UDP datagram whose socket's receive queue was full.
+    UdpQueueFull,
+    /// An ICMP error about a UDP datagram of ours that no socket connected to its peer takes
+    /// (closed since, or unconnected: Linux reports errors to connected sockets only).
+    IcmpErrorNoSocket,
+    /// An ICMP error (port unreachable) not sent because the core's token bucket was empty
+    /// (Linux's `icmp_msgs_per_sec`).
+    IcmpRateLimited,
     /// A received ARP request or echo request found the queue of replies full.
     ControlQueueFull,
     /// An outgoing packet waited for ARP resolution and the resolution timed out.
@@ -74,7 +90,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Counters::drops`].
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::EthernetTooShort,
         DropReason::EthernetNotForUs,
         DropReason::EthernetBadSource,
@@ -98,6 +114,12 @@ impl DropReason {
         DropReason::IcmpEchoTooLarge,
         DropReason::TcpBadChecksum,
         DropReason::TcpNotUnicast,
+        DropReason::UdpTruncated,
+        DropReason::UdpBadChecksum,
+        DropReason::UdpNoSocket,
+        DropReason::UdpQueueFull,
+        DropReason::IcmpErrorNoSocket,
+        DropReason::IcmpRateLimited,
         DropReason::ControlQueueFull,
         DropReason::ArpResolutionFailed,
         DropReason::ArpQueueFull,
@@ -133,6 +155,12 @@ impl DropReason {
             DropReason::IcmpEchoTooLarge => "icmp_echo_too_large",
             DropReason::TcpBadChecksum => "tcp_bad_checksum",
             DropReason::TcpNotUnicast => "tcp_not_unicast",
+            DropReason::UdpTruncated => "udp_truncated",
+            DropReason::UdpBadChecksum => "udp_bad_checksum",
+            DropReason::UdpNoSocket => "udp_no_socket",
+            DropReason::UdpQueueFull => "udp_queue_full",
+            DropReason::IcmpErrorNoSocket => "icmp_error_no_socket",
+            DropReason::IcmpRateLimited => "icmp_rate_limited",
             DropReason::ControlQueueFull => "control_queue_full",
             DropReason::ArpResolutionFailed => "arp_resolution_failed",
             DropReason::ArpQueueFull => "arp_queue_full",
@@ -155,7 +183,7 @@ impl fmt::Display for DropReason {
 }
 
 /// Counters of one core's interface. Plain integers: only the owning core writes them.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Counters {
     /// Frames handed to [`receive`](super::interface::Interface::receive).
     pub frames_received: u64,
@@ -169,15 +197,40 @@ pub struct Counters {
     pub frames_transmitted: u64,
     /// IPv4 packets delivered to TCP.
     pub tcp_segments_delivered: u64,
-    /// ICMP errors delivered to TCP.
+    /// ICMP errors delivered to TCP or UDP.
     pub icmp_errors_delivered: u64,
+    /// UDP datagrams queued on a socket.
+    pub udp_datagrams_delivered: u64,
     /// ICMP echo requests answered.
     pub echo_replies_sent: u64,
+    /// ICMP port unreachable messages sent for datagrams to closed UDP ports.
+    pub port_unreachables_sent: u64,
     /// ARP requests sent (including gratuitous ARP and retries).
     pub arp_requests_sent: u64,
     /// ARP replies sent.
     pub arp_replies_sent: u64,
     drops: [u64; DropReason::ALL.len()],
+}
+
+// By hand: arrays longer than 32 have no derived `Default`.
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            frames_received: 0,
+            frames_accepted: 0,
+            frames_dropped: 0,
+            arp_frames_observed: 0,
+            frames_transmitted: 0,
+            tcp_segments_delivered: 0,
+            icmp_errors_delivered: 0,
+            udp_datagrams_delivered: 0,
+            echo_replies_sent: 0,
+            port_unreachables_sent: 0,
+            arp_requests_sent: 0,
+            arp_replies_sent: 0,
+            drops: [0; DropReason::ALL.len()],
+        }
+    }
 }
 
 /// Shows the drop counters by name, and only those that moved.
@@ -206,7 +259,9 @@ impl fmt::Debug for Counters {
             .field("frames_transmitted", &self.frames_transmitted)
             .field("tcp_segments_delivered", &self.tcp_segments_delivered)
             .field("icmp_errors_delivered", &self.icmp_errors_delivered)
+            .field("udp_datagrams_delivered", &self.udp_datagrams_delivered)
             .field("echo_replies_sent", &self.echo_replies_sent)
+            .field("port_unreachables_sent", &self.port_unreachables_sent)
             .field("arp_requests_sent", &self.arp_requests_sent)
             .field("arp_replies_sent", &self.arp_replies_sent)
             .field("drops", &NonZeroDrops(self))

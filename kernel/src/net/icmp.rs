@@ -1,7 +1,7 @@
 //! ICMP for IPv4 (RFC 792): echo requests we answer, and the errors about our own TCP packets that
 //! TCP must react to (RFC 1122 4.2.3.9, RFC 5927). We never send ICMP errors ourselves.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol};
@@ -84,6 +84,17 @@ pub struct TcpIcmpError {
     pub reporter: Ipv4Addr,
 }
 
+/// An ICMP error about a UDP datagram that we sent: the quoted datagram's addresses, from our
+/// side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpIcmpError {
+    pub kind: IcmpErrorKind,
+    /// Our address and port: the source of the quoted datagram.
+    pub local: SocketAddrV4,
+    /// The peer's address and port: its destination.
+    pub remote: SocketAddrV4,
+}
+
 /// A received ICMP message worth acting on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpMessage<'a> {
@@ -95,6 +106,8 @@ pub enum IcmpMessage<'a> {
     },
     /// An error to hand to TCP.
     TcpError(TcpIcmpError),
+    /// An error to hand to UDP.
+    UdpError(UdpIcmpError),
 }
 
 /// Parse the ICMP payload of a packet from `reporter` to `our_address`.
@@ -141,12 +154,46 @@ pub fn parse(
         }
         _ => return Err(DropReason::IcmpUnsupported),
     };
+    if let Some((local, remote)) = parse_quoted_udp(body, our_address)? {
+        return Ok(IcmpMessage::UdpError(UdpIcmpError {
+            kind,
+            local,
+            remote,
+        }));
+    }
     let segment = parse_quoted_tcp(body, our_address)?;
     Ok(IcmpMessage::TcpError(TcpIcmpError {
         kind,
         segment,
         reporter,
     }))
+}
+
+/// The addresses of a quoted UDP datagram (from our side), `None` if the quote is not UDP.
+fn parse_quoted_udp(
+    quote: &[u8],
+    our_address: Ipv4Addr,
+) -> Result<Option<(SocketAddrV4, SocketAddrV4)>, DropReason> {
+    let Some(&version_and_length) = quote.first() else {
+        return Err(DropReason::IcmpMalformed);
+    };
+    if quote.len() < 20 || IpProtocol::from(quote[9]) != IpProtocol::Udp {
+        return Ok(None);
+    }
+    let header_len = usize::from(version_and_length & 0x0f) * 4;
+    if version_and_length >> 4 != 4 || header_len < 20 || quote.len() < header_len + 4 {
+        return Err(DropReason::IcmpMalformed);
+    }
+    let source = Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+    let destination = Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+    if source != our_address {
+        return Err(DropReason::IcmpErrorNotOurs);
+    }
+    let ports = &quote[header_len..header_len + 4];
+    Ok(Some((
+        SocketAddrV4::new(source, u16::from_be_bytes([ports[0], ports[1]])),
+        SocketAddrV4::new(destination, u16::from_be_bytes([ports[2], ports[3]])),
+    )))
 }
 
 /// Read the IPv4 header and the first 8 TCP bytes quoted by an ICMP error (RFC 792).
@@ -194,6 +241,35 @@ pub fn write_echo_reply(buffer: &mut [u8], identifier: u16, sequence_number: u16
     };
     let mut packet = Icmpv4Packet::new_unchecked(buffer);
     repr.emit(&mut packet, &ChecksumCapabilities::default());
+}
+
+/// Most bytes of the offending packet an error quotes: RFC 1812 4.3.2.3 asks for as much as
+/// fits in a 576-byte error (what Linux's `icmp_send` quotes), 576 less our IPv4 and ICMP headers.
+pub const MAX_QUOTE_LEN: usize = 576 - 20 - HEADER_LEN;
+
+/// Length of a destination unreachable message quoting `packet` (cut to [`MAX_QUOTE_LEN`]).
+pub fn port_unreachable_len(packet: &[u8]) -> usize {
+    HEADER_LEN + packet.len().min(MAX_QUOTE_LEN)
+}
+
+/// Write a destination unreachable, port unreachable message (type 3 code 3, RFC 792; RFC 1122
+/// 3.2.2.1 says a host should send it for a datagram to a port nobody listens on) quoting the
+/// start of `packet`, the IPv4 packet that caused it, into `buffer` ([`port_unreachable_len`]
+/// bytes long).
+pub fn write_port_unreachable(buffer: &mut [u8], packet: &[u8]) {
+    let quote = &packet[..packet.len().min(MAX_QUOTE_LEN)];
+    buffer[..HEADER_LEN].copy_from_slice(&[
+        message_type::DESTINATION_UNREACHABLE,
+        3,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    buffer[HEADER_LEN..].copy_from_slice(quote);
+    Icmpv4Packet::new_unchecked(buffer).fill_checksum();
 }
 
 #[cfg(test)]
@@ -290,9 +366,23 @@ mod tests {
             parse(&error_message(3, 3, PEER, 6), PEER, US),
             Err(DropReason::IcmpErrorNotOurs)
         );
+        // An error quoting neither TCP nor UDP (here ICMP) is not ours to act on.
         assert_eq!(
-            parse(&error_message(3, 3, US, 17), PEER, US),
+            parse(&error_message(3, 3, US, 1), PEER, US),
             Err(DropReason::IcmpUnsupported)
+        );
+        // One quoting UDP goes to UDP, with the datagram's addresses from our side.
+        match parse(&error_message(3, 3, US, 17), PEER, US) {
+            Ok(IcmpMessage::UdpError(error)) => {
+                assert_eq!(error.kind, IcmpErrorKind::PortUnreachable);
+                assert_eq!(*error.local.ip(), US);
+                assert_eq!(*error.remote.ip(), PEER);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(&error_message(3, 3, PEER, 17), PEER, US),
+            Err(DropReason::IcmpErrorNotOurs)
         );
         assert_eq!(
             parse(&error_message(4, 0, US, 6), PEER, US),

@@ -1,4 +1,4 @@
-//! One core's network interface: frames up through Ethernet, ARP, IPv4 and ICMP into TCP, and TCP's segments back down as frames.
+//! One core's network interface: frames up through Ethernet, ARP, IPv4 and ICMP into TCP and UDP, and their segments and datagrams back down as frames.
 //!
 //! It owns no device and never blocks: the core's loop hands it received frames, polls it for
 //! frames to send, and sleeps no longer than its next deadline. A poll takes no more frames
@@ -15,9 +15,11 @@ use super::checksum;
 use super::counters::{Counters, DropReason};
 use super::ethernet;
 use super::icmp::{self, IcmpErrorKind, IcmpMessage, TcpIcmpError};
-use super::ipv4::{self, Ipv4Config};
+use super::icmp_rate_limit::IcmpRateLimiter;
+use super::ipv4::{self, Ipv4Config, ReceivedPacket};
 use super::tcp::{self, OutSegment};
-use crate::socket::SharedTcpLayer;
+use super::udp::{self, OutDatagram, UdpConfig, UdpInputError, UdpLayer};
+use crate::socket::{SharedTcpLayer, SharedUdpLayer};
 use crate::time::Instant;
 
 /// Frames built while receiving (ARP replies, echo replies) that may wait for the next
@@ -83,13 +85,31 @@ enum ControlFrame {
         sequence_number: u16,
         data: Vec<u8>,
     },
+    /// ICMP port unreachable for a datagram to a closed UDP port.
+    PortUnreachable {
+        hardware_destination: EthernetAddress,
+        destination: Ipv4Addr,
+        /// The start of the offending IPv4 packet (at most [`icmp::MAX_QUOTE_LEN`] bytes).
+        quoted: Vec<u8>,
+    },
 }
 
-/// One core's interface: addresses, ARP cache, counters and the core's TCP layer.
+/// Whether a frame came to the Ethernet broadcast address: RFC 1122 3.2.2 forbids ICMP errors
+/// about datagrams sent to a link-layer broadcast even when their IP destination is ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkDestination {
+    Unicast,
+    Broadcast,
+}
+
+/// One core's interface: addresses, ARP cache, counters and the core's TCP and UDP layers.
 pub struct Interface {
     config: InterfaceConfig,
     arp: ArpCache,
     tcp: SharedTcpLayer,
+    udp: SharedUdpLayer,
+    /// The core's bucket for the ICMP errors it originates (port unreachable).
+    icmp_errors: IcmpRateLimiter,
     counters: Counters,
     /// Frames decided while receiving, sent at the next poll.
     control: VecDeque<ControlFrame>,
@@ -105,12 +125,28 @@ pub struct Interface {
 impl Interface {
     /// An interface with `config` that feeds `tcp`. It announces its address with gratuitous
     /// ARP at the first poll, so that neighbours with a stale entry for it learn the new MAC.
+    ///
+    /// It makes the core's UDP layer itself ([`udp`](Self::udp)), its ephemeral port choice
+    /// seeded from the TCP layer's boot secret (a dispatcher installs its own port policy).
     pub fn new(config: InterfaceConfig, tcp: SharedTcpLayer, now: Instant) -> Interface {
         tcp.borrow_mut().set_source_address(config.ipv4.address);
+        let (core, port_seed) = {
+            let tcp = tcp.borrow();
+            (tcp.core(), tcp.derived_secret(udp::PORT_SEED_DOMAIN))
+        };
+        let mut udp = UdpLayer::new(UdpConfig::default(), core, port_seed);
+        udp.set_source_address(config.ipv4.address);
+        udp.set_subnet_broadcast(config.ipv4.subnet_broadcast());
         Interface {
             config,
             arp: ArpCache::new(),
             tcp,
+            udp: udp.into_shared(),
+            icmp_errors: IcmpRateLimiter::new(
+                super::icmp_rate_limit::ERRORS_PER_SECOND,
+                super::icmp_rate_limit::BURST,
+                now,
+            ),
             counters: Counters::default(),
             control: VecDeque::new(),
             resolved: VecDeque::new(),
@@ -131,6 +167,11 @@ impl Interface {
     /// The core's TCP layer (the same one the core's tasks hold).
     pub fn tcp(&self) -> &SharedTcpLayer {
         &self.tcp
+    }
+
+    /// The core's UDP layer (the same one the core's UDP sockets hold).
+    pub fn udp(&self) -> &SharedUdpLayer {
+        &self.udp
     }
 
     pub fn arp_cache(&self) -> &ArpCache {
@@ -162,7 +203,14 @@ impl Interface {
         let frame = ethernet::parse(frame, self.config.hardware_address)?;
         match frame.ethertype {
             EthernetProtocol::Arp => self.receive_arp(now, frame.payload, Answer::Yes),
-            EthernetProtocol::Ipv4 => self.receive_ipv4(now, frame.source, frame.payload),
+            EthernetProtocol::Ipv4 => {
+                let link = if frame.destination == EthernetAddress::BROADCAST {
+                    LinkDestination::Broadcast
+                } else {
+                    LinkDestination::Unicast
+                };
+                self.receive_ipv4(now, frame.source, link, frame.payload)
+            }
             _ => Err(DropReason::EthernetUnknownType),
         }
     }
@@ -259,10 +307,12 @@ impl Interface {
         &mut self,
         now: Instant,
         hardware_source: EthernetAddress,
+        link: LinkDestination,
         bytes: &[u8],
     ) -> Result<(), DropReason> {
         let packet = ipv4::parse(bytes, &self.config.ipv4)?;
         match packet.protocol {
+            IpProtocol::Udp => self.receive_udp(now, hardware_source, link, &packet),
             IpProtocol::Tcp => {
                 if packet.destination != self.config.ipv4.address {
                     return Err(DropReason::TcpNotUnicast);
@@ -303,6 +353,14 @@ impl Interface {
                             data: data.to_vec(),
                         })
                     }
+                    IcmpMessage::UdpError(error) => {
+                        self.udp
+                            .borrow_mut()
+                            .on_icmp_error(error.local, error.remote, error.kind)
+                            .map_err(|_| DropReason::IcmpErrorNoSocket)?;
+                        self.counters.icmp_errors_delivered += 1;
+                        Ok(())
+                    }
                     IcmpMessage::TcpError(error) => {
                         self.counters.icmp_errors_delivered += 1;
                         self.tcp.borrow_mut().on_icmp_error(now, tcp_error(&error));
@@ -311,6 +369,68 @@ impl Interface {
                 }
             }
             _ => Err(DropReason::Ipv4UnknownProtocol),
+        }
+    }
+
+    /// RFC 768 on receive: check the datagram, queue it on its socket, or answer a closed
+    /// port with ICMP port unreachable (RFC 1122 3.2.2.1, 4.1.3.1).
+    fn receive_udp(
+        &mut self,
+        now: Instant,
+        hardware_source: EthernetAddress,
+        link: LinkDestination,
+        packet: &ReceivedPacket<'_>,
+    ) -> Result<(), DropReason> {
+        let datagram = udp::datagram::parse(packet.source, packet.destination, packet.payload)
+            .map_err(|error| match error {
+                udp::datagram::DatagramError::Truncated => DropReason::UdpTruncated,
+                udp::datagram::DatagramError::BadChecksum => DropReason::UdpBadChecksum,
+            })?;
+        let source = SocketAddrV4::new(packet.source, datagram.source_port);
+        let destination = SocketAddrV4::new(packet.destination, datagram.destination_port);
+        let delivered = self
+            .udp
+            .borrow_mut()
+            .on_datagram(source, destination, datagram.payload);
+        match delivered {
+            Ok(()) => {
+                self.counters.udp_datagrams_delivered += 1;
+                Ok(())
+            }
+            Err(UdpInputError::QueueFull) => Err(DropReason::UdpQueueFull),
+            Err(UdpInputError::NoSocket) => {
+                self.answer_port_unreachable(now, hardware_source, link, packet);
+                Err(DropReason::UdpNoSocket)
+            }
+        }
+    }
+
+    /// Port unreachable for a datagram nobody takes. Never about a datagram to a broadcast
+    /// (IP or link layer, RFC 1122 3.2.2; multicast never gets this far), and no more often
+    /// than the core's token bucket allows (Linux's `icmp_msgs_per_sec`), so a flood to closed
+    /// ports costs bounded output and the host reflects nothing at scale.
+    fn answer_port_unreachable(
+        &mut self,
+        now: Instant,
+        hardware_source: EthernetAddress,
+        link: LinkDestination,
+        packet: &ReceivedPacket<'_>,
+    ) {
+        if packet.destination != self.config.ipv4.address || link == LinkDestination::Broadcast {
+            return;
+        }
+        if !self.icmp_errors.allow(now) {
+            self.counters.count_drop(DropReason::IcmpRateLimited);
+            return;
+        }
+        let quoted_len = packet.packet.len().min(icmp::MAX_QUOTE_LEN);
+        let queued = self.queue_control(ControlFrame::PortUnreachable {
+            hardware_destination: hardware_source,
+            destination: packet.source,
+            quoted: packet.packet[..quoted_len].to_vec(),
+        });
+        if let Err(reason) = queued {
+            self.counters.count_drop(reason);
         }
     }
 
@@ -335,6 +455,7 @@ impl Interface {
         let announcement_due = self.announcements_left > 0 && now >= self.next_announcement;
         if !announcement_due
             && !tcp_has_output
+            && !self.udp.borrow().has_output()
             && self.control.is_empty()
             && self.resolved.is_empty()
         {
@@ -365,14 +486,21 @@ impl Interface {
                 |payload| payload.copy_from_slice(&packet),
             );
         }
-        if !self.tcp.borrow().has_output() {
-            return;
+        if self.tcp.borrow().has_output() {
+            let tcp = self.tcp.clone();
+            tcp.borrow_mut()
+                .drain_output_up_to(sink.room(), |segment| self.send_segment(now, segment, sink));
+            // ARP requests for next hops that TCP's segments just found unresolved.
+            self.send_control_frames(sink);
         }
-        let tcp = self.tcp.clone();
-        tcp.borrow_mut()
-            .drain_output_up_to(sink.room(), |segment| self.send_segment(now, segment, sink));
-        // ARP requests for next hops that TCP's segments just found unresolved.
-        self.send_control_frames(sink);
+        if self.udp.borrow().has_output() {
+            let udp = self.udp.clone();
+            udp.borrow_mut()
+                .drain_output_up_to(sink.room(), |datagram| {
+                    self.send_datagram(now, datagram, sink)
+                });
+            self.send_control_frames(sink);
+        }
     }
 
     fn send_control_frames(&mut self, sink: &mut impl FrameSink) {
@@ -478,6 +606,31 @@ impl Interface {
                     |payload| message.write(payload),
                 );
             }
+            ControlFrame::PortUnreachable {
+                hardware_destination,
+                destination,
+                quoted,
+            } => {
+                self.counters.port_unreachables_sent += 1;
+                let icmp_len = icmp::port_unreachable_len(&quoted);
+                let source = self.config.ipv4.address;
+                self.send_frame(
+                    sink,
+                    ipv4::HEADER_LEN + icmp_len,
+                    hardware_destination,
+                    EthernetProtocol::Ipv4,
+                    |payload| {
+                        let icmp_bytes = ipv4::write_header(
+                            payload,
+                            source,
+                            destination,
+                            IpProtocol::Icmp,
+                            icmp_len,
+                        );
+                        icmp::write_port_unreachable(icmp_bytes, &quoted);
+                    },
+                );
+            }
             ControlFrame::EchoReply {
                 hardware_destination,
                 destination,
@@ -565,6 +718,81 @@ impl Interface {
         Ok(())
     }
 
+    /// Frame one UDP datagram: to the Ethernet broadcast for an IP broadcast, else like a
+    /// TCP segment (straight to the driver, or parked for ARP).
+    fn send_datagram(
+        &mut self,
+        now: Instant,
+        datagram: OutDatagram<'_>,
+        sink: &mut impl FrameSink,
+    ) {
+        if let Err(reason) = self.try_send_datagram(now, datagram, sink) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    fn try_send_datagram(
+        &mut self,
+        now: Instant,
+        datagram: OutDatagram<'_>,
+        sink: &mut impl FrameSink,
+    ) -> Result<(), DropReason> {
+        let source = *datagram.source.ip();
+        let destination = *datagram.destination.ip();
+        if source != self.config.ipv4.address {
+            return Err(DropReason::TransmitBadSource);
+        }
+        let udp_len = udp::datagram::HEADER_LEN + datagram.payload.len();
+        let packet_len = ipv4::HEADER_LEN + udp_len;
+        if packet_len > ethernet::MTU {
+            return Err(DropReason::TransmitTooLarge);
+        }
+        let write_packet = |buffer: &mut [u8]| {
+            let udp_bytes =
+                ipv4::write_header(buffer, source, destination, IpProtocol::Udp, udp_len);
+            udp::datagram::write(
+                udp_bytes,
+                (source, datagram.source.port()),
+                (destination, datagram.destination.port()),
+                datagram.payload,
+            );
+        };
+        if destination.is_broadcast() || Some(destination) == self.config.ipv4.subnet_broadcast() {
+            self.send_frame(
+                sink,
+                packet_len,
+                EthernetAddress::BROADCAST,
+                EthernetProtocol::Ipv4,
+                write_packet,
+            );
+            return Ok(());
+        }
+        let next_hop = self
+            .config
+            .ipv4
+            .next_hop(destination)
+            .ok_or(DropReason::TransmitNoRoute)?;
+        if let Some(neighbour) = self.arp.lookup_for_transmit(now, next_hop) {
+            if neighbour.refresh {
+                self.queue_arp_refresh(next_hop, neighbour.hardware);
+            }
+            self.send_frame(
+                sink,
+                packet_len,
+                neighbour.hardware,
+                EthernetProtocol::Ipv4,
+                write_packet,
+            );
+            return Ok(());
+        }
+        let mut packet = alloc::vec![0u8; packet_len];
+        write_packet(&mut packet);
+        if self.arp.enqueue(now, next_hop, packet)? == Enqueued::SendRequest {
+            self.queue_arp_request(next_hop);
+        }
+        Ok(())
+    }
+
     /// Hand one frame to the driver: Ethernet header from us to `destination`, then
     /// `write_payload` fills the `payload_len` bytes after it.
     fn send_frame(
@@ -593,7 +821,11 @@ impl Interface {
     /// When [`poll`](Self::poll) next has work even if no frame arrives: now if frames are
     /// queued, else the earliest timer of ARP, the announcements and TCP. `None` when idle.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.control.is_empty() || !self.resolved.is_empty() || self.tcp.borrow().has_output() {
+        if !self.control.is_empty()
+            || !self.resolved.is_empty()
+            || self.tcp.borrow().has_output()
+            || self.udp.borrow().has_output()
+        {
             return Some(self.now);
         }
         let announcement = (self.announcements_left > 0).then_some(self.next_announcement);
@@ -1175,6 +1407,242 @@ mod tests {
             .readiness(handle)
             .expect("readiness");
         assert_eq!(readiness.error, Some(tcp::SocketError::ConnectionRefused));
+    }
+
+    fn udp_datagram(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut datagram = alloc::vec![0u8; udp::datagram::HEADER_LEN + payload.len()];
+        udp::datagram::write(
+            &mut datagram,
+            (PEER_IP, source_port),
+            (OUR_IP, destination_port),
+            payload,
+        );
+        datagram
+    }
+
+    fn udp_frame(source_port: u16, destination_port: u16, payload: &[u8]) -> Vec<u8> {
+        ipv4_frame(
+            PEER_IP,
+            IpProtocol::Udp,
+            &udp_datagram(source_port, destination_port, payload),
+        )
+    }
+
+    /// The ICMP messages among `frames`, as (type, code, quoted bytes).
+    fn icmp_messages(frames: &[Vec<u8>]) -> Vec<(u8, u8, Vec<u8>)> {
+        frames
+            .iter()
+            .filter_map(|frame| {
+                let ethernet = EthernetFrame::new_checked(&frame[..]).ok()?;
+                let packet = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+                if packet.next_header() != IpProtocol::Icmp {
+                    return None;
+                }
+                assert!(packet.verify_checksum());
+                let icmp = Icmpv4Packet::new_checked(packet.payload()).unwrap();
+                assert!(icmp.verify_checksum());
+                let bytes = packet.payload();
+                Some((bytes[0], bytes[1], bytes[8..].to_vec()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_datagram_reaches_its_socket_and_bad_ones_are_counted_by_reason() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        let socket = interface
+            .udp()
+            .borrow_mut()
+            .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353))
+            .unwrap();
+        interface.receive(Instant::ZERO, &udp_frame(4000, 5353, b"hello"));
+        assert_eq!(interface.counters().udp_datagrams_delivered, 1);
+        let mut buffer = [0u8; 16];
+        assert_eq!(
+            interface.udp().borrow_mut().recv_from(socket, &mut buffer),
+            Ok((5, SocketAddrV4::new(PEER_IP, 4000)))
+        );
+
+        let mut corrupt = udp_frame(4000, 5353, b"hello");
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        interface.receive(Instant::ZERO, &corrupt);
+        assert_eq!(interface.counters().drops(DropReason::UdpBadChecksum), 1);
+
+        // No checksum at all is allowed over IPv4 (RFC 768).
+        let mut unchecked = udp_datagram(4000, 5353, b"plain");
+        unchecked[6..8].copy_from_slice(&[0, 0]);
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Udp, &unchecked),
+        );
+        assert_eq!(interface.counters().udp_datagrams_delivered, 2);
+
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Udp, &[0, 1, 2, 3, 4]),
+        );
+        assert_eq!(interface.counters().drops(DropReason::UdpTruncated), 1);
+        assert_eq!(
+            interface.counters().frames_received,
+            interface.counters().frames_accepted + interface.counters().frames_dropped
+        );
+    }
+
+    #[test]
+    fn a_closed_port_is_answered_with_port_unreachable_quoting_the_datagram() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let frame = udp_frame(4000, 9999, b"anyone?");
+        interface.receive(Instant::ZERO, &frame);
+        assert_eq!(interface.counters().drops(DropReason::UdpNoSocket), 1);
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            EthernetFrame::new_checked(&sent[0][..]).unwrap().dst_addr(),
+            PEER
+        );
+        let messages = icmp_messages(&sent);
+        assert_eq!(messages.len(), 1);
+        let (message_type, code, quoted) = &messages[0];
+        assert_eq!((*message_type, *code), (3, 3));
+        // The whole offending IPv4 packet (it is short), header first (RFC 792).
+        assert_eq!(&quoted[..], &frame[ethernet::HEADER_LEN..]);
+        assert_eq!(interface.counters().port_unreachables_sent, 1);
+    }
+
+    #[test]
+    fn no_port_unreachable_about_a_broadcast() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        // To the subnet's broadcast address.
+        let mut frame = udp_frame(68, 9999, b"x");
+        {
+            let mut packet = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]);
+            packet.set_dst_addr(Ipv4Addr::new(10, 0, 0, 255));
+            packet.fill_checksum();
+        }
+        let datagram = &mut frame[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
+        let mut udp_packet = smoltcp::wire::UdpPacket::new_unchecked(datagram);
+        udp_packet.fill_checksum(
+            &IpAddress::Ipv4(PEER_IP),
+            &IpAddress::Ipv4(Ipv4Addr::new(10, 0, 0, 255)),
+        );
+        interface.receive(Instant::ZERO, &frame);
+        // To our address, but in an Ethernet broadcast.
+        let mut link_broadcast = udp_frame(68, 9999, b"x");
+        link_broadcast[..6].copy_from_slice(&[0xff; 6]);
+        interface.receive(Instant::ZERO, &link_broadcast);
+        assert_eq!(interface.counters().drops(DropReason::UdpNoSocket), 2);
+        assert!(poll(&mut interface, Instant::ZERO).is_empty());
+        assert_eq!(interface.counters().port_unreachables_sent, 0);
+    }
+
+    #[test]
+    fn port_unreachables_are_rate_limited_per_core() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let burst = crate::net::icmp_rate_limit::BURST as usize;
+        let frame = udp_frame(4000, 9999, b"flood");
+        for _ in 0..burst + 20 {
+            interface.receive(Instant::ZERO, &frame);
+        }
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(icmp_messages(&sent).len(), burst);
+        assert_eq!(interface.counters().drops(DropReason::IcmpRateLimited), 20);
+        assert_eq!(
+            interface.counters().drops(DropReason::UdpNoSocket),
+            burst as u64 + 20
+        );
+        // A millisecond later the bucket holds one more token (1000 a second).
+        let later = Instant::from_millis(1);
+        interface.receive(later, &frame);
+        interface.receive(later, &frame);
+        assert_eq!(icmp_messages(&poll(&mut interface, later)).len(), 1);
+        assert_eq!(interface.counters().drops(DropReason::IcmpRateLimited), 21);
+    }
+
+    #[test]
+    fn a_port_unreachable_about_our_datagram_reaches_its_connected_socket() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let udp = interface.udp().clone();
+        let socket = udp
+            .borrow_mut()
+            .connect_new(SocketAddrV4::new(PEER_IP, 53))
+            .unwrap();
+        udp.borrow_mut().send(socket, b"query").unwrap();
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 1);
+        let mut message = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
+        message.extend_from_slice(&sent[0][ethernet::HEADER_LEN..]);
+        Icmpv4Packet::new_unchecked(&mut message[..]).fill_checksum();
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message),
+        );
+        assert_eq!(interface.counters().icmp_errors_delivered, 1);
+        let mut buffer = [0u8; 8];
+        assert_eq!(
+            udp.borrow_mut().recv(socket, &mut buffer),
+            Err(udp::UdpError::ConnectionRefused)
+        );
+        // Once the socket is gone, the same error is dropped and counted.
+        udp.borrow_mut().close(socket).unwrap();
+        interface.receive(
+            Instant::ZERO,
+            &ipv4_frame(PEER_IP, IpProtocol::Icmp, &message),
+        );
+        assert_eq!(interface.counters().drops(DropReason::IcmpErrorNoSocket), 1);
+    }
+
+    #[test]
+    fn a_sent_datagram_leaves_with_its_checksum_and_a_broadcast_needs_no_arp() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let udp = interface.udp().clone();
+        let socket = udp
+            .borrow_mut()
+            .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+            .unwrap();
+        let port = udp.borrow().local_address(socket).unwrap().port();
+        udp.borrow_mut()
+            .send_to(socket, SocketAddrV4::new(PEER_IP, 53), b"query")
+            .unwrap();
+        // Broadcast only once allowed (SO_BROADCAST), the subnet's as well as the limited one.
+        for broadcast in [Ipv4Addr::BROADCAST, Ipv4Addr::new(10, 0, 0, 255)] {
+            assert_eq!(
+                udp.borrow_mut()
+                    .send_to(socket, SocketAddrV4::new(broadcast, 67), b"everyone"),
+                Err(udp::UdpError::BroadcastNotAllowed)
+            );
+        }
+        assert_eq!(udp.borrow().counters().broadcast_refused, 2);
+        udp.borrow_mut().set_broadcast(socket, true).unwrap();
+        udp.borrow_mut()
+            .send_to(
+                socket,
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, 67),
+                b"everyone",
+            )
+            .unwrap();
+        assert_eq!(interface.next_deadline(), Some(Instant::ZERO));
+        let sent = poll(&mut interface, Instant::ZERO);
+        assert_eq!(sent.len(), 2);
+        let unicast = EthernetFrame::new_checked(&sent[0][..]).unwrap();
+        assert_eq!(unicast.dst_addr(), PEER);
+        let packet = Ipv4Packet::new_checked(unicast.payload()).unwrap();
+        assert!(packet.verify_checksum());
+        let datagram = smoltcp::wire::UdpPacket::new_checked(packet.payload()).unwrap();
+        assert_ne!(datagram.checksum(), 0);
+        assert!(datagram.verify_checksum(&IpAddress::Ipv4(OUR_IP), &IpAddress::Ipv4(PEER_IP)));
+        assert_eq!(
+            (datagram.src_port(), datagram.dst_port(), datagram.payload()),
+            (port, 53, &b"query"[..])
+        );
+        let broadcast = EthernetFrame::new_checked(&sent[1][..]).unwrap();
+        assert_eq!(broadcast.dst_addr(), EthernetAddress::BROADCAST);
+        assert_eq!(udp.borrow().counters().datagrams_sent, 2);
     }
 
     #[test]

@@ -507,6 +507,13 @@ impl LocalPortAllocator {
         self.exhausted
     }
 
+    /// Moves where the next allocation starts: a UDP socket asks from a random point each
+    /// time, so that its port cannot be predicted from the last one (RFC 6056 algorithm 1).
+    pub fn seek(&mut self, start: u16) {
+        let offset = usize::from(start) % self.ephemeral_ports.len();
+        self.cursor = self.ephemeral_ports.first + offset as u16;
+    }
+
     /// True if replies from `remote_port` to `local_port` steer to this allocator's core.
     pub fn owns(&self, local_port: u16, remote_port: u16) -> bool {
         match self.active_steering {

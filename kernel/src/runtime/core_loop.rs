@@ -244,11 +244,23 @@ impl<Q: QueuePair, P: Platform> CoreRuntime<Q, P> {
         counters.arp_copies_sent = partition.arp_copies_sent;
         counters.ring_full_drops = partition.ring_drops;
         counters.icmp_errors_routed = partition.icmp_errors_routed;
+        counters.udp_forwarded = partition.udp_forwarded;
         let interface = self.dispatcher.interface().counters();
         counters.frames_accepted = interface.frames_accepted;
         counters.frames_dropped = interface.frames_dropped;
+        counters.icmp_port_unreachables_sent = interface.port_unreachables_sent;
         for (published, reason) in counters.interface_drops.iter_mut().zip(DropReason::ALL) {
             *published = interface.drops(reason);
+        }
+        {
+            let udp = self.dispatcher.interface().udp().borrow();
+            let udp_counters = udp.counters();
+            counters.udp_datagrams_received = udp_counters.datagrams_received;
+            counters.udp_datagrams_sent = udp_counters.datagrams_sent;
+            counters.udp_send_queue_full = udp_counters.send_queue_full;
+            counters.udp_broadcast_refused = udp_counters.broadcast_refused;
+            counters.udp_ports_exhausted = udp_counters.ports_exhausted;
+            counters.udp_icmp_errors = udp_counters.icmp_errors;
         }
         {
             let tcp = self.dispatcher.tcp().borrow();

@@ -231,6 +231,22 @@ counters! {
             "TCP orphans reset after their time limit behind a shut window, however the peer answered.",
         tcp_orphans_reaped: Counter unisock_tcp_orphans_reaped_total
             "TCP orphans holding unsent data reset, oldest first, because the buffer budget ran into its reserve.",
+        udp_datagrams_received: Counter unisock_udp_datagrams_received_total
+            "UDP datagrams queued on a socket (drops are counted by reason in unisock_interface_drops_total).",
+        udp_datagrams_sent: Counter unisock_udp_datagrams_sent_total
+            "UDP datagrams handed to the interface to send.",
+        udp_send_queue_full: Counter unisock_udp_send_queue_full_total
+            "UDP sends refused because the core's output queue was full.",
+        udp_broadcast_refused: Counter unisock_udp_broadcast_refused_total
+            "UDP sends to a broadcast address refused because the socket did not allow broadcast.",
+        udp_ports_exhausted: Counter unisock_udp_ports_exhausted_total
+            "UDP binds to port 0 that found no free ephemeral port.",
+        udp_icmp_errors: Counter unisock_udp_icmp_errors_total
+            "ICMP errors (port unreachable and the like) reported to a connected UDP socket.",
+        udp_forwarded: Counter unisock_udp_forwarded_datagrams_total
+            "UDP datagrams (and ICMP errors about ours) that arrived here for a port whose socket is on another core, handed over its ring.",
+        icmp_port_unreachables_sent: Counter unisock_icmp_port_unreachables_sent_total
+            "ICMP port unreachable messages sent for datagrams to closed UDP ports (rate-limited ones are drops, reason icmp_rate_limited).",
         icmp_errors_routed: Counter unisock_icmp_errors_routed_total
             "ICMP errors sent along the fallback route of the flow they quote.",
         tcp_connections: Gauge unisock_tcp_connections

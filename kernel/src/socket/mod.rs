@@ -1,4 +1,4 @@
-//! The socket API: handles instead of files, non-blocking calls with readiness, and an async face.
+//! The socket API: handles instead of files, non-blocking calls with readiness, and an async face, for TCP and UDP.
 //!
 //! A core's tasks and its network interface share the core's [`TcpLayer`] single-threaded,
 //! through a [`SharedTcpLayer`] (`Rc<RefCell<TcpLayer>>`): the interface keeps one clone and
@@ -12,6 +12,10 @@
 //! and wake it when the socket becomes ready. Timeouts come from the executor (race a future
 //! against a sleep). Dropping a [`TcpStream`] closes it gracefully; dropping a
 //! [`TcpListener`] stops listening.
+//!
+//! UDP has the same shape: a core's [`UdpLayer`] is shared as a [`SharedUdpLayer`] (the
+//! interface's [`udp`](crate::net::interface::Interface::udp)), and a [`UdpSocket`] wraps a
+//! [`UdpHandle`] with `send_to`/`recv_from` (and `send`/`recv` once connected) as futures.
 //!
 //! # Example: an echo server and a client on one core
 //! ```no_run
@@ -51,16 +55,29 @@
 
 mod listener;
 mod stream;
+mod udp;
 
 pub use crate::net::tcp::{Readiness, Shutdown, SocketError, SocketHandle, SocketOption, TcpLayer};
+pub use crate::net::udp::{UdpError, UdpHandle, UdpLayer, UdpReadiness};
 pub use listener::{Accept, TcpListener};
 pub use stream::{Connect, Read, TcpStream, WriteAll};
+pub use udp::{Recv, RecvFrom, SendTo, UdpSocket};
 
 use alloc::rc::Rc;
 use core::cell::RefCell;
 
 /// One core's TCP layer, shared between the core's interface and its tasks.
 pub type SharedTcpLayer = Rc<RefCell<TcpLayer>>;
+
+/// One core's UDP layer, shared between the core's interface and its tasks.
+pub type SharedUdpLayer = Rc<RefCell<UdpLayer>>;
+
+impl UdpLayer {
+    /// Wraps the layer for sharing between the interface and the tasks of its core.
+    pub fn into_shared(self) -> SharedUdpLayer {
+        Rc::new(RefCell::new(self))
+    }
+}
 
 impl TcpLayer {
     /// Wraps the layer for sharing between the interface and the tasks of its core.

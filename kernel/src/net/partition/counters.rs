@@ -29,6 +29,9 @@ pub struct PartitionCounters {
     /// ICMP errors about a connection the global listener placed on another core, sent on
     /// to that core along the flow's route.
     pub icmp_errors_routed: u64,
+    /// UDP datagrams (and ICMP errors about ours) for a port whose socket is on another core,
+    /// handed to that core.
+    pub udp_forwarded: u64,
 }
 
 impl AddAssign for PartitionCounters {
@@ -44,5 +47,6 @@ impl AddAssign for PartitionCounters {
         self.segments_processed += other.segments_processed;
         self.no_serving_core += other.no_serving_core;
         self.icmp_errors_routed += other.icmp_errors_routed;
+        self.udp_forwarded += other.udp_forwarded;
     }
 }

@@ -9,16 +9,17 @@ use super::counters::PartitionCounters;
 use super::fallback::fallback_core;
 use super::fallback_routes::FallbackRoutes;
 use super::frame_summary::{FrameSummary, TcpSummary};
-use super::global_listen::{CoreSet, GlobalListenTable, GlobalListenView};
+use super::global_listen::{CoreSet, GlobalListenTable, GlobalListenView, UdpBoundView};
 use super::port_allocator::RfdPortAllocator;
 use super::served_port::ServedPort;
+use super::udp_ports::{RfdUdpPorts, udp_owner};
 use crate::net::interface::{FrameSink, Interface};
 use crate::net::rfd::{
     CoreId, Delivery, FlowDirection, FourTuple, InboundSegment, ReceiveFlowDeliver, RfdConfigError,
     RfdCounters,
 };
 use crate::net::tcp::{SocketError, TupleUse};
-use crate::socket::{SharedTcpLayer, TcpListener};
+use crate::socket::{SharedTcpLayer, SharedUdpLayer, TcpListener};
 use crate::sync::mesh::{CoreRings, SendError};
 use crate::time::Instant;
 
@@ -70,6 +71,8 @@ pub struct CoreDispatcher {
     tcp: SharedTcpLayer,
     rfd: Arc<ReceiveFlowDeliver>,
     listen: GlobalListenView,
+    /// Which cores have a UDP socket on each port (this core's copy).
+    udp_bound: UdpBoundView,
     rings: CoreRings<RingFrame>,
     counters: PartitionCounters,
     rfd_counters: RfdCounters,
@@ -104,11 +107,23 @@ impl CoreDispatcher {
         let allocator = RfdPortAllocator::new(&rfd, core, port_start, listen.clone())
             .map_err(DispatcherError::Rfd)?;
         tcp.borrow_mut().set_port_allocator(Box::new(allocator));
+        // Unpredictable UDP ports (DNS relies on them, RFC 5452 section 9.2): seeded from the
+        // boot secret, not from `port_start`'s 16 bits.
+        let udp_seed = tcp
+            .borrow()
+            .derived_secret(crate::net::udp::PORT_SEED_DOMAIN);
+        let udp_ports =
+            RfdUdpPorts::new(&rfd, core, udp_seed, listen.clone()).map_err(DispatcherError::Rfd)?;
+        interface
+            .udp()
+            .borrow_mut()
+            .set_port_policy(Box::new(udp_ports));
         Ok(CoreDispatcher {
             core,
             interface,
             tcp,
             rfd,
+            udp_bound: UdpBoundView::new(listen.clone()),
             listen: GlobalListenView::new(listen),
             rings,
             counters: PartitionCounters::default(),
@@ -130,6 +145,11 @@ impl CoreDispatcher {
     /// This core's TCP layer, for its tasks.
     pub fn tcp(&self) -> &SharedTcpLayer {
         &self.tcp
+    }
+
+    /// This core's UDP layer, for its tasks' [`UdpSocket`](crate::socket::UdpSocket)s.
+    pub fn udp(&self) -> &SharedUdpLayer {
+        self.interface.udp()
     }
 
     pub fn counters(&self) -> &PartitionCounters {
@@ -215,6 +235,25 @@ impl CoreDispatcher {
                     self.on_owned_icmp_error(now, frame, &quoted);
                 } else {
                     self.counters.forwarded_by_rfd += 1;
+                    self.forward(owner, ForwardReason::ReceiveFlowDeliver, frame);
+                }
+            }
+            // An ICMP error about a datagram we sent goes where a reply to it would.
+            FrameSummary::Udp {
+                source,
+                destination,
+            }
+            | FrameSummary::IcmpErrorAboutUdp {
+                source,
+                destination,
+            } => {
+                self.udp_bound.refresh();
+                let bound = self.udp_bound.bound(destination.port());
+                let owner = udp_owner(&self.rfd, self.core, source, destination, bound);
+                if owner == self.core {
+                    self.interface.receive(now, frame);
+                } else {
+                    self.counters.udp_forwarded += 1;
                     self.forward(owner, ForwardReason::ReceiveFlowDeliver, frame);
                 }
             }

@@ -1,9 +1,9 @@
-//! A first look at a received frame, just deep enough to route it to a core: the ethertype, and for TCP the ports and flags; it validates nothing the owner's stack checks again.
+//! A first look at a received frame, just deep enough to route it to a core: the ethertype, for TCP the ports and flags, for UDP the ports; it validates nothing the owner's stack checks again.
 
 use core::net::SocketAddrV4;
 
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetFrame, EthernetProtocol, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
 };
 
 use crate::net::rfd::{FourTuple, InboundSegment};
@@ -44,10 +44,21 @@ impl TcpSummary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameSummary {
     Tcp(TcpSummary),
+    /// A UDP datagram: its addresses as they appear in the packet (source is the peer).
+    Udp {
+        source: SocketAddrV4,
+        destination: SocketAddrV4,
+    },
     Arp,
     /// An ICMP error quoting a TCP segment we sent: the connection it is about, as a segment
     /// from the peer would name it.
     IcmpErrorAboutTcp(InboundSegment),
+    /// An ICMP error quoting a UDP datagram we sent, as a datagram from the peer would name
+    /// it: `source` is the peer, `destination` our socket's address.
+    IcmpErrorAboutUdp {
+        source: SocketAddrV4,
+        destination: SocketAddrV4,
+    },
     /// Anything else (ICMP echo, malformed frames, other protocols): handled where it arrived.
     Other,
 }
@@ -100,13 +111,22 @@ fn summarize_ipv4(bytes: &[u8]) -> FrameSummary {
                 ack: segment.ack(),
             })
         }
+        IpProtocol::Udp => {
+            let Ok(datagram) = UdpPacket::new_checked(packet.payload()) else {
+                return FrameSummary::Other;
+            };
+            FrameSummary::Udp {
+                source: SocketAddrV4::new(packet.src_addr(), datagram.src_port()),
+                destination: SocketAddrV4::new(packet.dst_addr(), datagram.dst_port()),
+            }
+        }
         IpProtocol::Icmp => summarize_icmp_error(packet.payload()).unwrap_or(FrameSummary::Other),
         _ => FrameSummary::Other,
     }
 }
 
-/// The quoted header of an ICMP error about TCP: IPv4 header plus the first 8 bytes of the
-/// segment, whose first 4 are the ports (RFC 792).
+/// The quoted header of an ICMP error about TCP or UDP: IPv4 header plus the first 8 bytes of
+/// the segment or datagram, whose first 4 are the ports (RFC 792).
 fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
     let message = Icmpv4Packet::new_checked(bytes).ok()?;
     if !ICMP_QUOTING_TYPES.contains(&u8::from(message.msg_type())) {
@@ -115,15 +135,22 @@ fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
     let quoted = message.data();
     let quoted_header = Ipv4Packet::new_unchecked(quoted);
     let header_len = usize::from(*quoted.first()? & 0x0f) * 4;
+    let protocol = quoted_header.next_header();
     if header_len < 20
         || quoted.len() < header_len + 4
-        || quoted_header.next_header() != IpProtocol::Tcp
+        || !matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp)
     {
         return None;
     }
     let ports = &quoted[header_len..header_len + 4];
     let our_port = u16::from_be_bytes([ports[0], ports[1]]);
     let peer_port = u16::from_be_bytes([ports[2], ports[3]]);
+    if protocol == IpProtocol::Udp {
+        return Some(FrameSummary::IcmpErrorAboutUdp {
+            source: SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
+            destination: SocketAddrV4::new(quoted_header.src_addr(), our_port),
+        });
+    }
     Some(FrameSummary::IcmpErrorAboutTcp(InboundSegment::new(
         SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
         SocketAddrV4::new(quoted_header.src_addr(), our_port),

@@ -63,6 +63,11 @@ type PortMap = hashbrown::HashMap<u16, CoreSet>;
 pub struct GlobalListenTable {
     version: AtomicU64,
     ports: spin::RwLock<PortMap>,
+    /// UDP ports bound, and on which cores: a separate map with its own version, so that
+    /// binding and closing UDP sockets (a resolver does it per query) never makes a core
+    /// re-read the TCP listen ports.
+    udp_version: AtomicU64,
+    udp_ports: spin::RwLock<PortMap>,
 }
 
 impl GlobalListenTable {
@@ -70,6 +75,8 @@ impl GlobalListenTable {
         Arc::new(GlobalListenTable {
             version: AtomicU64::new(0),
             ports: spin::RwLock::new(PortMap::new()),
+            udp_version: AtomicU64::new(0),
+            udp_ports: spin::RwLock::new(PortMap::new()),
         })
     }
 
@@ -100,6 +107,76 @@ impl GlobalListenTable {
     /// Bumped on every change.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// `core` has a UDP socket bound to `port`.
+    pub fn bind_udp(&self, port: u16, core: CoreId) {
+        let mut ports = self.udp_ports.write();
+        ports.entry(port).or_default().insert(core);
+        self.udp_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// `core` closed its UDP socket on `port`.
+    pub fn release_udp(&self, port: u16, core: CoreId) {
+        let mut ports = self.udp_ports.write();
+        if let Some(cores) = ports.get_mut(&port) {
+            cores.remove(core);
+            if cores.is_empty() {
+                ports.remove(&port);
+            }
+        }
+        self.udp_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The cores with a UDP socket bound to `port` (a read lock: not for the per-frame path,
+    /// which reads its [`UdpBoundView`]).
+    pub fn udp_bound(&self, port: u16) -> CoreSet {
+        self.udp_ports
+            .read()
+            .get(&port)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// One core's copy of the UDP half of the table, refreshed like [`GlobalListenView`]: one
+/// atomic load per UDP datagram, the lock only after a bind or close somewhere.
+pub struct UdpBoundView {
+    table: Arc<GlobalListenTable>,
+    version_seen: u64,
+    ports: PortMap,
+}
+
+impl UdpBoundView {
+    pub fn new(table: Arc<GlobalListenTable>) -> UdpBoundView {
+        let mut view = UdpBoundView {
+            table,
+            version_seen: u64::MAX,
+            ports: PortMap::new(),
+        };
+        view.refresh();
+        view
+    }
+
+    /// Copies the table if it changed since the last refresh.
+    pub fn refresh(&mut self) {
+        let version = self.table.udp_version.load(Ordering::Acquire);
+        if version == self.version_seen {
+            return;
+        }
+        let ports = self.table.udp_ports.read();
+        self.ports.clone_from(&ports);
+        self.version_seen = version;
+    }
+
+    /// The cores with a UDP socket on `port`, as of the last refresh.
+    pub fn bound(&self, port: u16) -> CoreSet {
+        self.ports.get(&port).copied().unwrap_or_default()
+    }
+
+    /// Whether some core has a UDP socket on `port`, as of the last refresh.
+    pub fn is_bound(&self, port: u16) -> bool {
+        self.ports.contains_key(&port)
     }
 }
 

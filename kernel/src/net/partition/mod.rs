@@ -20,6 +20,15 @@
 //!   a request sent by core `d` may arrive on any queue.
 //! - ICMP errors that quote one of our TCP segments go to the owner of the quoted connection;
 //!   echo requests are answered by whichever core receives them.
+//! - UDP: a datagram belongs to a core that has a socket on its port ([`udp_owner`]). Each
+//!   bind and close is published in the global table (its UDP half, with its own version),
+//!   and each core reads its own copy ([`UdpBoundView`]). A reply to an ephemeral port goes
+//!   to the core Receive Flow Deliver names for it, which is the core that bound it: its port
+//!   was chosen by [`RfdUdpPorts`] the way TCP's `connect` chooses one. A port bound on the
+//!   receiving core (a server bound on every core) is handled where it lands; a port bound on
+//!   other cores only (a DHCP client's 68) goes to one of them. A datagram handed over is
+//!   handled by the core it reaches, never passed on again; a closed port is answered (port
+//!   unreachable) by the core that received the datagram.
 //!
 //! # The global listen table and the fallback
 //! `listen(port)` from the application on core `c` ([`CoreDispatcher::listen`]) installs a
@@ -95,6 +104,7 @@ mod port_allocator;
 pub mod self_test;
 mod served_port;
 mod shared_tables;
+mod udp_ports;
 
 pub use counters::PartitionCounters;
 pub use dispatcher::{CoreDispatcher, DispatcherError, ForwardReason, RING_DRAIN_BATCH, RingFrame};
@@ -103,10 +113,11 @@ pub use fallback_routes::{
     FallbackRoutes, ROUTE_CAPACITY, ROUTE_IDLE_LIMIT, ROUTE_PRESSURE_IDLE_LIMIT,
 };
 pub use frame_summary::{FrameSummary, TcpSummary};
-pub use global_listen::{CoreSet, GlobalListenTable, GlobalListenView};
+pub use global_listen::{CoreSet, GlobalListenTable, GlobalListenView, UdpBoundView};
 pub use port_allocator::RfdPortAllocator;
 pub use served_port::{PortOpener, ServedPort};
 pub use shared_tables::{SharedCore, SharedTables};
+pub use udp_ports::{RfdUdpPorts, udp_owner};
 
 /// Where the TCP tables live; chosen at start-up, the same for every core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -143,9 +143,12 @@ impl SharedCore {
                     }
                 }
             }
-            FrameSummary::IcmpErrorAboutTcp(_) | FrameSummary::Other => {
-                self.interface.receive(now, frame)
-            }
+            // The baseline shares only TCP's tables: UDP is handled where it lands, by the
+            // receiving core's own UDP layer.
+            FrameSummary::IcmpErrorAboutTcp(_)
+            | FrameSummary::Udp { .. }
+            | FrameSummary::IcmpErrorAboutUdp { .. }
+            | FrameSummary::Other => self.interface.receive(now, frame),
         }
     }
 

@@ -263,6 +263,18 @@ impl TcpLayer {
         self.context.core
     }
 
+    /// A 64-bit value keyed by the layer's boot secret, for another part of the core's stack
+    /// that needs unpredictable numbers (the UDP layer seeds its port choice with it, RFC
+    /// 6056). SipHash is a PRF: the value reveals nothing of the secret, and `domain` and the
+    /// core keep the values of different users and cores unrelated. The input is four words
+    /// ending in its own tag, a shape no other use of the key has.
+    pub fn derived_secret(&self, domain: u64) -> u64 {
+        const DERIVED: u64 = 0x6465_7269_7665_6421;
+        self.context
+            .key
+            .hash(&[DERIVED, domain, u64::from(self.context.core.0), DERIVED])
+    }
+
     pub fn config(&self) -> &TcpConfig {
         &self.context.config
     }
