@@ -549,9 +549,20 @@ impl Connection {
         context.memory_used += bytes;
     }
 
-    /// Gives back `bytes` this connection no longer holds.
+    /// Gives back `bytes` this connection no longer holds. Only a core whose reserve is in
+    /// use has reserve users (`reserve_users` counts them), so the usual case skips the test
+    /// whether this connection leaves the reserve.
+    #[inline]
     fn release_memory(&mut self, context: &mut Context, bytes: usize) {
         context.release_memory(bytes);
+        if context.reserve_users > 0 {
+            self.leave_reserve_if_empty(context);
+        }
+    }
+
+    /// A reserve user that holds nothing any more gives its place back.
+    #[inline(never)]
+    fn leave_reserve_if_empty(&mut self, context: &mut Context) {
         if self.reserve_user(context) && self.buffered_bytes() == 0 {
             self.reserve_epoch_joined = None;
             context.reserve_users -= 1;
@@ -947,35 +958,54 @@ impl Connection {
     /// The same timer is the override timeout of sender SWS avoidance (RFC 9293 section
     /// 3.8.6.2.1, case d): when a small usable window holds data back and nothing is in
     /// flight, no ACK will come to release it, so the timer sends what the window allows.
+    ///
+    /// It runs on every ACK and every send; the usual case, out of persist and staying out,
+    /// is three stores, and entering or leaving persist is left to `enter_persist` and
+    /// `leave_persist`.
     fn update_persist(&mut self, context: &Context) {
         let data_waiting = self.send_end().after(self.send_next);
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
-            let entered = *self.persist_entered.get_or_insert(context.now);
-            if self.timers.persist.is_none() {
-                let factor = 1u32 << self.persist_backoff.min(6);
-                let mut delay = self
-                    .rtt
-                    .rto()
-                    .saturating_mul(factor)
-                    .min(context.config.max_rto);
-                if self.owner == Owner::Orphan {
-                    // Fire no later than the end of the orphan's time in persist.
-                    let spent = self.orphan_persist_time + context.now.saturating_since(entered);
-                    delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
-                }
-                self.timers.persist = Some(context.now + delay);
-            }
-            self.timers.retransmit = None;
+            self.enter_persist(context);
         } else {
-            if let Some(entered) = self.persist_entered.take()
-                && self.owner == Owner::Orphan
-            {
-                self.orphan_persist_time += context.now.saturating_since(entered);
+            if self.persist_entered.is_some() {
+                self.leave_persist(context);
             }
             self.timers.persist = None;
             self.persist_probes_sent = 0;
             self.persist_backoff = 0;
+        }
+    }
+
+    /// `update_persist` with data waiting behind a closed or small window: arms the timer
+    /// if it is not, and notes when persist began.
+    #[inline(never)]
+    fn enter_persist(&mut self, context: &Context) {
+        let entered = *self.persist_entered.get_or_insert(context.now);
+        if self.timers.persist.is_none() {
+            let factor = 1u32 << self.persist_backoff.min(6);
+            let mut delay = self
+                .rtt
+                .rto()
+                .saturating_mul(factor)
+                .min(context.config.max_rto);
+            if self.owner == Owner::Orphan {
+                // Fire no later than the end of the orphan's time in persist.
+                let spent = self.orphan_persist_time + context.now.saturating_since(entered);
+                delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
+            }
+            self.timers.persist = Some(context.now + delay);
+        }
+        self.timers.retransmit = None;
+    }
+
+    /// `update_persist` leaving persist: an orphan adds the stretch to its time in persist.
+    #[inline(never)]
+    fn leave_persist(&mut self, context: &Context) {
+        if let Some(entered) = self.persist_entered.take()
+            && self.owner == Owner::Orphan
+        {
+            self.orphan_persist_time += context.now.saturating_since(entered);
         }
     }
 
