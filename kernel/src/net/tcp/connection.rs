@@ -542,7 +542,7 @@ impl Connection {
     /// Counts `bytes` this connection adds against the budget. Given more than the shared
     /// part had left, it draws on the reserve until it holds nothing again.
     fn charge_memory(&mut self, context: &mut Context, bytes: usize) {
-        if !self.reserve_user(context) && bytes > context.shared_room() {
+        if bytes > context.shared_room() && !self.reserve_user(context) {
             self.reserve_epoch_joined = Some(context.reserve_epoch);
             context.reserve_users += 1;
         }

@@ -159,6 +159,11 @@ impl Context {
         reserve_user: bool,
     ) -> usize {
         let shared = self.shared_room();
+        // The guarantee is at most `guaranteed_buffer`: with that much shared room left (a
+        // core without memory pressure), the reserve has nothing to add.
+        if shared >= self.config.guaranteed_buffer {
+            return shared;
+        }
         if !reserve_user && self.reserve_full() {
             return shared;
         }
