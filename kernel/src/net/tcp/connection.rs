@@ -549,20 +549,21 @@ impl Connection {
         context.memory_used += bytes;
     }
 
-    /// Gives back `bytes` this connection no longer holds. Only a core whose reserve is in
-    /// use has reserve users (`reserve_users` counts them), so the usual case skips the test
-    /// whether this connection leaves the reserve.
+    /// Gives back `bytes` this connection no longer holds, and wakes the writers waiting
+    /// for memory. The usual case (no reserve in use, nobody waiting) is the subtraction
+    /// and one test (`Context::uncount_memory`).
     #[inline]
     fn release_memory(&mut self, context: &mut Context, bytes: usize) {
-        context.release_memory(bytes);
-        if context.reserve_users > 0 {
-            self.leave_reserve_if_empty(context);
+        if context.uncount_memory(bytes) {
+            self.after_release(context, bytes);
         }
     }
 
-    /// A reserve user that holds nothing any more gives its place back.
+    /// The rest of `release_memory`; a reserve user that holds nothing any more also gives
+    /// its place back (only a core whose reserve is in use has reserve users).
     #[inline(never)]
-    fn leave_reserve_if_empty(&mut self, context: &mut Context) {
+    fn after_release(&mut self, context: &mut Context, bytes: usize) {
+        context.after_release(bytes);
         if self.reserve_user(context) && self.buffered_bytes() == 0 {
             self.reserve_epoch_joined = None;
             context.reserve_users -= 1;

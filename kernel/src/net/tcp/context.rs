@@ -219,23 +219,23 @@ impl Context {
             && self.guaranteed_room(held, guarantee_limit) > self.shared_room()
     }
 
-    /// Takes `bytes` off the budget's count and wakes the writers waiting for memory.
+    /// Takes `bytes` off the budget's count; whether `after_release` has work to do (the
+    /// reserve is in use, or writers wait for memory).
     ///
     /// A short connection gives memory back a dozen times, and usually nobody uses the
-    /// reserve nor waits for memory: that case is one subtraction and one test, inlined, and
-    /// the rest is left to `after_release`.
+    /// reserve nor waits for memory: that case is one subtraction and one test, inlined
+    /// (`Connection::release_memory`), and the rest is left out of line.
     #[inline]
-    pub(crate) fn release_memory(&mut self, bytes: usize) {
+    pub(crate) fn uncount_memory(&mut self, bytes: usize) -> bool {
         self.memory_used = self.memory_used.saturating_sub(bytes);
-        if self.reserve_users | self.memory_waiters.len() != 0 {
-            self.after_release(bytes);
-        }
+        self.reserve_users | self.memory_waiters.len() != 0
     }
 
-    /// The rest of `release_memory`, for a core whose reserve is in use or that has writers
+    /// The rest of giving back memory, after `uncount_memory` said there is some: empties
+    /// the reserve when memory is back within the shared part, and wakes the writers
     /// waiting for memory.
     #[inline(never)]
-    fn after_release(&mut self, bytes: usize) {
+    pub(crate) fn after_release(&mut self, bytes: usize) {
         if self.reserve_users > 0 && self.memory_used <= self.shared_limit() {
             self.reserve_users = 0;
             self.reserve_epoch += 1;
