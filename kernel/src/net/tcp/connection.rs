@@ -785,6 +785,9 @@ impl Connection {
     /// of `invalid_ack_allowed`, data does not exempt a segment from the per-connection
     /// limit here (Linux checks `__tcp_oow_rate_limited` first as well): data with a forged
     /// acknowledgment would otherwise draw one challenge ACK each.
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn send_challenge_ack(&mut self, context: &mut Context) {
         if self.invalid_ack_interval_passed(context) && challenge_ack_allowed(context) {
             self.send_ack(context);
@@ -796,6 +799,9 @@ impl Connection {
     /// ACK loop, and the ACK may be what the sender lacks (a retransmitted FIN whose ACK was
     /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so that two
     /// desynchronised stacks cannot ping-pong ACKs at line rate (Linux `tcp_oow_rate_limited`).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
         if segment.sequence_length() > 0 && !segment.has(SYN) {
             return true;
@@ -1458,6 +1464,9 @@ impl Connection {
     }
 
     /// Resends the first unacknowledged segment (fast retransmit and New Reno partial ACKs).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_first(&mut self, context: &mut Context) {
         let available = self.send_end().distance_from(self.send_unacknowledged);
         let length = available.min(self.send_mss) as usize;
@@ -1478,6 +1487,9 @@ impl Connection {
     /// In recovery with SACK information: resends the next hole the peer reported, so that
     /// several losses in one window are repaired in one round trip (RFC 6675 section 5, the
     /// retransmission rule, with New Reno's window).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_next_hole(&mut self, context: &mut Context) {
         let hole = self
             .scoreboard
@@ -1491,6 +1503,9 @@ impl Connection {
     /// the retransmission timeout (issue 29, item 8). New Reno's partial-ACK rule (RFC 6582
     /// section 3.2 step 5); Linux finds the lost retransmission with RACK. The price is one
     /// needless segment when the retransmission is only late, as New Reno pays without SACK.
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_first_hole(&mut self, context: &mut Context) {
         let hole = self
             .scoreboard
