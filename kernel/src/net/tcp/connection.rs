@@ -542,16 +542,28 @@ impl Connection {
     /// Counts `bytes` this connection adds against the budget. Given more than the shared
     /// part had left, it draws on the reserve until it holds nothing again.
     fn charge_memory(&mut self, context: &mut Context, bytes: usize) {
-        if !self.reserve_user(context) && bytes > context.shared_room() {
+        if bytes > context.shared_room() && !self.reserve_user(context) {
             self.reserve_epoch_joined = Some(context.reserve_epoch);
             context.reserve_users += 1;
         }
         context.memory_used += bytes;
     }
 
-    /// Gives back `bytes` this connection no longer holds.
+    /// Gives back `bytes` this connection no longer holds, and wakes the writers waiting
+    /// for memory. The usual case (no reserve in use, nobody waiting) is the subtraction
+    /// and one test (`Context::uncount_memory`).
+    #[inline]
     fn release_memory(&mut self, context: &mut Context, bytes: usize) {
-        context.release_memory(bytes);
+        if context.uncount_memory(bytes) {
+            self.after_release(context, bytes);
+        }
+    }
+
+    /// The rest of `release_memory`; a reserve user that holds nothing any more also gives
+    /// its place back (only a core whose reserve is in use has reserve users).
+    #[inline(never)]
+    fn after_release(&mut self, context: &mut Context, bytes: usize) {
+        context.after_release(bytes);
         if self.reserve_user(context) && self.buffered_bytes() == 0 {
             self.reserve_epoch_joined = None;
             context.reserve_users -= 1;
@@ -773,6 +785,9 @@ impl Connection {
     /// of `invalid_ack_allowed`, data does not exempt a segment from the per-connection
     /// limit here (Linux checks `__tcp_oow_rate_limited` first as well): data with a forged
     /// acknowledgment would otherwise draw one challenge ACK each.
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn send_challenge_ack(&mut self, context: &mut Context) {
         if self.invalid_ack_interval_passed(context) && challenge_ack_allowed(context) {
             self.send_ack(context);
@@ -784,6 +799,9 @@ impl Connection {
     /// ACK loop, and the ACK may be what the sender lacks (a retransmitted FIN whose ACK was
     /// lost). Anything else draws at most one ACK per `invalid_ack_interval`, so that two
     /// desynchronised stacks cannot ping-pong ACKs at line rate (Linux `tcp_oow_rate_limited`).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn invalid_ack_allowed(&mut self, context: &mut Context, segment: &Segment<'_>) -> bool {
         if segment.sequence_length() > 0 && !segment.has(SYN) {
             return true;
@@ -947,35 +965,54 @@ impl Connection {
     /// The same timer is the override timeout of sender SWS avoidance (RFC 9293 section
     /// 3.8.6.2.1, case d): when a small usable window holds data back and nothing is in
     /// flight, no ACK will come to release it, so the timer sends what the window allows.
+    ///
+    /// It runs on every ACK and every send; the usual case, out of persist and staying out,
+    /// is three stores, and entering or leaving persist is left to `enter_persist` and
+    /// `leave_persist`.
     fn update_persist(&mut self, context: &Context) {
         let data_waiting = self.send_end().after(self.send_next);
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
-            let entered = *self.persist_entered.get_or_insert(context.now);
-            if self.timers.persist.is_none() {
-                let factor = 1u32 << self.persist_backoff.min(6);
-                let mut delay = self
-                    .rtt
-                    .rto()
-                    .saturating_mul(factor)
-                    .min(context.config.max_rto);
-                if self.owner == Owner::Orphan {
-                    // Fire no later than the end of the orphan's time in persist.
-                    let spent = self.orphan_persist_time + context.now.saturating_since(entered);
-                    delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
-                }
-                self.timers.persist = Some(context.now + delay);
-            }
-            self.timers.retransmit = None;
+            self.enter_persist(context);
         } else {
-            if let Some(entered) = self.persist_entered.take()
-                && self.owner == Owner::Orphan
-            {
-                self.orphan_persist_time += context.now.saturating_since(entered);
+            if self.persist_entered.is_some() {
+                self.leave_persist(context);
             }
             self.timers.persist = None;
             self.persist_probes_sent = 0;
             self.persist_backoff = 0;
+        }
+    }
+
+    /// `update_persist` with data waiting behind a closed or small window: arms the timer
+    /// if it is not, and notes when persist began.
+    #[inline(never)]
+    fn enter_persist(&mut self, context: &Context) {
+        let entered = *self.persist_entered.get_or_insert(context.now);
+        if self.timers.persist.is_none() {
+            let factor = 1u32 << self.persist_backoff.min(6);
+            let mut delay = self
+                .rtt
+                .rto()
+                .saturating_mul(factor)
+                .min(context.config.max_rto);
+            if self.owner == Owner::Orphan {
+                // Fire no later than the end of the orphan's time in persist.
+                let spent = self.orphan_persist_time + context.now.saturating_since(entered);
+                delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
+            }
+            self.timers.persist = Some(context.now + delay);
+        }
+        self.timers.retransmit = None;
+    }
+
+    /// `update_persist` leaving persist: an orphan adds the stretch to its time in persist.
+    #[inline(never)]
+    fn leave_persist(&mut self, context: &Context) {
+        if let Some(entered) = self.persist_entered.take()
+            && self.owner == Owner::Orphan
+        {
+            self.orphan_persist_time += context.now.saturating_since(entered);
         }
     }
 
@@ -1427,6 +1464,9 @@ impl Connection {
     }
 
     /// Resends the first unacknowledged segment (fast retransmit and New Reno partial ACKs).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_first(&mut self, context: &mut Context) {
         let available = self.send_end().distance_from(self.send_unacknowledged);
         let length = available.min(self.send_mss) as usize;
@@ -1447,6 +1487,9 @@ impl Connection {
     /// In recovery with SACK information: resends the next hole the peer reported, so that
     /// several losses in one window are repaired in one round trip (RFC 6675 section 5, the
     /// retransmission rule, with New Reno's window).
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_next_hole(&mut self, context: &mut Context) {
         let hole = self
             .scoreboard
@@ -1460,6 +1503,9 @@ impl Connection {
     /// the retransmission timeout (issue 29, item 8). New Reno's partial-ACK rule (RFC 6582
     /// section 3.2 step 5); Linux finds the lost retransmission with RACK. The price is one
     /// needless segment when the retransmission is only late, as New Reno pays without SACK.
+    // Loss or attack only: out of line, so that the common path of `on_segment` does
+    // not carry its code and registers.
+    #[inline(never)]
     fn retransmit_first_hole(&mut self, context: &mut Context) {
         let hole = self
             .scoreboard

@@ -159,6 +159,11 @@ impl Context {
         reserve_user: bool,
     ) -> usize {
         let shared = self.shared_room();
+        // The guarantee is at most `guaranteed_buffer`: with that much shared room left (a
+        // core without memory pressure), the reserve has nothing to add.
+        if shared >= self.config.guaranteed_buffer {
+            return shared;
+        }
         if !reserve_user && self.reserve_full() {
             return shared;
         }
@@ -214,9 +219,23 @@ impl Context {
             && self.guaranteed_room(held, guarantee_limit) > self.shared_room()
     }
 
-    /// Takes `bytes` off the budget's count and wakes the writers waiting for memory.
-    pub(crate) fn release_memory(&mut self, bytes: usize) {
+    /// Takes `bytes` off the budget's count; whether `after_release` has work to do (the
+    /// reserve is in use, or writers wait for memory).
+    ///
+    /// A short connection gives memory back a dozen times, and usually nobody uses the
+    /// reserve nor waits for memory: that case is one subtraction and one test, inlined
+    /// (`Connection::release_memory`), and the rest is left out of line.
+    #[inline]
+    pub(crate) fn uncount_memory(&mut self, bytes: usize) -> bool {
         self.memory_used = self.memory_used.saturating_sub(bytes);
+        self.reserve_users | self.memory_waiters.len() != 0
+    }
+
+    /// The rest of giving back memory, after `uncount_memory` said there is some: empties
+    /// the reserve when memory is back within the shared part, and wakes the writers
+    /// waiting for memory.
+    #[inline(never)]
+    pub(crate) fn after_release(&mut self, bytes: usize) {
         if self.reserve_users > 0 && self.memory_used <= self.shared_limit() {
             self.reserve_users = 0;
             self.reserve_epoch += 1;
