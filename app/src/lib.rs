@@ -9,6 +9,7 @@ extern crate alloc;
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod http;
 pub mod metrics;
 pub mod proxy;
