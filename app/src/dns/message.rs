@@ -297,11 +297,17 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The smallest TTL of the records used (CNAMEs included), `None` if there are none.
+    /// The smallest TTL of the records used (CNAMEs and the SRV targets' additional
+    /// addresses included), `None` if there are none.
     pub fn smallest_ttl(&self) -> Option<u32> {
+        let target_addresses = self
+            .services
+            .iter()
+            .flat_map(|service| service.target_addresses.iter());
         let records = self
             .addresses
             .iter()
+            .chain(target_addresses)
             .map(|record| record.ttl)
             .chain(self.services.iter().map(|record| record.ttl));
         records.chain(self.cname_ttl).min()
