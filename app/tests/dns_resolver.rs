@@ -57,14 +57,19 @@ fn response(query: &[u8], flags: u16, addresses: &[[u8; 4]]) -> Vec<u8> {
 
 const ANSWER_FLAGS: u16 = 0x8180;
 
+/// The source and id of each query a server heard.
+type Heard = Rc<RefCell<Vec<(SocketAddrV4, u16)>>>;
+
 /// A UDP server on `port` of the server host that replies as `script` says, one entry per query.
-fn spawn_udp_server(network: &mut Network, port: u16, script: Vec<Reply>) {
+fn spawn_udp_server(network: &mut Network, port: u16, script: Vec<Reply>) -> Heard {
     let socket = UdpSocket::bind(
         &network.hosts[SERVER].udp,
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
     )
     .unwrap();
     let mut script = VecDeque::from(script);
+    let heard: Heard = Rc::new(RefCell::new(Vec::new()));
+    let heard_by_task = heard.clone();
     network.hosts[SERVER].executor.spawn(async move {
         let mut buffer = [0u8; 1024];
         loop {
@@ -72,6 +77,9 @@ fn spawn_udp_server(network: &mut Network, port: u16, script: Vec<Reply>) {
                 return;
             };
             let query = buffer[..count].to_vec();
+            heard_by_task
+                .borrow_mut()
+                .push((sender, u16::from_be_bytes([query[0], query[1]])));
             let reply = script
                 .pop_front()
                 .expect("a query the script did not expect");
@@ -99,6 +107,7 @@ fn spawn_udp_server(network: &mut Network, port: u16, script: Vec<Reply>) {
             }
         }
     });
+    heard
 }
 
 /// A DNS-over-TCP server on port 53 (RFC 7766): each connection gets one length-prefixed
@@ -148,7 +157,7 @@ fn resolve(
         .map(|&port| SocketAddrV4::new(network.hosts[SERVER].address, port))
         .collect();
     let host = &network.hosts[CLIENT];
-    let mut resolver = Resolver::new(
+    let resolver = Resolver::new(
         host.udp.clone(),
         host.tcp.clone(),
         host.executor.handle(),
@@ -297,4 +306,38 @@ fn every_server_silent_is_an_error_the_caller_can_keep_its_last_answer_on() {
     let (result, counters) = resolve(&mut network, &[53]);
     assert_eq!(result, Err(ResolveError::NoServerAnswered));
     assert_eq!(counters.timeouts, 2);
+}
+
+#[test]
+fn one_resolver_per_core_serves_two_names_at_once_on_separate_ports_and_ids() {
+    let mut network = Network::new(20, Impairments::clean(), 2);
+    let heard = spawn_udp_server(&mut network, 53, vec![Reply::Answer, Reply::Answer]);
+    let server = SocketAddrV4::new(network.hosts[SERVER].address, 53);
+    let host = &network.hosts[CLIENT];
+    let resolver = Rc::new(Resolver::new(
+        host.udp.clone(),
+        host.tcp.clone(),
+        host.executor.handle(),
+        ResolverConfig::new(vec![server]),
+    ));
+    let done = Rc::new(RefCell::new(Vec::new()));
+    for name in ["one.unisock.test", "two.unisock.test"] {
+        let (resolver, done) = (resolver.clone(), done.clone());
+        network.hosts[CLIENT].executor.spawn(async move {
+            let name = Name::from_dotted(name).unwrap();
+            let resolution = resolver.resolve(&name, RecordType::A).await.unwrap();
+            done.borrow_mut().push(resolution.answer.canonical_name);
+        });
+    }
+    let mut steps = 0;
+    while done.borrow().len() < 2 {
+        assert!(network.step() && steps < STEP_LIMIT);
+        steps += 1;
+    }
+    let heard = heard.borrow();
+    assert_eq!(heard.len(), 2);
+    assert_ne!(heard[0].0.port(), heard[1].0.port());
+    assert_ne!(heard[0].1, heard[1].1);
+    let counters = resolver.counters();
+    assert_eq!((counters.queries_sent, counters.answers_accepted), (2, 2));
 }

@@ -2,6 +2,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
@@ -140,14 +141,16 @@ enum ServerOutcome {
 }
 
 /// A stub resolver of one core: its sockets are opened on that core's stack, so answers come
-/// back to it (`UdpSocket::connect` picks a port that steers there).
+/// back to it (`UdpSocket::connect` picks a port that steers there). One per core is enough:
+/// `resolve` takes `&self`, so the core's tasks can share it (in an `Rc`) and resolve several
+/// names at once, each on its own socket, from one stream of query ids and one set of counters.
 pub struct Resolver {
     udp: SharedUdpLayer,
     tcp: SharedTcpLayer,
     handle: Handle,
     config: ResolverConfig,
-    ids: QueryIds,
-    counters: ResolverCounters,
+    ids: RefCell<QueryIds>,
+    counters: Cell<ResolverCounters>,
 }
 
 impl Resolver {
@@ -163,13 +166,19 @@ impl Resolver {
             tcp,
             handle,
             config,
-            ids,
-            counters: ResolverCounters::default(),
+            ids: RefCell::new(ids),
+            counters: Cell::new(ResolverCounters::default()),
         }
     }
 
     pub fn counters(&self) -> ResolverCounters {
-        self.counters
+        self.counters.get()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut ResolverCounters)) {
+        let mut counters = self.counters.get();
+        update(&mut counters);
+        self.counters.set(counters);
     }
 
     pub fn config(&self) -> &ResolverConfig {
@@ -181,7 +190,7 @@ impl Resolver {
     /// server that fails (silent, unreachable, SERVFAIL) hands over to the next; NXDOMAIN
     /// ends the search.
     pub async fn resolve(
-        &mut self,
+        &self,
         name: &Name,
         record_type: RecordType,
     ) -> Result<Resolution, ResolveError> {
@@ -190,13 +199,13 @@ impl Resolver {
         }
         for server in self.config.servers.clone() {
             let query = Query {
-                id: self.ids.next_id(),
+                id: self.ids.borrow_mut().next_id(),
                 name: name.clone(),
                 record_type,
             };
             match self.ask_server(server, &query).await {
                 ServerOutcome::Answered(answer) => {
-                    self.counters.answers_accepted += 1;
+                    self.count(|counters| counters.answers_accepted += 1);
                     let refresh_after = refresh_after(answer.smallest_ttl());
                     return Ok(Resolution {
                         answer,
@@ -213,18 +222,18 @@ impl Resolver {
 
     /// One server: a fresh connected socket (a fresh random port, RFC 5452 section 9.2), the
     /// same id for its retransmissions so that a late answer to the first still counts.
-    async fn ask_server(&mut self, server: SocketAddrV4, query: &Query) -> ServerOutcome {
+    async fn ask_server(&self, server: SocketAddrV4, query: &Query) -> ServerOutcome {
         let Ok(socket) = UdpSocket::connect(&self.udp, server) else {
-            self.counters.unreachable_servers += 1;
+            self.count(|counters| counters.unreachable_servers += 1);
             return ServerOutcome::Failed;
         };
         let encoded = query.encode();
         // One byte more than the largest acceptable answer tells an oversized one apart.
         let mut buffer = vec![0u8; MAX_UDP_MESSAGE + 1];
         for _ in 0..self.config.attempts_per_server {
-            self.counters.queries_sent += 1;
+            self.count(|counters| counters.queries_sent += 1);
             if socket.send(&encoded).await.is_err() {
-                self.counters.unreachable_servers += 1;
+                self.count(|counters| counters.unreachable_servers += 1);
                 return ServerOutcome::Failed;
             }
             let deadline = self.handle.now() + self.config.attempt_timeout;
@@ -232,23 +241,23 @@ impl Resolver {
                 let left = deadline.saturating_since(self.handle.now());
                 let received = match self.handle.timeout(left, socket.recv(&mut buffer)).await {
                     Err(_) => {
-                        self.counters.timeouts += 1;
+                        self.count(|counters| counters.timeouts += 1);
                         break;
                     }
                     // ConnectionRefused: an ICMP port unreachable (RFC 1122 section 4.1.3.3).
                     Ok(Err(_)) => {
-                        self.counters.unreachable_servers += 1;
+                        self.count(|counters| counters.unreachable_servers += 1);
                         return ServerOutcome::Failed;
                     }
                     Ok(Ok(count)) => count,
                 };
                 if received > MAX_UDP_MESSAGE {
-                    self.counters.malformed_answers += 1;
+                    self.count(|counters| counters.malformed_answers += 1);
                     continue;
                 }
                 match parse_response(query, &buffer[..received]) {
                     Ok(answer) if answer.truncated => {
-                        self.counters.truncated_retried_over_tcp += 1;
+                        self.count(|counters| counters.truncated_retried_over_tcp += 1);
                         return self.ask_over_tcp(server, query).await;
                     }
                     Ok(answer) => return self.judge(answer),
@@ -263,7 +272,7 @@ impl Resolver {
 
     /// The same question over TCP (RFC 7766 section 5): the 2-byte length, the query, then
     /// the answer after its own length, all within one attempt timeout.
-    async fn ask_over_tcp(&mut self, server: SocketAddrV4, query: &Query) -> ServerOutcome {
+    async fn ask_over_tcp(&self, server: SocketAddrV4, query: &Query) -> ServerOutcome {
         let exchange = tcp_exchange(self.tcp.clone(), server, query.encode());
         match self
             .handle
@@ -273,44 +282,44 @@ impl Resolver {
             Ok(Some(message)) => match parse_response(query, &message) {
                 Ok(answer) if !answer.truncated => self.judge(answer),
                 Ok(_) => {
-                    self.counters.tcp_failures += 1;
+                    self.count(|counters| counters.tcp_failures += 1);
                     ServerOutcome::Failed
                 }
                 Err(error) => {
                     self.count_refusal(error);
-                    self.counters.tcp_failures += 1;
+                    self.count(|counters| counters.tcp_failures += 1);
                     ServerOutcome::Failed
                 }
             },
             Ok(None) | Err(_) => {
-                self.counters.tcp_failures += 1;
+                self.count(|counters| counters.tcp_failures += 1);
                 ServerOutcome::Failed
             }
         }
     }
 
     /// An accepted answer by its response code.
-    fn judge(&mut self, answer: Answer) -> ServerOutcome {
+    fn judge(&self, answer: Answer) -> ServerOutcome {
         match answer.response_code {
             ResponseCode::NoError => ServerOutcome::Answered(answer),
             ResponseCode::NameError => {
-                self.counters.nonexistent_names += 1;
+                self.count(|counters| counters.nonexistent_names += 1);
                 ServerOutcome::NameDoesNotExist
             }
             _ => {
-                self.counters.server_failures += 1;
+                self.count(|counters| counters.server_failures += 1);
                 ServerOutcome::Failed
             }
         }
     }
 
-    fn count_refusal(&mut self, error: MessageError) {
+    fn count_refusal(&self, error: MessageError) {
         match error {
-            MessageError::IdMismatch => self.counters.mismatched_ids += 1,
+            MessageError::IdMismatch => self.count(|counters| counters.mismatched_ids += 1),
             MessageError::QuestionMismatch | MessageError::QuestionCount => {
-                self.counters.wrong_questions += 1
+                self.count(|counters| counters.wrong_questions += 1)
             }
-            _ => self.counters.malformed_answers += 1,
+            _ => self.count(|counters| counters.malformed_answers += 1),
         }
     }
 }
