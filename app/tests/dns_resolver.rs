@@ -35,6 +35,8 @@ enum Reply {
     Truncated,
     ServerFailure,
     NameError,
+    /// Two SRV records, the first target's address in the additional section.
+    Services,
 }
 
 /// The response to `query` (its id and question copied), with `flags` and one A record per
@@ -56,6 +58,33 @@ fn response(query: &[u8], flags: u16, addresses: &[[u8; 4]]) -> Vec<u8> {
 }
 
 const ANSWER_FLAGS: u16 = 0x8180;
+
+/// An SRV answer: `one` (priority 10, weight 60, port 9001) and `two` (10, 40, 9002) under
+/// the question's domain, compressed against it, with `one`'s address as additional data.
+fn services_response(query: &[u8]) -> Vec<u8> {
+    let mut message = response(query, ANSWER_FLAGS, &[]);
+    message[7] = 2; // ANCOUNT
+    message[11] = 1; // ARCOUNT
+    let mut targets = Vec::new();
+    for (label, weight, port) in [(b"one", 60u16, 9001u16), (b"two", 40, 9002)] {
+        message.extend_from_slice(&[0xC0, 12, 0, 33, 0, 1]);
+        message.extend_from_slice(&TTL.to_be_bytes());
+        message.extend_from_slice(&12u16.to_be_bytes());
+        message.extend_from_slice(&10u16.to_be_bytes());
+        message.extend_from_slice(&weight.to_be_bytes());
+        message.extend_from_slice(&port.to_be_bytes());
+        // The target: one label, then a pointer past "_http._tcp" to the domain (offset 23).
+        targets.push(message.len() as u16);
+        message.push(3);
+        message.extend_from_slice(label);
+        message.extend_from_slice(&[0xC0, 23]);
+    }
+    message.extend_from_slice(&(0xC000 | targets[0]).to_be_bytes());
+    message.extend_from_slice(&[0, 1, 0, 1]);
+    message.extend_from_slice(&7u32.to_be_bytes());
+    message.extend_from_slice(&[0, 4, 10, 9, 1, 1]);
+    message
+}
 
 /// The source and id of each query a server heard.
 type Heard = Rc<RefCell<Vec<(SocketAddrV4, u16)>>>;
@@ -101,6 +130,7 @@ fn spawn_udp_server(network: &mut Network, port: u16, script: Vec<Reply>) -> Hea
                 Reply::Truncated => vec![response(&query, ANSWER_FLAGS | 0x0200, &[])],
                 Reply::ServerFailure => vec![response(&query, ANSWER_FLAGS | 2, &[])],
                 Reply::NameError => vec![response(&query, ANSWER_FLAGS | 3, &[])],
+                Reply::Services => vec![services_response(&query)],
             };
             for datagram in replies {
                 socket.send_to(sender, &datagram).await.unwrap();
@@ -152,6 +182,15 @@ fn resolve(
     network: &mut Network,
     ports: &[u16],
 ) -> (Result<Resolution, ResolveError>, ResolverCounters) {
+    resolve_name(network, ports, "web.unisock.test", RecordType::A)
+}
+
+fn resolve_name(
+    network: &mut Network,
+    ports: &[u16],
+    name: &'static str,
+    record_type: RecordType,
+) -> (Result<Resolution, ResolveError>, ResolverCounters) {
     let servers = ports
         .iter()
         .map(|&port| SocketAddrV4::new(network.hosts[SERVER].address, port))
@@ -166,8 +205,8 @@ fn resolve(
     let outcome: Outcome = Rc::new(RefCell::new(None));
     let outcome_by_task = outcome.clone();
     network.hosts[CLIENT].executor.spawn(async move {
-        let name = Name::from_dotted("web.unisock.test").unwrap();
-        let result = resolver.resolve(&name, RecordType::A).await;
+        let name = Name::from_dotted(name).unwrap();
+        let result = resolver.resolve(&name, record_type).await;
         *outcome_by_task.borrow_mut() = Some((result, resolver.counters()));
     });
     let mut steps = 0;
@@ -340,4 +379,43 @@ fn one_resolver_per_core_serves_two_names_at_once_on_separate_ports_and_ids() {
     assert_ne!(heard[0].1, heard[1].1);
     let counters = resolver.counters();
     assert_eq!((counters.queries_sent, counters.answers_accepted), (2, 2));
+}
+
+#[test]
+fn an_srv_answer_gives_ports_weights_and_the_additional_addresses() {
+    let mut network = Network::new(21, Impairments::clean(), 2);
+    spawn_udp_server(&mut network, 53, vec![Reply::Services]);
+    let (result, _) = resolve_name(
+        &mut network,
+        &[53],
+        "_http._tcp.unisock.test",
+        RecordType::Srv,
+    );
+    let resolution = result.unwrap();
+    let services = &resolution.answer.services;
+    let summary: Vec<(String, u16, u16, u16, usize)> = services
+        .iter()
+        .map(|service| {
+            (
+                service.target.to_dotted(),
+                service.priority,
+                service.weight,
+                service.port,
+                service.target_addresses.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("one.unisock.test".to_string(), 10, 60, 9001, 1),
+            ("two.unisock.test".to_string(), 10, 40, 9002, 0),
+        ]
+    );
+    assert_eq!(
+        services[0].target_addresses[0].address,
+        Ipv4Addr::new(10, 9, 1, 1)
+    );
+    // The additional address's 7 s, within the floor and the ceiling.
+    assert_eq!(resolution.refresh_after, Duration::from_secs(7));
 }
