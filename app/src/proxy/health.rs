@@ -9,7 +9,7 @@ use spin::Mutex;
 use unisock_kernel::socket::TcpStream;
 use unisock_kernel::time::Instant;
 
-use super::exchange::is_local;
+use super::connect::is_local;
 use super::settings::{Ejection, HealthProbe};
 use super::stream::BufferedStream;
 use super::worker::Worker;

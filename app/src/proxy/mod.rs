@@ -11,6 +11,7 @@
 
 pub mod access_log;
 mod balance;
+mod connect;
 pub mod console_ring;
 pub mod drain;
 mod errors;
