@@ -18,6 +18,7 @@ mod errors;
 pub(crate) mod exchange;
 mod forward;
 mod health;
+mod health_check;
 mod pace;
 mod pool;
 pub mod settings;

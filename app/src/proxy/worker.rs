@@ -17,7 +17,8 @@ use super::access_log::AccessLog;
 use super::balance::Balancer;
 use super::drain::CoreDrain;
 use super::exchange::serve_client;
-use super::health::{self, HealthBoard};
+use super::health::HealthBoard;
+use super::health_check;
 use super::pool::IdlePool;
 use super::settings::ProxySettings;
 use super::statistics::{ByteMeter, MeteredSide, ProxyCore, ProxyStatistics};
@@ -302,7 +303,7 @@ pub fn start_background(worker: &Rc<Worker>) {
         for backend in (0..backends)
             .filter(|backend| backend % worker.place.count.max(1) == worker.place.index)
         {
-            handle.spawn(health::run_checks(worker.clone(), backend));
+            handle.spawn(health_check::run_checks(worker.clone(), backend));
         }
     }
     if worker.settings().pool.keep_alive.idle_per_backend > 0 {
