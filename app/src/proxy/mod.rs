@@ -22,6 +22,7 @@ mod health_check;
 mod pace;
 mod pool;
 pub mod settings;
+mod shared;
 mod statistics;
 pub(crate) mod stream;
 mod tunnel;
@@ -32,10 +33,11 @@ pub use errors::ProxyError;
 pub use exchange::serve_client;
 pub use health::HealthBoard;
 pub use settings::{ProxySettings, SettingsError, is_proxy_key};
+pub use shared::ProxyShared;
 pub use statistics::{
     ACCESS_LOG_DROPPED_RATE, ACCESS_LOG_DROPPED_RING_FULL, BACKEND_HEALTH_METRICS, BACKEND_METRICS,
     BackendCounters, CORE_STATE_METRICS, CoreStateCounters, CoreStates, DEFAULT_POOL,
     ListenerMetrics, PROXY_CORE_METRICS, ProxyCore, ProxyCoreCounters, ProxyMetrics,
     ProxyStatistics,
 };
-pub use worker::{CurrentWorker, Listening, ProxyLegs, ProxyShared, Worker, WorkerPlace, start};
+pub use worker::{CurrentWorker, Listening, ProxyLegs, Worker, WorkerPlace, start};

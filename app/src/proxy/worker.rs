@@ -1,7 +1,6 @@
 //! One core's proxy worker: the state it keeps for itself (balancer, idle backend connections) beside the shared read-mostly state (settings, health, counters), its accept loop, and the background tasks it runs (pool sweeping, the health checks of the backends assigned to this core).
 
 use alloc::rc::Rc;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
@@ -21,26 +20,8 @@ use super::health::HealthBoard;
 use super::health_check;
 use super::pool::IdlePool;
 use super::settings::ProxySettings;
-use super::statistics::{ByteMeter, MeteredSide, ProxyCore, ProxyStatistics};
-
-/// What every core's worker shares: made once at boot, read by all.
-#[derive(Clone)]
-pub struct ProxyShared {
-    pub settings: Arc<ProxySettings>,
-    pub health: Arc<HealthBoard>,
-    pub statistics: Arc<ProxyStatistics>,
-}
-
-impl ProxyShared {
-    pub fn new(settings: ProxySettings, workers: usize) -> ProxyShared {
-        let backends = settings.pool.backends.len();
-        ProxyShared {
-            settings: Arc::new(settings),
-            health: Arc::new(HealthBoard::new(backends)),
-            statistics: Arc::new(ProxyStatistics::new(workers, backends)),
-        }
-    }
-}
+use super::shared::ProxyShared;
+use super::statistics::{ByteMeter, MeteredSide, ProxyCore};
 
 /// Which of the workers this one is: health checks are spread over the workers by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
