@@ -25,6 +25,7 @@ pub mod settings;
 mod shared;
 mod statistics;
 pub(crate) mod stream;
+pub mod tasks;
 mod tunnel;
 pub mod worker;
 
@@ -40,4 +41,5 @@ pub use statistics::{
     ListenerMetrics, PROXY_CORE_METRICS, ProxyCore, ProxyCoreCounters, ProxyMetrics,
     ProxyStatistics,
 };
-pub use worker::{CurrentWorker, Listening, ProxyLegs, Worker, WorkerPlace, start};
+pub use tasks::{Listening, start};
+pub use worker::{CurrentWorker, ProxyLegs, Worker, WorkerPlace};
