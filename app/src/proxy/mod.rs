@@ -11,6 +11,7 @@
 
 pub mod access_log;
 mod balance;
+mod body;
 mod connect;
 pub mod console_ring;
 pub mod drain;
