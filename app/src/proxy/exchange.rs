@@ -11,28 +11,18 @@ use super::access_log::RequestRecord;
 use super::body::{CopyError, copy_chunked, copy_exact, copy_until_close, read_more, send};
 use super::connect::{ConnectFailure, connect};
 use super::errors::ProxyError;
+use super::finish::{Next, answer_error, close_after_error, count_status};
 use super::forward::{self, ConnectionOption};
 use super::health::FailureOutcome;
 use super::pace::Pace;
 use super::settings::HealthProbe;
-use super::statistics::{MeteredSide, ProxyCoreCounters, local_failure_index};
+use super::statistics::{MeteredSide, local_failure_index};
 use super::stream::{BufferedStream, StreamError};
 use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::fields::BodyFraming;
 use crate::http::request::{HeadLimits, HeadScan, RequestError, RequestHead};
 use crate::http::response::{self, ResponseHead};
-
-/// What becomes of the client connection after an exchange.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Next {
-    /// Read the next request.
-    KeepAlive,
-    /// Close gracefully (everything sent was a complete message).
-    Close,
-    /// Reset: the response was cut off, and the client must not take it as complete.
-    Abort,
-}
 
 /// Serves every request of one client connection, each with the listener's worker in force
 /// when the request starts.
@@ -110,42 +100,6 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Next::Abort => return client.abort(),
         }
     }
-}
-
-/// Writes the proxy's own error response; false if the client did not take it.
-async fn answer_error(worker: &Worker, client: &BufferedStream, error: ProxyError) -> bool {
-    count_status(worker.statistics(), error.status());
-    let timeout = worker.settings().timeouts.client;
-    client
-        .write_all(worker.handle(), timeout, &error.response())
-        .await
-        .is_ok()
-}
-
-/// Closes after an error response, or aborts if the client did not take it (`answered`
-/// false: the connection is dead or the client stopped reading). The client may still be
-/// sending its request (a head or body refused before its end, a body a backend failed to
-/// take, a body invited by `100 Continue`), so the close lingers (`close_lingering`). A
-/// request timeout closes at once: its client already had the header timeout to send, the
-/// read that timed out left nothing unread, and our stack's orphan discards whatever still
-/// comes instead of resetting.
-async fn close_after_error(
-    worker: &Worker,
-    client: BufferedStream,
-    error: ProxyError,
-    answered: bool,
-) {
-    if !answered {
-        return client.abort();
-    }
-    if error == ProxyError::RequestTimeout {
-        return client.close();
-    }
-    client.close_lingering(worker.handle()).await
-}
-
-fn count_status(counters: &ProxyCoreCounters, status: u16) {
-    counters.count_status(status);
 }
 
 /// The next request head: `Ok(None)` when the client closed or idled out between requests.

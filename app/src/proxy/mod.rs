@@ -17,6 +17,7 @@ pub mod console_ring;
 pub mod drain;
 mod errors;
 pub(crate) mod exchange;
+mod finish;
 mod forward;
 mod health;
 mod health_check;
