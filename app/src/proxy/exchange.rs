@@ -15,13 +15,14 @@ use super::finish::{Next, answer_error, close_after_error, count_status};
 use super::forward::{self, ConnectionOption};
 use super::health::FailureOutcome;
 use super::pace::Pace;
+use super::request_head::read_request;
 use super::settings::HealthProbe;
 use super::statistics::{MeteredSide, local_failure_index};
 use super::stream::{BufferedStream, StreamError};
 use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::fields::BodyFraming;
-use crate::http::request::{HeadLimits, HeadScan, RequestError, RequestHead};
+use crate::http::request::RequestHead;
 use crate::http::response::{self, ResponseHead};
 
 /// Serves every request of one client connection, each with the listener's worker in force
@@ -98,70 +99,6 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Next::KeepAlive => {}
             Next::Close => return client.close(),
             Next::Abort => return client.abort(),
-        }
-    }
-}
-
-/// The next request head: `Ok(None)` when the client closed or idled out between requests.
-/// The header timeout runs from the head's first byte, so a slow client cannot hold the
-/// connection by trickling bytes (slowloris).
-async fn read_request(
-    worker: &Worker,
-    client: &mut BufferedStream,
-) -> Result<Option<RequestHead>, ProxyError> {
-    let settings = worker.settings();
-    let handle = worker.handle();
-    let limits = HeadLimits {
-        request_line: settings.limits.request_line,
-        header_bytes: settings.limits.header_bytes,
-        header_count: settings.limits.header_count,
-    };
-    let counters = worker.statistics();
-    let mut deadline = None;
-    // Each read's bytes are scanned once for the end of the head, which is parsed once.
-    let mut scan = HeadScan::new();
-    loop {
-        if !client.buffered().is_empty() {
-            let parses_before = scan.parses();
-            let parsed = scan.advance(client.buffered(), &limits);
-            let parses = scan.parses() - parses_before;
-            if parses > 0 {
-                counters.request_head_parses.add(u64::from(parses));
-            }
-            match parsed {
-                Ok(Some((head, length))) => {
-                    client.consume(length);
-                    return Ok(Some(head));
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    match error {
-                        RequestError::BadHost => counters.bad_host_requests.increment(),
-                        RequestError::BadTarget => counters.bad_target_requests.increment(),
-                        _ => {}
-                    }
-                    return Err(ProxyError::from_status(error.status()));
-                }
-            }
-            deadline.get_or_insert(handle.now() + settings.timeouts.header);
-        }
-        let wait = match deadline {
-            None => settings.timeouts.client,
-            Some(deadline) => deadline.saturating_since(handle.now()),
-        };
-        if wait.is_zero() {
-            return Err(ProxyError::RequestTimeout);
-        }
-        match client.fill(handle, wait).await {
-            Ok(0) | Err(StreamError::Socket(_)) => {
-                if deadline.is_some() {
-                    counters.client_aborts.increment();
-                }
-                return Ok(None);
-            }
-            Ok(_) => {}
-            Err(StreamError::TimedOut) if deadline.is_none() => return Ok(None),
-            Err(StreamError::TimedOut) => return Err(ProxyError::RequestTimeout),
         }
     }
 }

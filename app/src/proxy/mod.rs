@@ -23,6 +23,7 @@ mod health;
 mod health_check;
 mod pace;
 mod pool;
+mod request_head;
 pub mod settings;
 mod shared;
 mod statistics;
