@@ -8,18 +8,19 @@ use core::time::Duration;
 use unisock_kernel::socket::TcpStream;
 
 use super::access_log::RequestRecord;
-use super::body::{CopyError, copy_chunked, copy_exact, copy_until_close, read_more, send};
+use super::body::{CopyError, copy_chunked, copy_exact, read_more};
 use super::connect::{ConnectFailure, connect};
 use super::errors::ProxyError;
 use super::finish::{Next, answer_error, close_after_error, count_status};
 use super::forward::{self, ConnectionOption};
 use super::health::FailureOutcome;
+use super::outcome::Attempt;
 use super::pace::Pace;
 use super::request_head::read_request;
+use super::response_relay::{Persistence, relay_response, tunnel};
 use super::settings::HealthProbe;
 use super::statistics::{MeteredSide, local_failure_index};
 use super::stream::{BufferedStream, StreamError};
-use super::tunnel::{self, TunnelEnd};
 use super::worker::{CurrentWorker, Worker};
 use crate::http::fields::BodyFraming;
 use crate::http::request::RequestHead;
@@ -101,37 +102,6 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
             Next::Abort => return client.abort(),
         }
     }
-}
-
-/// How relaying one attempt ended.
-enum Attempt {
-    /// The response went to the client; whether the backend connection can be pooled.
-    Relayed {
-        next: Next,
-        reusable: bool,
-        status: u16,
-    },
-    /// The backend failed before the response head was complete.
-    BackendFailed {
-        error: ProxyError,
-        response_started: bool,
-    },
-    /// The client went away (or stalled outside a body).
-    ClientFailed,
-    /// The client's request body stalled or fell behind its minimum rate; nothing of the
-    /// response has been sent (408).
-    BodyTimedOut,
-    /// The client stalled taking the response, or fell behind its minimum rate.
-    SendTimedOut,
-    /// The response was cut off mid-body by the backend: it closed, reset or sent bad
-    /// framing, or (`stalled`) sent nothing for `timeout.backend`.
-    Truncated { stalled: bool },
-    /// A well-formed response this client cannot be sent as it is framed (a transfer coding
-    /// before chunked, to an HTTP/1.0 client): 502, not charged to the backend, since the
-    /// client chose its HTTP version and the same response goes to an HTTP/1.1 client.
-    Unframeable,
-    /// The request body is refused (too large, bad chunked framing) before any response.
-    BodyRefused(ProxyError),
 }
 
 /// Forwards one request; an `Err` is answered by the caller with that status.
@@ -667,178 +637,5 @@ async fn relay_early_response(
             }
         }
         other => other,
-    }
-}
-
-/// Which connections may carry another message after a response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Persistence {
-    /// Each as its fields allow; the backend's goes to the pool only when `pooling`.
-    AsAllowed { pooling: bool },
-    /// Neither: the response came before the request was all sent.
-    Neither,
-}
-
-/// Sends the final response head and body to the client, re-framed for it.
-async fn relay_response(
-    worker: &Worker,
-    client: &mut BufferedStream,
-    upstream: &mut BufferedStream,
-    request: &RequestHead,
-    response: &ResponseHead,
-    persistence: Persistence,
-    record: &RequestRecord,
-) -> Attempt {
-    let pooling = persistence == Persistence::AsAllowed { pooling: true };
-    let settings = worker.settings();
-    let handle = worker.handle();
-    let timeouts = settings.timeouts;
-    let client_speaks_1_1 = request.minor_version >= 1;
-    // Codings other than chunked stay on the body: an HTTP/1.0 client cannot be told of them
-    // (RFC 9112 6.1), and a body chunked under another coding cannot be chunked again.
-    // nginx refuses every such response with a 502 ("upstream sent unknown
-    // Transfer-Encoding"); HAProxy frames a message as chunked whenever chunked is its last
-    // coding. We pass `gzip, chunked` on to HTTP/1.1 clients and refuse only what cannot be.
-    // Chunked before another coding (`chunked, gzip`) is broken framing whoever asks (RFC
-    // 9112 6.1: chunked is applied once and, when the sender does not close, last): the
-    // backend's fault. A coding an HTTP/1.0 client cannot be sent depends on the client's
-    // version, which the client chooses, so it is never charged to the backend.
-    let codings = response.transfer_codings();
-    if codings.iter().any(|c| c.eq_ignore_ascii_case(b"chunked")) {
-        return Attempt::BackendFailed {
-            error: ProxyError::BadGateway,
-            response_started: true,
-        };
-    }
-    if !codings.is_empty() && !client_speaks_1_1 {
-        return Attempt::Unframeable;
-    }
-    // A body of unknown length goes to an HTTP/1.1 client chunked, so its connection can
-    // stay open; an HTTP/1.0 client reads it until we close.
-    let client_framing = match response.framing {
-        BodyFraming::Chunked | BodyFraming::UntilClose if client_speaks_1_1 => BodyFraming::Chunked,
-        BodyFraming::Chunked | BodyFraming::UntilClose => BodyFraming::UntilClose,
-        other => other,
-    };
-    // A drained core says `Connection: close` (RFC 9112 9.6) so the client does not send
-    // another request on a connection about to close.
-    let keep_client = request.wants_persistence()
-        && persistence != Persistence::Neither
-        && client_framing != BodyFraming::UntilClose
-        && !worker.core_draining();
-    let option = match (keep_client, client_speaks_1_1) {
-        (false, _) => ConnectionOption::Close,
-        (true, true) => ConnectionOption::Persistent,
-        (true, false) => ConnectionOption::KeepAlive,
-    };
-    let head_bytes = forward::response_for_client(
-        response,
-        &settings.forwarding,
-        client_framing,
-        option,
-        None,
-        &codings,
-    );
-    // The client's time taking the response is paced (`timeout.send`, `timeout.send-rate`),
-    // head included; the time the backend takes to produce it is not the client's.
-    let mut client_pace = Pace::new(timeouts.client, timeouts.send, timeouts.send_rate);
-    let mut backend_pace = Pace::per_wait(timeouts.backend);
-    match send(handle, client, &head_bytes, &mut client_pace).await {
-        Ok(()) => {}
-        Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
-        Err(_) => return Attempt::ClientFailed,
-    }
-    count_status(worker.statistics(), response.status);
-    record.status.set(response.status);
-    let encode = client_framing == BodyFraming::Chunked;
-    let paces = (&mut backend_pace, &mut client_pace);
-    let copied = match response.framing {
-        BodyFraming::Empty => Ok(0),
-        BodyFraming::Length(length) => copy_exact(handle, upstream, client, length, paces)
-            .await
-            .map(|()| length),
-        BodyFraming::Chunked => copy_chunked(handle, upstream, client, encode, None, paces).await,
-        BodyFraming::UntilClose => copy_until_close(handle, upstream, client, encode, paces).await,
-    };
-    match copied {
-        Ok(bytes) => {
-            worker.statistics().response_body_bytes.add(bytes);
-            record.bytes.set(bytes);
-        }
-        Err(CopyError::Destination) => return Attempt::ClientFailed,
-        Err(CopyError::DestinationTimedOut) => return Attempt::SendTimedOut,
-        Err(CopyError::SourceTimedOut) => return Attempt::Truncated { stalled: true },
-        Err(CopyError::Source | CopyError::Malformed | CopyError::TooLarge) => {
-            return Attempt::Truncated { stalled: false };
-        }
-    }
-    Attempt::Relayed {
-        next: if keep_client {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        // Bytes after the response would be a protocol error on the backend's side: such a
-        // connection is not reused.
-        reusable: pooling && response.allows_reuse() && upstream.buffered().is_empty(),
-        status: response.status,
-    }
-}
-
-/// After a `101`: the switch is announced to the client, then bytes flow both ways until
-/// each side has closed, or nothing moves either way for `timeout.tunnel`.
-async fn tunnel(
-    worker: &Worker,
-    client: &mut BufferedStream,
-    upstream: &mut BufferedStream,
-    response: &ResponseHead,
-) -> Attempt {
-    let settings = worker.settings();
-    let handle = worker.handle();
-    let protocol = response
-        .headers
-        .iter()
-        .find(|field| field.is("upgrade"))
-        .map(|field| field.value.clone());
-    let head = forward::response_for_client(
-        response,
-        &settings.forwarding,
-        BodyFraming::Empty,
-        ConnectionOption::Upgrade,
-        protocol.as_deref(),
-        &[],
-    );
-    if client
-        .write_all(handle, settings.timeouts.client, &head)
-        .await
-        .is_err()
-    {
-        return Attempt::ClientFailed;
-    }
-    count_status(worker.statistics(), 101);
-    worker.statistics().tunnels.increment();
-    // Bytes that arrived behind the heads belong to the new protocol.
-    let early_from_client = client.buffered().to_vec();
-    client.consume(early_from_client.len());
-    let early_from_backend = upstream.buffered().to_vec();
-    upstream.consume(early_from_backend.len());
-    let end = tunnel::relay_both_ways(
-        handle,
-        (client.stream(), early_from_client),
-        (upstream.stream(), early_from_backend),
-        settings.timeouts.tunnel,
-    )
-    .await;
-    if end == TunnelEnd::Idle {
-        worker.statistics().tunnel_timeouts.increment();
-    }
-    Attempt::Relayed {
-        next: if end == TunnelEnd::Closed {
-            Next::Close
-        } else {
-            Next::Abort
-        },
-        reusable: false,
-        status: 101,
     }
 }
