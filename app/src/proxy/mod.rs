@@ -10,6 +10,7 @@
 //! in `crate::http`.
 
 pub mod access_log;
+mod attempt;
 mod balance;
 mod body;
 mod connect;
