@@ -8,6 +8,7 @@ use super::body::{CopyError, copy_chunked, copy_exact};
 use super::errors::ProxyError;
 use super::finish::{Next, count_status};
 use super::forward::{self, ConnectionOption};
+use super::forward_head::forward_head;
 use super::outcome::Attempt;
 use super::pace::Pace;
 use super::response_relay::{Persistence, relay_response, tunnel};
@@ -39,19 +40,7 @@ pub(super) async fn relay(
     } else {
         ConnectionOption::Close
     };
-    let request_head = forward::request_for_backend(
-        head,
-        client_address,
-        settings.pool.backends[backend].address,
-        &settings.forwarding,
-        head.framing,
-        option,
-    );
-    if upstream
-        .write_all(handle, timeouts.backend, &request_head)
-        .await
-        .is_err()
-    {
+    if !forward_head(worker, upstream, head, (backend, client_address), option).await {
         return Attempt::BackendFailed {
             error: ProxyError::BadGateway,
             response_started: false,

@@ -20,6 +20,7 @@ mod errors;
 pub(crate) mod exchange;
 mod finish;
 mod forward;
+mod forward_head;
 mod health;
 mod health_check;
 mod outcome;
