@@ -1,4 +1,4 @@
-//! One client connection served to completion: read each request head (keep-alive and pipelined requests in order), pick a backend, connect or reuse, relay the request and its body, relay the response re-framed for the client, retry where that is safe, answer errors, and tunnel after a `101`.
+//! One client connection served to completion: the loop that takes each request (keep-alive and pipelined requests in order) through its phases, each a module of its own: read and validate the head (`request_head`), route (today: the listener's pool), apply policy (`policy`), the body before a backend (`request_body`), pick a backend and retry (`pick`, `retry`), forward the head (`forward_head`), relay the bodies (`attempt`, `response_relay`, `body`), and finish (`finish`: answer an error, log, count, keep alive or close).
 
 use alloc::rc::Rc;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -6,16 +6,15 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use unisock_kernel::socket::TcpStream;
 
 use super::access_log::RequestRecord;
-use super::body::{CopyError, read_more};
 use super::errors::ProxyError;
 use super::finish::{Next, answer_error, close_after_error};
-use super::pace::Pace;
+use super::policy::admit;
+use super::request_body::receive_before_backend;
 use super::request_head::read_request;
 use super::retry::forward_with_retries;
 use super::statistics::MeteredSide;
 use super::stream::BufferedStream;
 use super::worker::{CurrentWorker, Worker};
-use crate::http::fields::BodyFraming;
 use crate::http::request::RequestHead;
 
 /// Serves every request of one client connection, each with the listener's worker in force
@@ -96,7 +95,9 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
     }
 }
 
-/// Forwards one request; an `Err` is answered by the caller with that status.
+/// Forwards one request through its phases after the head: route, policy, the body before a
+/// backend, then the backend phase (pick, forward the head, relay the bodies, retry); an
+/// `Err` is answered by the caller with that status.
 async fn exchange(
     worker: &Worker,
     client: &mut BufferedStream,
@@ -104,61 +105,11 @@ async fn exchange(
     client_address: Ipv4Addr,
     record: &RequestRecord,
 ) -> Result<Next, ProxyError> {
-    let settings = worker.settings();
-    let counters = worker.statistics();
-    let handle = worker.handle();
-    if head.method == "CONNECT" {
-        counters.rejected_requests.increment();
-        return Err(ProxyError::MethodNotAllowed);
-    }
-    if let BodyFraming::Length(length) = head.framing
-        && length > settings.limits.body
-    {
-        counters.rejected_requests.increment();
-        return Err(ProxyError::PayloadTooLarge);
-    }
-    if head.expects_continue() && head.framing != BodyFraming::Empty {
-        client
-            .write_all(
-                handle,
-                settings.timeouts.client,
-                b"HTTP/1.1 100 Continue\r\n\r\n",
-            )
-            .await
-            .map_err(|_| ProxyError::BadRequest)?;
-    }
-    if let BodyFraming::Length(length) = head.framing
-        && length > 0
-        && length <= settings.limits.body_buffer
-    {
-        match buffer_body(worker, client, length).await {
-            Ok(()) => {}
-            Err(CopyError::SourceTimedOut) => {
-                counters.body_timeouts.increment();
-                return Err(ProxyError::RequestTimeout);
-            }
-            Err(_) => {
-                counters.client_aborts.increment();
-                return Ok(Next::Abort);
-            }
-        }
+    // Route: today every request goes to the listener's pool (`settings.pool`); a route phase
+    // choosing the pool (and the policy and header rules that go with it) slots in here.
+    admit(worker, head)?;
+    if let Some(ended) = receive_before_backend(worker, client, head).await {
+        return ended;
     }
     forward_with_retries(worker, client, head, client_address, record).await
-}
-
-/// Reads a small request body whole into the client's buffer before any backend is picked,
-/// paced like any body (`timeout.body`, `timeout.body-rate`), so that a slow upload holds no
-/// backend connection: HAProxy's `option http-buffer-request` and Envoy's buffer filter do
-/// this. The relay then finds the body buffered and never waits on the client.
-async fn buffer_body(
-    worker: &Worker,
-    client: &mut BufferedStream,
-    length: u64,
-) -> Result<(), CopyError> {
-    let timeouts = worker.settings().timeouts;
-    let mut pace = Pace::new(timeouts.client, timeouts.body, timeouts.body_rate);
-    while (client.buffered().len() as u64) < length {
-        read_more(worker.handle(), client, &mut pace).await?;
-    }
-    Ok(())
 }
