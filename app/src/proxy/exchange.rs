@@ -7,7 +7,7 @@ use unisock_kernel::socket::TcpStream;
 
 use super::access_log::RequestRecord;
 use super::errors::ProxyError;
-use super::finish::{Next, answer_error, close_after_error};
+use super::finish::{Next, answer_error, close_after_error, log_request, observe_duration};
 use super::policy::admit;
 use super::request_body::receive_before_backend;
 use super::request_head::read_request;
@@ -59,18 +59,11 @@ pub async fn serve_client(current: Rc<CurrentWorker>, stream: TcpStream) {
         // A cut-off response has no end, and a tunnel's time is the tunnel's.
         let started = worker.handle().now();
         let timed = head.upgrade().is_none();
-        let observe = || {
-            let elapsed = worker.handle().now().saturating_since(started);
-            counters.request_duration.observe(elapsed);
-        };
+        let observe = || observe_duration(&worker, started);
         let record = RequestRecord::new(started);
         let outcome = exchange(&worker, &mut client, &head, client_address, &record).await;
         worker.legs().part(client_handle);
-        let log = |record: &RequestRecord| {
-            if let Some(log) = worker.access_log() {
-                log.record(worker.handle().now(), client_peer, &head, record);
-            }
-        };
+        let log = |record: &RequestRecord| log_request(&worker, client_peer, &head, record);
         let next = match outcome {
             Ok(next) => next,
             Err(error) => {

@@ -1,9 +1,15 @@
-//! The last phase of a request: what becomes of the client connection after it (keep-alive, close or reset), the proxy's own error response, the lingering close after one, and the status counted.
+//! The last phase of a request: what becomes of the client connection after it (keep-alive, close or reset), the proxy's own error response, the lingering close after one, the status and duration counted, and the access log line.
 
+use core::net::SocketAddrV4;
+
+use unisock_kernel::time::Instant;
+
+use super::access_log::RequestRecord;
 use super::errors::ProxyError;
 use super::statistics::ProxyCoreCounters;
 use super::stream::BufferedStream;
 use super::worker::Worker;
+use crate::http::request::RequestHead;
 
 /// What becomes of the client connection after an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,4 +60,22 @@ pub(super) async fn close_after_error(
 
 pub(super) fn count_status(counters: &ProxyCoreCounters, status: u16) {
     counters.count_status(status);
+}
+
+/// Counts the request's duration, from its head read to now.
+pub(super) fn observe_duration(worker: &Worker, started: Instant) {
+    let elapsed = worker.handle().now().saturating_since(started);
+    worker.statistics().request_duration.observe(elapsed);
+}
+
+/// Writes the request's access-log line, when the listener keeps a log.
+pub(super) fn log_request(
+    worker: &Worker,
+    client_peer: SocketAddrV4,
+    head: &RequestHead,
+    record: &RequestRecord,
+) {
+    if let Some(log) = worker.access_log() {
+        log.record(worker.handle().now(), client_peer, head, record);
+    }
 }
