@@ -24,6 +24,16 @@ fn named_modules(rest: &str, modules: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
+/// Whether `line` begins a `use` declaration (`use`, `pub use`, `pub(crate) use`, ...).
+fn is_use(line: &str) -> bool {
+    let rest = match line.strip_prefix("pub") {
+        Some(rest) if rest.starts_with('(') => rest.split_once(')').map_or("", |(_, rest)| rest),
+        Some(rest) => rest,
+        None => line,
+    };
+    rest.trim_start().starts_with("use ")
+}
+
 /// Each module of `app/src/proxy` and the modules it imports (a test module's `use super::*`
 /// is its own file, and does not count).
 fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
@@ -47,7 +57,7 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
         let mut statement = String::new();
         for line in source.lines() {
             let line = line.trim();
-            if statement.is_empty() && !line.starts_with("use ") && !line.starts_with("pub use ") {
+            if statement.is_empty() && !is_use(line) {
                 continue;
             }
             statement.push_str(line);
@@ -55,7 +65,7 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let text = core::mem::take(&mut statement);
-            let text = text.trim_start_matches("pub ").trim_start_matches("use ");
+            let text = text.split_once("use ").map_or("", |(_, rest)| rest);
             let rest = text
                 .strip_prefix("super::")
                 .or_else(|| text.strip_prefix("crate::proxy::"));
@@ -140,6 +150,16 @@ fn the_import_reader_sees_grouped_imports() {
         named_modules("{pace::Pace, stream::{self, READ_CHUNK}};", &modules),
         vec!["pace".to_string(), "stream".to_string()]
     );
+}
+
+#[test]
+fn the_import_reader_sees_every_kind_of_use() {
+    assert!(is_use("use super::pace::Pace;"));
+    assert!(is_use("pub use super::pace::Pace;"));
+    assert!(is_use("pub(crate) use super::pace::Pace;"));
+    assert!(is_use("pub(super) use super::pace::Pace;"));
+    assert!(!is_use("let user = 1;"));
+    assert!(!is_use("// use super::pace::Pace;"));
 }
 
 #[test]
