@@ -53,6 +53,7 @@ mod request_head;
 mod response_relay;
 mod retry;
 pub mod settings;
+mod settle;
 mod shared;
 mod statistics;
 pub(crate) mod stream;

@@ -8,9 +8,9 @@ use super::attempt::relay;
 use super::connect::{ConnectFailure, connect};
 use super::errors::ProxyError;
 use super::finish::Next;
-use super::outcome::Attempt;
 use super::pick::{pick_backend, record_backend_failure};
 use super::settings::HealthProbe;
+use super::settle::{Settled, settle};
 use super::statistics::local_failure_index;
 use super::stream::BufferedStream;
 use super::worker::Worker;
@@ -123,105 +123,39 @@ pub(super) async fn forward_with_retries(
         )
         .await;
         worker.balancer().borrow_mut().finished(backend);
-        match attempt {
-            Attempt::Relayed {
-                next,
-                reusable,
-                status,
-            } => {
-                if let Some(counters) = counters.backend(backend) {
-                    counters.count_status(status);
-                }
-                // Only the chosen statuses say the backend is broken: most 5xx answer what
-                // the client asked for (501 to an unknown method, a slow URL's own 504).
-                if settings.pool.ejection.statuses.contains(status) {
-                    record_backend_failure(worker, backend);
-                } else {
-                    worker.health().record_success(backend);
-                }
-                if reusable {
-                    worker
-                        .pool()
-                        .borrow_mut()
-                        .put(backend, upstream, handle.now());
-                } else {
-                    upstream.close();
-                }
-                return Ok(next);
-            }
-            Attempt::BackendFailed {
+        let (error, response_started) = match settle(worker, backend, upstream, attempt) {
+            Settled::Ended(ended) => return ended,
+            Settled::BackendFailed {
                 error,
                 response_started,
-            } => {
-                upstream.abort();
-                let retryable = replayable && !response_started && error == ProxyError::BadGateway;
-                if retryable && reused && race_retry_left {
-                    race_retry_left = false;
-                    counters.retries.increment();
-                    last_error = error;
-                    continue;
-                }
-                // Closed, reset or not HTTP: the backend is broken. No answer in time is
-                // counted only as a 504 would be (the URL may just be slow).
-                if error != ProxyError::GatewayTimeout
-                    || settings.pool.ejection.statuses.contains(504)
-                {
-                    record_backend_failure(worker, backend);
-                }
-                tried.push(backend);
-                // A timeout is not retried: the backend may still be working on the
-                // request, and a second wait would double the client's.
-                if retryable && sent_retries > 0 {
-                    sent_retries -= 1;
-                    counters.retries.increment();
-                    last_error = error;
-                    continue;
-                }
-                if error == ProxyError::GatewayTimeout {
-                    counters.backend_timeouts.increment();
-                } else {
-                    counters.backend_failures.increment();
-                }
-                return Err(error);
-            }
-            Attempt::ClientFailed => {
-                upstream.abort();
-                counters.client_aborts.increment();
-                return Ok(Next::Abort);
-            }
-            Attempt::BodyTimedOut => {
-                // The backend has an incomplete request: reset, so that it stops waiting
-                // for the rest. The backend did nothing wrong.
-                upstream.abort();
-                counters.body_timeouts.increment();
-                return Err(ProxyError::RequestTimeout);
-            }
-            Attempt::SendTimedOut => {
-                upstream.abort();
-                counters.send_timeouts.increment();
-                return Ok(Next::Abort);
-            }
-            Attempt::Truncated { stalled } => {
-                upstream.abort();
-                // A stall counts as a 504 before the head would: only when 504 is chosen,
-                // since a slow stream (server-sent events) is not a broken backend.
-                if !stalled || settings.pool.ejection.statuses.contains(504) {
-                    record_backend_failure(worker, backend);
-                }
-                counters.truncated_responses.increment();
-                return Ok(Next::Abort);
-            }
-            Attempt::Unframeable => {
-                // The body was not read: the connection cannot carry another request.
-                upstream.abort();
-                counters.unframeable_responses.increment();
-                return Err(ProxyError::BadGateway);
-            }
-            Attempt::BodyRefused(error) => {
-                upstream.abort();
-                counters.rejected_requests.increment();
-                return Err(error);
-            }
+            } => (error, response_started),
+        };
+        let retryable = replayable && !response_started && error == ProxyError::BadGateway;
+        if retryable && reused && race_retry_left {
+            race_retry_left = false;
+            counters.retries.increment();
+            last_error = error;
+            continue;
         }
+        // Closed, reset or not HTTP: the backend is broken. No answer in time is
+        // counted only as a 504 would be (the URL may just be slow).
+        if error != ProxyError::GatewayTimeout || settings.pool.ejection.statuses.contains(504) {
+            record_backend_failure(worker, backend);
+        }
+        tried.push(backend);
+        // A timeout is not retried: the backend may still be working on the
+        // request, and a second wait would double the client's.
+        if retryable && sent_retries > 0 {
+            sent_retries -= 1;
+            counters.retries.increment();
+            last_error = error;
+            continue;
+        }
+        if error == ProxyError::GatewayTimeout {
+            counters.backend_timeouts.increment();
+        } else {
+            counters.backend_failures.increment();
+        }
+        return Err(error);
     }
 }
