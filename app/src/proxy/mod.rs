@@ -9,9 +9,10 @@
 //!   `exchange::exchange`.
 //! - `policy`: apply policy (today the listener's limits: no `CONNECT`, the body limit).
 //! - `request_body`: the body before a backend (`100 Continue`, a small body buffered whole).
-//! - `retry` (the backend phase: connect or reuse, settle each attempt's outcome, retry where
-//!   safe) with `pick` (pick a backend: balancer, health, last resort) and `connect` (open a
-//!   backend connection; the proxy's own failures told from the backend's).
+//! - `retry` (the backend phase: connect or reuse, and whether to try again) with `pick`
+//!   (pick a backend: balancer, health, last resort), `connect` (open a backend connection;
+//!   the proxy's own failures told from the backend's) and `settle` (an attempt's outcome:
+//!   the backend's health verdict, its connection pooled or closed, the counters).
 //! - `attempt` (one attempt on one backend connection) with `forward_head` (forward the head)
 //!   and `response_relay` (the response re-framed and relayed, the `101` switch); `outcome`
 //!   is how an attempt ended; `body` copies bodies, paced by `pace`; `tunnel` is the byte
