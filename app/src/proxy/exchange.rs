@@ -1,4 +1,4 @@
-//! One client connection served to completion: the loop that takes each request (keep-alive and pipelined requests in order) through its phases, each a module of its own: read and validate the head (`request_head`), route (today: the listener's pool), apply policy (`policy`), the body before a backend (`request_body`), pick a backend and retry (`pick`, `retry`), forward the head (`forward_head`), relay the bodies (`attempt`, `response_relay`, `body`), and finish (`finish`: answer an error, log, count, keep alive or close).
+//! One client connection served to completion: the loop that takes each request (keep-alive and pipelined requests in order) through its phases, each a module of its own: read and validate the head (`request_head`), route (today: the listener's pool), apply policy (`policy`), the body before a backend (`request_body`), pick a backend and retry (`pick`, `retry`, `settle`), forward the head (`forward_head`), relay the bodies (`attempt`, `response_relay`, `body`), and finish (`finish`: answer an error, log, count, keep alive or close).
 
 use alloc::rc::Rc;
 use core::net::{Ipv4Addr, SocketAddrV4};
