@@ -14,7 +14,8 @@ use unisock_kernel::socket::{SharedTcpLayer, SocketError};
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
 use crate::proxy::access_log::{AccessLog, AccessLogSink};
 use crate::proxy::console_ring::{LineRing, RING_BYTES, drain_to_console};
-use crate::proxy::worker::{CurrentWorker, ProxyLegs, start_background};
+use crate::proxy::tasks::start_background;
+use crate::proxy::worker::{CurrentWorker, ProxyLegs};
 use crate::proxy::{CoreDrain, ProxyShared, Worker, WorkerPlace, serve_client};
 
 pub use crate::proxy::console_ring::ConsoleWriter;

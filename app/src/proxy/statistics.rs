@@ -14,7 +14,6 @@ use unisock_kernel::sync::CachePadded;
 
 use super::health::HealthBoard;
 use super::settings::Backend;
-use super::worker::ProxyShared;
 
 /// The name of the one pool there is today (the `pool` label).
 pub const DEFAULT_POOL: &str = "default";
@@ -783,30 +782,5 @@ impl MetricSource for ProxyMetrics<'_> {
             }
         }
         Ok(())
-    }
-}
-
-impl ProxyShared {
-    /// This one listener's metrics, its pool named `default`.
-    pub fn metrics(&self) -> ProxyMetrics<'_> {
-        ProxyMetrics {
-            listeners: Vec::from([ListenerMetrics {
-                port: self.settings.port,
-                pool: DEFAULT_POOL,
-                backends: &self.settings.pool.backends,
-                health: &self.health,
-                statistics: &self.statistics,
-            }]),
-        }
-    }
-}
-
-impl MetricSource for ProxyShared {
-    fn write_prometheus(&self, out: &mut Exposition<'_>) -> fmt::Result {
-        self.metrics().write_prometheus(out)
-    }
-
-    fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
-        self.metrics().write_stats(out)
     }
 }

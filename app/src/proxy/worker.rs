@@ -1,45 +1,23 @@
-//! One core's proxy worker: the state it keeps for itself (balancer, idle backend connections) beside the shared read-mostly state (settings, health, counters), its accept loop, and the background tasks it runs (pool sweeping, the health checks of the backends assigned to this core).
+//! One core's proxy worker: the state it keeps for itself (balancer, idle backend connections) beside the shared read-mostly state (settings, health, counters), and which worker a listener's new requests use. The tasks it runs are `tasks`.
 
 use alloc::rc::Rc;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
-use core::time::Duration;
 
 use hashbrown::HashMap;
 use unisock_kernel::executor::Handle;
-use unisock_kernel::net::partition::ServedPort;
 use unisock_kernel::net::tcp::SocketHandle;
-use unisock_kernel::socket::{SharedTcpLayer, TcpListener};
+use unisock_kernel::socket::SharedTcpLayer;
 
 use super::access_log::AccessLog;
 use super::balance::Balancer;
 use super::drain::CoreDrain;
-use super::exchange::serve_client;
-use super::health::{self, HealthBoard};
+use super::health::HealthBoard;
 use super::pool::IdlePool;
 use super::settings::ProxySettings;
-use super::statistics::{ByteMeter, MeteredSide, ProxyCore, ProxyStatistics};
-
-/// What every core's worker shares: made once at boot, read by all.
-#[derive(Clone)]
-pub struct ProxyShared {
-    pub settings: Arc<ProxySettings>,
-    pub health: Arc<HealthBoard>,
-    pub statistics: Arc<ProxyStatistics>,
-}
-
-impl ProxyShared {
-    pub fn new(settings: ProxySettings, workers: usize) -> ProxyShared {
-        let backends = settings.pool.backends.len();
-        ProxyShared {
-            settings: Arc::new(settings),
-            health: Arc::new(HealthBoard::new(backends)),
-            statistics: Arc::new(ProxyStatistics::new(workers, backends)),
-        }
-    }
-}
+use super::shared::ProxyShared;
+use super::statistics::{ByteMeter, MeteredSide, ProxyCore};
 
 /// Which of the workers this one is: health checks are spread over the workers by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +201,11 @@ impl Worker {
         self.drain.is_draining()
     }
 
+    /// Whether this worker runs its pool's active health checks on this core.
+    pub fn runs_health_checks(&self) -> bool {
+        self.runs_health_checks
+    }
+
     pub fn place(&self) -> WorkerPlace {
         self.place
     }
@@ -262,76 +245,5 @@ impl Worker {
 
     pub fn pool(&self) -> &RefCell<IdlePool> {
         &self.pool
-    }
-}
-
-/// What a worker accepts from: in the image a port served through the core's partition
-/// (`ServedPort`), in host tests a plain listener.
-pub trait Listening: 'static {
-    fn listener(&self) -> &TcpListener;
-}
-
-impl Listening for ServedPort {
-    fn listener(&self) -> &TcpListener {
-        ServedPort::listener(self)
-    }
-}
-
-impl Listening for TcpListener {
-    fn listener(&self) -> &TcpListener {
-        self
-    }
-}
-
-/// Starts this core's worker on `port`: the accept loop, the pool sweeper and this core's
-/// share of the health checks.
-pub fn start(port: impl Listening, worker: Worker) {
-    let worker = Rc::new(worker);
-    let handle = worker.handle.clone();
-    start_background(&worker);
-    let current = Rc::new(CurrentWorker::new(worker));
-    handle.spawn(accept_loop(current, port));
-}
-
-/// The tasks a worker runs besides serving clients: its share of the health checks and the
-/// idle pool's sweeper; they end when the worker is retired.
-pub fn start_background(worker: &Rc<Worker>) {
-    let handle = &worker.handle;
-    if worker.runs_health_checks {
-        let backends = worker.settings().pool.backends.len();
-        for backend in (0..backends)
-            .filter(|backend| backend % worker.place.count.max(1) == worker.place.index)
-        {
-            handle.spawn(health::run_checks(worker.clone(), backend));
-        }
-    }
-    if worker.settings().pool.keep_alive.idle_per_backend > 0 {
-        handle.spawn(sweep_pool(worker.clone()));
-    }
-}
-
-async fn accept_loop(current: Rc<CurrentWorker>, port: impl Listening) {
-    let handle = current.get().handle.clone();
-    loop {
-        match port.listener().accept().await {
-            Ok(stream) => handle.spawn(serve_client(current.clone(), stream)),
-            // Only a listener that is gone fails to accept.
-            Err(_) => return,
-        }
-    }
-}
-
-/// Closes idle backend connections that timed out or that their backend closed, so that
-/// they do not sit in CLOSE_WAIT until the next request to that backend.
-async fn sweep_pool(worker: Rc<Worker>) {
-    let period = (worker.settings().pool.keep_alive.idle_timeout / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(1));
-    loop {
-        worker.handle.sleep(period).await;
-        if worker.is_retired() {
-            return;
-        }
-        let now = worker.handle.now();
-        worker.pool.borrow_mut().sweep(now);
     }
 }
