@@ -549,10 +549,14 @@ impl Connection {
         context.memory_used += bytes;
     }
 
-    /// Gives back `bytes` this connection no longer holds.
+    /// Gives back `bytes` this connection no longer holds. It leaves the reserve when it
+    /// holds nothing in order: bytes held out of order were taken from the shared part.
     fn release_memory(&mut self, context: &mut Context, bytes: usize) {
         context.release_memory(bytes);
-        if self.reserve_user(context) && self.buffered_bytes() == 0 {
+        if self.reserve_user(context)
+            && self.send_buffer.is_empty()
+            && self.receive_buffer.is_empty()
+        {
             self.reserve_epoch_joined = None;
             context.reserve_users -= 1;
         }
@@ -1505,13 +1509,13 @@ impl Connection {
         }
         if sequence.after(self.receive_next) {
             // Out of order: hold it and send a duplicate ACK at once (RFC 5681 section 4.2).
+            // Only in the shared part of the budget: bytes behind a hole the sender never
+            // fills are never read, so out of order they would hold a reserve place for
+            // good (a byte per place refused every new client); in-order data prunes them
+            // when it needs the room (`make_room_for_in_order`), and the sender resends.
             let window = self.current_receive_window();
-            let held = self.received_bytes_held();
-            if payload.len() > context.memory_room(held, usize::MAX, self.reserve_user(context)) {
+            if payload.len() > context.shared_room() {
                 context.counters.drop_segment(DropReason::MemoryLimit);
-                if context.refused_by_reserve_limit(held, usize::MAX, self.reserve_user(context)) {
-                    context.counters.reserve_limit_refusals += 1;
-                }
             } else {
                 match self
                     .reassembly

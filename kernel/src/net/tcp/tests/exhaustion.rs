@@ -550,3 +550,72 @@ fn the_segment_that_fills_a_hole_is_admitted_when_the_reserve_is_taken_too() {
     assert_eq!(&buffer[..count], &stream[..count]);
     assert!(count >= 1460);
 }
+
+/// Review of issue 29's fixes, must-fix 1: a byte held out of order behind a hole the
+/// sender never fills is never read, so it must not take one of the reserve's places. Two
+/// such bytes, sent while a streaming response holds the shared part, took both places of
+/// an 80 000-byte budget, and every new client's response was refused with ~20 KB free.
+#[test]
+fn bytes_held_out_of_order_take_no_place_in_the_reserve() {
+    let config = TcpConfig {
+        max_buffer_memory: 80_000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_002);
+    assert_eq!(harness.layer.buffer_memory_used(), 60_000);
+    for port in 21_000..21_002 {
+        let (iss, _) = open_plain(&mut harness, listener, port, 1000);
+        harness.inject(
+            Inbound::new(ACK, 1001 + 10, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"x"),
+        );
+    }
+    let (_, fresh) = open_plain(&mut harness, listener, 22_000, 1000);
+    assert_eq!(harness.layer.write(fresh, &[1; 1000]), Ok(1000));
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 0);
+}
+
+/// The same for out-of-order bytes taken before the pressure: a connection that joined the
+/// reserve for an in-order byte leaves it when the application has read it, whatever it
+/// still holds out of order.
+#[test]
+fn a_connection_holding_only_out_of_order_bytes_leaves_the_reserve() {
+    let config = TcpConfig {
+        max_buffer_memory: 120_000,
+        ..plain_config()
+    };
+    assert_eq!(120_000 / 4 / (2 * config.guaranteed_buffer), 3);
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let mut attackers = Vec::new();
+    for port in 21_000..21_002 {
+        let (iss, connection) = open_plain(&mut harness, listener, port, 1000);
+        harness.inject(
+            Inbound::new(ACK, 1001 + 10, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"x"),
+        );
+        attackers.push((port, iss, connection));
+    }
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_003);
+    // A client whose response is being sent takes the reserve's first place and keeps the
+    // core's memory beyond the shared part.
+    let (_, holder) = open_plain(&mut harness, listener, 23_000, 1000);
+    assert_eq!(harness.layer.write(holder, &[1; 1000]), Ok(1000));
+    assert!(harness.layer.buffer_memory_used() > 90_000);
+    for &(port, iss, connection) in &attackers {
+        harness.inject(
+            Inbound::new(ACK, 1001, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"y"),
+        );
+        let mut buffer = [0u8; 16];
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(1));
+    }
+    let (_, fresh) = open_plain(&mut harness, listener, 22_000, 1000);
+    assert_eq!(harness.layer.write(fresh, &[1; 1000]), Ok(1000));
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 0);
+}
