@@ -762,10 +762,18 @@ impl Connection {
     /// the peer may already hold, and a peer that follows RFC 9293 section 3.10.7.4 drops a
     /// segment below RCV.NXT without reading its ACK, ignores the window of one below SND.WL1
     /// and drops such a RST. Two ends that both timed out then discarded each other's ACKs
-    /// until both gave up (issue 29, item 1). Linux's `tcp_acceptable_seq` sends its SND.NXT,
-    /// which never rewinds: our SND.MAX.
+    /// until both gave up (issue 29, item 1). But no further than the right edge of the
+    /// peer's window: a FIN goes out whatever the window, so SND.MAX can lie beyond it, and
+    /// a receiver whose window is 0 accepts only SEG.SEQ = RCV.NXT. Linux's
+    /// `tcp_acceptable_seq` sends min(SND.NXT, SND.UNA + SND.WND), its SND.NXT never
+    /// rewinding (our SND.MAX); its allowance for a window shrunk by scaling is left out.
     fn control_sequence(&self) -> SeqNum {
-        self.send_max
+        let window_edge = self.send_unacknowledged + self.send_window;
+        if self.send_max.after(window_edge) {
+            window_edge
+        } else {
+            self.send_max
+        }
     }
 
     fn send_ack(&mut self, context: &mut Context) {
