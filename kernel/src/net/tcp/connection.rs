@@ -202,14 +202,10 @@ pub(crate) struct Connection {
     /// answer that keeps the window closed does not reset it (RFC 9293 section 3.8.6.1:
     /// the interval grows exponentially).
     persist_backoff: u32,
-    /// When the current stretch in persist began (data waiting, nothing in flight).
-    persist_entered: Option<Instant>,
-    /// When the application closed the connection, if it did: under memory pressure the
-    /// oldest orphans are reaped first.
+    /// When the application closed the connection, if it did: an orphan holding data is
+    /// reset `orphan_persist_limit` after it, and under memory pressure the oldest orphans
+    /// are reaped first.
     orphaned_at: Option<Instant>,
-    /// Time spent in persist since the connection became an orphan, over the stretches that
-    /// ended: a peer that opens a tiny window now and then ends a stretch but not the count.
-    orphan_persist_time: Duration,
     last_receive_time: Instant,
     pub(crate) timers: Timers,
 
@@ -296,9 +292,7 @@ impl Connection {
             last_invalid_ack: None,
             persist_probes_sent: 0,
             persist_backoff: 0,
-            persist_entered: None,
             orphaned_at: None,
-            orphan_persist_time: Duration::ZERO,
             last_receive_time: context.now,
             timers: Timers::default(),
             options: SocketOptions {
@@ -963,7 +957,6 @@ impl Connection {
         let data_waiting = self.send_end().after(self.send_next);
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
-            let entered = *self.persist_entered.get_or_insert(context.now);
             if self.timers.persist.is_none() {
                 let factor = 1u32 << self.persist_backoff.min(6);
                 let mut delay = self
@@ -971,42 +964,38 @@ impl Connection {
                     .rto()
                     .saturating_mul(factor)
                     .min(context.config.max_rto);
-                if self.owner == Owner::Orphan {
-                    // Fire no later than the end of the orphan's time in persist.
-                    let spent = self.orphan_persist_time + context.now.saturating_since(entered);
+                if let Some(orphaned_at) = self.orphaned_at {
+                    // Fire no later than the end of the orphan's time (`orphan_overstayed`).
+                    let spent = context.now.saturating_since(orphaned_at);
                     delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
                 }
                 self.timers.persist = Some(context.now + delay);
             }
             self.timers.retransmit = None;
         } else {
-            if let Some(entered) = self.persist_entered.take()
-                && self.owner == Owner::Orphan
-            {
-                self.orphan_persist_time += context.now.saturating_since(entered);
-            }
             self.timers.persist = None;
             self.persist_probes_sent = 0;
             self.persist_backoff = 0;
         }
     }
 
-    /// Time this orphan has spent in persist since its application closed it, the current
-    /// stretch included.
-    fn orphan_persist_time(&self, now: Instant) -> Duration {
-        self.orphan_persist_time
-            + self
-                .persist_entered
-                .map_or(Duration::ZERO, |entered| now.saturating_since(entered))
-    }
-
-    /// An orphan that holds data it cannot send (the peer's window is shut), and when its
-    /// application closed it: what memory pressure reaps, oldest first.
+    /// An orphan that holds data not yet acknowledged, and when its application closed it:
+    /// what memory pressure reaps, oldest first. Any such orphan, not only one in persist: a
+    /// peer that acknowledges a byte of a one-byte window now and then keeps it out of
+    /// persist (Linux's `tcp_out_of_resources` runs from the retransmission timer too).
     pub(crate) fn orphan_holding_data_since(&self) -> Option<Instant> {
-        if self.owner != Owner::Orphan || self.persist_entered.is_none() {
+        if self.send_buffer.is_empty() {
             return None;
         }
         self.orphaned_at
+    }
+
+    /// An orphan has held data for `orphan_persist_limit` since its application closed it:
+    /// reset it whatever the peer does (see `on_timers`).
+    fn orphan_overstayed(&self, context: &Context) -> bool {
+        self.orphan_holding_data_since().is_some_and(|orphaned_at| {
+            context.now.saturating_since(orphaned_at) >= context.config.orphan_persist_limit
+        })
     }
 
     /// Resets an orphan to give its buffers back (see `orphan_holding_data_since`).
@@ -1678,6 +1667,22 @@ impl Connection {
                 return Outcome::Closed;
             }
         }
+        if (due(self.timers.retransmit) || due(self.timers.persist))
+            && self.orphan_overstayed(context)
+        {
+            // An orphan (closed by its application) that still holds data is given up on
+            // `orphan_persist_limit` after it was closed, whatever the receiver does: nobody
+            // waits for it, and a client that never reads, or opens a byte of window now and
+            // then (in persist or out of it), must not pin its buffers for ever. Checked when
+            // its retransmission or probe timer fires, so up to one RTO late. Linux counts
+            // retransmissions and probes (tcp_orphan_retries), whose back-off any byte
+            // acknowledged resets, and relies on tcp_out_of_resources for the rest; the
+            // memory-pressure side is `TcpLayer::reap_orphans` here.
+            context.counters.connections_timed_out += 1;
+            context.counters.orphan_persist_limits += 1;
+            self.reset_peer(context);
+            return self.close_with_error(SocketError::TimedOut);
+        }
         if due(self.timers.retransmit) {
             self.timers.retransmit = None;
             let outcome = self.on_retransmit_timeout(context);
@@ -1687,22 +1692,6 @@ impl Connection {
         }
         if due(self.timers.persist) {
             self.timers.persist = None;
-            if self.owner == Owner::Orphan
-                && self.orphan_persist_time(now) >= context.config.orphan_persist_limit
-            {
-                // An orphan (closed by its application) whose receiver keeps the window shut
-                // is given up on after `orphan_persist_limit` in persist, whatever the
-                // receiver does: nobody waits for it, and a client that never reads, or
-                // opens a byte of window now and then, must not pin its buffers for ever.
-                // Counted over every stretch in persist, since a byte in flight ends one.
-                // Linux counts probes (tcp_orphan_retries), whose back-off any byte acknowledged
-                // resets, and relies on tcp_out_of_resources for the rest; the memory-pressure
-                // side is `TcpLayer::reap_orphans` here.
-                context.counters.connections_timed_out += 1;
-                context.counters.orphan_persist_limits += 1;
-                self.reset_peer(context);
-                return self.close_with_error(SocketError::TimedOut);
-            }
             if self.send_window > 0 {
                 self.send_held_data(context);
             } else {
@@ -2034,10 +2023,6 @@ impl Connection {
     pub(crate) fn orphan(&mut self, context: &mut Context) {
         self.owner = Owner::Orphan;
         self.orphaned_at = Some(context.now);
-        self.orphan_persist_time = Duration::ZERO;
-        if self.persist_entered.is_some() {
-            self.persist_entered = Some(context.now);
-        }
         self.shutdown_read(context);
         if self.state == TcpState::FinWait2 && self.timers.close.is_none() {
             self.timers.close = Some(context.now + context.config.fin_wait_2_timeout);
