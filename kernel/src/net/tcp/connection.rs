@@ -219,7 +219,7 @@ pub(crate) struct Connection {
     /// The last `write` was refused by the buffer budget (not by the send buffer).
     write_refused_by_budget: bool,
     /// The round of the context's memory waiters this connection joined last.
-    memory_waiters_round: Option<u64>,
+    memory_waiters_round: Option<(u64, usize)>,
     /// The reserve epoch in which the budget's reserve gave it bytes (`Context::memory_room`).
     reserve_epoch_joined: Option<u64>,
     pub(crate) retransmissions: u64,
@@ -521,13 +521,16 @@ impl Connection {
     /// writer on each byte freed on the core would be a herd (clients that never read are
     /// the ones that fill the budget).
     pub(crate) fn wait_for_memory(&mut self, context: &mut Context, waker: &Waker) {
-        if self.write_refused_by_budget
-            && self.send_buffer.is_empty()
-            && self.send_window > 0
-            && self.memory_waiters_round != Some(context.memory_waiters_round)
-        {
-            self.memory_waiters_round = Some(context.memory_waiters_round);
-            context.wait_for_memory(waker);
+        if self.write_refused_by_budget && self.send_buffer.is_empty() && self.send_window > 0 {
+            match self.memory_waiters_round {
+                Some((round, place)) if round == context.memory_waiters_round => {
+                    context.replace_memory_waiter(place, waker);
+                }
+                _ => {
+                    let place = context.wait_for_memory(waker);
+                    self.memory_waiters_round = Some((context.memory_waiters_round, place));
+                }
+            }
         }
     }
 
@@ -552,7 +555,7 @@ impl Connection {
             && self.receive_buffer.is_empty()
         {
             self.reserve_epoch_joined = None;
-            context.reserve_users -= 1;
+            context.leave_reserve();
         }
     }
 

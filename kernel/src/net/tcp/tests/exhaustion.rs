@@ -619,3 +619,60 @@ fn a_connection_holding_only_out_of_order_bytes_leaves_the_reserve() {
     assert_eq!(harness.layer.write(fresh, &[1; 1000]), Ok(1000));
     assert_eq!(harness.layer.counters().reserve_limit_refusals, 0);
 }
+
+/// Review of issue 29's fixes, should-fix 4: every byte given back anywhere on the core woke
+/// every writer waiting for memory, though each was refused again while the shared part
+/// stayed used up and the reserve's places taken (a futile poll per waiter per ACK under
+/// load). Waiters are woken only when a refusal can change: shared room appears, or a
+/// reserve place is freed.
+#[test]
+fn memory_given_back_wakes_refused_writers_only_when_a_refusal_can_change() {
+    let config = TcpConfig {
+        max_buffer_memory: 80_000,
+        ..plain_config()
+    };
+    let guarantee = config.guaranteed_buffer;
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let streamer = fill_budget_with_writers(&mut harness, listener, 20_001..20_002).remove(0);
+    let mut clients = Vec::new();
+    for port in 21_000..21_003 {
+        let (iss, connection) = open_plain(&mut harness, listener, port, 1000);
+        clients.push((port, iss, connection));
+    }
+    for &(_, _, connection) in &clients[..2] {
+        assert_eq!(harness.layer.write(connection, &[1; 8192]), Ok(guarantee));
+    }
+    let (_, _, third) = clients[2];
+    let (wakes, waker) = super::sockets::counting_waker();
+    let mut context = core::task::Context::from_waker(&waker);
+    assert_eq!(
+        harness.layer.poll_write(third, &mut context, &[1; 1000]),
+        core::task::Poll::Pending
+    );
+    // The streaming response's client acknowledges a segment: the core stays beyond the
+    // shared part and both places stay taken, so the third writer would be refused again.
+    harness
+        .inject(Inbound::new(ACK, 7001, streamer.iss + 1 + 1460).ports(streamer.port, SERVER_PORT));
+    assert!(harness.layer.buffer_memory_used() > 60_000);
+    assert_eq!(wakes.0.load(core::sync::atomic::Ordering::SeqCst), 0);
+    // The task polls again with another waker (the review's nit: only the first waker of a
+    // round was kept, so this one missed its wake-up).
+    let (later_wakes, later_waker) = super::sockets::counting_waker();
+    let mut later_context = core::task::Context::from_waker(&later_waker);
+    assert_eq!(
+        harness
+            .layer
+            .poll_write(third, &mut later_context, &[1; 1000]),
+        core::task::Poll::Pending
+    );
+    // The first client takes everything: its place is freed, and the waiter woken.
+    let (first_port, first_iss, _) = clients[0];
+    harness
+        .inject(Inbound::new(ACK, 1001, first_iss + 1 + 2 * 1460).ports(first_port, SERVER_PORT));
+    harness.inject(
+        Inbound::new(ACK, 1001, first_iss + 1 + guarantee as u32).ports(first_port, SERVER_PORT),
+    );
+    assert_eq!(later_wakes.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(harness.layer.write(third, &[1; 1000]), Ok(1000));
+}
