@@ -1127,8 +1127,13 @@ impl Connection {
             (0, 0) => sequence == self.receive_next,
             // Up to the right edge itself, as Linux (`tcp_sequence`) and FreeBSD accept: a
             // peer that filled the window and timed out sends its ACKs at SND.MAX, the edge
-            // (issue 29, item 1). RFC 9293's strict bound would drop them unread.
-            (0, _) => sequence.in_window(self.receive_next, window + 1),
+            // (issue 29, item 1). RFC 9293's strict bound would drop them unread. Not a RST
+            // (a SYN has a length): one at the edge is outside the window, dropped silently
+            // rather than answered by a challenge ACK (RFC 5961 section 3.2).
+            (0, _) => {
+                let edge = u32::from(!segment.has(RST));
+                sequence.in_window(self.receive_next, window.saturating_add(edge))
+            }
             (_, 0) => false,
             (_, _) => {
                 sequence.in_window(self.receive_next, window)
