@@ -87,6 +87,16 @@ pub fn run_watched(
     plan: &TransferPlan,
     stall_limit: Option<Duration>,
 ) -> Result<TransferReport, String> {
+    run_watched_with(plan, stall_limit, |_| {})
+}
+
+/// [`run_watched`], calling `before_step` before every step of the network (to inject
+/// frames at a chosen time, whatever the seed draws).
+pub fn run_watched_with(
+    plan: &TransferPlan,
+    stall_limit: Option<Duration>,
+    mut before_step: impl FnMut(&mut Network),
+) -> Result<TransferReport, String> {
     let client_hosts = plan.client_hosts.max(1);
     let mut network = Network::new(plan.seed, plan.impairments, client_hosts + 1);
     let client_host_indices: Vec<usize> = std::iter::once(0).chain(2..client_hosts + 1).collect();
@@ -191,6 +201,7 @@ pub fn run_watched(
         if let Some(hostile) = plan.hostile.filter(|hostile| steps < hostile.for_steps) {
             inject_hostile_frames(&mut network, hostile);
         }
+        before_step(&mut network);
         if !network.step() {
             break;
         }
