@@ -43,6 +43,11 @@ pub const CACHE_CAPACITY: usize = 256;
 pub const ANNOUNCEMENTS: u8 = 2;
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long a claim of a new MAC lasts, frames from the known one in between or not (see
+/// [`ArpCache::holds_back_change`]): past the RFC 5227 interval between a host's two
+/// announcements, so that one frame from the old MAC between them cannot undo the first.
+pub const CLAIM_HOLD: Duration = Duration::from_secs(3);
+
 /// A parsed Ethernet/IPv4 ARP request or reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpMessage {
@@ -133,9 +138,9 @@ struct Entry {
     expires_at: Instant,
     /// A unicast refresh request went out for this entry.
     refresh_requested: bool,
-    /// A different MAC that one ARP packet claimed for this address, not believed yet (see
-    /// [`ArpCache::holds_back_change`]).
-    claimed: Option<EthernetAddress>,
+    /// A different MAC that one ARP packet claimed for this address, not believed yet, and
+    /// when (see [`ArpCache::holds_back_change`]).
+    claimed: Option<(EthernetAddress, Instant)>,
 }
 
 /// A known neighbour, as [`ArpCache::lookup_for_transmit`] returns it.
@@ -235,14 +240,17 @@ impl ArpCache {
     }
 
     /// Whether an ARP packet that says `address` is at `hardware` must not change the entry
-    /// yet: the entry is valid and knows another MAC, and no earlier packet claimed this one.
+    /// yet: the entry is valid and knows another MAC, and no packet claimed this one in the
+    /// last `CLAIM_HOLD`.
     /// ARP has no checksum, and a frame with one bit flipped in its sender MAC (the
     /// impairment relay does this, as can a bad link) would otherwise send every frame to
     /// that neighbour into the void until the entry expires: a TCP transfer stalled for a
     /// minute (issue 29, item 9). The change is believed when a second packet claims the same
-    /// MAC: a host that really moved announces twice (RFC 5227 section 2.3, ANNOUNCE_NUM) and
+    /// MAC within `CLAIM_HOLD`: a host that really moved announces twice (RFC 5227 section 2.3, ANNOUNCE_NUM) and
     /// answers the broadcast request the caller sends to check; the true owner's answer with
-    /// the known MAC renews the entry and forgets the claim. Linux reaches the same end by
+    /// the known MAC renews the entry, and forgets the claim once it is `CLAIM_HOLD` old (a
+    /// frame from the old MAC between the two announcements of a host that moved, or of an
+    /// owner repairing a poisoned entry, must not undo the first). Linux reaches the same end by
     /// its neighbour states: a changed MAC from a request only makes the entry STALE, and
     /// one that is not confirmed by the upper layers is probed and replaced within seconds.
     /// True the first time only, so one claim draws one check.
@@ -259,10 +267,12 @@ impl ArpCache {
         else {
             return false;
         };
-        if entry.claimed == Some(hardware) {
+        if entry.claimed.is_some_and(|(claimed, claimed_at)| {
+            claimed == hardware && now < claimed_at + CLAIM_HOLD
+        }) {
             return false;
         }
-        entry.claimed = Some(hardware);
+        entry.claimed = Some((hardware, now));
         true
     }
 
@@ -279,13 +289,20 @@ impl ArpCache {
         }
         let expires_at = now + ENTRY_LIFETIME;
         self.last_used = None;
+        // A recent claim of another MAC survives the renewal (`CLAIM_HOLD`).
+        let claimed = self
+            .entries
+            .get(&address)
+            .filter(|entry| entry.hardware == hardware)
+            .and_then(|entry| entry.claimed)
+            .filter(|&(_, claimed_at)| now < claimed_at + CLAIM_HOLD);
         self.entries.insert(
             address,
             Entry {
                 hardware,
                 expires_at,
                 refresh_requested: false,
-                claimed: None,
+                claimed,
             },
         );
         self.schedule(expires_at);

@@ -1037,14 +1037,14 @@ mod tests {
                 ArpMessage::request(US, OUR_IP, PEER_IP)
             )]
         );
-        // The owner answers with the MAC we know: the entry is renewed, the claim forgotten,
-        // and the same corrupted claim again is still only a claim.
+        // The owner answers with the MAC we know: the entry is renewed, and the same
+        // corrupted claim again once the first is `CLAIM_HOLD` old is still only a claim.
         interface.receive(
             later,
             &arp_frame(ArpMessage::reply_to(&asked[0].1, PEER), US),
         );
         interface.receive(
-            later,
+            later + arp::CLAIM_HOLD,
             &arp_frame(
                 ArpMessage::announcement(corrupted, PEER_IP),
                 EthernetAddress::BROADCAST,
@@ -1071,6 +1071,39 @@ mod tests {
             interface.counters().frames_received,
             interface.counters().frames_accepted + interface.counters().frames_dropped
         );
+    }
+
+    /// Review of issue 29's fixes, should-fix 6: a frame with the known MAC forgot the claim,
+    /// so one such frame from an attacker between the two announcements of the true owner
+    /// (RFC 5227: ANNOUNCE_INTERVAL 2 s apart) kept a poisoned entry for good. A claim now
+    /// survives renewals for `arp::CLAIM_HOLD`.
+    #[test]
+    fn a_known_mac_between_two_announcements_does_not_keep_the_old_mac() {
+        let mut interface = interface_that_heard_the_peer_ask_for_us();
+        poll(&mut interface, Instant::ZERO);
+        let moved = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
+        let announce = |interface: &mut Interface, at: Instant, hardware| {
+            interface.receive(
+                at,
+                &arp_frame(
+                    ArpMessage::announcement(hardware, PEER_IP),
+                    EthernetAddress::BROADCAST,
+                ),
+            );
+        };
+        announce(&mut interface, Instant::from_millis(2000), moved);
+        announce(&mut interface, Instant::from_millis(3000), PEER);
+        announce(&mut interface, Instant::from_millis(4000), moved);
+        let now = Instant::from_millis(4000);
+        assert_eq!(interface.arp_cache().lookup(now, PEER_IP), Some(moved));
+        // Long after a claim, the known MAC's frames have forgotten it: one claim again is
+        // only a claim.
+        let corrupted = EthernetAddress([0x02, 1, 0, 0, 0, 2]);
+        announce(&mut interface, Instant::from_millis(5000), corrupted);
+        announce(&mut interface, Instant::from_millis(9000), moved);
+        announce(&mut interface, Instant::from_millis(9500), corrupted);
+        let now = Instant::from_millis(9500);
+        assert_eq!(interface.arp_cache().lookup(now, PEER_IP), Some(moved));
     }
 
     #[test]

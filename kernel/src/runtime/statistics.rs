@@ -228,7 +228,7 @@ counters! {
         tcp_persist_timeouts: Counter unisock_tcp_persist_timeouts_total
             "TCP connections reset after their zero-window probes went unanswered.",
         tcp_orphan_persist_limits: Counter unisock_tcp_orphan_persist_limits_total
-            "TCP orphans reset after their time limit behind a shut window, however the peer answered.",
+            "TCP orphans reset after their time limit holding data the peer did not take, however it answered.",
         tcp_orphans_reaped: Counter unisock_tcp_orphans_reaped_total
             "TCP orphans holding unsent data reset, oldest first, because the buffer budget ran into its reserve.",
         udp_datagrams_received: Counter unisock_udp_datagrams_received_total

@@ -46,8 +46,9 @@ pub struct TransferReport {
     pub tcp_counters: Vec<TcpCounters>,
     /// [`Network::trace`] at the end: the same for every run of one plan.
     pub trace: u64,
-    /// The longest simulated time, before every client was done, in which no byte moved
-    /// (none written, received or answered, no connection finished).
+    /// The longest simulated time, before every client was done, in which no byte was
+    /// delivered (none read by the server, no answer read by a client, no connection
+    /// finished).
     pub longest_stall: Duration,
 }
 
@@ -79,12 +80,22 @@ pub fn run(plan: &TransferPlan) -> Result<TransferReport, String> {
     run_watched(plan, None)
 }
 
-/// [`run`], failing as soon as no byte has moved for longer than `stall_limit` (if given)
+/// [`run`], failing as soon as no byte has been delivered for longer than `stall_limit` (if given)
 /// while a client is not done: a transfer under loss must make progress every few RTOs,
 /// however long it takes in all.
 pub fn run_watched(
     plan: &TransferPlan,
     stall_limit: Option<Duration>,
+) -> Result<TransferReport, String> {
+    run_watched_with(plan, stall_limit, |_| {})
+}
+
+/// [`run_watched`], calling `before_step` before every step of the network (to inject
+/// frames at a chosen time, whatever the seed draws).
+pub fn run_watched_with(
+    plan: &TransferPlan,
+    stall_limit: Option<Duration>,
+    mut before_step: impl FnMut(&mut Network),
 ) -> Result<TransferReport, String> {
     let client_hosts = plan.client_hosts.max(1);
     let mut network = Network::new(plan.seed, plan.impairments, client_hosts + 1);
@@ -190,6 +201,7 @@ pub fn run_watched(
         if let Some(hostile) = plan.hostile.filter(|hostile| steps < hostile.for_steps) {
             inject_hostile_frames(&mut network, hostile);
         }
+        before_step(&mut network);
         if !network.step() {
             break;
         }
@@ -252,9 +264,11 @@ pub fn run_watched(
     })
 }
 
-/// A number that changes whenever a byte moves or a connection finishes: the sum of what the
-/// clients wrote and read, what the server read, and the connections done on each side (only
-/// compared, never ordered: a finished server connection leaves `server`).
+/// A number that changes whenever a byte is delivered or a connection finishes: the sum of
+/// what the clients and the server read, and the connections done on each side (only
+/// compared, never ordered: a finished server connection leaves `server`). Bytes written are
+/// left out: a write only fills the send buffer, and a sender whose buffer still had room
+/// while nothing reached the receiver looked as if it made progress.
 fn progress_mark(
     clients: &[Client],
     server: &[(SocketHandle, ServerConnection)],
@@ -262,7 +276,7 @@ fn progress_mark(
 ) -> u64 {
     let clients_part: u64 = clients
         .iter()
-        .map(|c| c.sent + c.reply.len() as u64 + u64::from(c.done))
+        .map(|c| c.reply.len() as u64 + u64::from(c.done))
         .sum();
     let server_part: u64 = server.iter().map(|(_, c)| c.received).sum();
     clients_part + server_part + served as u64

@@ -68,8 +68,9 @@ pub struct TcpConfig {
     /// How long an orphaned connection (closed by the application) waits in FIN-WAIT-2 for
     /// the peer's FIN before it is dropped (Linux `tcp_fin_timeout`).
     pub fin_wait_2_timeout: Duration,
-    /// Longest an orphan (closed by its application with data still queued) may spend in
-    /// persist behind a shut window, counted over every stretch, before it is reset
+    /// Longest an orphan (closed by its application with data still queued) may hold data
+    /// the peer has not taken, counted from the close, in persist or out of it (a peer that
+    /// acknowledges a byte of a one-byte window now and then), before it is reset
     /// (`orphan_persist_limits`). RFC 6429 allows giving up on a window that stays shut only
     /// as resource management; Linux holds an orphan whose receiver answers until its probe
     /// interval reaches the 120 s RTO cap, about 325 s from a 200 ms RTO, so the default is

@@ -202,14 +202,10 @@ pub(crate) struct Connection {
     /// answer that keeps the window closed does not reset it (RFC 9293 section 3.8.6.1:
     /// the interval grows exponentially).
     persist_backoff: u32,
-    /// When the current stretch in persist began (data waiting, nothing in flight).
-    persist_entered: Option<Instant>,
-    /// When the application closed the connection, if it did: under memory pressure the
-    /// oldest orphans are reaped first.
+    /// When the application closed the connection, if it did: an orphan holding data is
+    /// reset `orphan_persist_limit` after it, and under memory pressure the oldest orphans
+    /// are reaped first.
     orphaned_at: Option<Instant>,
-    /// Time spent in persist since the connection became an orphan, over the stretches that
-    /// ended: a peer that opens a tiny window now and then ends a stretch but not the count.
-    orphan_persist_time: Duration,
     last_receive_time: Instant,
     pub(crate) timers: Timers,
 
@@ -223,7 +219,7 @@ pub(crate) struct Connection {
     /// The last `write` was refused by the buffer budget (not by the send buffer).
     write_refused_by_budget: bool,
     /// The round of the context's memory waiters this connection joined last.
-    memory_waiters_round: Option<u64>,
+    memory_waiters_round: Option<(u64, usize)>,
     /// The reserve epoch in which the budget's reserve gave it bytes (`Context::memory_room`).
     reserve_epoch_joined: Option<u64>,
     pub(crate) retransmissions: u64,
@@ -296,9 +292,7 @@ impl Connection {
             last_invalid_ack: None,
             persist_probes_sent: 0,
             persist_backoff: 0,
-            persist_entered: None,
             orphaned_at: None,
-            orphan_persist_time: Duration::ZERO,
             last_receive_time: context.now,
             timers: Timers::default(),
             options: SocketOptions {
@@ -527,13 +521,16 @@ impl Connection {
     /// writer on each byte freed on the core would be a herd (clients that never read are
     /// the ones that fill the budget).
     pub(crate) fn wait_for_memory(&mut self, context: &mut Context, waker: &Waker) {
-        if self.write_refused_by_budget
-            && self.send_buffer.is_empty()
-            && self.send_window > 0
-            && self.memory_waiters_round != Some(context.memory_waiters_round)
-        {
-            self.memory_waiters_round = Some(context.memory_waiters_round);
-            context.wait_for_memory(waker);
+        if self.write_refused_by_budget && self.send_buffer.is_empty() && self.send_window > 0 {
+            match self.memory_waiters_round {
+                Some((round, place)) if round == context.memory_waiters_round => {
+                    context.replace_memory_waiter(place, waker);
+                }
+                _ => {
+                    let place = context.wait_for_memory(waker);
+                    self.memory_waiters_round = Some((context.memory_waiters_round, place));
+                }
+            }
         }
     }
 
@@ -559,14 +556,18 @@ impl Connection {
         }
     }
 
-    /// The rest of `release_memory`; a reserve user that holds nothing any more also gives
-    /// its place back (only a core whose reserve is in use has reserve users).
+    /// The rest of `release_memory`; a reserve user leaves the reserve when it holds
+    /// nothing in order (bytes held out of order were taken from the shared part). Only a
+    /// core whose reserve is in use has reserve users.
     #[inline(never)]
     fn after_release(&mut self, context: &mut Context, bytes: usize) {
         context.after_release(bytes);
-        if self.reserve_user(context) && self.buffered_bytes() == 0 {
+        if self.reserve_user(context)
+            && self.send_buffer.is_empty()
+            && self.receive_buffer.is_empty()
+        {
             self.reserve_epoch_joined = None;
-            context.reserve_users -= 1;
+            context.leave_reserve();
         }
     }
 
@@ -770,10 +771,18 @@ impl Connection {
     /// the peer may already hold, and a peer that follows RFC 9293 section 3.10.7.4 drops a
     /// segment below RCV.NXT without reading its ACK, ignores the window of one below SND.WL1
     /// and drops such a RST. Two ends that both timed out then discarded each other's ACKs
-    /// until both gave up (issue 29, item 1). Linux's `tcp_acceptable_seq` sends its SND.NXT,
-    /// which never rewinds: our SND.MAX.
+    /// until both gave up (issue 29, item 1). But no further than the right edge of the
+    /// peer's window: a FIN goes out whatever the window, so SND.MAX can lie beyond it, and
+    /// a receiver whose window is 0 accepts only SEG.SEQ = RCV.NXT. Linux's
+    /// `tcp_acceptable_seq` sends min(SND.NXT, SND.UNA + SND.WND), its SND.NXT never
+    /// rewinding (our SND.MAX); its allowance for a window shrunk by scaling is left out.
     fn control_sequence(&self) -> SeqNum {
-        self.send_max
+        let window_edge = self.send_unacknowledged + self.send_window;
+        if self.send_max.after(window_edge) {
+            window_edge
+        } else {
+            self.send_max
+        }
     }
 
     fn send_ack(&mut self, context: &mut Context) {
@@ -967,17 +976,13 @@ impl Connection {
     /// flight, no ACK will come to release it, so the timer sends what the window allows.
     ///
     /// It runs on every ACK and every send; the usual case, out of persist and staying out,
-    /// is three stores, and entering or leaving persist is left to `enter_persist` and
-    /// `leave_persist`.
+    /// is three stores, and entering persist is left to `enter_persist`.
     fn update_persist(&mut self, context: &Context) {
         let data_waiting = self.send_end().after(self.send_next);
         let nothing_in_flight = self.send_next == self.send_unacknowledged;
         if data_waiting && nothing_in_flight {
             self.enter_persist(context);
         } else {
-            if self.persist_entered.is_some() {
-                self.leave_persist(context);
-            }
             self.timers.persist = None;
             self.persist_probes_sent = 0;
             self.persist_backoff = 0;
@@ -985,10 +990,9 @@ impl Connection {
     }
 
     /// `update_persist` with data waiting behind a closed or small window: arms the timer
-    /// if it is not, and notes when persist began.
+    /// if it is not.
     #[inline(never)]
     fn enter_persist(&mut self, context: &Context) {
-        let entered = *self.persist_entered.get_or_insert(context.now);
         if self.timers.persist.is_none() {
             let factor = 1u32 << self.persist_backoff.min(6);
             let mut delay = self
@@ -996,9 +1000,9 @@ impl Connection {
                 .rto()
                 .saturating_mul(factor)
                 .min(context.config.max_rto);
-            if self.owner == Owner::Orphan {
-                // Fire no later than the end of the orphan's time in persist.
-                let spent = self.orphan_persist_time + context.now.saturating_since(entered);
+            if let Some(orphaned_at) = self.orphaned_at {
+                // Fire no later than the end of the orphan's time (`orphan_overstayed`).
+                let spent = context.now.saturating_since(orphaned_at);
                 delay = delay.min(context.config.orphan_persist_limit.saturating_sub(spent));
             }
             self.timers.persist = Some(context.now + delay);
@@ -1006,32 +1010,23 @@ impl Connection {
         self.timers.retransmit = None;
     }
 
-    /// `update_persist` leaving persist: an orphan adds the stretch to its time in persist.
-    #[inline(never)]
-    fn leave_persist(&mut self, context: &Context) {
-        if let Some(entered) = self.persist_entered.take()
-            && self.owner == Owner::Orphan
-        {
-            self.orphan_persist_time += context.now.saturating_since(entered);
-        }
-    }
-
-    /// Time this orphan has spent in persist since its application closed it, the current
-    /// stretch included.
-    fn orphan_persist_time(&self, now: Instant) -> Duration {
-        self.orphan_persist_time
-            + self
-                .persist_entered
-                .map_or(Duration::ZERO, |entered| now.saturating_since(entered))
-    }
-
-    /// An orphan that holds data it cannot send (the peer's window is shut), and when its
-    /// application closed it: what memory pressure reaps, oldest first.
+    /// An orphan that holds data not yet acknowledged, and when its application closed it:
+    /// what memory pressure reaps, oldest first. Any such orphan, not only one in persist: a
+    /// peer that acknowledges a byte of a one-byte window now and then keeps it out of
+    /// persist (Linux's `tcp_out_of_resources` runs from the retransmission timer too).
     pub(crate) fn orphan_holding_data_since(&self) -> Option<Instant> {
-        if self.owner != Owner::Orphan || self.persist_entered.is_none() {
+        if self.send_buffer.is_empty() {
             return None;
         }
         self.orphaned_at
+    }
+
+    /// An orphan has held data for `orphan_persist_limit` since its application closed it:
+    /// reset it whatever the peer does (see `on_timers`).
+    fn orphan_overstayed(&self, context: &Context) -> bool {
+        self.orphan_holding_data_since().is_some_and(|orphaned_at| {
+            context.now.saturating_since(orphaned_at) >= context.config.orphan_persist_limit
+        })
     }
 
     /// Resets an orphan to give its buffers back (see `orphan_holding_data_since`).
@@ -1160,8 +1155,13 @@ impl Connection {
             (0, 0) => sequence == self.receive_next,
             // Up to the right edge itself, as Linux (`tcp_sequence`) and FreeBSD accept: a
             // peer that filled the window and timed out sends its ACKs at SND.MAX, the edge
-            // (issue 29, item 1). RFC 9293's strict bound would drop them unread.
-            (0, _) => sequence.in_window(self.receive_next, window + 1),
+            // (issue 29, item 1). RFC 9293's strict bound would drop them unread. Not a RST
+            // (a SYN has a length): one at the edge is outside the window, dropped silently
+            // rather than answered by a challenge ACK (RFC 5961 section 3.2).
+            (0, _) => {
+                let edge = u32::from(!segment.has(RST));
+                sequence.in_window(self.receive_next, window.saturating_add(edge))
+            }
             (_, 0) => false,
             (_, _) => {
                 sequence.in_window(self.receive_next, window)
@@ -1551,13 +1551,13 @@ impl Connection {
         }
         if sequence.after(self.receive_next) {
             // Out of order: hold it and send a duplicate ACK at once (RFC 5681 section 4.2).
+            // Only in the shared part of the budget: bytes behind a hole the sender never
+            // fills are never read, so out of order they would hold a reserve place for
+            // good (a byte per place refused every new client); in-order data prunes them
+            // when it needs the room (`make_room_for_in_order`), and the sender resends.
             let window = self.current_receive_window();
-            let held = self.received_bytes_held();
-            if payload.len() > context.memory_room(held, usize::MAX, self.reserve_user(context)) {
+            if payload.len() > context.shared_room() {
                 context.counters.drop_segment(DropReason::MemoryLimit);
-                if context.refused_by_reserve_limit(held, usize::MAX, self.reserve_user(context)) {
-                    context.counters.reserve_limit_refusals += 1;
-                }
             } else {
                 match self
                     .reassembly
@@ -1712,6 +1712,22 @@ impl Connection {
                 return Outcome::Closed;
             }
         }
+        if (due(self.timers.retransmit) || due(self.timers.persist))
+            && self.orphan_overstayed(context)
+        {
+            // An orphan (closed by its application) that still holds data is given up on
+            // `orphan_persist_limit` after it was closed, whatever the receiver does: nobody
+            // waits for it, and a client that never reads, or opens a byte of window now and
+            // then (in persist or out of it), must not pin its buffers for ever. Checked when
+            // its retransmission or probe timer fires, so up to one RTO late. Linux counts
+            // retransmissions and probes (tcp_orphan_retries), whose back-off any byte
+            // acknowledged resets, and relies on tcp_out_of_resources for the rest; the
+            // memory-pressure side is `TcpLayer::reap_orphans` here.
+            context.counters.connections_timed_out += 1;
+            context.counters.orphan_persist_limits += 1;
+            self.reset_peer(context);
+            return self.close_with_error(SocketError::TimedOut);
+        }
         if due(self.timers.retransmit) {
             self.timers.retransmit = None;
             let outcome = self.on_retransmit_timeout(context);
@@ -1721,22 +1737,6 @@ impl Connection {
         }
         if due(self.timers.persist) {
             self.timers.persist = None;
-            if self.owner == Owner::Orphan
-                && self.orphan_persist_time(now) >= context.config.orphan_persist_limit
-            {
-                // An orphan (closed by its application) whose receiver keeps the window shut
-                // is given up on after `orphan_persist_limit` in persist, whatever the
-                // receiver does: nobody waits for it, and a client that never reads, or
-                // opens a byte of window now and then, must not pin its buffers for ever.
-                // Counted over every stretch in persist, since a byte in flight ends one.
-                // Linux counts probes (tcp_orphan_retries), whose back-off any byte acknowledged
-                // resets, and relies on tcp_out_of_resources for the rest; the memory-pressure
-                // side is `TcpLayer::reap_orphans` here.
-                context.counters.connections_timed_out += 1;
-                context.counters.orphan_persist_limits += 1;
-                self.reset_peer(context);
-                return self.close_with_error(SocketError::TimedOut);
-            }
             if self.send_window > 0 {
                 self.send_held_data(context);
             } else {
@@ -2068,10 +2068,6 @@ impl Connection {
     pub(crate) fn orphan(&mut self, context: &mut Context) {
         self.owner = Owner::Orphan;
         self.orphaned_at = Some(context.now);
-        self.orphan_persist_time = Duration::ZERO;
-        if self.persist_entered.is_some() {
-            self.persist_entered = Some(context.now);
-        }
         self.shutdown_read(context);
         if self.state == TcpState::FinWait2 && self.timers.close.is_none() {
             self.timers.close = Some(context.now + context.config.fin_wait_2_timeout);

@@ -41,8 +41,9 @@ pub(crate) struct Context {
     /// connection that joined in an earlier epoch no longer takes a place.
     pub(crate) reserve_epoch: u64,
     /// Writers the budget refused while they had nothing queued: no ACK of theirs will come
-    /// to wake them, so memory given back anywhere on the core does (`release_memory`). At
-    /// most one entry per connection per round (`memory_waiters_round`).
+    /// to wake them, so memory given back anywhere on the core does, when it can change a
+    /// refusal (`release_memory`, `leave_reserve`). At most one entry per connection per
+    /// round (`memory_waiters_round`), holding its latest waker.
     memory_waiters: Vec<Waker>,
     /// Rounds of `memory_waiters` woken so far.
     pub(crate) memory_waiters_round: u64,
@@ -232,15 +233,34 @@ impl Context {
     }
 
     /// The rest of giving back memory, after `uncount_memory` said there is some: empties
-    /// the reserve when memory is back within the shared part, and wakes the writers
-    /// waiting for memory.
+    /// the reserve when memory is back within the shared part, and wakes the writers waiting
+    /// for memory if the shared part now has room (a refused writer was refused shared room,
+    /// and a reserve place or its guarantee: see `memory_room`). Bytes freed in the reserve
+    /// while its places stay taken would refuse each of them again, a futile poll per waiter
+    /// per ACK; a place freed wakes them through `leave_reserve`.
     #[inline(never)]
     pub(crate) fn after_release(&mut self, bytes: usize) {
+        let mut refusals_change = bytes > 0 && self.memory_used < self.shared_limit();
         if self.reserve_users > 0 && self.memory_used <= self.shared_limit() {
+            // Every place is free again.
             self.reserve_users = 0;
             self.reserve_epoch += 1;
+            refusals_change = true;
         }
-        if bytes > 0 && !self.memory_waiters.is_empty() {
+        if refusals_change {
+            self.wake_memory_waiters();
+        }
+    }
+
+    /// A connection gives back its reserve place: a writer refused for want of one may now
+    /// have it.
+    pub(crate) fn leave_reserve(&mut self) {
+        self.reserve_users -= 1;
+        self.wake_memory_waiters();
+    }
+
+    fn wake_memory_waiters(&mut self) {
+        if !self.memory_waiters.is_empty() {
             self.memory_waiters_round += 1;
             for waker in self.memory_waiters.drain(..) {
                 waker.wake();
@@ -248,9 +268,21 @@ impl Context {
         }
     }
 
-    /// Wakes `waker` the next time memory is given back (see `memory_waiters`).
-    pub(crate) fn wait_for_memory(&mut self, waker: &Waker) {
+    /// Wakes `waker` the next time memory is given back (see `memory_waiters`); returns its
+    /// place in this round's list.
+    pub(crate) fn wait_for_memory(&mut self, waker: &Waker) -> usize {
         self.memory_waiters.push(waker.clone());
+        self.memory_waiters.len() - 1
+    }
+
+    /// A connection already waiting in this round polls again: keep its latest waker (a
+    /// task polled with a new one would otherwise miss the wake-up).
+    pub(crate) fn replace_memory_waiter(&mut self, place: usize, waker: &Waker) {
+        if let Some(waiting) = self.memory_waiters.get_mut(place)
+            && !waiting.will_wake(waker)
+        {
+            waiting.clone_from(waker);
+        }
     }
 
     /// Whether the shared part of the buffer budget is used up, so that connections draw on

@@ -146,8 +146,8 @@ pub struct TcpCounters {
     /// Connections aborted because the receiver stopped answering zero-window probes
     /// (also counted in `connections_timed_out`).
     pub persist_timeouts: u64,
-    /// Orphans (closed by their application with data unsent) reset after
-    /// `TcpConfig::orphan_persist_limit` behind a shut window, however the peer answered
+    /// Orphans (closed by their application with data unacknowledged) reset
+    /// `TcpConfig::orphan_persist_limit` after they were closed, however the peer answered
     /// (also counted in `connections_timed_out`).
     pub orphan_persist_limits: u64,
     /// Orphans holding unsent data reset, oldest first, because the core's buffer budget ran

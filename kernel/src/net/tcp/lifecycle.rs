@@ -169,12 +169,14 @@ impl TcpLayer {
         }
     }
 
-    /// Under memory pressure, resets the orphans that hold unsent data behind a shut window,
+    /// Under memory pressure, resets the orphans that hold data their peer has not taken,
     /// the one closed longest ago first, until the pressure ends. Linux's
     /// `tcp_out_of_resources` resets an orphan when memory is short or orphans are too many
     /// (`tcp_max_orphans`), whichever orphan's timer fires; here the oldest go first, having
-    /// waited longest for a reader that does not read. Like Linux, it runs when an orphan's
-    /// probe timer fires, so a core without such orphans never scans its table.
+    /// waited longest for a reader that does not read. Like Linux, it runs when such an
+    /// orphan's retransmission or probe timer fires, so a core without such orphans never
+    /// scans its table. There is no cap on the number of orphans (`tcp_max_orphans`): the
+    /// connection limit and this reaping bound what they hold.
     pub(super) fn reap_orphans(&mut self) {
         if !self.context.under_memory_pressure() {
             return;

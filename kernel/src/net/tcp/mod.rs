@@ -57,8 +57,8 @@
 //! - SYN cookies are checked only within a cookie's lifetime of the listener's last SYN-queue
 //!   overflow, so a stray ACK is never a 2^-24 chance of a blind connection;
 //! - a receiver that keeps its window shut while answering probes keeps the connection (RFC
-//!   1122 section 4.2.2.17) unless it is an orphan, which is reset after
-//!   `orphan_persist_limit` in persist in all, whatever the receiver does
+//!   1122 section 4.2.2.17) unless it is an orphan, which is reset
+//!   `orphan_persist_limit` after its close if it still holds data, whatever the receiver does
 //!   (`orphan_persist_limits`), and sooner, oldest first, when the buffer budget runs into its
 //!   reserve (`orphans_reaped`);
 //! - the buffer budget (`max_buffer_memory`): its last quarter is a reserve for connections

@@ -461,3 +461,27 @@ fn a_drained_core_frees_time_wait_only_for_a_syn_whose_checksum_holds() {
     assert!(harness.layer.release_time_wait_for_syn(local, remote, &syn));
     assert_eq!(harness.layer.time_wait_count(), 0);
 }
+
+/// Review of issue 29's fixes, should-fix 2: a FIN goes out whatever the peer's window, so
+/// SND.MAX can lie one beyond the window's right edge. A control segment sent at SND.MAX
+/// then sits outside a receiver window of 0 (RFC 9293 section 3.10.7.4: only SEG.SEQ =
+/// RCV.NXT is acceptable) and is dropped, ACK and window update with it. Linux's
+/// `tcp_acceptable_seq` sends min(SND.NXT, SND.UNA + SND.WND).
+#[test]
+fn an_ack_after_a_fin_beyond_a_closed_window_is_sent_at_the_window_edge() {
+    let mut harness = Harness::plain();
+    let (iss, connection) = harness.passive_open(1000);
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).window(100));
+    assert_eq!(harness.layer.write(connection, &[5; 100]), Ok(100));
+    harness.layer.shutdown(connection, Shutdown::Write).unwrap();
+    harness.collect();
+    harness.sent.clear();
+    // The peer takes the 100 bytes, closes its window and sends a request.
+    harness.inject(
+        Inbound::new(ACK | PSH, 1001, iss + 101)
+            .window(0)
+            .payload(b"request"),
+    );
+    harness.advance(Duration::from_millis(40));
+    harness.expect().assert(ACK, iss + 101, 1008);
+}

@@ -550,3 +550,129 @@ fn the_segment_that_fills_a_hole_is_admitted_when_the_reserve_is_taken_too() {
     assert_eq!(&buffer[..count], &stream[..count]);
     assert!(count >= 1460);
 }
+
+/// Review of issue 29's fixes, must-fix 1: a byte held out of order behind a hole the
+/// sender never fills is never read, so it must not take one of the reserve's places. Two
+/// such bytes, sent while a streaming response holds the shared part, took both places of
+/// an 80 000-byte budget, and every new client's response was refused with ~20 KB free.
+#[test]
+fn bytes_held_out_of_order_take_no_place_in_the_reserve() {
+    let config = TcpConfig {
+        max_buffer_memory: 80_000,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_002);
+    assert_eq!(harness.layer.buffer_memory_used(), 60_000);
+    for port in 21_000..21_002 {
+        let (iss, _) = open_plain(&mut harness, listener, port, 1000);
+        harness.inject(
+            Inbound::new(ACK, 1001 + 10, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"x"),
+        );
+    }
+    let (_, fresh) = open_plain(&mut harness, listener, 22_000, 1000);
+    assert_eq!(harness.layer.write(fresh, &[1; 1000]), Ok(1000));
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 0);
+}
+
+/// The same for out-of-order bytes taken before the pressure: a connection that joined the
+/// reserve for an in-order byte leaves it when the application has read it, whatever it
+/// still holds out of order.
+#[test]
+fn a_connection_holding_only_out_of_order_bytes_leaves_the_reserve() {
+    let config = TcpConfig {
+        max_buffer_memory: 120_000,
+        ..plain_config()
+    };
+    assert_eq!(120_000 / 4 / (2 * config.guaranteed_buffer), 3);
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let mut attackers = Vec::new();
+    for port in 21_000..21_002 {
+        let (iss, connection) = open_plain(&mut harness, listener, port, 1000);
+        harness.inject(
+            Inbound::new(ACK, 1001 + 10, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"x"),
+        );
+        attackers.push((port, iss, connection));
+    }
+    fill_budget_with_writers(&mut harness, listener, 20_001..20_003);
+    // A client whose response is being sent takes the reserve's first place and keeps the
+    // core's memory beyond the shared part.
+    let (_, holder) = open_plain(&mut harness, listener, 23_000, 1000);
+    assert_eq!(harness.layer.write(holder, &[1; 1000]), Ok(1000));
+    assert!(harness.layer.buffer_memory_used() > 90_000);
+    for &(port, iss, connection) in &attackers {
+        harness.inject(
+            Inbound::new(ACK, 1001, iss + 1)
+                .ports(port, SERVER_PORT)
+                .payload(b"y"),
+        );
+        let mut buffer = [0u8; 16];
+        assert_eq!(harness.layer.read(connection, &mut buffer), Ok(1));
+    }
+    let (_, fresh) = open_plain(&mut harness, listener, 22_000, 1000);
+    assert_eq!(harness.layer.write(fresh, &[1; 1000]), Ok(1000));
+    assert_eq!(harness.layer.counters().reserve_limit_refusals, 0);
+}
+
+/// Review of issue 29's fixes, should-fix 4: every byte given back anywhere on the core woke
+/// every writer waiting for memory, though each was refused again while the shared part
+/// stayed used up and the reserve's places taken (a futile poll per waiter per ACK under
+/// load). Waiters are woken only when a refusal can change: shared room appears, or a
+/// reserve place is freed.
+#[test]
+fn memory_given_back_wakes_refused_writers_only_when_a_refusal_can_change() {
+    let config = TcpConfig {
+        max_buffer_memory: 80_000,
+        ..plain_config()
+    };
+    let guarantee = config.guaranteed_buffer;
+    let mut harness = Harness::new(config);
+    let listener = harness.listen();
+    let streamer = fill_budget_with_writers(&mut harness, listener, 20_001..20_002).remove(0);
+    let mut clients = Vec::new();
+    for port in 21_000..21_003 {
+        let (iss, connection) = open_plain(&mut harness, listener, port, 1000);
+        clients.push((port, iss, connection));
+    }
+    for &(_, _, connection) in &clients[..2] {
+        assert_eq!(harness.layer.write(connection, &[1; 8192]), Ok(guarantee));
+    }
+    let (_, _, third) = clients[2];
+    let (wakes, waker) = super::sockets::counting_waker();
+    let mut context = core::task::Context::from_waker(&waker);
+    assert_eq!(
+        harness.layer.poll_write(third, &mut context, &[1; 1000]),
+        core::task::Poll::Pending
+    );
+    // The streaming response's client acknowledges a segment: the core stays beyond the
+    // shared part and both places stay taken, so the third writer would be refused again.
+    harness
+        .inject(Inbound::new(ACK, 7001, streamer.iss + 1 + 1460).ports(streamer.port, SERVER_PORT));
+    assert!(harness.layer.buffer_memory_used() > 60_000);
+    assert_eq!(wakes.0.load(core::sync::atomic::Ordering::SeqCst), 0);
+    // The task polls again with another waker (the review's nit: only the first waker of a
+    // round was kept, so this one missed its wake-up).
+    let (later_wakes, later_waker) = super::sockets::counting_waker();
+    let mut later_context = core::task::Context::from_waker(&later_waker);
+    assert_eq!(
+        harness
+            .layer
+            .poll_write(third, &mut later_context, &[1; 1000]),
+        core::task::Poll::Pending
+    );
+    // The first client takes everything: its place is freed, and the waiter woken.
+    let (first_port, first_iss, _) = clients[0];
+    harness
+        .inject(Inbound::new(ACK, 1001, first_iss + 1 + 2 * 1460).ports(first_port, SERVER_PORT));
+    harness.inject(
+        Inbound::new(ACK, 1001, first_iss + 1 + guarantee as u32).ports(first_port, SERVER_PORT),
+    );
+    assert_eq!(later_wakes.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(harness.layer.write(third, &[1; 1000]), Ok(1000));
+}

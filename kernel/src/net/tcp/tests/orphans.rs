@@ -157,3 +157,111 @@ fn memory_pressure_reaps_the_oldest_orphan_first() {
     assert!(harness.layer.buffer_memory_used() < 48 * 1024);
     assert!(harness.layer.state(reader).is_ok());
 }
+
+/// A connection from `port` whose peer offered a one-byte window from its SYN on (so the
+/// sender's silly-window avoidance never holds data back and the connection never enters
+/// persist), with `queued` bytes written after the first; returns (our ISN + 1, handle).
+fn behind_one_byte_window(harness: &mut Harness, port: u16, queued: usize) -> (u32, SocketHandle) {
+    let listener = harness.listen();
+    harness.sent.clear();
+    harness.inject(Inbound::new(SYN, 1000, 0).ports(port, 80).window(1));
+    let iss = harness.expect().sequence;
+    harness.inject(Inbound::new(ACK, 1001, iss + 1).ports(port, 80).window(1));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.layer.write(connection, b"x").unwrap();
+    harness.collect();
+    harness.expect().assert(ACK | PSH, iss + 1, 1001);
+    harness.advance(Duration::from_millis(20));
+    harness.inject(Inbound::new(ACK, 1001, iss + 2).ports(port, 80).window(1));
+    assert_eq!(
+        harness.layer.write(connection, &vec![7u8; queued]),
+        Ok(queued)
+    );
+    harness.layer.close(listener).unwrap();
+    (iss + 1, connection)
+}
+
+/// Plays the peer of `behind_one_byte_window` for `duration`: each byte is acknowledged
+/// (window one byte again) only after its fifth retransmission, so the orphan is never in
+/// persist and never reaches `max_retransmissions`. Returns when the orphan was reset
+/// (since the start) and the bytes acknowledged.
+fn feed_a_byte_after_five_retransmissions(
+    harness: &mut Harness,
+    port: u16,
+    duration: Duration,
+) -> (Option<Duration>, u32) {
+    let start = harness.now;
+    let mut copies = 0;
+    let mut acknowledged = 0;
+    while harness.now.saturating_since(start) < duration {
+        harness.advance(Duration::from_millis(100));
+        let sent: Vec<_> = harness.sent.drain(..).collect();
+        for segment in sent {
+            if segment.destination.port() != port {
+                continue;
+            }
+            if segment.flags & RST != 0 {
+                return (Some(harness.now.saturating_since(start)), acknowledged);
+            }
+            if segment.payload.len() == 1 {
+                copies += 1;
+                if copies == 6 {
+                    copies = 0;
+                    acknowledged += 1;
+                    harness.inject(
+                        Inbound::new(ACK, 1001, segment.sequence + 1)
+                            .ports(port, 80)
+                            .window(1),
+                    );
+                }
+            }
+        }
+    }
+    (None, acknowledged)
+}
+
+/// Review of issue 29's fixes, should-fix 5: a peer that keeps a one-byte window open and
+/// acknowledges each byte just before the sender gives up keeps the orphan out of persist,
+/// so neither the cap on its time in persist nor the reaping (which took only orphans in
+/// persist) applied: about 6 s a byte here, up to 64 KiB. The cap now counts the time since
+/// the orphan was made, while it holds data.
+#[test]
+fn an_orphan_kept_out_of_persist_is_reset_at_the_cap() {
+    let mut harness = Harness::new(plain_config());
+    let (_, connection) = behind_one_byte_window(&mut harness, 40_000, 4000);
+    harness.layer.close(connection).unwrap();
+    let (reset_at, acknowledged) =
+        feed_a_byte_after_five_retransmissions(&mut harness, 40_000, Duration::from_secs(3600));
+    let lived = reset_at.expect("the orphan is reset");
+    assert!(acknowledged >= 2, "the pattern did not run");
+    let config = plain_config();
+    assert!(
+        lived <= config.orphan_persist_limit + config.max_rto,
+        "reset after {lived:?}"
+    );
+    assert_eq!(harness.layer.counters().orphan_persist_limits, 1);
+    assert_eq!(harness.layer.connection_count(), 0);
+    assert_eq!(harness.layer.buffer_memory_used(), 0);
+}
+
+/// The same orphan under memory pressure is reaped, by its retransmission timer (Linux calls
+/// `tcp_out_of_resources` from it too), without waiting for the cap.
+#[test]
+fn an_orphan_kept_out_of_persist_is_reaped_under_memory_pressure() {
+    let config = TcpConfig {
+        max_buffer_memory: 64 * 1024,
+        ..plain_config()
+    };
+    let mut harness = Harness::new(config);
+    let (_, reader) = behind_closed_window(&mut harness, 40_004, 100);
+    let (_, connection) = behind_one_byte_window(&mut harness, 40_001, 4000);
+    harness.layer.close(connection).unwrap();
+    // The client that never reads takes the rest of the shared part.
+    while harness.layer.write(reader, &[7; 4096]).is_ok() {}
+    assert!(harness.layer.buffer_memory_used() >= 48 * 1024);
+    let (reset_at, _) =
+        feed_a_byte_after_five_retransmissions(&mut harness, 40_001, Duration::from_secs(60));
+    assert!(reset_at.is_some(), "the orphan is reaped");
+    assert_eq!(harness.layer.counters().orphans_reaped, 1);
+    assert!(harness.layer.state(reader).is_ok());
+}

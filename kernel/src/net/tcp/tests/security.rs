@@ -437,3 +437,24 @@ fn blind_injection_neither_resets_nor_corrupts_a_live_connection() {
     assert_eq!(&buffer[..11], b"hello world");
     assert_eq!(harness.layer.counters().resets_received, 0);
 }
+
+/// Review of issue 29's fixes, nit: the right edge of the window is accepted for a segment
+/// without data (an ACK sent at SND.MAX by a peer that filled the window), but a RST there
+/// drew a challenge ACK. RFC 5961 section 3.2: a RST outside the window is dropped silently.
+#[test]
+fn a_reset_at_the_right_edge_of_the_window_is_silently_dropped() {
+    let mut harness = Harness::plain();
+    let listener = harness.listen();
+    harness.inject(Inbound::new(SYN, 1000, 0).mss(1460));
+    let syn_ack = harness.expect();
+    let (iss, window) = (syn_ack.sequence, u32::from(syn_ack.window));
+    harness.inject(Inbound::new(ACK, 1001, iss + 1));
+    let connection = harness.layer.accept(listener).unwrap();
+    harness.inject(Inbound::new(RST, 1001 + window, 0));
+    harness.expect_nothing();
+    assert_eq!(harness.layer.counters().challenge_acks, 0);
+    assert_eq!(harness.layer.state(connection), Ok(TcpState::Established));
+    // One byte inside, it draws a challenge ACK.
+    harness.inject(Inbound::new(RST, 1001 + window - 1, 0));
+    harness.expect().assert(ACK, iss + 1, 1001);
+}
