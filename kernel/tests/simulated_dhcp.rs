@@ -171,10 +171,11 @@ fn spawn_client(network: &mut Network) -> Rc<RefCell<Vec<(Lease, u64)>>> {
             let received = match client.next_deadline() {
                 Some(deadline) => {
                     let left = deadline.saturating_since(handle.now());
-                    match handle.timeout(left, socket.recv_from(&mut buffer)).await {
-                        Ok(received) => Some(received),
-                        Err(_elapsed) => None,
-                    }
+                    // Elapsed: the deadline came first, `poll` above handles it.
+                    handle
+                        .timeout(left, socket.recv_from(&mut buffer))
+                        .await
+                        .ok()
                 }
                 None => Some(socket.recv_from(&mut buffer).await),
             };
