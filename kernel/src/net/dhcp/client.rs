@@ -163,8 +163,9 @@ pub struct DhcpClient {
     transaction_id: u32,
     /// When this exchange began, for the `secs` field (RFC 2131 section 2).
     exchange_started: Instant,
-    /// When the REQUEST that an ACK answers was sent: the lease's times run from there
-    /// (RFC 2131 section 4.4.1), so that they never end later than the server's.
+    /// When the first REQUEST of this exchange was sent: the lease's times run from there
+    /// (RFC 2131 section 4.4.1), so that they never end later than the server's even when
+    /// the ACK answers the first REQUEST and arrives after a retransmission.
     request_sent_at: Instant,
     random: u64,
     counters: DhcpCounters,
@@ -254,6 +255,7 @@ impl DhcpClient {
             State::Init { .. } => self.start_discovery(now, &mut actions),
             State::InitReboot { address } => {
                 self.new_exchange(now);
+                self.request_sent_at = now;
                 let message = self.request(now, RequestKind::InitReboot { address });
                 self.state = State::Rebooting {
                     address,
@@ -309,6 +311,7 @@ impl DhcpClient {
                 } else {
                     // T1: RENEWING, a REQUEST unicast to the server that granted the lease.
                     self.new_exchange(now);
+                    self.request_sent_at = now;
                     let message = self.request(
                         now,
                         RequestKind::Renewing {
@@ -407,6 +410,7 @@ impl DhcpClient {
                 };
                 self.counters.offers_accepted += 1;
                 let (offered, server) = (lease.address, lease.server);
+                self.request_sent_at = now;
                 let message = self.request(now, RequestKind::Selecting { offered, server });
                 self.state = State::Requesting {
                     offered,
@@ -606,6 +610,7 @@ impl DhcpClient {
     fn rebind(&mut self, lease: Lease, times: LeaseTimes, now: Instant, actions: &mut Vec<Action>) {
         // T2: REBINDING, the same REQUEST broadcast to any server (RFC 2131 section 4.4.5).
         self.new_exchange(now);
+        self.request_sent_at = now;
         let message = self.request(
             now,
             RequestKind::Renewing {
@@ -679,7 +684,6 @@ impl DhcpClient {
 
     fn request(&mut self, now: Instant, kind: RequestKind) -> Vec<u8> {
         self.counters.requests_sent += 1;
-        self.request_sent_at = now;
         // RFC 2131 section 4.4.1's table: what each REQUEST carries.
         let (client_ip, requested, server, broadcast) = match kind {
             RequestKind::Selecting { offered, server } => {

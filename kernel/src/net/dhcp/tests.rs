@@ -622,3 +622,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_lease_runs_from_the_first_request_when_the_ack_comes_after_a_retransmission() {
+    let mut client = DhcpClient::new(MAC, 42, None, at(0));
+    let discover = only_sent(&client.poll(at(0)));
+    let offer = Reply::to(&discover, DhcpMessageType::Offer).bytes();
+    let request = only_sent(&client.receive(at(0), &offer));
+    let retransmitted_at = client.next_deadline().unwrap();
+    only_sent(&client.poll(retransmitted_at));
+    // The server's ACK to the first REQUEST, heard after the retransmission: the server started
+    // the lease at 0 s, so T1 must not be later than 50 s.
+    let ack = Reply::to(&request, DhcpMessageType::Ack).bytes();
+    client.receive(retransmitted_at, &ack);
+    client.probe_result(retransmitted_at, false);
+    assert_eq!(client.next_deadline(), Some(at(50)));
+}
