@@ -638,3 +638,44 @@ fn the_lease_runs_from_the_first_request_when_the_ack_comes_after_a_retransmissi
     client.probe_result(retransmitted_at, false);
     assert_eq!(client.next_deadline(), Some(at(50)));
 }
+
+#[test]
+fn renewing_retransmits_at_half_the_time_to_t2_but_not_within_60_seconds() {
+    // A 1000 s lease: T1 at 500 s, T2 at 875 s.
+    let (mut client, _) = bind(|reply| reply.with(51, &1000u32.to_be_bytes()));
+    only_sent(&client.poll(at(500)));
+    let mut sends = vec![];
+    loop {
+        let deadline = client.next_deadline().unwrap();
+        let message = only_sent(&client.poll(deadline));
+        sends.push((deadline.as_millis(), message.destination));
+        if message.destination == Ipv4Addr::BROADCAST {
+            break;
+        }
+    }
+    assert_eq!(
+        sends,
+        vec![
+            // Half of 375 s, then half of 187.5 s, then the 60 s floor, then T2 (rebinding).
+            (687_500, SERVER),
+            (781_250, SERVER),
+            (841_250, SERVER),
+            (875_000, Ipv4Addr::BROADCAST),
+        ]
+    );
+    assert_eq!(client.state(), StateKind::Rebinding);
+    // Rebinding: half of the 125 s to expiry is 62.5 s.
+    assert_eq!(client.next_deadline(), Some(Instant::from_millis(937_500)));
+}
+
+#[test]
+fn a_renewal_ack_for_another_address_is_not_taken() {
+    let (mut client, _) = bind(|reply| reply);
+    let renew = only_sent(&client.poll(at(50)));
+    let mut moved = Reply::to(&renew, DhcpMessageType::Ack);
+    moved.your_ip = Ipv4Addr::new(10, 77, 0, 99);
+    assert!(client.receive(at(51), &moved.bytes()).is_empty());
+    assert_eq!(client.state(), StateKind::Renewing);
+    assert_eq!(client.counters().unexpected_replies, 1);
+    assert_eq!(client.lease().unwrap().address, OFFERED);
+}
