@@ -3,6 +3,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod counters;
+pub mod dhcp;
 pub mod ethernet;
 pub mod icmp;
 pub mod icmp_rate_limit;
