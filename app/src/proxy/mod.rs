@@ -22,6 +22,7 @@ mod pool;
 pub mod settings;
 mod statistics;
 pub(crate) mod stream;
+pub mod syslog;
 mod tunnel;
 pub mod worker;
 
