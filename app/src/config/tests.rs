@@ -14,6 +14,11 @@ fn file(text: &str) -> Result<Configuration, ConfigError> {
 #[test]
 fn the_example_file_loads() {
     let configuration = file(EXAMPLE).unwrap();
+    assert_eq!(configuration.hostname.as_str(), "edge-1");
+    assert_eq!(
+        configuration.access_log.syslog.collector,
+        Some("10.0.0.1:514".parse().unwrap())
+    );
     assert_eq!(configuration.listeners.len(), 2);
     assert_eq!(configuration.pools.len(), 2);
     let web = configuration.pool("web").unwrap();
