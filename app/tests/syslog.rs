@@ -1,8 +1,9 @@
-//! The access log's syslog target over the simulated network: a collector host listening on UDP 514 receives one datagram per request, each a well-formed RFC 5424 message (checked by a strict parser written here) with the configured facility and hostname, and the count sent matches `/metrics`.
+//! The access log's syslog target over the simulated network: a collector host listening on UDP 514 receives one datagram per request, each a well-formed RFC 5424 message (checked by a strict parser written here) with the configured facility and hostname, the count sent matches `/metrics`, and a new configuration switches the log on, changes it and turns it off live.
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use unisock_app::config::Configuration;
@@ -197,16 +198,19 @@ async fn serve_backend(listener: TcpListener, handle: Handle) {
     }
 }
 
-/// `REQUESTS` requests, one connection each, one every 10 ms; counts complete answers.
-fn clients(network: &mut Network, answered: Rc<RefCell<usize>>) {
+/// Requests `indices`, one connection each, one every 10 ms from now; counts complete answers.
+fn clients(network: &mut Network, indices: std::ops::Range<usize>, answered: Rc<RefCell<usize>>) {
     let host = &mut network.hosts[CLIENT];
     let tcp = host.tcp.clone();
     let handle = host.executor.handle();
     let proxy = SocketAddrV4::new(host_address(PROXY), 80);
-    for index in 0..REQUESTS {
+    let first = indices.start;
+    for index in indices {
         let (tcp, handle, answered) = (tcp.clone(), handle.clone(), answered.clone());
         host.executor.spawn(async move {
-            handle.sleep(Duration::from_millis(10 * index as u64)).await;
+            handle
+                .sleep(Duration::from_millis(10 * (index - first) as u64))
+                .await;
             let Ok(Ok(stream)) = handle
                 .timeout(Duration::from_secs(5), TcpStream::connect(&tcp, proxy))
                 .await
@@ -247,18 +251,31 @@ fn metric(board: &ControlBoard, name: &str, labels: &[(&str, &str)]) -> u64 {
         .unwrap_or_else(|| panic!("{name} {labels:?} missing:\n{text}")) as u64
 }
 
-#[test]
-fn a_collector_receives_one_rfc_5424_message_per_request() {
-    let mut network = Network::new(11, Impairments::clean(), 4);
-    let start: Instant = network.now;
+/// A configuration: `access_log` and top-level lines given, one listener to the backend.
+fn configuration(top: &str, access_log: &str) -> Configuration {
     let file = format!(
-        "hostname = \"edge-1\"\n\n[access_log]\ntarget = \"syslog\"\nrate = 100000\n\
-         syslog.collector = \"{}:{SYSLOG_PORT}\"\nsyslog.facility = \"local4\"\n\n\
-         [[listener]]\nport = 80\npool = \"a\"\n\n[pool.a]\nbackends = [\"{}:{BACKEND_PORT}\"]\n",
-        host_address(COLLECTOR),
+        "{top}\n[access_log]\nrate = 100000\n{access_log}\n\n[[listener]]\nport = 80\n\
+         pool = \"a\"\n\n[pool.a]\nbackends = [\"{}:{BACKEND_PORT}\"]\n",
         host_address(BACKEND)
     );
-    let board = ControlBoard::new(Configuration::from_file(&file).unwrap(), 1, Vec::new());
+    Configuration::from_file(&file).unwrap_or_else(|error| panic!("{error}\n{file}"))
+}
+
+fn syslog_settings(facility: &str) -> String {
+    format!(
+        "target = \"syslog\"\nsyslog.collector = \"{}:{SYSLOG_PORT}\"\n\
+         syslog.facility = \"{facility}\"",
+        host_address(COLLECTOR)
+    )
+}
+
+type Received = Rc<RefCell<Vec<(SocketAddrV4, Vec<u8>)>>>;
+
+/// The four hosts: the proxy's core started with `first`, the backend, and the collector
+/// recording every datagram it receives on UDP 514.
+fn setup(first: Configuration) -> (Network, Arc<ControlBoard>, Received) {
+    let mut network = Network::new(11, Impairments::clean(), 4);
+    let board = ControlBoard::new(first, 1, Vec::new());
     {
         let host = &network.hosts[PROXY];
         CoreProxy::start(CoreProxyStart {
@@ -284,7 +301,7 @@ fn a_collector_receives_one_rfc_5424_message_per_request() {
         let handle = host.executor.handle();
         host.executor.spawn(serve_backend(listener, handle));
     }
-    let received = Rc::new(RefCell::new(Vec::<(SocketAddrV4, Vec<u8>)>::new()));
+    let received: Received = Rc::new(RefCell::new(Vec::new()));
     {
         let host = &mut network.hosts[COLLECTOR];
         let socket = UdpSocket::bind(
@@ -302,29 +319,39 @@ fn a_collector_receives_one_rfc_5424_message_per_request() {
             }
         });
     }
-    let answered = Rc::new(RefCell::new(0));
-    clients(&mut network, answered.clone());
-    while network.now < start + Duration::from_secs(3) {
+    (network, board, received)
+}
+
+fn run_for(network: &mut Network, duration: Duration) {
+    let end: Instant = network.now + duration;
+    while network.now < end {
         if !network.step() {
             break;
         }
     }
-    assert_eq!(*answered.borrow(), REQUESTS);
-    let received = received.borrow();
-    assert_eq!(received.len(), REQUESTS, "datagrams at the collector");
-    for (index, (sender, datagram)) in received.iter().enumerate() {
+}
+
+/// Each datagram parses, with `facility` and `hostname`, and logs request `first + i`.
+fn check_messages(
+    datagrams: &[(SocketAddrV4, Vec<u8>)],
+    first: usize,
+    facility: u8,
+    hostname: &str,
+) {
+    for (offset, (sender, datagram)) in datagrams.iter().enumerate() {
         assert_eq!(*sender.ip(), host_address(PROXY));
         assert!(datagram.len() <= 1024);
         let message = parse_rfc5424(datagram)
             .unwrap_or_else(|error| panic!("{error}: {:?}", String::from_utf8_lossy(datagram)));
-        assert_eq!(message.facility, 20, "local4");
+        assert_eq!(message.facility, facility);
         assert_eq!(message.severity, 6, "informational");
         assert_eq!(message.timestamp, "-");
-        assert_eq!(message.hostname, "edge-1");
+        assert_eq!(message.hostname, hostname);
         assert_eq!(message.app_name, "unisock");
         assert_eq!(message.process_id, "-");
         assert_eq!(message.message_id, "access");
         let client = host_address(CLIENT);
+        let index = first + offset;
         assert!(
             message
                 .message
@@ -337,6 +364,21 @@ fn a_collector_receives_one_rfc_5424_message_per_request() {
             message.message
         );
     }
+}
+
+#[test]
+fn a_collector_receives_one_rfc_5424_message_per_request() {
+    let (mut network, board, received) = setup(configuration(
+        "hostname = \"edge-1\"",
+        &syslog_settings("local4"),
+    ));
+    let answered = Rc::new(RefCell::new(0));
+    clients(&mut network, 0..REQUESTS, answered.clone());
+    run_for(&mut network, Duration::from_secs(3));
+    assert_eq!(*answered.borrow(), REQUESTS);
+    let received = received.borrow();
+    assert_eq!(received.len(), REQUESTS, "datagrams at the collector");
+    check_messages(&received, 0, 20, "edge-1");
     // One socket for the whole run: every datagram from the same port.
     assert!(received.iter().all(|(sender, _)| sender == &received[0].0));
     assert_eq!(
@@ -353,4 +395,42 @@ fn a_collector_receives_one_rfc_5424_message_per_request() {
             0
         );
     }
+}
+
+/// A new configuration takes the log to syslog, changes its facility and hostname, and
+/// turns it off, live, between requests.
+#[test]
+fn a_new_configuration_switches_syslog_on_changes_it_and_turns_it_off() {
+    let (mut network, board, received) = setup(configuration("", "target = \"off\""));
+    let answered = Rc::new(RefCell::new(0));
+    clients(&mut network, 0..5, answered.clone());
+    run_for(&mut network, Duration::from_secs(1));
+    assert!(received.borrow().is_empty());
+
+    board.publish(configuration("", &syslog_settings("local0")));
+    run_for(&mut network, Duration::from_millis(100));
+    clients(&mut network, 5..10, answered.clone());
+    run_for(&mut network, Duration::from_secs(1));
+    assert_eq!(received.borrow().len(), 5);
+    // No hostname configured: `unisock`; local0 is 16.
+    check_messages(&received.borrow(), 5, 16, "unisock");
+
+    board.publish(configuration(
+        "hostname = \"edge-2.example\"",
+        &syslog_settings("local6"),
+    ));
+    run_for(&mut network, Duration::from_millis(100));
+    clients(&mut network, 10..15, answered.clone());
+    run_for(&mut network, Duration::from_secs(1));
+    assert_eq!(received.borrow().len(), 10);
+    check_messages(&received.borrow()[5..], 10, 22, "edge-2.example");
+
+    board.publish(configuration("", "target = \"off\""));
+    run_for(&mut network, Duration::from_millis(100));
+    clients(&mut network, 15..20, answered.clone());
+    run_for(&mut network, Duration::from_secs(1));
+    assert_eq!(received.borrow().len(), 10);
+    assert_eq!(*answered.borrow(), 20);
+    // The earlier generations' syslog sockets closed with their workers: none is left open.
+    assert_eq!(network.hosts[PROXY].udp.borrow().socket_count(), 0);
 }
