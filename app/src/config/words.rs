@@ -2,10 +2,9 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-
-use super::file::parse_allow_list;
 use core::net::SocketAddrV4;
 
+use super::file::parse_allow_list;
 use super::{
     AccessLogTarget, AdminSettings, ConfigError, Configuration, DEFAULT_POOL, Facility, Hostname,
     assemble, split,
