@@ -148,6 +148,7 @@ fn a_stalled_console_drops_and_counts_lines_and_never_holds_up_requests() {
             opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
             handle: host.executor.handle(),
             access_log: Some(writer),
+            udp: None,
         })
         .1
         .unwrap();

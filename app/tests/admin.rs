@@ -40,6 +40,7 @@ fn network() -> Network {
         opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
         handle: host.executor.handle(),
         access_log: None,
+        udp: None,
     });
     let context = AdminContext {
         core,

@@ -169,6 +169,7 @@ fn a_drained_core_closes_idle_keep_alive_connections_and_busy_ones_after_their_r
             opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
             handle: host.executor.handle(),
             access_log: None,
+            udp: None,
         })
         .1
         .unwrap();

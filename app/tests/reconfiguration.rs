@@ -104,6 +104,7 @@ fn start_proxy(network: &mut Network, board: &Arc<ControlBoard>) {
         opener: PortOpener::new(host.tcp.clone(), CoreId(0), GlobalListenTable::new()),
         handle: host.executor.handle(),
         access_log: None,
+        udp: None,
     })
     .1
     .unwrap();

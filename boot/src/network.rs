@@ -649,6 +649,7 @@ pub fn run_core(index: u32) -> ! {
             // Through the core's ring and `write_without_waiting`: never `println!`, whose
             // lock and byte-by-byte wait on the UART would hold up every core's traffic.
             access_log: Some(Rc::new(console::write_without_waiting)),
+            udp: Some(runtime.interface().udp().clone()),
         };
         let (core, opened) = CoreProxy::start(start);
         if let Err(error) = opened {

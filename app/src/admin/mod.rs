@@ -499,6 +499,9 @@ pub fn describe_changes(old: &Configuration, new: &Configuration) -> String {
     if old.access_log != new.access_log {
         lines.push_str("access_log changed\n");
     }
+    if old.hostname != new.hostname {
+        lines.push_str("hostname changed\n");
+    }
     if lines.is_empty() {
         lines.push_str("no change\n");
     }

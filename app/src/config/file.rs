@@ -25,6 +25,8 @@ struct RawFile {
     pool: BTreeMap<String, Spanned<RawPool>>,
     admin: Option<Spanned<RawAdmin>>,
     access_log: Option<RawAccessLog>,
+    /// Top-level, so written before the first table.
+    hostname: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +152,15 @@ struct RawAccessLog {
     target: Option<Spanned<String>>,
     sample: Option<Spanned<u64>>,
     rate: Option<Spanned<u64>>,
+    #[serde(default)]
+    syslog: RawSyslog,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    collector: Option<Spanned<String>>,
+    facility: Option<Spanned<String>>,
 }
 
 /// A number of seconds, integer or decimal in the file, kept as the word's text so that the
@@ -239,6 +250,8 @@ pub struct SourceLines {
     /// By pool name: the line of its table.
     pub pools: Vec<(String, usize)>,
     pub admin_port: Option<usize>,
+    /// The line of `access_log.target`, if written.
+    pub access_log_target: Option<usize>,
 }
 
 impl SourceLines {
@@ -313,6 +326,19 @@ pub(super) fn parse(text: &str) -> Result<(Configuration, SourceLines), ConfigEr
     }
     if let Some(log) = &raw.access_log {
         configuration.access_log = access_log_settings(text, log)?;
+        lines.access_log_target = log
+            .target
+            .as_ref()
+            .map(|target| line_at(text, target.span().start));
+    }
+    if let Some(hostname) = &raw.hostname {
+        configuration.hostname = words::parse_hostname(hostname.get_ref()).map_err(|problem| {
+            ConfigError::new(
+                "hostname",
+                Some(line_at(text, hostname.span().start)),
+                problem,
+            )
+        })?;
     }
     Ok((configuration, lines))
 }
@@ -540,6 +566,23 @@ fn access_log_settings(text: &str, raw: &RawAccessLog) -> Result<AccessLogSettin
     if let Some(rate) = &raw.rate {
         settings.lines_per_second = words::parse_count(*rate.get_ref())
             .map_err(|problem| ConfigError::new("access_log.rate", line(rate.span()), problem))?;
+    }
+    if let Some(collector) = &raw.syslog.collector {
+        settings.syslog.collector = Some(words::parse_collector(collector.get_ref()).map_err(
+            |problem| {
+                ConfigError::new(
+                    "access_log.syslog.collector",
+                    line(collector.span()),
+                    problem,
+                )
+            },
+        )?);
+    }
+    if let Some(facility) = &raw.syslog.facility {
+        settings.syslog.facility =
+            words::parse_facility(facility.get_ref()).map_err(|problem| {
+                ConfigError::new("access_log.syslog.facility", line(facility.span()), problem)
+            })?;
     }
     Ok(settings)
 }

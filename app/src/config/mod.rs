@@ -15,6 +15,7 @@ mod words;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::net::SocketAddrV4;
 use core::time::Duration;
 
 pub use address_range::AddressRange;
@@ -24,6 +25,8 @@ pub use words::is_app_key;
 use crate::proxy::settings::{
     ForwardingHeaders, Limits, PoolSettings, ProxySettings, Retries, Timeouts,
 };
+use crate::proxy::syslog::DEFAULT_HOSTNAME;
+pub use crate::proxy::syslog::Facility;
 
 /// The name the command line's `backends=` pool gets when no file names it.
 pub const DEFAULT_POOL: &str = "default";
@@ -41,6 +44,25 @@ pub struct Configuration {
     pub pools: Vec<PoolConfig>,
     pub admin: Option<AdminSettings>,
     pub access_log: AccessLogSettings,
+    /// The appliance's name in its syslog messages.
+    pub hostname: Hostname,
+}
+
+/// The appliance's host name (RFC 1123), `unisock` unless configured; checked where it is
+/// parsed (see [`crate::proxy::syslog::is_hostname`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hostname(pub String);
+
+impl Default for Hostname {
+    fn default() -> Self {
+        Hostname(DEFAULT_HOSTNAME.to_string())
+    }
+}
+
+impl Hostname {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A port the proxy accepts clients on, and what it does with their requests.
@@ -113,6 +135,16 @@ pub enum AccessLogTarget {
     Off,
     /// One line per logged request on the serial console.
     Console,
+    /// One RFC 5424 message per logged request, over UDP to [`SyslogSettings::collector`].
+    Syslog,
+}
+
+/// Where and how syslog messages go (with [`AccessLogTarget::Syslog`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyslogSettings {
+    /// The collector's address and port (required with the syslog target).
+    pub collector: Option<SocketAddrV4>,
+    pub facility: Facility,
 }
 
 /// One line per request, sampled and rate-limited so logging never slows the traffic.
@@ -123,6 +155,7 @@ pub struct AccessLogSettings {
     pub sample: u32,
     /// At most this many lines a second on each core; the rest are counted as dropped.
     pub lines_per_second: u32,
+    pub syslog: SyslogSettings,
 }
 
 impl Default for AccessLogSettings {
@@ -131,6 +164,7 @@ impl Default for AccessLogSettings {
             target: AccessLogTarget::Off,
             sample: 1,
             lines_per_second: 100,
+            syslog: SyslogSettings::default(),
         }
     }
 }
@@ -309,6 +343,16 @@ impl Configuration {
                     "a pool needs at least one backend",
                 ));
             }
+        }
+        if self.access_log.target == AccessLogTarget::Syslog
+            && self.access_log.syslog.collector.is_none()
+        {
+            return Err(ConfigError::new(
+                "access_log.syslog.collector",
+                lines.and_then(|lines| lines.access_log_target),
+                "the syslog target needs the collector's address:port \
+                 (`accesslog.collector=` on the command line)",
+            ));
         }
         if let Some(admin) = &self.admin
             && reserved_ports.contains(&admin.port)

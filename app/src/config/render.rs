@@ -19,6 +19,12 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
         out,
         "# Unisock configuration (every key, defaults included)"
     )?;
+    // Top-level keys come before the first table.
+    writeln!(
+        out,
+        "hostname = {}",
+        quoted(configuration.hostname.as_str())
+    )?;
     if let Some(admin) = &configuration.admin {
         writeln!(out, "\n[admin]\nport = {}", admin.port)?;
         if let Some(allow) = &admin.allow {
@@ -37,12 +43,17 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
     let target = match log.target {
         AccessLogTarget::Off => "off",
         AccessLogTarget::Console => "console",
+        AccessLogTarget::Syslog => "syslog",
     };
     writeln!(
         out,
         "\n[access_log]\ntarget = \"{target}\"\nsample = {}\nrate = {}",
         log.sample, log.lines_per_second
     )?;
+    if let Some(collector) = log.syslog.collector {
+        writeln!(out, "syslog.collector = \"{collector}\"")?;
+    }
+    writeln!(out, "syslog.facility = \"{}\"", log.syslog.facility)?;
     for listener in &configuration.listeners {
         let forwarding = &listener.forwarding;
         writeln!(

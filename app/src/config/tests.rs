@@ -14,6 +14,11 @@ fn file(text: &str) -> Result<Configuration, ConfigError> {
 #[test]
 fn the_example_file_loads() {
     let configuration = file(EXAMPLE).unwrap();
+    assert_eq!(configuration.hostname.as_str(), "edge-1");
+    assert_eq!(
+        configuration.access_log.syslog.collector,
+        Some("10.0.0.1:514".parse().unwrap())
+    );
     assert_eq!(configuration.listeners.len(), 2);
     assert_eq!(configuration.pools.len(), 2);
     let web = configuration.pool("web").unwrap();
@@ -69,6 +74,34 @@ fn the_file_written_back_gives_the_same_configuration() {
     )
     .unwrap();
     assert_eq!(file(&words.to_file()).unwrap(), words);
+    let syslog = Configuration::from_sources(
+        None,
+        "ip=10.0.0.1/24 proxy=80 backends=10.0.0.2:80 accesslog=syslog \
+         accesslog.collector=10.77.0.1:5514 accesslog.facility=daemon hostname=edge-1",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(syslog.hostname.as_str(), "edge-1");
+    assert_eq!(syslog.access_log.target, AccessLogTarget::Syslog);
+    assert_eq!(
+        syslog.access_log.syslog,
+        SyslogSettings {
+            collector: Some("10.77.0.1:5514".parse().unwrap()),
+            facility: Facility::from_name("daemon").unwrap(),
+        }
+    );
+    let written = syslog.to_file();
+    assert!(written.starts_with("# Unisock configuration"));
+    assert!(written.contains("\nhostname = \"edge-1\"\n"), "{written}");
+    assert!(
+        written.contains("syslog.collector = \"10.77.0.1:5514\"\nsyslog.facility = \"daemon\""),
+        "{written}"
+    );
+    assert_eq!(file(&written).unwrap(), syslog);
+    // Defaults: `unisock`, `local0`.
+    let plain = Configuration::from_sources(None, "", &[]).unwrap();
+    assert_eq!(plain.hostname.as_str(), "unisock");
+    assert_eq!(plain.access_log.syslog.facility.name(), "local0");
 }
 
 /// Every key the documentation lists, set to a value other than its default, survives the
@@ -76,15 +109,19 @@ fn the_file_written_back_gives_the_same_configuration() {
 #[test]
 fn every_documented_key_round_trips() {
     let text = r#"
+hostname = "edge-1.example"
+
 [admin]
 port = 9100
 allow = ["10.9.0.0/16"]
 token = "abcdefghijklmnopqrstuvwxyz"
 
 [access_log]
-target = "console"
+target = "syslog"
 sample = 3
 rate = 9
+syslog.collector = "10.77.0.1:5514"
+syslog.facility = "local5"
 
 [[listener]]
 port = 81
@@ -128,6 +165,12 @@ limit.response-header-bytes = 4096
 "#;
     let configuration = file(text).unwrap();
     let defaults = Configuration::from_sources(None, "proxy=81 backends=10.0.0.9:1", &[]).unwrap();
+    assert_ne!(configuration.hostname, defaults.hostname);
+    assert_ne!(
+        configuration.access_log.syslog.facility,
+        defaults.access_log.syslog.facility
+    );
+    assert_eq!(configuration.access_log.target, AccessLogTarget::Syslog);
     let (listener, default_listener) = (&configuration.listeners[0], &defaults.listeners[0]);
     assert_ne!(listener.header_timeout, default_listener.header_timeout);
     assert_ne!(listener.client_timeout, default_listener.client_timeout);
@@ -358,10 +401,41 @@ fn every_error_names_its_key_and_line() {
             None,
         ),
         (
-            "[access_log]\ntarget = \"syslog\"\n".to_string(),
+            "[access_log]\ntarget = \"loud\"\n".to_string(),
             "access_log.target",
             Some(2),
         ),
+        // The syslog target without its collector: the target's line.
+        (
+            "[access_log]\nsample = 2\ntarget = \"syslog\"\n".to_string(),
+            "access_log.syslog.collector",
+            Some(3),
+        ),
+        (
+            "[access_log]\ntarget = \"syslog\"\nsyslog.collector = \"10.0.0.1\"\n".to_string(),
+            "access_log.syslog.collector",
+            Some(3),
+        ),
+        (
+            "[access_log]\nsyslog.collector = \"0.0.0.0:514\"\n".to_string(),
+            "access_log.syslog.collector",
+            Some(2),
+        ),
+        (
+            "[access_log]\ntarget = \"syslog\"\nsyslog.collector = \"10.0.0.1:514\"\n\
+             syslog.facility = \"local8\"\n"
+                .to_string(),
+            "access_log.syslog.facility",
+            Some(4),
+        ),
+        (
+            "[access_log]\nsyslog.severity = \"info\"\n".to_string(),
+            "severity",
+            Some(2),
+        ),
+        ("hostname = \"edge_1\"\n".to_string(), "hostname", Some(1)),
+        ("\nhostname = \"-edge\"\n".to_string(), "hostname", Some(2)),
+        ("hostname = \"a..b\"\n".to_string(), "hostname", Some(1)),
         (
             "[access_log]\nsample = 0\n".to_string(),
             "access_log.sample",
@@ -390,6 +464,17 @@ fn command_line_errors_name_their_word() {
         ("admin=9000 admin.allow=10.0.0.0/33", "admin.allow"),
         ("accesslog=loud", "accesslog"),
         ("accesslog.sample=0", "accesslog.sample"),
+        ("accesslog=syslog", "access_log.syslog.collector"),
+        (
+            "accesslog=syslog accesslog.collector=10.0.0.1",
+            "accesslog.collector",
+        ),
+        (
+            "accesslog=syslog accesslog.collector=10.0.0.1:514 accesslog.facility=local9",
+            "accesslog.facility",
+        ),
+        ("hostname=edge_1", "hostname"),
+        ("hostname=", "hostname"),
         ("proxy=80", "proxy"),
         ("proxy=80 backends=10.0.0.2:80 admin=80", "listener[0].port"),
     ] {

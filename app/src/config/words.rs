@@ -1,17 +1,20 @@
-//! The command line's application words (the proxy's, `admin*`, `accesslog*`) applied over the file's configuration: the proxy's words set the first listener and its pool.
+//! The command line's application words (the proxy's, `admin*`, `accesslog*`, `hostname`) applied over the file's configuration: the proxy's words set the first listener and its pool.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::net::SocketAddrV4;
 
 use super::file::parse_allow_list;
 use super::{
-    AccessLogTarget, AdminSettings, ConfigError, Configuration, DEFAULT_POOL, assemble, split,
+    AccessLogTarget, AdminSettings, ConfigError, Configuration, DEFAULT_POOL, Facility, Hostname,
+    assemble, split,
 };
 use crate::proxy::settings::{ProxySettings, is_proxy_key, parse_number, parse_port};
+use crate::proxy::syslog::is_hostname;
 
 /// Whether `key` is a word the application parses (the kernel's parser passes these over).
 pub fn is_app_key(key: &str) -> bool {
-    is_proxy_key(key) || is_admin_key(key) || is_access_log_key(key)
+    is_proxy_key(key) || is_admin_key(key) || is_access_log_key(key) || key == "hostname"
 }
 
 fn is_admin_key(key: &str) -> bool {
@@ -19,7 +22,14 @@ fn is_admin_key(key: &str) -> bool {
 }
 
 fn is_access_log_key(key: &str) -> bool {
-    matches!(key, "accesslog" | "accesslog.sample" | "accesslog.rate")
+    matches!(
+        key,
+        "accesslog"
+            | "accesslog.sample"
+            | "accesslog.rate"
+            | "accesslog.collector"
+            | "accesslog.facility"
+    )
 }
 
 fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -66,6 +76,10 @@ pub(super) fn apply_command_line(
         let log = &mut configuration.access_log;
         match key {
             "accesslog" => log.target = parse_log_target(value).map_err(error)?,
+            "accesslog.collector" => {
+                log.syslog.collector = Some(parse_collector(value).map_err(error)?)
+            }
+            "accesslog.facility" => log.syslog.facility = parse_facility(value).map_err(error)?,
             "accesslog.sample" => {
                 log.sample = parse_count(
                     parse_number(key, value, 1, u64::from(u32::MAX))
@@ -73,14 +87,19 @@ pub(super) fn apply_command_line(
                 )
                 .map_err(error)?
             }
-            _ => {
+            "accesslog.rate" => {
                 log.lines_per_second = parse_count(
                     parse_number(key, value, 1, u64::from(u32::MAX))
                         .map_err(|e| error(e.problem))?,
                 )
                 .map_err(error)?
             }
+            _ => {}
         }
+    }
+    for (key, value) in words(line).filter(|(key, _)| *key == "hostname") {
+        configuration.hostname =
+            parse_hostname(value).map_err(|problem| ConfigError::new(key, None, problem))?;
     }
     Ok(())
 }
@@ -158,10 +177,40 @@ pub(super) fn parse_log_target(value: &str) -> Result<AccessLogTarget, String> {
     match value {
         "off" => Ok(AccessLogTarget::Off),
         "console" => Ok(AccessLogTarget::Console),
-        "syslog" => {
-            Err("syslog is not available yet (the stack has no UDP): use console or off".into())
-        }
-        _ => Err("is off or console".into()),
+        "syslog" => Ok(AccessLogTarget::Syslog),
+        _ => Err("is off, console or syslog".into()),
+    }
+}
+
+/// A syslog collector: `address:port`, a unicast address and a port other than 0.
+pub(super) fn parse_collector(value: &str) -> Result<SocketAddrV4, String> {
+    let wanted =
+        || alloc::format!("`{value}` is not a collector's address:port like 10.77.0.1:514");
+    let collector: SocketAddrV4 = value.parse().map_err(|_| wanted())?;
+    let ip = collector.ip();
+    if collector.port() == 0 || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(wanted());
+    }
+    Ok(collector)
+}
+
+pub(super) fn parse_facility(value: &str) -> Result<Facility, String> {
+    Facility::from_name(value).ok_or_else(|| {
+        alloc::format!(
+            "`{value}` is not a syslog facility: kern, user, mail, daemon, auth, syslog, lpr, \
+             news, uucp, cron, authpriv, ftp, ntp, audit, alert, clock or local0 to local7"
+        )
+    })
+}
+
+pub(super) fn parse_hostname(value: &str) -> Result<Hostname, String> {
+    if is_hostname(value) {
+        Ok(Hostname(value.to_string()))
+    } else {
+        Err(alloc::format!(
+            "`{value}` is not a host name: dot-separated labels of 1 to 63 letters, digits or \
+             `-` (not first or last), 253 characters at most (RFC 1123)"
+        ))
     }
 }
 

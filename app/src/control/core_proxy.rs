@@ -9,10 +9,10 @@ use core::time::Duration;
 
 use unisock_kernel::executor::Handle;
 use unisock_kernel::net::partition::{PortOpener, ServedPort};
-use unisock_kernel::socket::{SharedTcpLayer, SocketError};
+use unisock_kernel::socket::{SharedTcpLayer, SharedUdpLayer, SocketError};
 
 use super::{AppliedConfiguration, ControlBoard, CoreSockets};
-use crate::proxy::access_log::{AccessLog, AccessLogSink};
+use crate::proxy::access_log::{AccessLog, AccessLogOutputs, AccessLogSink};
 use crate::proxy::console_ring::{LineRing, RING_BYTES, drain_to_console};
 use crate::proxy::tasks::start_background;
 use crate::proxy::worker::{CurrentWorker, ProxyLegs};
@@ -40,6 +40,9 @@ pub struct CoreProxyStart {
     /// The console this core's access-log lines go to, when the configuration turns the log
     /// on (through the core's ring: the data path never waits for the console).
     pub access_log: Option<ConsoleWriter>,
+    /// The core's UDP layer: with the syslog target, this core's access-log lines leave from
+    /// it to the collector (each core has its own socket; none waits for another).
+    pub udp: Option<SharedUdpLayer>,
 }
 
 /// A listener on this core.
@@ -64,8 +67,9 @@ pub struct CoreProxy {
     listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     applied: Cell<u64>,
     answered_sockets: Cell<u64>,
-    /// Queues a line in this core's console ring (none without a console).
-    access_log_sink: Option<AccessLogSink>,
+    /// Queues a line in this core's console ring (none without a console), and the core's
+    /// UDP layer for syslog.
+    access_log_outputs: AccessLogOutputs,
     /// This generation's access log on this core, shared by its listeners.
     access_log: RefCell<Option<Rc<AccessLog>>>,
 }
@@ -97,7 +101,10 @@ impl CoreProxy {
             listeners: RefCell::new(Vec::new()),
             applied: Cell::new(0),
             answered_sockets: Cell::new(0),
-            access_log_sink,
+            access_log_outputs: AccessLogOutputs {
+                console: access_log_sink,
+                udp: start.udp,
+            },
             access_log: RefCell::new(None),
         });
         let current = proxy.board.current();
@@ -142,15 +149,14 @@ impl CoreProxy {
         self.listeners
             .borrow_mut()
             .retain(|slot| !slot.closed.get());
-        *self.access_log.borrow_mut() = self.access_log_sink.clone().and_then(|sink| {
-            AccessLog::new(
-                configuration.access_log,
-                sink,
-                self.place.index,
-                self.board.core_states.clone(),
-            )
-            .map(Rc::new)
-        });
+        *self.access_log.borrow_mut() = AccessLog::new(
+            configuration.access_log,
+            configuration.hostname.as_str(),
+            &self.access_log_outputs,
+            self.place.index,
+            self.board.core_states.clone(),
+        )
+        .map(Rc::new);
         for (index, listener) in configuration.listeners.iter().enumerate() {
             let Some(worker) = self.worker_for(applied, index) else {
                 continue;

@@ -1,18 +1,23 @@
-//! The access log: one line per request (client, method, target, status, bytes, backend, core, latency), sampled and rate-limited per core so that logging never slows the traffic.
+//! The access log: one line per request (client, method, target, status, bytes, backend, core, latency), sampled and rate-limited per core so that logging never slows the traffic; the line goes to the core's console ring or, as an RFC 5424 message, to a syslog collector over UDP.
 
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::fmt::Write;
 use core::net::SocketAddrV4;
 
+use unisock_kernel::socket::SharedUdpLayer;
 use unisock_kernel::time::Instant;
 
 use crate::config::{AccessLogSettings, AccessLogTarget};
 use crate::http::request::RequestHead;
 
-use super::statistics::{ACCESS_LOG_DROPPED_RATE, ACCESS_LOG_DROPPED_RING_FULL, CoreStates};
+use super::statistics::{
+    ACCESS_LOG_DROPPED_RATE, ACCESS_LOG_DROPPED_RING_FULL, ACCESS_LOG_DROPPED_SYSLOG_QUEUE_FULL,
+    ACCESS_LOG_DROPPED_SYSLOG_UNSENT, CoreStates,
+};
+use super::syslog::{SyslogDrop, SyslogSender};
 
 /// Where access-log lines go (the core's console ring, in the image): true if the line was
 /// queued, false if it did not fit (the line is dropped and counted, never waited for).
@@ -41,10 +46,25 @@ impl RequestRecord {
     }
 }
 
+/// What a core can write its access log to.
+#[derive(Clone, Default)]
+pub struct AccessLogOutputs {
+    /// The core's console ring (none without a console).
+    pub console: Option<AccessLogSink>,
+    /// The core's UDP layer, for syslog (none without a network).
+    pub udp: Option<SharedUdpLayer>,
+}
+
+/// Where one configuration's lines go on one core.
+enum Output {
+    Console(AccessLogSink),
+    Syslog(RefCell<SyslogSender>),
+}
+
 /// One core's access log for one configuration.
 pub struct AccessLog {
     settings: AccessLogSettings,
-    sink: AccessLogSink,
+    output: Output,
     core: usize,
     seen: Cell<u64>,
     second: Cell<u64>,
@@ -55,16 +75,29 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// `None` when the settings turn logging off.
+    /// `None` when the settings turn logging off, or their target is not among `outputs`.
+    /// With the syslog target, this core's socket to the collector is opened here (and again
+    /// at the next line if that failed), on the core's own UDP layer.
     pub fn new(
         settings: AccessLogSettings,
-        sink: AccessLogSink,
+        hostname: &str,
+        outputs: &AccessLogOutputs,
         core: usize,
         states: Arc<CoreStates>,
     ) -> Option<AccessLog> {
-        (settings.target == AccessLogTarget::Console).then(|| AccessLog {
+        let output = match settings.target {
+            AccessLogTarget::Off => return None,
+            AccessLogTarget::Console => Output::Console(outputs.console.clone()?),
+            AccessLogTarget::Syslog => Output::Syslog(RefCell::new(SyslogSender::new(
+                outputs.udp.clone()?,
+                settings.syslog.collector?,
+                settings.syslog.facility,
+                hostname,
+            ))),
+        };
+        Some(AccessLog {
             settings,
-            sink,
+            output,
             core,
             seen: Cell::new(0),
             second: Cell::new(u64::MAX),
@@ -98,10 +131,27 @@ impl AccessLog {
         }
         self.lines_this_second.set(self.lines_this_second.get() + 1);
         let line = format_line(now, client, head, record, self.core);
-        if (self.sink)(&line) {
-            counters.access_log_lines.increment();
-        } else {
-            counters.access_log_dropped[ACCESS_LOG_DROPPED_RING_FULL].increment();
+        let written = match &self.output {
+            Output::Console(sink) => sink(&line)
+                .then_some(())
+                .ok_or(ACCESS_LOG_DROPPED_RING_FULL),
+            Output::Syslog(sender) => sender.borrow_mut().send(&line).map_err(|drop| match drop {
+                SyslogDrop::QueueFull => ACCESS_LOG_DROPPED_SYSLOG_QUEUE_FULL,
+                SyslogDrop::Unsent => ACCESS_LOG_DROPPED_SYSLOG_UNSENT,
+            }),
+        };
+        match written {
+            Ok(()) => counters.access_log_lines.increment(),
+            Err(reason) => counters.access_log_dropped[reason].increment(),
+        }
+    }
+
+    /// The local address of the syslog socket (none for the console, or while it could not
+    /// be opened).
+    pub fn syslog_local_address(&self) -> Option<SocketAddrV4> {
+        match &self.output {
+            Output::Console(_) => None,
+            Output::Syslog(sender) => sender.borrow().local_address(),
         }
     }
 }
@@ -153,9 +203,11 @@ pub fn format_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Facility, SyslogSettings};
     use alloc::vec::Vec;
-    use core::cell::RefCell;
     use core::time::Duration;
+    use unisock_kernel::net::tcp::CoreId;
+    use unisock_kernel::net::udp::{UdpConfig, UdpLayer};
 
     fn head(target: &str) -> RequestHead {
         RequestHead {
@@ -180,8 +232,13 @@ mod tests {
             target: AccessLogTarget::Console,
             sample: 2,
             lines_per_second: 3,
+            ..AccessLogSettings::default()
         };
-        let log = AccessLog::new(settings, sink, 1, states.clone()).unwrap();
+        let outputs = AccessLogOutputs {
+            console: Some(sink),
+            udp: None,
+        };
+        let log = AccessLog::new(settings, "unisock", &outputs, 1, states.clone()).unwrap();
         let start = Instant::from_nanos(5_000_000_000);
         let client: SocketAddrV4 = "10.0.0.9:4000".parse().unwrap();
         let record = RequestRecord::new(start);
@@ -199,7 +256,7 @@ mod tests {
         // 10 sampled, 3 written, 7 over the budget.
         assert_eq!(lines.borrow().len(), 3);
         let counters = states.core(1).snapshot();
-        assert_eq!(counters.access_log_dropped, [7, 0]);
+        assert_eq!(counters.access_log_dropped, [7, 0, 0, 0]);
         assert_eq!(counters.access_log_lines, 3);
         assert_eq!(
             lines.borrow()[0],
@@ -214,14 +271,86 @@ mod tests {
     #[test]
     fn off_makes_no_log() {
         let sink: AccessLogSink = Rc::new(|_: &str| true);
+        let outputs = AccessLogOutputs {
+            console: Some(sink),
+            udp: None,
+        };
+        let states = Arc::new(CoreStates::new(1));
         assert!(
             AccessLog::new(
                 AccessLogSettings::default(),
-                sink,
+                "unisock",
+                &outputs,
                 0,
-                Arc::new(CoreStates::new(1))
+                states.clone()
             )
             .is_none()
         );
+        // Syslog without a network to send on: no log either (the console is not a fallback).
+        let syslog = AccessLogSettings {
+            target: AccessLogTarget::Syslog,
+            syslog: SyslogSettings {
+                collector: Some("10.0.0.1:514".parse().unwrap()),
+                facility: Facility::LOCAL0,
+            },
+            ..AccessLogSettings::default()
+        };
+        assert!(AccessLog::new(syslog, "unisock", &outputs, 0, states).is_none());
+    }
+
+    /// A core whose UDP output queue holds `queue` datagrams (nothing drains it here).
+    fn udp_layer(queue: usize) -> SharedUdpLayer {
+        let mut layer = UdpLayer::new(
+            UdpConfig {
+                output_queue_datagrams: queue,
+                ..UdpConfig::default()
+            },
+            CoreId(0),
+            7,
+        );
+        layer.set_source_address("10.0.0.5".parse().unwrap());
+        layer.into_shared()
+    }
+
+    #[test]
+    fn a_full_udp_output_queue_drops_and_counts_syslog_lines_without_waiting() {
+        let udp = udp_layer(2);
+        let states = Arc::new(CoreStates::new(1));
+        let collector: SocketAddrV4 = "10.0.0.1:514".parse().unwrap();
+        let settings = AccessLogSettings {
+            target: AccessLogTarget::Syslog,
+            lines_per_second: 1000,
+            syslog: SyslogSettings {
+                collector: Some(collector),
+                facility: Facility::from_name("local3").unwrap(),
+            },
+            ..AccessLogSettings::default()
+        };
+        let outputs = AccessLogOutputs {
+            console: None,
+            udp: Some(udp.clone()),
+        };
+        let log = AccessLog::new(settings, "edge-1", &outputs, 0, states.clone()).unwrap();
+        let start = Instant::from_nanos(1_000_000_000);
+        let record = RequestRecord::new(start);
+        record.status.set(204);
+        let client: SocketAddrV4 = "10.0.0.9:4000".parse().unwrap();
+        for _ in 0..5 {
+            log.record(start, client, &head("/x"), &record);
+        }
+        let counters = states.core(0).snapshot();
+        assert_eq!(counters.access_log_lines, 2);
+        assert_eq!(
+            counters.access_log_dropped[ACCESS_LOG_DROPPED_SYSLOG_QUEUE_FULL],
+            3
+        );
+        let mut sent = Vec::new();
+        udp.borrow_mut().drain_output_up_to(10, |datagram| {
+            sent.push(datagram.destination);
+        });
+        assert_eq!(sent, [collector, collector]);
+        // Room again: the next line goes.
+        log.record(start, client, &head("/y"), &record);
+        assert_eq!(states.core(0).snapshot().access_log_lines, 3);
     }
 }

@@ -58,6 +58,7 @@ mod settle;
 mod shared;
 mod statistics;
 pub(crate) mod stream;
+pub mod syslog;
 pub mod tasks;
 mod tunnel;
 pub mod worker;

@@ -275,7 +275,8 @@ proxy_counters! {
 }
 
 /// Why an access-log line was not written (the `reason` label), by index.
-const ACCESS_LOG_DROP_REASONS: [&str; 2] = ["rate", "ring_full"];
+const ACCESS_LOG_DROP_REASONS: [&str; 4] =
+    ["rate", "ring_full", "syslog_queue_full", "syslog_unsent"];
 
 fn access_log_drop_reason(index: usize) -> &'static str {
     ACCESS_LOG_DROP_REASONS
@@ -290,6 +291,12 @@ pub const ACCESS_LOG_DROPPED_RATE: usize = 0;
 /// Index of the `ring_full` reason: the core's console ring had no room (the console is
 /// slower than the lines).
 pub const ACCESS_LOG_DROPPED_RING_FULL: usize = 1;
+/// Index of the `syslog_queue_full` reason: the core's UDP output queue had no room for the
+/// syslog datagram (the line is dropped, never waited for).
+pub const ACCESS_LOG_DROPPED_SYSLOG_QUEUE_FULL: usize = 2;
+/// Index of the `syslog_unsent` reason: no socket to the collector could be opened, or the
+/// stack refused the datagram (an ICMP error from the collector, say).
+pub const ACCESS_LOG_DROPPED_SYSLOG_UNSENT: usize = 3;
 
 proxy_counters! {
     /// One core's own state across its listeners and configurations (no `listener` label):
@@ -303,14 +310,14 @@ proxy_counters! {
         drained: Gauge unisock_proxy_core_drained
             "1 once a drained core has no client connection left (it can be taken down).",
         access_log_lines: Counter unisock_proxy_access_log_lines_total
-            "Access-log lines queued for the console.",
+            "Access-log lines queued for the console or sent to the syslog collector.",
         access_log_console_bytes: Counter unisock_proxy_access_log_console_bytes_total
             "Access-log bytes written to the console.",
     }
     labelled {
-        access_log_dropped[2] by "reason" access_log_drop_reason: Counter
+        access_log_dropped[4] by "reason" access_log_drop_reason: Counter
             unisock_proxy_access_log_dropped_total
-            "Access-log lines not written: over the per-core rate (`rate`), or no room in the core's console ring (`ring_full`: the console is slower than the lines).",
+            "Access-log lines not written: over the per-core rate (`rate`), no room in the core's console ring (`ring_full`: the console is slower than the lines), no room in the core's UDP output queue for the syslog datagram (`syslog_queue_full`), or the syslog datagram could not be sent (`syslog_unsent`).",
     }
     histograms {}
 }
