@@ -19,7 +19,8 @@
 //!   tunnel after a `101`; `forward` builds the heads sent on.
 //! - `finish`: the connection's next step (keep-alive, close, reset), the proxy's own error
 //!   answers (`errors`) and the lingering close after one, the status counted; the access log
-//!   line (`access_log`, and `console_ring` on its way to the console).
+//!   line (`access_log`, and `console_ring` on its way to the console or `syslog` to a
+//!   collector).
 //!
 //! Below the phases: `worker` (a core's worker: its balancer and idle pool beside the shared
 //! state, and which worker a listener's new requests use), `tasks` (a worker's accept loop,
