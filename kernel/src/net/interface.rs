@@ -613,23 +613,9 @@ impl Interface {
             } => {
                 self.counters.port_unreachables_sent += 1;
                 let icmp_len = icmp::port_unreachable_len(&quoted);
-                let source = self.config.ipv4.address;
-                self.send_frame(
-                    sink,
-                    ipv4::HEADER_LEN + icmp_len,
-                    hardware_destination,
-                    EthernetProtocol::Ipv4,
-                    |payload| {
-                        let icmp_bytes = ipv4::write_header(
-                            payload,
-                            source,
-                            destination,
-                            IpProtocol::Icmp,
-                            icmp_len,
-                        );
-                        icmp::write_port_unreachable(icmp_bytes, &quoted);
-                    },
-                );
+                self.send_icmp(sink, hardware_destination, destination, icmp_len, |icmp| {
+                    icmp::write_port_unreachable(icmp, &quoted)
+                });
             }
             ControlFrame::EchoReply {
                 hardware_destination,
@@ -640,23 +626,9 @@ impl Interface {
             } => {
                 self.counters.echo_replies_sent += 1;
                 let icmp_len = icmp::echo_reply_len(&data);
-                let source = self.config.ipv4.address;
-                self.send_frame(
-                    sink,
-                    ipv4::HEADER_LEN + icmp_len,
-                    hardware_destination,
-                    EthernetProtocol::Ipv4,
-                    |payload| {
-                        let icmp_bytes = ipv4::write_header(
-                            payload,
-                            source,
-                            destination,
-                            IpProtocol::Icmp,
-                            icmp_len,
-                        );
-                        icmp::write_echo_reply(icmp_bytes, identifier, sequence_number, &data);
-                    },
-                );
+                self.send_icmp(sink, hardware_destination, destination, icmp_len, |icmp| {
+                    icmp::write_echo_reply(icmp, identifier, sequence_number, &data)
+                });
             }
         }
     }
@@ -816,6 +788,34 @@ impl Interface {
             Ok(()) => self.counters.frames_transmitted += 1,
             Err(SinkFull) => self.counters.count_drop(DropReason::TransmitQueueFull),
         }
+    }
+
+    /// Sends an ICMP message of `icmp_len` bytes, written by `write_icmp`, from our address
+    /// to `destination` in an IPv4 packet of its own.
+    fn send_icmp(
+        &mut self,
+        sink: &mut impl FrameSink,
+        hardware_destination: EthernetAddress,
+        destination: Ipv4Addr,
+        icmp_len: usize,
+        write_icmp: impl FnOnce(&mut [u8]),
+    ) {
+        let source = self.config.ipv4.address;
+        self.send_frame(
+            sink,
+            ipv4::HEADER_LEN + icmp_len,
+            hardware_destination,
+            EthernetProtocol::Ipv4,
+            |payload| {
+                write_icmp(ipv4::write_header(
+                    payload,
+                    source,
+                    destination,
+                    IpProtocol::Icmp,
+                    icmp_len,
+                ))
+            },
+        );
     }
 
     /// When [`poll`](Self::poll) next has work even if no frame arrives: now if frames are
