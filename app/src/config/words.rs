@@ -11,7 +11,7 @@ use crate::proxy::settings::{ProxySettings, is_proxy_key, parse_number, parse_po
 
 /// Whether `key` is a word the application parses (the kernel's parser passes these over).
 pub fn is_app_key(key: &str) -> bool {
-    is_proxy_key(key) || is_admin_key(key) || is_access_log_key(key)
+    is_proxy_key(key) || is_admin_key(key) || is_access_log_key(key) || key == "resolvers"
 }
 
 fn is_admin_key(key: &str) -> bool {
@@ -35,6 +35,10 @@ pub(super) fn apply_command_line(
         configuration,
         words(line).filter(|(key, _)| is_proxy_key(key)),
     )?;
+    for (key, value) in words(line).filter(|(key, _)| *key == "resolvers") {
+        configuration.dns.resolvers = super::parse_resolvers(value.split(','))
+            .map_err(|problem| ConfigError::new(key, None, problem))?;
+    }
     for (key, value) in words(line).filter(|(key, _)| is_admin_key(key)) {
         let error = |problem: String| ConfigError::new(key, None, problem);
         if key == "admin" {
