@@ -1,4 +1,4 @@
-//! Backends found by name over the simulated network: a scripted DNS server on its own host, two HTTP backends, the proxy resolving `web.unisock.test:8080` (A) or `_http._tcp.unisock.test` (SRV); the pool follows a change of the records within the TTL with no client error, keeps its last answer when the resolver goes silent (and says so), uses SRV ports and weights, and has no backend before the first answer.
+//! Backends found by name over the simulated network: a scripted DNS server on its own host, two HTTP backends, the proxy resolving `web.unisock.test:8080` (A) or `_http._tcp.unisock.test` (SRV); the pool follows a change of the records within the TTL with no client error, keeps its last answer when the resolver goes silent (and says so), uses SRV ports and weights, keeps the health state of the addresses that stay, and has no backend before the first answer.
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -481,4 +481,79 @@ fn before_the_first_answer_the_pool_has_no_backend_and_answers_503() {
     // Nothing to keep: failed, but not stale.
     assert!(!state.serving_stale && state.failed >= 1, "{state:?}");
     assert!(console.borrow().contains("(0 addresses)"));
+}
+
+/// The index of `address` in the pool in force.
+fn position_of(board: &ControlBoard, address: SocketAddrV4) -> Option<usize> {
+    board.current().configuration.pools[0]
+        .settings
+        .backends
+        .iter()
+        .position(|backend| backend.address == address)
+}
+
+#[test]
+fn an_address_that_stays_keeps_its_health_state_across_a_change_of_the_records() {
+    let mut network = Network::new(35, Impairments::clean(), 6);
+    let start = network.now;
+    let address =
+        |index: usize| SocketAddrV4::new(host_address(FIRST_BACKEND + index), BACKEND_PORT);
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![
+        host_address(FIRST_BACKEND),
+        host_address(FIRST_BACKEND + 1),
+    ])));
+    start_dns(&mut network, zone.clone());
+    for index in 0..3 {
+        start_backend(&mut network, FIRST_BACKEND + index, BACKEND_PORT);
+    }
+    let board = ControlBoard::new(
+        configuration(&format!("web.unisock.test:{BACKEND_PORT}")),
+        1,
+        Vec::new(),
+    );
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(1), start);
+    // The operator drains the first address.
+    let drained = position_of(&board, address(0)).expect("resolved");
+    assert!(board.current().health[0].set_drained(drained, true));
+    let slots: Vec<(Duration, Slot)> = (20..160u64)
+        .map(|tenth| {
+            let at = Duration::from_millis(tenth * 100);
+            (at, request(&mut network, at))
+        })
+        .collect();
+    run_until(&mut network, Duration::from_secs(3), start);
+    // The second address goes, a third comes; the first stays, still drained.
+    *zone.borrow_mut() = Zone::Addresses(vec![
+        host_address(FIRST_BACKEND),
+        host_address(FIRST_BACKEND + 2),
+    ]);
+    run_until(&mut network, Duration::from_secs(20), start);
+
+    let current = board.current();
+    let kept = position_of(&board, address(0)).unwrap();
+    assert!(position_of(&board, address(1)).is_none());
+    assert!(position_of(&board, address(2)).is_some());
+    assert!(
+        current.health[0].is_drained(kept),
+        "the drain was carried over"
+    );
+    for (at, slot) in &slots {
+        let outcome = slot.borrow().clone();
+        let Some(Ok((200, body))) = outcome else {
+            panic!("request at {at:?}: {outcome:?}");
+        };
+        assert_ne!(
+            body,
+            backend_name(FIRST_BACKEND, BACKEND_PORT),
+            "request at {at:?}"
+        );
+        if *at >= Duration::from_millis(8500) {
+            assert_eq!(
+                body,
+                backend_name(FIRST_BACKEND + 2, BACKEND_PORT),
+                "request at {at:?}"
+            );
+        }
+    }
 }
