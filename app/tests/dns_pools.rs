@@ -557,3 +557,38 @@ fn an_address_that_stays_keeps_its_health_state_across_a_change_of_the_records()
         }
     }
 }
+
+#[test]
+fn a_configuration_without_the_name_stops_its_resolution_within_a_second() {
+    let mut network = Network::new(36, Impairments::clean(), 5);
+    let start = network.now;
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![host_address(
+        FIRST_BACKEND,
+    )])));
+    start_dns(&mut network, zone);
+    start_backend(&mut network, FIRST_BACKEND, BACKEND_PORT);
+    start_backend(&mut network, FIRST_BACKEND + 1, BACKEND_PORT);
+    let name = format!("web.unisock.test:{BACKEND_PORT}");
+    let board = ControlBoard::new(configuration(&name), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(1), start);
+    assert_eq!(board.discovery.name("default", &name).unwrap().addresses, 1);
+    let queries = board.discovery.resolver_counters().queries_sent;
+    board.publish(configuration(&format!(
+        "{}:{BACKEND_PORT}",
+        host_address(FIRST_BACKEND + 1)
+    )));
+    run_until(&mut network, Duration::from_millis(2500), start);
+    assert_eq!(board.discovery.name("default", &name), None);
+    let slot = request(&mut network, Duration::from_millis(2600));
+    run_until(&mut network, Duration::from_secs(30), start);
+    assert_eq!(
+        slot.borrow().clone(),
+        Some(Ok((200, backend_name(FIRST_BACKEND + 1, BACKEND_PORT))))
+    );
+    assert_eq!(
+        board.discovery.resolver_counters().queries_sent,
+        queries,
+        "no query after the name went"
+    );
+}

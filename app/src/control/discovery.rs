@@ -28,6 +28,9 @@ use crate::proxy::settings::{Backend, MAX_WEIGHT, NameLookup, NamedBackend};
 
 /// How often a core looks for named entries it should start resolving (a new configuration).
 const FOLLOW_PERIOD: Duration = Duration::from_millis(250);
+/// How often a waiting entry looks whether a configuration removed it (its state then leaves
+/// `/metrics` within this, not at its TTL's end).
+const PRESENCE_PERIOD: Duration = Duration::from_secs(1);
 /// How long a publication waits when a `PUT /config` is being applied.
 const CHANGE_BUSY_WAIT: Duration = Duration::from_millis(50);
 
@@ -553,23 +556,33 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
     let handle = follower.proxy.handle().clone();
     let discovery = &follower.board().discovery;
     // A task started again on another generation waits for the answer in force to expire.
-    if let Some(at) = discovery
+    let mut next_resolution = discovery
         .name(&key.pool, &key.name)
-        .and_then(|state| state.next_resolution)
-    {
-        handle.sleep_until(at).await;
-    }
+        .and_then(|state| state.next_resolution);
     loop {
-        let current = follower.board().current();
-        let Some((_, _, named)) = find_entry(&current.configuration, &key) else {
-            follower
-                .running
-                .borrow_mut()
-                .retain(|running| *running != key);
-            discovery.forget(&key.pool, &key.name);
-            return;
+        // Until the next resolution is due, unless a configuration removes the entry first.
+        let (named, current) = loop {
+            let current = follower.board().current();
+            let Some((_, _, named)) = find_entry(&current.configuration, &key) else {
+                follower
+                    .running
+                    .borrow_mut()
+                    .retain(|running| *running != key);
+                discovery.forget(&key.pool, &key.name);
+                return;
+            };
+            let named = named.clone();
+            let now = handle.now();
+            match next_resolution {
+                Some(at) if at > now => {
+                    drop(current);
+                    handle
+                        .sleep(at.saturating_since(now).min(PRESENCE_PERIOD))
+                        .await;
+                }
+                _ => break (named, current),
+            }
         };
-        let named = named.clone();
         let resolver = follower.resolver(&current.configuration.dns.resolvers);
         drop(current);
         let outcome = resolve(&resolver, &named).await;
@@ -624,7 +637,7 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
         discovery.update(&key.pool, &key.name, |state| {
             state.next_resolution = Some(at)
         });
-        handle.sleep_until(at).await;
+        next_resolution = Some(at);
     }
 }
 
