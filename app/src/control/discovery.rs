@@ -331,6 +331,24 @@ fn find_entry<'c>(
     Some((pool_index, index, named))
 }
 
+/// Every named entry of `configuration`, pools in order.
+fn entry_keys(configuration: &Configuration) -> impl Iterator<Item = EntryKey> + '_ {
+    configuration.pools.iter().flat_map(|pool| {
+        pool.settings.named_backends.iter().map(|named| EntryKey {
+            pool: pool.name.clone(),
+            name: named.text.clone(),
+        })
+    })
+}
+
+/// The core that resolves `key` in `configuration`: the `n`th named entry's is core
+/// `n mod cores`, as health checks are spread.
+fn owner_of(configuration: &Configuration, key: &EntryKey, cores: usize) -> Option<usize> {
+    entry_keys(configuration)
+        .position(|other| other == *key)
+        .map(|position| position % cores.max(1))
+}
+
 /// This core's resolver (one for all its names, rebuilt when the resolvers change) and the
 /// counters of the ones it replaced.
 struct CoreResolver {
@@ -425,13 +443,7 @@ async fn start_owned_entries(follower: Rc<Follower>) {
         let current = follower.board().current();
         let cores = follower.board().core_count().max(1);
         let core = follower.proxy.core_index();
-        let entries = current.configuration.pools.iter().flat_map(|pool| {
-            pool.settings.named_backends.iter().map(|named| EntryKey {
-                pool: pool.name.clone(),
-                name: named.text.clone(),
-            })
-        });
-        for (position, key) in entries.enumerate() {
+        for (position, key) in entry_keys(&current.configuration).enumerate() {
             if position % cores != core || follower.running.borrow().contains(&key) {
                 continue;
             }
@@ -572,6 +584,16 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
                 return;
             };
             let named = named.clone();
+            // A new configuration can move the entry to another core: that core's task goes on
+            // from the state on the board (when to resolve next, the answer in force).
+            let cores = follower.board().core_count();
+            if owner_of(&current.configuration, &key, cores) != Some(follower.proxy.core_index()) {
+                follower
+                    .running
+                    .borrow_mut()
+                    .retain(|running| *running != key);
+                return;
+            }
             let now = handle.now();
             match next_resolution {
                 Some(at) if at > now => {
@@ -664,5 +686,39 @@ async fn publish(follower: &Follower, key: &EntryKey, backends: Vec<Backend>) ->
         }
         // A `PUT /config` is being applied: its result is the base for this change.
         follower.proxy.handle().sleep(CHANGE_BUSY_WAIT).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configuration(backends: &str) -> Configuration {
+        Configuration::from_sources(
+            None,
+            &format!("proxy=80 backends={backends} resolvers=10.0.0.53"),
+            &[],
+        )
+        .unwrap()
+    }
+
+    fn key(name: &str) -> EntryKey {
+        EntryKey {
+            pool: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn named_entries_are_spread_over_the_cores_and_move_when_the_list_changes() {
+        let before = configuration("10.0.0.2:80,a.example:80,b.example:80,_http._tcp.example");
+        assert_eq!(owner_of(&before, &key("a.example:80"), 2), Some(0));
+        assert_eq!(owner_of(&before, &key("b.example:80"), 2), Some(1));
+        assert_eq!(owner_of(&before, &key("_http._tcp.example"), 2), Some(0));
+        assert_eq!(owner_of(&before, &key("c.example:80"), 2), None);
+        // `a` goes: `b` moves to core 0, whose task takes it over from the board's state.
+        let after = configuration("b.example:80,_http._tcp.example");
+        assert_eq!(owner_of(&after, &key("b.example:80"), 2), Some(0));
+        assert_eq!(owner_of(&after, &key("_http._tcp.example"), 2), Some(1));
     }
 }
