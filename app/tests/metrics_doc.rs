@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use unisock_app::control::{NAME_METRICS, RESOLVER_METRICS};
 use unisock_app::proxy::{
     BACKEND_HEALTH_METRICS, BACKEND_METRICS, CORE_STATE_METRICS, PROXY_CORE_METRICS,
 };
@@ -123,6 +124,20 @@ fn generated() -> String {
         "`pool`, `backend`",
         "the `proxy_health` lines",
         &BACKEND_HEALTH_METRICS,
+    );
+    table(
+        &mut out,
+        "Backends found by name (app/src/control/discovery.rs; shared by the cores: no `core` label)",
+        "`pool`, `name` (the backend entry as written)",
+        "the `dns_name pool=<name> name=<entry>` lines",
+        &NAME_METRICS,
+    );
+    table(
+        &mut out,
+        "The DNS stub resolver (app/src/dns/resolver.rs; every core's added up: no label)",
+        "none",
+        "the `dns_resolver` line",
+        &RESOLVER_METRICS,
     );
     table(
         &mut out,

@@ -18,7 +18,7 @@ use smoltcp::wire::EthernetAddress;
 use spin::Mutex;
 use unisock_app::admin::{self, AdminContext};
 use unisock_app::config::{AddressRange, Configuration};
-use unisock_app::control::{ControlBoard, CoreProxy, CoreProxyStart};
+use unisock_app::control::{ControlBoard, CoreProxy, CoreProxyStart, follow_names};
 use unisock_app::metrics;
 use unisock_app::proxy::WorkerPlace;
 use unisock_app::{Services, StatisticsReport, start_services};
@@ -655,6 +655,13 @@ pub fn run_core(index: u32) -> ! {
         if let Err(error) = opened {
             warn!("net: cpu {index}: a proxy listener: {error:?} (tried again every second)");
         }
+        // Backends given by name: this core resolves its share of them.
+        follow_names(
+            core.clone(),
+            runtime.interface().udp().clone(),
+            runtime.tcp(),
+            Some(Rc::new(console::write_without_waiting)),
+        );
         if let Some((port, own_network)) = admin {
             let context = AdminContext {
                 core,

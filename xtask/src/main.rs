@@ -30,6 +30,10 @@ const PACKAGES: &[&str] = &[
     // The proxy tests' backends (tests/tests/proxy.rs): nginx, and Python for a misbehaving one.
     "nginx",
     "python3",
+    // The DNS service discovery tests' server (tests/tests/dns_discovery.rs): dnsmasq's binary
+    // alone (`dnsmasq-base`; the `dnsmasq` package would also start a system-wide service on
+    // port 53).
+    "dnsmasq-base",
     // promtool, which checks the image's /metrics (tests/tests/proxy.rs).
     "prometheus",
     // bench compare: its load generator, and the tools qemu/linux-guest builds the Linux

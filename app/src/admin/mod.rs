@@ -384,7 +384,7 @@ async fn put_config(context: &AdminContext, remote: Ipv4Addr, body: &[u8]) -> An
         let Some(_change) = board.change.try_lock() else {
             return Answer::text(503, "another change is being applied\n");
         };
-        let new = match Configuration::from_file_reserving(text, &board.reserved_ports) {
+        let mut new = match Configuration::from_file_reserving(text, &board.reserved_ports) {
             Ok(new) => new,
             Err(error) => return Answer::text(400, format!("configuration: {error}\n")),
         };
@@ -424,6 +424,8 @@ async fn put_config(context: &AdminContext, remote: Ipv4Addr, body: &[u8]) -> An
             }
             None => {}
         }
+        // Names keep their last good answer until the resolver answers again.
+        new.keep_answers_of(old);
         let summary = describe_changes(old, &new);
         (board.publish(new), summary)
     };

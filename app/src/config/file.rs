@@ -14,7 +14,7 @@ use super::{
     AccessLogSettings, AddressRange, AdminSettings, ConfigError, Configuration, DEFAULT_POOL,
     ListenerConfig, PoolConfig, secrets, split, words,
 };
-use crate::proxy::settings::{ProxySettings, parse_backends, parse_port};
+use crate::proxy::settings::{ProxySettings, parse_backend_entries, parse_port};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,13 @@ struct RawFile {
     access_log: Option<RawAccessLog>,
     /// Top-level, so written before the first table.
     hostname: Option<Spanned<String>>,
+    dns: Option<RawDns>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    resolvers: Spanned<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +331,18 @@ pub(super) fn parse(text: &str) -> Result<(Configuration, SourceLines), ConfigEr
     if let Some(admin) = &raw.admin {
         configuration.admin = Some(admin_settings(text, admin)?);
     }
+    if let Some(dns) = &raw.dns {
+        configuration.dns.resolvers = super::parse_resolvers(
+            dns.resolvers.get_ref().iter().map(String::as_str),
+        )
+        .map_err(|problem| {
+            ConfigError::new(
+                "dns.resolvers",
+                Some(line_at(text, dns.resolvers.span().start)),
+                problem,
+            )
+        })?;
+    }
     if let Some(log) = &raw.access_log {
         configuration.access_log = access_log_settings(text, log)?;
         lines.access_log_target = log
@@ -367,8 +386,10 @@ fn pool_config(text: &str, name: &str, pool: &Spanned<RawPool>) -> Result<PoolCo
             "a pool needs at least one backend",
         ));
     }
-    let backends = parse_backends("backends", &raw.backends.get_ref().join(","))
-        .map_err(|error| ConfigError::new(key("backends"), Some(backends_line), error.problem))?;
+    let (backends, named_backends) =
+        parse_backend_entries("backends", &raw.backends.get_ref().join(",")).map_err(|error| {
+            ConfigError::new(key("backends"), Some(backends_line), error.problem)
+        })?;
     applier.set(&key("balance"), "balance", &raw.balance)?;
     applier.set(&key("health.probe"), "health", &raw.health.probe)?;
     applier.set(
@@ -423,6 +444,7 @@ fn pool_config(text: &str, name: &str, pool: &Spanned<RawPool>) -> Result<PoolCo
         &raw.limit.response_header_bytes,
     )?;
     applier.settings.pool.backends = backends;
+    applier.settings.pool.named_backends = named_backends;
     Ok(split(&applier.settings, name).1)
 }
 

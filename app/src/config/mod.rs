@@ -46,6 +46,8 @@ pub struct Configuration {
     pub access_log: AccessLogSettings,
     /// The appliance's name in its syslog messages.
     pub hostname: Hostname,
+    /// Where backends given by name are resolved.
+    pub dns: DnsSettings,
 }
 
 /// The appliance's host name (RFC 1123), `unisock` unless configured; checked where it is
@@ -63,6 +65,56 @@ impl Hostname {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The recursive resolvers backend names are asked of (`[dns] resolvers` in the file,
+/// `resolvers=` on the command line); DHCP option 6 will add its own (issue 24).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// In order of preference; port 53 unless given.
+    pub resolvers: Vec<core::net::SocketAddrV4>,
+}
+
+/// Most resolvers in `[dns] resolvers` (glibc's resolv.conf takes three).
+pub const MAX_RESOLVERS: usize = 3;
+
+/// `<ip>[:<port>]`, one resolver.
+pub(crate) fn parse_resolver(text: &str) -> Result<core::net::SocketAddrV4, String> {
+    let (ip, port) = match text.split_once(':') {
+        Some((ip, port)) => (
+            ip,
+            port.parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| alloc::format!("`{text}`: a port is 1 to 65535"))?,
+        ),
+        None => (text, crate::dns::resolver::DNS_PORT),
+    };
+    let ip: core::net::Ipv4Addr = ip
+        .parse()
+        .map_err(|_| alloc::format!("`{ip}` is not an IPv4 address"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(alloc::format!("`{ip}` cannot be a resolver"));
+    }
+    Ok(core::net::SocketAddrV4::new(ip, port))
+}
+
+/// A list of resolvers: 1 to [`MAX_RESOLVERS`], no duplicates.
+pub(crate) fn parse_resolvers<'a>(
+    items: impl Iterator<Item = &'a str>,
+) -> Result<Vec<core::net::SocketAddrV4>, String> {
+    let mut resolvers = Vec::new();
+    for item in items {
+        let resolver = parse_resolver(item)?;
+        if resolvers.contains(&resolver) {
+            return Err(alloc::format!("`{resolver}` is listed twice"));
+        }
+        resolvers.push(resolver);
+    }
+    if resolvers.is_empty() || resolvers.len() > MAX_RESOLVERS {
+        return Err(alloc::format!("1 to {MAX_RESOLVERS} resolvers"));
+    }
+    Ok(resolvers)
 }
 
 /// A port the proxy accepts clients on, and what it does with their requests.
@@ -336,7 +388,19 @@ impl Configuration {
             }
         }
         for pool in &self.pools {
-            if pool.settings.backends.is_empty() {
+            if let Some(named) = pool.settings.named_backends.first()
+                && self.dns.resolvers.is_empty()
+            {
+                return Err(ConfigError::new(
+                    alloc::format!("pool.{}.backends", pool.name),
+                    lines.and_then(|lines| lines.pool(&pool.name)),
+                    alloc::format!(
+                        "`{}` is a name: it needs a resolver (`[dns] resolvers` or `resolvers=`)",
+                        named.text
+                    ),
+                ));
+            }
+            if pool.settings.backends.is_empty() && pool.settings.named_backends.is_empty() {
                 return Err(ConfigError::new(
                     alloc::format!("pool.{}.backends", pool.name),
                     lines.and_then(|lines| lines.pool(&pool.name)),
@@ -364,6 +428,42 @@ impl Configuration {
             ));
         }
         Ok(())
+    }
+
+    /// Gives each named backend that `old` has too (same pool, same entry) `old`'s last good
+    /// answer, so that a new file does not empty a pool until its names are resolved again.
+    pub fn keep_answers_of(&mut self, old: &Configuration) {
+        for pool in &mut self.pools {
+            let Some(old_pool) = old.pool(&pool.name) else {
+                continue;
+            };
+            for index in 0..pool.settings.named_backends.len() {
+                let named = &pool.settings.named_backends[index];
+                if let Some(known) = old_pool
+                    .settings
+                    .named_backends
+                    .iter()
+                    .find(|known| known.text == named.text && known.lookup == named.lookup)
+                {
+                    let weight = named.weight;
+                    let answer = known
+                        .resolved
+                        .iter()
+                        .map(|backend| crate::proxy::settings::Backend {
+                            address: backend.address,
+                            // An A name's weight is the file's; an SRV record's its own.
+                            weight: match named.lookup {
+                                crate::proxy::settings::NameLookup::Address { .. } => weight,
+                                crate::proxy::settings::NameLookup::Service { .. } => {
+                                    backend.weight
+                                }
+                            },
+                        })
+                        .collect();
+                    pool.settings.set_resolved(index, answer);
+                }
+            }
+        }
     }
 
     /// Every port the configuration listens on (listeners and admin).

@@ -54,6 +54,14 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
         writeln!(out, "syslog.collector = \"{collector}\"")?;
     }
     writeln!(out, "syslog.facility = \"{}\"", log.syslog.facility)?;
+    if !configuration.dns.resolvers.is_empty() {
+        write!(out, "\n[dns]\nresolvers = [")?;
+        for (index, resolver) in configuration.dns.resolvers.iter().enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            write!(out, "{separator}{}", quoted(&alloc::format!("{resolver}")))?;
+        }
+        writeln!(out, "]")?;
+    }
     for listener in &configuration.listeners {
         let forwarding = &listener.forwarding;
         writeln!(
@@ -89,13 +97,24 @@ fn write_file(configuration: &Configuration, out: &mut String) -> core::fmt::Res
         let settings = &pool.settings;
         writeln!(out, "\n[pool.{}]", pool.name)?;
         write!(out, "backends = [")?;
-        for (index, backend) in settings.backends.iter().enumerate() {
-            let separator = if index == 0 { "" } else { ", " };
-            let text = if backend.weight == 1 {
+        // The backends listed by address, then the names (their answers are not written: the
+        // resolver finds them again).
+        let listed = settings.listed_backends().iter().map(|backend| {
+            if backend.weight == 1 {
                 alloc::format!("{}", backend.address)
             } else {
                 alloc::format!("{}*{}", backend.address, backend.weight)
-            };
+            }
+        });
+        let named = settings.named_backends.iter().map(|named| {
+            if named.weight == 1 {
+                named.text.clone()
+            } else {
+                alloc::format!("{}*{}", named.text, named.weight)
+            }
+        });
+        for (index, text) in listed.chain(named).enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
             write!(out, "{separator}{}", quoted(&text))?;
         }
         writeln!(out, "]")?;

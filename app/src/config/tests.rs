@@ -331,6 +331,31 @@ fn every_error_names_its_key_and_line() {
             "pool.web.backends",
             Some(5),
         ),
+        // A name needs a resolver; names are checked.
+        (
+            alloc::format!("{listener}[pool.web]\nbackends = [\"web.example:80\"]\n"),
+            "pool.web.backends",
+            Some(4),
+        ),
+        (
+            alloc::format!(
+                "[dns]\nresolvers = [\"10.0.0.53\"]\n{listener}[pool.web]\nbackends = [\"we b.example:80\"]\n"
+            ),
+            "pool.web.backends",
+            Some(7),
+        ),
+        (
+            alloc::format!(
+                "[dns]\nresolvers = [\"10.0.0.53\"]\n{listener}[pool.web]\nbackends = [\"_http._udp.example\"]\n"
+            ),
+            "pool.web.backends",
+            Some(7),
+        ),
+        (
+            alloc::format!("[dns]\nresolvers = [\"example.com\"]\n{listener}{base_pool}"),
+            "dns.resolvers",
+            Some(2),
+        ),
         (
             alloc::format!("{listener}{base_pool}balance = \"random\"\n"),
             "pool.web.balance",
@@ -539,4 +564,106 @@ fn secrets_never_reach_errors_or_debug_output() {
         Some(SECRET)
     );
     assert!(!format!("{configuration:?}").contains(SECRET));
+}
+
+#[test]
+fn backends_given_by_name_need_a_resolver_and_round_trip() {
+    let text = "[dns]\nresolvers = [\"10.0.0.53\", \"10.0.0.54:5353\"]\n\
+                [[listener]]\nport = 80\npool = \"web\"\n[pool.web]\n\
+                backends = [\"10.0.0.2:80\", \"web.example:9001*3\", \"_http._tcp.example\"]\n";
+    let configuration = file(text).unwrap();
+    assert_eq!(
+        configuration.dns.resolvers,
+        [
+            "10.0.0.53:53".parse().unwrap(),
+            "10.0.0.54:5353".parse().unwrap()
+        ]
+    );
+    let web = &configuration.pool("web").unwrap().settings;
+    assert_eq!(web.backends.len(), 1);
+    assert_eq!(web.named_backends.len(), 2);
+    assert_eq!(web.named_backends[0].text, "web.example:9001");
+    assert_eq!(web.named_backends[0].weight, 3);
+    assert_eq!(
+        web.named_backends[1].lookup,
+        crate::proxy::settings::NameLookup::Service {
+            name: "_http._tcp.example".into()
+        }
+    );
+    assert_eq!(file(&configuration.to_file()).unwrap(), configuration);
+
+    let words = Configuration::from_sources(
+        None,
+        "proxy=80 backends=web.unisock.test:9001 resolvers=10.77.0.1",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(words.dns.resolvers, ["10.77.0.1:53".parse().unwrap()]);
+    assert_eq!(words.pools[0].settings.backends, []);
+    assert_eq!(
+        words.pools[0].settings.named_backends[0].text,
+        "web.unisock.test:9001"
+    );
+    let error = Configuration::from_sources(None, "proxy=80 backends=web.unisock.test:9001", &[])
+        .unwrap_err();
+    assert_eq!(error.key, "pool.default.backends");
+}
+
+#[test]
+fn a_named_backends_answer_joins_the_pool_after_the_listed_ones() {
+    let mut settings = crate::proxy::settings::ProxySettings::from_words([
+        ("proxy", "80"),
+        ("backends", "10.0.0.2:80,a.example:81,b.example:82"),
+    ])
+    .unwrap()
+    .unwrap()
+    .pool;
+    let backend = |text: &str, weight| Backend {
+        address: text.parse().unwrap(),
+        weight,
+    };
+    settings.set_resolved(1, vec![backend("10.0.0.7:82", 1)]);
+    settings.set_resolved(
+        0,
+        vec![backend("10.0.0.5:81", 1), backend("10.0.0.2:80", 1)],
+    );
+    // The listed address is not taken twice; the order is listed, then each name's.
+    assert_eq!(
+        settings.backends,
+        [
+            backend("10.0.0.2:80", 1),
+            backend("10.0.0.5:81", 1),
+            backend("10.0.0.7:82", 1)
+        ]
+    );
+    assert_eq!(settings.listed_backends(), [backend("10.0.0.2:80", 1)]);
+    settings.set_resolved(0, Vec::new());
+    assert_eq!(
+        settings.backends,
+        [backend("10.0.0.2:80", 1), backend("10.0.0.7:82", 1)]
+    );
+}
+
+#[test]
+fn a_new_file_keeps_the_answers_of_the_names_it_keeps() {
+    let text = |backends: &str| {
+        alloc::format!(
+            "[dns]\nresolvers = [\"10.0.0.53\"]\n[[listener]]\nport = 80\npool = \"web\"\n\
+             [pool.web]\nbackends = [{backends}]\n"
+        )
+    };
+    let mut old = file(&text("\"a.example:81\", \"b.example:82\"")).unwrap();
+    let answer = |address: &str| Backend {
+        address: address.parse().unwrap(),
+        weight: 1,
+    };
+    old.pools[0]
+        .settings
+        .set_resolved(0, vec![answer("10.0.0.5:81")]);
+    old.pools[0]
+        .settings
+        .set_resolved(1, vec![answer("10.0.0.6:82")]);
+    let mut new = file(&text("\"b.example:82\", \"c.example:83\"")).unwrap();
+    new.keep_answers_of(&old);
+    assert_eq!(new.pools[0].settings.backends, [answer("10.0.0.6:82")]);
 }

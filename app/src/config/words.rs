@@ -14,7 +14,11 @@ use crate::proxy::syslog::is_hostname;
 
 /// Whether `key` is a word the application parses (the kernel's parser passes these over).
 pub fn is_app_key(key: &str) -> bool {
-    is_proxy_key(key) || is_admin_key(key) || is_access_log_key(key) || key == "hostname"
+    is_proxy_key(key)
+        || is_admin_key(key)
+        || is_access_log_key(key)
+        || key == "hostname"
+        || key == "resolvers"
 }
 
 fn is_admin_key(key: &str) -> bool {
@@ -45,6 +49,10 @@ pub(super) fn apply_command_line(
         configuration,
         words(line).filter(|(key, _)| is_proxy_key(key)),
     )?;
+    for (key, value) in words(line).filter(|(key, _)| *key == "resolvers") {
+        configuration.dns.resolvers = super::parse_resolvers(value.split(','))
+            .map_err(|problem| ConfigError::new(key, None, problem))?;
+    }
     for (key, value) in words(line).filter(|(key, _)| is_admin_key(key)) {
         let error = |problem: String| ConfigError::new(key, None, problem);
         if key == "admin" {

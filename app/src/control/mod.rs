@@ -1,6 +1,7 @@
 //! The control plane shared by every core: the configuration in force and its generation, which cores the operator drained, and the mailbox through which an admin request asks every core for its sockets. Each core's `CoreProxy` reads it at its own loop boundaries; no core ever touches another's state.
 
 mod core_proxy;
+mod discovery;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -14,6 +15,7 @@ use unisock_kernel::net::tcp::{SocketHandle, SocketInfo};
 use unisock_kernel::sync::CachePadded;
 
 pub use core_proxy::{ConsoleWriter, CoreProxy, CoreProxyStart};
+pub use discovery::{Discovery, NAME_METRICS, NameState, RESOLVER_METRICS, follow_names};
 
 use crate::config::{Configuration, PoolConfig};
 use crate::proxy::{CoreStates, HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
@@ -200,6 +202,8 @@ pub struct ControlBoard {
     /// Serialises `PUT /config` (two at once from two cores would each build on the same
     /// generation).
     pub change: Mutex<()>,
+    /// The backends found by name: each entry's state and the resolvers' counters.
+    pub discovery: Discovery,
 }
 
 impl ControlBoard {
@@ -222,6 +226,7 @@ impl ControlBoard {
             core_states: Arc::new(CoreStates::new(cores)),
             reserved_ports,
             change: Mutex::new(()),
+            discovery: Discovery::new(cores),
         })
     }
 
@@ -327,11 +332,13 @@ impl ControlBoard {
 impl MetricSource for ControlBoard {
     fn write_prometheus(&self, out: &mut Exposition<'_>) -> fmt::Result {
         self.core_states
-            .write_prometheus(|core| self.is_drained(core), out)
+            .write_prometheus(|core| self.is_drained(core), out)?;
+        self.discovery.write_prometheus(out)
     }
 
     fn write_stats(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         self.core_states
-            .write_stats(|core| self.is_drained(core), out)
+            .write_stats(|core| self.is_drained(core), out)?;
+        self.discovery.write_stats(out)
     }
 }

@@ -26,6 +26,77 @@ pub struct Backend {
     pub weight: u32,
 }
 
+/// A backend entry given by name: `host:port[*weight]` (A records, every address a backend
+/// with that port and weight) or `_service._proto.name` (SRV records, RFC 2782: each target's
+/// addresses with the record's port and weight).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedBackend {
+    /// The entry as written (`web.example.com:9001`, `_http._tcp.example.com`).
+    pub text: String,
+    pub lookup: NameLookup,
+    /// The weight of each address of an A name (SRV records carry their own).
+    pub weight: u32,
+    /// The last good answer as backends (none until the first answer); never holds an
+    /// address listed before it in the pool.
+    pub resolved: Vec<Backend>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameLookup {
+    /// A records of `host`, each address with `port`.
+    Address { host: String, port: u16 },
+    /// SRV records of `name` (`_service._proto.domain`).
+    Service { name: String },
+}
+
+impl NamedBackend {
+    /// The name asked for, as text.
+    pub fn query_name(&self) -> &str {
+        match &self.lookup {
+            NameLookup::Address { host, .. } => host,
+            NameLookup::Service { name } => name,
+        }
+    }
+}
+
+impl PoolSettings {
+    /// The backends listed by address (the first of [`PoolSettings::backends`]).
+    pub fn listed_backends(&self) -> &[Backend] {
+        let resolved: usize = self
+            .named_backends
+            .iter()
+            .map(|named| named.resolved.len())
+            .sum();
+        &self.backends[..self.backends.len().saturating_sub(resolved)]
+    }
+
+    /// Puts `answer` in force as named entry `index`'s backends and rebuilds
+    /// [`PoolSettings::backends`]; addresses already in the pool (listed, or from an earlier
+    /// name) are left out, at most [`MAX_BACKENDS`] in all.
+    pub fn set_resolved(&mut self, index: usize, answer: Vec<Backend>) {
+        let mut backends = self.listed_backends().to_vec();
+        for (position, named) in self.named_backends.iter_mut().enumerate() {
+            let candidates = if position == index {
+                answer.clone()
+            } else {
+                core::mem::take(&mut named.resolved)
+            };
+            named.resolved.clear();
+            for backend in candidates {
+                if backends.len() < MAX_BACKENDS
+                    && !backends
+                        .iter()
+                        .any(|known| known.address == backend.address)
+                {
+                    backends.push(backend);
+                    named.resolved.push(backend);
+                }
+            }
+        }
+        self.backends = backends;
+    }
+}
+
 /// Largest backend weight (`*<weight>` in `backends=`).
 pub const MAX_WEIGHT: u32 = 1000;
 /// Most backends in one pool.
@@ -137,7 +208,11 @@ pub struct KeepAlive {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSettings {
+    /// The backends requests go to: the ones listed by address first, then each named
+    /// entry's last good answer ([`NamedBackend::resolved`]) in order.
     pub backends: Vec<Backend>,
+    /// Backends listed by name, resolved by DNS (issue 24); empty without any.
+    pub named_backends: Vec<NamedBackend>,
     pub balance: Balance,
     pub health: HealthCheck,
     pub ejection: Ejection,
@@ -338,6 +413,7 @@ impl ProxySettings {
             port: 0,
             pool: PoolSettings {
                 backends: Vec::new(),
+                named_backends: Vec::new(),
                 balance: Balance::RoundRobin,
                 health: HealthCheck::default(),
                 ejection: Ejection::default(),
@@ -403,7 +479,11 @@ impl ProxySettings {
         }
         match key {
             "proxy" => *port = Some(parse_port(key, value)?),
-            "backends" => *backends = Some(parse_backends(key, value)?),
+            "backends" => {
+                let (listed, named) = parse_backend_entries(key, value)?;
+                *backends = Some(listed);
+                self.pool.named_backends = named;
+            }
             "balance" => {
                 self.pool.balance = match value {
                     "rr" => Balance::RoundRobin,
@@ -475,10 +555,115 @@ pub(crate) fn parse_port(key: &str, value: &str) -> Result<u16, SettingsError> {
     }
 }
 
-/// `<ip>:<port>[*<weight>],...`: at least one, at most [`MAX_BACKENDS`], no duplicates.
-pub(crate) fn parse_backends(key: &str, value: &str) -> Result<Vec<Backend>, SettingsError> {
+/// Whether `text` is a DNS host name as a backend may be given: dot-separated labels of
+/// letters, digits, `-` and (for SRV's `_service._proto` labels) `_`, each 1 to 63 bytes, not
+/// starting or ending with `-`, 253 bytes at most (RFC 1123 section 2.1, RFC 2782).
+fn is_host_name(text: &str) -> bool {
+    let text = text.strip_suffix('.').unwrap_or(text);
+    (1..=253).contains(&text.len())
+        && text.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        })
+        // A name of digits and dots only would be a mistyped address.
+        && !text.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.')
+}
+
+/// The named entry `item`: `_service._proto.domain` (SRV) or `host:port[*weight]` (A).
+fn parse_named(key: &str, item: &str) -> Result<NamedBackend, SettingsError> {
+    if item.starts_with('_') && !item.contains(':') {
+        let labels: Vec<&str> = item.split('.').collect();
+        let proto = labels.get(1).copied().unwrap_or("");
+        if item.contains('*') {
+            return Err(invalid(
+                key,
+                alloc::format!("`{item}`: SRV records carry their own weights"),
+            ));
+        }
+        if labels.len() < 3 || proto != "_tcp" || !is_host_name(item) {
+            return Err(invalid(
+                key,
+                alloc::format!("`{item}` is not _<service>._tcp.<domain>"),
+            ));
+        }
+        return Ok(NamedBackend {
+            text: item.to_string(),
+            lookup: NameLookup::Service {
+                name: item.to_string(),
+            },
+            weight: 1,
+            resolved: Vec::new(),
+        });
+    }
+    let (address, weight) = match item.split_once('*') {
+        Some((address, weight)) => {
+            let weight = parse_number(key, weight, 1, MAX_WEIGHT as u64).map_err(|_| {
+                invalid(
+                    key,
+                    alloc::format!("weight of `{item}` is 1 to {MAX_WEIGHT}"),
+                )
+            })?;
+            (address, weight as u32)
+        }
+        None => (item, 1),
+    };
+    let (host, port) = address.split_once(':').ok_or_else(|| {
+        invalid(
+            key,
+            alloc::format!(
+                "`{item}` is not <ip>:<port>, <name>:<port> or _<service>._tcp.<domain>"
+            ),
+        )
+    })?;
+    if !is_host_name(host) || host.starts_with('_') {
+        return Err(invalid(
+            key,
+            alloc::format!("`{host}` is neither an IPv4 address nor a host name"),
+        ));
+    }
+    let port = parse_port(key, port)
+        .map_err(|_| invalid(key, alloc::format!("`{item}`: a port is 1 to 65535")))?;
+    Ok(NamedBackend {
+        text: address.to_string(),
+        lookup: NameLookup::Address {
+            host: host.to_string(),
+            port,
+        },
+        weight,
+        resolved: Vec::new(),
+    })
+}
+
+/// `<entry>,...` where an entry is `<ip>:<port>[*<weight>]`, `<name>:<port>[*<weight>]` or
+/// `_<service>._tcp.<domain>`: the backends listed by address and the named ones, at least one
+/// in all, at most [`MAX_BACKENDS`] of each, no duplicates.
+pub(crate) fn parse_backend_entries(
+    key: &str,
+    value: &str,
+) -> Result<(Vec<Backend>, Vec<NamedBackend>), SettingsError> {
     let mut backends = Vec::new();
+    let mut named: Vec<NamedBackend> = Vec::new();
     for item in value.split(',') {
+        let host = item.split(['*', ':']).next().unwrap_or("");
+        if host.parse::<Ipv4Addr>().is_err()
+            && host
+                .bytes()
+                .any(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+        {
+            let entry = parse_named(key, item)?;
+            if named.iter().any(|known| known.text == entry.text) {
+                return Err(invalid(
+                    key,
+                    alloc::format!("`{}` is listed twice", entry.text),
+                ));
+            }
+            named.push(entry);
+            continue;
+        }
         let (address, weight) = match item.split_once('*') {
             Some((address, weight)) => {
                 let weight = parse_number(key, weight, 1, MAX_WEIGHT as u64).map_err(|_| {
@@ -511,13 +696,13 @@ pub(crate) fn parse_backends(key: &str, value: &str) -> Result<Vec<Backend>, Set
         }
         backends.push(Backend { address, weight });
     }
-    if backends.len() > MAX_BACKENDS {
+    if backends.len() > MAX_BACKENDS || named.len() > MAX_BACKENDS {
         return Err(invalid(
             key,
             alloc::format!("at most {MAX_BACKENDS} backends"),
         ));
     }
-    Ok(backends)
+    Ok((backends, named))
 }
 
 pub(crate) fn parse_probe(key: &str, value: &str) -> Result<HealthProbe, SettingsError> {
