@@ -180,9 +180,10 @@ fn start_proxy(network: &mut Network, board: &Arc<ControlBoard>) -> Rc<RefCell<S
         core,
         host.udp.clone(),
         host.tcp.clone(),
-        Some(Rc::new(move |bytes: &[u8]| {
-            lines.borrow_mut().push_str(&String::from_utf8_lossy(bytes));
-            bytes.len()
+        Some(Rc::new(move |line: &str| {
+            let mut lines = lines.borrow_mut();
+            lines.push_str(line);
+            lines.push('\n');
         })),
     );
     console

@@ -660,7 +660,7 @@ pub fn run_core(index: u32) -> ! {
             core.clone(),
             runtime.interface().udp().clone(),
             runtime.tcp(),
-            Some(Rc::new(console::write_without_waiting)),
+            Some(Rc::new(|line: &str| warn!("{line}"))),
         );
         if let Some((port, own_network)) = admin {
             let context = AdminContext {

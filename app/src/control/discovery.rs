@@ -20,7 +20,7 @@ use unisock_kernel::socket::SharedUdpLayer;
 use unisock_kernel::time::Instant;
 
 use super::ControlBoard;
-use super::core_proxy::{ConsoleWriter, CoreProxy};
+use super::core_proxy::CoreProxy;
 use crate::config::Configuration;
 use crate::dns::resolver::RETRY_AFTER_FAILURE;
 use crate::dns::{Name, RecordType, ResolveError, Resolver, ResolverConfig, ResolverCounters};
@@ -357,12 +357,17 @@ struct CoreResolver {
     earlier: ResolverCounters,
 }
 
+/// Says one whole line (without its `\n`) to the operator, however long the console takes:
+/// these lines are rare (a name starts or stops serving a stale answer) and off the data
+/// path, unlike the access log's, which go through a core's ring a few bytes at a time.
+pub type NoticeLine = Rc<dyn Fn(&str)>;
+
 /// What one core runs for the names it owns.
 struct Follower {
     proxy: Rc<CoreProxy>,
     udp: SharedUdpLayer,
     tcp: unisock_kernel::socket::SharedTcpLayer,
-    console: Option<ConsoleWriter>,
+    notice: Option<NoticeLine>,
     resolver: RefCell<Option<CoreResolver>>,
     running: RefCell<Vec<EntryKey>>,
 }
@@ -373,8 +378,8 @@ impl Follower {
     }
 
     fn say(&self, line: &str) {
-        if let Some(console) = &self.console {
-            console(line.as_bytes());
+        if let Some(notice) = &self.notice {
+            notice(line.trim_end_matches('\n'));
         }
     }
 
@@ -418,19 +423,19 @@ impl Follower {
 
 /// Starts resolving, on this core, the named backend entries it owns: the `n`th named entry
 /// of the configuration (pools in order) belongs to core `n % cores`, as health checks are
-/// spread. `console` gets a line when a name starts or stops serving a stale answer.
+/// spread. `notice` gets a line when a name starts or stops serving a stale answer.
 pub fn follow_names(
     proxy: Rc<CoreProxy>,
     udp: SharedUdpLayer,
     tcp: unisock_kernel::socket::SharedTcpLayer,
-    console: Option<ConsoleWriter>,
+    notice: Option<NoticeLine>,
 ) {
     let handle = proxy.handle().clone();
     let follower = Rc::new(Follower {
         proxy,
         udp,
         tcp,
-        console,
+        notice,
         resolver: RefCell::new(None),
         running: RefCell::new(Vec::new()),
     });

@@ -15,7 +15,9 @@ use unisock_kernel::net::tcp::{SocketHandle, SocketInfo};
 use unisock_kernel::sync::CachePadded;
 
 pub use core_proxy::{ConsoleWriter, CoreProxy, CoreProxyStart};
-pub use discovery::{Discovery, NAME_METRICS, NameState, RESOLVER_METRICS, follow_names};
+pub use discovery::{
+    Discovery, NAME_METRICS, NameState, NoticeLine, RESOLVER_METRICS, follow_names,
+};
 
 use crate::config::{Configuration, PoolConfig};
 use crate::proxy::{CoreStates, HealthBoard, ListenerMetrics, ProxyMetrics, ProxyStatistics};
