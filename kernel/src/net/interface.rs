@@ -654,12 +654,7 @@ impl Interface {
         if packet_len > ethernet::MTU {
             return Err(DropReason::TransmitTooLarge);
         }
-        let next_hop = self
-            .config
-            .ipv4
-            .next_hop(segment.destination)
-            .ok_or(DropReason::TransmitNoRoute)?;
-        let write_packet = |buffer: &mut [u8]| {
+        self.send_ipv4(now, sink, segment.destination, packet_len, |buffer| {
             let tcp_bytes = ipv4::write_header(
                 buffer,
                 segment.source,
@@ -668,7 +663,25 @@ impl Interface {
                 segment.tcp.len(),
             );
             tcp_bytes.copy_from_slice(segment.tcp);
-        };
+        })
+    }
+
+    /// Sends an IPv4 packet of `packet_len` bytes, written by `write_packet`, to
+    /// `destination` through its next hop: straight to the driver when the neighbour is
+    /// known, else parked until ARP resolves it.
+    fn send_ipv4(
+        &mut self,
+        now: Instant,
+        sink: &mut impl FrameSink,
+        destination: Ipv4Addr,
+        packet_len: usize,
+        write_packet: impl FnOnce(&mut [u8]),
+    ) -> Result<(), DropReason> {
+        let next_hop = self
+            .config
+            .ipv4
+            .next_hop(destination)
+            .ok_or(DropReason::TransmitNoRoute)?;
         if let Some(neighbour) = self.arp.lookup_for_transmit(now, next_hop) {
             if neighbour.refresh {
                 self.queue_arp_refresh(next_hop, neighbour.hardware);
@@ -739,30 +752,7 @@ impl Interface {
             );
             return Ok(());
         }
-        let next_hop = self
-            .config
-            .ipv4
-            .next_hop(destination)
-            .ok_or(DropReason::TransmitNoRoute)?;
-        if let Some(neighbour) = self.arp.lookup_for_transmit(now, next_hop) {
-            if neighbour.refresh {
-                self.queue_arp_refresh(next_hop, neighbour.hardware);
-            }
-            self.send_frame(
-                sink,
-                packet_len,
-                neighbour.hardware,
-                EthernetProtocol::Ipv4,
-                write_packet,
-            );
-            return Ok(());
-        }
-        let mut packet = alloc::vec![0u8; packet_len];
-        write_packet(&mut packet);
-        if self.arp.enqueue(now, next_hop, packet)? == Enqueued::SendRequest {
-            self.queue_arp_request(next_hop);
-        }
-        Ok(())
+        self.send_ipv4(now, sink, destination, packet_len, write_packet)
     }
 
     /// Hand one frame to the driver: Ethernet header from us to `destination`, then
