@@ -131,7 +131,6 @@ fn a_backend_named_on_the_command_line_is_resolved_and_served() {
             .contains("unisock_dns_addresses{pool=\"default\",name=\"web.unisock.test:9001\"} 1"),
         "{metrics}"
     );
-    let _ = std::fs::remove_dir_all(&directory);
 }
 
 /// SRV: the record's port is used, a change of it is followed within the TTL, and a silent
@@ -182,5 +181,4 @@ fn an_srv_backend_follows_its_record_and_outlives_its_resolver() {
         "{}",
         guest.output()
     );
-    let _ = std::fs::remove_dir_all(&directory);
 }

@@ -207,7 +207,6 @@ fn two_cpus_proxy_for_nginx_byte_exact_locally_and_survive_a_dead_backend() {
         Duration::from_secs(120),
     );
     assert!(nginx_a.requests_seen() >= served_by_a + 500);
-    let _ = std::fs::remove_dir_all(&files);
 }
 
 #[test]
@@ -224,7 +223,6 @@ fn four_cpus_keep_both_legs_of_every_request_on_one_core() {
         Duration::from_secs(300),
     );
     check_locality(&guest, cpus);
-    let _ = std::fs::remove_dir_all(&files);
 }
 
 #[test]
@@ -293,7 +291,6 @@ fn uploads_stream_byte_exact_and_dead_or_silent_backends_give_503_and_504() {
         Duration::from_secs(40),
     );
     assert_eq!(status, "503");
-    let _ = std::fs::remove_dir_all(&upload_directory);
 }
 
 const ADMIN_PORT: u16 = 9000;
@@ -483,7 +480,6 @@ fn the_admin_api_reconfigures_and_drains_cores_without_an_error() {
     );
     assert_eq!(admin_status(&guest, "", "/metrics"), "200");
     drop(nginx_a);
-    let _ = std::fs::remove_dir_all(&files);
 }
 
 /// `GET /metrics` (the responder's port): its head and body, the body a text exposition.
@@ -642,7 +638,6 @@ fn metrics_pass_promtool_and_move_with_the_requests_proxied() {
             .is_some_and(|value| value.parse::<u64>().is_ok()),
         "{memory}"
     );
-    let _ = std::fs::remove_dir_all(&files);
 }
 
 fn config_file_of(text: &str) -> guest::ScratchFile {
@@ -739,5 +734,4 @@ fn a_configuration_file_runs_two_listeners_and_get_config_boots_the_same() {
         again, written,
         "the file from GET /config boots the same configuration"
     );
-    let _ = std::fs::remove_dir_all(&files);
 }

@@ -21,15 +21,46 @@ impl Drop for Backend {
     }
 }
 
+/// A directory of a test's own under the temporary directory, removed with what it holds
+/// when dropped, whether the test passed or not.
+pub struct ScratchDirectory(PathBuf);
+
+impl std::ops::Deref for ScratchDirectory {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDirectory {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDirectory {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new, empty directory named after `kind`, this process and a counter.
+fn new_scratch_path(kind: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!(
+        "unisock-e2e-{kind}-{}-{}",
+        std::process::id(),
+        NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&directory).expect("cannot create a scratch directory");
+    directory
+}
+
 impl Backend {
-    pub fn scratch_directory(kind: &str) -> PathBuf {
-        let directory = std::env::temp_dir().join(format!(
-            "unisock-e2e-{kind}-{}-{}",
-            std::process::id(),
-            NAMESPACE_COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&directory).expect("cannot create the backend's directory");
-        directory
+    /// A directory for a test's files (what nginx serves, an upload, a DNS server's
+    /// records), removed when the returned guard is dropped.
+    pub fn scratch_directory(kind: &str) -> ScratchDirectory {
+        ScratchDirectory(new_scratch_path(kind))
     }
 
     /// nginx on `port`: `/health`, `/` answering `nginx-<port>`, and `files/` from `files`.
@@ -40,7 +71,7 @@ impl Backend {
     /// [`Backend::nginx`] with more `location` blocks (nginx's configuration text) in its
     /// server, before its own.
     pub fn nginx_with(guest: &Guest, port: u16, files: &Path, locations: &str) -> Backend {
-        let directory = Self::scratch_directory("nginx");
+        let directory = new_scratch_path("nginx");
         let dir = directory.display();
         let configuration = format!(
             "user root;\ndaemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
@@ -77,7 +108,7 @@ impl Backend {
 
     /// tests/scripts/http-backend.py on `port` (prints each request to `requests.log`).
     pub fn python(guest: &Guest, port: u16) -> Backend {
-        let directory = Self::scratch_directory("python");
+        let directory = new_scratch_path("python");
         let log =
             std::fs::File::create(directory.join("requests.log")).expect("cannot create the log");
         Backend {
@@ -91,7 +122,7 @@ impl Backend {
     /// might really put behind a proxy. It answers 501 to the methods it lacks (`DELETE`,
     /// `PUT`, ...), 404 to paths it has no file for, and logs each request to `requests.log`.
     pub fn stock_python(guest: &Guest, port: u16) -> Backend {
-        let directory = Self::scratch_directory("http-server");
+        let directory = new_scratch_path("http-server");
         let served = directory.join("served");
         std::fs::create_dir_all(&served).expect("cannot create the served directory");
         let log =
