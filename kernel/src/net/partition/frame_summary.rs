@@ -135,11 +135,13 @@ fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
     let quoted = message.data();
     let quoted_header = Ipv4Packet::new_unchecked(quoted);
     let header_len = usize::from(*quoted.first()? & 0x0f) * 4;
+    // The quote's length is checked before any field of it is read: the quoted header is
+    // whatever the ICMP message's sender put there.
+    if header_len < 20 || quoted.len() < header_len + 4 {
+        return None;
+    }
     let protocol = quoted_header.next_header();
-    if header_len < 20
-        || quoted.len() < header_len + 4
-        || !matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp)
-    {
+    if !matches!(protocol, IpProtocol::Tcp | IpProtocol::Udp) {
         return None;
     }
     let ports = &quoted[header_len..header_len + 4];
@@ -155,4 +157,38 @@ fn summarize_icmp_error(bytes: &[u8]) -> Option<FrameSummary> {
         SocketAddrV4::new(quoted_header.dst_addr(), peer_port),
         SocketAddrV4::new(quoted_header.src_addr(), our_port),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ICMP error (destination unreachable, fragmentation needed) whose quote is `quote`.
+    fn icmp_error_quoting(quote: &[u8]) -> Vec<u8> {
+        let mut bytes = alloc::vec![3, 4, 0, 0, 0, 0, 0, 0];
+        bytes.extend_from_slice(quote);
+        bytes
+    }
+
+    #[test]
+    fn an_icmp_error_quoting_less_than_a_header_is_other_and_never_read_past_its_end() {
+        // The malformed-frames script's `icmp_error_truncated_inner`: two bytes of a quote.
+        for quote in [&[][..], &[0x45][..], &[0x45, 0x00][..], &[0x45; 23][..]] {
+            assert_eq!(summarize_icmp_error(&icmp_error_quoting(quote)), None);
+        }
+    }
+
+    #[test]
+    fn an_icmp_error_quoting_a_udp_datagram_names_its_ports() {
+        let mut quote = alloc::vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        quote.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 1]);
+        quote.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0]);
+        assert_eq!(
+            summarize_icmp_error(&icmp_error_quoting(&quote)),
+            Some(FrameSummary::IcmpErrorAboutUdp {
+                source: SocketAddrV4::new(core::net::Ipv4Addr::new(10, 0, 0, 1), 53),
+                destination: SocketAddrV4::new(core::net::Ipv4Addr::new(10, 0, 0, 2), 12345),
+            })
+        );
+    }
 }
