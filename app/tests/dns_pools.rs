@@ -33,6 +33,9 @@ enum Zone {
     Addresses(Vec<Ipv4Addr>),
     /// SRV records: (target's address, port, weight), each target's A record as additional data.
     Services(Vec<(Ipv4Addr, u16, u16)>),
+    /// SRV records (target's address, port, weight, whether the target's A lookup answers)
+    /// with no additional data: each target is looked up on its own.
+    TargetsLookedUp(Vec<(Ipv4Addr, u16, u16, bool)>),
     /// No answer at all.
     Silent,
 }
@@ -56,6 +59,42 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     let mut additional = Vec::new();
     let (answers, extra) = match zone {
         Zone::Silent => return None,
+        Zone::TargetsLookedUp(targets) => {
+            let question = &query[12..];
+            let query_type = u16::from_be_bytes([query[query.len() - 4], query[query.len() - 3]]);
+            if query_type == 33 {
+                for (index, (_, port, weight, _)) in targets.iter().enumerate() {
+                    let target = name_wire(&format!("b{index}.unisock.test"));
+                    records.extend_from_slice(&[0xC0, 12, 0, 33, 0, 1]);
+                    records.extend_from_slice(&TTL.to_be_bytes());
+                    records.extend_from_slice(&(6 + target.len() as u16).to_be_bytes());
+                    records.extend_from_slice(&10u16.to_be_bytes());
+                    records.extend_from_slice(&weight.to_be_bytes());
+                    records.extend_from_slice(&port.to_be_bytes());
+                    records.extend_from_slice(&target);
+                }
+                (targets.len(), 0)
+            } else {
+                let (address, answers) = targets
+                    .iter()
+                    .enumerate()
+                    .find(|(index, _)| {
+                        question.starts_with(&name_wire(&format!("b{index}.unisock.test")))
+                    })
+                    .map(|(_, (address, _, _, answers))| (*address, *answers))?;
+                if !answers {
+                    // SERVFAIL, no record.
+                    message[2..4].copy_from_slice(&0x8182u16.to_be_bytes());
+                    (0, 0)
+                } else {
+                    records.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+                    records.extend_from_slice(&TTL.to_be_bytes());
+                    records.extend_from_slice(&4u16.to_be_bytes());
+                    records.extend_from_slice(&address.octets());
+                    (1, 0)
+                }
+            }
+        }
         Zone::Addresses(addresses) => {
             for address in addresses {
                 records.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
@@ -441,6 +480,50 @@ fn srv_records_give_the_backends_their_ports_and_weights() {
     }
     // Smooth weighted round robin: exactly 60 % of 50.
     assert_eq!(first, 30);
+}
+
+#[test]
+fn an_srv_target_that_stops_resolving_keeps_its_addresses_in_the_pool() {
+    let mut network = Network::new(36, Impairments::clean(), 5);
+    let start = network.now;
+    let zone = Rc::new(RefCell::new(Zone::TargetsLookedUp(vec![
+        (host_address(FIRST_BACKEND), BACKEND_PORT, 1, true),
+        (host_address(FIRST_BACKEND + 1), OTHER_PORT, 1, true),
+    ])));
+    start_dns(&mut network, zone.clone());
+    let board = ControlBoard::new(configuration("_http._tcp.unisock.test"), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    let both = [
+        SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT),
+        SocketAddrV4::new(host_address(FIRST_BACKEND + 1), OTHER_PORT),
+    ];
+    let pool = |board: &ControlBoard| -> Vec<SocketAddrV4> {
+        board.current().configuration.pools[0]
+            .settings
+            .backends
+            .iter()
+            .map(|backend| backend.address)
+            .collect()
+    };
+    run_until(&mut network, Duration::from_secs(2), start);
+    assert_eq!(pool(&board), both);
+    // The second target's A lookup fails from now on, over several TTLs: its address stays
+    // (no flapping: the membership never changes again), the answer is served stale.
+    if let Zone::TargetsLookedUp(targets) = &mut *zone.borrow_mut() {
+        targets[1].3 = false;
+    }
+    for second in 3..40 {
+        run_until(&mut network, Duration::from_secs(second), start);
+        assert_eq!(pool(&board), both, "at {second} s");
+    }
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert_eq!(state.changed, 1, "{state:?}");
+    assert!(state.failed >= 2, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
+    assert_eq!(state.addresses, 2);
 }
 
 #[test]

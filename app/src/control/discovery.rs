@@ -538,7 +538,13 @@ async fn resolve(
                                 .map(|record| record.address)
                                 .collect()
                         }
-                        // One target that does not resolve leaves the others in force.
+                        // A target that does not resolve fails the whole resolution when
+                        // there is a last good answer to keep: its addresses would otherwise
+                        // leave the pool and come back at the next good lookup (flapping).
+                        // Before any answer, the targets that resolved are better than none.
+                        Err(error) if !named.resolved.is_empty() => {
+                            return Err(NoAnswer::Failed(error));
+                        }
                         Err(_) => Vec::new(),
                     }
                 } else {
