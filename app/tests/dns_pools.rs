@@ -527,6 +527,43 @@ fn an_srv_target_that_stops_resolving_keeps_its_addresses_in_the_pool() {
 }
 
 #[test]
+fn two_names_with_the_same_address_each_report_it_and_keep_it_when_the_resolver_stops() {
+    let mut network = Network::new(37, Impairments::clean(), 5);
+    let start = network.now;
+    // The scripted server gives every name the same answer.
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![host_address(
+        FIRST_BACKEND,
+    )])));
+    start_dns(&mut network, zone.clone());
+    let board = ControlBoard::new(
+        configuration(&format!(
+            "web.unisock.test:{BACKEND_PORT},www.unisock.test:{BACKEND_PORT}"
+        )),
+        1,
+        Vec::new(),
+    );
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(2), start);
+    let second = format!("www.unisock.test:{BACKEND_PORT}");
+    assert_eq!(
+        board.discovery.name("default", &second).unwrap().addresses,
+        1
+    );
+    *zone.borrow_mut() = Zone::Silent;
+    run_until(&mut network, Duration::from_secs(20), start);
+    // The second name's answer in force still has the address the first one put in the pool:
+    // the gauge says so in the failure branch as in the success one, and the answer is stale.
+    let state = board.discovery.name("default", &second).unwrap();
+    assert!(state.failed >= 1, "{state:?}");
+    assert_eq!(state.addresses, 1, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
+    assert_eq!(
+        board.current().configuration.pools[0].settings.backends[0].address,
+        SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT)
+    );
+}
+
+#[test]
 fn before_the_first_answer_the_pool_has_no_backend_and_answers_503() {
     let mut network = Network::new(34, Impairments::clean(), 5);
     let start = network.now;

@@ -226,7 +226,8 @@ pub const NAME_METRICS: [Metric; 3] = [
         "unisock_dns_addresses",
         "addresses",
         MetricKind::Gauge,
-        "Addresses the backend name's answer in force gives the pool (0 until the first answer).",
+        "Addresses in the backend name's answer in force (0 until the first answer), \
+         counting those another entry already put in the pool.",
     )
     .with_labels(&["pool", "name"]),
     Metric::new(
@@ -675,8 +676,9 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
 }
 
 /// Puts `backends` in force for `key` as a new configuration (the `PUT /config` path: one
-/// publication, health carried over for the addresses that stay); `false` when they already
-/// were.
+/// publication, health carried over for the addresses that stay); whether the pool's
+/// membership changed (an answer that only changed addresses another entry also has is
+/// published, to be kept, but changes no membership).
 async fn publish(follower: &Follower, key: &EntryKey, backends: Vec<Backend>) -> bool {
     let board = follower.board();
     loop {
@@ -692,8 +694,9 @@ async fn publish(follower: &Follower, key: &EntryKey, backends: Vec<Backend>) ->
             if *settings == before {
                 return false;
             }
+            let changed = settings.backends != before.backends;
             board.publish(configuration);
-            return true;
+            return changed;
         }
         // A `PUT /config` is being applied: its result is the base for this change.
         follower.proxy.handle().sleep(CHANGE_BUSY_WAIT).await;
