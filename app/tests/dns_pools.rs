@@ -26,6 +26,14 @@ const OTHER_PORT: u16 = 9090;
 /// The records' TTL: the resolver's floor (5 s), so the pool must follow within it.
 const TTL: u32 = 5;
 
+/// How the scripted DNS server answers an SRV target's A query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetLookup {
+    Answers,
+    ServerFailure,
+    Silent,
+}
+
 /// What the scripted DNS server answers.
 #[derive(Clone, Debug)]
 enum Zone {
@@ -33,9 +41,9 @@ enum Zone {
     Addresses(Vec<Ipv4Addr>),
     /// SRV records: (target's address, port, weight), each target's A record as additional data.
     Services(Vec<(Ipv4Addr, u16, u16)>),
-    /// SRV records (target's address, port, weight, whether the target's A lookup answers)
-    /// with no additional data: each target is looked up on its own.
-    TargetsLookedUp(Vec<(Ipv4Addr, u16, u16, bool)>),
+    /// SRV records (target's address, port, weight, how the target's A lookup goes) with no
+    /// additional data: each target is looked up on its own.
+    TargetsLookedUp(Vec<(Ipv4Addr, u16, u16, TargetLookup)>),
     /// No answer at all.
     Silent,
 }
@@ -81,8 +89,11 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
                     .find(|(index, _)| {
                         question.starts_with(&name_wire(&format!("b{index}.unisock.test")))
                     })
-                    .map(|(_, (address, _, _, answers))| (*address, *answers))?;
-                if !answers {
+                    .map(|(_, (address, _, _, lookup))| (*address, *lookup))?;
+                if answers == TargetLookup::Silent {
+                    return None;
+                }
+                if answers == TargetLookup::ServerFailure {
                     // SERVFAIL, no record.
                     message[2..4].copy_from_slice(&0x8182u16.to_be_bytes());
                     (0, 0)
@@ -487,8 +498,18 @@ fn an_srv_target_that_stops_resolving_keeps_its_addresses_in_the_pool() {
     let mut network = Network::new(36, Impairments::clean(), 5);
     let start = network.now;
     let zone = Rc::new(RefCell::new(Zone::TargetsLookedUp(vec![
-        (host_address(FIRST_BACKEND), BACKEND_PORT, 1, true),
-        (host_address(FIRST_BACKEND + 1), OTHER_PORT, 1, true),
+        (
+            host_address(FIRST_BACKEND),
+            BACKEND_PORT,
+            1,
+            TargetLookup::Answers,
+        ),
+        (
+            host_address(FIRST_BACKEND + 1),
+            OTHER_PORT,
+            1,
+            TargetLookup::Answers,
+        ),
     ])));
     start_dns(&mut network, zone.clone());
     let board = ControlBoard::new(configuration("_http._tcp.unisock.test"), 1, Vec::new());
@@ -510,7 +531,7 @@ fn an_srv_target_that_stops_resolving_keeps_its_addresses_in_the_pool() {
     // The second target's A lookup fails from now on, over several TTLs: its address stays
     // (no flapping: the membership never changes again), the answer is served stale.
     if let Zone::TargetsLookedUp(targets) = &mut *zone.borrow_mut() {
-        targets[1].3 = false;
+        targets[1].3 = TargetLookup::ServerFailure;
     }
     for second in 3..40 {
         run_until(&mut network, Duration::from_secs(second), start);
@@ -561,6 +582,58 @@ fn two_names_with_the_same_address_each_report_it_and_keep_it_when_the_resolver_
         board.current().configuration.pools[0].settings.backends[0].address,
         SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT)
     );
+}
+
+#[test]
+fn a_resolution_with_many_silent_srv_targets_ends_within_its_deadline() {
+    let mut network = Network::new(38, Impairments::clean(), 5);
+    let start = network.now;
+    // One target answers; twelve are silent, each lookup 2 attempts x 2 s: 48 s one after
+    // another, past the 30 s deadline of one resolution.
+    let mut targets = vec![(
+        host_address(FIRST_BACKEND),
+        BACKEND_PORT,
+        1,
+        TargetLookup::Answers,
+    )];
+    for index in 1..=12u8 {
+        targets.push((
+            Ipv4Addr::new(10, 9, 0, index),
+            BACKEND_PORT,
+            1,
+            TargetLookup::Silent,
+        ));
+    }
+    let zone = Rc::new(RefCell::new(Zone::TargetsLookedUp(targets)));
+    start_dns(&mut network, zone);
+    let board = ControlBoard::new(configuration("_http._tcp.unisock.test"), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(35), start);
+    // Before any answer the target that resolved is used; the resolution ended at its deadline.
+    let backends: Vec<SocketAddrV4> = board.current().configuration.pools[0]
+        .settings
+        .backends
+        .iter()
+        .map(|backend| backend.address)
+        .collect();
+    assert_eq!(
+        backends,
+        [SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT)]
+    );
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert_eq!(state.changed, 1, "{state:?}");
+    // The next resolution has a good answer to keep: the first silent target fails it, and
+    // the answer is kept.
+    run_until(&mut network, Duration::from_secs(45), start);
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert!(state.failed >= 1, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
 }
 
 #[test]
