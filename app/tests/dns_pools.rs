@@ -143,8 +143,11 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     Some(message)
 }
 
-/// The DNS server on port 53 of its host, answering from `zone` as it is when asked.
-fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) {
+/// The DNS server on port 53 of its host, answering from `zone` as it is when asked; the ids
+/// of the queries it got, in order.
+fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) -> Rc<RefCell<Vec<u16>>> {
+    let ids = Rc::new(RefCell::new(Vec::new()));
+    let seen = ids.clone();
     let socket = UdpSocket::bind(
         &network.hosts[DNS].udp,
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 53),
@@ -153,12 +156,17 @@ fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) {
     network.hosts[DNS].executor.spawn(async move {
         let mut buffer = [0u8; 1024];
         while let Ok((count, sender)) = socket.recv_from(&mut buffer).await {
+            if count >= 2 {
+                seen.borrow_mut()
+                    .push(u16::from_be_bytes([buffer[0], buffer[1]]));
+            }
             let reply = answer(&buffer[..count], &zone.borrow());
             if let Some(reply) = reply {
                 let _ = socket.send_to(sender, &reply).await;
             }
         }
     });
+    ids
 }
 
 /// A backend answering every request with `backend-<host>:<port>`, keeping the connection.
@@ -634,6 +642,38 @@ fn a_resolution_with_many_silent_srv_targets_ends_within_its_deadline() {
         .unwrap();
     assert!(state.failed >= 1, "{state:?}");
     assert!(state.serving_stale, "{state:?}");
+}
+
+#[test]
+fn query_ids_go_on_after_a_change_of_the_resolvers_instead_of_starting_over() {
+    let mut network = Network::new(39, Impairments::clean(), 5);
+    let start = network.now;
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![host_address(
+        FIRST_BACKEND,
+    )])));
+    let ids = start_dns(&mut network, zone);
+    let name = format!("web.unisock.test:{BACKEND_PORT}");
+    let board = ControlBoard::new(configuration(&name), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    // Three resolutions (TTL 5 s), then a new resolver list (the same server first).
+    run_until(&mut network, Duration::from_secs(12), start);
+    let before = ids.borrow().clone();
+    assert!(before.len() >= 3, "{before:?}");
+    let mut changed = board.current().configuration.clone();
+    changed
+        .dns
+        .resolvers
+        .push(SocketAddrV4::new(host_address(9), 53));
+    board.publish(changed);
+    run_until(&mut network, Duration::from_secs(24), start);
+    let after = ids.borrow()[before.len()..].to_vec();
+    assert!(after.len() >= 2, "{after:?}");
+    // The rebuilt resolver would otherwise repeat the core's sequence from its start.
+    assert_ne!(
+        after[..2],
+        before[..2],
+        "before {before:?}, after {after:?}"
+    );
 }
 
 #[test]

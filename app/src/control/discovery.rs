@@ -23,7 +23,7 @@ use unisock_kernel::time::Instant;
 use super::ControlBoard;
 use super::core_proxy::CoreProxy;
 use crate::config::Configuration;
-use crate::dns::resolver::RETRY_AFTER_FAILURE;
+use crate::dns::resolver::{QueryIds, RETRY_AFTER_FAILURE};
 use crate::dns::{Name, RecordType, ResolveError, Resolver, ResolverConfig, ResolverCounters};
 use crate::proxy::settings::{Backend, MAX_BACKENDS, MAX_WEIGHT, NameLookup, NamedBackend};
 
@@ -376,6 +376,9 @@ struct Follower {
     tcp: unisock_kernel::socket::SharedTcpLayer,
     notice: Option<NoticeLine>,
     resolver: RefCell<Option<CoreResolver>>,
+    /// The query ids of every resolver this core builds: a rebuilt resolver goes on with the
+    /// sequence instead of repeating it from the core's secret (RFC 5452 section 9.2).
+    query_ids: Rc<RefCell<QueryIds>>,
     running: RefCell<Vec<EntryKey>>,
 }
 
@@ -403,11 +406,12 @@ impl Follower {
             add_counters(&mut earlier, &old.earlier);
             add_counters(&mut earlier, &old.resolver.counters());
         }
-        let resolver = Rc::new(Resolver::new(
+        let resolver = Rc::new(Resolver::with_query_ids(
             self.udp.clone(),
             self.tcp.clone(),
             self.proxy.handle().clone(),
             ResolverConfig::new(servers.to_vec()),
+            self.query_ids.clone(),
         ));
         *slot = Some(CoreResolver {
             servers: servers.to_vec(),
@@ -438,12 +442,14 @@ pub fn follow_names(
     notice: Option<NoticeLine>,
 ) {
     let handle = proxy.handle().clone();
+    let query_ids = Rc::new(RefCell::new(QueryIds::from_stack(&tcp)));
     let follower = Rc::new(Follower {
         proxy,
         udp,
         tcp,
         notice,
         resolver: RefCell::new(None),
+        query_ids,
         running: RefCell::new(Vec::new()),
     });
     handle.spawn(start_owned_entries(follower));
