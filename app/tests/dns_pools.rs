@@ -26,6 +26,14 @@ const OTHER_PORT: u16 = 9090;
 /// The records' TTL: the resolver's floor (5 s), so the pool must follow within it.
 const TTL: u32 = 5;
 
+/// How the scripted DNS server answers an SRV target's A query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetLookup {
+    Answers,
+    ServerFailure,
+    Silent,
+}
+
 /// What the scripted DNS server answers.
 #[derive(Clone, Debug)]
 enum Zone {
@@ -33,6 +41,9 @@ enum Zone {
     Addresses(Vec<Ipv4Addr>),
     /// SRV records: (target's address, port, weight), each target's A record as additional data.
     Services(Vec<(Ipv4Addr, u16, u16)>),
+    /// SRV records (target's address, port, weight, how the target's A lookup goes) with no
+    /// additional data: each target is looked up on its own.
+    TargetsLookedUp(Vec<(Ipv4Addr, u16, u16, TargetLookup)>),
     /// No answer at all.
     Silent,
 }
@@ -56,6 +67,45 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     let mut additional = Vec::new();
     let (answers, extra) = match zone {
         Zone::Silent => return None,
+        Zone::TargetsLookedUp(targets) => {
+            let question = &query[12..];
+            let query_type = u16::from_be_bytes([query[query.len() - 4], query[query.len() - 3]]);
+            if query_type == 33 {
+                for (index, (_, port, weight, _)) in targets.iter().enumerate() {
+                    let target = name_wire(&format!("b{index}.unisock.test"));
+                    records.extend_from_slice(&[0xC0, 12, 0, 33, 0, 1]);
+                    records.extend_from_slice(&TTL.to_be_bytes());
+                    records.extend_from_slice(&(6 + target.len() as u16).to_be_bytes());
+                    records.extend_from_slice(&10u16.to_be_bytes());
+                    records.extend_from_slice(&weight.to_be_bytes());
+                    records.extend_from_slice(&port.to_be_bytes());
+                    records.extend_from_slice(&target);
+                }
+                (targets.len(), 0)
+            } else {
+                let (address, answers) = targets
+                    .iter()
+                    .enumerate()
+                    .find(|(index, _)| {
+                        question.starts_with(&name_wire(&format!("b{index}.unisock.test")))
+                    })
+                    .map(|(_, (address, _, _, lookup))| (*address, *lookup))?;
+                if answers == TargetLookup::Silent {
+                    return None;
+                }
+                if answers == TargetLookup::ServerFailure {
+                    // SERVFAIL, no record.
+                    message[2..4].copy_from_slice(&0x8182u16.to_be_bytes());
+                    (0, 0)
+                } else {
+                    records.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
+                    records.extend_from_slice(&TTL.to_be_bytes());
+                    records.extend_from_slice(&4u16.to_be_bytes());
+                    records.extend_from_slice(&address.octets());
+                    (1, 0)
+                }
+            }
+        }
         Zone::Addresses(addresses) => {
             for address in addresses {
                 records.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1]);
@@ -93,8 +143,11 @@ fn answer(query: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     Some(message)
 }
 
-/// The DNS server on port 53 of its host, answering from `zone` as it is when asked.
-fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) {
+/// The DNS server on port 53 of its host, answering from `zone` as it is when asked; the ids
+/// of the queries it got, in order.
+fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) -> Rc<RefCell<Vec<u16>>> {
+    let ids = Rc::new(RefCell::new(Vec::new()));
+    let seen = ids.clone();
     let socket = UdpSocket::bind(
         &network.hosts[DNS].udp,
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 53),
@@ -103,12 +156,17 @@ fn start_dns(network: &mut Network, zone: Rc<RefCell<Zone>>) {
     network.hosts[DNS].executor.spawn(async move {
         let mut buffer = [0u8; 1024];
         while let Ok((count, sender)) = socket.recv_from(&mut buffer).await {
+            if count >= 2 {
+                seen.borrow_mut()
+                    .push(u16::from_be_bytes([buffer[0], buffer[1]]));
+            }
             let reply = answer(&buffer[..count], &zone.borrow());
             if let Some(reply) = reply {
                 let _ = socket.send_to(sender, &reply).await;
             }
         }
     });
+    ids
 }
 
 /// A backend answering every request with `backend-<host>:<port>`, keeping the connection.
@@ -441,6 +499,181 @@ fn srv_records_give_the_backends_their_ports_and_weights() {
     }
     // Smooth weighted round robin: exactly 60 % of 50.
     assert_eq!(first, 30);
+}
+
+#[test]
+fn an_srv_target_that_stops_resolving_keeps_its_addresses_in_the_pool() {
+    let mut network = Network::new(36, Impairments::clean(), 5);
+    let start = network.now;
+    let zone = Rc::new(RefCell::new(Zone::TargetsLookedUp(vec![
+        (
+            host_address(FIRST_BACKEND),
+            BACKEND_PORT,
+            1,
+            TargetLookup::Answers,
+        ),
+        (
+            host_address(FIRST_BACKEND + 1),
+            OTHER_PORT,
+            1,
+            TargetLookup::Answers,
+        ),
+    ])));
+    start_dns(&mut network, zone.clone());
+    let board = ControlBoard::new(configuration("_http._tcp.unisock.test"), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    let both = [
+        SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT),
+        SocketAddrV4::new(host_address(FIRST_BACKEND + 1), OTHER_PORT),
+    ];
+    let pool = |board: &ControlBoard| -> Vec<SocketAddrV4> {
+        board.current().configuration.pools[0]
+            .settings
+            .backends
+            .iter()
+            .map(|backend| backend.address)
+            .collect()
+    };
+    run_until(&mut network, Duration::from_secs(2), start);
+    assert_eq!(pool(&board), both);
+    // The second target's A lookup fails from now on, over several TTLs: its address stays
+    // (no flapping: the membership never changes again), the answer is served stale.
+    if let Zone::TargetsLookedUp(targets) = &mut *zone.borrow_mut() {
+        targets[1].3 = TargetLookup::ServerFailure;
+    }
+    for second in 3..40 {
+        run_until(&mut network, Duration::from_secs(second), start);
+        assert_eq!(pool(&board), both, "at {second} s");
+    }
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert_eq!(state.changed, 1, "{state:?}");
+    assert!(state.failed >= 2, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
+    assert_eq!(state.addresses, 2);
+}
+
+#[test]
+fn two_names_with_the_same_address_each_report_it_and_keep_it_when_the_resolver_stops() {
+    let mut network = Network::new(37, Impairments::clean(), 5);
+    let start = network.now;
+    // The scripted server gives every name the same answer.
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![host_address(
+        FIRST_BACKEND,
+    )])));
+    start_dns(&mut network, zone.clone());
+    let board = ControlBoard::new(
+        configuration(&format!(
+            "web.unisock.test:{BACKEND_PORT},www.unisock.test:{BACKEND_PORT}"
+        )),
+        1,
+        Vec::new(),
+    );
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(2), start);
+    let second = format!("www.unisock.test:{BACKEND_PORT}");
+    assert_eq!(
+        board.discovery.name("default", &second).unwrap().addresses,
+        1
+    );
+    *zone.borrow_mut() = Zone::Silent;
+    run_until(&mut network, Duration::from_secs(20), start);
+    // The second name's answer in force still has the address the first one put in the pool:
+    // the gauge says so in the failure branch as in the success one, and the answer is stale.
+    let state = board.discovery.name("default", &second).unwrap();
+    assert!(state.failed >= 1, "{state:?}");
+    assert_eq!(state.addresses, 1, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
+    assert_eq!(
+        board.current().configuration.pools[0].settings.backends[0].address,
+        SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT)
+    );
+}
+
+#[test]
+fn a_resolution_with_many_silent_srv_targets_ends_within_its_deadline() {
+    let mut network = Network::new(38, Impairments::clean(), 5);
+    let start = network.now;
+    // One target answers; twelve are silent, each lookup 2 attempts x 2 s: 48 s one after
+    // another, past the 30 s deadline of one resolution.
+    let mut targets = vec![(
+        host_address(FIRST_BACKEND),
+        BACKEND_PORT,
+        1,
+        TargetLookup::Answers,
+    )];
+    for index in 1..=12u8 {
+        targets.push((
+            Ipv4Addr::new(10, 9, 0, index),
+            BACKEND_PORT,
+            1,
+            TargetLookup::Silent,
+        ));
+    }
+    let zone = Rc::new(RefCell::new(Zone::TargetsLookedUp(targets)));
+    start_dns(&mut network, zone);
+    let board = ControlBoard::new(configuration("_http._tcp.unisock.test"), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    run_until(&mut network, Duration::from_secs(35), start);
+    // Before any answer the target that resolved is used; the resolution ended at its deadline.
+    let backends: Vec<SocketAddrV4> = board.current().configuration.pools[0]
+        .settings
+        .backends
+        .iter()
+        .map(|backend| backend.address)
+        .collect();
+    assert_eq!(
+        backends,
+        [SocketAddrV4::new(host_address(FIRST_BACKEND), BACKEND_PORT)]
+    );
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert_eq!(state.changed, 1, "{state:?}");
+    // The next resolution has a good answer to keep: the first silent target fails it, and
+    // the answer is kept.
+    run_until(&mut network, Duration::from_secs(45), start);
+    let state = board
+        .discovery
+        .name("default", "_http._tcp.unisock.test")
+        .unwrap();
+    assert!(state.failed >= 1, "{state:?}");
+    assert!(state.serving_stale, "{state:?}");
+}
+
+#[test]
+fn query_ids_go_on_after_a_change_of_the_resolvers_instead_of_starting_over() {
+    let mut network = Network::new(39, Impairments::clean(), 5);
+    let start = network.now;
+    let zone = Rc::new(RefCell::new(Zone::Addresses(vec![host_address(
+        FIRST_BACKEND,
+    )])));
+    let ids = start_dns(&mut network, zone);
+    let name = format!("web.unisock.test:{BACKEND_PORT}");
+    let board = ControlBoard::new(configuration(&name), 1, Vec::new());
+    start_proxy(&mut network, &board);
+    // Three resolutions (TTL 5 s), then a new resolver list (the same server first).
+    run_until(&mut network, Duration::from_secs(12), start);
+    let before = ids.borrow().clone();
+    assert!(before.len() >= 3, "{before:?}");
+    let mut changed = board.current().configuration.clone();
+    changed
+        .dns
+        .resolvers
+        .push(SocketAddrV4::new(host_address(9), 53));
+    board.publish(changed);
+    run_until(&mut network, Duration::from_secs(24), start);
+    let after = ids.borrow()[before.len()..].to_vec();
+    assert!(after.len() >= 2, "{after:?}");
+    // The rebuilt resolver would otherwise repeat the core's sequence from its start.
+    assert_ne!(
+        after[..2],
+        before[..2],
+        "before {before:?}, after {after:?}"
+    );
 }
 
 #[test]

@@ -645,6 +645,50 @@ fn a_named_backends_answer_joins_the_pool_after_the_listed_ones() {
 }
 
 #[test]
+fn an_address_two_names_share_stays_while_either_still_has_it() {
+    let mut settings = crate::proxy::settings::ProxySettings::from_words([
+        ("proxy", "80"),
+        ("backends", "10.0.0.2:80,a.example:81,b.example:81"),
+    ])
+    .unwrap()
+    .unwrap()
+    .pool;
+    let backend = |text: &str| Backend {
+        address: text.parse().unwrap(),
+        weight: 1,
+    };
+    settings.set_resolved(0, vec![backend("10.0.0.5:81")]);
+    settings.set_resolved(1, vec![backend("10.0.0.5:81"), backend("10.0.0.6:81")]);
+    assert_eq!(
+        settings.backends,
+        [
+            backend("10.0.0.2:80"),
+            backend("10.0.0.5:81"),
+            backend("10.0.0.6:81")
+        ]
+    );
+    // `a` no longer has 10.0.0.5; `b`'s answer in force still does, so it stays.
+    settings.set_resolved(0, vec![backend("10.0.0.7:81")]);
+    assert_eq!(
+        settings.backends,
+        [
+            backend("10.0.0.2:80"),
+            backend("10.0.0.7:81"),
+            backend("10.0.0.5:81"),
+            backend("10.0.0.6:81")
+        ]
+    );
+    assert_eq!(settings.listed_backends(), [backend("10.0.0.2:80")]);
+    // Each entry keeps its whole answer (what `unisock_dns_addresses` reports).
+    assert_eq!(settings.named_backends[1].resolved.len(), 2);
+    settings.set_resolved(1, Vec::new());
+    assert_eq!(
+        settings.backends,
+        [backend("10.0.0.2:80"), backend("10.0.0.7:81")]
+    );
+}
+
+#[test]
 fn a_new_file_keeps_the_answers_of_the_names_it_keeps() {
     let text = |backends: &str| {
         alloc::format!(

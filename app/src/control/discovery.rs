@@ -15,6 +15,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 
 use spin::Mutex;
+use unisock_kernel::executor::Handle;
 use unisock_kernel::metrics::{Exposition, Metric, MetricKind};
 use unisock_kernel::socket::SharedUdpLayer;
 use unisock_kernel::time::Instant;
@@ -22,9 +23,9 @@ use unisock_kernel::time::Instant;
 use super::ControlBoard;
 use super::core_proxy::CoreProxy;
 use crate::config::Configuration;
-use crate::dns::resolver::RETRY_AFTER_FAILURE;
+use crate::dns::resolver::{QueryIds, RETRY_AFTER_FAILURE};
 use crate::dns::{Name, RecordType, ResolveError, Resolver, ResolverConfig, ResolverCounters};
-use crate::proxy::settings::{Backend, MAX_WEIGHT, NameLookup, NamedBackend};
+use crate::proxy::settings::{Backend, MAX_BACKENDS, MAX_WEIGHT, NameLookup, NamedBackend};
 
 /// How often a core looks for named entries it should start resolving (a new configuration).
 const FOLLOW_PERIOD: Duration = Duration::from_millis(250);
@@ -33,6 +34,11 @@ const FOLLOW_PERIOD: Duration = Duration::from_millis(250);
 const PRESENCE_PERIOD: Duration = Duration::from_secs(1);
 /// How long a publication waits when a `PUT /config` is being applied.
 const CHANGE_BUSY_WAIT: Duration = Duration::from_millis(50);
+/// The longest one resolution of a named entry may take, the SRV targets' own lookups
+/// included: each lookup may take servers x 2 attempts x 2 s (and a retry over TCP), and the
+/// targets are looked up one after another. Past it the resolution counts as failed (the last
+/// good answer stays), as Envoy bounds a whole DNS resolution with its `dns_resolution_timeout`.
+const RESOLUTION_DEADLINE: Duration = Duration::from_secs(30);
 
 /// One named entry of one pool: what the board shows about it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -226,7 +232,8 @@ pub const NAME_METRICS: [Metric; 3] = [
         "unisock_dns_addresses",
         "addresses",
         MetricKind::Gauge,
-        "Addresses the backend name's answer in force gives the pool (0 until the first answer).",
+        "Addresses in the backend name's answer in force (0 until the first answer), \
+         counting those another entry already put in the pool.",
     )
     .with_labels(&["pool", "name"]),
     Metric::new(
@@ -369,6 +376,9 @@ struct Follower {
     tcp: unisock_kernel::socket::SharedTcpLayer,
     notice: Option<NoticeLine>,
     resolver: RefCell<Option<CoreResolver>>,
+    /// The query ids of every resolver this core builds: a rebuilt resolver goes on with the
+    /// sequence instead of repeating it from the core's secret (RFC 5452 section 9.2).
+    query_ids: Rc<RefCell<QueryIds>>,
     running: RefCell<Vec<EntryKey>>,
 }
 
@@ -396,11 +406,12 @@ impl Follower {
             add_counters(&mut earlier, &old.earlier);
             add_counters(&mut earlier, &old.resolver.counters());
         }
-        let resolver = Rc::new(Resolver::new(
+        let resolver = Rc::new(Resolver::with_query_ids(
             self.udp.clone(),
             self.tcp.clone(),
             self.proxy.handle().clone(),
             ResolverConfig::new(servers.to_vec()),
+            self.query_ids.clone(),
         ));
         *slot = Some(CoreResolver {
             servers: servers.to_vec(),
@@ -431,12 +442,14 @@ pub fn follow_names(
     notice: Option<NoticeLine>,
 ) {
     let handle = proxy.handle().clone();
+    let query_ids = Rc::new(RefCell::new(QueryIds::from_stack(&tcp)));
     let follower = Rc::new(Follower {
         proxy,
         udp,
         tcp,
         notice,
         resolver: RefCell::new(None),
+        query_ids,
         running: RefCell::new(Vec::new()),
     });
     handle.spawn(start_owned_entries(follower));
@@ -464,6 +477,8 @@ enum NoAnswer {
     Failed(ResolveError),
     /// The name answered with no address (NODATA, or SRV targets without addresses).
     Empty,
+    /// [`RESOLUTION_DEADLINE`] passed.
+    OutOfTime,
 }
 
 impl fmt::Display for NoAnswer {
@@ -477,23 +492,41 @@ impl fmt::Display for NoAnswer {
                 write!(formatter, "no resolver answered")
             }
             NoAnswer::Empty => write!(formatter, "the answer has no address"),
+            NoAnswer::OutOfTime => write!(
+                formatter,
+                "the resolution took longer than {} s",
+                RESOLUTION_DEADLINE.as_secs()
+            ),
         }
     }
 }
 
-/// The backends `named` stands for now, and when to ask again.
+/// The backends `named` stands for now, and when to ask again; within [`RESOLUTION_DEADLINE`].
 async fn resolve(
     resolver: &Resolver,
+    handle: &Handle,
     named: &NamedBackend,
 ) -> Result<(Vec<Backend>, Duration), NoAnswer> {
+    let deadline = handle.now() + RESOLUTION_DEADLINE;
+    // One lookup within what is left of the deadline (none started once it has passed).
+    let lookup = async |name: &Name, record_type: RecordType| {
+        let left = deadline.saturating_since(handle.now());
+        if left.is_zero() {
+            return Err(NoAnswer::OutOfTime);
+        }
+        match handle
+            .timeout(left, resolver.resolve(name, record_type))
+            .await
+        {
+            Ok(outcome) => outcome.map_err(NoAnswer::Failed),
+            Err(_) => Err(NoAnswer::OutOfTime),
+        }
+    };
     let mut backends = Vec::new();
     let refresh = match &named.lookup {
         NameLookup::Address { host, port } => {
             let name = Name::from_dotted(host).map_err(|_| NoAnswer::Empty)?;
-            let resolution = resolver
-                .resolve(&name, RecordType::A)
-                .await
-                .map_err(NoAnswer::Failed)?;
+            let resolution = lookup(&name, RecordType::A).await?;
             for record in &resolution.answer.addresses {
                 backends.push(Backend {
                     address: SocketAddrV4::new(record.address, *port),
@@ -504,10 +537,7 @@ async fn resolve(
         }
         NameLookup::Service { name } => {
             let name = Name::from_dotted(name).map_err(|_| NoAnswer::Empty)?;
-            let resolution = resolver
-                .resolve(&name, RecordType::Srv)
-                .await
-                .map_err(NoAnswer::Failed)?;
+            let resolution = lookup(&name, RecordType::Srv).await?;
             let mut refresh = resolution.refresh_after;
             // RFC 2782: the lowest priority is used; the others are its fallbacks, which a
             // pool's own health and ejection already stand in for (Envoy's STRICT_DNS SRV
@@ -519,16 +549,24 @@ async fn resolve(
                 .filter(|service| !service.target.is_root())
                 .map(|service| service.priority)
                 .min();
-            for service in resolution
+            let mut services: Vec<_> = resolution
                 .answer
                 .services
                 .iter()
                 .filter(|service| Some(service.priority) == lowest && !service.target.is_root())
-            {
+                .collect();
+            // A pool holds at most MAX_BACKENDS, so no more targets are looked up (an answer
+            // over TCP may list hundreds); sorted first so that a server rotating its records
+            // does not change which ones.
+            services.sort_by(|one, other| {
+                (one.target.wire(), one.port).cmp(&(other.target.wire(), other.port))
+            });
+            services.truncate(MAX_BACKENDS);
+            for service in services {
                 // Weight 0 is "very small chance" (RFC 2782): the smallest weight here.
                 let weight = u32::from(service.weight).clamp(1, MAX_WEIGHT);
                 let addresses: Vec<_> = if service.target_addresses.is_empty() {
-                    match resolver.resolve(&service.target, RecordType::A).await {
+                    match lookup(&service.target, RecordType::A).await {
                         Ok(target) => {
                             refresh = refresh.min(target.refresh_after);
                             target
@@ -538,7 +576,11 @@ async fn resolve(
                                 .map(|record| record.address)
                                 .collect()
                         }
-                        // One target that does not resolve leaves the others in force.
+                        // A target that does not resolve fails the whole resolution when
+                        // there is a last good answer to keep: its addresses would otherwise
+                        // leave the pool and come back at the next good lookup (flapping).
+                        // Before any answer, the targets that resolved are better than none.
+                        Err(reason) if !named.resolved.is_empty() => return Err(reason),
                         Err(_) => Vec::new(),
                     }
                 } else {
@@ -612,7 +654,7 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
         };
         let resolver = follower.resolver(&current.configuration.dns.resolvers);
         drop(current);
-        let outcome = resolve(&resolver, &named).await;
+        let outcome = resolve(&resolver, &handle, &named).await;
         follower.publish_counters();
         let next = match outcome {
             Ok((backends, refresh)) => {
@@ -669,8 +711,9 @@ async fn resolve_entry(follower: Rc<Follower>, key: EntryKey) {
 }
 
 /// Puts `backends` in force for `key` as a new configuration (the `PUT /config` path: one
-/// publication, health carried over for the addresses that stay); `false` when they already
-/// were.
+/// publication, health carried over for the addresses that stay); whether the pool's
+/// membership changed (an answer that only changed addresses another entry also has is
+/// published, to be kept, but changes no membership).
 async fn publish(follower: &Follower, key: &EntryKey, backends: Vec<Backend>) -> bool {
     let board = follower.board();
     loop {
@@ -686,8 +729,9 @@ async fn publish(follower: &Follower, key: &EntryKey, backends: Vec<Backend>) ->
             if *settings == before {
                 return false;
             }
+            let changed = settings.backends != before.backends;
             board.publish(configuration);
-            return true;
+            return changed;
         }
         // A `PUT /config` is being applied: its result is the base for this change.
         follower.proxy.handle().sleep(CHANGE_BUSY_WAIT).await;

@@ -1,5 +1,6 @@
 //! The stub resolver: asks the configured recursive resolvers over a connected UDP socket, retries and fails over, falls back to TCP on a truncated answer, counts every answer it throws away, and says when to ask again.
 
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
@@ -149,7 +150,9 @@ pub struct Resolver {
     tcp: SharedTcpLayer,
     handle: Handle,
     config: ResolverConfig,
-    ids: RefCell<QueryIds>,
+    /// Shared with the resolvers this one replaces and is replaced by: a new server list
+    /// must not start the id sequence over (RFC 5452 section 9.2).
+    ids: Rc<RefCell<QueryIds>>,
     counters: Cell<ResolverCounters>,
 }
 
@@ -160,13 +163,25 @@ impl Resolver {
         handle: Handle,
         config: ResolverConfig,
     ) -> Resolver {
-        let ids = QueryIds::from_stack(&tcp);
+        let ids = Rc::new(RefCell::new(QueryIds::from_stack(&tcp)));
+        Resolver::with_query_ids(udp, tcp, handle, config, ids)
+    }
+
+    /// A resolver that draws its query ids from `ids`, which the caller keeps across
+    /// resolvers (a core's resolver is rebuilt when `PUT /config` changes the servers).
+    pub fn with_query_ids(
+        udp: SharedUdpLayer,
+        tcp: SharedTcpLayer,
+        handle: Handle,
+        config: ResolverConfig,
+        ids: Rc<RefCell<QueryIds>>,
+    ) -> Resolver {
         Resolver {
             udp,
             tcp,
             handle,
             config,
-            ids: RefCell::new(ids),
+            ids,
             counters: Cell::new(ResolverCounters::default()),
         }
     }

@@ -36,9 +36,13 @@ pub struct NamedBackend {
     pub lookup: NameLookup,
     /// The weight of each address of an A name (SRV records carry their own).
     pub weight: u32,
-    /// The last good answer as backends (none until the first answer); never holds an
-    /// address listed before it in the pool.
+    /// The last good answer as backends, whole (none until the first answer): an address
+    /// that is also listed, or in another entry's answer, is kept here too, so that it stays
+    /// in the pool while any entry still has it.
     pub resolved: Vec<Backend>,
+    /// How many of [`NamedBackend::resolved`] the pool took (the others were in it already,
+    /// or past [`MAX_BACKENDS`]); they follow the listed ones in [`PoolSettings::backends`].
+    pub backends_in_pool: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,34 +66,34 @@ impl NamedBackend {
 impl PoolSettings {
     /// The backends listed by address (the first of [`PoolSettings::backends`]).
     pub fn listed_backends(&self) -> &[Backend] {
-        let resolved: usize = self
+        let from_names: usize = self
             .named_backends
             .iter()
-            .map(|named| named.resolved.len())
+            .map(|named| named.backends_in_pool)
             .sum();
-        &self.backends[..self.backends.len().saturating_sub(resolved)]
+        &self.backends[..self.backends.len().saturating_sub(from_names)]
     }
 
-    /// Puts `answer` in force as named entry `index`'s backends and rebuilds
-    /// [`PoolSettings::backends`]; addresses already in the pool (listed, or from an earlier
-    /// name) are left out, at most [`MAX_BACKENDS`] in all.
+    /// Puts `answer` in force as named entry `index`'s whole answer and rebuilds
+    /// [`PoolSettings::backends`] from the listed backends and every entry's whole answer:
+    /// addresses already in the pool (listed, or from an earlier name) are left out, at most
+    /// [`MAX_BACKENDS`] in all. Rebuilding from whole answers keeps an address two entries
+    /// share in the pool while either still has it.
     pub fn set_resolved(&mut self, index: usize, answer: Vec<Backend>) {
         let mut backends = self.listed_backends().to_vec();
-        for (position, named) in self.named_backends.iter_mut().enumerate() {
-            let candidates = if position == index {
-                answer.clone()
-            } else {
-                core::mem::take(&mut named.resolved)
-            };
-            named.resolved.clear();
-            for backend in candidates {
+        if let Some(named) = self.named_backends.get_mut(index) {
+            named.resolved = answer;
+        }
+        for named in &mut self.named_backends {
+            named.backends_in_pool = 0;
+            for backend in &named.resolved {
                 if backends.len() < MAX_BACKENDS
                     && !backends
                         .iter()
                         .any(|known| known.address == backend.address)
                 {
-                    backends.push(backend);
-                    named.resolved.push(backend);
+                    backends.push(*backend);
+                    named.backends_in_pool += 1;
                 }
             }
         }
@@ -597,6 +601,7 @@ fn parse_named(key: &str, item: &str) -> Result<NamedBackend, SettingsError> {
             },
             weight: 1,
             resolved: Vec::new(),
+            backends_in_pool: 0,
         });
     }
     let (address, weight) = match item.split_once('*') {
@@ -635,6 +640,7 @@ fn parse_named(key: &str, item: &str) -> Result<NamedBackend, SettingsError> {
         },
         weight,
         resolved: Vec::new(),
+        backends_in_pool: 0,
     })
 }
 
